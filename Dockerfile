@@ -1,0 +1,11 @@
+# The sluice CLI in an image, for docker-compose.yml.
+FROM rust:1.95-bookworm AS build
+RUN apt-get update && apt-get install -y --no-install-recommends cmake libcurl4-openssl-dev libssl-dev pkg-config zlib1g-dev
+WORKDIR /src
+COPY . .
+RUN cargo build --release --locked -p sluice
+
+FROM debian:bookworm-slim
+RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates libcurl4 libssl3 zlib1g && rm -rf /var/lib/apt/lists/*
+COPY --from=build /src/target/release/sluice /usr/local/bin/sluice
+ENTRYPOINT ["sluice"]

@@ -1,0 +1,6 @@
+//! sluice consumers: projection workers and the sinks they write to.
+//!
+//! Data path: Kafka (Confluent-framed Avro) → worker (decode, fold) → [`sinks`] (Couchbase for
+//! the latest state of each entity, ClickHouse for analytics).
+
+pub mod sinks;

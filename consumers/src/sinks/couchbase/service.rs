@@ -1,0 +1,71 @@
+//! The network side of the Couchbase sink: connecting to the cluster with deadlines.
+//!
+//! The SDK retries `Cluster::connect` forever when nobody answers, and a KV call against a missing
+//! collection never returns; every call here therefore runs under a deadline so a wrong endpoint
+//! becomes an error message instead of a hung worker.
+
+use std::future::Future;
+use std::time::Duration;
+
+use couchbase::authenticator::PasswordAuthenticator;
+use couchbase::bucket::Bucket;
+use couchbase::cluster::Cluster;
+use couchbase::collection::Collection;
+use couchbase::options::cluster_options::ClusterOptions;
+use sluice_core::connections::CouchbaseConnection;
+
+use super::Error;
+
+/// How long connecting may take before we call the cluster unreachable.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A connected cluster and the bucket projections write to.
+pub struct Couchbase {
+    /// The SDK's cluster handle.
+    pub cluster: Cluster,
+    /// The configured bucket.
+    pub bucket: Bucket,
+    bucket_name: String,
+}
+
+impl std::fmt::Debug for Couchbase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Couchbase").field("bucket", &self.bucket_name).finish_non_exhaustive()
+    }
+}
+
+/// Runs a Couchbase call with a deadline, naming the operation when it expires.
+pub async fn deadline<T>(
+    what: &'static str,
+    limit: Duration,
+    fut: impl Future<Output = couchbase::error::Result<T>>,
+) -> Result<T, Error> {
+    match tokio::time::timeout(limit, fut).await {
+        Ok(result) => result.map_err(|source| Error::Couchbase { what, source }),
+        Err(_) => Err(Error::Timeout { what, after: limit }),
+    }
+}
+
+impl Couchbase {
+    /// Connects and opens the configured bucket.
+    pub async fn connect(conn: &CouchbaseConnection) -> Result<Self, Error> {
+        let auth = PasswordAuthenticator::new(&conn.username, conn.password.expose());
+        let opts = ClusterOptions::new(auth.into());
+        let cluster = deadline("connect", CONNECT_TIMEOUT, Cluster::connect(&conn.connstr, opts))
+            .await
+            .map_err(|e| Error::Unreachable { connstr: conn.connstr.clone(), reason: e.to_string() })?;
+        let bucket = cluster.bucket(&conn.bucket);
+        Ok(Self { cluster, bucket, bucket_name: conn.bucket.clone() })
+    }
+
+    /// A collection of the bucket (`_default` scope and collection when both are `None`).
+    pub fn collection(&self, scope: Option<&str>, collection: Option<&str>) -> Collection {
+        match (scope, collection) {
+            (None, None) => self.bucket.default_collection(),
+            (scope, collection) => self
+                .bucket
+                .scope(scope.unwrap_or("_default"))
+                .collection(collection.unwrap_or("_default")),
+        }
+    }
+}

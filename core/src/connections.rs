@@ -1,0 +1,295 @@
+//! Where the services are: Kafka, the schema registry, Couchbase and ClickHouse endpoints.
+//!
+//! Values come from `SLUICE_*` environment variables, layered over an env file (`dev/up` writes
+//! `.dev/env`; a deployment may point `SLUICE_ENV_FILE` at its own). The process environment always
+//! wins, so a user can override one endpoint without editing the file. Credentials come only from
+//! here, never from `topology.toml`, and [`Secret`] keeps them out of logs.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use thiserror::Error;
+
+/// Errors reading the environment.
+#[derive(Debug, Error)]
+pub enum EnvError {
+    /// The env file could not be read.
+    #[error("cannot read env file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A line of the env file is not `[export ]NAME=value`.
+    #[error("{path}:{line}: expected `export NAME=value`, got {text:?}")]
+    Syntax {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: usize,
+        /// The offending line.
+        text: String,
+    },
+    /// Required variables are not set anywhere.
+    #[error(
+        "missing {}: start the local services with `dev/up` (it writes .dev/env), \
+         or set them to point at your clusters (see README, 'Environment')",
+        .0.join(", ")
+    )]
+    Missing(Vec<&'static str>),
+}
+
+/// A string that never shows itself in `Debug` or `Display` output.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+    /// The value itself, for handing to a client library.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("\"<redacted>\"")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// Parses an env file: `NAME=value` or `export NAME=value` lines; blank lines and `#` comments are
+/// skipped; a value may be wrapped in single or double quotes. Pure, so it is tested without files.
+pub fn parse_env_file(path: &Path, text: &str) -> Result<BTreeMap<String, String>, EnvError> {
+    let mut vars = BTreeMap::new();
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let body = line.strip_prefix("export ").map_or(line, str::trim_start);
+        let syntax = || EnvError::Syntax { path: path.to_owned(), line: i + 1, text: raw.to_owned() };
+        let (name, value) = body.split_once('=').ok_or_else(syntax)?;
+        let valid_name = !name.is_empty()
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            && !name.starts_with(|c: char| c.is_ascii_digit());
+        if !valid_name {
+            return Err(syntax());
+        }
+        let value = value.trim();
+        let unquoted = [('"', '"'), ('\'', '\'')]
+            .iter()
+            .find_map(|(l, r)| value.strip_prefix(*l).and_then(|v| v.strip_suffix(*r)))
+            .unwrap_or(value);
+        vars.insert(name.to_owned(), unquoted.to_owned());
+    }
+    Ok(vars)
+}
+
+/// The process environment layered over an optional env file.
+#[derive(Debug, Clone, Default)]
+pub struct Env {
+    file: BTreeMap<String, String>,
+    path: Option<PathBuf>,
+}
+
+impl Env {
+    /// Only the process environment.
+    pub fn process() -> Self {
+        Self::default()
+    }
+
+    /// The process environment over the variables of `path`.
+    pub fn with_file(path: &Path) -> Result<Self, EnvError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| EnvError::Read { path: path.to_owned(), source })?;
+        Ok(Self { file: parse_env_file(path, &text)?, path: Some(path.to_owned()) })
+    }
+
+    /// From explicit variables (tests, or a caller that already parsed a file).
+    pub fn from_vars(vars: impl IntoIterator<Item = (String, String)>) -> Self {
+        Self { file: vars.into_iter().collect(), path: None }
+    }
+
+    /// The process environment over `$SLUICE_ENV_FILE`, or else over the nearest `.dev/env` in the
+    /// current directory or one of its parents (so `cargo test` in any crate finds the rig's file).
+    pub fn discover() -> Result<Self, EnvError> {
+        if let Some(path) = std::env::var_os("SLUICE_ENV_FILE") {
+            return Self::with_file(Path::new(&path));
+        }
+        let cwd = std::env::current_dir().unwrap_or_default();
+        match cwd.ancestors().map(|dir| dir.join(".dev/env")).find(|p| p.is_file()) {
+            Some(path) => Self::with_file(&path),
+            None => Ok(Self::process()),
+        }
+    }
+
+    /// The env file in use, if any.
+    pub fn file(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// A variable: the process environment first, then the file; empty counts as unset.
+    pub fn get(&self, name: &str) -> Option<String> {
+        std::env::var(name)
+            .ok()
+            .or_else(|| self.file.get(name).cloned())
+            .filter(|v| !v.is_empty())
+    }
+}
+
+/// How to reach a ClickHouse server over HTTP.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClickHouseConnection {
+    /// `http://host:8123`.
+    pub url: String,
+    /// User (`SLUICE_CLICKHOUSE_USER`); the server's default user when unset.
+    pub user: Option<String>,
+    /// Password (`SLUICE_CLICKHOUSE_PASSWORD`).
+    pub password: Option<Secret>,
+}
+
+/// How to reach the Couchbase cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CouchbaseConnection {
+    /// `couchbase://host` connection string.
+    pub connstr: String,
+    /// RBAC user name.
+    pub username: String,
+    /// RBAC password.
+    pub password: Secret,
+    /// Default bucket for projections that do not name one.
+    pub bucket: String,
+}
+
+/// Every endpoint sluice talks to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Connections {
+    /// Kafka bootstrap servers, `host:port[,host:port…]`.
+    pub kafka_brokers: String,
+    /// Confluent-API schema registry base URL.
+    pub schema_registry_url: String,
+    /// The Couchbase cluster.
+    pub couchbase: CouchbaseConnection,
+    /// The ClickHouse server projections write to.
+    pub clickhouse: ClickHouseConnection,
+    /// A second, older ClickHouse server (the compatibility target of the dev rig), if any.
+    pub clickhouse_compat: Option<ClickHouseConnection>,
+}
+
+/// The variables [`Connections::from_env`] reads, with their meaning (for `--help` and the README).
+pub const VARIABLES: &[(&str, &str)] = &[
+    ("SLUICE_KAFKA_BROKERS", "Kafka bootstrap servers, host:port[,host:port…]"),
+    ("SLUICE_SCHEMA_REGISTRY_URL", "Confluent-API schema registry base URL"),
+    ("SLUICE_COUCHBASE_CONNSTR", "Couchbase connection string, couchbase://host"),
+    ("SLUICE_COUCHBASE_USERNAME", "Couchbase user"),
+    ("SLUICE_COUCHBASE_PASSWORD", "Couchbase password (secret)"),
+    ("SLUICE_COUCHBASE_BUCKET", "Couchbase bucket (default: default)"),
+    ("SLUICE_CLICKHOUSE_URL", "ClickHouse HTTP URL, http://host:8123"),
+    ("SLUICE_CLICKHOUSE_USER", "ClickHouse user (optional)"),
+    ("SLUICE_CLICKHOUSE_PASSWORD", "ClickHouse password (optional, secret)"),
+    ("SLUICE_CLICKHOUSE_COMPAT_URL", "a second, older ClickHouse (dev rig's compatibility target; optional)"),
+];
+
+impl Connections {
+    /// Reads every endpoint; names all missing required variables at once.
+    pub fn from_env(env: &Env) -> Result<Self, EnvError> {
+        let mut missing = Vec::new();
+        let mut need = |name: &'static str| {
+            env.get(name).unwrap_or_else(|| {
+                missing.push(name);
+                String::new()
+            })
+        };
+        let kafka_brokers = need("SLUICE_KAFKA_BROKERS");
+        let schema_registry_url = need("SLUICE_SCHEMA_REGISTRY_URL");
+        let connstr = need("SLUICE_COUCHBASE_CONNSTR");
+        let username = need("SLUICE_COUCHBASE_USERNAME");
+        let password = Secret::new(need("SLUICE_COUCHBASE_PASSWORD"));
+        let clickhouse_url = need("SLUICE_CLICKHOUSE_URL");
+        if !missing.is_empty() {
+            return Err(EnvError::Missing(missing));
+        }
+        let clickhouse = |url| ClickHouseConnection {
+            url,
+            user: env.get("SLUICE_CLICKHOUSE_USER"),
+            password: env.get("SLUICE_CLICKHOUSE_PASSWORD").map(Secret::new),
+        };
+        Ok(Self {
+            kafka_brokers,
+            schema_registry_url,
+            couchbase: CouchbaseConnection {
+                connstr,
+                username,
+                password,
+                bucket: env.get("SLUICE_COUCHBASE_BUCKET").unwrap_or_else(|| "default".to_owned()),
+            },
+            clickhouse: clickhouse(clickhouse_url),
+            clickhouse_compat: env.get("SLUICE_CLICKHOUSE_COMPAT_URL").map(clickhouse),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Env {
+        Env::from_vars(pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())))
+    }
+
+    #[test]
+    fn parses_the_dev_env_file() {
+        let text = "# Written by dev/up\nexport SLUICE_KAFKA_BROKERS=127.0.0.1:19092\n\n\
+                    SLUICE_X='a b'\nexport  SLUICE_Y=\"c=d\"\n";
+        let vars = parse_env_file(Path::new("env"), text).expect("valid file");
+        assert_eq!(vars["SLUICE_KAFKA_BROKERS"], "127.0.0.1:19092");
+        assert_eq!(vars["SLUICE_X"], "a b");
+        assert_eq!(vars["SLUICE_Y"], "c=d");
+    }
+
+    #[test]
+    fn reports_the_bad_line() {
+        let err = parse_env_file(Path::new(".dev/env"), "A=1\nnot a var\n").expect_err("bad line");
+        assert_eq!(err.to_string(), ".dev/env:2: expected `export NAME=value`, got \"not a var\"");
+        assert!(parse_env_file(Path::new("f"), "1A=x").is_err());
+    }
+
+    #[test]
+    fn names_every_missing_variable() {
+        let err = Connections::from_env(&env(&[("SLUICE_KAFKA_BROKERS", "k:1")])).expect_err("missing");
+        let msg = err.to_string();
+        for name in ["SLUICE_SCHEMA_REGISTRY_URL", "SLUICE_COUCHBASE_CONNSTR", "SLUICE_CLICKHOUSE_URL"] {
+            assert!(msg.contains(name), "{msg}");
+        }
+        assert!(!msg.contains("SLUICE_KAFKA_BROKERS"), "{msg}");
+        assert!(msg.contains("dev/up"), "{msg}");
+    }
+
+    #[test]
+    fn reads_everything_and_hides_the_password() {
+        let c = Connections::from_env(&env(&[
+            ("SLUICE_KAFKA_BROKERS", "k:1"),
+            ("SLUICE_SCHEMA_REGISTRY_URL", "http://r"),
+            ("SLUICE_COUCHBASE_CONNSTR", "couchbase://c"),
+            ("SLUICE_COUCHBASE_USERNAME", "u"),
+            ("SLUICE_COUCHBASE_PASSWORD", "hunter2"),
+            ("SLUICE_CLICKHOUSE_URL", "http://ch"),
+        ]))
+        .expect("complete");
+        assert_eq!(c.couchbase.bucket, "default");
+        assert_eq!(c.clickhouse_compat, None);
+        assert_eq!(c.couchbase.password.expose(), "hunter2");
+        assert!(!format!("{c:?}").contains("hunter2"));
+    }
+}

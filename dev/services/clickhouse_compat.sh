@@ -1,0 +1,90 @@
+# shellcheck shell=bash
+# clickhouse_compat: a real ClickHouse 18.16 server (Debian bookworm's clickhouse-server package), the
+# oldest server sluice's ClickHouse sink must still work against. Run by us, not by systemd/init.d,
+# with our own config from dev/clickhouse_compat/ (loopback only, data under $DEV_DIR).
+#
+# Ports: SLUICE_DEV_CLICKHOUSE_COMPAT_PORT (HTTP, default 18124), SLUICE_DEV_CLICKHOUSE_COMPAT_TCP_PORT
+# (native, default 19001). A default that is already taken is replaced by a free port; an explicitly
+# set one is used as is.
+
+CHC_HOME="$DEV_DIR/clickhouse_compat"
+CHC_TEMPLATES="$ROOT/dev/clickhouse_compat"
+
+# The package's server binary (a small launcher linked against clickhouse-common's libclickhouse.so).
+# Beware: /etc/init.d/clickhouse-server's `stop` (also run by the package's prerm on a host with an
+# init system) matches by this path, not by user, so it would stop our instance too.
+CHC_BIN=/usr/sbin/clickhouse-server
+
+# The HTTP URL of the server: its port is read back from the config the last start rendered (the
+# source of truth, also when the default port was busy and a free one was picked), else the default.
+_chc_url() {
+  local port=""
+  [[ -f "$CHC_HOME/etc/config.xml" ]] &&
+    port="$(sed -n 's|.*<http_port>\([0-9]*\)</http_port>.*|\1|p' "$CHC_HOME/etc/config.xml")"
+  echo "http://127.0.0.1:${port:-$(port_of SLUICE_DEV_CLICKHOUSE_COMPAT_PORT 18124)}"
+}
+
+# _chc_port VAR DEFAULT : $VAR if set, else DEFAULT unless something already listens there.
+_chc_port() {
+  if [[ -n "${!1:-}" ]]; then echo "${!1}"; return; fi
+  if (exec 3<>"/dev/tcp/127.0.0.1/$2") 2>/dev/null; then free_port; else echo "$2"; fi
+}
+
+# _chc_query SQL : run SQL over HTTP, print the body; non-zero on an HTTP error (body on stderr).
+_chc_query() {
+  curl -sS --fail-with-body --max-time 5 --data-binary "$1" "$(_chc_url)/"
+}
+
+clickhouse_compat_install() {
+  # --no-install-recommends (apt_install) skips clickhouse-client: HTTP + curl is all we need.
+  # On a host *with* an init system the package's postinst also starts the system service on
+  # 8123/9000 as user clickhouse; containers block that (policy-rc.d / no init), and we never use it.
+  apt_install clickhouse-server curl
+  [[ -x "$CHC_BIN" ]] || die "clickhouse_compat: $CHC_BIN missing after install"
+}
+
+clickhouse_compat_start() {
+  # Already ours and alive: never launch a second one (it would overwrite the pid file and die on
+  # the data dir's lock); just wait for it to answer.
+  if is_running clickhouse_compat; then
+    log "clickhouse_compat already running"
+    wait_for clickhouse_compat 60; _chc_write_env "$(_chc_url)"; return 0
+  fi
+  local http tcp
+  http="$(_chc_port SLUICE_DEV_CLICKHOUSE_COMPAT_PORT 18124)"
+  tcp="$(_chc_port SLUICE_DEV_CLICKHOUSE_COMPAT_TCP_PORT 19001)"
+
+  # Config is re-rendered on every start so template edits and port changes take effect; data persists.
+  mkdir -p "$CHC_HOME/etc" "$CHC_HOME/data"
+  sed -e "s|@HTTP_PORT@|$http|" -e "s|@TCP_PORT@|$tcp|" -e "s|@DATA_DIR@|$CHC_HOME/data|g" \
+    "$CHC_TEMPLATES/config.xml" > "$CHC_HOME/etc/config.xml"
+  cp "$CHC_TEMPLATES/users.xml" "$CHC_HOME/etc/users.xml"
+
+  # Foreground (no --daemon, no --pid-file) so the pid start_bg records is the server itself.
+  # Running as root is fine for 18.16 (checked): it has no user switch and the data dir is ours.
+  log "starting clickhouse_compat (ClickHouse 18.16) http=$http tcp=$tcp"
+  start_bg clickhouse_compat "$CHC_BIN" --config-file="$CHC_HOME/etc/config.xml"
+  wait_for clickhouse_compat 60
+  _chc_write_env "$(_chc_url)"
+}
+
+_chc_write_env() {
+  echo "export SLUICE_CLICKHOUSE_COMPAT_URL=$1" > "$RUN_DIR/clickhouse_compat.env"
+}
+
+# Healthy = /ping answers "Ok." and a real query runs.
+clickhouse_compat_health() {
+  [[ "$(curl -sS --max-time 2 "$(_chc_url)/ping" 2>/dev/null)" == "Ok." ]] || return 1
+  [[ "$(_chc_query 'SELECT 1' 2>/dev/null)" == "1" ]]
+}
+
+clickhouse_compat_version() {
+  # The live server's answer when it is up, else the installed package's version.
+  _chc_query 'SELECT version()' 2>/dev/null \
+    || dpkg-query -W -f='${Version} (package, not running)\n' clickhouse-server 2>/dev/null \
+    || echo "not installed"
+}
+
+clickhouse_compat_endpoint() {
+  echo "$(_chc_url) (ClickHouse 18.16 HTTP)"
+}
