@@ -45,8 +45,10 @@ async fn replacing_merge_tree_collapses_duplicates(conn: &ClickHouseConnection) 
         within("insert", 30, insert.end()).await.expect("end insert");
     }
 
+    // Without FINAL the count depends on when parts merge (and on `optimize_on_insert`, which new
+    // servers apply within one insert), so only its bounds are certain.
     let all: u64 = client.query("SELECT count() FROM ?").bind(Identifier(&table)).fetch_one().await.expect("count");
-    assert_eq!(all, 8, "every row was stored (merges may not have run yet)");
+    assert!((3..=8).contains(&all), "stored rows: {all}");
     let latest = within(
         "select final",
         30,

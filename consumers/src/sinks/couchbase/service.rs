@@ -55,6 +55,11 @@ impl Couchbase {
             .await
             .map_err(|e| Error::Unreachable { connstr: conn.connstr.clone(), reason: e.to_string() })?;
         let bucket = cluster.bucket(&conn.bucket);
+        // Opening a bucket happens in the background; waiting here turns a wrong bucket name into
+        // an error at start-up rather than a hang on the first write.
+        deadline("open bucket", CONNECT_TIMEOUT, bucket.wait_until_ready(None))
+            .await
+            .map_err(|e| Error::Unreachable { connstr: conn.connstr.clone(), reason: e.to_string() })?;
         Ok(Self { cluster, bucket, bucket_name: conn.bucket.clone() })
     }
 
