@@ -96,11 +96,13 @@ pub fn parse_env_file(path: &Path, text: &str) -> Result<BTreeMap<String, String
     Ok(vars)
 }
 
-/// The process environment layered over an optional env file.
+/// The process environment layered over an optional env file, over optional defaults (the
+/// topology's `[connections]`).
 #[derive(Debug, Clone, Default)]
 pub struct Env {
     file: BTreeMap<String, String>,
     path: Option<PathBuf>,
+    defaults: BTreeMap<String, String>,
 }
 
 impl Env {
@@ -113,12 +115,20 @@ impl Env {
     pub fn with_file(path: &Path) -> Result<Self, EnvError> {
         let text = std::fs::read_to_string(path)
             .map_err(|source| EnvError::Read { path: path.to_owned(), source })?;
-        Ok(Self { file: parse_env_file(path, &text)?, path: Some(path.to_owned()) })
+        Ok(Self { file: parse_env_file(path, &text)?, path: Some(path.to_owned()), defaults: BTreeMap::new() })
     }
 
     /// From explicit variables (tests, or a caller that already parsed a file).
     pub fn from_vars(vars: impl IntoIterator<Item = (String, String)>) -> Self {
-        Self { file: vars.into_iter().collect(), path: None }
+        Self { file: vars.into_iter().collect(), path: None, defaults: BTreeMap::new() }
+    }
+
+    /// Adds a lowest layer: values used only when neither the process environment nor the file
+    /// sets the variable (e.g. `Topology::connections().env_defaults()`).
+    #[must_use]
+    pub fn with_defaults(mut self, defaults: impl IntoIterator<Item = (String, String)>) -> Self {
+        self.defaults.extend(defaults);
+        self
     }
 
     /// The process environment over `$SLUICE_ENV_FILE`, or else over the nearest `.dev/env` in the
@@ -139,12 +149,15 @@ impl Env {
         self.path.as_deref()
     }
 
-    /// A variable: the process environment first, then the file; empty counts as unset.
+    /// A variable: the process environment first, then the file, then the defaults; empty counts
+    /// as unset.
     pub fn get(&self, name: &str) -> Option<String> {
+        let non_empty = |v: &String| !v.is_empty();
         std::env::var(name)
             .ok()
-            .or_else(|| self.file.get(name).cloned())
-            .filter(|v| !v.is_empty())
+            .filter(non_empty)
+            .or_else(|| self.file.get(name).filter(|v| non_empty(v)).cloned())
+            .or_else(|| self.defaults.get(name).filter(|v| non_empty(v)).cloned())
     }
 }
 
@@ -153,6 +166,8 @@ impl Env {
 pub struct ClickHouseConnection {
     /// `http://host:8123`.
     pub url: String,
+    /// Database of tables that name none (`SLUICE_CLICKHOUSE_DATABASE`, default `default`).
+    pub database: String,
     /// User (`SLUICE_CLICKHOUSE_USER`); the server's default user when unset.
     pub user: Option<String>,
     /// Password (`SLUICE_CLICKHOUSE_PASSWORD`).
@@ -198,6 +213,7 @@ pub const VARIABLES: &[(&str, &str)] = &[
     ("SLUICE_CLICKHOUSE_URL", "ClickHouse HTTP URL, http://host:8123"),
     ("SLUICE_CLICKHOUSE_USER", "ClickHouse user (optional)"),
     ("SLUICE_CLICKHOUSE_PASSWORD", "ClickHouse password (optional, secret)"),
+    ("SLUICE_CLICKHOUSE_DATABASE", "ClickHouse database (default: default)"),
     ("SLUICE_CLICKHOUSE_COMPAT_URL", "a second, older ClickHouse (dev rig's compatibility target; optional)"),
 ];
 
@@ -222,6 +238,7 @@ impl Connections {
         }
         let clickhouse = |url| ClickHouseConnection {
             url,
+            database: env.get("SLUICE_CLICKHOUSE_DATABASE").unwrap_or_else(|| "default".to_owned()),
             user: env.get("SLUICE_CLICKHOUSE_USER"),
             password: env.get("SLUICE_CLICKHOUSE_PASSWORD").map(Secret::new),
         };
@@ -291,5 +308,19 @@ mod tests {
         assert_eq!(c.clickhouse_compat, None);
         assert_eq!(c.couchbase.password.expose(), "hunter2");
         assert!(!format!("{c:?}").contains("hunter2"));
+        assert_eq!(c.clickhouse.database, "default");
+    }
+
+    #[test]
+    fn defaults_are_the_lowest_layer() {
+        let e = env(&[("SLUICE_TEST_FROM_FILE", "file"), ("SLUICE_TEST_EMPTY", "")]).with_defaults([
+            ("SLUICE_TEST_FROM_FILE".to_owned(), "default".to_owned()),
+            ("SLUICE_TEST_EMPTY".to_owned(), "default".to_owned()),
+            ("SLUICE_TEST_ONLY_DEFAULT".to_owned(), "default".to_owned()),
+        ]);
+        assert_eq!(e.get("SLUICE_TEST_FROM_FILE").as_deref(), Some("file"));
+        assert_eq!(e.get("SLUICE_TEST_EMPTY").as_deref(), Some("default"));
+        assert_eq!(e.get("SLUICE_TEST_ONLY_DEFAULT").as_deref(), Some("default"));
+        assert_eq!(e.get("SLUICE_TEST_UNSET"), None);
     }
 }

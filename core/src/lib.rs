@@ -1,15 +1,20 @@
 //! sluice core: the pure heart of the pipeline, shared by producers, consumers and the CLI.
 //!
 //! - [`framing`]: the Confluent wire format (magic byte, schema id, Avro body).
+//! - [`avro`]: user JSON ⇄ Avro values, and the Avro body written and read (with schema resolution).
 //! - [`connections`]: where the services are (`SLUICE_*` variables over an env file).
+//! - [`event`]: a decoded event split into envelope and payload.
 //! - [`fold`]: how an event changes an entity's latest-state document (Couchbase projection).
 //! - [`offsets`]: the commit point of a partition, never past an unacknowledged message.
 //!
 //! Nothing here opens a socket: producers and consumers own the I/O.
 
+pub mod avro;
 pub mod connections;
+pub mod event;
 pub mod fold;
 pub mod framing;
+pub mod topology;
 pub mod offsets;
 
 pub use connections::{Connections, Env, Secret};

@@ -75,6 +75,12 @@ impl OffsetTracker {
         Some(point)
     }
 
+    /// Forgets the last handed-out commit point after its commit failed, so the next
+    /// [`OffsetTracker::take_commit`] offers it again.
+    pub fn commit_failed(&mut self) {
+        self.committed = None;
+    }
+
     /// How many received messages wait for their acknowledgement.
     pub fn in_flight(&self) -> usize {
         self.pending.len()

@@ -1,0 +1,71 @@
+//! What every subcommand starts from: the validated topology and the resolved endpoints.
+
+use anyhow::Context as _;
+use sluice_core::topology::{Topology, TopologyError};
+use sluice_core::{Connections, Env};
+
+use crate::GlobalArgs;
+
+/// The topology and the endpoints, resolved once per command.
+#[derive(Debug)]
+pub(crate) struct Context {
+    /// The validated topology.
+    pub(crate) topology: Option<Topology>,
+    /// Every endpoint.
+    pub(crate) connections: Connections,
+}
+
+/// The process environment over the env file (explicit or discovered).
+fn env(args: &GlobalArgs) -> anyhow::Result<Env> {
+    Ok(match &args.env_file {
+        Some(path) => Env::with_file(path)?,
+        None => Env::discover()?,
+    })
+}
+
+/// Loads the topology, printing its report (every problem with its location) when invalid.
+pub(crate) fn load_topology(args: &GlobalArgs) -> anyhow::Result<Topology> {
+    match Topology::load(&args.topology) {
+        Ok(t) => {
+            if !t.warnings().is_empty() {
+                eprint!("{}", t.warnings());
+            }
+            Ok(t)
+        }
+        Err(TopologyError::Invalid(report)) => {
+            eprint!("{report}");
+            anyhow::bail!("{} is invalid (run `sluice topology check` for the list)", args.topology.display())
+        }
+        Err(e) => Err(e).context("reading the topology (pass --topology PATH or run from the repository root)"),
+    }
+}
+
+impl Context {
+    /// Topology and connections; the topology's `[connections]` are the lowest layer.
+    pub(crate) fn load(args: &GlobalArgs) -> anyhow::Result<Self> {
+        let topology = load_topology(args)?;
+        let env = env(args)?.with_defaults(topology.connections().env_defaults());
+        let connections = Connections::from_env(&env).context("finding the services")?;
+        Ok(Self { topology: Some(topology), connections })
+    }
+
+    /// Connections only (for `doctor`): the topology's defaults are used when it loads, but a
+    /// missing or broken topology does not stop a health check.
+    pub(crate) fn connections_only(args: &GlobalArgs) -> anyhow::Result<Self> {
+        let mut env = env(args)?;
+        let topology = Topology::load(&args.topology).ok();
+        if let Some(t) = &topology {
+            env = env.with_defaults(t.connections().env_defaults());
+        }
+        if let Some(file) = env.file() {
+            println!("endpoints from {} (SLUICE_* variables override it)\n", file.display());
+        }
+        let connections = Connections::from_env(&env).context("finding the services")?;
+        Ok(Self { topology, connections })
+    }
+
+    /// The topology, which `load` guarantees.
+    pub(crate) fn topology(&self) -> anyhow::Result<&Topology> {
+        self.topology.as_ref().context("no topology loaded")
+    }
+}

@@ -1,0 +1,77 @@
+//! The contract between a projection worker and the store it writes to.
+//!
+//! The worker reads one partition's records, decodes them into [`Event`]s and hands a sink one
+//! [`Batch`] at a time: events of one partition, in offset order. The sink answers with what it
+//! could not take for good (each such event goes to the dead-letter topic with the reason) or an
+//! error whose kind tells the worker what to do next. Offsets are committed only after `write`
+//! returned `Ok` — so a sink must be idempotent: the same batch may be written again after a crash.
+
+use std::future::Future;
+use std::time::Duration;
+
+use sluice_core::event::Event;
+
+/// Events of one partition, in offset order, to be written together.
+#[derive(Debug, Clone)]
+pub struct Batch {
+    /// Source topic.
+    pub topic: String,
+    /// Source partition.
+    pub partition: i32,
+    /// The decoded events (records that failed to decode are already on their way to the DLQ).
+    pub events: Vec<Event>,
+    /// Offset of the first record the batch covers (decoded or not).
+    pub first_offset: i64,
+    /// Offset of the last record the batch covers.
+    pub last_offset: i64,
+}
+
+impl Batch {
+    /// An idempotency token for the whole batch: `<topic>:<partition>:<first>-<last>`.
+    pub fn token(&self) -> String {
+        format!("{}:{}:{}-{}", self.topic, self.partition, self.first_offset, self.last_offset)
+    }
+}
+
+/// One event the sink refuses for good (it will never succeed, retrying is pointless).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejected {
+    /// Offset of the event in its partition.
+    pub offset: i64,
+    /// Why, for the DLQ header and the operator.
+    pub reason: String,
+}
+
+/// Why a whole write failed, and so what the worker does next.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    /// Worth retrying (timeouts, unavailable server, CAS contention beyond the sink's own
+    /// retries): the worker backs off and writes the same batch again, committing nothing past it.
+    #[error("transient: {0}")]
+    Transient(String),
+    /// The configuration or target is wrong (missing table, bad credentials): retrying cannot help
+    /// and moving on would lose data, so the worker stops with this message.
+    #[error("configuration: {0}")]
+    Config(String),
+}
+
+/// A projection target.
+pub trait Sink: Send + Sync {
+    /// A short name for logs and metrics (`couchbase`, `clickhouse`).
+    fn kind(&self) -> &'static str;
+
+    /// Writes a batch idempotently; returns the events refused for good.
+    fn write(&self, batch: &Batch) -> impl Future<Output = Result<Vec<Rejected>, SinkError>> + Send;
+
+    /// Bounds for how long the worker collects a batch before writing it.
+    fn batching(&self) -> Batching;
+}
+
+/// How a worker groups records for a sink.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Batching {
+    /// Write when this many records are collected …
+    pub max_records: usize,
+    /// … or when the oldest collected record waited this long.
+    pub linger: Duration,
+}

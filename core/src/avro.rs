@@ -1,0 +1,1661 @@
+//! Avro values: built from a user's JSON, written as the Avro body, read back, turned into JSON.
+//!
+//! Events enter as plain JSON (`sluice publish`, the HTTP gateway). [`json_to_avro`] turns that
+//! JSON into an Avro [`Value`] guided by the event's schema and rejects everything the schema
+//! does not describe, with an error naming the exact place (`$.items[0].amount_cents: expected
+//! long, found string "12"`). [`encode`] writes the value as the body that
+//! [`crate::framing::frame`] wraps. On the consuming side [`decode`] reads a body split off by
+//! [`crate::framing::unframe`] with the schema it was written with (looked up by id in the
+//! registry) and resolves it to the projection's reader schema, so events written with an older
+//! compatible schema read like current ones; [`avro_to_json`] then turns the value into the JSON
+//! stored in Couchbase documents and ClickHouse payload columns. Pure code: no I/O.
+//!
+//! # The JSON mapping
+//!
+//! | Avro | JSON accepted by [`json_to_avro`] | JSON made by [`avro_to_json`] |
+//! |---|---|---|
+//! | `null`, `boolean`, `string` | the same | the same |
+//! | `int`, `long` | an integer in range (`2.0` is 2, `2.5` is rejected, `"2"` too) | integer |
+//! | `float`, `double` | a number | a number; NaN and ±infinity become `null` |
+//! | `bytes`, `fixed` | a hex string (either case; `fixed` must have its exact size) | lowercase hex |
+//! | `enum` | one of its symbols | the symbol |
+//! | `array`, `map`, `record` | an array, an object, an object | the same; record field order kept, map keys sorted |
+//! | union | the bare value (no `{"string": ..}` wrapper); `null` picks the null branch, anything else the first branch that accepts it | the bare value |
+//! | `uuid` | a UUID string (hyphenated, simple, braced or `urn:uuid:`) | lowercase hyphenated |
+//! | `date` | integer days since 1970-01-01, or `"YYYY-MM-DD"` | integer days |
+//! | `time-millis`, `time-micros` | an integer | integer |
+//! | `timestamp-millis`/`-micros`/`-nanos` | an integer since the epoch, or an RFC 3339 string (`"2026-11-26T04:28:21.123Z"`, any offset; digits finer than the unit are truncated toward the past) | integer |
+//! | `local-timestamp-*` | an integer | integer |
+//! | `decimal` | a decimal string (`"12.34"`) or number, at most the schema's scale and precision, unscaled value within 128 bits | the **unscaled** integer as a string (`"1234"`): the scale is in the schema, not the value |
+//! | `big-decimal` | a decimal string or number | its decimal string |
+//! | `duration` | `{"months": .., "days": .., "millis": ..}` | the same |
+//!
+//! Records are strict: every JSON field must be a field of the schema (an unknown one is an error
+//! with a "did you mean" when a field name is close), and a field the JSON leaves out takes the
+//! schema default, or is an error when it has none. An explicit `null` is the null value when the
+//! field's type allows null, and the default otherwise.
+//!
+//! Error paths are JSONPath-like: `$` is the event, `.name` a field or map key, `[3]` an array
+//! item, `["a key"]` a field or key that is not an identifier.
+
+use std::fmt::Write as _;
+use std::io::Cursor;
+use std::str::FromStr;
+
+use apache_avro::reader::datum::GenericDatumReader;
+use apache_avro::schema::{
+    DecimalSchema, EnumSchema, FixedSchema, InnerDecimalSchema, NamesRef, NamespaceRef, RecordField, RecordSchema,
+    ResolvedSchema, UnionSchema,
+};
+use apache_avro::types::Value;
+use apache_avro::writer::datum::GenericDatumWriter;
+use apache_avro::{BigDecimal, Days, Decimal, Duration, Millis, Months, Schema, Uuid};
+use serde_json::{Map, Number, Value as Json};
+use thiserror::Error;
+
+/// Why a JSON event does not fit its schema. Its text is meant for the user who sent the event:
+/// `$.amount_cents: expected long, found string "12"`.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("{path}: {kind}")]
+pub struct ConvertError {
+    /// Where in the JSON: `$` is the event, `$.items[0].amount_cents` a nested field (see the
+    /// module docs). For a missing or unknown field, the record that should (not) hold it.
+    pub path: String,
+    /// What is wrong there.
+    pub kind: ConvertErrorKind,
+}
+
+/// What is wrong at a [`ConvertError::path`]. Offending values are quoted as JSON and shortened to
+/// 64 characters.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ConvertErrorKind {
+    /// A field without a default is absent.
+    #[error("missing required field {}", quote(.name))]
+    MissingField {
+        /// The schema's field name.
+        name: String,
+    },
+    /// The JSON has a field the record does not define.
+    #[error("unknown field {}{}", quote(.name), did_you_mean(.suggestion.as_deref()))]
+    UnknownField {
+        /// The JSON's field name.
+        name: String,
+        /// The schema field it most likely meant (close spelling, other case or `_`, an alias).
+        suggestion: Option<String>,
+    },
+    /// The JSON value has the wrong type for the schema.
+    #[error("expected {expected}, found {found}{}", value_suffix(.value.as_deref()))]
+    WrongType {
+        /// The schema type, e.g. `long`, `null or string`, `record Item`.
+        expected: String,
+        /// The JSON type: `null`, `boolean`, `number`, `string`, `array` or `object`.
+        found: &'static str,
+        /// The JSON value, for scalars.
+        value: Option<String>,
+    },
+    /// A number (or timestamp) that does not fit the schema type.
+    #[error("{value} is out of range for {expected}")]
+    OutOfRange {
+        /// The schema type with its range, e.g. `int (-2147483648 to 2147483647)`.
+        expected: String,
+        /// The JSON value.
+        value: String,
+    },
+    /// A string that is not a symbol of the enum.
+    #[error("unknown enum symbol {symbol}, expected one of {}", .allowed.join(", "))]
+    InvalidEnumSymbol {
+        /// The JSON string, quoted.
+        symbol: String,
+        /// The enum's symbols, in schema order.
+        allowed: Vec<String>,
+    },
+    /// A string that is not a UUID.
+    #[error("invalid uuid {value}: {reason}")]
+    InvalidUuid {
+        /// The JSON string, quoted.
+        value: String,
+        /// What the UUID parser objected to.
+        reason: String,
+    },
+    /// A string that is not an RFC 3339 date-time.
+    #[error("invalid timestamp {value}: {reason}")]
+    InvalidTimestamp {
+        /// The JSON string, quoted.
+        value: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A string that is not a `YYYY-MM-DD` date.
+    #[error("invalid date {value}: {reason}")]
+    InvalidDate {
+        /// The JSON string, quoted.
+        value: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A string that is not the hex form of the bytes the schema wants.
+    #[error("invalid bytes {value}: {reason}")]
+    InvalidBytes {
+        /// The JSON string, quoted.
+        value: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A number or string that is not a decimal the schema can hold.
+    #[error("invalid decimal {value}: {reason}")]
+    InvalidDecimal {
+        /// The JSON value.
+        value: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// No branch of a union (other than a single non-null one, whose own error is reported
+    /// instead) accepts the value.
+    #[error("no branch of the union accepts {found}{}; tried {}", value_suffix(.value.as_deref()), .tried.join(", "))]
+    NoUnionBranch {
+        /// The branches, in schema order.
+        tried: Vec<String>,
+        /// The JSON type.
+        found: &'static str,
+        /// The JSON value, for scalars.
+        value: Option<String>,
+    },
+    /// The schema's default for a field the JSON left out does not fit the field (a schema bug).
+    #[error("the schema default of field {} does not fit its type: {reason}", quote(.name))]
+    InvalidDefault {
+        /// The field.
+        name: String,
+        /// Why the default does not convert.
+        reason: String,
+    },
+    /// The schema names a type it does not define.
+    #[error("the schema refers to an undefined type {name}")]
+    UnresolvedRef {
+        /// The full name.
+        name: String,
+    },
+    /// The schema itself is unusable (e.g. a type defined twice).
+    #[error("invalid schema: {reason}")]
+    InvalidSchema {
+        /// The Avro library's reason.
+        reason: String,
+    },
+}
+
+/// Why a value could not be written as an Avro body.
+#[derive(Debug, Error)]
+pub enum EncodeError {
+    /// The schema's named types do not resolve.
+    #[error("invalid schema: {0}")]
+    Schema(apache_avro::Error),
+    /// The value does not fit the schema, even after Avro resolution (int to long, string to
+    /// uuid, a bare value to its union branch).
+    #[error("value does not match the schema: {0}")]
+    Mismatch(apache_avro::Error),
+}
+
+/// Why an Avro body could not be read. Permanent for that record: it goes to the dead-letter
+/// topic with this text as the reason.
+#[derive(Debug, Error)]
+pub enum DecodeError {
+    /// The writer or reader schema's named types do not resolve.
+    #[error("invalid schema: {0}")]
+    Schema(apache_avro::Error),
+    /// The body is not a datum of the writer schema (truncated, corrupt, or another schema).
+    #[error("cannot read the Avro body with the writer schema: {0}")]
+    Body(apache_avro::Error),
+    /// The writer schema's datum ends before the body does: the body was written with another
+    /// schema, or bytes were appended.
+    #[error("{0} trailing bytes after the Avro body")]
+    TrailingBytes(usize),
+    /// The value read does not resolve to the reader schema (the schemas are not compatible).
+    #[error("cannot resolve the event to the reader schema: {0}")]
+    Resolve(apache_avro::Error),
+}
+
+/// Converts a user's JSON event into an Avro value of `schema` (see the module docs for the
+/// mapping and the strictness rules).
+pub fn json_to_avro(json: &Json, schema: &Schema) -> Result<Value, ConvertError> {
+    let resolved = ResolvedSchema::new(schema).map_err(|e| ConvertError {
+        path: "$".to_owned(),
+        kind: ConvertErrorKind::InvalidSchema { reason: e.to_string() },
+    })?;
+    Converter { names: resolved.get_names(), source: Source::Input }
+        .convert(json, schema, None)
+        .map_err(Fail::into_error)
+}
+
+/// Turns a decoded Avro value into JSON (see the module docs for the mapping).
+pub fn avro_to_json(value: &Value) -> Json {
+    match value {
+        Value::Null => Json::Null,
+        Value::Boolean(b) => Json::Bool(*b),
+        Value::Int(n) | Value::Date(n) | Value::TimeMillis(n) => Json::from(*n),
+        Value::Long(n)
+        | Value::TimeMicros(n)
+        | Value::TimestampMillis(n)
+        | Value::TimestampMicros(n)
+        | Value::TimestampNanos(n)
+        | Value::LocalTimestampMillis(n)
+        | Value::LocalTimestampMicros(n)
+        | Value::LocalTimestampNanos(n) => Json::from(*n),
+        // Through the shortest decimal form, so 0.1f32 is 0.1 and not 0.10000000149011612.
+        Value::Float(f) => {
+            f.to_string().parse::<f64>().ok().and_then(Number::from_f64).map_or(Json::Null, Json::Number)
+        }
+        Value::Double(f) => Number::from_f64(*f).map_or(Json::Null, Json::Number),
+        Value::Bytes(bytes) | Value::Fixed(_, bytes) => Json::String(hex(bytes)),
+        Value::String(s) | Value::Enum(_, s) => Json::String(s.clone()),
+        Value::Uuid(uuid) => Json::String(uuid.hyphenated().to_string()),
+        Value::Union(_, inner) => avro_to_json(inner),
+        Value::Array(items) => Json::Array(items.iter().map(avro_to_json).collect()),
+        Value::Map(entries) => {
+            let mut sorted: Vec<_> = entries.iter().collect();
+            sorted.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            Json::Object(sorted.into_iter().map(|(k, v)| (k.clone(), avro_to_json(v))).collect())
+        }
+        Value::Record(fields) => Json::Object(fields.iter().map(|(k, v)| (k.clone(), avro_to_json(v))).collect()),
+        Value::Decimal(decimal) => Json::String(unscaled_decimal(decimal)),
+        Value::BigDecimal(decimal) => Json::String(decimal.to_string()),
+        Value::Duration(d) => {
+            let mut object = Map::new();
+            object.insert("months".to_owned(), Json::from(u32::from(d.months())));
+            object.insert("days".to_owned(), Json::from(u32::from(d.days())));
+            object.insert("millis".to_owned(), Json::from(u32::from(d.millis())));
+            Json::Object(object)
+        }
+    }
+}
+
+/// Writes `value` as an Avro binary body of `schema` (no header: [`crate::framing::frame`] adds
+/// it). A value that fits only after Avro resolution (an `Int` for a long, a `String` for a uuid,
+/// a bare value for a union) is resolved first.
+pub fn encode(value: &Value, schema: &Schema) -> Result<Vec<u8>, EncodeError> {
+    let resolved = ResolvedSchema::new(schema).map_err(EncodeError::Schema)?;
+    let writer =
+        GenericDatumWriter::builder(schema).resolved_schemata(resolved.clone()).build().map_err(EncodeError::Schema)?;
+    let mut body = Vec::new();
+    if writer.write_value_ref(&mut body, value).is_ok() {
+        return Ok(body);
+    }
+    // Validation failed (writing to a Vec cannot): resolution either makes the value fit or says
+    // precisely why it cannot, which validation does not.
+    let value = value.clone().resolve_with_names(schema, resolved.get_names()).map_err(EncodeError::Mismatch)?;
+    body.clear();
+    writer.write_value_ref(&mut body, &value).map_err(EncodeError::Mismatch)?;
+    Ok(body)
+}
+
+/// Reads an Avro binary body written with `writer`, the whole body and nothing more, then, when
+/// `reader` is given, resolves it to `reader` (fields added since take their defaults, removed
+/// ones are dropped). Pass `None` when the reader schema is the writer schema.
+pub fn decode(body: &[u8], writer: &Schema, reader: Option<&Schema>) -> Result<Value, DecodeError> {
+    let datum = GenericDatumReader::builder(writer).build().map_err(DecodeError::Schema)?;
+    let mut cursor = Cursor::new(body);
+    let value = datum.read_value(&mut cursor).map_err(DecodeError::Body)?;
+    let read = usize::try_from(cursor.position()).unwrap_or(usize::MAX);
+    if read < body.len() {
+        return Err(DecodeError::TrailingBytes(body.len() - read));
+    }
+    match reader {
+        None => Ok(value),
+        Some(reader) => {
+            let names = ResolvedSchema::new(reader).map_err(DecodeError::Schema)?;
+            value.resolve_with_names(reader, names.get_names()).map_err(DecodeError::Resolve)
+        }
+    }
+}
+
+/// Where the JSON being converted comes from: it decides how `bytes` are spelled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    /// A user's event: bytes are hex.
+    Input,
+    /// A schema default: bytes are a string of code points 0-255, as the Avro spec says.
+    Default,
+}
+
+/// A conversion failure on its way up: the path is collected in reverse while unwinding, so the
+/// happy path never builds one.
+#[derive(Debug)]
+struct Fail {
+    rev_path: Vec<Segment>,
+    kind: ConvertErrorKind,
+}
+
+#[derive(Debug)]
+enum Segment {
+    /// A record field or a map key.
+    Key(String),
+    /// An array index.
+    Index(usize),
+}
+
+impl Fail {
+    fn here(kind: ConvertErrorKind) -> Self {
+        Self { rev_path: Vec::new(), kind }
+    }
+
+    fn at(mut self, segment: Segment) -> Self {
+        self.rev_path.push(segment);
+        self
+    }
+
+    /// A type mismatch at the value itself (not inside it).
+    fn is_shallow_type_mismatch(&self) -> bool {
+        self.rev_path.is_empty() && matches!(self.kind, ConvertErrorKind::WrongType { .. })
+    }
+
+    fn into_error(self) -> ConvertError {
+        let mut path = String::from("$");
+        for segment in self.rev_path.iter().rev() {
+            match segment {
+                Segment::Key(key) if is_identifier(key) => {
+                    path.push('.');
+                    path.push_str(key);
+                }
+                Segment::Key(key) => {
+                    let _ = write!(path, "[{}]", quote(key));
+                }
+                Segment::Index(i) => {
+                    let _ = write!(path, "[{i}]");
+                }
+            }
+        }
+        ConvertError { path, kind: self.kind }
+    }
+}
+
+/// The schema-guided walk of [`json_to_avro`].
+#[derive(Debug)]
+struct Converter<'a, 's> {
+    /// Every named type of the schema, by full name, for `Schema::Ref`.
+    names: &'a NamesRef<'s>,
+    source: Source,
+}
+
+impl<'s> Converter<'_, 's> {
+    fn convert(&self, json: &Json, schema: &'s Schema, ns: NamespaceRef<'s>) -> Result<Value, Fail> {
+        let value = match schema {
+            Schema::Null => match json {
+                Json::Null => Value::Null,
+                _ => return Err(self.wrong_type(schema, json)),
+            },
+            Schema::Boolean => match json {
+                Json::Bool(b) => Value::Boolean(*b),
+                _ => return Err(self.wrong_type(schema, json)),
+            },
+            Schema::Int => Value::Int(self.integer(json, schema)?),
+            Schema::Long => Value::Long(self.integer(json, schema)?),
+            Schema::Float => {
+                let x = self.number(json, schema)?;
+                // Narrowing is the point; overflow is checked just below.
+                let f = x as f32;
+                if f.is_infinite() {
+                    return Err(Fail::here(ConvertErrorKind::OutOfRange {
+                        expected: "float (±3.4e38)".to_owned(),
+                        value: excerpt(json),
+                    }));
+                }
+                Value::Float(f)
+            }
+            Schema::Double => Value::Double(self.number(json, schema)?),
+            Schema::String => match json {
+                Json::String(s) => Value::String(s.clone()),
+                _ => return Err(self.wrong_type(schema, json)),
+            },
+            Schema::Bytes => Value::Bytes(self.bytes(json, schema, None)?),
+            Schema::Fixed(fixed) => Value::Fixed(fixed.size, self.bytes(json, schema, Some(fixed.size))?),
+            Schema::Array(array) => match json {
+                Json::Array(items) => Value::Array(
+                    items
+                        .iter()
+                        .enumerate()
+                        .map(|(i, item)| self.convert(item, &array.items, ns).map_err(|f| f.at(Segment::Index(i))))
+                        .collect::<Result<_, _>>()?,
+                ),
+                _ => return Err(self.wrong_type(schema, json)),
+            },
+            Schema::Map(map) => match json {
+                Json::Object(entries) => Value::Map(
+                    entries
+                        .iter()
+                        .map(|(k, v)| {
+                            let value = self.convert(v, &map.types, ns).map_err(|f| f.at(Segment::Key(k.clone())))?;
+                            Ok((k.clone(), value))
+                        })
+                        .collect::<Result<_, Fail>>()?,
+                ),
+                _ => return Err(self.wrong_type(schema, json)),
+            },
+            Schema::Union(union) => self.union(json, union, ns)?,
+            Schema::Record(record) => self.record(json, schema, record)?,
+            Schema::Enum(EnumSchema { symbols, .. }) => match json {
+                Json::String(s) => match symbols.iter().position(|symbol| symbol == s) {
+                    Some(i) => Value::Enum(index(i), s.clone()),
+                    None => {
+                        return Err(Fail::here(ConvertErrorKind::InvalidEnumSymbol {
+                            symbol: excerpt(json),
+                            allowed: symbols.clone(),
+                        }));
+                    }
+                },
+                _ => return Err(self.wrong_type(schema, json)),
+            },
+            Schema::Decimal(decimal) => Value::Decimal(self.decimal(json, schema, decimal)?),
+            Schema::BigDecimal => {
+                let text = self.decimal_text(json, schema)?;
+                match BigDecimal::from_str(&text) {
+                    Ok(d) => Value::BigDecimal(d),
+                    Err(e) => {
+                        return Err(Fail::here(ConvertErrorKind::InvalidDecimal {
+                            value: excerpt(json),
+                            reason: e.to_string(),
+                        }));
+                    }
+                }
+            }
+            Schema::Uuid(_) => match json {
+                Json::String(s) => match Uuid::parse_str(s) {
+                    Ok(uuid) => Value::Uuid(uuid),
+                    Err(e) => {
+                        return Err(Fail::here(ConvertErrorKind::InvalidUuid {
+                            value: excerpt(json),
+                            reason: e.to_string(),
+                        }));
+                    }
+                },
+                _ => return Err(self.wrong_type(schema, json)),
+            },
+            Schema::Date => match json {
+                Json::String(s) => match parse_date(s) {
+                    Ok(days) => Value::Date(self.fit_i32(days, json, schema)?),
+                    Err(reason) => {
+                        return Err(Fail::here(ConvertErrorKind::InvalidDate { value: excerpt(json), reason }));
+                    }
+                },
+                _ => Value::Date(self.integer(json, schema)?),
+            },
+            Schema::TimeMillis => Value::TimeMillis(self.integer(json, schema)?),
+            Schema::TimeMicros => Value::TimeMicros(self.integer(json, schema)?),
+            Schema::TimestampMillis => Value::TimestampMillis(self.timestamp(json, schema, 1_000_000)?),
+            Schema::TimestampMicros => Value::TimestampMicros(self.timestamp(json, schema, 1_000)?),
+            Schema::TimestampNanos => Value::TimestampNanos(self.timestamp(json, schema, 1)?),
+            Schema::LocalTimestampMillis => Value::LocalTimestampMillis(self.integer(json, schema)?),
+            Schema::LocalTimestampMicros => Value::LocalTimestampMicros(self.integer(json, schema)?),
+            Schema::LocalTimestampNanos => Value::LocalTimestampNanos(self.integer(json, schema)?),
+            Schema::Duration(_) => self.duration(json, schema)?,
+            Schema::Ref { name } => match self.names.get(name.fully_qualified_name(ns).as_ref()) {
+                Some(named) => self.convert(json, named, ns)?,
+                None => return Err(Fail::here(ConvertErrorKind::UnresolvedRef { name: name.fullname(ns) })),
+            },
+        };
+        Ok(value)
+    }
+
+    fn record(&self, json: &Json, schema: &'s Schema, record: &'s RecordSchema) -> Result<Value, Fail> {
+        let Json::Object(object) = json else {
+            return Err(self.wrong_type(schema, json));
+        };
+        let ns = record.name.namespace();
+        // Unknown fields first: a misspelt field is also a missing one, and the misspelling is
+        // the more useful thing to point at.
+        for key in object.keys() {
+            if !record.fields.iter().any(|f| f.name == *key) {
+                let alias_of = record.lookup.get(key).and_then(|&i| record.fields.get(i)).map(|f| f.name.clone());
+                let suggestion = alias_of.or_else(|| suggest(key, record.fields.iter().map(|f| f.name.as_str())));
+                return Err(Fail::here(ConvertErrorKind::UnknownField { name: key.clone(), suggestion }));
+            }
+        }
+        let mut fields = Vec::with_capacity(record.fields.len());
+        for field in &record.fields {
+            let value = match object.get(&field.name) {
+                Some(Json::Null) if field.default.is_some() && !self.accepts_null(&field.schema, ns) => {
+                    self.default(field, ns)?
+                }
+                Some(value) => {
+                    self.convert(value, &field.schema, ns).map_err(|f| f.at(Segment::Key(field.name.clone())))?
+                }
+                None if field.default.is_some() => self.default(field, ns)?,
+                None => return Err(Fail::here(ConvertErrorKind::MissingField { name: field.name.clone() })),
+            };
+            fields.push((field.name.clone(), value));
+        }
+        Ok(Value::Record(fields))
+    }
+
+    fn default(&self, field: &'s RecordField, ns: NamespaceRef<'s>) -> Result<Value, Fail> {
+        let default = field.default.as_ref().unwrap_or(&Json::Null);
+        Converter { names: self.names, source: Source::Default }.convert(default, &field.schema, ns).map_err(|f| {
+            Fail::here(ConvertErrorKind::InvalidDefault {
+                name: field.name.clone(),
+                reason: f.into_error().to_string(),
+            })
+        })
+    }
+
+    fn union(&self, json: &Json, union: &'s UnionSchema, ns: NamespaceRef<'s>) -> Result<Value, Fail> {
+        let variants = union.variants();
+        let null_branch = variants.iter().position(|s| matches!(s, Schema::Null));
+        if let (Json::Null, Some(i)) = (json, null_branch) {
+            return Ok(Value::Union(index(i), Box::new(Value::Null)));
+        }
+        let candidates: Vec<(usize, &'s Schema)> =
+            variants.iter().enumerate().filter(|(_, s)| !matches!(s, Schema::Null)).collect();
+        // The common `["null", T]`: T's own error is the precise one (a nested path, a range).
+        if let [(i, only)] = candidates[..] {
+            return match self.convert(json, only, ns) {
+                Ok(value) => Ok(Value::Union(index(i), Box::new(value))),
+                Err(mut fail) => {
+                    if let (true, ConvertErrorKind::WrongType { expected, .. }) =
+                        (fail.rev_path.is_empty(), &mut fail.kind)
+                        && null_branch.is_some()
+                    {
+                        expected.push_str(" or null");
+                    }
+                    Err(fail)
+                }
+            };
+        }
+        // Otherwise the first branch that accepts the value wins. When every branch but one
+        // rejected the value's type outright, that one's deeper error is what the user needs.
+        let mut deep_failures = Vec::new();
+        for (i, branch) in candidates {
+            match self.convert(json, branch, ns) {
+                Ok(value) => return Ok(Value::Union(index(i), Box::new(value))),
+                Err(fail) if fail.is_shallow_type_mismatch() => {}
+                Err(fail) => deep_failures.push(fail),
+            }
+        }
+        if deep_failures.len() == 1
+            && let Some(fail) = deep_failures.pop()
+        {
+            return Err(fail);
+        }
+        Err(Fail::here(ConvertErrorKind::NoUnionBranch {
+            tried: variants.iter().map(|s| self.describe(s, ns)).collect(),
+            found: json_type(json),
+            value: scalar_excerpt(json),
+        }))
+    }
+
+    fn accepts_null(&self, schema: &Schema, ns: NamespaceRef<'_>) -> bool {
+        match schema {
+            Schema::Null => true,
+            Schema::Union(union) => union.variants().iter().any(|s| matches!(s, Schema::Null)),
+            Schema::Ref { name } => {
+                self.names.get(name.fully_qualified_name(ns).as_ref()).is_some_and(|s| self.accepts_null(s, ns))
+            }
+            _ => false,
+        }
+    }
+
+    /// An integer that fits `T` (the schema's Avro type).
+    fn integer<T: TryFrom<i128> + Into<i128> + Bounded>(&self, json: &Json, schema: &Schema) -> Result<T, Fail> {
+        let Json::Number(n) = json else {
+            return Err(self.wrong_type(schema, json));
+        };
+        let Some(i) = as_integer(n) else {
+            return Err(self.wrong_type(schema, json));
+        };
+        T::try_from(i).map_err(|_| {
+            Fail::here(ConvertErrorKind::OutOfRange {
+                expected: format!(
+                    "{} ({} to {})",
+                    self.describe(schema, None),
+                    Into::<i128>::into(T::MIN),
+                    Into::<i128>::into(T::MAX)
+                ),
+                value: excerpt(json),
+            })
+        })
+    }
+
+    fn fit_i32(&self, n: i64, json: &Json, schema: &Schema) -> Result<i32, Fail> {
+        i32::try_from(n).map_err(|_| {
+            Fail::here(ConvertErrorKind::OutOfRange { expected: self.describe(schema, None), value: excerpt(json) })
+        })
+    }
+
+    fn number(&self, json: &Json, schema: &Schema) -> Result<f64, Fail> {
+        match json {
+            Json::Number(n) => n.as_f64().ok_or_else(|| self.wrong_type(schema, json)),
+            _ => Err(self.wrong_type(schema, json)),
+        }
+    }
+
+    /// Hex bytes from a user, code points from a schema default; `size` for a fixed.
+    fn bytes(&self, json: &Json, schema: &Schema, size: Option<usize>) -> Result<Vec<u8>, Fail> {
+        let Json::String(s) = json else {
+            return Err(self.wrong_type(schema, json));
+        };
+        let invalid = |reason: String| Fail::here(ConvertErrorKind::InvalidBytes { value: excerpt(json), reason });
+        let bytes = match self.source {
+            Source::Input => parse_hex(s).map_err(invalid)?,
+            Source::Default => s
+                .chars()
+                .map(|c| u8::try_from(u32::from(c)))
+                .collect::<Result<_, _>>()
+                .map_err(|_| invalid("a bytes default must only hold code points 0 to 255".to_owned()))?,
+        };
+        match size {
+            Some(size) if bytes.len() != size => {
+                Err(invalid(format!("expected {size} bytes ({} hex digits), found {}", size * 2, bytes.len())))
+            }
+            _ => Ok(bytes),
+        }
+    }
+
+    /// Milliseconds (`unit_nanos` 1e6), microseconds (1e3) or nanoseconds (1) since the epoch.
+    fn timestamp(&self, json: &Json, schema: &Schema, unit_nanos: i128) -> Result<i64, Fail> {
+        let Json::String(s) = json else {
+            return self.integer(json, schema);
+        };
+        let nanos = parse_rfc3339(s)
+            .map_err(|reason| Fail::here(ConvertErrorKind::InvalidTimestamp { value: excerpt(json), reason }))?;
+        i64::try_from(nanos.div_euclid(unit_nanos)).map_err(|_| {
+            Fail::here(ConvertErrorKind::OutOfRange { expected: self.describe(schema, None), value: excerpt(json) })
+        })
+    }
+
+    fn decimal_text(&self, json: &Json, schema: &Schema) -> Result<String, Fail> {
+        match json {
+            Json::String(s) => Ok(s.clone()),
+            Json::Number(n) => Ok(n.to_string()),
+            _ => Err(self.wrong_type(schema, json)),
+        }
+    }
+
+    fn decimal(&self, json: &Json, schema: &Schema, decimal: &DecimalSchema) -> Result<Decimal, Fail> {
+        let invalid = |reason: String| Fail::here(ConvertErrorKind::InvalidDecimal { value: excerpt(json), reason });
+        let bytes = match (self.source, json) {
+            // A schema default spells the two's complement bytes, like any bytes default.
+            (Source::Default, Json::String(_)) => self.bytes(json, schema, None)?,
+            _ => {
+                let text = self.decimal_text(json, schema)?;
+                twos_complement(parse_decimal(&text, decimal.precision, decimal.scale).map_err(invalid)?)
+            }
+        };
+        if let InnerDecimalSchema::Fixed(FixedSchema { size, .. }) = &decimal.inner
+            && bytes.len() > *size
+        {
+            return Err(invalid(format!("does not fit in {size} bytes")));
+        }
+        Ok(Decimal::from(bytes))
+    }
+
+    fn duration(&self, json: &Json, schema: &Schema) -> Result<Value, Fail> {
+        const PARTS: [&str; 3] = ["months", "days", "millis"];
+        let Json::Object(object) = json else {
+            return Err(self.wrong_type(schema, json));
+        };
+        if let Some(key) = object.keys().find(|k| !PARTS.contains(&k.as_str())) {
+            return Err(Fail::here(ConvertErrorKind::UnknownField {
+                name: key.clone(),
+                suggestion: suggest(key, PARTS.into_iter()),
+            }));
+        }
+        let mut parts = [0u32; 3];
+        for (part, name) in parts.iter_mut().zip(PARTS) {
+            let value =
+                object.get(name).ok_or_else(|| Fail::here(ConvertErrorKind::MissingField { name: name.to_owned() }))?;
+            *part = self
+                .integer(value, &Schema::Long)
+                .and_then(|n: i64| {
+                    u32::try_from(n).map_err(|_| {
+                        Fail::here(ConvertErrorKind::OutOfRange {
+                            expected: format!("a duration part (0 to {})", u32::MAX),
+                            value: excerpt(value),
+                        })
+                    })
+                })
+                .map_err(|f| f.at(Segment::Key(name.to_owned())))?;
+        }
+        let [months, days, millis] = parts;
+        Ok(Value::Duration(Duration::new(Months::new(months), Days::new(days), Millis::new(millis))))
+    }
+
+    fn wrong_type(&self, schema: &Schema, json: &Json) -> Fail {
+        Fail::here(ConvertErrorKind::WrongType {
+            expected: self.describe(schema, None),
+            found: json_type(json),
+            value: scalar_excerpt(json),
+        })
+    }
+
+    /// The schema type as a user reads it in an error.
+    fn describe(&self, schema: &Schema, ns: NamespaceRef<'_>) -> String {
+        match schema {
+            Schema::Null => "null".to_owned(),
+            Schema::Boolean => "boolean".to_owned(),
+            Schema::Int => "int".to_owned(),
+            Schema::Long => "long".to_owned(),
+            Schema::Float => "float".to_owned(),
+            Schema::Double => "double".to_owned(),
+            Schema::Bytes => "bytes (a hex string)".to_owned(),
+            Schema::String => "string".to_owned(),
+            Schema::Array(array) => format!("array of {}", self.describe(&array.items, ns)),
+            Schema::Map(map) => format!("map (object) of {}", self.describe(&map.types, ns)),
+            Schema::Union(union) => {
+                union.variants().iter().map(|s| self.describe(s, ns)).collect::<Vec<_>>().join(" or ")
+            }
+            Schema::Record(record) => format!("record {}", record.name.name()),
+            Schema::Enum(e) => format!("enum {}", e.name.name()),
+            Schema::Fixed(fixed) => format!("fixed {} ({} bytes as hex)", fixed.name.name(), fixed.size),
+            Schema::Decimal(d) => format!("decimal({}, {})", d.precision, d.scale),
+            Schema::BigDecimal => "big-decimal".to_owned(),
+            Schema::Uuid(_) => "uuid string".to_owned(),
+            Schema::Date => "date (days or YYYY-MM-DD)".to_owned(),
+            Schema::TimeMillis => "time-millis".to_owned(),
+            Schema::TimeMicros => "time-micros".to_owned(),
+            Schema::TimestampMillis => "timestamp-millis (integer or RFC 3339 string)".to_owned(),
+            Schema::TimestampMicros => "timestamp-micros (integer or RFC 3339 string)".to_owned(),
+            Schema::TimestampNanos => "timestamp-nanos (integer or RFC 3339 string)".to_owned(),
+            Schema::LocalTimestampMillis => "local-timestamp-millis".to_owned(),
+            Schema::LocalTimestampMicros => "local-timestamp-micros".to_owned(),
+            Schema::LocalTimestampNanos => "local-timestamp-nanos".to_owned(),
+            Schema::Duration(_) => "duration (object of months, days, millis)".to_owned(),
+            Schema::Ref { name } => match self.names.get(name.fully_qualified_name(ns).as_ref()) {
+                Some(named) => self.describe(named, ns),
+                None => name.name().to_owned(),
+            },
+        }
+    }
+}
+
+/// The integer types [`Converter::integer`] produces, with their bounds for error messages.
+trait Bounded {
+    const MIN: Self;
+    const MAX: Self;
+}
+
+impl Bounded for i32 {
+    const MIN: Self = i32::MIN;
+    const MAX: Self = i32::MAX;
+}
+
+impl Bounded for i64 {
+    const MIN: Self = i64::MIN;
+    const MAX: Self = i64::MAX;
+}
+
+/// The integer a JSON number denotes: `2.0` and `1e3` are integers written as floats, `2.5` is
+/// not one. Floats beyond the i128 range saturate, which the range check then rejects.
+fn as_integer(n: &Number) -> Option<i128> {
+    if let Some(i) = n.as_i64() {
+        return Some(i.into());
+    }
+    if let Some(u) = n.as_u64() {
+        return Some(u.into());
+    }
+    let f = n.as_f64()?;
+    (f.fract() == 0.0).then_some(f as i128)
+}
+
+/// A union index: unions are far smaller than `u32::MAX` branches.
+fn index(i: usize) -> u32 {
+    u32::try_from(i).unwrap_or(u32::MAX)
+}
+
+fn json_type(json: &Json) -> &'static str {
+    match json {
+        Json::Null => "null",
+        Json::Bool(_) => "boolean",
+        Json::Number(_) => "number",
+        Json::String(_) => "string",
+        Json::Array(_) => "array",
+        Json::Object(_) => "object",
+    }
+}
+
+/// The JSON text of a value, shortened to 64 characters.
+fn excerpt(json: &Json) -> String {
+    const MAX: usize = 64;
+    let text = json.to_string();
+    match text.char_indices().nth(MAX) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text,
+    }
+}
+
+/// The excerpt of a boolean, number or string: `null` says it all, and arrays and objects are
+/// not worth quoting in a one-line error.
+fn scalar_excerpt(json: &Json) -> Option<String> {
+    matches!(json, Json::Bool(_) | Json::Number(_) | Json::String(_)).then(|| excerpt(json))
+}
+
+fn quote(s: &str) -> String {
+    Json::String(s.to_owned()).to_string()
+}
+
+fn did_you_mean(suggestion: Option<&str>) -> String {
+    suggestion.map(|s| format!(", did you mean {}?", quote(s))).unwrap_or_default()
+}
+
+fn value_suffix(value: Option<&str>) -> String {
+    value.map(|v| format!(" {v}")).unwrap_or_default()
+}
+
+fn is_identifier(key: &str) -> bool {
+    let mut chars = key.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// The candidate `name` most likely meant: the same once case and `_`/`-` are ignored
+/// (`amountCents`), or within an edit distance of a third of its length (`amont_cents`).
+fn suggest<'c>(name: &str, candidates: impl Iterator<Item = &'c str>) -> Option<String> {
+    fn squash(s: &str) -> String {
+        s.chars().filter(|c| !matches!(c, '_' | '-')).flat_map(char::to_lowercase).collect()
+    }
+    let squashed = squash(name);
+    let limit = (name.chars().count() / 3).max(1);
+    candidates
+        .filter_map(|candidate| {
+            let distance = if squash(candidate) == squashed { 0 } else { levenshtein(name, candidate) };
+            (distance <= limit).then_some((distance, candidate))
+        })
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, candidate)| candidate.to_owned())
+}
+
+fn levenshtein(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (above + 1).min(row[j] + 1).min(diagonal + usize::from(ca != *cb));
+            diagonal = above;
+        }
+    }
+    row[b.len()]
+}
+
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
+    }
+    out
+}
+
+fn parse_hex(s: &str) -> Result<Vec<u8>, String> {
+    if !s.len().is_multiple_of(2) {
+        return Err(format!("a hex string needs an even number of digits, found {}", s.len()));
+    }
+    s.as_bytes()
+        .chunks_exact(2)
+        .map(|pair| {
+            let digit = |b: u8| char::from(b).to_digit(16);
+            match (digit(pair[0]), digit(pair[1])) {
+                // Both digits are < 16, so the byte cannot overflow.
+                (Some(hi), Some(lo)) => Ok(u8::try_from(hi * 16 + lo).unwrap_or(u8::MAX)),
+                _ => Err(format!("{} is not a hex byte", quote(&String::from_utf8_lossy(pair)))),
+            }
+        })
+        .collect()
+}
+
+/// The unscaled value of a decimal as a decimal string, or as hex when it is wider than 128 bits.
+fn unscaled_decimal(decimal: &Decimal) -> String {
+    let Ok(bytes) = Vec::<u8>::try_from(decimal) else {
+        return String::new();
+    };
+    if bytes.len() > 16 {
+        return format!("0x{}", hex(&bytes));
+    }
+    let fill = if bytes.first().is_some_and(|b| b & 0x80 != 0) { 0xff } else { 0x00 };
+    let mut wide = [fill; 16];
+    wide[16 - bytes.len()..].copy_from_slice(&bytes);
+    i128::from_be_bytes(wide).to_string()
+}
+
+/// The shortest big-endian two's complement bytes of `n`, as Avro decimals are stored.
+fn twos_complement(n: i128) -> Vec<u8> {
+    let bytes = n.to_be_bytes();
+    let mut start = 0;
+    while start < 15 {
+        let (head, next) = (bytes[start], bytes[start + 1]);
+        let redundant = (head == 0x00 && next & 0x80 == 0) || (head == 0xff && next & 0x80 != 0);
+        if !redundant {
+            break;
+        }
+        start += 1;
+    }
+    bytes[start..].to_vec()
+}
+
+/// The unscaled value of a plain decimal number (`-12.34`, `5`, `.5`) at `scale`, with at most
+/// `precision` digits.
+fn parse_decimal(text: &str, precision: usize, scale: usize) -> Result<i128, String> {
+    let (negative, unsigned) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text.strip_prefix('+').unwrap_or(text)),
+    };
+    let (whole, fraction) = unsigned.split_once('.').unwrap_or((unsigned, ""));
+    let is_digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    if (whole.is_empty() && fraction.is_empty()) || !is_digits(whole) || !is_digits(fraction) {
+        return Err("expected a plain decimal number like \"12.34\"".to_owned());
+    }
+    let fraction = fraction.trim_end_matches('0');
+    if fraction.len() > scale {
+        return Err(format!("more than {scale} digits after the decimal point"));
+    }
+    let padding = std::iter::repeat_n(b'0', scale - fraction.len());
+    let mut unscaled: i128 = 0;
+    for digit in whole.bytes().chain(fraction.bytes()).chain(padding) {
+        unscaled = unscaled
+            .checked_mul(10)
+            .and_then(|u| u.checked_add(i128::from(digit - b'0')))
+            .ok_or_else(|| "too many digits".to_owned())?;
+    }
+    let digits = if unscaled == 0 { 1 } else { unscaled.ilog10() as usize + 1 };
+    if digits > precision {
+        return Err(format!("{digits} digits exceed the precision of {precision}"));
+    }
+    Ok(if negative { -unscaled } else { unscaled })
+}
+
+const RFC3339_EXAMPLE: &str = "expected an RFC 3339 date-time like 2026-11-26T04:28:21.123Z";
+
+/// Two ASCII digits at `at`.
+fn two_digits(b: &[u8], at: usize) -> Option<u32> {
+    match (b.get(at), b.get(at + 1)) {
+        (Some(hi), Some(lo)) if hi.is_ascii_digit() && lo.is_ascii_digit() => {
+            Some(u32::from(hi - b'0') * 10 + u32::from(lo - b'0'))
+        }
+        _ => None,
+    }
+}
+
+/// Days since 1970-01-01 of the `YYYY-MM-DD` at the start of `b`.
+fn date_prefix(b: &[u8]) -> Result<i64, String> {
+    let format = || RFC3339_EXAMPLE.to_owned();
+    let year = match (two_digits(b, 0), two_digits(b, 2)) {
+        (Some(century), Some(rest)) => i64::from(century * 100 + rest),
+        _ => return Err(format()),
+    };
+    if b.get(4) != Some(&b'-') || b.get(7) != Some(&b'-') {
+        return Err(format());
+    }
+    let (Some(month), Some(day)) = (two_digits(b, 5), two_digits(b, 8)) else {
+        return Err(format());
+    };
+    if !(1..=12).contains(&month) {
+        return Err(format!("month {month} does not exist"));
+    }
+    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    let month_days = match month {
+        2 if leap => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    };
+    if !(1..=month_days).contains(&day) {
+        return Err(format!("day {day} does not exist in {year:04}-{month:02}"));
+    }
+    Ok(days_from_civil(year, month, day))
+}
+
+/// Days since 1970-01-01 of a `YYYY-MM-DD` date.
+fn parse_date(s: &str) -> Result<i64, String> {
+    if s.len() != 10 {
+        return Err("expected a date like 2026-11-26".to_owned());
+    }
+    date_prefix(s.as_bytes()).map_err(|reason| reason.replace(RFC3339_EXAMPLE, "expected a date like 2026-11-26"))
+}
+
+/// Nanoseconds since the epoch of an RFC 3339 date-time: `2026-11-26T04:28:21.123Z`,
+/// `2026-11-26t06:28:21+02:00`, `2026-11-26 04:28:21Z`. Leap seconds are rejected.
+fn parse_rfc3339(s: &str) -> Result<i128, String> {
+    let b = s.as_bytes();
+    let format = || RFC3339_EXAMPLE.to_owned();
+    let days = date_prefix(b)?;
+    if !matches!(b.get(10), Some(b'T' | b't' | b' ')) || b.get(13) != Some(&b':') || b.get(16) != Some(&b':') {
+        return Err(format());
+    }
+    let (Some(hour), Some(minute), Some(second)) = (two_digits(b, 11), two_digits(b, 14), two_digits(b, 17)) else {
+        return Err(format());
+    };
+    if hour > 23 || minute > 59 {
+        return Err(format!("time {hour:02}:{minute:02} does not exist"));
+    }
+    if second > 59 {
+        return Err(format!("second {second} does not exist (leap seconds are not supported)"));
+    }
+    let mut at = 19;
+    let mut nanos: i128 = 0;
+    if b.get(at) == Some(&b'.') {
+        at += 1;
+        let digits = b[at..].iter().take_while(|d| d.is_ascii_digit()).count();
+        if digits == 0 {
+            return Err(format());
+        }
+        // Digits past nanoseconds are dropped, like every finer digit for coarser units.
+        let significant = digits.min(9);
+        for d in &b[at..at + significant] {
+            nanos = nanos * 10 + i128::from(d - b'0');
+        }
+        nanos *= 10_i128.pow(u32::try_from(9 - significant).unwrap_or(0));
+        at += digits;
+    }
+    let offset_seconds = match b.get(at) {
+        Some(b'Z' | b'z') if at + 1 == b.len() => 0,
+        Some(sign @ (b'+' | b'-')) if at + 6 == b.len() && b[at + 3] == b':' => {
+            let (Some(h), Some(m)) = (two_digits(b, at + 1), two_digits(b, at + 4)) else {
+                return Err(format());
+            };
+            if h > 23 || m > 59 {
+                return Err(format!("offset {}{h:02}:{m:02} does not exist", char::from(*sign)));
+            }
+            let seconds = i64::from(h * 3600 + m * 60);
+            if *sign == b'-' { -seconds } else { seconds }
+        }
+        _ => return Err("expected a time zone: Z or an offset like +02:00".to_owned()),
+    };
+    let seconds = days * 86_400 + i64::from(hour * 3600 + minute * 60 + second) - offset_seconds;
+    Ok(i128::from(seconds) * 1_000_000_000 + nanos)
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's `days_from_civil`).
+fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let year_of_era = year - era * 400;
+    let month = i64::from(month);
+    let day_of_year = (153 * (if month > 2 { month - 3 } else { month + 9 }) + 2) / 5 + i64::from(day) - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::json;
+    use std::path::{Path, PathBuf};
+
+    fn schema_dir() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../schemas")
+    }
+
+    fn load(relative: &str) -> Schema {
+        let text = std::fs::read_to_string(schema_dir().join(relative)).expect("schema file");
+        Schema::parse_str(&text).expect("valid schema")
+    }
+
+    /// Every `.avsc` under `schemas/`, with its path.
+    fn all_schemas() -> Vec<(PathBuf, Schema)> {
+        fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+            for entry in std::fs::read_dir(dir).expect("schemas dir") {
+                let path = entry.expect("dir entry").path();
+                if path.is_dir() {
+                    walk(&path, out);
+                } else if path.extension().is_some_and(|e| e == "avsc") {
+                    out.push(path);
+                }
+            }
+        }
+        let mut paths = Vec::new();
+        walk(&schema_dir(), &mut paths);
+        paths.sort();
+        paths
+            .into_iter()
+            .map(|p| {
+                let schema = Schema::parse_str(&std::fs::read_to_string(&p).expect("read")).expect("parse");
+                (p, schema)
+            })
+            .collect()
+    }
+
+    fn convert_err(json: Json, schema: &Schema) -> String {
+        json_to_avro(&json, schema).expect_err("conversion should fail").to_string()
+    }
+
+    fn roundtrip(json: &Json, schema: &Schema) -> Json {
+        let value = json_to_avro(json, schema).expect("converts");
+        let body = encode(&value, schema).expect("encodes");
+        let decoded = decode(&body, schema, None).expect("decodes");
+        assert_eq!(decoded, value, "decode(encode(v)) == v");
+        avro_to_json(&decoded)
+    }
+
+    /// A valid event for `schema` and the JSON expected back, built from the schema so a new
+    /// `.avsc` is covered without touching this test. `full` fills optional fields too.
+    fn sample(schema: &Schema, full: bool, seed: &mut i64) -> Option<(Json, Json)> {
+        *seed += 1;
+        let pair = match schema {
+            Schema::String => {
+                let s = json!(format!("text-{seed}"));
+                (s.clone(), s)
+            }
+            Schema::Long => (json!(*seed * 1_000_003), json!(*seed * 1_000_003)),
+            Schema::Int => (json!(*seed), json!(*seed)),
+            Schema::Uuid(_) => {
+                let id = format!("0190c6a5-7e2b-7c4d-9f1a-{:012x}", seed);
+                (json!(id.to_uppercase()), json!(id))
+            }
+            Schema::TimestampMillis => (json!("2026-11-26T06:28:21.123+02:00"), json!(1_795_667_301_123_i64)),
+            Schema::Enum(e) => {
+                let symbol = json!(e.symbols.last().expect("symbols"));
+                (symbol.clone(), symbol)
+            }
+            Schema::Union(u) => {
+                let branch = u.variants().iter().find(|s| !matches!(s, Schema::Null)).expect("branch");
+                if full { sample(branch, full, seed)? } else { (Json::Null, Json::Null) }
+            }
+            Schema::Record(r) => {
+                let (mut input, mut expected) = (Map::new(), Map::new());
+                for field in &r.fields {
+                    let (i, e) = sample(&field.schema, full, seed)?;
+                    if full || field.default.is_none() {
+                        input.insert(field.name.clone(), i);
+                    }
+                    expected.insert(field.name.clone(), e);
+                }
+                (Json::Object(input), Json::Object(expected))
+            }
+            _ => return None,
+        };
+        Some(pair)
+    }
+
+    #[test]
+    fn every_schema_converts_encodes_decodes_and_comes_back() {
+        let schemas = all_schemas();
+        assert!(schemas.len() >= 10, "found {} schemas", schemas.len());
+        let mut seed = 0;
+        for (path, schema) in &schemas {
+            for full in [true, false] {
+                let (input, expected) = sample(schema, full, &mut seed)
+                    .unwrap_or_else(|| panic!("{}: add the new type to sample()", path.display()));
+                let back = roundtrip(&input, schema);
+                assert_eq!(back, expected, "{} (full: {full})", path.display());
+                // Schema field order is kept.
+                let keys: Vec<_> = back.as_object().expect("object").keys().cloned().collect();
+                let Schema::Record(r) = schema else { panic!("records only") };
+                assert_eq!(keys, r.fields.iter().map(|f| f.name.clone()).collect::<Vec<_>>());
+            }
+        }
+    }
+
+    fn purchase() -> Json {
+        json!({
+            "event_id": "0190c6a5-7e2b-7c4d-9f1a-2b3c4d5e6f70",
+            "event_type": "purchase.completed",
+            "aggregate_id": "order-42",
+            "aggregate_version": 3,
+            "occurred_at": "2026-11-26T04:28:21.123Z",
+            "producer": "shop",
+            "user_id": "u-1",
+            "session_id": "s-9",
+            "order_id": "order-42",
+            "amount_cents": 12_999,
+            "currency": "EUR",
+            "items": 2
+        })
+    }
+
+    #[test]
+    fn purchase_roundtrip_normalizes_timestamps_and_fills_defaults() {
+        let schema = load("engagement/purchase_completed.avsc");
+        let back = roundtrip(&purchase(), &schema);
+        assert_eq!(back["occurred_at"], json!(1_795_667_301_123_i64));
+        assert_eq!(back["correlation_id"], Json::Null);
+        assert_eq!(back["session_id"], json!("s-9"));
+        assert_eq!(back["amount_cents"], json!(12_999));
+
+        let value = json_to_avro(&purchase(), &schema).expect("converts");
+        let Value::Record(fields) = &value else { panic!("record") };
+        assert_eq!(fields[0].1, Value::Uuid(Uuid::parse_str("0190c6a5-7e2b-7c4d-9f1a-2b3c4d5e6f70").expect("uuid")));
+        assert_eq!(fields[4].1, Value::TimestampMillis(1_795_667_301_123));
+        assert_eq!(fields[6].1, Value::Union(0, Box::new(Value::Null)));
+        assert_eq!(fields[11].1, Value::Union(1, Box::new(Value::String("s-9".into()))));
+    }
+
+    #[test]
+    fn errors_name_the_place_and_the_problem() {
+        let purchase_schema = load("engagement/purchase_completed.avsc");
+        let with = |field: &str, value: Json| {
+            let mut event = purchase();
+            event[field] = value;
+            convert_err(event, &purchase_schema)
+        };
+        assert_eq!(with("amount_cents", json!("12")), r#"$.amount_cents: expected long, found string "12""#);
+        assert_eq!(with("amount_cents", json!(12.5)), "$.amount_cents: expected long, found number 12.5");
+        assert_eq!(
+            with("items", json!(2_147_483_648_i64)),
+            "$.items: 2147483648 is out of range for int (-2147483648 to 2147483647)"
+        );
+        assert_eq!(
+            with("amount_cents", json!(18_446_744_073_709_551_615_u64)),
+            "$.amount_cents: 18446744073709551615 is out of range for long (-9223372036854775808 to 9223372036854775807)"
+        );
+        assert_eq!(with("session_id", json!(7)), "$.session_id: expected string or null, found number 7");
+        assert_eq!(
+            with("event_id", json!("not-a-uuid")),
+            r#"$.event_id: invalid uuid "not-a-uuid": invalid character: found `n` at 0"#
+        );
+        assert_eq!(
+            with("occurred_at", json!("2026-02-30T00:00:00Z")),
+            r#"$.occurred_at: invalid timestamp "2026-02-30T00:00:00Z": day 30 does not exist in 2026-02"#
+        );
+        assert_eq!(
+            with("occurred_at", json!(true)),
+            "$.occurred_at: expected timestamp-millis (integer or RFC 3339 string), found boolean true"
+        );
+        assert_eq!(with("items", json!([1])), "$.items: expected int, found array");
+
+        let mut missing = purchase();
+        missing.as_object_mut().expect("object").remove("amount_cents");
+        assert_eq!(convert_err(missing, &purchase_schema), r#"$: missing required field "amount_cents""#);
+
+        let mut typo = purchase();
+        let amount = typo.as_object_mut().expect("object").remove("amount_cents").expect("field");
+        typo["amont_cents"] = amount;
+        assert_eq!(
+            convert_err(typo, &purchase_schema),
+            r#"$: unknown field "amont_cents", did you mean "amount_cents"?"#
+        );
+        let mut camel = purchase();
+        camel["orderId"] = json!("x");
+        assert_eq!(convert_err(camel, &purchase_schema), r#"$: unknown field "orderId", did you mean "order_id"?"#);
+        let mut stray = purchase();
+        stray["zzz"] = json!(1);
+        assert_eq!(convert_err(stray, &purchase_schema), r#"$: unknown field "zzz""#);
+        assert_eq!(convert_err(json!([]), &purchase_schema), "$: expected record PurchaseCompleted, found array");
+
+        let deleted = load("users/deleted.avsc");
+        let mut event = sample(&deleted, false, &mut 0).expect("sample").0;
+        event["reason"] = json!("BORED");
+        assert_eq!(
+            convert_err(event, &deleted),
+            r#"$.reason: unknown enum symbol "BORED", expected one of USER_REQUEST, GDPR_ERASURE, FRAUD, OTHER"#
+        );
+    }
+
+    /// A nested schema: arrays of records, a nullable record, a map, a reused named type (a
+    /// `Ref`), and a union with several branches.
+    fn order_schema() -> Schema {
+        Schema::parse_str(
+            r#"{
+              "type": "record", "name": "Order", "namespace": "test",
+              "fields": [
+                {"name": "lines", "type": {"type": "array", "items": {
+                  "type": "record", "name": "Line",
+                  "fields": [
+                    {"name": "sku", "type": "string"},
+                    {"name": "amount_cents", "type": "long"},
+                    {"name": "qty", "type": "int", "default": 1}
+                  ]}}},
+                {"name": "gift", "type": ["null", "Line"], "default": null},
+                {"name": "tags", "type": {"type": "map", "values": "string"}, "default": {}},
+                {"name": "note", "type": ["long", "string", "Line"], "default": 0},
+                {"name": "digest", "type": {"type": "fixed", "name": "Digest", "size": 4}, "default": "\u00ff\u0000ab"},
+                {"name": "blob", "type": "bytes", "default": ""},
+                {"name": "ratio", "type": "float", "default": 0.5},
+                {"name": "price", "type": {"type": "bytes", "logicalType": "decimal", "precision": 6, "scale": 2}, "default": "\u0000"},
+                {"name": "day", "type": {"type": "int", "logicalType": "date"}, "default": 0},
+                {"name": "flag", "type": "boolean", "default": false}
+              ]
+            }"#,
+        )
+        .expect("valid schema")
+    }
+
+    #[test]
+    fn nested_values_maps_refs_and_defaults() {
+        let schema = order_schema();
+        let input = json!({
+            "lines": [{"sku": "a", "amount_cents": 100}, {"sku": "b", "amount_cents": 250, "qty": 3}],
+            "gift": {"sku": "g", "amount_cents": 0},
+            "tags": {"z": "1", "a b": "2"},
+            "note": "hello",
+            "digest": "DEADbeef",
+            "blob": "00ff",
+            "ratio": 0.1,
+            "price": "12.3",
+            "day": "2024-02-29",
+            "flag": null
+        });
+        let back = roundtrip(&input, &schema);
+        assert_eq!(
+            back,
+            json!({
+                "lines": [{"sku": "a", "amount_cents": 100, "qty": 1}, {"sku": "b", "amount_cents": 250, "qty": 3}],
+                "gift": {"sku": "g", "amount_cents": 0, "qty": 1},
+                "tags": {"a b": "2", "z": "1"},
+                "note": "hello",
+                "digest": "deadbeef",
+                "blob": "00ff",
+                "ratio": 0.1,
+                "price": "1230",
+                "day": 19_782,
+                "flag": false
+            })
+        );
+        // Defaults: bytes in the Avro spec's code-point spelling, a union's first branch.
+        let back = roundtrip(&json!({"lines": []}), &schema);
+        assert_eq!(back["digest"], json!("ff006162"));
+        assert_eq!(back["note"], json!(0));
+        assert_eq!(back["gift"], Json::Null);
+        assert_eq!(back["tags"], json!({}));
+        // The union picks the first branch that accepts the value.
+        let value = json_to_avro(&json!({"lines": [], "note": {"sku": "n", "amount_cents": 1}}), &schema).expect("ok");
+        let Value::Record(fields) = value else { panic!("record") };
+        assert!(matches!(&fields[3].1, Value::Union(2, inner) if matches!(**inner, Value::Record(_))));
+    }
+
+    #[test]
+    fn nested_errors_have_full_paths() {
+        let schema = order_schema();
+        let err = |json: Json| convert_err(json, &schema);
+        assert_eq!(
+            err(json!({"lines": [{"sku": "a", "amount_cents": 1}, {"sku": "b", "amount_cents": "2"}]})),
+            r#"$.lines[1].amount_cents: expected long, found string "2""#
+        );
+        // Inside the nullable record: the record's own error, not "no branch".
+        assert_eq!(
+            err(json!({"lines": [], "gift": {"sku": 5, "amount_cents": 1}})),
+            "$.gift.sku: expected string, found number 5"
+        );
+        assert_eq!(err(json!({"lines": [], "gift": {"sku": "x"}})), r#"$.gift: missing required field "amount_cents""#);
+        assert_eq!(err(json!({"lines": [], "gift": "x"})), r#"$.gift: expected record Line or null, found string "x""#);
+        assert_eq!(err(json!({"lines": [], "tags": {"a b": 1}})), r#"$.tags["a b"]: expected string, found number 1"#);
+        assert_eq!(
+            err(json!({"lines": [], "note": true})),
+            "$.note: no branch of the union accepts boolean true; tried long, string, record Line"
+        );
+        // Only the record branch could take an object: its error is the useful one.
+        assert_eq!(err(json!({"lines": [], "note": {"sku": "x"}})), r#"$.note: missing required field "amount_cents""#);
+        assert_eq!(
+            err(json!({"lines": [], "digest": "abc"})),
+            r#"$.digest: invalid bytes "abc": a hex string needs an even number of digits, found 3"#
+        );
+        assert_eq!(
+            err(json!({"lines": [], "digest": "abcd"})),
+            r#"$.digest: invalid bytes "abcd": expected 4 bytes (8 hex digits), found 2"#
+        );
+        assert_eq!(err(json!({"lines": [], "blob": "zz"})), r#"$.blob: invalid bytes "zz": "zz" is not a hex byte"#);
+        assert_eq!(
+            err(json!({"lines": [], "price": "1.234"})),
+            r#"$.price: invalid decimal "1.234": more than 2 digits after the decimal point"#
+        );
+        assert_eq!(
+            err(json!({"lines": [], "price": 12345.6})),
+            "$.price: invalid decimal 12345.6: 7 digits exceed the precision of 6"
+        );
+        assert_eq!(err(json!({"lines": [], "ratio": 1e39})), "$.ratio: 1e+39 is out of range for float (±3.4e38)");
+        assert_eq!(
+            err(json!({"lines": [], "day": "2023-02-29"})),
+            r#"$.day: invalid date "2023-02-29": day 29 does not exist in 2023-02"#
+        );
+        assert_eq!(err(json!({"lines": [], "flag": "yes"})), r#"$.flag: expected boolean, found string "yes""#);
+    }
+
+    #[test]
+    fn null_for_a_field_with_a_default_that_does_not_allow_null_takes_the_default() {
+        let schema = order_schema();
+        let back = roundtrip(&json!({"lines": [], "note": null, "ratio": null}), &schema);
+        assert_eq!((back["note"].clone(), back["ratio"].clone()), (json!(0), json!(0.5)));
+        // Without a default, null is just the wrong type.
+        assert_eq!(convert_err(json!({"lines": null}), &schema), "$.lines: expected array of record Line, found null");
+    }
+
+    #[test]
+    fn integral_floats_are_integers() {
+        let schema = load("engagement/purchase_completed.avsc");
+        let mut event = purchase();
+        event["amount_cents"] = json!(2.0);
+        event["occurred_at"] = json!(1e12);
+        let back = roundtrip(&event, &schema);
+        assert_eq!(
+            (back["amount_cents"].clone(), back["occurred_at"].clone()),
+            (json!(2), json!(1_000_000_000_000_i64))
+        );
+    }
+
+    #[test]
+    fn avro_to_json_mapping() {
+        let value = Value::Record(vec![
+            ("z".into(), Value::Union(1, Box::new(Value::Long(5)))),
+            ("a".into(), Value::Enum(2, "GOLD".into())),
+            ("nan".into(), Value::Double(f64::NAN)),
+            ("inf".into(), Value::Float(f32::INFINITY)),
+            ("f".into(), Value::Float(0.1)),
+            ("bytes".into(), Value::Bytes(vec![0x00, 0xab, 0xff])),
+            ("fixed".into(), Value::Fixed(2, vec![0x0f, 0xf0])),
+            ("ts".into(), Value::TimestampMillis(-1)),
+            ("uuid".into(), Value::Uuid(Uuid::from_u128(0xABCD))),
+            ("neg".into(), Value::Decimal(Decimal::from(vec![0xff, 0x38]))),
+            ("dur".into(), Value::Duration(Duration::new(Months::new(1), Days::new(2), Millis::new(3)))),
+            ("map".into(), Value::Map([("b".to_owned(), Value::Null), ("a".to_owned(), Value::Int(1))].into())),
+        ]);
+        let json = avro_to_json(&value);
+        assert_eq!(
+            json,
+            json!({
+                "z": 5, "a": "GOLD", "nan": null, "inf": null, "f": 0.1, "bytes": "00abff", "fixed": "0ff0",
+                "ts": -1, "uuid": "00000000-0000-0000-0000-00000000abcd", "neg": "-200",
+                "dur": {"months": 1, "days": 2, "millis": 3}, "map": {"a": 1, "b": null}
+            })
+        );
+        let keys: Vec<_> = json.as_object().expect("object").keys().map(String::as_str).collect();
+        assert_eq!(keys[..3], ["z", "a", "nan"], "record order is kept");
+    }
+
+    #[test]
+    fn duration_and_timestamps_in_other_units() {
+        let schema = Schema::parse_str(
+            r#"{"type": "record", "name": "T", "fields": [
+                {"name": "d", "type": {"type": "fixed", "name": "D", "size": 12, "logicalType": "duration"}},
+                {"name": "us", "type": {"type": "long", "logicalType": "timestamp-micros"}},
+                {"name": "ns", "type": {"type": "long", "logicalType": "timestamp-nanos"}}
+            ]}"#,
+        )
+        .expect("schema");
+        let back = roundtrip(
+            &json!({"d": {"months": 1, "days": 2, "millis": 3}, "us": "1970-01-01T00:00:00.0000015Z", "ns": "1969-12-31T23:59:59.999999999Z"}),
+            &schema,
+        );
+        assert_eq!(back, json!({"d": {"months": 1, "days": 2, "millis": 3}, "us": 1, "ns": -1}));
+        assert_eq!(
+            convert_err(json!({"d": {"months": 1, "day": 2, "millis": 3}, "us": 0, "ns": 0}), &schema),
+            r#"$.d: unknown field "day", did you mean "days"?"#
+        );
+        assert_eq!(
+            convert_err(json!({"d": {"months": -1, "days": 2, "millis": 3}, "us": 0, "ns": 0}), &schema),
+            "$.d.months: -1 is out of range for a duration part (0 to 4294967295)"
+        );
+        assert_eq!(
+            convert_err(
+                json!({"d": {"months": 1, "days": 2, "millis": 3}, "us": 0, "ns": "2300-01-01T00:00:00Z"}),
+                &schema
+            ),
+            r#"$.ns: "2300-01-01T00:00:00Z" is out of range for timestamp-nanos (integer or RFC 3339 string)"#
+        );
+    }
+
+    #[test]
+    fn rfc3339_parsing() {
+        let ms = |s: &str| parse_rfc3339(s).map(|n| n.div_euclid(1_000_000));
+        assert_eq!(ms("1970-01-01T00:00:00Z"), Ok(0));
+        assert_eq!(ms("2026-11-26T04:28:21.123Z"), Ok(1_795_667_301_123));
+        assert_eq!(ms("2026-11-26t06:28:21.123+02:00"), Ok(1_795_667_301_123));
+        assert_eq!(ms("2026-11-25 23:28:21.123-05:00"), Ok(1_795_667_301_123));
+        assert_eq!(ms("2026-11-26T04:28:21.1239999999Z"), Ok(1_795_667_301_123), "finer digits truncate");
+        assert_eq!(ms("1969-12-31T23:59:59.9995Z"), Ok(-1), "truncation goes toward the past");
+        assert_eq!(ms("2024-02-29T00:00:00Z"), Ok(19_782 * 86_400_000));
+        let bad = |s: &str| parse_rfc3339(s).expect_err(s);
+        assert_eq!(bad("2026-11-26"), RFC3339_EXAMPLE);
+        assert_eq!(bad("2026-11-26T04:28:21"), "expected a time zone: Z or an offset like +02:00");
+        assert_eq!(bad("2026-11-26T04:28:21.Z"), RFC3339_EXAMPLE);
+        assert_eq!(bad("2026-11-26T24:00:00Z"), "time 24:00 does not exist");
+        assert_eq!(bad("2026-12-31T23:59:60Z"), "second 60 does not exist (leap seconds are not supported)");
+        assert_eq!(bad("2026-13-01T00:00:00Z"), "month 13 does not exist");
+        assert_eq!(bad("2026-11-26T04:28:21+2:00"), "expected a time zone: Z or an offset like +02:00");
+        assert_eq!(bad("2026-11-26T04:28:21+24:00"), "offset +24:00 does not exist");
+        assert_eq!(bad("2026-11-26T04:28:21Zjunk"), "expected a time zone: Z or an offset like +02:00");
+        assert_eq!(bad("１９７０-01-01T00:00:00Z"), RFC3339_EXAMPLE);
+        assert_eq!(parse_date("2026-1-1"), Err("expected a date like 2026-11-26".to_owned()));
+    }
+
+    #[test]
+    fn schema_evolution_old_events_read_with_the_current_schema() {
+        let current = load("users/registered.avsc");
+        let mut old_json: Json =
+            serde_json::from_str(&std::fs::read_to_string(schema_dir().join("users/registered.avsc")).expect("read"))
+                .expect("json");
+        old_json["fields"].as_array_mut().expect("fields").retain(|f| f["name"] != "referrer");
+        let old = Schema::parse_str(&old_json.to_string()).expect("old schema");
+
+        let (mut event, _) = sample(&current, true, &mut 0).expect("sample");
+        event.as_object_mut().expect("object").remove("referrer");
+        let body = encode(&json_to_avro(&event, &old).expect("converts"), &old).expect("encodes");
+        let back = avro_to_json(&decode(&body, &old, Some(&current)).expect("decodes"));
+        assert_eq!(back["referrer"], Json::Null);
+        assert_eq!(back["email"], event["email"]);
+
+        // And the other way: a newer writer's extra field is dropped by an older reader.
+        let (event, _) = sample(&current, true, &mut 0).expect("sample");
+        let body = encode(&json_to_avro(&event, &current).expect("converts"), &current).expect("encodes");
+        let back = avro_to_json(&decode(&body, &current, Some(&old)).expect("decodes"));
+        assert!(back.get("referrer").is_none());
+    }
+
+    #[test]
+    fn decode_rejects_trailing_and_missing_bytes() {
+        let schema = load("engagement/purchase_completed.avsc");
+        let mut body = encode(&json_to_avro(&purchase(), &schema).expect("converts"), &schema).expect("encodes");
+        body.extend_from_slice(&[0, 0]);
+        let err = decode(&body, &schema, None).expect_err("trailing");
+        assert!(matches!(err, DecodeError::TrailingBytes(2)));
+        assert_eq!(err.to_string(), "2 trailing bytes after the Avro body");
+        body.truncate(body.len() - 4);
+        assert!(matches!(decode(&body, &schema, None), Err(DecodeError::Body(_))));
+        assert!(matches!(decode(&[], &schema, None), Err(DecodeError::Body(_))));
+    }
+
+    #[test]
+    fn encode_resolves_loose_values_and_explains_mismatches() {
+        let schema = load("sessions/heartbeat.avsc");
+        let (event, _) = sample(&schema, true, &mut 0).expect("sample");
+        let exact = json_to_avro(&event, &schema).expect("converts");
+        // What a hand-built value looks like: strings for the uuid, bare values in unions.
+        let Value::Record(fields) = exact.clone() else { panic!("record") };
+        let loose = Value::Record(
+            fields
+                .into_iter()
+                .map(|(k, v)| match v {
+                    Value::Uuid(u) => (k, Value::String(u.to_string())),
+                    Value::Union(_, inner) => (k, *inner),
+                    Value::Long(n) => (k, Value::Int(i32::try_from(n).unwrap_or_default())),
+                    other => (k, other),
+                })
+                .collect(),
+        );
+        assert_eq!(encode(&loose, &schema).expect("encodes"), encode(&exact, &schema).expect("encodes"));
+        let err =
+            encode(&Value::Record(vec![("event_id".into(), Value::Boolean(true))]), &schema).expect_err("mismatch");
+        assert!(matches!(err, EncodeError::Mismatch(_)), "{err}");
+    }
+
+    #[test]
+    fn suggestions() {
+        let fields = ["amount_cents", "currency", "items", "user_id"];
+        let s = |name: &str| suggest(name, fields.into_iter());
+        assert_eq!(s("amountCents").as_deref(), Some("amount_cents"));
+        assert_eq!(s("curency").as_deref(), Some("currency"));
+        assert_eq!(s("item").as_deref(), Some("items"));
+        assert_eq!(s("userid").as_deref(), Some("user_id"));
+        assert_eq!(s("price"), None);
+        assert_eq!(levenshtein("kitten", "sitting"), 3);
+    }
+
+    #[test]
+    fn decimal_bytes() {
+        for n in [0_i128, 1, -1, 127, 128, -128, -129, 255, 256, i128::MAX, i128::MIN] {
+            let bytes = twos_complement(n);
+            assert_eq!(unscaled_decimal(&Decimal::from(bytes.clone())), n.to_string(), "{n} as {bytes:02x?}");
+        }
+        assert_eq!(twos_complement(128), vec![0x00, 0x80]);
+        assert_eq!(twos_complement(-128), vec![0x80]);
+        assert_eq!(parse_decimal("-0.5", 3, 2), Ok(-50));
+        assert_eq!(parse_decimal(".5", 3, 2), Ok(50));
+        assert_eq!(parse_decimal("1e3", 9, 0), Err("expected a plain decimal number like \"12.34\"".to_owned()));
+    }
+
+    /// Inverse of `days_from_civil`, to format timestamps in the property test.
+    fn civil_from_days(days: i64) -> (i64, u32, u32) {
+        let z = days + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z - era * 146_097;
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let day = u32::try_from(doy - (153 * mp + 2) / 5 + 1).expect("day");
+        let month = u32::try_from(if mp < 10 { mp + 3 } else { mp - 9 }).expect("month");
+        (yoe + era * 400 + i64::from(month <= 2), month, day)
+    }
+
+    fn format_rfc3339(ms: i64) -> String {
+        let (days, ms_of_day) = (ms.div_euclid(86_400_000), ms.rem_euclid(86_400_000));
+        let (y, m, d) = civil_from_days(days);
+        let (h, rest) = (ms_of_day / 3_600_000, ms_of_day % 3_600_000);
+        format!("{y:04}-{m:02}-{d:02}T{h:02}:{:02}:{:02}.{:03}Z", rest / 60_000, rest % 60_000 / 1000, rest % 1000)
+    }
+
+    fn purchase_event() -> impl Strategy<Value = (Json, bool)> {
+        let optional = || proptest::option::of(any::<String>());
+        (
+            (any::<u128>(), any::<String>(), any::<String>(), any::<i64>(), any::<i64>(), any::<String>()),
+            (optional(), optional(), optional(), optional()),
+            (any::<String>(), optional(), any::<String>(), any::<i64>(), any::<String>(), any::<i32>()),
+            any::<bool>(),
+        )
+            .prop_map(|(envelope, trace, body, omit_nulls)| {
+                let (id, event_type, aggregate_id, version, occurred_at, producer) = envelope;
+                let (correlation_id, causation_id, traceparent, tracestate) = trace;
+                let (user_id, session_id, order_id, amount_cents, currency, items) = body;
+                let event = json!({
+                    "event_id": Uuid::from_u128(id).to_string(),
+                    "event_type": event_type, "aggregate_id": aggregate_id, "aggregate_version": version,
+                    "occurred_at": occurred_at, "producer": producer,
+                    "correlation_id": correlation_id, "causation_id": causation_id,
+                    "traceparent": traceparent, "tracestate": tracestate,
+                    "user_id": user_id, "session_id": session_id, "order_id": order_id,
+                    "amount_cents": amount_cents, "currency": currency, "items": items
+                });
+                (event, omit_nulls)
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn purchase_json_roundtrip_is_the_identity((event, omit_nulls) in purchase_event()) {
+            let schema = load("engagement/purchase_completed.avsc");
+            let mut input = event.clone();
+            if omit_nulls {
+                input.as_object_mut().expect("object").retain(|_, v| !v.is_null());
+            }
+            prop_assert_eq!(roundtrip(&input, &schema), event);
+        }
+
+        #[test]
+        fn rfc3339_matches_milliseconds(ms in -62_135_596_800_000_i64..253_402_300_800_000) {
+            let text = format_rfc3339(ms);
+            prop_assert_eq!(parse_rfc3339(&text).map(|n| n / 1_000_000), Ok(i128::from(ms)), "{}", text);
+        }
+
+        #[test]
+        fn decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let schema = load("engagement/purchase_completed.avsc");
+            let _ = decode(&bytes, &schema, None);
+        }
+    }
+}

@@ -1,0 +1,477 @@
+//! Whole-file tests: the repository's own topology, and broken files with the errors each gives,
+//! at their line and column. Schema paths resolve against the repository, so the real `.avsc`
+//! files of the default domain are used.
+
+use std::path::{Path, PathBuf};
+
+use super::*;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Validates `text` as if it were `topology.toml` at the root of the repository.
+fn check(text: &str) -> Result<Topology, Report> {
+    Topology::from_parts(text, Path::new("topology.toml"), |p| std::fs::read_to_string(repo().join(p)))
+}
+
+/// The diagnostics of a file that must fail, as `(line, column, message, hint)`.
+fn errors(text: &str) -> Vec<(usize, usize, String, Option<String>)> {
+    match check(text) {
+        Ok(_) => panic!("expected errors in:\n{text}"),
+        Err(report) => {
+            report.diagnostics().iter().map(|d| (d.line, d.column, d.message.clone(), d.hint.clone())).collect()
+        }
+    }
+}
+
+/// The only diagnostic of a file that must fail with exactly one.
+fn error(text: &str) -> (usize, usize, String, Option<String>) {
+    let mut all = errors(text);
+    assert_eq!(all.len(), 1, "expected one error, got {all:#?}");
+    all.remove(0)
+}
+
+fn valid(text: &str) -> Topology {
+    check(text).unwrap_or_else(|report| panic!("expected a valid topology:\n{report}"))
+}
+
+/// A small valid topology the broken files below are variations of.
+const BASE: &str = r#"[topics.users]
+partitions = 3
+replication_factor = 1
+subject_strategy = "record"
+
+[topics.sessions]
+partitions = 3
+replication_factor = 1
+
+[events."user.registered"]
+topic = "users"
+schema = "schemas/users/registered.avsc"
+
+[events."user.deleted"]
+topic = "users"
+schema = "schemas/users/deleted.avsc"
+
+[events."session.started"]
+topic = "sessions"
+schema = "schemas/sessions/started.avsc"
+
+[projections.user_state]
+sources = ["users"]
+sink = "couchbase"
+
+[projections.user_state.couchbase]
+document_id = "user::{aggregate_id}"
+erase_on = ["user.deleted"]
+"#;
+
+/// `BASE` with one line replaced (the first line equal to `old`).
+fn base_with(old: &str, new: &str) -> String {
+    assert!(BASE.lines().any(|l| l == old), "no line {old:?} in BASE");
+    BASE.replacen(old, new, 1)
+}
+
+#[test]
+fn the_repository_topology_is_valid() {
+    let path = repo().join("topology.toml");
+    let topology = match Topology::load(&path) {
+        Ok(t) => t,
+        Err(e) => panic!("{e}"),
+    };
+    assert!(topology.warnings().is_empty(), "{}", topology.warnings());
+    assert_eq!(topology.events().count(), 10);
+    assert_eq!(topology.compatibility(), Compatibility::Backward);
+
+    let registered = topology.event("user.registered").expect("declared");
+    assert_eq!(registered.topic, "users");
+    assert_eq!(registered.subject, "sluice.users.UserRegistered");
+    assert!(registered.schema_text.contains("\"UserRegistered\""));
+    assert_eq!(registered.payload_fields().collect::<Vec<_>>(), ["country", "display_name", "email", "referrer"]);
+    assert_eq!(topology.events_on("users").count(), 4);
+    assert_eq!(topology.subject("session.ended"), Some("sluice.sessions.SessionEnded"));
+
+    let users = topology.projection("user_state").expect("declared");
+    assert_eq!(users.group, "sluice.user_state");
+    assert_eq!(users.events, ["user.deleted", "user.email_changed", "user.profile_updated", "user.registered"]);
+    let SinkConfig::Couchbase { couchbase } = &users.sink else { panic!("user_state writes to Couchbase") };
+    assert_eq!(couchbase.erase_on, ["user.deleted"]);
+
+    let sessions = topology.projection("session_state").expect("declared");
+    let SinkConfig::Couchbase { couchbase } = &sessions.sink else { panic!("session_state writes to Couchbase") };
+    assert_eq!(couchbase.ttl, Some(HumanDuration::from_millis(30 * 60_000)));
+    assert!(couchbase.erase_on.is_empty(), "ended sessions stay readable until they expire");
+
+    let analytics = topology.projection("analytics").expect("declared");
+    assert_eq!(analytics.events.len(), 10);
+    assert_eq!((analytics.batch_size, analytics.linger), (50_000, HumanDuration::from_millis(500)));
+    assert_eq!(analytics.sink.kind(), SinkKind::ClickHouse);
+
+    // Dead-letter topics are implied, replicated like their sources.
+    assert_eq!(
+        topology.dlq_topics().into_iter().collect::<Vec<_>>(),
+        ["analytics.dlq", "session_state.dlq", "user_state.dlq"]
+    );
+    assert_eq!(topology.topic("user_state.dlq").map(|t| t.partitions), Some(1));
+
+    let defaults = topology.connections().env_defaults();
+    assert!(defaults.contains(&("SLUICE_KAFKA_BROKERS".to_owned(), "127.0.0.1:19092".to_owned())));
+    assert_eq!(defaults.len(), 6);
+}
+
+#[test]
+fn the_effective_topology_is_a_valid_topology_file() {
+    let topology = Topology::load(&repo().join("topology.toml")).unwrap_or_else(|e| panic!("{e}"));
+    let printed = toml::to_string(topology.config()).unwrap_or_else(|e| panic!("{e}"));
+    let again = valid(&printed);
+    assert_eq!(again.config(), topology.config(), "{printed}");
+    assert!(again.warnings().is_empty(), "{}", again.warnings());
+}
+
+#[test]
+fn the_base_is_valid_with_defaults_filled_in() {
+    let t = valid(BASE);
+    assert!(t.warnings().is_empty(), "{}", t.warnings());
+    let users = t.topic("users").expect("declared");
+    assert_eq!(
+        (users.key.as_str(), users.cleanup_policy, users.retention),
+        ("aggregate_id", CleanupPolicy::Delete, None)
+    );
+    let p = t.projection("user_state").expect("declared");
+    assert_eq!((p.batch_size, p.linger, p.dlq_topic.as_str()), (DEFAULT_BATCH_SIZE, DEFAULT_LINGER, "user_state.dlq"));
+    assert_eq!(p.events, ["user.deleted", "user.registered"]);
+}
+
+#[test]
+fn subjects_follow_the_topic_strategy() {
+    let t = valid(BASE);
+    // `users` carries two event types and names subjects by record; `sessions` one, by topic.
+    assert_eq!(t.subject("user.registered"), Some("sluice.users.UserRegistered"));
+    assert_eq!(t.subject("user.deleted"), Some("sluice.users.UserDeleted"));
+    assert_eq!(t.subject("session.started"), Some("sessions-value"));
+    assert_eq!(t.event("session.started").map(|e| e.record_name.as_str()), Some("sluice.sessions.SessionStarted"));
+}
+
+#[test]
+fn unknown_key_with_a_suggestion() {
+    let text = base_with("partitions = 3", "partitons = 3");
+    assert_eq!(
+        error(&text),
+        (2, 1, "unknown key `partitons` in [topics.users]".into(), Some("did you mean `partitions`?".into()))
+    );
+    let (line, column, message, hint) = error(&format!("[conections]\nkafka_brokers = \"k:1\"\n{BASE}"));
+    assert_eq!((line, column, message.as_str()), (1, 2, "unknown section `conections` in the top level"));
+    assert_eq!(hint.as_deref(), Some("did you mean `connections`?"));
+    let (_, _, _, hint) = error(&base_with("sink = \"couchbase\"", "sink = \"couchbase\"\nwhatever = 1"));
+    assert!(hint.is_some_and(|h| h.starts_with("expected one of: `group`, `sources`")));
+}
+
+#[test]
+fn wrong_types() {
+    let text = base_with("partitions = 3", "partitions = \"3\"");
+    assert_eq!(
+        error(&text),
+        (
+            2,
+            14,
+            "`topics.users.partitions` must be an integer, not a string".into(),
+            Some("write `partitions = 3`, without quotes".into())
+        )
+    );
+    let (line, column, message, _) = error(&base_with("sources = [\"users\"]", "sources = \"users\""));
+    assert_eq!((line, column), (23, 11));
+    assert_eq!(message, "`projections.user_state.sources` must be a list, not a string");
+    let (line, column, message, _) = error(&base_with("partitions = 3", "partitions = 0"));
+    assert_eq!((line, column), (2, 14));
+    assert_eq!(message, "`topics.users.partitions` = 0 is out of range: it must be between 1 and 1000000");
+}
+
+#[test]
+fn undeclared_topic() {
+    let text = base_with("topic = \"sessions\"", "topic = \"session\"");
+    assert_eq!(
+        error(&text),
+        (
+            19,
+            9,
+            "topic \"session\" of event type \"session.started\" is not declared".into(),
+            Some("did you mean \"sessions\"?".into())
+        )
+    );
+}
+
+#[test]
+fn bad_document_id_placeholders() {
+    // `user_id` is no field of the user events; `correlation_id` is, but may be null.
+    let text =
+        base_with("document_id = \"user::{aggregate_id}\"", "document_id = \"user::{user_id}:{correlation_id}\"");
+    let all = errors(&text);
+    assert_eq!(all.len(), 2, "{all:#?}");
+    assert_eq!(
+        (all[0].0, all[0].1, all[0].2.as_str()),
+        (27, 22, "placeholder {user_id} of `document_id` is not a field of user.deleted, user.registered")
+    );
+    assert_eq!(
+        (all[1].0, all[1].1, all[1].2.as_str()),
+        (27, 32, "placeholder {correlation_id} of `document_id` can be null (in user.deleted, user.registered)")
+    );
+    let (line, column, message, _) =
+        error(&base_with("document_id = \"user::{aggregate_id}\"", "document_id = \"user::{aggregate_id\""));
+    assert_eq!((line, column), (27, 22));
+    assert_eq!(message, "`document_id`: unclosed `{` (write `{{` for a literal brace)");
+}
+
+#[test]
+fn soft_threshold_at_or_above_hard() {
+    let text = format!(
+        "{BASE}\n[projections.user_state.backpressure]\nsoft_lag = 10\nhard_lag = 10\nsoft_lag_age = \"1m\"\nhard_lag_age = \"30s\"\n"
+    );
+    let all = errors(&text);
+    assert_eq!(all.len(), 2, "{all:#?}");
+    assert_eq!((all[0].0, all[0].1, all[0].2.as_str()), (32, 12, "`hard_lag` (10) must be above `soft_lag` (10)"));
+    assert_eq!(
+        (all[1].0, all[1].1, all[1].2.as_str()),
+        (34, 16, "`hard_lag_age` (30s) must be above `soft_lag_age` (1m)")
+    );
+}
+
+#[test]
+fn missing_schema_file() {
+    let text = base_with("schema = \"schemas/users/deleted.avsc\"", "schema = \"schemas/users/gone.avsc\"");
+    let (line, column, message, hint) = error(&text);
+    assert_eq!((line, column), (16, 10));
+    assert!(message.starts_with("cannot read schema file schemas/users/gone.avsc: "), "{message}");
+    assert_eq!(hint.as_deref(), Some("schema paths are relative to the directory of the topology file"));
+}
+
+#[test]
+fn schema_without_the_envelope() {
+    let text = BASE.replace("schemas/users/deleted.avsc", "deleted.avsc");
+    let report = Topology::from_parts(&text, Path::new("topology.toml"), |p| {
+        if p == Path::new("deleted.avsc") {
+            let real = std::fs::read_to_string(repo().join("schemas/users/deleted.avsc"))?;
+            Ok(real.replacen("\"aggregate_version\"", "\"version\"", 1))
+        } else {
+            std::fs::read_to_string(repo().join(p))
+        }
+    })
+    .map(|_| ())
+    .expect_err("broken envelope");
+    let messages: Vec<_> = report.diagnostics().iter().map(|d| (d.line, d.column, d.message.as_str())).collect();
+    assert_eq!(messages, [(16, 10, "schema deleted.avsc: envelope field `aggregate_version` is missing")]);
+}
+
+#[test]
+fn credentials_are_refused() {
+    let text = format!("[connections]\nkafka_brokers = \"k:9092\"\ncouchbase_password = \"hunter2\"\n{BASE}");
+    assert_eq!(
+        error(&text),
+        (
+            3,
+            1,
+            "`couchbase_password` is a credential: credentials never go in the topology file, which is committed and shared".into(),
+            Some("set SLUICE_COUCHBASE_PASSWORD in the environment or the env file instead".into())
+        )
+    );
+    let (line, column, _, hint) =
+        error(&base_with("erase_on = [\"user.deleted\"]", "erase_on = [\"user.deleted\"]\nusername = \"admin\""));
+    assert_eq!((line, column), (29, 1));
+    assert_eq!(hint.as_deref(), Some("set SLUICE_COUCHBASE_USERNAME in the environment or the env file instead"));
+    let (_, _, message, _) = error(&format!("[connections]\nclickhouse_url = \"http://u:p@ch:8123\"\n{BASE}"));
+    assert_eq!(message, "`connections.clickhouse_url` has credentials in it: they never go in the topology file");
+}
+
+#[test]
+fn several_topic_events_need_the_record_strategy() {
+    let text = base_with("subject_strategy = \"record\"", "");
+    let (line, column, message, hint) = error(&text);
+    assert_eq!((line, column), (1, 1));
+    assert_eq!(
+        message,
+        "topic \"users\" carries 2 event types (user.deleted, user.registered), so its subject_strategy must be \"record\""
+    );
+    assert!(hint.is_some_and(|h| h.starts_with("set `subject_strategy = \"record\"`")));
+    let (line, column, _, _) = error(&base_with("subject_strategy = \"record\"", "subject_strategy = \"topic\""));
+    assert_eq!((line, column), (4, 20));
+}
+
+#[test]
+fn sink_blocks_match_the_sink() {
+    let text = base_with("sink = \"couchbase\"", "sink = \"clickhouse\"");
+    let all = errors(&text);
+    assert_eq!(all.len(), 2, "{all:#?}");
+    assert_eq!((all[0].0, all[0].1), (24, 8));
+    assert_eq!(all[0].2, "`sink = \"clickhouse\"` needs a [projections.user_state.clickhouse] block");
+    assert_eq!((all[1].0, all[1].1), (26, 1));
+    assert_eq!(all[1].2, "[projections.user_state.couchbase] given, but the projection's sink is \"clickhouse\"");
+    let (_, _, message, hint) = error(&base_with("sink = \"couchbase\"", "sink = \"couchbse\""));
+    assert_eq!(message, "`projections.user_state.sink` = \"couchbse\" is not one of the allowed values");
+    assert_eq!(hint.as_deref(), Some("did you mean \"couchbase\"?"));
+}
+
+#[test]
+fn projection_references() {
+    // An events filter entry from another topic, and an unknown source.
+    let text = base_with(
+        "sources = [\"users\"]",
+        "sources = [\"users\", \"user\"]\nevents = [\"user.registered\", \"session.started\"]",
+    );
+    let all = errors(&text);
+    assert_eq!(all.len(), 2, "{all:#?}");
+    assert_eq!((all[0].0, all[0].1, all[0].2.as_str()), (23, 21, "source topic \"user\" is not declared"));
+    assert_eq!(all[0].3.as_deref(), Some("did you mean \"users\"?"));
+    assert_eq!(
+        (all[1].0, all[1].1, all[1].2.as_str()),
+        (
+            24,
+            30,
+            "event type \"session.started\" is published on \"sessions\", which is not a source of projection \"user_state\""
+        )
+    );
+    assert_eq!(all[1].3.as_deref(), Some("add \"sessions\" to `sources`"));
+
+    let (line, column, message, hint) =
+        error(&base_with("erase_on = [\"user.deleted\"]", "erase_on = [\"user.delete\"]"));
+    assert_eq!((line, column), (28, 13));
+    assert_eq!(
+        message,
+        "\"user.delete\" in `projections.user_state.couchbase.erase_on` is not an event type of projection \"user_state\""
+    );
+    assert_eq!(hint.as_deref(), Some("did you mean \"user.deleted\"?"));
+}
+
+#[test]
+fn field_mappings_name_real_event_fields() {
+    let text =
+        format!("{BASE}fields = {{ email = \"emial\", reason = \"reason\", name = [\"display_name\", \"nick\"] }}\n");
+    let all = errors(&text);
+    assert_eq!(all.len(), 2, "{all:#?}");
+    assert_eq!((all[0].0, all[0].1), (29, 20));
+    assert_eq!(all[0].2, "no event of projection \"user_state\" has a field `emial` (for document field `email`)");
+    assert_eq!(all[0].3.as_deref(), Some("did you mean `email`?"));
+    assert_eq!((all[1].0, all[1].1), (29, 72));
+    assert_eq!(all[1].2, "no event of projection \"user_state\" has a field `nick` (for document field `name`)");
+}
+
+#[test]
+fn durations_are_checked() {
+    let text = format!("{BASE}ttl = \"5min\"\n");
+    let (line, column, message, _) = error(&text);
+    assert_eq!((line, column), (29, 7));
+    assert_eq!(
+        message,
+        "`projections.user_state.couchbase.ttl`: unknown unit `min` in `5min`: use ms, s, m, h, d or w"
+    );
+}
+
+#[test]
+fn syntax_errors_are_located() {
+    let (line, column, message, _) = error("[topics.users]\npartitions = 3\nreplication_factor = \n");
+    assert_eq!((line, column), (3, 22));
+    assert!(message.starts_with("invalid TOML: "), "{message}");
+}
+
+#[test]
+fn every_error_is_reported_at_once() {
+    let text = BASE
+        .replacen("partitions = 3", "partitions = \"3\"", 1)
+        .replacen("topic = \"sessions\"", "topic = \"session\"", 1)
+        .replacen("sink = \"couchbase\"", "sink = \"couchbase\"\nbatch_sise = 10", 1)
+        .replacen("document_id = \"user::{aggregate_id}\"", "document_id = \"user::{user_id}\"\npassword = \"x\"", 1);
+    let report = check(&text).map(|_| ()).expect_err("four errors");
+    let at: Vec<(usize, usize)> = report.diagnostics().iter().map(|d| (d.line, d.column)).collect();
+    assert_eq!(at, [(2, 14), (19, 9), (25, 1), (28, 22), (29, 1)], "{report}");
+    assert_eq!(report.error_count(), 5);
+    let printed = report.to_string();
+    assert!(
+        printed.starts_with(
+            "topology.toml:2:14: error: `topics.users.partitions` must be an integer, not a string\n  \
+         hint: write `partitions = 3`, without quotes\n\
+         topology.toml:19:9: error: topic \"session\" of event type \"session.started\" is not declared\n  \
+         hint: did you mean \"sessions\"?\n\
+         topology.toml:25:1: error: unknown key `batch_sise` in [projections.user_state]\n  \
+         hint: did you mean `batch_size`?\n"
+        ),
+        "{printed}"
+    );
+    assert!(printed.ends_with("topology.toml: 5 errors\n"), "{printed}");
+}
+
+#[test]
+fn warnings_do_not_fail() {
+    let text = format!(
+        "{BASE}\n[topics.unused]\npartitions = 1\nreplication_factor = 1\ncleanup_policy = \"compact\"\nretention = \"1d\"\n"
+    );
+    let t = valid(&text);
+    let w: Vec<(usize, usize, Severity)> =
+        t.warnings().diagnostics().iter().map(|d| (d.line, d.column, d.severity)).collect();
+    assert_eq!(w, [(30, 1, Severity::Warning), (34, 13, Severity::Warning)], "{}", t.warnings());
+    assert!(t.warnings().to_string().ends_with("topology.toml: 2 warnings\n"));
+}
+
+#[test]
+fn durations_need_their_unit() {
+    let (line, column, message, hint) = error(&format!("{BASE}ttl = 30\n"));
+    assert_eq!((line, column), (29, 7));
+    assert_eq!(message, "`projections.user_state.couchbase.ttl` must be a duration like \"30s\", not a number");
+    assert_eq!(hint.as_deref(), Some("durations carry their unit: `ttl = \"30s\"`, \"30m\", …"));
+    let (_, _, message, _) = error(&format!("{BASE}ttl = \"0s\"\n"));
+    assert_eq!(message, "`projections.user_state.couchbase.ttl` must be longer than zero");
+}
+
+#[test]
+fn missing_keys_say_what_to_add() {
+    let (line, column, message, hint) = error(&base_with("schema = \"schemas/users/deleted.avsc\"", ""));
+    assert_eq!((line, column), (14, 1));
+    assert_eq!(message, "missing key `schema` in [events.\"user.deleted\"]");
+    assert_eq!(hint.as_deref(), Some("add `schema = \"schemas/<file>.avsc\"`"));
+}
+
+#[test]
+fn groups_and_dead_letter_topics_are_checked() {
+    let text = format!(
+        "{BASE}\n[projections.other]\nsources = [\"sessions\"]\nsink = \"clickhouse\"\ngroup = \"sluice.user_state\"\n\
+         dlq_topic = \"sessions\"\n\n[projections.other.clickhouse]\ntable = \"events\"\nrollups = [\"daily_engagment\"]\n"
+    );
+    let all = errors(&text);
+    let at: Vec<_> = all.iter().map(|(l, c, m, _)| (*l, *c, m.as_str())).collect();
+    assert_eq!(
+        at,
+        [
+            (33, 9, "projections \"other\" and \"user_state\" share the consumer group \"sluice.user_state\""),
+            (34, 13, "dead-letter topic \"sessions\" of projection \"other\" also carries events (session.started)"),
+            (38, 12, "unknown rollup \"daily_engagment\": the ClickHouse sink does not maintain it"),
+        ],
+        "{all:#?}"
+    );
+    assert_eq!(all[2].3.as_deref(), Some("did you mean \"daily_engagement\"?"));
+}
+
+#[test]
+fn record_names_are_subjects_and_must_differ() {
+    let text = base_with("schema = \"schemas/users/deleted.avsc\"", "schema = \"schemas/users/registered.avsc\"");
+    let (line, column, message, _) = error(&text);
+    assert_eq!((line, column), (12, 10));
+    assert_eq!(
+        message,
+        "event types \"user.deleted\" and \"user.registered\" both use record sluice.users.UserRegistered: with \
+         subject_strategy = \"record\" they would share one subject"
+    );
+}
+
+#[test]
+fn critical_events_belong_to_the_projection() {
+    let text = format!("{BASE}\n[projections.user_state.backpressure]\ncritical_events = [\"session.started\"]\n");
+    let (line, column, message, hint) = error(&text);
+    assert_eq!((line, column), (31, 20));
+    assert_eq!(
+        message,
+        "\"session.started\" in `projections.user_state.backpressure.critical_events` is not an event type of \
+         projection \"user_state\""
+    );
+    assert_eq!(
+        hint.as_deref(),
+        Some("the event types of projection \"user_state\" are: user.deleted, user.registered")
+    );
+}
