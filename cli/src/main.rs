@@ -7,7 +7,11 @@
 
 mod context;
 mod doctor;
+mod publish;
+mod schemas_cmd;
 mod topology_cmd;
+mod topics_cmd;
+mod work;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -61,6 +65,29 @@ enum Command {
     /// Work with the topology file.
     #[command(subcommand)]
     Topology(topology_cmd::TopologyCommand),
+
+    /// Publish JSON-lines events (a file or stdin) to their Kafka topics.
+    ///
+    /// Each line is one event object; its `event_type` field (or --event-type) picks the schema.
+    /// event_id, occurred_at and producer ("sluice-cli") are filled in when absent. Bad lines are
+    /// reported with their line number and counted; the run ends with `published N, rejected M`
+    /// and exits non-zero when any line was rejected or any delivery failed.
+    Publish(publish::PublishArgs),
+
+    /// Register and check the event schemas in the schema registry.
+    #[command(subcommand)]
+    Schemas(schemas_cmd::SchemasCommand),
+
+    /// Create and reconcile the topology's Kafka topics.
+    #[command(subcommand)]
+    Topics(topics_cmd::TopicsCommand),
+
+    /// Run a projection: consume its topics and write to its sink until stopped (SIGTERM/Ctrl-C).
+    ///
+    /// Decodes each record (schema from the registry), folds it into the sink idempotently,
+    /// sends records that can never be applied to the projection's dead-letter topic with the
+    /// reason, and commits offsets only after the sink acknowledged.
+    Work(work::WorkArgs),
 }
 
 /// The largest allocation the Avro decoder may make for one value. A corrupt body can claim a
@@ -100,5 +127,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(if doctor::run(&ctx.connections).await { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
         Command::Topology(cmd) => topology_cmd::run(&cli.global, cmd),
+        Command::Publish(args) => publish::run(&cli.global, args).await,
+        Command::Schemas(cmd) => schemas_cmd::run(&cli.global, cmd).await,
+        Command::Topics(cmd) => topics_cmd::run(&cli.global, cmd).await,
+        Command::Work(args) => work::run(&Context::load(&cli.global)?, args).await,
     }
 }

@@ -27,7 +27,9 @@ pub enum DecodeError {
 #[derive(Debug)]
 pub struct Decoder {
     registry: SrSettings,
-    writers: RwLock<HashMap<u32, Arc<Schema>>>,
+    /// Per schema id: the writer schema, and the reader schema to resolve to — `None` when it is
+    /// the same schema (resolution then costs nothing, the common case).
+    writers: RwLock<HashMap<u32, (Arc<Schema>, Option<Arc<Schema>>)>>,
     /// Reader schemas by full record name (`sluice.users.UserRegistered`), from the topology.
     readers: HashMap<String, Arc<Schema>>,
 }
@@ -47,8 +49,8 @@ impl Decoder {
         Self { registry, writers: RwLock::default(), readers }
     }
 
-    /// The writer schema of `id`, from the cache or the registry.
-    async fn writer(&self, id: u32) -> Result<Arc<Schema>, DecodeError> {
+    /// The writer and reader schemas of `id`, from the cache or the registry.
+    async fn schemas(&self, id: u32) -> Result<(Arc<Schema>, Option<Arc<Schema>>), DecodeError> {
         if let Some(s) = self.writers.read().ok().and_then(|m| m.get(&id).cloned()) {
             return Ok(s);
         }
@@ -61,18 +63,20 @@ impl Decoder {
         })?;
         let schema = Schema::parse_str(&registered.schema)
             .map_err(|e| DecodeError::Permanent(format!("schema id {id} is not valid Avro: {e}")))?;
-        let schema = Arc::new(schema);
+        let reader = record_name(&schema)
+            .and_then(|n| self.readers.get(&n).cloned())
+            .filter(|r| r.canonical_form() != schema.canonical_form());
+        let entry = (Arc::new(schema), reader);
         if let Ok(mut m) = self.writers.write() {
-            m.insert(id, schema.clone());
+            m.insert(id, entry.clone());
         }
-        Ok(schema)
+        Ok(entry)
     }
 
     /// Decodes one record value read at `position`.
     pub async fn decode(&self, value: Option<&[u8]>, position: Position) -> Result<Event, DecodeError> {
         let framed = unframe(value.unwrap_or_default()).map_err(|e| DecodeError::Permanent(e.to_string()))?;
-        let writer = self.writer(framed.schema_id).await?;
-        let reader = record_name(&writer).and_then(|n| self.readers.get(&n).cloned());
+        let (writer, reader) = self.schemas(framed.schema_id).await?;
         let value = avro::decode(framed.body, &writer, reader.as_deref())
             .map_err(|e| DecodeError::Permanent(format!("undecodable body (schema id {}): {e}", framed.schema_id)))?;
         Event::from_record(avro::avro_to_json(&value), position, framed.schema_id)

@@ -3,6 +3,8 @@
 //!
 //! A missing service is a failure with a message saying how to start it, never a skip.
 
+pub mod domain;
+
 use std::future::Future;
 use std::time::Duration;
 
@@ -27,4 +29,30 @@ pub async fn within<T>(what: &str, secs: u64, fut: impl Future<Output = T>) -> T
         Ok(v) => v,
         Err(_) => panic!("{what} did not finish within {secs}s: is the service up? (dev/status)"),
     }
+}
+
+/// A copy of the repository's `topology.toml` whose topics, projections (so consumer groups and
+/// DLQ topics) and ClickHouse tables carry `suffix`, so a test's pipeline shares nothing with
+/// another run. Schemas stay the repository's. Returns the path of the written file.
+pub fn fresh_topology(suffix: &str) -> std::path::PathBuf {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let text = std::fs::read_to_string(root.join("topology.toml")).expect("read topology.toml");
+    let schemas = root.join("schemas").canonicalize().expect("schemas dir");
+    let mut text = text.replace("schema = \"schemas/", &format!("schema = \"{}/", schemas.display()));
+    for topic in ["users", "sessions", "engagement"] {
+        text = text
+            .replace(&format!("[topics.{topic}]"), &format!("[topics.{topic}_{suffix}]"))
+            .replace(&format!("\"{topic}\""), &format!("\"{topic}_{suffix}\""));
+    }
+    for projection in ["user_state", "session_state", "analytics"] {
+        text = text.replace(&format!("[projections.{projection}"), &format!("[projections.{projection}_{suffix}"));
+    }
+    for table in ["events", "users_current"] {
+        text = text.replace(&format!("\"{table}\""), &format!("\"{table}_{suffix}\""));
+    }
+    let dir = std::env::temp_dir().join(format!("sluice-test-{suffix}"));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join("topology.toml");
+    std::fs::write(&path, text).expect("write topology");
+    path
 }

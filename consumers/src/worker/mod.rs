@@ -53,6 +53,10 @@ pub struct WorkerConfig {
     pub drain_deadline: Duration,
     /// Extra librdkafka settings for the consumer (e.g. `session.timeout.ms`).
     pub consumer_overrides: Vec<(String, String)>,
+    /// Test failpoint: after this many batches were written, die before committing them (the
+    /// crash between a sink write and its commit that at-least-once delivery must survive).
+    /// Set from `SLUICE_FAILPOINT_CRASH_AFTER_BATCHES` by the CLI; never in production.
+    pub crash_after_batches: Option<u64>,
 }
 
 /// Why a worker stopped with an error.
@@ -210,6 +214,11 @@ impl<S: Sink> Worker<S> {
             let due = flush_at.is_some_and(|t| Instant::now() >= t);
             if buffered > 0 && (buffered >= batching.max_records || due) {
                 stats += self.flush(&mut buffers, &mut trackers, &dlq, &shared, &shutdown).await?;
+                if self.cfg.crash_after_batches.is_some_and(|n| stats.batches >= n) {
+                    // Like SIGKILL: no drain, no commit. The written batches will be re-delivered.
+                    error!(batches = stats.batches, "failpoint: crashing after the sink write, before the commit");
+                    std::process::abort();
+                }
                 buffered = buffers.values().map(Vec::len).sum();
                 flush_at = (buffered > 0).then(|| Instant::now() + batching.linger);
                 commit(&consumer, &mut trackers, &shared, CommitMode::Async);

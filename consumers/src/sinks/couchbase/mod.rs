@@ -1,12 +1,25 @@
 //! The Couchbase sink: the latest state of each entity as one JSON document.
 //!
+//! Data path: the worker hands [`sink::CouchbaseProjection`] a batch of decoded events; each is
+//! turned into a document key and a fold change ([`request_builder`], pure), folded into the
+//! document's stored state with [`sluice_core::fold`] and written back with CAS ([`sink`]).
+//!
+//! - [`request_builder`]: event → document id and fold change (pure).
+//! - [`sink`]: the [`Sink`](crate::sink::Sink): read, fold, write with CAS, erase with tombstones.
+//! - [`setup`]: `sluice couchbase setup`, creating the projections' scopes and collections.
 //! - [`service`]: connecting with deadlines (network).
 
+pub mod request_builder;
 pub mod service;
+pub mod setup;
+pub mod sink;
 
 use std::time::Duration;
 
+pub use request_builder::{DocumentChange, RequestError};
 pub use service::Couchbase;
+pub use setup::{Presence, SetupLine, setup};
+pub use sink::CouchbaseProjection;
 
 /// Errors of the Couchbase sink.
 #[derive(Debug, thiserror::Error)]
@@ -26,6 +39,25 @@ pub enum Error {
         what: &'static str,
         /// The SDK's error; `source.kind()` tells CAS mismatches and missing documents apart.
         source: couchbase::error::Error,
+    },
+    /// The projection given to the Couchbase sink writes to another sink.
+    #[error("projection `{projection}` does not write to Couchbase")]
+    NotCouchbase {
+        /// The projection.
+        projection: String,
+    },
+    /// A projection's collection does not exist (yet).
+    #[error(
+        "Couchbase collection `{scope}.{collection}` does not exist in bucket `{bucket}`: \
+         create it with `sluice couchbase setup`"
+    )]
+    MissingCollection {
+        /// The bucket.
+        bucket: String,
+        /// The scope.
+        scope: String,
+        /// The collection.
+        collection: String,
     },
     /// An operation did not finish in time.
     #[error("Couchbase {what} did not finish within {after:?}")]

@@ -2,7 +2,8 @@
 //!
 //! The SDK retries `Cluster::connect` forever when nobody answers, and a KV call against a missing
 //! collection never returns; every call here therefore runs under a deadline so a wrong endpoint
-//! becomes an error message instead of a hung worker.
+//! becomes an error message instead of a hung worker. The sink ([`super::sink`]) and the set-up
+//! ([`super::setup`]) get their bucket and collection handles from here.
 
 use std::future::Future;
 use std::time::Duration;
@@ -18,6 +19,13 @@ use super::Error;
 
 /// How long connecting may take before we call the cluster unreachable.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// How long one key-value operation may take. A healthy cluster answers in milliseconds; past
+/// this the server is overloaded or the collection is gone, and the batch is retried later.
+pub const KV_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long one management call (list or create scopes and collections) may take.
+pub const MANAGEMENT_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// A connected cluster and the bucket projections write to.
 pub struct Couchbase {
@@ -61,6 +69,34 @@ impl Couchbase {
             .await
             .map_err(|e| Error::Unreachable { connstr: conn.connstr.clone(), reason: e.to_string() })?;
         Ok(Self { cluster, bucket, bucket_name: conn.bucket.clone() })
+    }
+
+    /// The name of the configured bucket.
+    pub fn bucket_name(&self) -> &str {
+        &self.bucket_name
+    }
+
+    /// A bucket by name (`None`: the configured one), opened and ready. Another bucket than the
+    /// configured one is opened here, under the connect deadline.
+    pub async fn open_bucket(&self, name: Option<&str>) -> Result<Bucket, Error> {
+        match name {
+            None => Ok(self.bucket.clone()),
+            Some(name) if name == self.bucket_name => Ok(self.bucket.clone()),
+            Some(name) => {
+                let bucket = self.cluster.bucket(name);
+                deadline("open bucket", CONNECT_TIMEOUT, bucket.wait_until_ready(None)).await?;
+                Ok(bucket)
+            }
+        }
+    }
+
+    /// Whether `scope.collection` exists in `bucket`, from the bucket's collection manifest.
+    pub async fn collection_exists(bucket: &Bucket, scope: &str, collection: &str) -> Result<bool, Error> {
+        let scopes = deadline("list scopes", MANAGEMENT_TIMEOUT, bucket.collections().get_all_scopes(None)).await?;
+        Ok(scopes
+            .iter()
+            .filter(|s| s.name() == scope)
+            .any(|s| s.collections().iter().any(|c| c.name() == collection)))
     }
 
     /// A collection of the bucket (`_default` scope and collection when both are `None`).

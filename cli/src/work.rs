@@ -1,0 +1,117 @@
+//! `sluice work --projection NAME`: run one projection's worker until SIGTERM/SIGINT.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use schema_registry_converter::async_impl::schema_registry::SrSettings;
+use sluice_consumers::decode::Decoder;
+use sluice_consumers::sinks::couchbase::{Couchbase, CouchbaseProjection};
+use sluice_consumers::worker::{Stats, Worker, WorkerConfig};
+use sluice_consumers::Sink;
+use sluice_core::topology::{SinkConfig, Topology};
+use tokio_util::sync::CancellationToken;
+
+use crate::Context;
+
+/// Options of `sluice work`.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Each projection has its own consumer group: run more processes with the same \
+                        --projection to spread its partitions; stop one with SIGTERM (Ctrl-C) and it \
+                        writes what it buffered and commits before exiting.")]
+pub(crate) struct WorkArgs {
+    /// The projection to run (a `[projections.<name>]` of the topology).
+    #[arg(long, short)]
+    projection: String,
+
+    /// How long a shutdown may spend writing buffered records and committing.
+    #[arg(long, default_value = "30s", value_parser = humantime_duration)]
+    drain_deadline: Duration,
+
+    /// A librdkafka consumer setting, `KEY=VALUE`, repeatable (like Kafka Connect's
+    /// `consumer.override.*`), e.g. `--consumer-config session.timeout.ms=10000`.
+    #[arg(long = "consumer-config", value_name = "KEY=VALUE", value_parser = key_value)]
+    consumer_config: Vec<(String, String)>,
+}
+
+fn key_value(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_owned(), v.trim().to_owned())),
+        _ => Err(format!("expected KEY=VALUE, got {s:?}")),
+    }
+}
+
+fn humantime_duration(s: &str) -> Result<Duration, String> {
+    s.parse::<sluice_core::topology::HumanDuration>().map(Into::into).map_err(|e| e.to_string())
+}
+
+/// Cancels `token` on SIGTERM or SIGINT.
+fn cancel_on_signals(token: CancellationToken) {
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops the worker cleanly");
+                    let _ = ctrl_c.await;
+                    token.cancel();
+                    return;
+                }
+            };
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
+        tracing::info!("stop requested: draining");
+        token.cancel();
+    });
+}
+
+async fn run_with<S: Sink>(cfg: WorkerConfig, sink: S, decoder: Decoder) -> anyhow::Result<Stats> {
+    let token = CancellationToken::new();
+    cancel_on_signals(token.clone());
+    Ok(Worker::new(cfg, sink, decoder).run(token).await?)
+}
+
+/// Reader schemas of every event type, so older writer schemas resolve to the current ones.
+fn decoder(topology: &Topology, registry_url: &str) -> Decoder {
+    Decoder::new(SrSettings::new(registry_url.to_owned()), topology.events().map(|e| e.schema.clone()))
+}
+
+pub(crate) async fn run(ctx: &Context, args: WorkArgs) -> anyhow::Result<ExitCode> {
+    let topology = ctx.topology()?;
+    let name = &args.projection;
+    let projection = topology.projection(name).with_context(|| {
+        let known: Vec<&str> = topology.projections().map(|(n, _)| n).collect();
+        format!("no projection {name:?} in the topology (known: {})", known.join(", "))
+    })?;
+    let cfg = WorkerConfig {
+        projection: name.clone(),
+        group: projection.group.clone(),
+        topics: projection.sources.clone(),
+        dlq_topic: projection.dlq_topic.clone(),
+        brokers: ctx.connections.kafka_brokers.clone(),
+        drain_deadline: args.drain_deadline,
+        consumer_overrides: args.consumer_config,
+        crash_after_batches: std::env::var("SLUICE_FAILPOINT_CRASH_AFTER_BATCHES").ok().and_then(|v| v.parse().ok()),
+    };
+    let decoder = decoder(topology, &ctx.connections.schema_registry_url);
+    let stats = match &projection.sink {
+        SinkConfig::Couchbase { .. } => {
+            let cb = Couchbase::connect(&ctx.connections.couchbase).await?;
+            let sink = CouchbaseProjection::from_projection(&cb, name, projection).await?;
+            run_with(cfg, sink, decoder).await?
+        }
+        SinkConfig::ClickHouse { .. } => anyhow::bail!("the ClickHouse worker is being wired up (next commit)"),
+    };
+    println!(
+        "projection {name}: consumed {}, projected {}, dead-lettered {}, batches {}",
+        stats.consumed, stats.projected, stats.dead_lettered, stats.batches
+    );
+    Ok(ExitCode::SUCCESS)
+}

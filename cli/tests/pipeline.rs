@@ -1,0 +1,268 @@
+//! End to end, through the real binary and the real services: topics and schemas applied, events
+//! published with `sluice publish`, projected by `sluice work` into Couchbase and ClickHouse, and
+//! the projections compared with a model computed by the test. Then the hard parts: a worker that
+//! dies between a sink write and its commit, the same events published again shuffled, and poison
+//! records that must land in the DLQ without stopping the partition.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use couchbase::error::ErrorKind;
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::Headers;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::Message;
+use serde_json::{Value, json};
+use sluice_consumers::sinks::couchbase::service::deadline;
+use sluice_consumers::sinks::couchbase::{Couchbase, Error as CbError};
+use sluice_tests::domain::{Model, generate};
+use sluice_tests::{connections, fresh_topology, unique, within};
+
+fn sluice(topology: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_sluice"));
+    c.arg("--topology").arg(topology);
+    c
+}
+
+fn run_ok(cmd: &mut Command) -> Output {
+    let out = cmd.output().expect("run sluice");
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn write_jsonl(dir: &Path, name: &str, events: &[&Value]) -> PathBuf {
+    let path = dir.join(name);
+    let mut f = std::fs::File::create(&path).expect("create jsonl");
+    for e in events {
+        writeln!(f, "{e}").expect("write line");
+    }
+    path
+}
+
+/// A running `sluice work`, killed when dropped so a failing test leaves nothing behind.
+struct WorkerProcess(Child);
+
+impl WorkerProcess {
+    fn start(topology: &Path, projection: &str, crash_after_batches: Option<u64>) -> Self {
+        let mut cmd = sluice(topology);
+        // A short session timeout: a crashed worker's partitions go to the next one in seconds
+        // rather than the default 45 s.
+        cmd.args(["work", "--projection", projection, "--consumer-config", "session.timeout.ms=6000"])
+            .env("SLUICE_LOG", "info");
+        if let Some(n) = crash_after_batches {
+            cmd.env("SLUICE_FAILPOINT_CRASH_AFTER_BATCHES", n.to_string());
+        }
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(topology.with_file_name(format!("{projection}.log")))
+            .expect("log");
+        Self(cmd.stdout(Stdio::piped()).stderr(log).spawn().expect("spawn worker"))
+    }
+
+    /// Waits for the process to exit by itself (the failpoint), up to `secs`.
+    fn wait_exit(&mut self, secs: u64) -> std::process::ExitStatus {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.0.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(start.elapsed() < Duration::from_secs(secs), "worker did not exit within {secs}s");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// SIGTERM, then the exit status and stdout (the summary).
+    fn terminate(mut self) -> (std::process::ExitStatus, String) {
+        let pid = self.0.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let status = self.wait_exit(60);
+        let mut out = String::new();
+        if let Some(mut s) = self.0.stdout.take() {
+            let _ = std::io::Read::read_to_string(&mut s, &mut out);
+        }
+        (status, out)
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The documents of every user in the model, read back without their `_sluice` bookkeeping;
+/// `None` for a missing document.
+async fn user_docs(cb: &Couchbase, model: &Model) -> Vec<(String, Option<Value>)> {
+    let coll = cb.collection(None, None);
+    let mut out = Vec::new();
+    for uid in model.users.keys().chain(model.erased.iter()) {
+        let got = deadline("get", Duration::from_secs(10), coll.get(format!("user::{uid}"), None)).await;
+        let doc = match got {
+            Ok(r) => {
+                let mut v: Value = r.content_as().expect("json doc");
+                if let Some(o) = v.as_object_mut() {
+                    o.remove("_sluice");
+                }
+                Some(v)
+            }
+            Err(CbError::Couchbase { source, .. }) if source.kind() == &ErrorKind::DocumentNotFound => None,
+            Err(e) => panic!("get user::{uid}: {e}"),
+        };
+        out.push((uid.clone(), doc));
+    }
+    out
+}
+
+fn expected_user_docs(model: &Model) -> Vec<(String, Option<Value>)> {
+    model
+        .users
+        .iter()
+        .map(|(u, d)| (u.clone(), Some(Value::Object(d.clone()))))
+        .chain(model.erased.iter().map(|u| (u.clone(), None)))
+        .collect()
+}
+
+/// Polls until the user documents equal the model, or fails with the first difference.
+async fn await_user_docs(cb: &Couchbase, model: &Model, secs: u64) {
+    let expected = expected_user_docs(model);
+    let start = Instant::now();
+    loop {
+        let got = user_docs(cb, model).await;
+        if got == expected {
+            return;
+        }
+        if start.elapsed() > Duration::from_secs(secs) {
+            let diff = got.iter().zip(&expected).find(|(g, e)| g != e);
+            panic!("user documents did not converge within {secs}s; first difference (got, expected): {diff:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn couchbase_projection_survives_crashes_duplicates_and_poison() {
+    let sfx = unique("e2e");
+    let topology = fresh_topology(&sfx);
+    let dir = topology.parent().expect("dir").to_path_buf();
+    let projection = format!("user_state_{sfx}");
+    let users_topic = format!("users_{sfx}");
+    run_ok(sluice(&topology).args(["topics", "apply"]));
+    run_ok(sluice(&topology).args(["schemas", "register"]));
+
+    let run = &uuid_hex8();
+    let (events, model) = generate(60, 42, run, &format!("{sfx}-"));
+    let user_events: Vec<&Value> =
+        events.iter().filter(|e| e["event_type"].as_str().is_some_and(|t| t.starts_with("user."))).collect();
+    let file = write_jsonl(&dir, "users.jsonl", &user_events);
+    let out = run_ok(sluice(&topology).args(["publish", "--file"]).arg(&file));
+    let summary = String::from_utf8_lossy(&out.stdout);
+    assert!(summary.contains(&format!("published {}", user_events.len())), "{summary}");
+
+    // 1. A worker that dies after its first batch write, before committing it.
+    let mut w = WorkerProcess::start(&topology, &projection, Some(1));
+    let status = w.wait_exit(90);
+    assert!(!status.success(), "the failpoint kills the worker: {status}");
+    drop(w);
+
+    // 2. A fresh worker re-reads the uncommitted batch and finishes: the documents equal the model.
+    let cb = within("couchbase", 30, Couchbase::connect(&connections().couchbase)).await.expect("couchbase");
+    let w = WorkerProcess::start(&topology, &projection, None);
+    await_user_docs(&cb, &model, 90).await;
+
+    // 3. The same events again, in reverse order (every aggregate's versions now arrive newest
+    //    first), while the worker runs: nothing changes.
+    let reversed: Vec<&Value> = user_events.iter().rev().copied().collect();
+    let file = write_jsonl(&dir, "users-again.jsonl", &reversed);
+    run_ok(sluice(&topology).args(["publish", "--file"]).arg(&file));
+
+    // 4. Poison records between valid ones: wrong magic byte, unknown schema id, truncated body.
+    let brokers = connections().kafka_brokers;
+    let producer: FutureProducer = ClientConfig::new().set("bootstrap.servers", &brokers).create().expect("producer");
+    let poison: [(&str, Vec<u8>); 3] = [
+        ("wrong magic", b"{\"not\":\"avro\"}".to_vec()),
+        ("unknown schema id", vec![0, 0x7f, 0xff, 0xff, 0xf0, 2, 4]),
+        ("truncated", vec![0, 0, 0]),
+    ];
+    for (key, value) in &poison {
+        let record = FutureRecord::to(&users_topic).key(*key).payload(value).partition(0);
+        producer.send(record, Duration::from_secs(10)).await.map_err(|(e, _)| e).expect("send poison");
+    }
+    // A valid event after the poison, on the same partition, must still be projected.
+    let late_user = format!("{sfx}-late");
+    let late = json!({
+        "event_type": "user.registered", "aggregate_id": late_user, "aggregate_version": 1,
+        "occurred_at": 1_764_000_000_000i64, "producer": "sluice-tests",
+        "email": "late@example.com", "display_name": "Late", "country": "NL"
+    });
+    let file = write_jsonl(&dir, "late.jsonl", &[&late]);
+    run_ok(sluice(&topology).args(["publish", "--file"]).arg(&file));
+
+    let start = Instant::now();
+    let coll = cb.collection(None, None);
+    loop {
+        if deadline("get", Duration::from_secs(10), coll.get(format!("user::{late_user}"), None)).await.is_ok() {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "the event after the poison was not projected");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    await_user_docs(&cb, &model, 30).await;
+
+    // The DLQ holds the three poison records with their reasons and origin.
+    let dlq: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .set("group.id", unique("dlq_reader"))
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .expect("dlq consumer");
+    dlq.subscribe(&[&format!("{projection}.dlq")]).expect("subscribe dlq");
+    let mut reasons = Vec::new();
+    while reasons.len() < 3 {
+        let m = within("dlq record", 60, dlq.recv()).await.expect("dlq message");
+        let headers = m.headers().expect("dlq headers");
+        let header = |name: &str| {
+            headers
+                .iter()
+                .find(|h| h.key == name)
+                .and_then(|h| h.value)
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+                .unwrap_or_default()
+        };
+        assert_eq!(header("sluice.source.topic"), users_topic);
+        assert_eq!(header("sluice.source.partition"), "0");
+        assert!(!header("sluice.source.offset").is_empty());
+        reasons.push((String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned(), header("sluice.dlq.reason")));
+    }
+    reasons.sort();
+    assert!(reasons[0].0 == "truncated" && reasons[0].1.contains("truncated header"), "{reasons:?}");
+    assert!(reasons[1].0 == "unknown schema id" && reasons[1].1.contains("schema id"), "{reasons:?}");
+    assert!(reasons[2].0 == "wrong magic" && reasons[2].1.contains("wrong magic byte 0x7b"), "{reasons:?}");
+
+    // 5. SIGTERM: the worker drains, commits and says what it did.
+    let (status, out) = w.terminate();
+    assert!(status.success(), "clean shutdown: {status}");
+    assert!(out.contains(&format!("projection {projection}:")), "{out}");
+    // Everything was consumed by this worker: the batch the crashed one wrote but never committed
+    // (re-delivered), the duplicates, the poison and the late event.
+    let n = user_events.len();
+    assert!(
+        out.contains(&format!("consumed {}, projected {}, dead-lettered 3", 2 * n + 4, 2 * n + 1)),
+        "{out}"
+    );
+}
+
+/// 8 hex digits, unique per run (prefix of the generated event ids).
+fn uuid_hex8() -> String {
+    unique("x").trim_start_matches("x_")[..8].to_owned()
+}

@@ -1,0 +1,158 @@
+//! What can go wrong publishing an event, and whether trying again can help.
+//!
+//! Errors come from the three places an event passes through: the topology and the converter
+//! (the event itself is wrong: fix it, retrying never helps), the schema registry (resolving the
+//! schema id), and Kafka (the delivery report). They go back to the service that called
+//! [`Publisher::publish`](crate::Publisher::publish), which decides with
+//! [`PublishError::is_retriable`].
+
+use std::time::Duration;
+
+use sluice_core::avro::{ConvertError, EncodeError};
+use thiserror::Error;
+
+/// Why a registry call failed.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum RegistryError {
+    /// The registry could not be reached or answered with a server error: try again later.
+    #[error("schema registry unavailable: {0}")]
+    Unavailable(String),
+    /// The registry refused a new version because it breaks the subject's compatibility level;
+    /// the message is the registry's (Apicurio names the fields: `list of diff types: [currency
+    /// at /fields/14]`).
+    #[error("the registry refuses the schema for subject {subject}: {message}")]
+    Incompatible {
+        /// The subject.
+        subject: String,
+        /// The registry's reason.
+        message: String,
+    },
+    /// The subject, or the schema under it, is not registered (and registering was not allowed).
+    #[error("schema not registered under subject {subject}: run `sluice schemas register`")]
+    NotRegistered {
+        /// The subject.
+        subject: String,
+    },
+    /// Any other refusal (invalid schema, bad request): a bug or a misconfiguration.
+    #[error("the schema registry refused the request: {0}")]
+    Rejected(String),
+}
+
+impl RegistryError {
+    /// True when the same call may succeed later.
+    pub fn is_retriable(&self) -> bool {
+        matches!(self, Self::Unavailable(_))
+    }
+}
+
+/// Why an event was not published. Nothing was written to Kafka unless the error says so
+/// ([`PublishError::Timeout`] and [`PublishError::Canceled`] leave it unknown).
+#[derive(Debug, Error)]
+pub enum PublishError {
+    /// The topology has no such event type.
+    #[error("unknown event type {event_type:?}: the topology declares {}", known_list(.known))]
+    UnknownEventType {
+        /// The type asked for.
+        event_type: String,
+        /// Every event type of the topology.
+        known: Vec<String>,
+    },
+    /// The event's `event_type` field names another type than the one it is published as.
+    #[error("$.event_type: the event says {found:?} but is published as {expected:?}")]
+    EventTypeMismatch {
+        /// The type it is published as.
+        expected: String,
+        /// The `event_type` field of the event.
+        found: String,
+    },
+    /// The event does not fit its schema; the error names the place
+    /// (`$.amount_cents: expected long, found string "12"`).
+    #[error(transparent)]
+    Invalid(#[from] ConvertError),
+    /// An [`EventDraft`](crate::EventDraft) payload is not a JSON object of payload fields.
+    #[error("invalid payload: {0}")]
+    Payload(String),
+    /// A converted event could not be written as Avro (a bug: the converter accepted it).
+    #[error("cannot encode the event: {0}")]
+    Encode(#[from] EncodeError),
+    /// The schema id of the event type could not be resolved.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    /// The topic does not exist on the cluster: run `sluice topics apply`.
+    #[error("topic {0} does not exist: run `sluice topics apply`")]
+    UnknownTopic(String),
+    /// Kafka could not be reached, or lost the leader while delivering: try again later.
+    #[error("Kafka unavailable: {0}")]
+    BrokerUnavailable(String),
+    /// The local producer queue stayed full for the whole wait: the cluster is slower than the
+    /// publishing rate.
+    #[error("the producer queue stayed full for {0:?}")]
+    QueueFull(Duration),
+    /// No delivery report within the delivery timeout. The event may or may not have been written:
+    /// retrying may duplicate it (projections deduplicate by `event_id`).
+    #[error("no delivery acknowledgement within {0:?}")]
+    Timeout(Duration),
+    /// The publisher was dropped before the delivery report came; as unknown as a timeout.
+    #[error("the publisher was closed before the delivery report came")]
+    Canceled,
+    /// Kafka refused the record for another reason.
+    #[error("Kafka refused the event: {message}")]
+    Kafka {
+        /// librdkafka's description.
+        message: String,
+        /// Whether librdkafka considers the cause transient.
+        retriable: bool,
+    },
+    /// The producer could not be created (a wrong librdkafka setting).
+    #[error("cannot create the Kafka producer: {0}")]
+    Config(String),
+    // A future `Backpressure { retry_after: Duration }`: the intake refuses non-critical events
+    // while a projection is past its hard lag threshold (topology `[projections.*.backpressure]`);
+    // retriable after `retry_after`.
+}
+
+fn known_list(known: &[String]) -> String {
+    if known.is_empty() { "none".to_owned() } else { known.join(", ") }
+}
+
+impl PublishError {
+    /// True when publishing the same event again later may succeed: the cluster or the registry
+    /// was unavailable, or the delivery is unknown. False when the event, the topology or the
+    /// configuration must change first.
+    pub fn is_retriable(&self) -> bool {
+        match self {
+            Self::Registry(e) => e.is_retriable(),
+            Self::BrokerUnavailable(_) | Self::QueueFull(_) | Self::Timeout(_) | Self::Canceled => true,
+            Self::Kafka { retriable, .. } => *retriable,
+            Self::UnknownEventType { .. }
+            | Self::EventTypeMismatch { .. }
+            | Self::Invalid(_)
+            | Self::Payload(_)
+            | Self::Encode(_)
+            | Self::UnknownTopic(_)
+            | Self::Config(_) => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sluice_core::avro::ConvertErrorKind;
+
+    #[test]
+    fn retriable_only_when_waiting_can_help() {
+        let invalid = PublishError::Invalid(ConvertError {
+            path: "$.amount_cents".into(),
+            kind: ConvertErrorKind::WrongType { expected: "long".into(), found: "string", value: Some("\"12\"".into()) },
+        });
+        assert_eq!(invalid.to_string(), r#"$.amount_cents: expected long, found string "12""#);
+        assert!(!invalid.is_retriable());
+        assert!(PublishError::Timeout(Duration::from_secs(1)).is_retriable());
+        assert!(PublishError::Registry(RegistryError::Unavailable("down".into())).is_retriable());
+        assert!(!PublishError::Registry(RegistryError::NotRegistered { subject: "s".into() }).is_retriable());
+        let unknown = PublishError::UnknownEventType { event_type: "x".into(), known: vec!["a.b".into()] };
+        assert_eq!(unknown.to_string(), r#"unknown event type "x": the topology declares a.b"#);
+        assert!(!unknown.is_retriable());
+    }
+}

@@ -1,0 +1,123 @@
+//! From a JSON event to the Kafka record that carries it: key and Confluent-framed Avro value.
+//!
+//! The event comes from a service (through an [`EventDraft`](crate::EventDraft) or as JSON) with
+//! its event type already resolved in the topology and its schema id in the registry; the record
+//! goes to the producer in [`crate::publisher`]. Pure code: no I/O, so every rule is unit-tested.
+
+use apache_avro::types::Value;
+use serde_json::Value as Json;
+use sluice_core::avro::{self, avro_to_json};
+use sluice_core::framing;
+use sluice_core::topology::EventInfo;
+
+use crate::PublishError;
+
+/// A record ready for the producer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Record {
+    /// The Kafka key: the topic's key field of the event.
+    pub(crate) key: String,
+    /// Magic byte, schema id, Avro body.
+    pub(crate) value: Vec<u8>,
+    /// The event's `event_id`.
+    pub(crate) event_id: String,
+}
+
+/// Validates `json` against the event type's schema and builds its record. `key_field` is the
+/// topic's key (an envelope field that is never null).
+pub(crate) fn build(info: &EventInfo, key_field: &str, schema_id: u32, json: &Json) -> Result<Record, PublishError> {
+    let value = avro::json_to_avro(json, &info.schema)?;
+    let Value::Record(fields) = &value else {
+        // The topology only admits record schemas, and json_to_avro made a value of it.
+        return Err(PublishError::Payload("the event type's schema is not a record".into()));
+    };
+    let text = |name: &str| fields.iter().find(|(n, _)| n == name).map(|(_, v)| scalar_text(v));
+    let found_type = text("event_type").unwrap_or_default();
+    if found_type != info.event_type {
+        return Err(PublishError::EventTypeMismatch { expected: info.event_type.clone(), found: found_type });
+    }
+    let key = text(key_field).unwrap_or_default();
+    let event_id = text("event_id").unwrap_or_default();
+    let body = avro::encode(&value, &info.schema)?;
+    Ok(Record { key, value: framing::frame(schema_id, &body), event_id })
+}
+
+/// The text of a scalar field value: strings and UUIDs as themselves, anything else as JSON.
+fn scalar_text(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        Value::Uuid(u) => u.hyphenated().to_string(),
+        Value::Union(_, inner) => scalar_text(inner),
+        other => match avro_to_json(other) {
+            Json::String(s) => s,
+            json => json.to_string(),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use serde_json::json;
+    use sluice_core::topology::Topology;
+
+    use super::*;
+
+    fn topology() -> Topology {
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        Topology::load(&repo.join("topology.toml")).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn purchase() -> Json {
+        json!({
+            "event_id": "6F9619FF-8B86-D011-B42D-00C04FC964FF", "event_type": "engagement.purchase_completed",
+            "aggregate_id": "user-7", "aggregate_version": 2, "occurred_at": "2026-11-26T04:28:21.123Z",
+            "producer": "test", "user_id": "user-7", "order_id": "o-1", "amount_cents": 1250,
+            "currency": "EUR", "items": 2
+        })
+    }
+
+    #[test]
+    fn frames_the_body_and_keys_by_the_topic_key() {
+        let t = topology();
+        let info = t.event("engagement.purchase_completed").expect("event type");
+        let record = build(info, "aggregate_id", 42, &purchase()).expect("valid event");
+        assert_eq!(record.key, "user-7");
+        assert_eq!(record.event_id, "6f9619ff-8b86-d011-b42d-00c04fc964ff", "the UUID in its canonical form");
+        let framed = framing::unframe(&record.value).expect("framed");
+        assert_eq!(framed.schema_id, 42);
+        let back = avro_to_json(&avro::decode(framed.body, &info.schema, None).expect("decodes"));
+        assert_eq!(back["amount_cents"], 1250);
+        assert_eq!(back["occurred_at"], 1_795_667_301_123_i64);
+
+        let by_id = build(info, "event_id", 42, &purchase()).expect("valid event");
+        assert_eq!(by_id.key, record.event_id);
+    }
+
+    #[test]
+    fn rejects_with_the_converters_path() {
+        let t = topology();
+        let info = t.event("engagement.purchase_completed").expect("event type");
+        let mut event = purchase();
+        event["amount_cents"] = json!("12");
+        let err = build(info, "aggregate_id", 1, &event).expect_err("wrong type");
+        assert_eq!(err.to_string(), r#"$.amount_cents: expected long, found string "12""#);
+        assert!(matches!(err, PublishError::Invalid(_)));
+
+        let mut event = purchase();
+        event.as_object_mut().expect("object").remove("order_id");
+        let err = build(info, "aggregate_id", 1, &event).expect_err("missing field");
+        assert_eq!(err.to_string(), r#"$: missing required field "order_id""#);
+    }
+
+    #[test]
+    fn the_event_type_field_must_match() {
+        let t = topology();
+        let info = t.event("engagement.purchase_completed").expect("event type");
+        let mut event = purchase();
+        event["event_type"] = json!("engagement.clicked");
+        let err = build(info, "aggregate_id", 1, &event).expect_err("mismatch");
+        assert!(matches!(err, PublishError::EventTypeMismatch { .. }), "{err}");
+    }
+}

@@ -1,0 +1,238 @@
+//! The schema registry, through its Confluent API: the calls producers and `sluice schemas` make.
+//!
+//! Schemas go in (register under a subject, set the subject's compatibility level) and ids and
+//! versions come back; the publisher asks once per event type for the id it frames events with.
+//! Registration and lookups use schema_registry_converter (`post_schema`, `POST
+//! /subjects/<subject>`), which lacks the config and compatibility-against-latest calls, so those
+//! two go through reqwest. Tested against Apicurio 3 (its `ccompat/v7` API), which gives the same
+//! schema the same id under every subject.
+
+use std::error::Error as _;
+use std::time::Duration;
+
+use schema_registry_converter::async_impl::schema_registry::{
+    SrSettings, get_all_versions, get_schema_by_subject_and_version, perform_sr_call, post_schema,
+};
+use schema_registry_converter::error::SRCError;
+use schema_registry_converter::schema_registry_common::{RawError, SchemaType, SrCall, SuppliedSchema};
+use serde::Deserialize;
+use sluice_core::topology::Compatibility;
+
+use crate::RegistryError;
+
+/// A schema registered under a subject.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubjectVersion {
+    /// The subject.
+    pub subject: String,
+    /// The version within the subject (1, 2, …).
+    pub version: u32,
+    /// The registry-wide schema id (what the Confluent frame carries).
+    pub id: u32,
+    /// The schema text as the registry keeps it.
+    pub schema: String,
+}
+
+/// A client of one registry.
+#[derive(Debug, Clone)]
+pub struct Registry {
+    settings: SrSettings,
+    http: reqwest::Client,
+    base_url: String,
+}
+
+/// What a registry call failed with, once the response is read.
+enum Failure {
+    /// 404: no such subject, or the schema is not under it.
+    NotFound,
+    Other(RegistryError),
+}
+
+/// The status-like code of a failed call: the registry's `error_code` (40401, 409, …) when it
+/// sent an error body.
+fn classify(e: &SRCError, subject: &str) -> Failure {
+    let raw = e.source().and_then(|s| s.downcast_ref::<RawError>());
+    match raw {
+        Some(raw) if raw.error_code == 404 || (40_400..40_500).contains(&raw.error_code) => Failure::NotFound,
+        Some(raw) if raw.error_code == 409 || (40_900..41_000).contains(&raw.error_code) => {
+            Failure::Other(RegistryError::Incompatible { subject: subject.to_owned(), message: raw.message.clone() })
+        }
+        Some(raw) if (500..600).contains(&raw.error_code) || raw.error_code >= 50_000 => {
+            Failure::Other(RegistryError::Unavailable(raw.message.clone()))
+        }
+        Some(raw) if !e.retriable => Failure::Other(RegistryError::Rejected(format!("{}: {}", e.error, raw.message))),
+        _ if e.retriable => Failure::Other(RegistryError::Unavailable(describe(e))),
+        _ => Failure::Other(RegistryError::Rejected(describe(e))),
+    }
+}
+
+fn describe(e: &SRCError) -> String {
+    match &e.cause {
+        Some(cause) => format!("{}: {cause}", e.error),
+        None => e.error.clone(),
+    }
+}
+
+fn escape(subject: &str) -> String {
+    subject.replace('/', "%2F")
+}
+
+#[derive(Deserialize)]
+struct ConfigBody {
+    #[serde(rename = "compatibilityLevel", alias = "compatibility")]
+    level: String,
+}
+
+#[derive(Deserialize)]
+struct CompatibilityBody {
+    is_compatible: bool,
+}
+
+impl Registry {
+    /// A client of the registry at `url` (the Confluent API base, e.g.
+    /// `http://127.0.0.1:18081/apis/ccompat/v7`); every call gives up after `timeout`.
+    pub fn new(url: &str, timeout: Duration) -> Result<Self, RegistryError> {
+        let base_url = url.trim_end_matches('/').to_owned();
+        let settings = SrSettings::new_builder(base_url.clone())
+            .set_timeout(timeout)
+            .build()
+            .map_err(|e| RegistryError::Rejected(format!("cannot build the registry client: {}", describe(&e))))?;
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .build()
+            .map_err(|e| RegistryError::Rejected(format!("cannot build the registry client: {e}")))?;
+        Ok(Self { settings, http, base_url })
+    }
+
+    /// The registry's URL.
+    pub fn url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// The version of `subject` whose schema is `schema` (an Avro schema text), if registered.
+    pub async fn lookup(&self, subject: &str, schema: &str) -> Result<Option<SubjectVersion>, RegistryError> {
+        let body = serde_json::json!({"schema": schema, "schemaType": "AVRO"}).to_string();
+        match perform_sr_call(&self.settings, SrCall::PostForVersion(subject, &body)).await {
+            Ok(raw) => match (raw.version, raw.id) {
+                (Some(version), Some(id)) => Ok(Some(SubjectVersion {
+                    subject: subject.to_owned(),
+                    version,
+                    id,
+                    schema: raw.schema.unwrap_or_else(|| schema.to_owned()),
+                })),
+                _ => Err(RegistryError::Rejected(format!("lookup in {subject}: the answer has no version or id"))),
+            },
+            Err(e) => match classify(&e, subject) {
+                Failure::NotFound => Ok(None),
+                Failure::Other(e) => Err(e),
+            },
+        }
+    }
+
+    /// Registers `schema` under `subject` and returns its id: a new version when it is new to the
+    /// subject (the registry checks the subject's compatibility level first), the existing id
+    /// when it is already registered.
+    pub async fn register(&self, subject: &str, schema: &str, record_name: &str) -> Result<u32, RegistryError> {
+        let supplied = SuppliedSchema::new(Some(record_name.to_owned()), SchemaType::Avro, schema.to_owned());
+        match post_schema(&self.settings, subject.to_owned(), supplied).await {
+            Ok(registered) => Ok(registered.id),
+            Err(e) => match classify(&e, subject) {
+                Failure::NotFound => Err(RegistryError::Rejected(format!("register in {subject}: {}", describe(&e)))),
+                Failure::Other(e) => Err(e),
+            },
+        }
+    }
+
+    /// The latest version of `subject`; `None` for a subject that does not exist.
+    pub async fn latest(&self, subject: &str) -> Result<Option<SubjectVersion>, RegistryError> {
+        self.version(subject, None).await
+    }
+
+    /// Version `version` of `subject` (the latest when `None`); `None` when there is no such
+    /// subject or version.
+    pub async fn version(&self, subject: &str, version: Option<u32>) -> Result<Option<SubjectVersion>, RegistryError> {
+        match get_schema_by_subject_and_version(&self.settings, subject, version).await {
+            Ok(s) => Ok(Some(SubjectVersion {
+                subject: subject.to_owned(),
+                version: s.version.or(version).unwrap_or_default(),
+                id: s.id,
+                schema: s.schema,
+            })),
+            Err(e) => match classify(&e, subject) {
+                Failure::NotFound => Ok(None),
+                Failure::Other(e) => Err(e),
+            },
+        }
+    }
+
+    /// Every version number of `subject`, oldest first; empty for a subject that does not exist.
+    pub async fn versions(&self, subject: &str) -> Result<Vec<u32>, RegistryError> {
+        match get_all_versions(&self.settings, subject.to_owned()).await {
+            Ok(mut versions) => {
+                versions.sort_unstable();
+                Ok(versions)
+            }
+            Err(e) => match classify(&e, subject) {
+                Failure::NotFound => Ok(Vec::new()),
+                Failure::Other(e) => Err(e),
+            },
+        }
+    }
+
+    /// Sets the compatibility level of `subject` (allowed before its first version).
+    pub async fn set_compatibility(&self, subject: &str, level: Compatibility) -> Result<(), RegistryError> {
+        let url = format!("{}/config/{}", self.base_url, escape(subject));
+        let request = self.http.put(url).json(&serde_json::json!({"compatibility": level.as_str()}));
+        self.send(request, subject).await.map(drop)
+    }
+
+    /// The compatibility level set on `subject` itself; `None` when it has none of its own (the
+    /// registry's global level applies).
+    pub async fn compatibility(&self, subject: &str) -> Result<Option<String>, RegistryError> {
+        let url = format!("{}/config/{}", self.base_url, escape(subject));
+        match self.send(self.http.get(url), subject).await? {
+            None => Ok(None),
+            Some(body) => serde_json::from_str::<ConfigBody>(&body)
+                .map(|c| Some(c.level))
+                .map_err(|e| RegistryError::Rejected(format!("unexpected config answer {body:?}: {e}"))),
+        }
+    }
+
+    /// The registry's verdict on `schema` as the next version of `subject` under the subject's
+    /// level (against the latest version). It says only yes or no: see
+    /// [`crate::admin::schemas::check`] for the reason. `None` for a subject without versions.
+    pub async fn is_compatible(&self, subject: &str, schema: &str) -> Result<Option<bool>, RegistryError> {
+        let url = format!("{}/compatibility/subjects/{}/versions/latest", self.base_url, escape(subject));
+        let request = self
+            .http
+            .post(url)
+            .header(reqwest::header::CONTENT_TYPE, "application/vnd.schemaregistry.v1+json")
+            .body(serde_json::json!({"schema": schema, "schemaType": "AVRO"}).to_string());
+        match self.send(request, subject).await? {
+            None => Ok(None),
+            Some(body) => serde_json::from_str::<CompatibilityBody>(&body)
+                .map(|c| Some(c.is_compatible))
+                .map_err(|e| RegistryError::Rejected(format!("unexpected compatibility answer {body:?}: {e}"))),
+        }
+    }
+
+    /// Sends a reqwest call; `Ok(None)` on 404.
+    async fn send(&self, request: reqwest::RequestBuilder, subject: &str) -> Result<Option<String>, RegistryError> {
+        let response = request.send().await.map_err(|e| RegistryError::Unavailable(e.to_string()))?;
+        let status = response.status();
+        let body = response.text().await.map_err(|e| RegistryError::Unavailable(e.to_string()))?;
+        let message = || {
+            serde_json::from_str::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(str::to_owned))
+                .unwrap_or_else(|| body.clone())
+        };
+        match status.as_u16() {
+            200..=299 => Ok(Some(body)),
+            404 => Ok(None),
+            409 => Err(RegistryError::Incompatible { subject: subject.to_owned(), message: message() }),
+            500..=599 => Err(RegistryError::Unavailable(format!("{status}: {}", message()))),
+            _ => Err(RegistryError::Rejected(format!("{status}: {}", message()))),
+        }
+    }
+}
