@@ -11,6 +11,7 @@ mod publish;
 mod schemas_cmd;
 mod topology_cmd;
 mod topics_cmd;
+mod sample_cmd;
 mod work;
 
 use std::path::PathBuf;
@@ -88,6 +89,9 @@ enum Command {
     /// sends records that can never be applied to the projection's dead-letter topic with the
     /// reason, and commits offsets only after the sink acknowledged.
     Work(work::WorkArgs),
+
+    /// Print realistic sample events of the default domain as JSON lines (pipe into `publish`).
+    Sample(sample_cmd::SampleArgs),
 }
 
 /// The largest allocation the Avro decoder may make for one value. A corrupt body can claim a
@@ -130,6 +134,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Publish(args) => publish::run(&cli.global, args).await,
         Command::Schemas(cmd) => schemas_cmd::run(&cli.global, cmd).await,
         Command::Topics(cmd) => topics_cmd::run(&cli.global, cmd).await,
+        Command::Sample(args) => sample_cmd::run(&args),
         Command::Work(args) => work::run(&Context::load(&cli.global)?, args).await,
     }
 }

@@ -23,13 +23,16 @@ pub enum DecodeError {
     Transient(String),
 }
 
+/// A writer schema and the reader schema to resolve it to (`None`: the same schema).
+type Schemas = (Arc<Schema>, Option<Arc<Schema>>);
+
 /// Decodes records; shared by a worker's partitions.
 #[derive(Debug)]
 pub struct Decoder {
     registry: SrSettings,
     /// Per schema id: the writer schema, and the reader schema to resolve to — `None` when it is
     /// the same schema (resolution then costs nothing, the common case).
-    writers: RwLock<HashMap<u32, (Arc<Schema>, Option<Arc<Schema>>)>>,
+    writers: RwLock<HashMap<u32, Schemas>>,
     /// Reader schemas by full record name (`sluice.users.UserRegistered`), from the topology.
     readers: HashMap<String, Arc<Schema>>,
 }
@@ -50,7 +53,7 @@ impl Decoder {
     }
 
     /// The writer and reader schemas of `id`, from the cache or the registry.
-    async fn schemas(&self, id: u32) -> Result<(Arc<Schema>, Option<Arc<Schema>>), DecodeError> {
+    async fn schemas(&self, id: u32) -> Result<Schemas, DecodeError> {
         if let Some(s) = self.writers.read().ok().and_then(|m| m.get(&id).cloned()) {
             return Ok(s);
         }

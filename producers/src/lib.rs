@@ -9,6 +9,8 @@
 //! - `record` (private): JSON event → key and framed Avro value, pure.
 //! - [`publisher`]: the idempotent Kafka producer and the cached schema ids.
 //! - [`registry`]: the schema registry's Confluent API.
+//! - [`sample`]: realistic sample events of the default domain (`sluice sample`), with the model
+//!   of what the projections must show for them.
 //! - [`admin`]: `sluice topics apply` and `sluice schemas register|check`, as library calls.
 //!
 //! # Publishing from a service
@@ -67,6 +69,7 @@ mod error;
 pub mod publisher;
 mod record;
 pub mod registry;
+pub mod sample;
 
 pub use draft::{EventDraft, fill_envelope_defaults};
 pub use error::{PublishError, RegistryError};

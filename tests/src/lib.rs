@@ -3,7 +3,7 @@
 //!
 //! A missing service is a failure with a message saying how to start it, never a skip.
 
-pub mod domain;
+pub use sluice_producers::sample as domain;
 
 use std::future::Future;
 use std::time::Duration;

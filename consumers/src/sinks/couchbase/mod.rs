@@ -6,7 +6,7 @@
 //!
 //! - [`request_builder`]: event → document id and fold change (pure).
 //! - [`sink`]: the [`Sink`](crate::sink::Sink): read, fold, write with CAS, erase with tombstones.
-//! - [`setup`]: `sluice couchbase setup`, creating the projections' scopes and collections.
+//! - [`setup`](mod@setup): `sluice couchbase setup`, creating the projections' scopes and collections.
 //! - [`service`]: connecting with deadlines (network).
 
 pub mod request_builder;

@@ -3,7 +3,7 @@
 //! The SDK retries `Cluster::connect` forever when nobody answers, and a KV call against a missing
 //! collection never returns; every call here therefore runs under a deadline so a wrong endpoint
 //! becomes an error message instead of a hung worker. The sink ([`super::sink`]) and the set-up
-//! ([`super::setup`]) get their bucket and collection handles from here.
+//! ([`super::setup`](mod@super::setup)) get their bucket and collection handles from here.
 
 use std::future::Future;
 use std::time::Duration;

@@ -1,5 +1,8 @@
-//! A deterministic generator of realistic events for the default domain, and the model of what
-//! the projections must show for them — computed here, independently of the sinks' code.
+//! Realistic sample events of the default domain (`sluice sample`, the demo, the tests), and the
+//! model of what the projections must show for them — computed here, independently of the sinks.
+//!
+//! Deterministic: the same arguments give the same events, so a test can compare the stores with
+//! the model and a demo can be re-run. (Generator: xorshift, no extra crates.)
 
 use std::collections::BTreeMap;
 
@@ -19,7 +22,7 @@ impl Rng {
         Self(seed | 1)
     }
     /// Next number.
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
@@ -27,7 +30,7 @@ impl Rng {
     }
     /// A number below `n`.
     pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
+        self.next_u64() % n.max(1)
     }
 }
 
@@ -57,7 +60,7 @@ fn envelope(event_type: &str, aggregate: &str, version: i64, at: i64, n: u64, ru
     m.insert("aggregate_id".into(), json!(aggregate));
     m.insert("aggregate_version".into(), json!(version));
     m.insert("occurred_at".into(), json!(at));
-    m.insert("producer".into(), json!("sluice-tests"));
+    m.insert("producer".into(), json!("sluice-sample"));
     m.insert("correlation_id".into(), json!(format!("flow-{}", n / 7)));
     m.insert("causation_id".into(), Value::Null);
     m.insert("traceparent".into(), Value::Null);

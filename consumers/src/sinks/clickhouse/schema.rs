@@ -1,0 +1,780 @@
+//! The analyst-facing tables of a ClickHouse projection, as data: what [`plan`] says must exist
+//! (pure, so it is unit-tested) and how what a server reports differs from it ([`check`]).
+//!
+//! Input: the projection's `[projections.<name>.clickhouse]` block and the server's
+//! [`Capabilities`]. Output: an ordered [`Plan`] of `CREATE … IF NOT EXISTS` statements (tables
+//! first, then the materialized views and views reading them) with the columns each object must
+//! have. [`super::migrate`] runs the plan and feeds what `system.tables` / `system.columns` say
+//! back into [`check`], which names every drifted table and column.
+//!
+//! # The objects
+//!
+//! - **The raw table** (`table`, e.g. `events`): one row per event, written by the sink.
+//!   `ReplacingMergeTree`, so a re-delivered event — same `event_id`, hence same sorting key —
+//!   collapses into one row when parts merge (`FINAL` collapses it at read time before that).
+//! - **`daily_engagement`** (a rollup): a materialized view turns each engagement event inserted
+//!   into the raw table into one row of `daily_engagement_by_event` (`ReplacingMergeTree` keyed by
+//!   `(day, user_id, event_id)`); the view `daily_engagement` sums that table `FINAL` per day and
+//!   user. A materialized view sees every *insert*, so a re-delivered event reaches it twice; a
+//!   `SummingMergeTree` or `-State` counters keyed by (day, user) would count it twice forever.
+//!   Keeping the event id in the rollup's key makes the duplicate collapse like it does in the
+//!   raw table, and the view reads it `FINAL`, so duplicates never inflate the numbers.
+//! - **The state table** (`state_table`, e.g. `users_current`): the latest known profile of each
+//!   user. `user.*` events only carry what changed (a `user.profile_updated` may set the country
+//!   alone), so a `ReplacingMergeTree(aggregate_version)` of whole rows would blank the fields an
+//!   update leaves out — unless the sink read the previous row first, which a re-delivery or a
+//!   replica lag would get wrong. Instead the sink writes one row per `user.*` event into
+//!   `<state>_updates` (a field the event does not set is `NULL`), a materialized view folds them
+//!   into `<state>_state` (`AggregatingMergeTree` keyed by `user_id`, one
+//!   `argMaxIf(value, aggregate_version, value IS NOT NULL)` state per column), and the view
+//!   `<state>` finalizes them: per column, the value of the newest event that set it. `argMax` is
+//!   idempotent — a duplicate has the same version and value — so re-deliveries change nothing,
+//!   and events may arrive in any order. A `user.deleted` sets the personal fields to `''` and
+//!   `is_deleted` to 1, so the erasure wins over every older value.
+//!
+//! # Old servers
+//!
+//! One design on every server, so analysts' queries run on both: `occurred_at` is the event time
+//! in the best type the server has — `DateTime64(3, 'UTC')`, or `DateTime('UTC')` (seconds) before
+//! 20.1 — and `occurred_at_ms` is always the exact time as `Int64` milliseconds (an `ALIAS` of
+//! `occurred_at` where that is exact, a stored column where it is not). `LowCardinality(String)`
+//! only where it is not experimental (19.9+), plain `String` before. Servers with
+//! `insert_deduplication_token` also get `non_replicated_deduplication_window`, so a re-sent batch
+//! is dropped at insert time; on older ones it collapses at merge time (or `FINAL`) instead.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use sluice_core::topology::ClickHouseSink;
+
+use super::capabilities::Capabilities;
+
+/// The rollup of engagement per day and user.
+pub const DAILY_ENGAGEMENT: &str = "daily_engagement";
+
+/// How many recent insert blocks a non-replicated table remembers for deduplication
+/// (`non_replicated_deduplication_window`): far more batches than a worker ever re-sends.
+pub const DEDUPLICATION_WINDOW: u32 = 1000;
+
+/// Event types counted by `daily_engagement`, with the column each one counts in.
+pub const ENGAGEMENT_EVENTS: [(&str, &str); 3] = [
+    ("engagement.page_viewed", "is_page_view"),
+    ("engagement.clicked", "is_click"),
+    ("engagement.purchase_completed", "is_purchase"),
+];
+
+/// The column types chosen for a server, from its [`Capabilities`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Layout {
+    /// `occurred_at` is `DateTime64(3, 'UTC')` (exact) rather than `DateTime('UTC')` plus a
+    /// stored `occurred_at_ms`.
+    pub datetime64: bool,
+    /// Repetitive strings (event type, producer, topic) are `LowCardinality(String)`.
+    pub low_cardinality: bool,
+    /// Tables get `non_replicated_deduplication_window`, and inserts carry
+    /// `insert_deduplication_token`.
+    pub insert_deduplication: bool,
+}
+
+impl Layout {
+    /// The layout for a server with these capabilities.
+    pub const fn of(capabilities: &Capabilities) -> Self {
+        Self {
+            datetime64: capabilities.datetime64,
+            low_cardinality: capabilities.low_cardinality,
+            insert_deduplication: capabilities.insert_deduplication_token,
+        }
+    }
+
+    /// The type of event times.
+    pub const fn time_type(self) -> &'static str {
+        if self.datetime64 { "DateTime64(3, 'UTC')" } else { "DateTime('UTC')" }
+    }
+
+    const fn now(self) -> &'static str {
+        if self.datetime64 { "now64(3)" } else { "now()" }
+    }
+
+    const fn tag_type(self) -> &'static str {
+        if self.low_cardinality { "LowCardinality(String)" } else { "String" }
+    }
+
+    fn settings(self) -> String {
+        if self.insert_deduplication {
+            format!("\nSETTINGS non_replicated_deduplication_window = {DEDUPLICATION_WINDOW}")
+        } else {
+            String::new()
+        }
+    }
+}
+
+/// How a column gets its value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColumnKind {
+    /// Written by inserts.
+    Stored,
+    /// Filled by the server when an insert leaves it out (`DEFAULT expr`).
+    Default,
+    /// Computed at read time, never stored (`ALIAS expr`).
+    Alias,
+}
+
+impl ColumnKind {
+    /// The kind from `system.columns.default_kind` (`''`, `DEFAULT`, `ALIAS`, `MATERIALIZED`, …).
+    pub fn from_server(text: &str) -> Option<Self> {
+        match text {
+            "" => Some(Self::Stored),
+            "DEFAULT" => Some(Self::Default),
+            "ALIAS" => Some(Self::Alias),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for ColumnKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Stored => "stored",
+            Self::Default => "DEFAULT",
+            Self::Alias => "ALIAS",
+        })
+    }
+}
+
+/// A column an object must have.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Column {
+    /// Its name.
+    pub name: &'static str,
+    /// Its type, spelled as the server reports it.
+    pub ty: String,
+    /// Stored, `DEFAULT` or `ALIAS`.
+    pub kind: ColumnKind,
+    /// The `DEFAULT`/`ALIAS` expression (empty for stored columns).
+    expression: &'static str,
+}
+
+impl Column {
+    fn stored(name: &'static str, ty: impl Into<String>) -> Self {
+        Self { name, ty: ty.into(), kind: ColumnKind::Stored, expression: "" }
+    }
+
+    fn computed(name: &'static str, ty: impl Into<String>, kind: ColumnKind, expression: &'static str) -> Self {
+        Self { name, ty: ty.into(), kind, expression }
+    }
+
+    fn ddl(&self) -> String {
+        let name = quote(self.name);
+        match self.kind {
+            ColumnKind::Stored => format!("{name} {}", self.ty),
+            ColumnKind::Default => format!("{name} {} DEFAULT {}", self.ty, self.expression),
+            ColumnKind::Alias => format!("{name} {} ALIAS {}", self.ty, self.expression),
+        }
+    }
+}
+
+/// What kind of object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObjectKind {
+    /// The database itself (only in [`super::MigrationLine`]s).
+    Database,
+    /// A table with a storage engine.
+    Table,
+    /// A materialized view (insert trigger) writing into a table.
+    MaterializedView,
+    /// A plain view (a stored query).
+    View,
+}
+
+impl fmt::Display for ObjectKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Database => "database",
+            Self::Table => "table",
+            Self::MaterializedView => "materialized view",
+            Self::View => "view",
+        })
+    }
+}
+
+/// One table or view the projection needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Object {
+    /// Name inside the database.
+    pub name: String,
+    /// Table, materialized view or view.
+    pub kind: ObjectKind,
+    /// The engine `system.tables` must report (`ReplacingMergeTree`, `View`, …).
+    pub engine: &'static str,
+    /// The columns it must have (a view's: those of its query). Others may exist.
+    pub columns: Vec<Column>,
+    /// `CREATE … IF NOT EXISTS …`.
+    pub create: String,
+}
+
+/// The names of the objects a projection writes and analysts read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Names {
+    /// The raw events table.
+    pub events: String,
+    /// The users' per-event update rows the sink writes (`<state>_updates`), when a state table is
+    /// configured.
+    pub user_updates: Option<String>,
+}
+
+impl Names {
+    /// The names for a projection's config.
+    pub fn of(sink: &ClickHouseSink) -> Self {
+        Self { events: sink.table.clone(), user_updates: sink.state_table.as_ref().map(|s| format!("{s}_updates")) }
+    }
+}
+
+/// Everything a projection needs in its database, in creation order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    /// The database.
+    pub database: String,
+    /// Tables first, then what reads them.
+    pub objects: Vec<Object>,
+}
+
+/// Why a plan cannot be made.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    /// `rollups` names one this version does not know (validation normally refuses it earlier).
+    #[error("unknown rollup `{0}`: this sluice maintains only {known}", known = DAILY_ENGAGEMENT)]
+    UnknownRollup(String),
+}
+
+/// `name` as a ClickHouse identifier: back-quoted, with `\` and `` ` `` escaped.
+pub fn quote(name: &str) -> String {
+    let mut out = String::with_capacity(name.len() + 2);
+    out.push('`');
+    for c in name.chars() {
+        if matches!(c, '`' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('`');
+    out
+}
+
+/// `database.name`, both quoted.
+pub fn qualified(database: &str, name: &str) -> String {
+    format!("{}.{}", quote(database), quote(name))
+}
+
+/// `text` as a ClickHouse string literal.
+fn literal(text: &str) -> String {
+    format!("'{}'", text.replace('\\', "\\\\").replace('\'', "\\'"))
+}
+
+fn create_table(database: &str, name: &str, columns: &[Column], engine_clause: &str) -> String {
+    let body: Vec<String> = columns.iter().map(|c| format!("    {}", c.ddl())).collect();
+    format!("CREATE TABLE IF NOT EXISTS {} (\n{}\n) {engine_clause}", qualified(database, name), body.join(",\n"))
+}
+
+/// The raw events table: one row per event.
+fn events_table(database: &str, name: &str, l: Layout) -> Object {
+    let mut columns = vec![
+        Column::stored("event_id", "UUID"),
+        Column::stored("event_type", l.tag_type()),
+        Column::stored("aggregate_id", "String"),
+        Column::stored("aggregate_version", "Int64"),
+        Column::stored("occurred_at", l.time_type()),
+    ];
+    columns.push(if l.datetime64 {
+        Column::computed("occurred_at_ms", "Int64", ColumnKind::Alias, "toUnixTimestamp64Milli(occurred_at)")
+    } else {
+        Column::stored("occurred_at_ms", "Int64")
+    });
+    columns.extend([
+        Column::stored("producer", l.tag_type()),
+        Column::stored("correlation_id", "Nullable(String)"),
+        Column::stored("causation_id", "Nullable(String)"),
+        Column::stored("user_id", "String"),
+        Column::stored("payload", "String"),
+        Column::stored("topic", l.tag_type()),
+        Column::stored("partition", "Int32"),
+        Column::stored("offset", "Int64"),
+        Column::computed("ingested_at", l.time_type(), ColumnKind::Default, l.now()),
+    ]);
+    // Sorting key, for analysts: nearly every question is about one kind of event over a time
+    // range, so `event_type` (few values: a long contiguous, well-compressed run per type) comes
+    // first and the day second — a type-and-dates filter reads only its granules, and the month
+    // partitions prune whole parts. `aggregate_id` keeps one entity's events of a day together
+    // (a session's timeline, a user's changes). `event_id` last makes the key unique per event,
+    // so exactly a re-delivery collapses. Only envelope fields: the key of a re-delivered event
+    // never depends on how this version of sluice derives a column such as `user_id`.
+    let mut engine = "ENGINE = ReplacingMergeTree\nPARTITION BY toYYYYMM(occurred_at)\n\
+                      ORDER BY (event_type, toDate(occurred_at), aggregate_id, event_id)"
+        .to_owned();
+    engine.push_str(&l.settings());
+    Object {
+        name: name.to_owned(),
+        kind: ObjectKind::Table,
+        engine: "ReplacingMergeTree",
+        create: create_table(database, name, &columns, &engine),
+        columns,
+    }
+}
+
+/// `daily_engagement`: its per-event table, the materialized view filling it, the summing view.
+fn daily_engagement(database: &str, events: &str, l: Layout) -> [Object; 3] {
+    let by_event = format!("{DAILY_ENGAGEMENT}_by_event");
+    let mv = format!("{DAILY_ENGAGEMENT}_mv");
+    let mut table_columns = vec![
+        Column::stored("day", "Date"),
+        Column::stored("user_id", "String"),
+        Column::stored("event_id", "UUID"),
+    ];
+    table_columns.extend(ENGAGEMENT_EVENTS.iter().map(|(_, column)| Column::stored(column, "UInt8")));
+    table_columns.push(Column::stored("amount_cents", "Int64"));
+    // Key: the view groups by (day, user_id), which the key's prefix serves in order; the
+    // event id makes a re-delivered event collapse instead of counting twice.
+    let engine = format!(
+        "ENGINE = ReplacingMergeTree\nPARTITION BY toYYYYMM(day)\nORDER BY (day, user_id, event_id){}",
+        l.settings()
+    );
+    let table = Object {
+        name: by_event.clone(),
+        kind: ObjectKind::Table,
+        engine: "ReplacingMergeTree",
+        create: create_table(database, &by_event, &table_columns, &engine),
+        columns: table_columns.clone(),
+    };
+
+    let flags: Vec<String> =
+        ENGAGEMENT_EVENTS.iter().map(|(ty, column)| format!("toUInt8(event_type = {}) AS {column}", literal(ty))).collect();
+    let types: Vec<String> = ENGAGEMENT_EVENTS.iter().map(|(ty, _)| literal(ty)).collect();
+    // The payload is serde_json's compact output, the flat object the simple JSON functions
+    // (18.16 has no JSONExtract) read reliably.
+    let mv_query = format!(
+        "SELECT toDate(occurred_at) AS day, user_id, event_id, {}, \
+         if(event_type = {}, visitParamExtractInt(payload, 'amount_cents'), 0) AS amount_cents \
+         FROM {} WHERE event_type IN ({})",
+        flags.join(", "),
+        literal(ENGAGEMENT_EVENTS[2].0),
+        qualified(database, events),
+        types.join(", "),
+    );
+    let materialized = Object {
+        name: mv.clone(),
+        kind: ObjectKind::MaterializedView,
+        engine: "MaterializedView",
+        create: format!(
+            "CREATE MATERIALIZED VIEW IF NOT EXISTS {} TO {} AS\n{mv_query}",
+            qualified(database, &mv),
+            qualified(database, &by_event)
+        ),
+        columns: table_columns,
+    };
+
+    let view_columns = vec![
+        Column::stored("day", "Date"),
+        Column::stored("user_id", "String"),
+        Column::stored("page_views", "UInt64"),
+        Column::stored("clicks", "UInt64"),
+        Column::stored("purchases", "UInt64"),
+        Column::stored("revenue_cents", "Int64"),
+    ];
+    let view = Object {
+        name: DAILY_ENGAGEMENT.to_owned(),
+        kind: ObjectKind::View,
+        engine: "View",
+        create: format!(
+            "CREATE VIEW IF NOT EXISTS {} AS\nSELECT day, user_id, sum(is_page_view) AS page_views, \
+             sum(is_click) AS clicks, sum(is_purchase) AS purchases, sum(amount_cents) AS revenue_cents\n\
+             FROM {} FINAL\nGROUP BY day, user_id",
+            qualified(database, DAILY_ENGAGEMENT),
+            qualified(database, &by_event)
+        ),
+        columns: view_columns,
+    };
+    [table, materialized, view]
+}
+
+/// The users' state: per-event updates, their fold, the finalizing view.
+fn users_state(database: &str, state: &str, updates: &str, l: Layout) -> [Object; 4] {
+    let folded = format!("{state}_state");
+    let mv = format!("{state}_mv");
+    let update_columns = vec![
+        Column::stored("user_id", "String"),
+        Column::stored("aggregate_version", "Int64"),
+        Column::stored("event_id", "UUID"),
+        Column::stored("event_type", l.tag_type()),
+        Column::stored("occurred_at", l.time_type()),
+        Column::stored("email", "Nullable(String)"),
+        Column::stored("display_name", "Nullable(String)"),
+        Column::stored("country", "Nullable(String)"),
+        Column::stored("is_deleted", "Nullable(UInt8)"),
+    ];
+    // Key: a user's history in version order; the event id collapses re-deliveries.
+    let engine = format!("ENGINE = ReplacingMergeTree\nORDER BY (user_id, aggregate_version, event_id){}", l.settings());
+    let updates_table = Object {
+        name: updates.to_owned(),
+        kind: ObjectKind::Table,
+        engine: "ReplacingMergeTree",
+        create: create_table(database, updates, &update_columns, &engine),
+        columns: update_columns,
+    };
+
+    let arg_max_if = |ty: &str| format!("AggregateFunction(argMaxIf, {ty}, Int64, UInt8)");
+    let folded_columns = vec![
+        Column::stored("user_id", "String"),
+        Column::stored("version", "AggregateFunction(max, Int64)"),
+        Column::stored("email", arg_max_if("String")),
+        Column::stored("display_name", arg_max_if("String")),
+        Column::stored("country", arg_max_if("String")),
+        Column::stored("is_deleted", arg_max_if("UInt8")),
+        Column::stored("updated_at", format!("AggregateFunction(argMax, {}, Int64)", l.time_type())),
+    ];
+    // Key: one row per user once parts merge; a lookup by user reads one granule.
+    let folded_table = Object {
+        name: folded.clone(),
+        kind: ObjectKind::Table,
+        engine: "AggregatingMergeTree",
+        create: create_table(database, &folded, &folded_columns, "ENGINE = AggregatingMergeTree\nORDER BY user_id"),
+        columns: folded_columns.clone(),
+    };
+
+    // The state column of the version is `version`, not `aggregate_version`: an alias equal to a
+    // column name would replace that column inside the other aggregates.
+    let field = |c: &str| format!("argMaxIfState(assumeNotNull({c}), aggregate_version, isNotNull({c})) AS {c}");
+    let materialized = Object {
+        name: mv.clone(),
+        kind: ObjectKind::MaterializedView,
+        engine: "MaterializedView",
+        create: format!(
+            "CREATE MATERIALIZED VIEW IF NOT EXISTS {} TO {} AS\nSELECT user_id, maxState(aggregate_version) AS version, \
+             {}, {}, {}, {}, argMaxState(occurred_at, aggregate_version) AS updated_at\nFROM {}\nGROUP BY user_id",
+            qualified(database, &mv),
+            qualified(database, &folded),
+            field("email"),
+            field("display_name"),
+            field("country"),
+            field("is_deleted"),
+            qualified(database, updates),
+        ),
+        columns: folded_columns,
+    };
+
+    let view = Object {
+        name: state.to_owned(),
+        kind: ObjectKind::View,
+        engine: "View",
+        create: format!(
+            "CREATE VIEW IF NOT EXISTS {} AS\nSELECT user_id, maxMerge(version) AS aggregate_version, \
+             argMaxIfMerge(email) AS email, argMaxIfMerge(display_name) AS display_name, \
+             argMaxIfMerge(country) AS country, argMaxIfMerge(is_deleted) AS is_deleted, \
+             argMaxMerge(updated_at) AS updated_at\nFROM {}\nGROUP BY user_id",
+            qualified(database, state),
+            qualified(database, &folded)
+        ),
+        columns: vec![
+            Column::stored("user_id", "String"),
+            Column::stored("aggregate_version", "Int64"),
+            Column::stored("email", "String"),
+            Column::stored("display_name", "String"),
+            Column::stored("country", "String"),
+            Column::stored("is_deleted", "UInt8"),
+            Column::stored("updated_at", l.time_type()),
+        ],
+    };
+    [updates_table, folded_table, materialized, view]
+}
+
+/// What a projection with this config needs in `database` on a server with this layout.
+pub fn plan(database: &str, sink: &ClickHouseSink, layout: Layout) -> Result<Plan, PlanError> {
+    let names = Names::of(sink);
+    let mut objects = vec![events_table(database, &names.events, layout)];
+    for rollup in &sink.rollups {
+        match rollup.as_str() {
+            DAILY_ENGAGEMENT => objects.extend(daily_engagement(database, &names.events, layout)),
+            other => return Err(PlanError::UnknownRollup(other.to_owned())),
+        }
+    }
+    if let (Some(state), Some(updates)) = (&sink.state_table, &names.user_updates) {
+        objects.extend(users_state(database, state, updates, layout));
+    }
+    Ok(Plan { database: database.to_owned(), objects })
+}
+
+/// A column as the server describes it (`system.columns`, the same as `DESCRIBE TABLE`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DescribedColumn {
+    /// The table or view.
+    pub table: String,
+    /// The column.
+    pub name: String,
+    /// Its type.
+    pub ty: String,
+    /// `default_kind`: `''`, `DEFAULT`, `MATERIALIZED`, `ALIAS`, `EPHEMERAL`.
+    pub default_kind: String,
+}
+
+/// One difference between the plan and the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Drift {
+    /// `database.object`.
+    pub object: String,
+    /// What differs.
+    pub problem: DriftProblem,
+}
+
+/// What differs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DriftProblem {
+    /// The object has another engine (e.g. a table where a view belongs).
+    Engine {
+        /// The engine the plan wants.
+        expected: String,
+        /// The server's.
+        found: String,
+    },
+    /// A column is missing.
+    MissingColumn {
+        /// The column.
+        column: String,
+        /// Its planned type.
+        expected: String,
+    },
+    /// A column has another type.
+    ColumnType {
+        /// The column.
+        column: String,
+        /// The planned type.
+        expected: String,
+        /// The server's.
+        found: String,
+    },
+    /// A column is computed differently (stored vs `DEFAULT` vs `ALIAS`).
+    ColumnKind {
+        /// The column.
+        column: String,
+        /// The planned kind.
+        expected: String,
+        /// The server's.
+        found: String,
+    },
+}
+
+impl fmt::Display for Drift {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let o = &self.object;
+        match &self.problem {
+            DriftProblem::Engine { expected, found } => write!(f, "{o} has engine {found}, expected {expected}"),
+            DriftProblem::MissingColumn { column, expected } => {
+                write!(f, "{o} has no column `{column}` (expected {expected})")
+            }
+            DriftProblem::ColumnType { column, expected, found } => {
+                write!(f, "{o}: column `{column}` is {found}, expected {expected}")
+            }
+            DriftProblem::ColumnKind { column, expected, found } => {
+                write!(f, "{o}: column `{column}` is {found}, expected {expected}")
+            }
+        }
+    }
+}
+
+/// Types compare without spaces and quote escapes: servers differ in `DateTime64(3, 'UTC')` vs
+/// `DateTime64(3,'UTC')`.
+fn normalized(ty: &str) -> String {
+    ty.chars().filter(|c| !c.is_whitespace() && *c != '\\').collect()
+}
+
+/// Compares what the server has (`engines`: object name → engine, from `system.tables`;
+/// `described`: its columns) with the plan. Objects the server lacks are not reported (migrate
+/// creates them); extra columns are allowed (an operator may add some for analysts).
+pub fn check(plan: &Plan, engines: &BTreeMap<String, String>, described: &[DescribedColumn]) -> Vec<Drift> {
+    let mut drift = Vec::new();
+    for object in &plan.objects {
+        let Some(engine) = engines.get(&object.name) else { continue };
+        let name = qualified(&plan.database, &object.name);
+        if engine != object.engine {
+            drift.push(Drift {
+                object: name,
+                problem: DriftProblem::Engine { expected: object.engine.to_owned(), found: engine.clone() },
+            });
+            continue;
+        }
+        let have: BTreeMap<&str, &DescribedColumn> =
+            described.iter().filter(|c| c.table == object.name).map(|c| (c.name.as_str(), c)).collect();
+        for column in &object.columns {
+            let problem = match have.get(column.name) {
+                None => Some(DriftProblem::MissingColumn { column: column.name.to_owned(), expected: column.ty.clone() }),
+                Some(found) if normalized(&found.ty) != normalized(&column.ty) => Some(DriftProblem::ColumnType {
+                    column: column.name.to_owned(),
+                    expected: column.ty.clone(),
+                    found: found.ty.clone(),
+                }),
+                // A view's columns are its query's: their kind is not the server's business.
+                Some(found) if object.kind == ObjectKind::Table && ColumnKind::from_server(&found.default_kind) != Some(column.kind) => {
+                    Some(DriftProblem::ColumnKind {
+                        column: column.name.to_owned(),
+                        expected: column.kind.to_string(),
+                        found: if found.default_kind.is_empty() { "stored".to_owned() } else { found.default_kind.clone() },
+                    })
+                }
+                Some(_) => None,
+            };
+            drift.extend(problem.map(|problem| Drift { object: name.clone(), problem }));
+        }
+    }
+    drift
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sinks::clickhouse::capabilities::Version;
+    use proptest::prelude::*;
+
+    fn sink() -> ClickHouseSink {
+        ClickHouseSink {
+            database: None,
+            table: "events".into(),
+            rollups: vec![DAILY_ENGAGEMENT.into()],
+            state_table: Some("users_current".into()),
+        }
+    }
+
+    fn layout(major: u32) -> Layout {
+        Layout::of(&Capabilities::of(Version { major, minor: 9, patch: 1 }))
+    }
+
+    /// What a server that ran the plan would report.
+    fn described(plan: &Plan) -> (BTreeMap<String, String>, Vec<DescribedColumn>) {
+        let engines = plan.objects.iter().map(|o| (o.name.clone(), o.engine.to_owned())).collect();
+        let columns = plan
+            .objects
+            .iter()
+            .flat_map(|o| {
+                o.columns.iter().map(move |c| DescribedColumn {
+                    table: o.name.clone(),
+                    name: c.name.to_owned(),
+                    ty: c.ty.clone(),
+                    default_kind: match c.kind {
+                        ColumnKind::Stored => String::new(),
+                        ColumnKind::Default => "DEFAULT".into(),
+                        ColumnKind::Alias => "ALIAS".into(),
+                    },
+                })
+            })
+            .collect();
+        (engines, columns)
+    }
+
+    #[test]
+    fn plans_every_object_in_dependency_order() {
+        let plan = plan("analytics", &sink(), layout(26)).expect("plan");
+        let names: Vec<&str> = plan.objects.iter().map(|o| o.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "events",
+                "daily_engagement_by_event",
+                "daily_engagement_mv",
+                "daily_engagement",
+                "users_current_updates",
+                "users_current_state",
+                "users_current_mv",
+                "users_current"
+            ]
+        );
+        assert!(plan.objects.iter().all(|o| o.create.contains("IF NOT EXISTS")));
+        let minimal = ClickHouseSink { rollups: vec![], state_table: None, ..sink() };
+        assert_eq!(super::plan("db", &minimal, layout(26)).expect("plan").objects.len(), 1);
+        let unknown = ClickHouseSink { rollups: vec!["hourly".into()], ..sink() };
+        assert_eq!(super::plan("db", &unknown, layout(26)), Err(PlanError::UnknownRollup("hourly".into())));
+    }
+
+    #[test]
+    fn modern_and_old_layouts() {
+        let modern = plan("a", &sink(), layout(26)).expect("plan");
+        let events = &modern.objects[0].create;
+        assert!(events.contains("`occurred_at` DateTime64(3, 'UTC')"), "{events}");
+        assert!(events.contains("`occurred_at_ms` Int64 ALIAS toUnixTimestamp64Milli(occurred_at)"), "{events}");
+        assert!(events.contains("`event_type` LowCardinality(String)"), "{events}");
+        assert!(events.contains("SETTINGS non_replicated_deduplication_window = 1000"), "{events}");
+        assert!(events.contains("ORDER BY (event_type, toDate(occurred_at), aggregate_id, event_id)"), "{events}");
+
+        let old = plan("a", &sink(), layout(18)).expect("plan");
+        let events = &old.objects[0].create;
+        assert!(events.contains("`occurred_at` DateTime('UTC')"), "{events}");
+        assert!(events.contains("`occurred_at_ms` Int64,"), "{events}");
+        assert!(events.contains("`event_type` String"), "{events}");
+        assert!(!old.objects.iter().any(|o| o.create.contains("SETTINGS")), "18.16 has no deduplication window");
+        assert!(!old.objects.iter().any(|o| o.create.contains("DateTime64")), "no DateTime64 on 18.16");
+    }
+
+    #[test]
+    fn a_faithful_server_has_no_drift() {
+        for major in [18, 26] {
+            let plan = plan("a", &sink(), layout(major)).expect("plan");
+            let (engines, columns) = described(&plan);
+            assert_eq!(check(&plan, &engines, &columns), []);
+            // Nothing exists yet: nothing to compare.
+            assert_eq!(check(&plan, &BTreeMap::new(), &[]), []);
+        }
+    }
+
+    #[test]
+    fn names_the_drifted_table_and_column() {
+        let plan = plan("a", &sink(), layout(26)).expect("plan");
+        let (mut engines, mut columns) = described(&plan);
+        let at = |columns: &[DescribedColumn], t: &str, c: &str| {
+            columns.iter().position(|d| d.table == t && d.name == c).expect("column")
+        };
+        let i = at(&columns, "events", "aggregate_version");
+        columns[i].ty = "Int32".into();
+        let i = at(&columns, "users_current_updates", "country");
+        columns.remove(i);
+        let i = at(&columns, "events", "occurred_at_ms");
+        columns[i].default_kind = String::new();
+        engines.insert("daily_engagement".into(), "MergeTree".into());
+        let messages: Vec<String> = check(&plan, &engines, &columns).iter().map(ToString::to_string).collect();
+        assert_eq!(
+            messages,
+            [
+                "`a`.`events`: column `aggregate_version` is Int32, expected Int64",
+                "`a`.`events`: column `occurred_at_ms` is stored, expected ALIAS",
+                "`a`.`daily_engagement` has engine MergeTree, expected View",
+                "`a`.`users_current_updates` has no column `country` (expected Nullable(String))",
+            ]
+        );
+    }
+
+    #[test]
+    fn types_compare_modulo_spacing_and_escapes() {
+        assert_eq!(normalized("DateTime64(3,\\'UTC\\')"), normalized("DateTime64(3, 'UTC')"));
+        assert_ne!(normalized("DateTime('UTC')"), normalized("DateTime64(3, 'UTC')"));
+    }
+
+    #[test]
+    fn quoting() {
+        assert_eq!(quote("events"), "`events`");
+        assert_eq!(quote("we`ird\\"), "`we\\`ird\\\\`");
+        assert_eq!(qualified("db", "t"), "`db`.`t`");
+        assert_eq!(literal("it's"), "'it\\'s'");
+    }
+
+    proptest! {
+        /// Any one changed column type is reported, once, naming that table and column.
+        #[test]
+        fn any_changed_type_is_reported(pick in any::<prop::sample::Index>(), modern in any::<bool>()) {
+            let plan = plan("db", &sink(), layout(if modern { 26 } else { 18 })).expect("plan");
+            let (engines, mut columns) = described(&plan);
+            let i = pick.index(columns.len());
+            columns[i].ty = format!("Array({})", columns[i].ty);
+            let drift = check(&plan, &engines, &columns);
+            // A materialized view and its target report the same columns; both drift checks see
+            // only the row that changed.
+            prop_assert_eq!(drift.len(), 1);
+            prop_assert_eq!(&drift[0].object, &qualified("db", &columns[i].table));
+            let is_column_type = matches!(&drift[0].problem, DriftProblem::ColumnType { column, .. } if *column == columns[i].name);
+            prop_assert!(is_column_type);
+        }
+    }
+}
