@@ -6,7 +6,9 @@
 //! `[connections]` defaults.
 
 mod context;
+mod couchbase_cmd;
 mod doctor;
+mod metrics;
 mod publish;
 mod schemas_cmd;
 mod topology_cmd;
@@ -90,6 +92,10 @@ enum Command {
     /// reason, and commits offsets only after the sink acknowledged.
     Work(work::WorkArgs),
 
+    /// Prepare Couchbase for the projections (scopes, collections).
+    #[command(subcommand)]
+    Couchbase(couchbase_cmd::CouchbaseCommand),
+
     /// Print realistic sample events of the default domain as JSON lines (pipe into `publish`).
     Sample(sample_cmd::SampleArgs),
 }
@@ -134,6 +140,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Publish(args) => publish::run(&cli.global, args).await,
         Command::Schemas(cmd) => schemas_cmd::run(&cli.global, cmd).await,
         Command::Topics(cmd) => topics_cmd::run(&cli.global, cmd).await,
+        Command::Couchbase(cmd) => couchbase_cmd::run(&Context::load(&cli.global)?, cmd).await,
         Command::Sample(args) => sample_cmd::run(&args),
         Command::Work(args) => work::run(&Context::load(&cli.global)?, args).await,
     }

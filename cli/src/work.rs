@@ -32,6 +32,10 @@ pub(crate) struct WorkArgs {
     /// `consumer.override.*`), e.g. `--consumer-config session.timeout.ms=10000`.
     #[arg(long = "consumer-config", value_name = "KEY=VALUE", value_parser = key_value)]
     consumer_config: Vec<(String, String)>,
+
+    /// Serve Prometheus metrics on this address (`/metrics`), e.g. `127.0.0.1:9464`.
+    #[arg(long, env = "SLUICE_METRICS_ADDR", value_name = "HOST:PORT")]
+    metrics_addr: Option<std::net::SocketAddr>,
 }
 
 fn key_value(s: &str) -> Result<(String, String), String> {
@@ -84,6 +88,9 @@ fn decoder(topology: &Topology, registry_url: &str) -> Decoder {
 }
 
 pub(crate) async fn run(ctx: &Context, args: WorkArgs) -> anyhow::Result<ExitCode> {
+    if let Some(addr) = args.metrics_addr {
+        crate::metrics::serve(addr)?;
+    }
     let topology = ctx.topology()?;
     let name = &args.projection;
     let projection = topology.projection(name).with_context(|| {

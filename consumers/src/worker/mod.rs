@@ -13,6 +13,7 @@
 //! committed synchronously within the drain deadline.
 
 pub mod dlq;
+pub mod metrics;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -143,6 +144,7 @@ pub struct Worker<S> {
     cfg: WorkerConfig,
     sink: S,
     decoder: Arc<Decoder>,
+    metrics: metrics::WorkerMetrics,
 }
 
 /// Exponential backoff with full jitter, capped at 30 s.
@@ -154,7 +156,8 @@ fn backoff(attempt: u32) -> Duration {
 impl<S: Sink> Worker<S> {
     /// A worker for `cfg` writing to `sink`.
     pub fn new(cfg: WorkerConfig, sink: S, decoder: Decoder) -> Self {
-        Self { cfg, sink, decoder: Arc::new(decoder) }
+        let metrics = metrics::WorkerMetrics::new(&cfg.projection, sink.kind());
+        Self { cfg, sink, decoder: Arc::new(decoder), metrics }
     }
 
     /// Runs until `shutdown` is cancelled (then drains) or a configuration error stops it.
@@ -200,6 +203,7 @@ impl<S: Sink> Worker<S> {
                 polled = tokio::time::timeout(wait, consumer.recv()) => match polled {
                     Err(_) => {}
                     Ok(Ok(msg)) => {
+                        self.metrics.consumed.increment(1);
                         let tp = (msg.topic().to_owned(), msg.partition());
                         buffers.entry(tp).or_default().push(msg.detach());
                         buffered += 1;
@@ -356,12 +360,17 @@ impl<S: Sink> Worker<S> {
             if batch.events.is_empty() {
                 break Vec::new();
             }
+            let started = Instant::now();
             match self.sink.write(&batch).await {
-                Ok(rejected) => break rejected,
+                Ok(rejected) => {
+                    self.metrics.write_seconds.record(started.elapsed().as_secs_f64());
+                    break rejected;
+                }
                 Err(SinkError::Config(message)) => {
                     return Err(WorkerError::SinkConfig { sink: self.sink.kind(), message });
                 }
                 Err(SinkError::Transient(reason)) => {
+                    self.metrics.write_retries.increment(1);
                     warn!(%reason, attempt, first = batch.first_offset, last = batch.last_offset,
                           "sink write failed; retrying the batch");
                     if !sleep_or_cancel(backoff(attempt), shutdown).await {
@@ -373,6 +382,9 @@ impl<S: Sink> Worker<S> {
         };
         stats.batches += 1;
         stats.projected += (batch.events.len() - rejected.len()) as u64;
+        self.metrics.batch_size.record(batch.events.len() as f64);
+        self.metrics.projected.increment((batch.events.len() - rejected.len()) as u64);
+        self.metrics.record_visible(&batch.events);
         for r in rejected {
             let Some(m) = by_offset.get(&r.offset) else {
                 error!(offset = r.offset, "sink rejected an offset that is not in the batch; ignoring the rejection");
@@ -396,6 +408,7 @@ impl<S: Sink> Worker<S> {
         reason: String,
         shutdown: &CancellationToken,
     ) -> bool {
+        self.metrics.dead_lettered(stage);
         warn!(offset = m.offset(), stage, %reason, dlq = dlq.topic(), "record sent to the dead-letter topic");
         let letter = DeadLetter {
             key: m.key().map(<[u8]>::to_vec),

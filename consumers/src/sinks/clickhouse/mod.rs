@@ -1,13 +1,31 @@
 //! The ClickHouse sink: analytics tables (every event, rollups, current state) over HTTP.
 //!
+//! Data path: a worker's [`Batch`](crate::sink::Batch) → [`sink::ClickHouseProjection`] →
+//! [`request_builder`] (events → rows, pure) → one `INSERT` per table over the [`service`] client
+//! → materialized views on the server fill the rollup and the users' state. Before the first
+//! batch, [`migrate()`] creates the tables [`schema`] describes and checks existing ones.
+//!
 //! - [`capabilities`]: what a server version supports (pure).
-//! - [`service`]: the client and the version probe (network).
+//! - [`schema`]: the tables and views for analysts, per server layout, and drift detection (pure).
+//! - [`request_builder`]: events → row structs per table and layout (pure).
+//! - [`service`]: the client, the version probe and error classification (network).
+//! - [`migrate`](mod@migrate): runs the schema plan (network).
+//! - [`sink`]: the [`Sink`](crate::sink::Sink) implementation.
+//!
+//! What analysts find in these tables, and how to query them: `docs/analytics.md`.
 
 pub mod capabilities;
+pub mod migrate;
+pub mod request_builder;
+pub mod schema;
 pub mod service;
+pub mod sink;
 
 pub use capabilities::{Capabilities, Version};
+pub use migrate::{MigrationAction, MigrationLine, migrate};
+pub use schema::{Drift, Layout};
 pub use service::ClickHouse;
+pub use sink::ClickHouseProjection;
 
 /// Errors of the ClickHouse sink.
 #[derive(Debug, thiserror::Error)]
@@ -23,4 +41,30 @@ pub enum Error {
     /// `SELECT version()` returned something that is not a version.
     #[error("ClickHouse reported an unparseable version {0:?}")]
     BadVersion(String),
+    /// A statement of the migration failed.
+    #[error("ClickHouse: {what} failed: {source}")]
+    Query {
+        /// What was being done.
+        what: String,
+        /// The client's error.
+        source: clickhouse::error::Error,
+    },
+    /// The configuration asks for something this sink cannot build.
+    #[error(transparent)]
+    Plan(#[from] schema::PlanError),
+    /// Existing tables differ from what the sink writes and analysts read.
+    #[error(
+        "the ClickHouse tables in `{database}` differ from what sluice expects (fix or drop them; \
+         sluice never alters a table):\n  {}",
+        .drift.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n  ")
+    )]
+    Drift {
+        /// The database.
+        database: String,
+        /// Every difference.
+        drift: Vec<Drift>,
+    },
+    /// The projection writes to another sink.
+    #[error("the projection's sink is {0}, not clickhouse")]
+    NotClickHouse(String),
 }

@@ -1,11 +1,12 @@
-//! The network side of the ClickHouse sink: building a client for one server and finding out what
-//! that server supports.
+//! The network side of the ClickHouse sink: building a client for one server, finding out what
+//! that server supports, and telling what a failed request means for the worker ([`classify`]).
 
 use clickhouse::Client;
 use sluice_core::connections::ClickHouseConnection;
 
 use super::capabilities::{Capabilities, Version};
 use super::Error;
+use crate::sink::SinkError;
 
 /// A client tuned to the server it talks to.
 #[derive(Clone)]
@@ -60,5 +61,129 @@ impl ClickHouse {
             "connected to ClickHouse; strategy chosen from its version"
         );
         Ok(Self { client, capabilities })
+    }
+}
+
+/// Server error codes that retrying cannot fix: the target or the statement is wrong (a missing
+/// database, table or column, a type the table does not have, a setting the server lacks) or the
+/// credentials are. Moving on would lose data, so the worker stops with the message.
+const CONFIG_CODES: &[(u32, &str)] = &[
+    (8, "THERE_IS_NO_COLUMN"),
+    (10, "NOT_FOUND_COLUMN_IN_BLOCK"),
+    (16, "NO_SUCH_COLUMN_IN_TABLE"),
+    (43, "ILLEGAL_TYPE_OF_ARGUMENT"),
+    (44, "ILLEGAL_COLUMN"),
+    (47, "UNKNOWN_IDENTIFIER"),
+    (48, "NOT_IMPLEMENTED"),
+    (50, "UNKNOWN_TYPE"),
+    (53, "TYPE_MISMATCH"),
+    (60, "UNKNOWN_TABLE"),
+    (62, "SYNTAX_ERROR"),
+    (73, "UNKNOWN_FORMAT"),
+    (81, "UNKNOWN_DATABASE"),
+    (115, "UNKNOWN_SETTING"),
+    (164, "READONLY"),
+    (192, "UNKNOWN_USER"),
+    (193, "WRONG_PASSWORD"),
+    (194, "REQUIRED_PASSWORD"),
+    (195, "IP_ADDRESS_NOT_ALLOWED"),
+    (291, "DATABASE_ACCESS_DENIED"),
+    (497, "ACCESS_DENIED"),
+    (516, "AUTHENTICATION_FAILED"),
+];
+
+/// The `Code: N` of a ClickHouse exception text (`Code: 60. DB::Exception: …` on current
+/// servers, `Code: 60, e.displayText() = …` on old ones).
+pub fn exception_code(text: &str) -> Option<u32> {
+    let rest = &text[text.find("Code: ")? + "Code: ".len()..];
+    let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+    rest[..digits].parse().ok()
+}
+
+/// What a failed request (`what`: which one, for the message) means for the worker.
+///
+/// - Transient (retry the batch): network errors, timeouts, HTTP 5xx/408/429 without a server
+///   exception, and server exceptions other than the [configuration codes](CONFIG_CODES) — those
+///   are overload and availability (memory limit, too many parts, a replica being away).
+/// - Config (stop): the configuration codes; HTTP 4xx without an exception (401/403: the
+///   credentials); and client-side refusals (the row type does not match the table) — retrying
+///   the same rows against the same table fails the same way.
+pub fn classify(what: &str, error: &clickhouse::error::Error) -> SinkError {
+    use clickhouse::error::Error as E;
+    let message = format!("{what}: {error}");
+    match error {
+        E::BadResponse(text) => match exception_code(text) {
+            Some(code) if CONFIG_CODES.iter().any(|(c, _)| *c == code) => SinkError::Config(message),
+            Some(_) => SinkError::Transient(message),
+            None => {
+                let status: Option<u16> = text.split_whitespace().next().and_then(|s| s.parse().ok());
+                match status {
+                    Some(s) if (400..500).contains(&s) && s != 408 && s != 429 => SinkError::Config(message),
+                    _ => SinkError::Transient(message),
+                }
+            }
+        },
+        E::SchemaMismatch(_)
+        | E::InvalidParams(_)
+        | E::Unsupported(_)
+        | E::Custom(_)
+        | E::SequenceMustHaveLength
+        | E::VariantDiscriminatorIsOutOfBound(_) => SinkError::Config(message),
+        // Network, TimedOut, (de)compression and truncated responses: the transport failed.
+        _ => SinkError::Transient(message),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clickhouse::error::Error as E;
+
+    fn is_config(e: &E) -> bool {
+        matches!(classify("insert", e), SinkError::Config(_))
+    }
+
+    #[test]
+    fn reads_exception_codes_of_old_and_new_servers() {
+        assert_eq!(exception_code("Code: 60. DB::Exception: Table x.y does not exist. (UNKNOWN_TABLE)"), Some(60));
+        assert_eq!(exception_code("Code: 115, e.displayText() = DB::Exception: Unknown setting"), Some(115));
+        assert_eq!(exception_code("Code: 516"), Some(516));
+        assert_eq!(exception_code("502 Bad Gateway"), None);
+    }
+
+    #[test]
+    fn configuration_problems_stop_the_worker() {
+        for text in [
+            "Code: 60. DB::Exception: Table db.events does not exist. (UNKNOWN_TABLE)",
+            "Code: 16. DB::Exception: No such column x in table db.events. (NO_SUCH_COLUMN_IN_TABLE)",
+            "Code: 47, e.displayText() = DB::Exception: Unknown identifier: x",
+            "Code: 516. DB::Exception: default: Authentication failed. (AUTHENTICATION_FAILED)",
+            "Code: 81. DB::Exception: Database nope does not exist. (UNKNOWN_DATABASE)",
+            "403 Forbidden",
+        ] {
+            assert!(is_config(&E::BadResponse(text.into())), "{text}");
+        }
+        assert!(is_config(&E::SchemaMismatch("no column named x".into())));
+        let SinkError::Config(message) = classify("inserting into `db`.`events`", &E::BadResponse("Code: 60. x".into()))
+        else {
+            panic!("config")
+        };
+        assert_eq!(message, "inserting into `db`.`events`: bad response: Code: 60. x");
+    }
+
+    #[test]
+    fn availability_problems_are_retried() {
+        for text in [
+            "Code: 241. DB::Exception: Memory limit (total) exceeded. (MEMORY_LIMIT_EXCEEDED)",
+            "Code: 252. DB::Exception: Too many parts. (TOO_MANY_PARTS)",
+            "Code: 159. DB::Exception: Timeout exceeded. (TIMEOUT_EXCEEDED)",
+            "503 Service Unavailable",
+            "429 Too Many Requests",
+        ] {
+            assert!(!is_config(&E::BadResponse(text.into())), "{text}");
+        }
+        assert!(!is_config(&E::TimedOut));
+        assert!(!is_config(&E::Network("connection refused".into())));
+        assert!(!is_config(&E::NotEnoughData));
     }
 }

@@ -1,0 +1,192 @@
+//! `sluice publish`, `sluice topics apply` and `sluice schemas register|check` through the real
+//! binary against the real services: what a user sees (the tables, the summary, the numbered
+//! errors, the exit codes) and what lands on Kafka.
+//!
+//! Each test writes its own topology (fresh topic names, topic-named subjects) to a temporary
+//! directory, so runs never collide.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use serde_json::json;
+use sluice_tests::{connections, unique};
+
+/// A topology of one purchases topic and one users topic, written to a fresh directory.
+fn write_topology(prefix: &str) -> (PathBuf, String, String) {
+    let purchases = unique(&format!("{prefix}_purchases"));
+    let users = unique(&format!("{prefix}_users"));
+    let schemas = Path::new(env!("CARGO_MANIFEST_DIR")).join("../schemas").canonicalize().expect("schemas dir");
+    let text = format!(
+        r#"
+[topics.{purchases}]
+partitions = 3
+replication_factor = 1
+retention = "1d"
+
+[topics.{users}]
+partitions = 2
+replication_factor = 1
+retention = "1d"
+
+[events."engagement.purchase_completed"]
+topic = "{purchases}"
+schema = "{schemas}/engagement/purchase_completed.avsc"
+
+[events."user.registered"]
+topic = "{users}"
+schema = "{schemas}/users/registered.avsc"
+"#,
+        schemas = schemas.display()
+    );
+    let dir = std::env::temp_dir().join(unique("sluice-cli-test"));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join("topology.toml");
+    std::fs::write(&path, text).expect("write topology");
+    (path, purchases, users)
+}
+
+fn sluice(topology: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_sluice"));
+    c.arg("--topology").arg(topology).args(args).env("SLUICE_LOG", "error");
+    c
+}
+
+/// Runs the command; returns (success, stdout, stderr).
+fn run(cmd: &mut Command) -> (bool, String, String) {
+    let out: Output = cmd.output().expect("run sluice");
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}
+
+/// Sum of the high watermarks of `topic`'s partitions: how many records it holds.
+fn records_on(topic: &str) -> i64 {
+    let consumer: BaseConsumer =
+        ClientConfig::new().set("bootstrap.servers", connections().kafka_brokers).create().expect("consumer");
+    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).expect("metadata");
+    metadata.topics()[0]
+        .partitions()
+        .iter()
+        .map(|p| consumer.fetch_watermarks(topic, p.id(), Duration::from_secs(10)).expect("watermarks").1)
+        .sum()
+}
+
+fn purchase(n: i64, amount: serde_json::Value) -> String {
+    json!({
+        "event_type": "engagement.purchase_completed", "aggregate_id": format!("user-{n}"),
+        "aggregate_version": n, "user_id": format!("user-{n}"), "order_id": format!("o-{n}"),
+        "amount_cents": amount, "currency": "EUR", "items": 1
+    })
+    .to_string()
+}
+
+#[test]
+fn topics_and_schemas_commands_are_idempotent() {
+    let (topology, purchases, _) = write_topology("cli_admin");
+
+    let (ok, out, err) = run(&mut sluice(&topology, &["topics", "apply", "--dry-run"]));
+    assert!(ok, "{out}{err}");
+    assert_eq!(out.matches("would create").count(), 2, "{out}");
+    let (ok, out, err) = run(&mut sluice(&topology, &["topics", "apply"]));
+    assert!(ok, "{out}{err}");
+    assert!(out.contains(&purchases) && out.matches("created").count() == 2, "{out}");
+    let (ok, out, err) = run(&mut sluice(&topology, &["topics", "apply"]));
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("2 topics: 0 changed, 2 up to date"), "{out}");
+
+    let (ok, out, err) = run(&mut sluice(&topology, &["schemas", "register"]));
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("2 subjects: 2 new, 0 unchanged, 0 refused"), "{out}");
+    let (ok, out, err) = run(&mut sluice(&topology, &["schemas", "register"]));
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("2 subjects: 0 new, 2 unchanged, 0 refused"), "{out}");
+    let (ok, out, err) = run(&mut sluice(&topology, &["schemas", "check"]));
+    assert!(ok, "{out}{err}");
+    assert_eq!(out.matches("identical").count(), 2, "{out}");
+
+    // An incompatible schema change: `check` names the field and fails.
+    let text = std::fs::read_to_string(&topology).expect("topology");
+    let schema_dir = topology.parent().expect("dir");
+    let mut schema: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../schemas/engagement/purchase_completed.avsc"))
+            .expect("schema"),
+    )
+    .expect("schema json");
+    schema["fields"].as_array_mut().expect("fields").push(json!({"name": "coupon", "type": "string"}));
+    let changed = schema_dir.join("purchase_v2.avsc");
+    std::fs::write(&changed, schema.to_string()).expect("write schema");
+    let original = text.lines().find(|l| l.contains("purchase_completed.avsc")).expect("schema line");
+    let changed_topology = schema_dir.join("changed.toml");
+    std::fs::write(&changed_topology, text.replace(original, &format!("schema = \"{}\"", changed.display())))
+        .expect("write topology");
+    let (ok, out, _) = run(&mut sluice(&changed_topology, &["schemas", "check"]));
+    assert!(!ok, "an incompatible schema fails the check: {out}");
+    assert!(
+        out.contains("INCOMPATIBLE: the new schema cannot read events written with version 1: field \"coupon\" is new and has no default"),
+        "{out}"
+    );
+}
+
+#[test]
+fn publish_reports_bad_lines_and_publishes_the_rest() {
+    let (topology, purchases, users) = write_topology("cli_publish");
+    let (ok, out, err) = run(&mut sluice(&topology, &["topics", "apply"]));
+    assert!(ok, "{out}{err}");
+
+    let dir = topology.parent().expect("dir");
+    let file = dir.join("events.jsonl");
+    let lines = [
+        purchase(1, json!(1250)),
+        purchase(2, json!(990)),
+        purchase(3, json!("12")),
+        json!({"event_type": "user.registered", "aggregate_id": "user-1", "aggregate_version": 1,
+               "email": "one@example.com", "display_name": "One", "country": "DE"})
+        .to_string(),
+        String::new(),
+        purchase(4, json!(100)),
+        json!({"event_type": "engagement.refunded", "aggregate_id": "user-1"}).to_string(),
+    ];
+    std::fs::write(&file, lines.join("\n") + "\n").expect("write events");
+
+    let (ok, out, err) = run(&mut sluice(&topology, &["publish", "--file", file.to_str().expect("utf-8 path")]));
+    assert!(!ok, "rejected lines make the run fail");
+    assert!(out.contains("published 4, rejected 2"), "{out}");
+    assert!(out.contains("(1 blank lines ignored)"), "never a silent skip: {out}");
+    assert!(err.contains(r#"line 3: $.amount_cents: expected long, found string "12""#), "{err}");
+    assert!(err.contains(r#"line 7: unknown event type "engagement.refunded""#), "{err}");
+    let row = out.lines().find(|l| l.starts_with("engagement.purchase_completed")).expect("per-type row");
+    assert_eq!(row.split_whitespace().collect::<Vec<_>>(), ["engagement.purchase_completed", "3", "1", "0"]);
+    assert_eq!((records_on(&purchases), records_on(&users)), (3, 1), "every good line, and only those");
+
+    // --stop-on-error: the first bad line ends the run; the lines before it are published.
+    let file = dir.join("stop.jsonl");
+    std::fs::write(&file, [purchase(5, json!(1)), purchase(6, json!("x")), purchase(7, json!(1))].join("\n"))
+        .expect("write events");
+    let (ok, out, _) =
+        run(&mut sluice(&topology, &["publish", "--stop-on-error", "--file", file.to_str().expect("utf-8 path")]));
+    assert!(!ok);
+    assert!(out.contains("stopped at line 2 (--stop-on-error)") && out.contains("published 1, rejected 1"), "{out}");
+    assert_eq!(records_on(&purchases), 4);
+
+    // Standard input, with the event type given once for every line.
+    let mut child = sluice(&topology, &["publish", "--event-type", "user.registered"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut stdin = child.stdin.take().expect("stdin");
+    for n in 0..500 {
+        let line = json!({"aggregate_id": format!("user-{n}"), "aggregate_version": 1,
+                          "email": format!("{n}@example.com"), "display_name": "N", "country": "FR"});
+        writeln!(stdin, "{line}").expect("write stdin");
+    }
+    drop(stdin);
+    let out = child.wait_with_output().expect("wait");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("published 500, rejected 0"), "{stdout}");
+    assert_eq!(records_on(&users), 501);
+}

@@ -1,0 +1,173 @@
+//! [`ClickHouseProjection`]: the [`Sink`] writing a projection's batches into its ClickHouse tables.
+//!
+//! Data path: the worker hands over one partition's [`Batch`] → the projection keeps the event
+//! types it folds → [`Rows::encode`] turns them into rows for this server's layout (refusing the
+//! events no row can hold) → one `INSERT` into the raw table and, with a state table, one into the
+//! users' update table. The rollup and the users' state are filled by materialized views on those
+//! inserts, inside the same request.
+//!
+//! Idempotency: every table collapses a re-delivered event (see [`super::schema`]). Where the
+//! server has it, each insert also carries `insert_deduplication_token` = the batch's token plus
+//! the table (the token identifies one insert, and a batch makes one per table), so a batch the
+//! worker re-sends after a failure or a crash is dropped at insert time rather than merged away
+//! later.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use clickhouse::{RowOwned, RowWrite};
+use sluice_core::connections::ClickHouseConnection;
+use sluice_core::event::Event;
+use sluice_core::topology::{ClickHouseSink, ProjectionConfig, SinkConfig};
+use tracing::{info, warn};
+
+use super::migrate::{MigrationLine, migrate};
+use super::request_builder::{Encoded, Rows};
+use super::schema::{Layout, Names, qualified};
+use super::service::classify;
+use super::{ClickHouse, Error};
+use crate::sink::{Batch, Batching, Rejected, Sink, SinkError};
+
+/// Longest time to hand one chunk of rows to the socket.
+const SEND_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest wait for the server to finish an insert (including its materialized views).
+const END_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// A ClickHouse projection: raw events, rollups and the users' state.
+#[derive(Debug, Clone)]
+pub struct ClickHouseProjection {
+    ch: ClickHouse,
+    database: String,
+    config: ClickHouseSink,
+    layout: Layout,
+    names: Names,
+    /// Qualified raw table.
+    events_table: String,
+    /// Qualified users' update table, with a state table.
+    updates_table: Option<String>,
+    /// Event types folded; every type when empty.
+    folds: BTreeSet<String>,
+    batching: Batching,
+}
+
+impl ClickHouseProjection {
+    /// A projection for `projection` over a connected server; `default_database` is used when
+    /// the projection names none. Fails when the projection's sink is not ClickHouse.
+    pub fn new(ch: ClickHouse, default_database: &str, projection: &ProjectionConfig) -> Result<Self, Error> {
+        let SinkConfig::ClickHouse { clickhouse: config } = &projection.sink else {
+            return Err(Error::NotClickHouse(projection.sink.kind().to_string()));
+        };
+        let database = config.database.clone().unwrap_or_else(|| default_database.to_owned());
+        let names = Names::of(config);
+        let layout = Layout::of(&ch.capabilities);
+        let this = Self {
+            events_table: qualified(&database, &names.events),
+            updates_table: names.user_updates.as_deref().map(|t| qualified(&database, t)),
+            folds: projection.events.iter().cloned().collect(),
+            batching: Batching {
+                max_records: usize::try_from(projection.batch_size).unwrap_or(usize::MAX).max(1),
+                linger: projection.linger.into(),
+            },
+            ch,
+            database,
+            config: config.clone(),
+            layout,
+            names,
+        };
+        info!(
+            database = %this.database, table = %this.events_table, rollups = ?this.config.rollups,
+            state_table = ?this.config.state_table,
+            time = layout.time_type(),
+            dedup = if layout.insert_deduplication { "insert_deduplication_token, then merges" } else { "merges and FINAL only" },
+            low_cardinality = layout.low_cardinality,
+            "ClickHouse projection ready"
+        );
+        Ok(this)
+    }
+
+    /// Connects to `conn` (choosing the client's strategy from the server's version) and builds
+    /// the projection; the connection's database is the default.
+    pub async fn connect(conn: &ClickHouseConnection, projection: &ProjectionConfig) -> Result<Self, Error> {
+        let ch = ClickHouse::connect(conn).await?;
+        Self::new(ch, &conn.database, projection)
+    }
+
+    /// Creates the projection's tables where missing and checks the existing ones; see
+    /// [`migrate`](super::migrate()).
+    pub async fn migrate(&self) -> Result<Vec<MigrationLine>, Error> {
+        migrate(&self.ch, &self.database, &self.config).await
+    }
+
+    /// The database written to.
+    pub fn database(&self) -> &str {
+        &self.database
+    }
+
+    /// The column layout chosen for the server.
+    pub fn layout(&self) -> Layout {
+        self.layout
+    }
+
+    fn folds(&self, event: &Event) -> bool {
+        self.folds.is_empty() || self.folds.contains(&event.envelope.event_type)
+    }
+
+    /// One `INSERT` of `rows` into `table`, deduplicated by `token` where the server can.
+    async fn insert<T>(&self, table: &str, rows: &[T], token: String) -> Result<(), SinkError>
+    where
+        T: RowOwned + RowWrite,
+    {
+        let what = format!("inserting {} rows into {table}", rows.len());
+        let fail = |e: clickhouse::error::Error| classify(&what, &e);
+        let mut insert =
+            self.ch.client.insert_unescaped::<T>(table).await.map_err(fail)?.with_timeouts(Some(SEND_TIMEOUT), Some(END_TIMEOUT));
+        if self.layout.insert_deduplication {
+            insert = insert
+                .with_setting("insert_deduplication_token", token)
+                // The materialized views' target tables deduplicate with tokens derived from it.
+                .with_setting("deduplicate_blocks_in_dependent_materialized_views", "1");
+        }
+        for row in rows {
+            insert.write(row).await.map_err(fail)?;
+        }
+        insert.end().await.map_err(fail)
+    }
+
+    async fn write_rows<E, U>(&self, batch: &Batch, rows: Encoded<E, U>) -> Result<Vec<Rejected>, SinkError>
+    where
+        E: RowOwned + RowWrite,
+        U: RowOwned + RowWrite,
+    {
+        let token = batch.token();
+        if !rows.events.is_empty() {
+            self.insert(&self.events_table, &rows.events, format!("{token}:{}", self.names.events)).await?;
+        }
+        if let (Some(table), Some(name)) = (&self.updates_table, &self.names.user_updates)
+            && !rows.user_updates.is_empty()
+        {
+            self.insert(table, &rows.user_updates, format!("{token}:{name}")).await?;
+        }
+        for r in &rows.rejected {
+            warn!(offset = r.offset, reason = %r.reason, "event refused by the ClickHouse sink");
+        }
+        Ok(rows.rejected)
+    }
+}
+
+impl Sink for ClickHouseProjection {
+    fn kind(&self) -> &'static str {
+        "clickhouse"
+    }
+
+    async fn write(&self, batch: &Batch) -> Result<Vec<Rejected>, SinkError> {
+        let events = batch.events.iter().filter(|e| self.folds(e));
+        match Rows::encode(events, self.layout, self.updates_table.is_some()) {
+            Rows::Modern(rows) => self.write_rows(batch, rows).await,
+            Rows::Compat(rows) => self.write_rows(batch, rows).await,
+        }
+    }
+
+    fn batching(&self) -> Batching {
+        self.batching
+    }
+}

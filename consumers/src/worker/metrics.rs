@@ -1,0 +1,81 @@
+//! The worker's Prometheus metrics (`sluice_<what>_<unit>`, labelled by projection and sink).
+//!
+//! Recorded through the `metrics` facade: whichever recorder the binary installs (the Prometheus
+//! exporter of `sluice work --metrics-addr`, or the in-process one of `sluice bench`) sees them;
+//! with none installed they cost almost nothing.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use metrics::{Counter, Histogram, counter, describe_counter, describe_histogram, histogram};
+use sluice_core::event::Event;
+
+/// Metric names, so dashboards and the bench refer to one spelling.
+pub mod names {
+    /// Records read from Kafka.
+    pub const CONSUMED: &str = "sluice_events_consumed_total";
+    /// Events the sink accepted.
+    pub const PROJECTED: &str = "sluice_events_projected_total";
+    /// Records sent to the dead-letter topic, by stage.
+    pub const DEAD_LETTERED: &str = "sluice_dlq_records_total";
+    /// Events per batch written.
+    pub const BATCH_SIZE: &str = "sluice_batch_size_events";
+    /// Duration of a successful sink write.
+    pub const WRITE_SECONDS: &str = "sluice_sink_write_seconds";
+    /// Failed sink writes that are retried.
+    pub const WRITE_RETRIES: &str = "sluice_sink_write_retries_total";
+    /// From an event's `occurred_at` to the sink's acknowledgement: publish → visible when the
+    /// publisher stamps `occurred_at` (it does when the event has none).
+    pub const VISIBLE_SECONDS: &str = "sluice_event_visible_latency_seconds";
+}
+
+/// Handles to one worker's metrics.
+#[derive(Debug, Clone)]
+pub struct WorkerMetrics {
+    pub(crate) consumed: Counter,
+    pub(crate) projected: Counter,
+    pub(crate) batch_size: Histogram,
+    pub(crate) write_seconds: Histogram,
+    pub(crate) write_retries: Counter,
+    visible: Histogram,
+    projection: String,
+}
+
+impl WorkerMetrics {
+    /// Registers the metrics of `projection` writing to `sink`.
+    pub fn new(projection: &str, sink: &'static str) -> Self {
+        describe_counter!(names::CONSUMED, "Records read from Kafka.");
+        describe_counter!(names::PROJECTED, "Events the sink accepted.");
+        describe_counter!(names::DEAD_LETTERED, "Records sent to the dead-letter topic, by stage.");
+        describe_histogram!(names::BATCH_SIZE, "Events per batch written to the sink.");
+        describe_histogram!(names::WRITE_SECONDS, metrics::Unit::Seconds, "Duration of a successful sink write.");
+        describe_counter!(names::WRITE_RETRIES, "Sink writes that failed transiently and were retried.");
+        describe_histogram!(
+            names::VISIBLE_SECONDS,
+            metrics::Unit::Seconds,
+            "From an event's occurred_at to the sink's acknowledgement."
+        );
+        let p = projection.to_owned();
+        Self {
+            consumed: counter!(names::CONSUMED, "projection" => p.clone()),
+            projected: counter!(names::PROJECTED, "projection" => p.clone(), "sink" => sink),
+            batch_size: histogram!(names::BATCH_SIZE, "projection" => p.clone(), "sink" => sink),
+            write_seconds: histogram!(names::WRITE_SECONDS, "projection" => p.clone(), "sink" => sink),
+            write_retries: counter!(names::WRITE_RETRIES, "projection" => p.clone(), "sink" => sink),
+            visible: histogram!(names::VISIBLE_SECONDS, "projection" => p.clone()),
+            projection: p,
+        }
+    }
+
+    /// Counts one dead letter of `stage`.
+    pub(crate) fn dead_lettered(&self, stage: &'static str) {
+        counter!(names::DEAD_LETTERED, "projection" => self.projection.clone(), "stage" => stage).increment(1);
+    }
+
+    /// Records, for each event just acknowledged, how long ago it occurred.
+    pub(crate) fn record_visible(&self, events: &[Event]) {
+        let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+        for e in events {
+            self.visible.record((now_ms - e.envelope.occurred_at).max(0) as f64 / 1000.0);
+        }
+    }
+}
