@@ -152,13 +152,15 @@ pub(crate) async fn run(global: &GlobalArgs, args: PublishArgs) -> anyhow::Resul
     let publisher = Publisher::new(topology, &ctx.connections, PublisherOptions::new(PRODUCER))?;
 
     let input: Box<dyn Read + Send> = match &args.file {
-        Some(path) if path.as_os_str() != "-" => Box::new(
-            std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?,
-        ),
+        Some(path) if path.as_os_str() != "-" => {
+            Box::new(std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?)
+        }
         _ => Box::new(std::io::stdin()),
     };
     let (lines_tx, mut lines_rx) = mpsc::channel::<std::io::Result<Vec<u8>>>(4096);
-    let reader = tokio::task::spawn_blocking(move || read_lines(input, &lines_tx));
+    // A plain thread, not `spawn_blocking`: when the run stops early it may be blocked reading
+    // stdin, and the runtime's shutdown would wait for it; a detached thread ends with the process.
+    let reader = std::thread::spawn(move || read_lines(input, &lines_tx));
 
     let started = Instant::now();
     let mut tally = Tally::default();
@@ -169,20 +171,18 @@ pub(crate) async fn run(global: &GlobalArgs, args: PublishArgs) -> anyhow::Resul
     progress.tick().await;
     let mut reading = true;
 
-    let settle = |tally: &mut Tally, (line, event_type, result): (u64, String, Result<_, PublishError>)| {
-        match result {
-            Ok(_) => {
-                tally.published += 1;
-                tally.of(Some(&event_type)).published += 1;
-            }
-            Err(e) => {
-                tally.failed += 1;
-                tally.of(Some(&event_type)).failed += 1;
-                if tally.failed <= SHOWN_DELIVERY_FAILURES {
-                    eprintln!("line {line}: delivery failed: {e}");
-                } else if tally.failed == SHOWN_DELIVERY_FAILURES + 1 {
-                    eprintln!("(further delivery failures are counted, not shown)");
-                }
+    let settle = |tally: &mut Tally, (line, event_type, result): (u64, String, Result<_, PublishError>)| match result {
+        Ok(_) => {
+            tally.published += 1;
+            tally.of(Some(&event_type)).published += 1;
+        }
+        Err(e) => {
+            tally.failed += 1;
+            tally.of(Some(&event_type)).failed += 1;
+            if tally.failed <= SHOWN_DELIVERY_FAILURES {
+                eprintln!("line {line}: delivery failed: {e}");
+            } else if tally.failed == SHOWN_DELIVERY_FAILURES + 1 {
+                eprintln!("(further delivery failures are counted, not shown)");
             }
         }
     };
@@ -249,9 +249,13 @@ pub(crate) async fn run(global: &GlobalArgs, args: PublishArgs) -> anyhow::Resul
             }
         }
     }
-    // The reader ends on its own at end of input, or once the channel is dropped (stopped early).
-    drop(lines_rx);
-    reader.await.context("the input reader panicked")?;
+    if stopped.is_none() {
+        // The channel closed, so the reader has returned (or panicked: then lines may be missing,
+        // which must not pass for the end of the input).
+        if reader.join().is_err() {
+            stopped = Some(format!("stopped after line {line_no}: the input reader failed"));
+        }
+    }
 
     let elapsed = started.elapsed();
     let rate = tally.published as f64 / elapsed.as_secs_f64().max(1e-3);

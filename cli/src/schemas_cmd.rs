@@ -63,11 +63,13 @@ pub(crate) async fn run(args: &GlobalArgs, cmd: SchemasCommand) -> anyhow::Resul
             println!("compatibility level of every subject: {level}\n");
             print_table(&["SUBJECT", "EVENT TYPE", "ID", "VERSION", "STATUS"], &rows);
             println!();
-            let new = outcomes
-                .iter()
-                .filter(|o| matches!(&o.result, Ok(r) if r.status == RegistrationStatus::New))
-                .count();
-            println!("{} subjects: {new} new, {} unchanged, {refused} refused", outcomes.len(), outcomes.len() - new - refused);
+            let new =
+                outcomes.iter().filter(|o| matches!(&o.result, Ok(r) if r.status == RegistrationStatus::New)).count();
+            println!(
+                "{} subjects: {new} new, {} unchanged, {refused} refused",
+                outcomes.len(),
+                outcomes.len() - new - refused
+            );
             Ok(if refused > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
         }
         SchemasCommand::Check => {

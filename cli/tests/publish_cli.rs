@@ -110,8 +110,10 @@ fn topics_and_schemas_commands_are_idempotent() {
     let text = std::fs::read_to_string(&topology).expect("topology");
     let schema_dir = topology.parent().expect("dir");
     let mut schema: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../schemas/engagement/purchase_completed.avsc"))
-            .expect("schema"),
+        &std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../schemas/engagement/purchase_completed.avsc"),
+        )
+        .expect("schema"),
     )
     .expect("schema json");
     schema["fields"].as_array_mut().expect("fields").push(json!({"name": "coupon", "type": "string"}));

@@ -144,7 +144,11 @@ mod tests {
     fn retriable_only_when_waiting_can_help() {
         let invalid = PublishError::Invalid(ConvertError {
             path: "$.amount_cents".into(),
-            kind: ConvertErrorKind::WrongType { expected: "long".into(), found: "string", value: Some("\"12\"".into()) },
+            kind: ConvertErrorKind::WrongType {
+                expected: "long".into(),
+                found: "string",
+                value: Some("\"12\"".into()),
+            },
         });
         assert_eq!(invalid.to_string(), r#"$.amount_cents: expected long, found string "12""#);
         assert!(!invalid.is_retriable());

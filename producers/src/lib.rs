@@ -12,6 +12,7 @@
 //! - [`sample`]: realistic sample events of the default domain (`sluice sample`), with the model
 //!   of what the projections must show for them.
 //! - [`admin`]: `sluice topics apply` and `sluice schemas register|check`, as library calls.
+//! - [`sample`]: deterministic sample events of the default domain and the model they imply.
 //!
 //! # Publishing from a service
 //!

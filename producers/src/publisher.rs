@@ -212,7 +212,9 @@ impl Publisher {
     /// [`Publisher::enqueue_json`] futures were dropped.
     pub fn flush(&self, timeout: Duration) -> Result<(), PublishError> {
         self.producer.flush(timeout).map_err(|e| match e.rdkafka_error_code() {
-            Some(RDKafkaErrorCode::OperationTimedOut | RDKafkaErrorCode::MessageTimedOut) => PublishError::Timeout(timeout),
+            Some(RDKafkaErrorCode::OperationTimedOut | RDKafkaErrorCode::MessageTimedOut) => {
+                PublishError::Timeout(timeout)
+            }
             _ => PublishError::BrokerUnavailable(e.to_string()),
         })
     }

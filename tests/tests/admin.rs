@@ -41,7 +41,8 @@ fn registry() -> Registry {
 async fn create_raw(name: &str, partitions: i32, configs: &[(&str, &str)]) {
     let raw: AdminClient<DefaultClientContext> =
         ClientConfig::new().set("bootstrap.servers", connections().kafka_brokers).create().expect("admin client");
-    let topic = configs.iter().fold(NewTopic::new(name, partitions, TopicReplication::Fixed(1)), |t, (k, v)| t.set(k, v));
+    let topic =
+        configs.iter().fold(NewTopic::new(name, partitions, TopicReplication::Fixed(1)), |t, (k, v)| t.set(k, v));
     let results = within("create topic", 30, raw.create_topics([&topic], &AdminOptions::new())).await.expect("create");
     assert!(results.iter().all(Result::is_ok), "{results:?}");
 }
@@ -256,14 +257,20 @@ async fn schemas_check_names_the_field_that_breaks_compatibility() {
     assert_eq!(registry.versions(&subject).await.expect("versions"), vec![1], "nothing was registered");
 
     // With a default it is compatible, and registers as version 2.
-    let compatible =
-        schema_topology(&purchases, &users, add_purchase_field(r#"{"name": "coupon", "type": "string", "default": ""}"#));
+    let compatible = schema_topology(
+        &purchases,
+        &users,
+        add_purchase_field(r#"{"name": "coupon", "type": "string", "default": ""}"#),
+    );
     let checks = within("check", 60, schemas::check(&registry, &compatible)).await;
     let purchase = checks.iter().find(|o| o.subject == subject).expect("the purchase subject");
     assert!(matches!(purchase.result, Ok(ref c) if c.verdict == Verdict::Compatible { latest: 1 }), "{purchase:?}");
     let registered = within("register", 60, schemas::register(&registry, &compatible)).await;
     let purchase = registered.iter().find(|o| o.subject == subject).expect("the purchase subject");
-    assert!(matches!(purchase.result, Ok(ref r) if r.version == 2 && r.status == RegistrationStatus::New), "{purchase:?}");
+    assert!(
+        matches!(purchase.result, Ok(ref r) if r.version == 2 && r.status == RegistrationStatus::New),
+        "{purchase:?}"
+    );
 }
 
 #[tokio::test]

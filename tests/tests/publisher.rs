@@ -7,6 +7,7 @@
 //! never collide.
 
 use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -123,12 +124,15 @@ async fn read_back(topic: &str, n: usize) -> Vec<ReadBack> {
     while out.len() < n {
         let msg = within("consume", 60, consumer.recv()).await.expect("kafka message");
         let framed = unframe(msg.payload().expect("a value")).expect("Confluent framing");
-        if !schemas.contains_key(&framed.schema_id) {
-            let registered =
-                within("schema by id", 30, get_schema_by_id(framed.schema_id, &registry)).await.expect("schema");
-            schemas.insert(framed.schema_id, Schema::parse_str(&registered.schema).expect("valid schema"));
-        }
-        let value = decode(framed.body, &schemas[&framed.schema_id], None).expect("decodes");
+        let schema = match schemas.entry(framed.schema_id) {
+            Entry::Occupied(known) => known.into_mut(),
+            Entry::Vacant(slot) => {
+                let registered =
+                    within("schema by id", 30, get_schema_by_id(framed.schema_id, &registry)).await.expect("schema");
+                slot.insert(Schema::parse_str(&registered.schema).expect("valid schema"))
+            }
+        };
+        let value = decode(framed.body, schema, None).expect("decodes");
         out.push(ReadBack {
             key: String::from_utf8(msg.key().expect("a key").to_vec()).expect("utf-8 key"),
             partition: msg.partition(),
@@ -142,10 +146,8 @@ async fn read_back(topic: &str, n: usize) -> Vec<ReadBack> {
 
 /// Sum of the high watermarks of every partition of `topic`.
 fn high_watermarks(topic: &str) -> i64 {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &connections().kafka_brokers)
-        .create()
-        .expect("consumer");
+    let consumer: BaseConsumer =
+        ClientConfig::new().set("bootstrap.servers", &connections().kafka_brokers).create().expect("consumer");
     let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).expect("metadata");
     metadata.topics()[0]
         .partitions()
@@ -178,7 +180,8 @@ async fn typed_and_json_events_read_back_as_published() {
         "aggregate_version": 1, "occurred_at": "2026-11-26T04:28:21.123Z", "producer": "signup",
         "email": "nine@example.com", "display_name": "Nine", "country": "FR"
     });
-    let delivery = within("publish json", 60, publisher.publish_json(REGISTERED, &json_event)).await.expect("published");
+    let delivery =
+        within("publish json", 60, publisher.publish_json(REGISTERED, &json_event)).await.expect("published");
     assert_eq!((delivery.topic.as_str(), delivery.event_id.as_str()), (users.as_str(), id.to_string().as_str()));
 
     let back = read_back(&purchases, 3).await;

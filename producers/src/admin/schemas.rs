@@ -13,8 +13,8 @@ use apache_avro::schema::RecordSchema;
 use apache_avro::schema_compatibility::{Compatibility as Resolution, SchemaCompatibility};
 use sluice_core::topology::{Compatibility, EventInfo, Topology};
 
-use crate::registry::{Registry, SubjectVersion};
 use crate::RegistryError;
+use crate::registry::{Registry, SubjectVersion};
 
 /// Whether `sluice schemas register` changed the registry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -152,7 +152,9 @@ impl Direction {
     fn describe(self, version: u32) -> String {
         match self {
             Self::NewCannotReadOld => format!("the new schema cannot read events written with version {version}"),
-            Self::OldCannotReadNew => format!("readers of version {version} cannot read events written with the new schema"),
+            Self::OldCannotReadNew => {
+                format!("readers of version {version} cannot read events written with the new schema")
+            }
             Self::RegistryRefuses => format!("the registry refuses it as the successor of version {version}"),
         }
     }
@@ -252,7 +254,11 @@ fn same_schema(registered: &str, local: &str) -> bool {
 /// latest version only, or every one for the transitive levels. `Ok` with how well they resolve
 /// (`Partial`: some values, such as enum symbols or union branches the other side lacks, would
 /// not), or the first incompatibility, naming the field.
-pub fn compare(level: Compatibility, new: &Schema, registered: &[(u32, Schema)]) -> Result<Resolution, Incompatibility> {
+pub fn compare(
+    level: Compatibility,
+    new: &Schema,
+    registered: &[(u32, Schema)],
+) -> Result<Resolution, Incompatibility> {
     let (backward, forward, transitive) = match level {
         Compatibility::Backward => (true, false, false),
         Compatibility::BackwardTransitive => (true, false, true),
@@ -456,11 +462,9 @@ mod tests {
             ))
             .expect("schema")
         };
-        let err = compare(Compatibility::Backward, &nested(r#", {"name": "zip", "type": "string"}"#), &[(
-            3,
-            nested(""),
-        )])
-        .expect_err("zip has no default");
+        let err =
+            compare(Compatibility::Backward, &nested(r#", {"name": "zip", "type": "string"}"#), &[(3, nested(""))])
+                .expect_err("zip has no default");
         assert_eq!(err.detail, "field \"address.zip\" is new and has no default");
     }
 

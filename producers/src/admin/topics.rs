@@ -20,8 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::admin::{
-    AdminClient, AdminOptions, AlterConfig, ConfigSource, NewPartitions, NewTopic, ResourceSpecifier,
-    TopicReplication,
+    AdminClient, AdminOptions, AlterConfig, ConfigSource, NewPartitions, NewTopic, ResourceSpecifier, TopicReplication,
 };
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
@@ -333,16 +332,13 @@ impl TopicAdmin {
         }
 
         // Configs: one request per topic, carrying the topic's other overrides.
-        let altering: Vec<&TopicPlan> = plans
-            .iter()
-            .filter(|p| p.changes.iter().any(|c| matches!(c, Change::SetConfig { .. })))
-            .collect();
+        let altering: Vec<&TopicPlan> =
+            plans.iter().filter(|p| p.changes.iter().any(|c| matches!(c, Change::SetConfig { .. }))).collect();
         if !altering.is_empty() {
             let names: Vec<&str> = altering.iter().map(|p| p.topic.as_str()).collect();
             let current = self.describe(&names).await?;
             for p in altering {
-                let sets: Vec<&Change> =
-                    p.changes.iter().filter(|c| matches!(c, Change::SetConfig { .. })).collect();
+                let sets: Vec<&Change> = p.changes.iter().filter(|c| matches!(c, Change::SetConfig { .. })).collect();
                 if let Err(reason) = self.alter(p, current.get(&p.topic)).await {
                     for change in sets {
                         fail(&p.topic, change, reason.clone());
@@ -383,9 +379,8 @@ impl TopicAdmin {
         for (key, value) in declared_configs(&plan.config) {
             entries.insert(key.to_owned(), value);
         }
-        let request = entries
-            .iter()
-            .fold(AlterConfig::new(ResourceSpecifier::Topic(&plan.topic)), |a, (k, v)| a.set(k, v));
+        let request =
+            entries.iter().fold(AlterConfig::new(ResourceSpecifier::Topic(&plan.topic)), |a, (k, v)| a.set(k, v));
         match self.admin.alter_configs([&request], &self.options()).await {
             Ok(results) => match results.into_iter().next() {
                 Some(Ok(_)) => Ok(()),
@@ -408,10 +403,9 @@ impl TopicAdmin {
         let deadline = Instant::now() + self.timeout;
         loop {
             let pending = match self.describe(&names).await {
-                Ok(existing) => changed
-                    .iter()
-                    .filter(|p| !compare(&p.config, existing.get(&p.topic)).0.is_empty())
-                    .count(),
+                Ok(existing) => {
+                    changed.iter().filter(|p| !compare(&p.config, existing.get(&p.topic)).0.is_empty()).count()
+                }
                 Err(_) => changed.len(),
             };
             if pending == 0 {
@@ -496,8 +490,14 @@ schema = "schemas/users/registered.avsc"
     fn grows_partitions_alters_configs_and_reports_what_it_cannot_fix() {
         let t = topology();
         let mut cluster = BTreeMap::new();
-        cluster.insert("orders".to_owned(), existing(3, 1, &[("cleanup.policy", "delete", false), ("retention.ms", "1000", true)]));
-        cluster.insert("forever".to_owned(), existing(4, 3, &[("cleanup.policy", "compact", true), ("retention.ms", "-1", true)]));
+        cluster.insert(
+            "orders".to_owned(),
+            existing(3, 1, &[("cleanup.policy", "delete", false), ("retention.ms", "1000", true)]),
+        );
+        cluster.insert(
+            "forever".to_owned(),
+            existing(4, 3, &[("cleanup.policy", "compact", true), ("retention.ms", "-1", true)]),
+        );
         let plans = plan(&t, &cluster);
         let by_name: BTreeMap<&str, &TopicPlan> = plans.iter().map(|p| (p.topic.as_str(), p)).collect();
         assert_eq!(
@@ -511,7 +511,10 @@ schema = "schemas/users/registered.avsc"
         assert!(by_name["forever"].changes.is_empty());
         assert_eq!(
             by_name["forever"].drift,
-            vec![Drift::TooManyPartitions { actual: 4, declared: 2 }, Drift::ReplicationFactor { actual: 3, declared: 1 }]
+            vec![
+                Drift::TooManyPartitions { actual: 4, declared: 2 },
+                Drift::ReplicationFactor { actual: 3, declared: 1 }
+            ]
         );
         assert!(by_name["forever"].drift[0].to_string().contains("Kafka cannot remove partitions"));
         assert_eq!(by_name["orders"].changes[1].to_string(), "retention.ms 1000 → 604800000");

@@ -15,7 +15,7 @@ use serde::Deserialize;
 use sluice_core::topology::ClickHouseSink;
 use tracing::info;
 
-use super::schema::{self, DescribedColumn, Layout, ObjectKind, quote, qualified};
+use super::schema::{self, DescribedColumn, Layout, ObjectKind, qualified, quote};
 use super::{ClickHouse, Error};
 
 /// What [`migrate`] did with one object.
@@ -107,7 +107,11 @@ pub async fn migrate(ch: &ClickHouse, database: &str, sink: &ClickHouseSink) -> 
         .map_err(failed("listing databases".to_owned()))?;
     let action = if databases == 0 {
         let create = format!("CREATE DATABASE IF NOT EXISTS {}", quote(database));
-        ch.client.query_raw(&create).execute().await.map_err(failed(format!("creating database {}", quote(database))))?;
+        ch.client
+            .query_raw(&create)
+            .execute()
+            .await
+            .map_err(failed(format!("creating database {}", quote(database))))?;
         MigrationAction::Created
     } else {
         MigrationAction::UpToDate
@@ -138,8 +142,14 @@ pub async fn migrate(ch: &ClickHouse, database: &str, sink: &ClickHouseSink) -> 
         return Err(Error::Drift { database: database.to_owned(), drift });
     }
     let created = lines.iter().filter(|l| l.action == MigrationAction::Created).count();
-    info!(database, created, up_to_date = lines.len() - created, datetime64 = layout.datetime64,
-          low_cardinality = layout.low_cardinality, insert_deduplication = layout.insert_deduplication,
-          "ClickHouse schema migrated");
+    info!(
+        database,
+        created,
+        up_to_date = lines.len() - created,
+        datetime64 = layout.datetime64,
+        low_cardinality = layout.low_cardinality,
+        insert_deduplication = layout.insert_deduplication,
+        "ClickHouse schema migrated"
+    );
     Ok(lines)
 }

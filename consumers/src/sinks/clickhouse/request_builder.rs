@@ -226,7 +226,12 @@ pub fn user_fields(event: &Event) -> Option<UserFields> {
         // The erasure: the personal fields become empty, and because this is the newest version
         // that sets them, no older value shows through any more.
         let erased = Some(String::new());
-        return Some(UserFields { email: erased.clone(), display_name: erased.clone(), country: erased, is_deleted: Some(1) });
+        return Some(UserFields {
+            email: erased.clone(),
+            display_name: erased.clone(),
+            country: erased,
+            is_deleted: Some(1),
+        });
     }
     Some(UserFields {
         email: payload_string(event, "email").or_else(|| payload_string(event, "new_email")),
@@ -241,9 +246,7 @@ pub fn check_time(ms: i64) -> Result<i64, String> {
     if (MIN_OCCURRED_AT_MS..=MAX_OCCURRED_AT_MS).contains(&ms) {
         Ok(ms)
     } else {
-        Err(format!(
-            "occurred_at {ms} ms is outside what the ClickHouse columns hold (1970-01-01 to 2106-02-07)"
-        ))
+        Err(format!("occurred_at {ms} ms is outside what the ClickHouse columns hold (1970-01-01 to 2106-02-07)"))
     }
 }
 
@@ -258,7 +261,8 @@ struct Common<'a> {
 
 fn common(event: &Event) -> Result<Common<'_>, String> {
     let e = &event.envelope;
-    let event_id = Uuid::parse_str(&e.event_id).map_err(|err| format!("event_id {:?} is not a UUID: {err}", e.event_id))?;
+    let event_id =
+        Uuid::parse_str(&e.event_id).map_err(|err| format!("event_id {:?} is not a UUID: {err}", e.event_id))?;
     let occurred_at_ms = check_time(e.occurred_at)?;
     let payload =
         serde_json::to_string(&event.payload).map_err(|err| format!("the payload cannot be written as JSON: {err}"))?;
@@ -403,7 +407,12 @@ mod tests {
 
     #[test]
     fn modern_row_of_an_engagement_event() {
-        let e = event("engagement.purchase_completed", ID, 1_700_000_000_123, json!({"user_id": "u-9", "amount_cents": 1250}));
+        let e = event(
+            "engagement.purchase_completed",
+            ID,
+            1_700_000_000_123,
+            json!({"user_id": "u-9", "amount_cents": 1250}),
+        );
         let Rows::Modern(rows) = Rows::encode([&e], MODERN, true) else { panic!("modern layout") };
         assert!(rows.user_updates.is_empty() && rows.rejected.is_empty());
         let row = &rows.events[0];
@@ -427,12 +436,23 @@ mod tests {
 
     #[test]
     fn user_events_update_only_what_they_carry() {
-        let registered = event("user.registered", ID, 1, json!({"email": "a@x", "display_name": "A", "country": "NL", "referrer": null}));
+        let registered = event(
+            "user.registered",
+            ID,
+            1,
+            json!({"email": "a@x", "display_name": "A", "country": "NL", "referrer": null}),
+        );
         assert_eq!(
             user_fields(&registered),
-            Some(UserFields { email: Some("a@x".into()), display_name: Some("A".into()), country: Some("NL".into()), is_deleted: Some(0) })
+            Some(UserFields {
+                email: Some("a@x".into()),
+                display_name: Some("A".into()),
+                country: Some("NL".into()),
+                is_deleted: Some(0)
+            })
         );
-        let partial = event("user.profile_updated", ID, 1, json!({"display_name": null, "country": "BE", "locale": "nl"}));
+        let partial =
+            event("user.profile_updated", ID, 1, json!({"display_name": null, "country": "BE", "locale": "nl"}));
         assert_eq!(user_fields(&partial), Some(UserFields { country: Some("BE".into()), ..UserFields::default() }));
         let email = event("user.email_changed", ID, 1, json!({"old_email": "a@x", "new_email": "b@x"}));
         assert_eq!(user_fields(&email), Some(UserFields { email: Some("b@x".into()), ..UserFields::default() }));
@@ -440,7 +460,12 @@ mod tests {
         let erased = Some(String::new());
         assert_eq!(
             user_fields(&deleted),
-            Some(UserFields { email: erased.clone(), display_name: erased.clone(), country: erased, is_deleted: Some(1) })
+            Some(UserFields {
+                email: erased.clone(),
+                display_name: erased.clone(),
+                country: erased,
+                is_deleted: Some(1)
+            })
         );
         assert_eq!(user_fields(&event("session.started", ID, 1, json!({"user_id": "u"}))), None);
 
@@ -479,7 +504,12 @@ mod tests {
         /// Every event time is either refused (outside the shared range) or stored exactly: as
         /// milliseconds on modern servers, as floor seconds plus exact milliseconds on old ones.
         #[test]
-        fn times_are_exact_or_refused(ms in prop_oneof![any::<i64>(), MIN_OCCURRED_AT_MS..=MAX_OCCURRED_AT_MS, (MAX_OCCURRED_AT_MS - 2)..=(MAX_OCCURRED_AT_MS + 2)]) {
+        fn times_are_exact_or_refused(ms in prop_oneof![
+            any::<i64>(),
+            MIN_OCCURRED_AT_MS..=MAX_OCCURRED_AT_MS,
+            (MAX_OCCURRED_AT_MS - 2)..=(MAX_OCCURRED_AT_MS + 2),
+            -2i64..=2,
+        ]) {
             let e = event("session.heartbeat", ID, ms, json!({"user_id": "u"}));
             let in_range = (MIN_OCCURRED_AT_MS..=MAX_OCCURRED_AT_MS).contains(&ms);
             let Rows::Modern(modern) = Rows::encode([&e], MODERN, true) else { panic!("modern") };

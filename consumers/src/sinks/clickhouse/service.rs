@@ -4,8 +4,8 @@
 use clickhouse::Client;
 use sluice_core::connections::ClickHouseConnection;
 
-use super::capabilities::{Capabilities, Version};
 use super::Error;
+use super::capabilities::{Capabilities, Version};
 use crate::sink::SinkError;
 
 /// A client tuned to the server it talks to.
@@ -164,7 +164,8 @@ mod tests {
             assert!(is_config(&E::BadResponse(text.into())), "{text}");
         }
         assert!(is_config(&E::SchemaMismatch("no column named x".into())));
-        let SinkError::Config(message) = classify("inserting into `db`.`events`", &E::BadResponse("Code: 60. x".into()))
+        let SinkError::Config(message) =
+            classify("inserting into `db`.`events`", &E::BadResponse("Code: 60. x".into()))
         else {
             panic!("config")
         };

@@ -74,13 +74,16 @@ impl ClickHouseProjection {
             layout,
             names,
         };
+        let dedup = if layout.insert_deduplication {
+            "insert_deduplication_token, then merges"
+        } else {
+            "merges and FINAL only"
+        };
         info!(
             database = %this.database, table = %this.events_table, rollups = ?this.config.rollups,
-            state_table = ?this.config.state_table,
-            time = layout.time_type(),
-            dedup = if layout.insert_deduplication { "insert_deduplication_token, then merges" } else { "merges and FINAL only" },
+            state_table = ?this.config.state_table, time = layout.time_type(), dedup,
             low_cardinality = layout.low_cardinality,
-            "ClickHouse projection ready"
+            "ClickHouse projection ready; strategy chosen from the server's version"
         );
         Ok(this)
     }
@@ -119,8 +122,13 @@ impl ClickHouseProjection {
     {
         let what = format!("inserting {} rows into {table}", rows.len());
         let fail = |e: clickhouse::error::Error| classify(&what, &e);
-        let mut insert =
-            self.ch.client.insert_unescaped::<T>(table).await.map_err(fail)?.with_timeouts(Some(SEND_TIMEOUT), Some(END_TIMEOUT));
+        let mut insert = self
+            .ch
+            .client
+            .insert_unescaped::<T>(table)
+            .await
+            .map_err(fail)?
+            .with_timeouts(Some(SEND_TIMEOUT), Some(END_TIMEOUT));
         if self.layout.insert_deduplication {
             insert = insert
                 .with_setting("insert_deduplication_token", token)
