@@ -5,6 +5,7 @@
 //! `$SLUICE_ENV_FILE`, or the nearest `.dev/env` that `dev/up` writes) > the topology's
 //! `[connections]` defaults.
 
+mod clickhouse_cmd;
 mod context;
 mod couchbase_cmd;
 mod doctor;
@@ -92,6 +93,10 @@ enum Command {
     /// reason, and commits offsets only after the sink acknowledged.
     Work(work::WorkArgs),
 
+    /// Create and check the ClickHouse tables of the projections.
+    #[command(subcommand, name = "clickhouse")]
+    ClickHouse(clickhouse_cmd::ClickHouseCommand),
+
     /// Prepare Couchbase for the projections (scopes, collections).
     #[command(subcommand)]
     Couchbase(couchbase_cmd::CouchbaseCommand),
@@ -140,6 +145,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Publish(args) => publish::run(&cli.global, args).await,
         Command::Schemas(cmd) => schemas_cmd::run(&cli.global, cmd).await,
         Command::Topics(cmd) => topics_cmd::run(&cli.global, cmd).await,
+        Command::ClickHouse(cmd) => clickhouse_cmd::run(&Context::load(&cli.global)?, cmd).await,
         Command::Couchbase(cmd) => couchbase_cmd::run(&Context::load(&cli.global)?, cmd).await,
         Command::Sample(args) => sample_cmd::run(&args),
         Command::Work(args) => work::run(&Context::load(&cli.global)?, args).await,

@@ -6,6 +6,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use schema_registry_converter::async_impl::schema_registry::SrSettings;
 use sluice_consumers::decode::Decoder;
+use sluice_consumers::sinks::clickhouse::ClickHouseProjection;
 use sluice_consumers::sinks::couchbase::{Couchbase, CouchbaseProjection};
 use sluice_consumers::worker::{Stats, Worker, WorkerConfig};
 use sluice_consumers::Sink;
@@ -114,7 +115,14 @@ pub(crate) async fn run(ctx: &Context, args: WorkArgs) -> anyhow::Result<ExitCod
             let sink = CouchbaseProjection::from_projection(&cb, name, projection).await?;
             run_with(cfg, sink, decoder).await?
         }
-        SinkConfig::ClickHouse { .. } => anyhow::bail!("the ClickHouse worker is being wired up (next commit)"),
+        SinkConfig::ClickHouse { .. } => {
+            let sink = ClickHouseProjection::connect(&ctx.connections.clickhouse, projection).await?;
+            // The tables are the worker's to keep: create what is missing, refuse drift.
+            for line in sink.migrate().await? {
+                tracing::info!(projection = %name, "{line}");
+            }
+            run_with(cfg, sink, decoder).await?
+        }
     };
     println!(
         "projection {name}: consumed {}, projected {}, dead-lettered {}, batches {}",

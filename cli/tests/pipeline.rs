@@ -24,6 +24,14 @@ use sluice_tests::{connections, fresh_topology, unique, within};
 fn sluice(topology: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_sluice"));
     c.arg("--topology").arg(topology);
+    // A test's own ClickHouse target and database (see `analytics_end_to_end`), if any.
+    if let Ok(text) = std::fs::read_to_string(topology.with_file_name("clickhouse.env")) {
+        for line in text.lines() {
+            if let Some((k, v)) = line.split_once('=') {
+                c.env(k, v);
+            }
+        }
+    }
     c
 }
 
@@ -54,6 +62,7 @@ struct WorkerProcess(Child);
 impl WorkerProcess {
     fn start(topology: &Path, projection: &str, crash_after_batches: Option<u64>) -> Self {
         let mut cmd = sluice(topology);
+        cmd.stdin(Stdio::null());
         // A short session timeout: a crashed worker's partitions go to the next one in seconds
         // rather than the default 45 s.
         cmd.args(["work", "--projection", projection, "--consumer-config", "session.timeout.ms=6000"])
@@ -265,4 +274,140 @@ async fn couchbase_projection_survives_crashes_duplicates_and_poison() {
 /// 8 hex digits, unique per run (prefix of the generated event ids).
 fn uuid_hex8() -> String {
     unique("x").trim_start_matches("x_")[..8].to_owned()
+}
+
+/// Waits until the group's committed offsets reach the high watermarks of `topics`: every record
+/// published so far was projected and acknowledged.
+async fn await_caught_up(group: &str, topics: &[String], secs: u64) {
+    let brokers = connections().kafka_brokers;
+    let (group, topics) = (group.to_owned(), topics.to_vec());
+    let check = move || -> Result<(i64, i64), String> {
+        let c: rdkafka::consumer::BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &brokers)
+            .set("group.id", &group)
+            .create()
+            .map_err(|e| e.to_string())?;
+        let md = c.fetch_metadata(None, Duration::from_secs(10)).map_err(|e| e.to_string())?;
+        let mut tpl = rdkafka::TopicPartitionList::new();
+        let (mut high_sum, mut committed_sum) = (0, 0);
+        for t in md.topics().iter().filter(|t| topics.iter().any(|n| n == t.name())) {
+            for p in t.partitions() {
+                tpl.add_partition(t.name(), p.id());
+                high_sum += c.fetch_watermarks(t.name(), p.id(), Duration::from_secs(10)).map_err(|e| e.to_string())?.1;
+            }
+        }
+        for e in c.committed_offsets(tpl, Duration::from_secs(10)).map_err(|e| e.to_string())?.elements() {
+            if let rdkafka::Offset::Offset(o) = e.offset() {
+                committed_sum += o;
+            }
+        }
+        Ok((committed_sum, high_sum))
+    };
+    let start = Instant::now();
+    loop {
+        let c = check.clone();
+        let (committed, high) = tokio::task::spawn_blocking(c).await.expect("join").expect("offsets");
+        if committed == high {
+            return;
+        }
+        assert!(start.elapsed() < Duration::from_secs(secs), "not caught up within {secs}s: committed {committed} of {high}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+fn day_of(ms: i64) -> i64 {
+    ms.div_euclid(86_400_000)
+}
+
+/// The whole pipeline into ClickHouse at `url`: the analyst queries equal the model, after a
+/// crash between write and commit and with every event published twice.
+async fn analytics_end_to_end(url: &str) {
+    let sfx = unique("e2e");
+    let topology = fresh_topology(&sfx);
+    let dir = topology.parent().expect("dir").to_path_buf();
+    let database = format!("db_{sfx}");
+    std::fs::write(
+        dir.join("clickhouse.env"),
+        format!("SLUICE_CLICKHOUSE_URL={url}\nSLUICE_CLICKHOUSE_DATABASE={database}\n"),
+    )
+    .expect("clickhouse.env");
+    let projection = format!("analytics_{sfx}");
+    let topics: Vec<String> = ["users", "sessions", "engagement"].iter().map(|t| format!("{t}_{sfx}")).collect();
+    run_ok(sluice(&topology).args(["topics", "apply"]));
+    run_ok(sluice(&topology).args(["schemas", "register"]));
+    let out = run_ok(sluice(&topology).args(["clickhouse", "migrate"]));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("created table"), "migrate creates the tables");
+    let out = run_ok(sluice(&topology).args(["clickhouse", "migrate"]));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("0 created"), "a second migrate changes nothing");
+
+    let (events, model) = generate(40, 7, &uuid_hex8(), &format!("{sfx}-"));
+    let all: Vec<&Value> = events.iter().collect();
+    run_ok(sluice(&topology).args(["publish", "--file"]).arg(write_jsonl(&dir, "all.jsonl", &all)));
+
+    let mut w = WorkerProcess::start(&topology, &projection, Some(1));
+    assert!(!w.wait_exit(90).success(), "the failpoint kills the worker after its first batch");
+    drop(w);
+    let w = WorkerProcess::start(&topology, &projection, None);
+    // Every event again, newest first.
+    let reversed: Vec<&Value> = events.iter().rev().collect();
+    run_ok(sluice(&topology).args(["publish", "--file"]).arg(write_jsonl(&dir, "again.jsonl", &reversed)));
+    await_caught_up(&format!("sluice.{projection}"), &topics, 120).await;
+
+    let conn = sluice_core::connections::ClickHouseConnection {
+        url: url.to_owned(),
+        user: None,
+        password: None,
+        database: database.clone(),
+    };
+    let ch = sluice_consumers::sinks::clickhouse::ClickHouse::connect(&conn).await.expect("clickhouse");
+    let client = ch.client.clone().with_database(&database);
+
+    let by_type: Vec<(String, u64)> = client
+        .query(&format!("SELECT event_type, toUInt64(count()) FROM events_{sfx} FINAL GROUP BY event_type ORDER BY event_type"))
+        .fetch_all()
+        .await
+        .expect("events by type");
+    let expected: Vec<(String, u64)> = model.by_type.iter().map(|(k, v)| (k.clone(), *v)).collect();
+    assert_eq!(by_type, expected, "every event once, whatever was re-delivered");
+
+    let daily: Vec<(i64, String, u64, u64, u64, i64)> = client
+        .query(
+            "SELECT toInt64(toUInt32(day)), user_id, toUInt64(page_views), toUInt64(clicks), toUInt64(purchases), \
+             toInt64(revenue_cents) FROM daily_engagement ORDER BY day, user_id",
+        )
+        .fetch_all()
+        .await
+        .expect("daily engagement");
+    let expected: Vec<(i64, String, u64, u64, u64, i64)> =
+        model.daily.iter().map(|((d, u), (pv, c, p, r))| (day_of(*d), u.clone(), *pv, *c, *p, *r)).collect();
+    assert_eq!(daily, expected, "the rollup counts each event once");
+
+    let users: Vec<(String, String, u8)> = client
+        .query(&format!("SELECT user_id, email, toUInt8(is_deleted) FROM users_current_{sfx} ORDER BY user_id"))
+        .fetch_all()
+        .await
+        .expect("users_current");
+    let mut expected: Vec<(String, String, u8)> = model
+        .users
+        .iter()
+        .map(|(u, d)| (u.clone(), d["email"].as_str().unwrap_or_default().to_owned(), 0))
+        .chain(model.erased.iter().map(|u| (u.clone(), String::new(), 1)))
+        .collect();
+    expected.sort();
+    assert_eq!(users, expected, "the latest e-mail of each user; erased users flagged and blanked");
+
+    let (status, out) = w.terminate();
+    assert!(status.success(), "clean shutdown: {status}\n{out}");
+    client.query(&format!("DROP DATABASE IF EXISTS {database}")).execute().await.expect("drop database");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn analytics_projection_on_the_modern_engine() {
+    analytics_end_to_end(&connections().clickhouse.url).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn analytics_projection_on_clickhouse_18() {
+    let url = connections().clickhouse_compat.expect("SLUICE_CLICKHOUSE_COMPAT_URL: start the rig with dev/up").url;
+    analytics_end_to_end(&url).await;
 }

@@ -1,0 +1,45 @@
+//! `sluice clickhouse …`: the analytics tables of the ClickHouse projections.
+
+use std::process::ExitCode;
+
+use clap::Subcommand;
+use sluice_consumers::sinks::clickhouse::{ClickHouseProjection, MigrationAction};
+use sluice_core::topology::SinkConfig;
+
+use crate::Context;
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ClickHouseCommand {
+    /// Create the tables, materialized views and views of every ClickHouse projection, and check
+    /// existing ones against what sluice expects (idempotent; exits non-zero on drift).
+    ///
+    /// The table layout adapts to the server's version (e.g. DateTime64 and dedup tokens on
+    /// current servers, DateTime plus a milliseconds column on old ones); see docs/analytics.md.
+    Migrate,
+}
+
+pub(crate) async fn run(ctx: &Context, cmd: ClickHouseCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        ClickHouseCommand::Migrate => {
+            let topology = ctx.topology()?;
+            let mut created = 0;
+            let mut up_to_date = 0;
+            for (name, projection) in topology.projections() {
+                if !matches!(projection.sink, SinkConfig::ClickHouse { .. }) {
+                    continue;
+                }
+                let sink = ClickHouseProjection::connect(&ctx.connections.clickhouse, projection).await?;
+                println!("projection {name} → {} at {}", sink.database(), ctx.connections.clickhouse.url);
+                for line in sink.migrate().await? {
+                    match line.action {
+                        MigrationAction::Created => created += 1,
+                        MigrationAction::UpToDate => up_to_date += 1,
+                    }
+                    println!("  {line}");
+                }
+            }
+            println!("{created} created, {up_to_date} up to date");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
