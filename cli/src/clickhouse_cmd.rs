@@ -2,7 +2,10 @@
 
 use std::process::ExitCode;
 
+use std::io::Write;
+
 use clap::Subcommand;
+use sluice_consumers::sinks::clickhouse::ClickHouse;
 use sluice_consumers::sinks::clickhouse::{ClickHouseProjection, MigrationAction};
 use sluice_core::topology::SinkConfig;
 
@@ -16,6 +19,18 @@ pub(crate) enum ClickHouseCommand {
     /// The table layout adapts to the server's version (e.g. DateTime64 and dedup tokens on
     /// current servers, DateTime plus a milliseconds column on old ones); see docs/analytics.md.
     Migrate,
+
+    /// Run one SQL query against the projections' database and print the result as a table
+    /// (tab-separated with a header; `--format` takes any ClickHouse output format).
+    ///
+    /// Example: sluice clickhouse query "SELECT * FROM daily_engagement ORDER BY revenue_cents DESC LIMIT 5"
+    Query {
+        /// The SQL.
+        sql: String,
+        /// Output format.
+        #[arg(long, default_value = "PrettyCompactNoEscapes")]
+        format: String,
+    },
 }
 
 pub(crate) async fn run(ctx: &Context, cmd: ClickHouseCommand) -> anyhow::Result<ExitCode> {
@@ -39,6 +54,15 @@ pub(crate) async fn run(ctx: &Context, cmd: ClickHouseCommand) -> anyhow::Result
                 }
             }
             println!("{created} created, {up_to_date} up to date");
+            Ok(ExitCode::SUCCESS)
+        }
+        ClickHouseCommand::Query { sql, format } => {
+            let conn = &ctx.connections.clickhouse;
+            let ch = ClickHouse::connect(conn).await?;
+            // `query_raw`: the SQL is the user's, so `?` is not a bind placeholder here.
+            let mut cursor = ch.client.with_database(&conn.database).query_raw(&sql).fetch_bytes(&format)?;
+            let bytes = cursor.collect().await?;
+            std::io::stdout().write_all(&bytes)?;
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -3,6 +3,8 @@
 use std::process::ExitCode;
 
 use clap::Subcommand;
+use anyhow::Context as _;
+use sluice_consumers::sinks::couchbase::service::{KV_TIMEOUT, deadline};
 use sluice_consumers::sinks::couchbase::{Couchbase, setup};
 use sluice_core::topology::SinkConfig;
 
@@ -15,6 +17,15 @@ pub(crate) enum CouchbaseCommand {
     /// Prints one line per projection: created or already there. Buckets are not created: that
     /// is a cluster administrator's decision (memory quota, replicas).
     Setup,
+
+    /// Print one document as JSON, e.g. `sluice couchbase get user::demo-u1`.
+    Get {
+        /// The document key.
+        key: String,
+        /// Read from this projection's scope and collection (default: the bucket's default one).
+        #[arg(long, short)]
+        projection: Option<String>,
+    },
 }
 
 pub(crate) async fn run(ctx: &Context, cmd: CouchbaseCommand) -> anyhow::Result<ExitCode> {
@@ -36,6 +47,23 @@ pub(crate) async fn run(ctx: &Context, cmd: CouchbaseCommand) -> anyhow::Result<
             for line in setup(&cb, &projections).await? {
                 println!("{line}");
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        CouchbaseCommand::Get { key, projection } => {
+            let (scope, collection) = match &projection {
+                None => (None, None),
+                Some(name) => match ctx.topology()?.projection(name).map(|p| &p.sink) {
+                    Some(SinkConfig::Couchbase { couchbase }) => {
+                        (Some(couchbase.scope.clone()), Some(couchbase.collection.clone()))
+                    }
+                    _ => anyhow::bail!("{name:?} is not a Couchbase projection of the topology"),
+                },
+            };
+            let cb = Couchbase::connect(&ctx.connections.couchbase).await?;
+            let coll = cb.collection(scope.as_deref(), collection.as_deref());
+            let doc = deadline("get", KV_TIMEOUT, coll.get(&key, None)).await.with_context(|| format!("reading {key}"))?;
+            let value: serde_json::Value = doc.content_as().context("the document is not JSON")?;
+            println!("{}", serde_json::to_string_pretty(&value)?);
             Ok(ExitCode::SUCCESS)
         }
     }

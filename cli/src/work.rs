@@ -34,6 +34,11 @@ pub(crate) struct WorkArgs {
     #[arg(long = "consumer-config", value_name = "KEY=VALUE", value_parser = key_value)]
     consumer_config: Vec<(String, String)>,
 
+    /// Stop by itself once every record that was on the projection's topics at start is projected
+    /// and committed (by this worker or others of the group): for demos, backfills and catch-up.
+    #[arg(long)]
+    exit_at_end: bool,
+
     /// Serve Prometheus metrics on this address (`/metrics`), e.g. `127.0.0.1:9464`.
     #[arg(long, env = "SLUICE_METRICS_ADDR", value_name = "HOST:PORT")]
     metrics_addr: Option<std::net::SocketAddr>,
@@ -77,9 +82,12 @@ fn cancel_on_signals(token: CancellationToken) {
     });
 }
 
-async fn run_with<S: Sink>(cfg: WorkerConfig, sink: S, decoder: Decoder) -> anyhow::Result<Stats> {
+async fn run_with<S: Sink>(cfg: WorkerConfig, sink: S, decoder: Decoder, exit_at_end: bool) -> anyhow::Result<Stats> {
     let token = CancellationToken::new();
     cancel_on_signals(token.clone());
+    if exit_at_end {
+        sluice_consumers::worker::end::cancel_at_end(&cfg.brokers, &cfg.group, &cfg.topics, token.clone());
+    }
     Ok(Worker::new(cfg, sink, decoder).run(token).await?)
 }
 
@@ -113,7 +121,7 @@ pub(crate) async fn run(ctx: &Context, args: WorkArgs) -> anyhow::Result<ExitCod
         SinkConfig::Couchbase { .. } => {
             let cb = Couchbase::connect(&ctx.connections.couchbase).await?;
             let sink = CouchbaseProjection::from_projection(&cb, name, projection).await?;
-            run_with(cfg, sink, decoder).await?
+            run_with(cfg, sink, decoder, args.exit_at_end).await?
         }
         SinkConfig::ClickHouse { .. } => {
             let sink = ClickHouseProjection::connect(&ctx.connections.clickhouse, projection).await?;
@@ -121,7 +129,7 @@ pub(crate) async fn run(ctx: &Context, args: WorkArgs) -> anyhow::Result<ExitCod
             for line in sink.migrate().await? {
                 tracing::info!(projection = %name, "{line}");
             }
-            run_with(cfg, sink, decoder).await?
+            run_with(cfg, sink, decoder, args.exit_at_end).await?
         }
     };
     println!(

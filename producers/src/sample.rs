@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value, json};
 
 /// Start of the generated timeline: 2026-11-01T00:00:00Z.
-pub const T0: i64 = 1_761_955_200_000;
+pub const T0: i64 = 1_793_491_200_000;
 const DAY: i64 = 86_400_000;
 
 /// A small, fast, seedable generator (xorshift), so runs are reproducible without extra crates.

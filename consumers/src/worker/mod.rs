@@ -13,6 +13,7 @@
 //! committed synchronously within the drain deadline.
 
 pub mod dlq;
+pub mod end;
 pub mod metrics;
 
 use std::collections::{BTreeMap, HashMap};
