@@ -6,6 +6,7 @@
 //! `[connections]` defaults.
 
 mod clickhouse_cmd;
+mod bench;
 mod context;
 mod couchbase_cmd;
 mod doctor;
@@ -101,6 +102,10 @@ enum Command {
     #[command(subcommand)]
     Couchbase(couchbase_cmd::CouchbaseCommand),
 
+    /// Measure the pipeline here: drain throughput per projection and publish→visible latency at
+    /// a steady rate, on an isolated copy of the topology; prints a table.
+    Bench(bench::BenchArgs),
+
     /// Print realistic sample events of the default domain as JSON lines (pipe into `publish`).
     Sample(sample_cmd::SampleArgs),
 }
@@ -147,6 +152,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Topics(cmd) => topics_cmd::run(&cli.global, cmd).await,
         Command::ClickHouse(cmd) => clickhouse_cmd::run(&Context::load(&cli.global)?, cmd).await,
         Command::Couchbase(cmd) => couchbase_cmd::run(&Context::load(&cli.global)?, cmd).await,
+        Command::Bench(args) => bench::run(&cli.global, args).await,
         Command::Sample(args) => sample_cmd::run(&args),
         Command::Work(args) => work::run(&Context::load(&cli.global)?, args).await,
     }

@@ -26,7 +26,7 @@ pub(crate) struct WorkArgs {
     projection: String,
 
     /// How long a shutdown may spend writing buffered records and committing.
-    #[arg(long, default_value = "30s", value_parser = humantime_duration)]
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
     drain_deadline: Duration,
 
     /// A librdkafka consumer setting, `KEY=VALUE`, repeatable (like Kafka Connect's
@@ -51,7 +51,7 @@ fn key_value(s: &str) -> Result<(String, String), String> {
     }
 }
 
-fn humantime_duration(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     s.parse::<sluice_core::topology::HumanDuration>().map(Into::into).map_err(|e| e.to_string())
 }
 
@@ -82,9 +82,13 @@ fn cancel_on_signals(token: CancellationToken) {
     });
 }
 
-async fn run_with<S: Sink>(cfg: WorkerConfig, sink: S, decoder: Decoder, exit_at_end: bool) -> anyhow::Result<Stats> {
-    let token = CancellationToken::new();
-    cancel_on_signals(token.clone());
+async fn run_with<S: Sink>(
+    cfg: WorkerConfig,
+    sink: S,
+    decoder: Decoder,
+    exit_at_end: bool,
+    token: CancellationToken,
+) -> anyhow::Result<Stats> {
     if exit_at_end {
         sluice_consumers::worker::end::cancel_at_end(&cfg.brokers, &cfg.group, &cfg.topics, token.clone());
     }
@@ -96,32 +100,43 @@ fn decoder(topology: &Topology, registry_url: &str) -> Decoder {
     Decoder::new(SrSettings::new(registry_url.to_owned()), topology.events().map(|e| e.schema.clone()))
 }
 
-pub(crate) async fn run(ctx: &Context, args: WorkArgs) -> anyhow::Result<ExitCode> {
-    if let Some(addr) = args.metrics_addr {
-        crate::metrics::serve(addr)?;
-    }
+/// How to run one projection (shared by `sluice work` and `sluice bench`).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RunOptions {
+    pub(crate) drain_deadline: Duration,
+    pub(crate) consumer_config: Vec<(String, String)>,
+    pub(crate) exit_at_end: bool,
+}
+
+/// Builds the projection's sink and runs its worker until `token` is cancelled (or, with
+/// `exit_at_end`, until it caught up).
+pub(crate) async fn run_projection(
+    ctx: &Context,
+    name: &str,
+    opts: RunOptions,
+    token: CancellationToken,
+) -> anyhow::Result<Stats> {
     let topology = ctx.topology()?;
-    let name = &args.projection;
     let projection = topology.projection(name).with_context(|| {
         let known: Vec<&str> = topology.projections().map(|(n, _)| n).collect();
         format!("no projection {name:?} in the topology (known: {})", known.join(", "))
     })?;
     let cfg = WorkerConfig {
-        projection: name.clone(),
+        projection: name.to_owned(),
         group: projection.group.clone(),
         topics: projection.sources.clone(),
         dlq_topic: projection.dlq_topic.clone(),
         brokers: ctx.connections.kafka_brokers.clone(),
-        drain_deadline: args.drain_deadline,
-        consumer_overrides: args.consumer_config,
+        drain_deadline: opts.drain_deadline,
+        consumer_overrides: opts.consumer_config,
         crash_after_batches: std::env::var("SLUICE_FAILPOINT_CRASH_AFTER_BATCHES").ok().and_then(|v| v.parse().ok()),
     };
     let decoder = decoder(topology, &ctx.connections.schema_registry_url);
-    let stats = match &projection.sink {
+    match &projection.sink {
         SinkConfig::Couchbase { .. } => {
             let cb = Couchbase::connect(&ctx.connections.couchbase).await?;
             let sink = CouchbaseProjection::from_projection(&cb, name, projection).await?;
-            run_with(cfg, sink, decoder, args.exit_at_end).await?
+            run_with(cfg, sink, decoder, opts.exit_at_end, token).await
         }
         SinkConfig::ClickHouse { .. } => {
             let sink = ClickHouseProjection::connect(&ctx.connections.clickhouse, projection).await?;
@@ -129,9 +144,24 @@ pub(crate) async fn run(ctx: &Context, args: WorkArgs) -> anyhow::Result<ExitCod
             for line in sink.migrate().await? {
                 tracing::info!(projection = %name, "{line}");
             }
-            run_with(cfg, sink, decoder, args.exit_at_end).await?
+            run_with(cfg, sink, decoder, opts.exit_at_end, token).await
         }
+    }
+}
+
+pub(crate) async fn run(ctx: &Context, args: WorkArgs) -> anyhow::Result<ExitCode> {
+    if let Some(addr) = args.metrics_addr {
+        crate::metrics::serve(addr)?;
+    }
+    let token = CancellationToken::new();
+    cancel_on_signals(token.clone());
+    let opts = RunOptions {
+        drain_deadline: args.drain_deadline,
+        consumer_config: args.consumer_config,
+        exit_at_end: args.exit_at_end,
     };
+    let name = &args.projection;
+    let stats = run_projection(ctx, name, opts, token).await?;
     println!(
         "projection {name}: consumed {}, projected {}, dead-lettered {}, batches {}",
         stats.consumed, stats.projected, stats.dead_lettered, stats.batches

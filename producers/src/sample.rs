@@ -232,6 +232,26 @@ pub fn generate(users: usize, seed: u64, run: &str, prefix: &str) -> (Vec<Value>
     (out, model)
 }
 
+/// The default topology with every topic, projection (so consumer group and DLQ topic) and
+/// ClickHouse table suffixed with `_<suffix>`, and schema paths made absolute under `schemas_dir`:
+/// a pipeline that shares nothing with other runs (tests, `sluice bench`). Text-based, so it
+/// applies to the default domain's names only.
+pub fn isolated_topology(text: &str, schemas_dir: &std::path::Path, suffix: &str) -> String {
+    let mut text = text.replace("schema = \"schemas/", &format!("schema = \"{}/", schemas_dir.display()));
+    for topic in ["users", "sessions", "engagement"] {
+        text = text
+            .replace(&format!("[topics.{topic}]"), &format!("[topics.{topic}_{suffix}]"))
+            .replace(&format!("\"{topic}\""), &format!("\"{topic}_{suffix}\""));
+    }
+    for projection in ["user_state", "session_state", "analytics"] {
+        text = text.replace(&format!("[projections.{projection}"), &format!("[projections.{projection}_{suffix}"));
+    }
+    for table in ["events", "users_current"] {
+        text = text.replace(&format!("\"{table}\""), &format!("\"{table}_{suffix}\""));
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

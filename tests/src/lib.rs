@@ -38,18 +38,7 @@ pub fn fresh_topology(suffix: &str) -> std::path::PathBuf {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let text = std::fs::read_to_string(root.join("topology.toml")).expect("read topology.toml");
     let schemas = root.join("schemas").canonicalize().expect("schemas dir");
-    let mut text = text.replace("schema = \"schemas/", &format!("schema = \"{}/", schemas.display()));
-    for topic in ["users", "sessions", "engagement"] {
-        text = text
-            .replace(&format!("[topics.{topic}]"), &format!("[topics.{topic}_{suffix}]"))
-            .replace(&format!("\"{topic}\""), &format!("\"{topic}_{suffix}\""));
-    }
-    for projection in ["user_state", "session_state", "analytics"] {
-        text = text.replace(&format!("[projections.{projection}"), &format!("[projections.{projection}_{suffix}"));
-    }
-    for table in ["events", "users_current"] {
-        text = text.replace(&format!("\"{table}\""), &format!("\"{table}_{suffix}\""));
-    }
+    let text = sluice_producers::sample::isolated_topology(&text, &schemas, suffix);
     let dir = std::env::temp_dir().join(format!("sluice-test-{suffix}"));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let path = dir.join("topology.toml");

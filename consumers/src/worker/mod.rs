@@ -91,6 +91,9 @@ pub struct Stats {
     pub dead_lettered: u64,
     /// Batches written.
     pub batches: u64,
+    /// From the first record read to the last batch acknowledged: the time the worker was busy
+    /// (throughput = projected / active, without start-up and group join).
+    pub active: Duration,
 }
 
 impl std::ops::AddAssign for Stats {
@@ -99,6 +102,7 @@ impl std::ops::AddAssign for Stats {
         self.projected += o.projected;
         self.dead_lettered += o.dead_lettered;
         self.batches += o.batches;
+        self.active += o.active;
     }
 }
 
@@ -195,6 +199,8 @@ impl<S: Sink> Worker<S> {
         let mut flush_at: Option<Instant> = None;
         let mut stats = Stats::default();
         let mut last_report = Instant::now();
+        let mut first_record: Option<Instant> = None;
+        let mut last_ack: Option<Instant> = None;
 
         loop {
             let wait = flush_at.map_or(Duration::from_secs(1), |t| t.saturating_duration_since(Instant::now()));
@@ -205,6 +211,7 @@ impl<S: Sink> Worker<S> {
                     Err(_) => {}
                     Ok(Ok(msg)) => {
                         self.metrics.consumed.increment(1);
+                        first_record.get_or_insert_with(Instant::now);
                         let tp = (msg.topic().to_owned(), msg.partition());
                         buffers.entry(tp).or_default().push(msg.detach());
                         buffered += 1;
@@ -219,6 +226,7 @@ impl<S: Sink> Worker<S> {
             let due = flush_at.is_some_and(|t| Instant::now() >= t);
             if buffered > 0 && (buffered >= batching.max_records || due) {
                 stats += self.flush(&mut buffers, &mut trackers, &dlq, &shared, &shutdown).await?;
+                last_ack = Some(Instant::now());
                 if self.cfg.crash_after_batches.is_some_and(|n| stats.batches >= n) {
                     // Like SIGKILL: no drain, no commit. The written batches will be re-delivered.
                     error!(batches = stats.batches, "failpoint: crashing after the sink write, before the commit");
@@ -247,7 +255,12 @@ impl<S: Sink> Worker<S> {
         )
         .await;
         match drained {
-            Ok(Ok(s)) => stats += s,
+            Ok(Ok(s)) => {
+                if s.batches > 0 {
+                    last_ack = Some(Instant::now());
+                }
+                stats += s;
+            }
             Ok(Err(e)) => error!(error = %e, "drain failed; unwritten records will be re-delivered"),
             Err(_) => {
                 drain.cancel();
@@ -255,6 +268,9 @@ impl<S: Sink> Worker<S> {
             }
         }
         commit(&consumer, &mut trackers, &shared, CommitMode::Sync);
+        if let (Some(first), Some(last)) = (first_record, last_ack) {
+            stats.active = last.saturating_duration_since(first);
+        }
         info!(consumed = stats.consumed, projected = stats.projected, dead_lettered = stats.dead_lettered,
               batches = stats.batches, "worker stopped");
         Ok(stats)
