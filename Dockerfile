@@ -8,4 +8,7 @@ RUN cargo build --release --locked -p sluice
 FROM debian:bookworm-slim
 RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates libcurl4 libssl3 zlib1g && rm -rf /var/lib/apt/lists/*
 COPY --from=build /src/target/release/sluice /usr/local/bin/sluice
+COPY topology.toml /etc/sluice/topology.toml
+COPY schemas /etc/sluice/schemas
+ENV SLUICE_TOPOLOGY=/etc/sluice/topology.toml
 ENTRYPOINT ["sluice"]
