@@ -71,17 +71,16 @@ async fn publish(publisher: &Publisher, events: &mut [serde_json::Value], rate: 
     Ok(events.len() as f64 / start.elapsed().as_secs_f64())
 }
 
-/// Samples of one histogram per projection label.
-fn histograms(snapshotter: &Snapshotter, name: &str) -> BTreeMap<String, Vec<f64>> {
-    let mut out: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+/// Samples of every histogram, by metric name and projection label. Taking them drains them.
+type Samples = BTreeMap<(String, String), Vec<f64>>;
+
+fn take(snapshotter: &Snapshotter) -> Samples {
+    let mut out = Samples::new();
     for (key, _, _, value) in snapshotter.snapshot().into_vec() {
         let (_, key) = key.into_parts();
-        if key.name() != name {
-            continue;
-        }
         let projection = key.labels().find(|l| l.key() == "projection").map(|l| l.value().to_owned());
         if let (Some(p), DebugValue::Histogram(values)) = (projection, value) {
-            out.entry(p).or_default().extend(values.into_iter().map(|v| v.into_inner()));
+            out.entry((key.name().to_owned(), p)).or_default().extend(values.into_iter().map(|v| v.into_inner()));
         }
     }
     out
@@ -102,6 +101,19 @@ struct Row {
     per_sec: f64,
     p50_ms: Option<f64>,
     p99_ms: Option<f64>,
+    /// Sink write time p50/p99 (ms) in the phase.
+    write_ms: Option<(f64, f64)>,
+}
+
+fn sorted(mut v: Vec<f64>) -> Vec<f64> {
+    v.sort_by(f64::total_cmp);
+    v
+}
+
+/// p50/p99 in ms of one metric of one projection.
+fn p50_p99(samples: &Samples, metric: &str, projection: &str) -> Option<(f64, f64)> {
+    let v = sorted(samples.get(&(metric.to_owned(), projection.to_owned()))?.clone());
+    Some((quantile(&v, 0.5) * 1000.0, quantile(&v, 0.99) * 1000.0))
 }
 
 pub(crate) async fn run(global: &GlobalArgs, args: BenchArgs) -> anyhow::Result<ExitCode> {
@@ -145,15 +157,18 @@ pub(crate) async fn run(global: &GlobalArgs, args: BenchArgs) -> anyhow::Result<
             per_sec: rate,
             p50_ms: None,
             p99_ms: None,
+            write_ms: None,
         });
+        take(&snapshotter);
         for (name, sink) in &projections {
             let opts = RunOptions { drain_deadline: Duration::from_secs(30), exit_at_end: true, ..RunOptions::default() };
             let stats = run_projection(&ctx, name, opts, CancellationToken::new()).await?;
             let per_sec = stats.projected as f64 / stats.active.as_secs_f64().max(1e-9);
             eprintln!("  {name}: {} events in {:.2?}", stats.projected, stats.active);
-            rows.push(Row { phase: "backlog".into(), projection: name.clone(), sink, events: stats.projected, per_sec, p50_ms: None, p99_ms: None });
+            let write_ms = p50_p99(&take(&snapshotter), names::WRITE_SECONDS, name);
+            rows.push(Row { phase: "backlog".into(), projection: name.clone(), sink, events: stats.projected, per_sec, p50_ms: None, p99_ms: None, write_ms });
         }
-        histograms(&snapshotter, names::VISIBLE_SECONDS); // discard phase 1's latencies
+        take(&snapshotter); // discard phase 1's samples
     }
 
     if args.rate > 0 {
@@ -171,7 +186,7 @@ pub(crate) async fn run(global: &GlobalArgs, args: BenchArgs) -> anyhow::Result<
         let driver = async {
             // Let the workers join their groups and catch up with phase 1 before timing.
             tokio::time::sleep(Duration::from_secs(5)).await;
-            histograms(&snapshotter, names::VISIBLE_SECONDS);
+            take(&snapshotter);
             eprintln!("phase 2: publishing {} events at {}/s", events.len(), args.rate);
             let rate = publish(&publisher, &mut events, Some(args.rate)).await;
             // Give the projections time to make the last events visible.
@@ -181,31 +196,36 @@ pub(crate) async fn run(global: &GlobalArgs, args: BenchArgs) -> anyhow::Result<
         };
         let (results, rate) = tokio::join!(all, driver);
         let rate = rate?;
-        let latencies = histograms(&snapshotter, names::VISIBLE_SECONDS);
+        let samples = take(&snapshotter);
         for ((name, sink), result) in projections.iter().zip(results) {
             let stats = result?;
-            let mut l = latencies.get(name).cloned().unwrap_or_default();
-            l.sort_by(f64::total_cmp);
+            let visible = p50_p99(&samples, names::VISIBLE_SECONDS, name);
+            let events = samples.get(&(names::VISIBLE_SECONDS.to_owned(), name.clone())).map_or(0, Vec::len);
             rows.push(Row {
                 phase: format!("{}/s", args.rate),
                 projection: name.clone(),
                 sink,
-                events: l.len() as u64,
+                events: events as u64,
                 per_sec: rate,
-                p50_ms: Some(quantile(&l, 0.50) * 1000.0),
-                p99_ms: Some(quantile(&l, 0.99) * 1000.0),
+                p50_ms: visible.map(|v| v.0),
+                p99_ms: visible.map(|v| v.1),
+                write_ms: p50_p99(&samples, names::WRITE_SECONDS, name),
             });
             let _ = stats;
         }
     }
 
-    println!("\n{:<10} {:<28} {:<11} {:>9} {:>10} {:>9} {:>9}", "PHASE", "PROJECTION", "SINK", "EVENTS", "EVENTS/S", "P50 ms", "P99 ms");
+    println!(
+        "\n{:<10} {:<16} {:<11} {:>9} {:>10} {:>9} {:>9} {:>15}",
+        "PHASE", "PROJECTION", "SINK", "EVENTS", "EVENTS/S", "P50 ms", "P99 ms", "WRITE p50/p99"
+    );
     for r in &rows {
         let ms = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.1}"));
         let projection = r.projection.trim_end_matches(&format!("_{suffix}"));
+        let write = r.write_ms.map_or("-".to_owned(), |(a, b)| format!("{a:.0}/{b:.0} ms"));
         println!(
-            "{:<10} {:<28} {:<11} {:>9} {:>10.0} {:>9} {:>9}",
-            r.phase, projection, r.sink, r.events, r.per_sec, ms(r.p50_ms), ms(r.p99_ms)
+            "{:<10} {:<16} {:<11} {:>9} {:>10.0} {:>9} {:>9} {:>15}",
+            r.phase, projection, r.sink, r.events, r.per_sec, ms(r.p50_ms), ms(r.p99_ms), write
         );
     }
     Ok(ExitCode::SUCCESS)

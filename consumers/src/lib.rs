@@ -2,8 +2,12 @@
 //!
 //! Data path: Kafka (Confluent-framed Avro) → worker (decode, fold) → [`sinks`] (Couchbase for
 //! the latest state of each entity, ClickHouse for analytics).
+//!
+//! - [`lag`]: the lag monitor (lag per projection and partition, backpressure state) and the
+//!   intake gate over it.
 
 pub mod decode;
+pub mod lag;
 pub mod sink;
 pub mod sinks;
 pub mod worker;

@@ -63,6 +63,14 @@ pub trait Sink: Send + Sync {
     /// Writes a batch idempotently; returns the events refused for good.
     fn write(&self, batch: &Batch) -> impl Future<Output = Result<Vec<Rejected>, SinkError>> + Send;
 
+    /// Writes the batches of several partitions (one flush of the worker), returning the refused
+    /// events of each batch in order. The default writes them concurrently, one `write` each; a
+    /// sink that prefers fewer, bigger requests (ClickHouse) writes them together. On error the
+    /// worker writes all of them again, which idempotent writes make harmless.
+    fn write_all(&self, batches: &[Batch]) -> impl Future<Output = Result<Vec<Vec<Rejected>>, SinkError>> + Send {
+        async move { futures::future::try_join_all(batches.iter().map(|b| self.write(b))).await }
+    }
+
     /// Bounds for how long the worker collects a batch before writing it.
     fn batching(&self) -> Batching;
 }

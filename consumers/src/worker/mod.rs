@@ -38,6 +38,11 @@ use dlq::{DeadLetter, DeadLetterQueue};
 
 type Tp = (String, i32);
 
+/// How long a poll may find nothing before the worker considers itself at the head of the log
+/// and writes what it buffered. librdkafka hands over a fetched batch record by record without
+/// waiting, so a gap this long means the local queue is empty.
+const IDLE_PROBE: Duration = Duration::from_millis(5);
+
 /// What a worker needs besides its sink.
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
@@ -203,12 +208,18 @@ impl<S: Sink> Worker<S> {
         let mut last_ack: Option<Instant> = None;
 
         loop {
-            let wait = flush_at.map_or(Duration::from_secs(1), |t| t.saturating_duration_since(Instant::now()));
+            // With records buffered, poll briefly: a poll that finds nothing means the local fetch
+            // queue is empty, i.e. the worker is at the head of the log (see `idle` below).
+            let wait = match flush_at {
+                None => Duration::from_secs(1),
+                Some(t) => t.saturating_duration_since(Instant::now()).min(IDLE_PROBE),
+            };
+            let mut idle = false;
             tokio::select! {
                 biased;
                 () = shutdown.cancelled() => break,
                 polled = tokio::time::timeout(wait, consumer.recv()) => match polled {
-                    Err(_) => {}
+                    Err(_) => idle = true,
                     Ok(Ok(msg)) => {
                         self.metrics.consumed.increment(1);
                         first_record.get_or_insert_with(Instant::now);
@@ -222,8 +233,13 @@ impl<S: Sink> Worker<S> {
                     Ok(Err(e)) => { warn!(error = %e, "kafka consumer error"); tokio::time::sleep(Duration::from_millis(200)).await; }
                 },
             }
-            buffered -= drop_revoked(&shared, &mut buffers, &mut trackers);
-            let due = flush_at.is_some_and(|t| Instant::now() >= t);
+            let dropped = drop_revoked(&shared, &mut buffers, &mut trackers);
+            buffered -= dropped;
+            // Adaptive batching: while behind, records stream in back to back and batches fill up
+            // to the configured size or linger (throughput); at the head of the log nothing more
+            // is coming, so the batch is written at once instead of waiting out the linger
+            // (latency).
+            let due = idle || flush_at.is_some_and(|t| Instant::now() >= t);
             if buffered > 0 && (buffered >= batching.max_records || due) {
                 stats += self.flush(&mut buffers, &mut trackers, &dlq, &shared, &shutdown).await?;
                 last_ack = Some(Instant::now());
@@ -276,7 +292,8 @@ impl<S: Sink> Worker<S> {
         Ok(stats)
     }
 
-    /// Writes every buffered partition's batch (concurrently) and acknowledges what was written.
+    /// Decodes every buffered partition (concurrently), writes the decoded batches with one
+    /// [`Sink::write_all`], and acknowledges what was written or dead-lettered.
     async fn flush(
         &self,
         buffers: &mut BTreeMap<Tp, Vec<OwnedMessage>>,
@@ -292,53 +309,77 @@ impl<S: Sink> Worker<S> {
                 t.received(m.offset())?;
             }
         }
-        let results = join_all(work.into_iter().map(|(tp, msgs)| {
+        let decoded = join_all(work.iter().map(|(tp, msgs)| {
             let span = info_span!("partition", topic = %tp.0, partition = tp.1);
-            async move {
-                let r = self.write_partition(&tp, &msgs, dlq, shutdown).await;
-                (tp, msgs, r)
-            }
-            .instrument(span)
+            self.decode_partition(tp, msgs, dlq, shutdown).instrument(span)
         }))
         .await;
         let mut stats = Stats::default();
-        let mut failure = None;
-        for (tp, msgs, result) in results {
-            match result {
-                Ok(Some(s)) => {
-                    let t = trackers.entry(tp.clone()).or_default();
-                    for m in &msgs {
-                        t.ack(m.offset())?;
-                    }
-                    if let (Some(point), Ok(mut sh)) = (t.commit_point(), shared.lock()) {
-                        sh.acked.insert(tp, point);
-                    }
-                    stats += s;
-                }
-                // Cancelled mid-retry: not acknowledged, so not committed; re-delivered later.
-                Ok(None) => {
-                    if let Some(t) = trackers.get_mut(&tp) {
-                        t.reset();
-                    }
-                }
-                Err(e) => failure = Some(e),
+        // Partitions whose records are all decoded (or dead-lettered), with their batch.
+        let mut ready: Vec<(usize, Batch)> = Vec::new();
+        for (i, d) in decoded.into_iter().enumerate() {
+            if let Some((batch, s)) = d {
+                stats += s;
+                ready.push((i, batch));
             }
         }
-        failure.map_or(Ok(stats), Err)
+        let batches: Vec<Batch> = ready.iter().map(|(_, b)| b.clone()).collect();
+        let written = match self.write_batches(&batches, shutdown).await? {
+            Some(rejected) => rejected,
+            // Cancelled mid-retry: nothing is acknowledged, so nothing is committed.
+            None => Vec::new(),
+        };
+        let mut done = vec![false; work.len()];
+        for ((i, batch), rejected) in ready.iter().zip(written) {
+            let msgs = &work[*i].1;
+            let by_offset: HashMap<i64, &OwnedMessage> = msgs.iter().map(|m| (m.offset(), m)).collect();
+            stats.batches += u64::from(!batch.events.is_empty());
+            stats.projected += (batch.events.len() - rejected.len()) as u64;
+            self.metrics.projected.increment((batch.events.len() - rejected.len()) as u64);
+            self.metrics.record_visible(&batch.events);
+            let mut all_sent = true;
+            for r in rejected {
+                let Some(m) = by_offset.get(&r.offset) else {
+                    error!(offset = r.offset, "sink rejected an offset that is not in the batch; ignoring the rejection");
+                    continue;
+                };
+                if !self.dead_letter(dlq, m, self.sink.kind(), r.reason, shutdown).await {
+                    all_sent = false;
+                    break;
+                }
+                stats.dead_lettered += 1;
+            }
+            done[*i] = all_sent;
+        }
+        for ((tp, msgs), done) in work.into_iter().zip(done) {
+            let t = trackers.entry(tp.clone()).or_default();
+            if done {
+                for m in &msgs {
+                    t.ack(m.offset())?;
+                }
+                if let (Some(point), Ok(mut sh)) = (t.commit_point(), shared.lock()) {
+                    sh.acked.insert(tp, point);
+                }
+            } else {
+                // Not acknowledged, so not committed: re-delivered after a restart or rebalance.
+                t.reset();
+            }
+        }
+        Ok(stats)
     }
 
-    /// Decodes and writes one partition's records; `None` when cancelled before it finished.
-    async fn write_partition(
+    /// Decodes one partition's records (bad ones to the DLQ) into a batch; `None` when cancelled
+    /// before it finished.
+    async fn decode_partition(
         &self,
         (topic, partition): &Tp,
         msgs: &[OwnedMessage],
         dlq: &DeadLetterQueue,
         shutdown: &CancellationToken,
-    ) -> Result<Option<Stats>, WorkerError> {
-        let (Some(first), Some(last)) = (msgs.first(), msgs.last()) else { return Ok(Some(Stats::default())) };
+    ) -> Option<(Batch, Stats)> {
+        let (first, last) = (msgs.first()?, msgs.last()?);
         let mut stats = Stats::default();
         let mut events = Vec::with_capacity(msgs.len());
-        let by_offset: HashMap<i64, &OwnedMessage> = msgs.iter().map(|m| (m.offset(), m)).collect();
         for m in msgs {
             let position = Position { topic: topic.clone(), partition: *partition, offset: m.offset() };
             let mut attempt = 0;
@@ -350,7 +391,7 @@ impl<S: Sink> Worker<S> {
                     }
                     Err(DecodeError::Permanent(reason)) => {
                         if !self.dead_letter(dlq, m, "decode", reason, shutdown).await {
-                            return Ok(None);
+                            return None;
                         }
                         stats.dead_lettered += 1;
                         break;
@@ -358,7 +399,7 @@ impl<S: Sink> Worker<S> {
                     Err(DecodeError::Transient(reason)) => {
                         warn!(%reason, attempt, "decode failed transiently; retrying");
                         if !sleep_or_cancel(backoff(attempt), shutdown).await {
-                            return Ok(None);
+                            return None;
                         }
                         attempt += 1;
                     }
@@ -372,15 +413,31 @@ impl<S: Sink> Worker<S> {
             first_offset: first.offset(),
             last_offset: last.offset(),
         };
+        Some((batch, stats))
+    }
+
+    /// Writes the batches, retrying transient failures with backoff; the refused events of each
+    /// batch, or `None` when cancelled before the sink succeeded.
+    async fn write_batches(
+        &self,
+        batches: &[Batch],
+        shutdown: &CancellationToken,
+    ) -> Result<Option<Vec<Vec<crate::sink::Rejected>>>, WorkerError> {
+        // Batches whose records were all dead-lettered have nothing to write.
+        let nonempty: Vec<Batch> = batches.iter().filter(|b| !b.events.is_empty()).cloned().collect();
         let mut attempt = 0;
-        let rejected = loop {
-            if batch.events.is_empty() {
+        let mut rejected = loop {
+            if nonempty.is_empty() {
                 break Vec::new();
             }
             let started = Instant::now();
-            match self.sink.write(&batch).await {
+            match self.sink.write_all(&nonempty).await {
                 Ok(rejected) => {
                     self.metrics.write_seconds.record(started.elapsed().as_secs_f64());
+                    debug!(batches = nonempty.len(), took = ?started.elapsed(), "batches written");
+                    for b in &nonempty {
+                        self.metrics.batch_size.record(b.events.len() as f64);
+                    }
                     break rejected;
                 }
                 Err(SinkError::Config(message)) => {
@@ -388,32 +445,22 @@ impl<S: Sink> Worker<S> {
                 }
                 Err(SinkError::Transient(reason)) => {
                     self.metrics.write_retries.increment(1);
-                    warn!(%reason, attempt, first = batch.first_offset, last = batch.last_offset,
-                          "sink write failed; retrying the batch");
+                    warn!(%reason, attempt, batches = nonempty.len(), "sink write failed; retrying");
                     if !sleep_or_cancel(backoff(attempt), shutdown).await {
                         return Ok(None);
                     }
                     attempt += 1;
                 }
             }
-        };
-        stats.batches += 1;
-        stats.projected += (batch.events.len() - rejected.len()) as u64;
-        self.metrics.batch_size.record(batch.events.len() as f64);
-        self.metrics.projected.increment((batch.events.len() - rejected.len()) as u64);
-        self.metrics.record_visible(&batch.events);
-        for r in rejected {
-            let Some(m) = by_offset.get(&r.offset) else {
-                error!(offset = r.offset, "sink rejected an offset that is not in the batch; ignoring the rejection");
-                continue;
-            };
-            if !self.dead_letter(dlq, m, self.sink.kind(), r.reason, shutdown).await {
-                return Ok(None);
-            }
-            stats.dead_lettered += 1;
         }
-        debug!(first = batch.first_offset, last = batch.last_offset, events = batch.events.len(), "batch written");
-        Ok(Some(stats))
+        .into_iter();
+        // Back to one entry per input batch (empty ones refused nothing).
+        Ok(Some(
+            batches
+                .iter()
+                .map(|b| if b.events.is_empty() { Vec::new() } else { rejected.next().unwrap_or_default() })
+                .collect(),
+        ))
     }
 
     /// Sends one record to the DLQ, retrying until Kafka takes it; false when cancelled first.

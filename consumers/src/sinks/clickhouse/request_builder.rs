@@ -167,6 +167,21 @@ pub struct Encoded<E, U> {
     pub rejected: Vec<Rejected>,
 }
 
+impl<E, U> Default for Encoded<E, U> {
+    fn default() -> Self {
+        Self { events: Vec::new(), user_updates: Vec::new(), rejected: Vec::new() }
+    }
+}
+
+impl<E, U> Encoded<E, U> {
+    /// Moves `other`'s rows behind these and hands back its refusals (which stay per batch).
+    pub fn append(&mut self, other: Self) -> Vec<Rejected> {
+        self.events.extend(other.events);
+        self.user_updates.extend(other.user_updates);
+        other.rejected
+    }
+}
+
 /// The rows of a batch in the layout of the server.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Rows {

@@ -141,12 +141,11 @@ impl ClickHouseProjection {
         insert.end().await.map_err(fail)
     }
 
-    async fn write_rows<E, U>(&self, batch: &Batch, rows: Encoded<E, U>) -> Result<Vec<Rejected>, SinkError>
+    async fn write_rows<E, U>(&self, token: &str, rows: Encoded<E, U>) -> Result<Vec<Rejected>, SinkError>
     where
         E: RowOwned + RowWrite,
         U: RowOwned + RowWrite,
     {
-        let token = batch.token();
         if !rows.events.is_empty() {
             self.insert(&self.events_table, &rows.events, format!("{token}:{}", self.names.events)).await?;
         }
@@ -170,9 +169,37 @@ impl Sink for ClickHouseProjection {
     async fn write(&self, batch: &Batch) -> Result<Vec<Rejected>, SinkError> {
         let events = batch.events.iter().filter(|e| self.folds(e));
         match Rows::encode(events, self.layout, self.updates_table.is_some()) {
-            Rows::Modern(rows) => self.write_rows(batch, rows).await,
-            Rows::Compat(rows) => self.write_rows(batch, rows).await,
+            Rows::Modern(rows) => self.write_rows(&batch.token(), rows).await,
+            Rows::Compat(rows) => self.write_rows(&batch.token(), rows).await,
         }
+    }
+
+    /// All partitions of a flush in one insert per table: ClickHouse wants few big inserts (each
+    /// insert is a part to merge, and here also a round of materialized views), not one per
+    /// partition. The dedup token joins the batches' tokens, so the same flush sent again is
+    /// still recognised.
+    async fn write_all(&self, batches: &[Batch]) -> Result<Vec<Vec<Rejected>>, SinkError> {
+        let token = batches.iter().map(Batch::token).collect::<Vec<_>>().join(",");
+        // Encoded per batch, so each refusal stays with its partition; written together.
+        let encoded = batches.iter().map(|b| {
+            Rows::encode(b.events.iter().filter(|e| self.folds(e)), self.layout, self.updates_table.is_some())
+        });
+        let mut modern = Encoded::default();
+        let mut compat = Encoded::default();
+        let mut rejected = Vec::with_capacity(batches.len());
+        for rows in encoded {
+            match rows {
+                Rows::Modern(r) => rejected.push(modern.append(r)),
+                Rows::Compat(r) => rejected.push(compat.append(r)),
+            }
+        }
+        if !modern.events.is_empty() || !modern.user_updates.is_empty() {
+            self.write_rows(&token, modern).await?;
+        }
+        if !compat.events.is_empty() || !compat.user_updates.is_empty() {
+            self.write_rows(&token, compat).await?;
+        }
+        Ok(rejected)
     }
 
     fn batching(&self) -> Batching {
