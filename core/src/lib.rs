@@ -6,6 +6,7 @@
 //! - [`event`]: a decoded event split into envelope and payload.
 //! - [`fold`]: how an event changes an entity's latest-state document (Couchbase projection).
 //! - [`offsets`]: the commit point of a partition, never past an unacknowledged message.
+//! - [`lag`]: lag per projection and partition, backpressure states and intake decisions.
 //!
 //! Nothing here opens a socket: producers and consumers own the I/O.
 
@@ -13,6 +14,7 @@ pub mod avro;
 pub mod connections;
 pub mod event;
 pub mod fold;
+pub mod lag;
 pub mod framing;
 pub mod topology;
 pub mod offsets;
