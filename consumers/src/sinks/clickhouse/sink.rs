@@ -146,14 +146,23 @@ impl ClickHouseProjection {
         E: RowOwned + RowWrite,
         U: RowOwned + RowWrite,
     {
-        if !rows.events.is_empty() {
-            self.insert(&self.events_table, &rows.events, format!("{token}:{}", self.names.events)).await?;
-        }
-        if let (Some(table), Some(name)) = (&self.updates_table, &self.names.user_updates)
-            && !rows.user_updates.is_empty()
-        {
-            self.insert(table, &rows.user_updates, format!("{token}:{name}")).await?;
-        }
+        // The two tables are independent: insert them concurrently (each is idempotent, so a
+        // failure of either makes the worker retry both).
+        let events = async {
+            if rows.events.is_empty() {
+                return Ok(());
+            }
+            self.insert(&self.events_table, &rows.events, format!("{token}:{}", self.names.events)).await
+        };
+        let updates = async {
+            match (&self.updates_table, &self.names.user_updates) {
+                (Some(table), Some(name)) if !rows.user_updates.is_empty() => {
+                    self.insert(table, &rows.user_updates, format!("{token}:{name}")).await
+                }
+                _ => Ok(()),
+            }
+        };
+        futures::try_join!(events, updates)?;
         for r in &rows.rejected {
             warn!(offset = r.offset, reason = %r.reason, "event refused by the ClickHouse sink");
         }
@@ -198,6 +207,9 @@ impl Sink for ClickHouseProjection {
         }
         if !compat.events.is_empty() || !compat.user_updates.is_empty() {
             self.write_rows(&token, compat).await?;
+        }
+        for r in rejected.iter().flatten() {
+            warn!(offset = r.offset, reason = %r.reason, "event refused by the ClickHouse sink");
         }
         Ok(rejected)
     }
