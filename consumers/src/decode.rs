@@ -1,13 +1,16 @@
 //! From Kafka record bytes to an [`Event`]: Confluent framing, the writer's schema from the
 //! registry (cached: ids are immutable), Avro decoding resolved to the reader schema of the
 //! topology (so events written with an older compatible schema still decode), then the envelope.
+//!
+//! Per schema id the writer and reader schemas are compiled once into an [`EventDecoder`], which
+//! reads each body straight into the event (see [`sluice_core::avro`]'s hot paths).
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use apache_avro::Schema;
 use schema_registry_converter::async_impl::schema_registry::{SrSettings, get_schema_by_id};
-use sluice_core::avro;
+use sluice_core::avro::{EventDecoder, ReadEventError};
 use sluice_core::event::{Event, Position};
 use sluice_core::framing::unframe;
 
@@ -23,16 +26,13 @@ pub enum DecodeError {
     Transient(String),
 }
 
-/// A writer schema and the reader schema to resolve it to (`None`: the same schema).
-type Schemas = (Arc<Schema>, Option<Arc<Schema>>);
-
 /// Decodes records; shared by a worker's partitions.
 #[derive(Debug)]
 pub struct Decoder {
     registry: SrSettings,
-    /// Per schema id: the writer schema, and the reader schema to resolve to — `None` when it is
-    /// the same schema (resolution then costs nothing, the common case).
-    writers: RwLock<HashMap<u32, Schemas>>,
+    /// Per schema id: the writer schema compiled with the reader schema to resolve to — none
+    /// when it is the same schema (resolution then costs nothing, the common case).
+    writers: RwLock<HashMap<u32, Arc<EventDecoder>>>,
     /// Reader schemas by full record name (`sluice.users.UserRegistered`), from the topology.
     readers: HashMap<String, Arc<Schema>>,
 }
@@ -52,8 +52,8 @@ impl Decoder {
         Self { registry, writers: RwLock::default(), readers }
     }
 
-    /// The writer and reader schemas of `id`, from the cache or the registry.
-    async fn schemas(&self, id: u32) -> Result<Schemas, DecodeError> {
+    /// The decoder of schema `id`, from the cache or made from the registry's schema.
+    async fn decoder(&self, id: u32) -> Result<Arc<EventDecoder>, DecodeError> {
         if let Some(s) = self.writers.read().ok().and_then(|m| m.get(&id).cloned()) {
             return Ok(s);
         }
@@ -69,20 +69,22 @@ impl Decoder {
         let reader = record_name(&schema)
             .and_then(|n| self.readers.get(&n).cloned())
             .filter(|r| r.canonical_form() != schema.canonical_form());
-        let entry = (Arc::new(schema), reader);
+        let decoder = Arc::new(EventDecoder::new(Arc::new(schema), reader));
         if let Ok(mut m) = self.writers.write() {
-            m.insert(id, entry.clone());
+            m.insert(id, decoder.clone());
         }
-        Ok(entry)
+        Ok(decoder)
     }
 
     /// Decodes one record value read at `position`.
     pub async fn decode(&self, value: Option<&[u8]>, position: Position) -> Result<Event, DecodeError> {
         let framed = unframe(value.unwrap_or_default()).map_err(|e| DecodeError::Permanent(e.to_string()))?;
-        let (writer, reader) = self.schemas(framed.schema_id).await?;
-        let value = avro::decode(framed.body, &writer, reader.as_deref())
-            .map_err(|e| DecodeError::Permanent(format!("undecodable body (schema id {}): {e}", framed.schema_id)))?;
-        Event::from_record(avro::avro_to_json(&value), position, framed.schema_id)
-            .map_err(|e| DecodeError::Permanent(e.to_string()))
+        let decoder = self.decoder(framed.schema_id).await?;
+        decoder.decode_event(framed.body, position, framed.schema_id).map_err(|e| match e {
+            ReadEventError::Body(e) => {
+                DecodeError::Permanent(format!("undecodable body (schema id {}): {e}", framed.schema_id))
+            }
+            ReadEventError::Event(e) => DecodeError::Permanent(e.to_string()),
+        })
     }
 }

@@ -6,7 +6,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use metrics::{Counter, Histogram, counter, describe_counter, describe_histogram, histogram};
+use metrics::{Counter, Gauge, Histogram, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
 use sluice_core::event::Event;
 
 /// Metric names, so dashboards and the bench refer to one spelling.
@@ -23,6 +23,8 @@ pub mod names {
     pub const WRITE_SECONDS: &str = "sluice_sink_write_seconds";
     /// Failed sink writes that are retried.
     pub const WRITE_RETRIES: &str = "sluice_sink_write_retries_total";
+    /// Partitions paused because the sink is failing.
+    pub const PAUSED: &str = "sluice_paused_partitions";
     /// From an event's `occurred_at` to the sink's acknowledgement: publish → visible when the
     /// publisher stamps `occurred_at` (it does when the event has none).
     pub const VISIBLE_SECONDS: &str = "sluice_event_visible_latency_seconds";
@@ -36,6 +38,7 @@ pub struct WorkerMetrics {
     pub(crate) batch_size: Histogram,
     pub(crate) write_seconds: Histogram,
     pub(crate) write_retries: Counter,
+    pub(crate) paused: Gauge,
     visible: Histogram,
     projection: String,
 }
@@ -49,6 +52,7 @@ impl WorkerMetrics {
         describe_histogram!(names::BATCH_SIZE, "Events per batch written to the sink.");
         describe_histogram!(names::WRITE_SECONDS, metrics::Unit::Seconds, "Duration of a successful sink write.");
         describe_counter!(names::WRITE_RETRIES, "Sink writes that failed transiently and were retried.");
+        describe_gauge!(names::PAUSED, "Partitions paused because the sink is failing.");
         describe_histogram!(
             names::VISIBLE_SECONDS,
             metrics::Unit::Seconds,
@@ -61,6 +65,7 @@ impl WorkerMetrics {
             batch_size: histogram!(names::BATCH_SIZE, "projection" => p.clone(), "sink" => sink),
             write_seconds: histogram!(names::WRITE_SECONDS, "projection" => p.clone(), "sink" => sink),
             write_retries: counter!(names::WRITE_RETRIES, "projection" => p.clone(), "sink" => sink),
+            paused: gauge!(names::PAUSED, "projection" => p.clone()),
             visible: histogram!(names::VISIBLE_SECONDS, "projection" => p.clone()),
             projection: p,
         }

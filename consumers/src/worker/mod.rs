@@ -241,7 +241,7 @@ impl<S: Sink> Worker<S> {
             // (latency).
             let due = idle || flush_at.is_some_and(|t| Instant::now() >= t);
             if buffered > 0 && (buffered >= batching.max_records || due) {
-                stats += self.flush(&mut buffers, &mut trackers, &dlq, &shared, &shutdown).await?;
+                stats += self.flush(&consumer, &mut buffers, &mut trackers, &dlq, &shared, &shutdown).await?;
                 last_ack = Some(Instant::now());
                 if self.cfg.crash_after_batches.is_some_and(|n| stats.batches >= n) {
                     // Like SIGKILL: no drain, no commit. The written batches will be re-delivered.
@@ -267,7 +267,7 @@ impl<S: Sink> Worker<S> {
         let drain = CancellationToken::new();
         let drained = tokio::time::timeout(
             self.cfg.drain_deadline,
-            self.flush(&mut buffers, &mut trackers, &dlq, &shared, &drain),
+            self.flush(&consumer, &mut buffers, &mut trackers, &dlq, &shared, &drain),
         )
         .await;
         match drained {
@@ -296,6 +296,7 @@ impl<S: Sink> Worker<S> {
     /// [`Sink::write_all`], and acknowledges what was written or dead-lettered.
     async fn flush(
         &self,
+        consumer: &StreamConsumer<WorkerContext>,
         buffers: &mut BTreeMap<Tp, Vec<OwnedMessage>>,
         trackers: &mut HashMap<Tp, OffsetTracker>,
         dlq: &DeadLetterQueue,
@@ -324,7 +325,7 @@ impl<S: Sink> Worker<S> {
             }
         }
         let batches: Vec<Batch> = ready.iter().map(|(_, b)| b.clone()).collect();
-        let written = match self.write_batches(&batches, shutdown).await? {
+        let written = match self.write_batches(consumer, buffers, &batches, shutdown).await? {
             Some(rejected) => rejected,
             // Cancelled mid-retry: nothing is acknowledged, so nothing is committed.
             None => Vec::new(),
@@ -418,10 +419,37 @@ impl<S: Sink> Worker<S> {
 
     /// Writes the batches, retrying transient failures with backoff; the refused events of each
     /// batch, or `None` when cancelled before the sink succeeded.
+    ///
+    /// While the sink is failing, the assigned partitions are paused and the consumer keeps being
+    /// polled, so the worker stays in its group (no `max.poll.interval.ms` eviction) without
+    /// fetching more: memory stays flat however long the sink is down. Records that were already
+    /// fetched before the pause go to `buffers` for the next flush.
     async fn write_batches(
         &self,
+        consumer: &StreamConsumer<WorkerContext>,
+        buffers: &mut BTreeMap<Tp, Vec<OwnedMessage>>,
         batches: &[Batch],
         shutdown: &CancellationToken,
+    ) -> Result<Option<Vec<Vec<crate::sink::Rejected>>>, WorkerError> {
+        let mut paused: Option<TopicPartitionList> = None;
+        let result = self.write_batches_paused(consumer, buffers, batches, shutdown, &mut paused).await;
+        if let Some(tpl) = paused {
+            match consumer.resume(&tpl) {
+                Ok(()) => info!(partitions = tpl.count(), "sink is back: partitions resumed"),
+                Err(e) => error!(error = %e, "cannot resume the paused partitions"),
+            }
+            self.metrics.paused.set(0.0);
+        }
+        result
+    }
+
+    async fn write_batches_paused(
+        &self,
+        consumer: &StreamConsumer<WorkerContext>,
+        buffers: &mut BTreeMap<Tp, Vec<OwnedMessage>>,
+        batches: &[Batch],
+        shutdown: &CancellationToken,
+        paused: &mut Option<TopicPartitionList>,
     ) -> Result<Option<Vec<Vec<crate::sink::Rejected>>>, WorkerError> {
         // Batches whose records were all dead-lettered have nothing to write.
         let nonempty: Vec<Batch> = batches.iter().filter(|b| !b.events.is_empty()).cloned().collect();
@@ -446,7 +474,17 @@ impl<S: Sink> Worker<S> {
                 Err(SinkError::Transient(reason)) => {
                     self.metrics.write_retries.increment(1);
                     warn!(%reason, attempt, batches = nonempty.len(), "sink write failed; retrying");
-                    if !sleep_or_cancel(backoff(attempt), shutdown).await {
+                    if paused.is_none() {
+                        match consumer.assignment().and_then(|tpl| consumer.pause(&tpl).map(|()| tpl)) {
+                            Ok(tpl) => {
+                                warn!(partitions = tpl.count(), "sink unavailable: partitions paused until it is back");
+                                self.metrics.paused.set(tpl.count() as f64);
+                                *paused = Some(tpl);
+                            }
+                            Err(e) => error!(error = %e, "cannot pause the partitions"),
+                        }
+                    }
+                    if !poll_while_waiting(consumer, buffers, backoff(attempt), shutdown).await {
                         return Ok(None);
                     }
                     attempt += 1;
@@ -496,6 +534,31 @@ impl<S: Sink> Worker<S> {
                     attempt += 1;
                 }
             }
+        }
+    }
+}
+
+/// Waits `d` while polling the (paused) consumer so group membership holds; records fetched
+/// before the pause are kept in `buffers`. False when cancelled first.
+async fn poll_while_waiting(
+    consumer: &StreamConsumer<WorkerContext>,
+    buffers: &mut BTreeMap<Tp, Vec<OwnedMessage>>,
+    d: Duration,
+    shutdown: &CancellationToken,
+) -> bool {
+    let deadline = tokio::time::Instant::now() + d;
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return false,
+            () = tokio::time::sleep_until(deadline) => return true,
+            polled = consumer.recv() => match polled {
+                Ok(msg) => buffers.entry((msg.topic().to_owned(), msg.partition())).or_default().push(msg.detach()),
+                Err(e) => {
+                    warn!(error = %e, "kafka consumer error while paused");
+                    tokio::time::sleep_until(deadline).await;
+                    return true;
+                }
+            },
         }
     }
 }
