@@ -411,3 +411,112 @@ async fn analytics_projection_on_clickhouse_18() {
     let url = connections().clickhouse_compat.expect("SLUICE_CLICKHOUSE_COMPAT_URL: start the rig with dev/up").url;
     analytics_end_to_end(&url).await;
 }
+
+/// A private ClickHouse 18.16 started by the rig's own script (own data dir and ports), so this
+/// test can take it down without touching the shared one.
+struct PrivateClickHouse {
+    dev_dir: PathBuf,
+    port: u16,
+}
+
+impl PrivateClickHouse {
+    fn free_port() -> u16 {
+        std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+    }
+
+    fn dev(&self, args: &[&str]) {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let status = Command::new(root.join("dev").join(args[0]))
+            .args(&args[1..])
+            .env("SLUICE_DEV_DIR", &self.dev_dir)
+            .env("SLUICE_DEV_CLICKHOUSE_COMPAT_PORT", self.port.to_string())
+            .env("SLUICE_DEV_CLICKHOUSE_COMPAT_TCP_PORT", Self::free_port().to_string())
+            .status()
+            .expect("run dev script");
+        assert!(status.success(), "dev/{args:?} failed");
+    }
+
+    fn start(dir: &Path) -> Self {
+        let this = Self { dev_dir: dir.join("dev"), port: Self::free_port() };
+        this.dev(&["up", "clickhouse_compat"]);
+        this
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for PrivateClickHouse {
+    fn drop(&mut self) {
+        let _ = Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("../dev/down"))
+            .env("SLUICE_DEV_DIR", &self.dev_dir)
+            .status();
+    }
+}
+
+fn metric(addr: &str, name: &str) -> f64 {
+    let body = Command::new("curl").args(["-s", &format!("http://{addr}/metrics")]).output().expect("curl").stdout;
+    String::from_utf8_lossy(&body)
+        .lines()
+        .find(|l| l.starts_with(name))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(f64::NAN)
+}
+
+/// The sink goes down while events keep coming: the worker pauses its partitions instead of
+/// buffering, keeps its group membership, and when the server is back it resumes and projects
+/// every event exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_pauses_while_clickhouse_is_down_and_loses_nothing() {
+    let sfx = unique("e2e");
+    let topology = fresh_topology(&sfx);
+    let dir = topology.parent().expect("dir").to_path_buf();
+    let server = PrivateClickHouse::start(&dir);
+    std::fs::write(dir.join("clickhouse.env"), format!("SLUICE_CLICKHOUSE_URL={}\n", server.url())).expect("env");
+    let projection = format!("analytics_{sfx}");
+    run_ok(sluice(&topology).args(["topics", "apply"]));
+    run_ok(sluice(&topology).args(["clickhouse", "migrate"]));
+
+    let metrics_addr = format!("127.0.0.1:{}", PrivateClickHouse::free_port());
+    let mut cmd = sluice(&topology);
+    cmd.args(["work", "--projection", &projection, "--metrics-addr", &metrics_addr])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    let w = WorkerProcess(cmd.spawn().expect("worker"));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    server.dev(&["down"]);
+    let (events, model) = generate(30, 11, &uuid_hex8(), &format!("{sfx}-"));
+    let all: Vec<&Value> = events.iter().collect();
+    run_ok(sluice(&topology).args(["publish", "--file"]).arg(write_jsonl(&dir, "all.jsonl", &all)));
+    let start = Instant::now();
+    while metric(&metrics_addr, "sluice_paused_partitions") < 1.0 {
+        assert!(start.elapsed() < Duration::from_secs(60), "the worker did not pause its partitions");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert_eq!(metric(&metrics_addr, "sluice_events_projected_total"), 0.0, "nothing is written while down");
+
+    server.dev(&["up", "clickhouse_compat"]);
+    await_caught_up(&format!("sluice.{projection}"), &["users", "sessions", "engagement"].map(|t| format!("{t}_{sfx}")), 120).await;
+    assert_eq!(metric(&metrics_addr, "sluice_paused_partitions"), 0.0, "resumed");
+
+    let conn = sluice_core::connections::ClickHouseConnection {
+        url: server.url(),
+        user: None,
+        password: None,
+        database: "default".into(),
+    };
+    let ch = sluice_consumers::sinks::clickhouse::ClickHouse::connect(&conn).await.expect("clickhouse");
+    let n: u64 = ch
+        .client
+        .query(&format!("SELECT toUInt64(count()) FROM events_{sfx} FINAL"))
+        .fetch_one()
+        .await
+        .expect("count");
+    assert_eq!(n, model.by_type.values().sum::<u64>(), "every event once");
+    let (status, out) = w.terminate();
+    assert!(status.success(), "{out}");
+}
