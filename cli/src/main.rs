@@ -10,8 +10,12 @@ mod bench;
 mod context;
 mod couchbase_cmd;
 mod doctor;
+mod gateway_cmd;
+mod loadgen;
+mod lag_cmd;
 mod metrics;
 mod publish;
+mod replay_cmd;
 mod schemas_cmd;
 mod topology_cmd;
 mod topics_cmd;
@@ -108,6 +112,32 @@ enum Command {
 
     /// Print realistic sample events of the default domain as JSON lines (pipe into `publish`).
     Sample(sample_cmd::SampleArgs),
+
+    /// Run the HTTP ingest gateway: JSON events over HTTP, validated and published to Kafka.
+    ///
+    /// Bearer tokens scoped to event types (SLUICE_GATEWAY_TOKENS or --tokens-file); answers
+    /// after Kafka acknowledged, with partition and offset; /healthz, /readyz, /metrics. SIGTERM
+    /// stops accepting, finishes in-flight requests and flushes the producer.
+    Gateway(gateway_cmd::GatewayArgs),
+
+    /// Load-test a running gateway on this machine and print throughput and latency.
+    ///
+    /// Bounded in requests and time; loopback addresses only. The token comes from
+    /// SLUICE_LOADGEN_TOKEN.
+    Loadgen(loadgen::LoadgenArgs),
+
+    /// Show how far behind each projection is: lag in messages and seconds per partition, and
+    /// the backpressure state.
+    ///
+    /// A table of projection × partition (`--json` for scripts); `--watch` refreshes it every
+    /// second until Ctrl-C.
+    Lag(lag_cmd::LagArgs),
+
+    /// Re-project history: move a projection's consumer group to earlier (or later) offsets.
+    ///
+    /// Prints per partition the committed offset, the new one and the events to re-project, and
+    /// changes nothing without --yes; refuses while the projection's workers run.
+    Replay(replay_cmd::ReplayArgs),
 }
 
 /// The largest allocation the Avro decoder may make for one value. A corrupt body can claim a
@@ -154,6 +184,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Couchbase(cmd) => couchbase_cmd::run(&Context::load(&cli.global)?, cmd).await,
         Command::Bench(args) => bench::run(&cli.global, args).await,
         Command::Sample(args) => sample_cmd::run(&args),
+        Command::Lag(args) => lag_cmd::run(&Context::load(&cli.global)?, args).await,
+        Command::Replay(args) => replay_cmd::run(&Context::load(&cli.global)?, args).await,
         Command::Work(args) => work::run(&Context::load(&cli.global)?, args).await,
+        Command::Gateway(args) => gateway_cmd::run(&Context::load(&cli.global)?, args).await,
+        Command::Loadgen(args) => loadgen::run(args).await,
     }
 }

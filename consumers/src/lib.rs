@@ -5,9 +5,11 @@
 //!
 //! - [`lag`]: the lag monitor (lag per projection and partition, backpressure state) and the
 //!   intake gate over it.
+//! - [`replay`]: reads a replay plan's offsets and commits them for a stopped projection group.
 
 pub mod decode;
 pub mod lag;
+pub mod replay;
 pub mod sink;
 pub mod sinks;
 pub mod worker;

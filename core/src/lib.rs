@@ -7,6 +7,7 @@
 //! - [`fold`]: how an event changes an entity's latest-state document (Couchbase projection).
 //! - [`offsets`]: the commit point of a partition, never past an unacknowledged message.
 //! - [`lag`]: lag per projection and partition, backpressure states and intake decisions.
+//! - [`replay`]: the plan of a replay (per partition current → new offset, events to re-project).
 //!
 //! Nothing here opens a socket: producers and consumers own the I/O.
 
@@ -18,5 +19,6 @@ pub mod lag;
 pub mod framing;
 pub mod topology;
 pub mod offsets;
+pub mod replay;
 
 pub use connections::{Connections, Env, Secret};

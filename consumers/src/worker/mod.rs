@@ -325,11 +325,9 @@ impl<S: Sink> Worker<S> {
             }
         }
         let batches: Vec<Batch> = ready.iter().map(|(_, b)| b.clone()).collect();
-        let written = match self.write_batches(consumer, buffers, &batches, shutdown).await? {
-            Some(rejected) => rejected,
-            // Cancelled mid-retry: nothing is acknowledged, so nothing is committed.
-            None => Vec::new(),
-        };
+        // `None` (cancelled mid-retry): nothing is acknowledged, so nothing is committed.
+        let written: Vec<Vec<crate::sink::Rejected>> =
+            self.write_batches(consumer, buffers, &batches, shutdown).await?.unwrap_or_default();
         let mut done = vec![false; work.len()];
         for ((i, batch), rejected) in ready.iter().zip(written) {
             let msgs = &work[*i].1;

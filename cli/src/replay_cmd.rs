@@ -1,0 +1,149 @@
+//! `sluice replay --projection P --from …`: move a projection's consumer group back (or forward)
+//! so its worker re-projects history.
+//!
+//! The plan comes from Kafka through `sluice_consumers::replay` (watermarks, the group's committed
+//! offsets, offsets by timestamp) and `sluice_core::replay` (current → new offset, events to
+//! re-project per partition). It is always printed; only `--yes` commits it, and only while no
+//! worker of the projection runs. Projections are idempotent, so re-projecting is safe.
+
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use sluice_consumers::replay::{apply, read_plan};
+use sluice_core::replay::{Position, ReplayPlan};
+
+use crate::Context;
+
+/// Options of `sluice replay`.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Without --yes nothing changes: the plan is printed and the command exits 0. With \
+                        --yes the group's offsets are committed, which Kafka accepts only while the group \
+                        has no members: stop the projection's `sluice work` processes first (SIGTERM), \
+                        then start them again to re-project. Positions: `earliest` (oldest retained), \
+                        `latest`, an RFC 3339 timestamp (the first record at or after it on each \
+                        partition), or `partition:offset,…` (single-source projections) / \
+                        `topic:partition:offset,…` (partitions not listed stay where they are).")]
+pub(crate) struct ReplayArgs {
+    /// The projection to replay (a `[projections.<name>]` of the topology).
+    #[arg(long, short)]
+    projection: String,
+
+    /// Where to restart: earliest | latest | RFC 3339 timestamp | [topic:]partition:offset,…
+    #[arg(long, value_name = "POSITION", value_parser = position)]
+    from: Position,
+
+    /// Commit the new offsets (otherwise a dry run).
+    #[arg(long)]
+    yes: bool,
+}
+
+fn position(s: &str) -> Result<Position, String> {
+    s.parse().map_err(|e: sluice_core::replay::ReplayError| e.to_string())
+}
+
+pub(crate) async fn run(ctx: &Context, args: ReplayArgs) -> anyhow::Result<ExitCode> {
+    let topology = ctx.topology()?;
+    let name = &args.projection;
+    let projection = topology.projection(name).with_context(|| {
+        let known: Vec<&str> = topology.projections().map(|(n, _)| n).collect();
+        format!("no projection {name:?} in the topology (known: {})", known.join(", "))
+    })?;
+    let brokers = &ctx.connections.kafka_brokers;
+    println!("reading the offsets of consumer group {} (projection {name}, from {})", projection.group, args.from);
+    let plan = read_plan(brokers, name, projection, &args.from, None).await.context("planning the replay")?;
+    print!("{}", table(&plan));
+    if !args.yes {
+        println!("dry run: pass --yes to apply");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let committed = apply(brokers, &plan).await?;
+    println!(
+        "applied: committed new offsets of consumer group {} on {committed} partition(s); start `sluice work \
+         --projection {name}` to re-project {} event(s)",
+        plan.group,
+        plan.events()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The plan as a table: one row per partition, a total row, and a note on skipped events.
+fn table(plan: &ReplayPlan) -> String {
+    const HEADER: [&str; 5] = ["TOPIC", "PARTITION", "CURRENT", "NEW", "EVENTS"];
+    let mut rows: Vec<[String; 5]> = plan
+        .partitions
+        .iter()
+        .map(|p| {
+            [
+                p.topic.clone(),
+                p.partition.to_string(),
+                p.current.map_or_else(|| "-".to_owned(), |c| c.to_string()),
+                if p.unchanged() { format!("{} (unchanged)", p.new) } else { p.new.to_string() },
+                p.events().to_string(),
+            ]
+        })
+        .collect();
+    rows.push(["(total)".to_owned(), String::new(), String::new(), String::new(), plan.events().to_string()]);
+    let mut widths = HEADER.map(str::len);
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut text = String::new();
+    let mut line = |cells: &[String]| {
+        let mut l = String::new();
+        for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
+            if i == 0 { l.push_str(&format!("{cell:<w$}  ")) } else { l.push_str(&format!("{cell:>w$}  ")) }
+        }
+        text.push_str(l.trim_end());
+        text.push('\n');
+    };
+    line(&HEADER.map(str::to_owned));
+    for row in &rows {
+        line(row);
+    }
+    let changed = plan.changes().count();
+    text.push_str(&format!(
+        "{changed} of {} partition(s) change; {} event(s) to re-project\n",
+        plan.partitions.len(),
+        plan.events()
+    ));
+    if plan.skipped() > 0 {
+        text.push_str(&format!("warning: {} event(s) not yet processed will be skipped\n", plan.skipped()));
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use sluice_core::replay::PartitionReplay;
+
+    use super::*;
+
+    #[test]
+    fn renders_the_plan() {
+        let row = |partition, current, new, high| PartitionReplay {
+            topic: "users".into(),
+            partition,
+            low: 0,
+            high,
+            current,
+            new,
+            end: high,
+        };
+        let plan = ReplayPlan {
+            projection: "user_state".into(),
+            group: "sluice.user_state".into(),
+            partitions: vec![row(0, Some(10), 6, 10), row(1, None, 0, 3), row(2, Some(4), 4, 4)],
+        };
+        let expected = "\
+TOPIC    PARTITION  CURRENT            NEW  EVENTS
+users            0       10              6       4
+users            1        -              0       3
+users            2        4  4 (unchanged)       0
+(total)                                          7
+2 of 3 partition(s) change; 7 event(s) to re-project
+";
+        assert_eq!(table(&plan), expected);
+    }
+}

@@ -1,0 +1,286 @@
+//! `sluice replay` end to end, through the real binary and services: events published in two
+//! waves with an instant T between them and projected into Couchbase; a replay from T plans
+//! exactly the second wave (per partition), changes nothing without `--yes`, is refused while a
+//! worker runs, and once applied makes the next worker consume exactly the second wave again and
+//! leave the documents as they were (idempotence). A replay from `earliest` re-projects everything,
+//! with the same result.
+//!
+//! Each test gets a fresh copy of the topology (its own topics, consumer groups, documents).
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use couchbase::error::ErrorKind;
+use serde_json::Value;
+use sluice_consumers::replay::group_members;
+use sluice_consumers::sinks::couchbase::service::deadline;
+use sluice_consumers::sinks::couchbase::{Couchbase, Error as CbError};
+use sluice_core::lag::LagSnapshot;
+use sluice_core::replay::fmt_rfc3339_ms;
+use sluice_tests::domain::{Model, generate};
+use sluice_tests::{connections, fresh_topology, unique, within};
+
+fn sluice(topology: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_sluice"));
+    c.arg("--topology").arg(topology);
+    c
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "status {}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn run_ok(cmd: &mut Command) -> Output {
+    let out = cmd.output().expect("run sluice");
+    assert!(out.status.success(), "{cmd:?} failed: {}", text(&out));
+    out
+}
+
+fn write_jsonl(dir: &Path, name: &str, events: &[&Value]) -> PathBuf {
+    let path = dir.join(name);
+    let mut f = std::fs::File::create(&path).expect("create jsonl");
+    for e in events {
+        writeln!(f, "{e}").expect("write line");
+    }
+    path
+}
+
+/// A running `sluice work`, killed when dropped so a failing test leaves nothing behind.
+struct WorkerProcess(Child);
+
+impl WorkerProcess {
+    fn start(topology: &Path, projection: &str) -> Self {
+        let log = std::fs::File::create(topology.with_file_name(format!("{projection}.log"))).expect("log");
+        let child = sluice(topology)
+            .args(["work", "--projection", projection, "--consumer-config", "session.timeout.ms=6000"])
+            .env("SLUICE_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn worker");
+        Self(child)
+    }
+
+    /// SIGTERM, then waits for the exit (the worker drains, commits and leaves the group).
+    fn terminate(mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status();
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.0.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(start.elapsed() < Duration::from_secs(60), "worker did not exit within 60s of SIGTERM");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Runs `sluice work --exit-at-end` to completion and returns N of its `consumed N` summary.
+fn work_to_end(topology: &Path, projection: &str) -> u64 {
+    let out = run_ok(sluice(topology).args([
+        "work",
+        "--projection",
+        projection,
+        "--exit-at-end",
+        "--consumer-config",
+        "session.timeout.ms=6000",
+    ]));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with(&format!("projection {projection}: consumed ")))
+        .unwrap_or_else(|| panic!("no summary line: {}", text(&out)));
+    line.split("consumed ").nth(1).and_then(|r| r.split(',').next()).and_then(|n| n.parse().ok()).expect("count")
+}
+
+/// The projection's offsets as `sluice lag --json` reads them: partition → (high, committed).
+fn offsets(topology: &Path, projection: &str) -> BTreeMap<i32, (i64, Option<i64>)> {
+    let out = run_ok(sluice(topology).args(["lag", "--json", "--projection", projection]));
+    let snapshot: LagSnapshot = serde_json::from_slice(&out.stdout).expect("lag json");
+    let p = snapshot.projections.get(projection).expect("projection in the lag snapshot");
+    assert_eq!(p.error, None);
+    p.partitions.iter().map(|x| (x.partition, (x.high_watermark, x.committed))).collect()
+}
+
+/// Every user document of the model (without `_sluice`), `None` when missing.
+async fn user_docs(cb: &Couchbase, model: &Model) -> Vec<(String, Option<Value>)> {
+    let coll = cb.collection(None, None);
+    let mut out = Vec::new();
+    for uid in model.users.keys().chain(model.erased.iter()) {
+        let got = deadline("get", Duration::from_secs(10), coll.get(format!("user::{uid}"), None)).await;
+        let doc = match got {
+            Ok(r) => {
+                let mut v: Value = r.content_as().expect("json doc");
+                if let Some(o) = v.as_object_mut() {
+                    o.remove("_sluice");
+                }
+                Some(v)
+            }
+            Err(CbError::Couchbase { source, .. }) if source.kind() == &ErrorKind::DocumentNotFound => None,
+            Err(e) => panic!("get user::{uid}: {e}"),
+        };
+        out.push((uid.clone(), doc));
+    }
+    out
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as i64
+}
+
+/// The `(total)` row's events count of a printed plan.
+fn planned_total(stdout: &str) -> u64 {
+    let total = stdout.lines().find(|l| l.starts_with("(total)")).unwrap_or_else(|| panic!("no total row:\n{stdout}"));
+    total.split_whitespace().last().and_then(|n| n.parse().ok()).expect("total events")
+}
+
+/// Per partition, the EVENTS column of a printed plan.
+fn planned_rows(stdout: &str, topic: &str) -> BTreeMap<i32, u64> {
+    stdout
+        .lines()
+        .filter(|l| l.starts_with(&format!("{topic} ")))
+        .map(|l| {
+            let cells: Vec<&str> = l.split_whitespace().collect();
+            (cells[1].parse().expect("partition"), cells[cells.len() - 1].parse().expect("events"))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_from_a_timestamp_re_projects_exactly_what_followed_it() {
+    let sfx = unique("replay");
+    let topology = fresh_topology(&sfx);
+    let dir = topology.parent().expect("dir").to_path_buf();
+    let projection = format!("user_state_{sfx}");
+    let users = format!("users_{sfx}");
+    let group = format!("sluice.{projection}");
+    let brokers = connections().kafka_brokers;
+    run_ok(sluice(&topology).args(["topics", "apply"]));
+    run_ok(sluice(&topology).args(["schemas", "register"]));
+
+    let (events, model) = generate(60, 7, &unique("r").trim_start_matches("r_")[..8], &format!("{sfx}-"));
+    let user_events: Vec<&Value> =
+        events.iter().filter(|e| e["event_type"].as_str().is_some_and(|t| t.starts_with("user."))).collect();
+    let (wave1, wave2) = user_events.split_at(user_events.len() / 2);
+
+    // Two waves, T between them; Kafka stamps each record when the producer sends it.
+    run_ok(sluice(&topology).args(["publish", "--file"]).arg(write_jsonl(&dir, "wave1.jsonl", wave1)));
+    let after_wave1 = offsets(&topology, &projection);
+    std::thread::sleep(Duration::from_millis(1500));
+    let t = fmt_rfc3339_ms(now_ms());
+    std::thread::sleep(Duration::from_millis(1500));
+    run_ok(sluice(&topology).args(["publish", "--file"]).arg(write_jsonl(&dir, "wave2.jsonl", wave2)));
+    let after_wave2 = offsets(&topology, &projection);
+    let second: BTreeMap<i32, u64> = after_wave2
+        .iter()
+        .map(|(p, (high, _))| (*p, (high - after_wave1.get(p).map_or(0, |(h, _)| *h)) as u64))
+        .collect();
+    assert_eq!(second.values().sum::<u64>(), wave2.len() as u64, "{second:?}");
+
+    // Project everything; the documents are the model.
+    assert_eq!(work_to_end(&topology, &projection), user_events.len() as u64);
+    let cb = within("couchbase", 30, Couchbase::connect(&connections().couchbase)).await.expect("couchbase");
+    let snapshot = user_docs(&cb, &model).await;
+    let expected: Vec<(String, Option<Value>)> = model
+        .users
+        .iter()
+        .map(|(u, d)| (u.clone(), Some(Value::Object(d.clone()))))
+        .chain(model.erased.iter().map(|u| (u.clone(), None)))
+        .collect();
+    assert_eq!(snapshot, expected, "the first run projects the model");
+    let caught_up = offsets(&topology, &projection);
+    assert!(caught_up.values().all(|(high, c)| *high == 0 || *c == Some(*high)), "{caught_up:?}");
+
+    // Dry run: the plan is the second wave, per partition; nothing changes.
+    let out = run_ok(sluice(&topology).args(["replay", "--projection", &projection, "--from", &t]));
+    let plan = String::from_utf8_lossy(&out.stdout).into_owned();
+    println!("{plan}");
+    assert!(plan.contains("dry run: pass --yes to apply"), "{plan}");
+    assert_eq!(planned_total(&plan), wave2.len() as u64, "{plan}");
+    assert_eq!(planned_rows(&plan, &users), second, "{plan}");
+    assert_eq!(offsets(&topology, &projection), caught_up, "a dry run commits nothing");
+
+    // A running worker: refused, with how to stop it; nothing changes.
+    let worker = WorkerProcess::start(&topology, &projection);
+    let start = Instant::now();
+    while group_members(&brokers, &group).await.expect("members").is_empty() {
+        assert!(start.elapsed() < Duration::from_secs(60), "the worker did not join its group");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let out =
+        sluice(&topology).args(["replay", "--projection", &projection, "--from", &t, "--yes"]).output().expect("run");
+    assert!(!out.status.success(), "refused while a worker runs: {}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!("{stderr}");
+    assert!(stderr.contains(&group) && stderr.contains("live member"), "{stderr}");
+    assert!(stderr.contains(&format!("SIGTERM the `sluice work --projection {projection}` processes")), "{stderr}");
+    assert!(worker.terminate().success());
+    assert_eq!(offsets(&topology, &projection), caught_up, "a refused replay commits nothing");
+
+    // Stopped: applied. The committed offsets are the plan's.
+    let start = Instant::now();
+    while !group_members(&brokers, &group).await.expect("members").is_empty() {
+        assert!(start.elapsed() < Duration::from_secs(60), "the worker did not leave its group");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let out = run_ok(sluice(&topology).args(["replay", "--projection", &projection, "--from", &t, "--yes"]));
+    let applied = String::from_utf8_lossy(&out.stdout);
+    println!("{applied}");
+    assert!(applied.contains("applied: committed new offsets"), "{applied}");
+    for (p, (high, committed)) in offsets(&topology, &projection) {
+        let back = second.get(&p).copied().unwrap_or(0) as i64;
+        let expected = if back == 0 { caught_up[&p].1 } else { Some(high - back) };
+        assert_eq!(committed, expected, "partition {p}");
+    }
+
+    // The worker re-projects exactly the second wave; the documents are unchanged.
+    assert_eq!(work_to_end(&topology, &projection), wave2.len() as u64);
+    assert_eq!(user_docs(&cb, &model).await, snapshot, "re-projecting changes nothing");
+    assert_eq!(offsets(&topology, &projection), caught_up);
+
+    // From earliest: everything again, same documents.
+    let out = run_ok(sluice(&topology).args(["replay", "--projection", &projection, "--from", "earliest", "--yes"]));
+    assert_eq!(planned_total(&String::from_utf8_lossy(&out.stdout)), user_events.len() as u64);
+    assert_eq!(work_to_end(&topology, &projection), user_events.len() as u64);
+    assert_eq!(user_docs(&cb, &model).await, snapshot, "re-projecting everything changes nothing");
+}
+
+#[test]
+fn replay_refuses_bad_positions_with_clear_errors() {
+    let sfx = unique("replaybad");
+    let topology = fresh_topology(&sfx);
+    let projection = format!("user_state_{sfx}");
+    let out =
+        sluice(&topology).args(["replay", "--projection", &projection, "--from", "yesterday"]).output().expect("run");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("expected `earliest`, `latest`, an RFC 3339 timestamp"),
+        "{}",
+        text(&out)
+    );
+    let out = sluice(&topology)
+        .args(["replay", "--projection", &projection, "--from", "2026-11-26T05:30:00"])
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("a time zone is required"), "{}", text(&out));
+    let out = sluice(&topology).args(["replay", "--projection", "nope", "--from", "earliest"]).output().expect("run");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no projection \"nope\""), "{}", text(&out));
+}
