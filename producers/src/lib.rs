@@ -12,6 +12,8 @@
 //! - [`sample`]: realistic sample events of the default domain (`sluice sample`), with the model
 //!   of what the projections must show for them.
 //! - [`admin`]: `sluice topics apply` and `sluice schemas register|check`, as library calls.
+//! - [`gateway`]: the HTTP ingest gateway (`sluice gateway`): JSON events over HTTP, with bearer
+//!   tokens, validated and published by a [`Publisher`], answered after Kafka's acknowledgement.
 //! - [`sample`]: deterministic sample events of the default domain and the model they imply.
 //!
 //! # Publishing from a service
@@ -67,6 +69,7 @@
 pub mod admin;
 pub mod draft;
 mod error;
+pub mod gateway;
 pub mod publisher;
 mod record;
 pub mod registry;

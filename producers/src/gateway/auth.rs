@@ -103,8 +103,7 @@ pub struct Tokens {
 
 impl fmt::Debug for Tokens {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut names: Vec<(&str, &[String])> =
-            self.by_digest.values().map(|p| (p.name(), p.scopes())).collect();
+        let mut names: Vec<(&str, &[String])> = self.by_digest.values().map(|p| (p.name(), p.scopes())).collect();
         names.sort_unstable();
         f.debug_struct("Tokens").field("principals", &names).finish_non_exhaustive()
     }

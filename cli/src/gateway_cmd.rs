@@ -1,0 +1,192 @@
+//! `sluice gateway`: run the HTTP ingest gateway until SIGTERM/SIGINT, then drain.
+//!
+//! Reads the tokens (`SLUICE_GATEWAY_TOKENS` and/or `--tokens-file`), builds the publisher of
+//! the topology (schemas must be registered beforehand unless `--auto-register`), installs the
+//! Prometheus recorder served on the gateway's own `/metrics`, and hands everything to
+//! [`sluice_producers::gateway::serve`].
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use sluice_producers::gateway::{self, GatewayConfig, GatewayState, Tokens};
+use sluice_producers::{Publisher, PublisherOptions};
+
+use crate::Context;
+
+/// The variable holding tokens, `name:token:scope[,scope…]` entries separated by `;`.
+const TOKENS_VAR: &str = "SLUICE_GATEWAY_TOKENS";
+
+/// Options of `sluice gateway`.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Tokens: SLUICE_GATEWAY_TOKENS='web:<secret>:user.*,session.*;etl:<secret>:*' \
+                        and/or --tokens-file (one entry per line, # comments). A scope is an event \
+                        type or a glob with *. Tokens are never logged: log lines name the entry.\n\
+                        Routes: POST /v1/events/{event_type}, POST /v1/events/{event_type}/batch, \
+                        POST /v1/batch, GET /healthz, GET /readyz, GET /metrics.")]
+pub(crate) struct GatewayArgs {
+    /// Address to listen on.
+    #[arg(long, env = "SLUICE_GATEWAY_ADDR", default_value = "127.0.0.1:8080", value_name = "HOST:PORT")]
+    listen: SocketAddr,
+
+    /// A secret file of tokens, one `name:token:scope[,scope…]` per line (added to
+    /// SLUICE_GATEWAY_TOKENS).
+    #[arg(long, env = "SLUICE_GATEWAY_TOKENS_FILE", value_name = "PATH")]
+    tokens_file: Option<PathBuf>,
+
+    /// Largest single-event body, e.g. `1MiB`, `512KiB`, `65536`.
+    #[arg(long, default_value = "1MiB", value_parser = byte_size)]
+    max_body: usize,
+
+    /// Largest batch body.
+    #[arg(long, default_value = "10MiB", value_parser = byte_size)]
+    max_batch_body: usize,
+
+    /// Most events in one batch.
+    #[arg(long, default_value_t = 10_000)]
+    max_batch_events: usize,
+
+    /// Longest a request may take until its answer (Kafka's acknowledgement included); also the
+    /// producer's delivery timeout.
+    #[arg(long, default_value = "10s", value_parser = duration)]
+    request_timeout: Duration,
+
+    /// How long a shutdown may spend finishing in-flight requests and flushing.
+    #[arg(long, default_value = "30s", value_parser = duration)]
+    drain_deadline: Duration,
+
+    /// How often /readyz's probe of Kafka and the registry runs.
+    #[arg(long, default_value = "5s", value_parser = duration)]
+    ready_interval: Duration,
+
+    /// The producer's batching delay (librdkafka linger.ms): lower is lower latency, higher is
+    /// fewer, larger requests to Kafka.
+    #[arg(long, default_value = "2ms", value_parser = duration)]
+    linger: Duration,
+
+    /// Register a schema that is not registered yet (by default the gateway only looks ids up:
+    /// registration belongs to `sluice schemas register` in the deployment).
+    #[arg(long)]
+    auto_register: bool,
+
+    /// A librdkafka producer setting, `KEY=VALUE`, repeatable.
+    #[arg(long = "producer-config", value_name = "KEY=VALUE", value_parser = key_value)]
+    producer_config: Vec<(String, String)>,
+}
+
+fn key_value(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_owned(), v.trim().to_owned())),
+        _ => Err(format!("expected KEY=VALUE, got {s:?}")),
+    }
+}
+
+fn duration(s: &str) -> Result<Duration, String> {
+    s.parse::<sluice_core::topology::HumanDuration>().map(Into::into).map_err(|e| e.to_string())
+}
+
+/// `1048576`, `512KiB`, `1MiB`, `10MB` (decimal units are 1000-based).
+pub(crate) fn byte_size(s: &str) -> Result<usize, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, unit) = s.split_at(split);
+    let n: usize = digits.parse().map_err(|_| format!("expected a size like 1MiB, got {s:?}"))?;
+    let factor: usize = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kib" => 1 << 10,
+        "mib" => 1 << 20,
+        "gib" => 1 << 30,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        other => return Err(format!("unknown size unit {other:?} (B, KiB, MiB, GiB, KB, MB, GB)")),
+    };
+    n.checked_mul(factor).filter(|&b| b > 0).ok_or_else(|| format!("size {s:?} is zero or too large"))
+}
+
+fn tokens(args: &GatewayArgs) -> anyhow::Result<Tokens> {
+    let mut tokens = Tokens::default();
+    if let Ok(text) = std::env::var(TOKENS_VAR) {
+        tokens.add(&text, TOKENS_VAR)?;
+    }
+    if let Some(path) = &args.tokens_file {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading the tokens file {}", path.display()))?;
+        tokens.add(&text, &format!("tokens file {}", path.display()))?;
+    }
+    anyhow::ensure!(!tokens.is_empty(), "no bearer tokens: set {TOKENS_VAR} or pass --tokens-file");
+    Ok(tokens)
+}
+
+/// Completes on SIGTERM or SIGINT.
+async fn stop_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops the gateway cleanly");
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+pub(crate) async fn run(ctx: &Context, args: GatewayArgs) -> anyhow::Result<ExitCode> {
+    let tokens = tokens(&args)?;
+    for p in tokens.principals() {
+        tracing::info!(token = p.name(), scopes = %p.scopes().join(","), "accepting token");
+    }
+    let topology = Arc::new(ctx.topology()?.clone());
+    let mut opts = PublisherOptions::new("sluice-gateway");
+    opts.delivery_timeout = args.request_timeout;
+    opts.linger = args.linger;
+    opts.auto_register = args.auto_register;
+    opts.kafka = args.producer_config.clone();
+    let publisher = Arc::new(Publisher::new(topology, &ctx.connections, opts).context("creating the Kafka producer")?);
+
+    let mut config = GatewayConfig::default();
+    config.max_body_bytes = args.max_body;
+    config.max_batch_body_bytes = args.max_batch_body;
+    config.max_batch_events = args.max_batch_events;
+    config.request_timeout = args.request_timeout;
+    config.drain_deadline = args.drain_deadline;
+    config.ready_interval = args.ready_interval;
+
+    let metrics =
+        gateway::metrics::prometheus_builder().install_recorder().context("installing the metrics recorder")?;
+    let state = GatewayState::new(publisher, &ctx.connections, tokens, config)?.with_metrics(metrics);
+    let listener =
+        tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
+    eprintln!("sluice gateway on http://{} (SIGTERM or Ctrl-C stops it after draining)", listener.local_addr()?);
+    gateway::serve(listener, state, stop_signal()).await?;
+    eprintln!("sluice gateway stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(byte_size("1MiB"), Ok(1 << 20));
+        assert_eq!(byte_size("512 KiB"), Ok(512 << 10));
+        assert_eq!(byte_size("65536"), Ok(65_536));
+        assert_eq!(byte_size("10MB"), Ok(10_000_000));
+        assert!(byte_size("0").is_err());
+        assert!(byte_size("1 parsec").is_err());
+        assert!(byte_size("MiB").is_err());
+    }
+}
