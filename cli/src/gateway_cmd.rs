@@ -12,6 +12,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use sluice_consumers::lag::{DEFAULT_INTERVAL, LagGate, LagMonitor};
+use sluice_core::lag::IntakePolicy;
 use sluice_producers::gateway::{self, GatewayConfig, GatewayState, Tokens};
 use sluice_producers::{Publisher, PublisherOptions};
 
@@ -75,6 +77,11 @@ pub(crate) struct GatewayArgs {
     /// A librdkafka producer setting, `KEY=VALUE`, repeatable.
     #[arg(long = "producer-config", value_name = "KEY=VALUE", value_parser = key_value)]
     producer_config: Vec<(String, String)>,
+
+    /// Accept every event whatever the projections' lag (no 429s from backpressure). By default
+    /// the gateway slows or refuses event types feeding a projection past its thresholds.
+    #[arg(long)]
+    no_backpressure: bool,
 }
 
 fn key_value(s: &str) -> Result<(String, String), String> {
@@ -149,6 +156,19 @@ pub(crate) async fn run(ctx: &Context, args: GatewayArgs) -> anyhow::Result<Exit
         tracing::info!(token = p.name(), scopes = %p.scopes().join(","), "accepting token");
     }
     let topology = Arc::new(ctx.topology()?.clone());
+    // Lag-based backpressure: the lag monitor refreshes every projection's lag about once a
+    // second; the gate slows (soft threshold) or refuses with 429 (hard threshold) the event
+    // types that feed a projection that fell behind. Critical event types are never refused.
+    let monitor_stop = tokio_util::sync::CancellationToken::new();
+    let snapshots = if args.no_backpressure {
+        None
+    } else {
+        Some(
+            LagMonitor::spawn(topology.clone(), &ctx.connections.kafka_brokers, DEFAULT_INTERVAL, monitor_stop.clone())
+                .context("starting the lag monitor")?,
+        )
+    };
+    let gate_topology = topology.clone();
     let mut opts = PublisherOptions::new("sluice-gateway");
     opts.delivery_timeout = args.request_timeout;
     opts.linger = args.linger;
@@ -166,11 +186,15 @@ pub(crate) async fn run(ctx: &Context, args: GatewayArgs) -> anyhow::Result<Exit
 
     let metrics =
         gateway::metrics::prometheus_builder().install_recorder().context("installing the metrics recorder")?;
-    let state = GatewayState::new(publisher, &ctx.connections, tokens, config)?.with_metrics(metrics);
+    let mut state = GatewayState::new(publisher, &ctx.connections, tokens, config)?.with_metrics(metrics);
+    if let Some(rx) = snapshots {
+        state = state.with_gate(Arc::new(LagGate::new(rx, gate_topology, IntakePolicy::default())));
+    }
     let listener =
         tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
     eprintln!("sluice gateway on http://{} (SIGTERM or Ctrl-C stops it after draining)", listener.local_addr()?);
     gateway::serve(listener, state, stop_signal()).await?;
+    monitor_stop.cancel();
     eprintln!("sluice gateway stopped");
     Ok(ExitCode::SUCCESS)
 }
