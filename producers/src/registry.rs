@@ -73,6 +73,18 @@ fn describe(e: &SRCError) -> String {
     }
 }
 
+/// An error with its causes ("error sending request" alone does not say why).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
+}
+
 fn escape(subject: &str) -> String {
     subject.replace('/', "%2F")
 }
@@ -216,9 +228,24 @@ impl Registry {
         }
     }
 
-    /// Sends a reqwest call; `Ok(None)` on 404.
+    /// Sends a reqwest call; `Ok(None)` on 404. A failure to reach the registry at all (refused
+    /// or reset connection — e.g. a pooled keep-alive connection the server just closed) is tried
+    /// again twice: every call here is idempotent (registering the same schema returns its id).
     async fn send(&self, request: reqwest::RequestBuilder, subject: &str) -> Result<Option<String>, RegistryError> {
-        let response = request.send().await.map_err(|e| RegistryError::Unavailable(e.to_string()))?;
+        let mut attempt = 0u32;
+        let response = loop {
+            let Some(this) = request.try_clone() else {
+                break request.send().await.map_err(|e| RegistryError::Unavailable(error_chain(&e)))?;
+            };
+            match this.send().await {
+                Ok(r) => break r,
+                Err(e) if attempt < 2 && !e.is_timeout() => {
+                    attempt += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(100 * u64::from(attempt))).await;
+                }
+                Err(e) => return Err(RegistryError::Unavailable(error_chain(&e))),
+            }
+        };
         let status = response.status();
         let body = response.text().await.map_err(|e| RegistryError::Unavailable(e.to_string()))?;
         let message = || {
