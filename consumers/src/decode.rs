@@ -47,8 +47,7 @@ fn record_name(schema: &Schema) -> Option<String> {
 impl Decoder {
     /// A decoder asking `registry` for writer schemas and resolving to `readers`.
     pub fn new(registry: SrSettings, readers: impl IntoIterator<Item = Schema>) -> Self {
-        let readers =
-            readers.into_iter().filter_map(|s| Some((record_name(&s)?, Arc::new(s)))).collect();
+        let readers = readers.into_iter().filter_map(|s| Some((record_name(&s)?, Arc::new(s)))).collect();
         Self { registry, writers: RwLock::default(), readers }
     }
 

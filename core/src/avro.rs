@@ -37,6 +37,15 @@
 //!
 //! Error paths are JSONPath-like: `$` is the event, `.name` a field or map key, `[3]` an array
 //! item, `["a key"]` a field or key that is not an identifier.
+//!
+//! # The hot paths
+//!
+//! The functions above are the reference, built on apache-avro values. Per event, producers
+//! and workers use faster equivalents that give the same results and the same errors (they
+//! fall back to the reference for anything they do not cover, and property tests hold them
+//! equal): [`encode_json_into`] checks a JSON event and writes its Avro body in one walk, and
+//! an [`EventDecoder`], compiled once per schema id, reads bodies straight into JSON and
+//! [`crate::event::Event`]s.
 
 use std::fmt::Write as _;
 use std::io::Cursor;
@@ -52,6 +61,14 @@ use apache_avro::writer::datum::GenericDatumWriter;
 use apache_avro::{BigDecimal, Days, Decimal, Duration, Millis, Months, Schema, Uuid};
 use serde_json::{Map, Number, Value as Json};
 use thiserror::Error;
+
+#[cfg(test)]
+mod arbitrary;
+mod decoder;
+mod encoder;
+
+pub use decoder::{EventDecoder, ReadEventError};
+pub use encoder::{EncodeJsonError, encode_json, encode_json_into, field_json};
 
 /// Why a JSON event does not fit its schema. Its text is meant for the user who sent the event:
 /// `$.amount_cents: expected long, found string "12"`.
@@ -216,6 +233,12 @@ pub enum DecodeError {
 /// Converts a user's JSON event into an Avro value of `schema` (see the module docs for the
 /// mapping and the strictness rules).
 pub fn json_to_avro(json: &Json, schema: &Schema) -> Result<Value, ConvertError> {
+    if encoder::simple_names(schema) {
+        // Resolving the names would succeed and never be consulted: skip it.
+        return Converter { names: &NamesRef::new(), source: Source::Input }
+            .convert(json, schema, None)
+            .map_err(Fail::into_error);
+    }
     let resolved = ResolvedSchema::new(schema).map_err(|e| ConvertError {
         path: "$".to_owned(),
         kind: ConvertErrorKind::InvalidSchema { reason: e.to_string() },
@@ -271,15 +294,14 @@ pub fn avro_to_json(value: &Value) -> Json {
 /// it). A value that fits only after Avro resolution (an `Int` for a long, a `String` for a uuid,
 /// a bare value for a union) is resolved first.
 pub fn encode(value: &Value, schema: &Schema) -> Result<Vec<u8>, EncodeError> {
-    let resolved = ResolvedSchema::new(schema).map_err(EncodeError::Schema)?;
-    let writer =
-        GenericDatumWriter::builder(schema).resolved_schemata(resolved.clone()).build().map_err(EncodeError::Schema)?;
+    let writer = GenericDatumWriter::builder(schema).build().map_err(EncodeError::Schema)?;
     let mut body = Vec::new();
     if writer.write_value_ref(&mut body, value).is_ok() {
         return Ok(body);
     }
     // Validation failed (writing to a Vec cannot): resolution either makes the value fit or says
     // precisely why it cannot, which validation does not.
+    let resolved = ResolvedSchema::new(schema).map_err(EncodeError::Schema)?;
     let value = value.clone().resolve_with_names(schema, resolved.get_names()).map_err(EncodeError::Mismatch)?;
     body.clear();
     writer.write_value_ref(&mut body, &value).map_err(EncodeError::Mismatch)?;
@@ -760,6 +782,19 @@ impl<'s> Converter<'_, 's> {
                 None => name.name().to_owned(),
             },
         }
+    }
+}
+
+/// Whether `schema` refers to a named type defined elsewhere (then converting, encoding or
+/// decoding it needs the schema's names).
+fn has_ref(schema: &Schema) -> bool {
+    match schema {
+        Schema::Ref { .. } => true,
+        Schema::Array(array) => has_ref(&array.items),
+        Schema::Map(map) => has_ref(&map.types),
+        Schema::Union(union) => union.variants().iter().any(has_ref),
+        Schema::Record(record) => record.fields.iter().any(|f| has_ref(&f.schema)),
+        _ => false,
     }
 }
 

@@ -4,9 +4,9 @@
 //! its event type already resolved in the topology and its schema id in the registry; the record
 //! goes to the producer in [`crate::publisher`]. Pure code: no I/O, so every rule is unit-tested.
 
-use apache_avro::types::Value;
+use apache_avro::Schema;
 use serde_json::Value as Json;
-use sluice_core::avro::{self, avro_to_json};
+use sluice_core::avro::{self, EncodeJsonError};
 use sluice_core::framing;
 use sluice_core::topology::EventInfo;
 
@@ -26,32 +26,40 @@ pub(crate) struct Record {
 /// Validates `json` against the event type's schema and builds its record. `key_field` is the
 /// topic's key (an envelope field that is never null).
 pub(crate) fn build(info: &EventInfo, key_field: &str, schema_id: u32, json: &Json) -> Result<Record, PublishError> {
-    let value = avro::json_to_avro(json, &info.schema)?;
-    let Value::Record(fields) = &value else {
-        // The topology only admits record schemas, and json_to_avro made a value of it.
-        return Err(PublishError::Payload("the event type's schema is not a record".into()));
+    // The body is written right behind the Confluent header: one buffer, no copy.
+    let mut value = Vec::with_capacity(framing::HEADER_LEN + 256);
+    framing::frame_into(schema_id, &[], &mut value);
+    // An event that converts but does not encode is reported after the checks below, as when
+    // conversion and encoding were two steps.
+    let encode_error = match avro::encode_json_into(json, &info.schema, &mut value) {
+        Ok(()) => None,
+        Err(EncodeJsonError::Invalid(e)) => return Err(e.into()),
+        Err(EncodeJsonError::Encode(e)) => Some(e),
     };
-    let text = |name: &str| fields.iter().find(|(n, _)| n == name).map(|(_, v)| scalar_text(v));
+    if !matches!(info.schema, Schema::Record(_)) {
+        // The topology only admits record schemas.
+        return Err(PublishError::Payload("the event type's schema is not a record".into()));
+    }
+    // The event converted, so each of its fields does.
+    let text = |name: &str| avro::field_json(json, &info.schema, name).map(scalar_text);
     let found_type = text("event_type").unwrap_or_default();
     if found_type != info.event_type {
         return Err(PublishError::EventTypeMismatch { expected: info.event_type.clone(), found: found_type });
     }
+    if let Some(e) = encode_error {
+        return Err(e.into());
+    }
     let key = text(key_field).unwrap_or_default();
     let event_id = text("event_id").unwrap_or_default();
-    let body = avro::encode(&value, &info.schema)?;
-    Ok(Record { key, value: framing::frame(schema_id, &body), event_id })
+    Ok(Record { key, value, event_id })
 }
 
-/// The text of a scalar field value: strings and UUIDs as themselves, anything else as JSON.
-fn scalar_text(value: &Value) -> String {
-    match value {
-        Value::String(s) => s.clone(),
-        Value::Uuid(u) => u.hyphenated().to_string(),
-        Value::Union(_, inner) => scalar_text(inner),
-        other => match avro_to_json(other) {
-            Json::String(s) => s,
-            json => json.to_string(),
-        },
+/// The text of a scalar field value (as [`avro::avro_to_json`] has it): strings as themselves,
+/// anything else as JSON.
+fn scalar_text(json: Json) -> String {
+    match json {
+        Json::String(s) => s,
+        json => json.to_string(),
     }
 }
 
@@ -60,6 +68,7 @@ mod tests {
     use std::path::Path;
 
     use serde_json::json;
+    use sluice_core::avro::avro_to_json;
     use sluice_core::topology::Topology;
 
     use super::*;
@@ -109,6 +118,63 @@ mod tests {
         event.as_object_mut().expect("object").remove("order_id");
         let err = build(info, "aggregate_id", 1, &event).expect_err("missing field");
         assert_eq!(err.to_string(), r#"$: missing required field "order_id""#);
+    }
+
+    /// What `build` did before `encode_json_into`: convert, read the fields off the value, encode.
+    fn reference_build(info: &EventInfo, key_field: &str, schema_id: u32, json: &Json) -> Result<Record, String> {
+        use apache_avro::types::Value;
+        fn text(value: &Value) -> String {
+            match value {
+                Value::String(s) => s.clone(),
+                Value::Uuid(u) => u.hyphenated().to_string(),
+                Value::Union(_, inner) => text(inner),
+                other => match avro_to_json(other) {
+                    Json::String(s) => s,
+                    json => json.to_string(),
+                },
+            }
+        }
+        let value = avro::json_to_avro(json, &info.schema).map_err(|e| e.to_string())?;
+        let Value::Record(fields) = &value else { return Err("not a record".into()) };
+        let field = |name: &str| fields.iter().find(|(n, _)| n == name).map(|(_, v)| text(v)).unwrap_or_default();
+        if field("event_type") != info.event_type {
+            return Err(PublishError::EventTypeMismatch {
+                expected: info.event_type.clone(),
+                found: field("event_type"),
+            }
+            .to_string());
+        }
+        let body = avro::encode(&value, &info.schema).map_err(|e| e.to_string())?;
+        Ok(Record { key: field(key_field), value: framing::frame(schema_id, &body), event_id: field("event_id") })
+    }
+
+    #[test]
+    fn builds_what_converting_and_encoding_built() {
+        let t = topology();
+        let info = t.event("engagement.purchase_completed").expect("event type");
+        let variants: Vec<(&str, Json)> = vec![
+            ("items", json!(2.0)),
+            ("occurred_at", json!(1_795_667_301_123_i64)),
+            ("occurred_at", json!("2026-11-26T06:28:21.123+02:00")),
+            ("event_id", json!("{6f9619ff-8b86-d011-b42d-00c04fc964ff}")),
+            ("session_id", Json::Null),
+            ("amount_cents", json!("12")),
+            ("event_type", json!("engagement.clicked")),
+            ("nope", json!(1)),
+        ];
+        for (field, value) in variants {
+            let mut event = purchase();
+            event[field] = value;
+            for key_field in ["aggregate_id", "event_id", "occurred_at", "aggregate_version"] {
+                let built = build(info, key_field, 9, &event).map_err(|e| e.to_string());
+                assert_eq!(
+                    built,
+                    reference_build(info, key_field, 9, &event),
+                    "{field} = {}, key {key_field}",
+                    event[field]
+                );
+            }
+        }
     }
 
     #[test]

@@ -1,0 +1,301 @@
+use std::sync::{Arc, LazyLock};
+
+use proptest::prelude::*;
+use serde_json::json;
+
+use super::*;
+use crate::avro::arbitrary::{self, test_schemas};
+
+/// The schemas and their decoders, built once.
+static SCHEMAS: LazyLock<Vec<(String, Arc<Schema>, EventDecoder)>> = LazyLock::new(|| {
+    test_schemas()
+        .into_iter()
+        .map(|(name, schema)| {
+            let schema = Arc::new(schema);
+            let decoder = EventDecoder::new(schema.clone(), None);
+            (name, schema, decoder)
+        })
+        .collect()
+});
+
+fn position() -> Position {
+    Position { topic: "t".into(), partition: 1, offset: 2 }
+}
+
+/// The reference: apache-avro's value, as JSON.
+fn reference_json(body: &[u8], writer: &Schema, reader: Option<&Schema>) -> Result<String, String> {
+    decode(body, writer, reader).map(|v| avro_to_json(&v).to_string()).map_err(|e| e.to_string())
+}
+
+/// The reference event: [`Event::from_record`] of the reference JSON.
+fn reference_event(body: &[u8], writer: &Schema, reader: Option<&Schema>) -> Result<Event, String> {
+    let value = decode(body, writer, reader).map_err(|e| ReadEventError::from(e).to_string())?;
+    Event::from_record(avro_to_json(&value), position(), 7).map_err(|e| ReadEventError::from(e).to_string())
+}
+
+/// Same JSON (compared as text: field order, number kinds and all), same event (payload in the
+/// order of the JSON), same errors.
+fn assert_decodes_like_reference(decoder: &EventDecoder, body: &[u8]) -> Result<(), TestCaseError> {
+    let (writer, reader) = (decoder.writer(), decoder.reader());
+    let expected = reference_json(body, writer, reader);
+    prop_assert_eq!(decoder.decode_json(body).map(|j| j.to_string()).map_err(|e| e.to_string()), expected.clone());
+    let event = decoder.decode_event(body, position(), 7).map_err(|e| e.to_string());
+    let reference = reference_event(body, writer, reader);
+    match (&event, &reference) {
+        (Ok(event), Ok(reference)) => {
+            prop_assert_eq!(&event.envelope, &reference.envelope);
+            prop_assert_eq!(&event.payload, &reference.payload);
+            prop_assert_eq!((&event.position, event.schema_id), (&reference.position, reference.schema_id));
+            let Ok(Json::Object(record)) = serde_json::from_str::<Json>(&expected.unwrap_or_default()) else {
+                return Err(TestCaseError::fail("the record is an object"));
+            };
+            let payload_order: Vec<_> = record.keys().filter(|k| envelope_slot(k).is_none()).collect();
+            prop_assert_eq!(event.payload.keys().collect::<Vec<_>>(), payload_order, "payload in schema order");
+        }
+        _ => prop_assert_eq!(event.map(|_| ()), reference.map(|_| ())),
+    }
+    Ok(())
+}
+
+fn schema_index() -> impl Strategy<Value = usize> {
+    0..SCHEMAS.len()
+}
+
+fn valid_body() -> impl Strategy<Value = (usize, Value, Vec<u8>)> {
+    schema_index().prop_flat_map(|i| arbitrary::body(&SCHEMAS[i].1).prop_map(move |(v, b)| (i, v, b)))
+}
+
+#[test]
+fn every_test_schema_compiles() {
+    for (name, _, decoder) in SCHEMAS.iter() {
+        assert!(decoder.is_compiled(), "{name}");
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1000))]
+
+    #[test]
+    fn valid_bodies_decode_like_apache_avro((i, value, body) in valid_body()) {
+        let decoder = &SCHEMAS[i].2;
+        let json = decoder.decode_json(&body).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert_eq!(json.to_string(), avro_to_json(&value).to_string());
+        // And the plan read it, not the fallback.
+        let plan = decoder.plan.as_ref().ok_or_else(|| TestCaseError::fail("compiled"))?;
+        prop_assert!(plan.json(&body).is_ok() && plan.event(&body, &mut EventSink::new(plan)).is_ok());
+        assert_decodes_like_reference(decoder, &body)?;
+    }
+
+    #[test]
+    fn damaged_bodies_decode_like_apache_avro(
+        (i, body) in valid_body().prop_flat_map(|(i, _, body)| arbitrary::damaged(body).prop_map(move |b| (i, b)))
+    ) {
+        assert_decodes_like_reference(&SCHEMAS[i].2, &body)?;
+    }
+
+    #[test]
+    fn random_bytes_decode_like_apache_avro(i in schema_index(), body in proptest::collection::vec(any::<u8>(), 0..96)) {
+        assert_decodes_like_reference(&SCHEMAS[i].2, &body)?;
+    }
+}
+
+/// A reader schema made from `writer` by `change` to its JSON.
+fn evolve(writer: &Schema, change: impl FnOnce(&mut Vec<Json>)) -> Schema {
+    let mut json = serde_json::to_value(writer).expect("schema as JSON");
+    let fields = json["fields"].as_array_mut().expect("fields");
+    change(fields);
+    Schema::parse(&json).expect("evolved schema")
+}
+
+/// How schemas evolve, and whether the plan resolves that itself.
+fn evolutions(writer: &Schema) -> Vec<(&'static str, Schema, bool)> {
+    let added = |at_end: bool, field: Json| {
+        evolve(writer, move |fields| if at_end { fields.push(field) } else { fields.insert(6, field) })
+    };
+    vec![
+        (
+            "optional field added",
+            added(true, json!({"name": "added", "type": ["null", "string"], "default": null})),
+            true,
+        ),
+        (
+            "field with a default added in the middle",
+            added(false, json!({"name": "added", "type": "long", "default": 5})),
+            true,
+        ),
+        (
+            "enum field added",
+            added(
+                true,
+                json!({"name": "added", "type": {"type": "enum", "name": "Added", "symbols": ["X", "Y"]}, "default": "Y"}),
+            ),
+            true,
+        ),
+        (
+            "string with a default added",
+            added(true, json!({"name": "added", "type": "string", "default": "none"})),
+            true,
+        ),
+        ("last field dropped", evolve(writer, |fields| drop(fields.pop())), true),
+        ("fields reordered", evolve(writer, |fields| fields.reverse()), true),
+        (
+            "a string became nullable",
+            evolve(writer, |fields| {
+                let field = fields.iter_mut().rev().find(|f| f["type"] == "string").expect("a string field");
+                field["type"] = json!(["null", "string"]);
+                field["default"] = Json::Null;
+            }),
+            false,
+        ),
+        ("field without a default added", added(true, json!({"name": "added", "type": "string"})), false),
+    ]
+}
+
+static EVOLUTIONS: LazyLock<Vec<(String, Arc<Schema>, EventDecoder)>> = LazyLock::new(|| {
+    arbitrary::repository_schemas()
+        .into_iter()
+        .flat_map(|(name, writer)| {
+            let writer = Arc::new(writer);
+            evolutions(&writer)
+                .into_iter()
+                .map(|(change, reader, compiled)| {
+                    let decoder = EventDecoder::new(writer.clone(), Some(Arc::new(reader)));
+                    assert_eq!(decoder.is_compiled(), compiled, "{name}: {change}");
+                    if let Some(Plan::Record(plan)) = &decoder.plan {
+                        // Only moved fields need the values buffered.
+                        assert_eq!(plan.in_order, change != "fields reordered", "{name}: {change}");
+                    }
+                    (format!("{name}: {change}"), writer.clone(), decoder)
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect()
+});
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(500))]
+
+    #[test]
+    fn evolved_schemas_resolve_like_apache_avro(
+        (i, body) in (0..EVOLUTIONS.len()).prop_flat_map(|i| arbitrary::body(&EVOLUTIONS[i].1).prop_map(move |(_, b)| (i, b)))
+    ) {
+        let decoder = &EVOLUTIONS[i].2;
+        assert_decodes_like_reference(decoder, &body)?;
+        if let Some(plan) = &decoder.plan {
+            prop_assert!(plan.json(&body).is_ok(), "the plan resolves {}", EVOLUTIONS[i].0);
+        }
+    }
+}
+
+#[test]
+fn every_evolution_is_tried() {
+    assert_eq!(EVOLUTIONS.len(), arbitrary::repository_schemas().len() * 8);
+}
+
+#[test]
+fn envelope_slots_follow_the_envelope_fields() {
+    // `Slots::into_envelope` takes the fields by position.
+    assert_eq!(
+        ENVELOPE_FIELDS,
+        [
+            "event_id",
+            "event_type",
+            "aggregate_id",
+            "aggregate_version",
+            "occurred_at",
+            "producer",
+            "correlation_id",
+            "causation_id",
+            "traceparent",
+            "tracestate"
+        ]
+    );
+}
+
+#[test]
+fn records_that_are_not_events_fail_like_from_record() {
+    let cases = [
+        (r#"{"type": "record", "name": "R", "fields": [{"name": "x", "type": "long"}]}"#, vec![2]),
+        (
+            r#"{"type": "record", "name": "R", "fields": [
+                {"name": "event_id", "type": "string"}, {"name": "event_type", "type": "long"}]}"#,
+            vec![2, b'a', 4],
+        ),
+        (r#"["null", "string"]"#, vec![2, 2, b'a']),
+        (r#""string""#, vec![2, b'a']),
+    ];
+    for (schema, body) in cases {
+        let decoder = EventDecoder::new(Arc::new(Schema::parse_str(schema).expect("schema")), None);
+        assert!(decoder.is_compiled(), "{schema}");
+        assert_decodes_like_reference(&decoder, &body).unwrap_or_else(|e| panic!("{schema}: {e}"));
+        assert!(decoder.decode_event(&body, position(), 7).is_err(), "{schema}");
+    }
+}
+
+#[test]
+fn payload_keeps_the_schema_order() {
+    let (_, schema, decoder) = &SCHEMAS[0];
+    let Schema::Record(record) = &**schema else { panic!("record") };
+    let event = sample_event(schema);
+    let body = crate::avro::encode_json(&event, schema).expect("encodes");
+    let decoded = decoder.decode_event(&body, position(), 7).expect("event");
+    let payload_fields: Vec<_> = record.fields.iter().map(|f| &f.name).filter(|n| envelope_slot(n).is_none()).collect();
+    assert_eq!(decoded.payload.keys().collect::<Vec<_>>(), payload_fields);
+}
+
+/// A valid event of a repository schema: strings, longs, a uuid, nulls.
+fn sample_event(schema: &Schema) -> Json {
+    let Schema::Record(record) = schema else { panic!("record") };
+    let mut event = Map::new();
+    for field in &record.fields {
+        let value = match &field.schema {
+            Schema::Uuid(_) => json!("7f0c1c9e-9a43-4c55-9d7b-2f8ad6c1e001"),
+            Schema::Long | Schema::TimestampMillis | Schema::Int => json!(7),
+            Schema::Enum(e) => json!(e.symbols[0]),
+            Schema::Union(_) => Json::Null,
+            _ => json!(field.name),
+        };
+        event.insert(field.name.clone(), value);
+    }
+    Json::Object(event)
+}
+
+#[test]
+fn a_schema_the_plan_does_not_cover_is_read_by_apache_avro() {
+    let recursive = Schema::parse_str(
+        r#"{"type": "record", "name": "Node", "fields": [
+            {"name": "value", "type": "long"}, {"name": "next", "type": ["null", "Node"], "default": null}]}"#,
+    )
+    .expect("schema");
+    let decoder = EventDecoder::new(Arc::new(recursive), None);
+    assert!(!decoder.is_compiled());
+    assert_eq!(
+        decoder.decode_json(&[2, 2, 4, 0]).expect("decodes"),
+        json!({"value": 1, "next": {"value": 2, "next": null}})
+    );
+    let big = Schema::parse_str(r#"{"type": "bytes", "logicalType": "big-decimal"}"#).expect("schema");
+    assert!(!EventDecoder::new(Arc::new(big), None).is_compiled());
+}
+
+#[test]
+fn lengths_beyond_the_body_allocate_nothing() {
+    // A string claiming 2^62 bytes, an array claiming 2^62 longs: rejected before any allocation.
+    let schema = Arc::new(Schema::parse_str(r#"{"type": "array", "items": "long"}"#).expect("schema"));
+    let decoder = EventDecoder::new(schema, None);
+    let huge = [0xfe, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f];
+    assert!(decoder.decode_json(&huge).is_err());
+    let strings = EventDecoder::new(Arc::new(Schema::String), None);
+    assert!(strings.decode_json(&huge).is_err());
+}
+
+#[test]
+fn apache_avro_leniencies_are_kept() {
+    // apache-avro reads a string cut short at the end of the body as null: the plan refuses the
+    // body, and the fallback gives apache-avro's answer.
+    let (_, schema, decoder) = SCHEMAS.iter().find(|(n, _, _)| n.ends_with("heartbeat.avsc")).expect("schema");
+    let mut body = crate::avro::encode_json(&sample_event(schema), schema).expect("encodes");
+    body.pop();
+    let json = decoder.decode_json(&body).expect("apache-avro reads it");
+    assert_eq!(json["user_id"], Json::Null);
+    assert_eq!(json.to_string(), reference_json(&body, schema, None).expect("reference"));
+}
