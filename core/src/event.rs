@@ -78,14 +78,14 @@ pub enum EventError {
 }
 
 fn take_string(m: &mut Map<String, Value>, field: &'static str) -> Result<String, EventError> {
-    match m.remove(field) {
+    match m.shift_remove(field) {
         Some(Value::String(s)) => Ok(s),
         _ => Err(EventError::BadEnvelope { field, expected: "a string" }),
     }
 }
 
 fn take_opt_string(m: &mut Map<String, Value>, field: &'static str) -> Result<Option<String>, EventError> {
-    match m.remove(field) {
+    match m.shift_remove(field) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s)),
         Some(_) => Err(EventError::BadEnvelope { field, expected: "a string or null" }),
@@ -93,7 +93,7 @@ fn take_opt_string(m: &mut Map<String, Value>, field: &'static str) -> Result<Op
 }
 
 fn take_i64(m: &mut Map<String, Value>, field: &'static str) -> Result<i64, EventError> {
-    m.remove(field).and_then(|v| v.as_i64()).ok_or(EventError::BadEnvelope { field, expected: "an integer" })
+    m.shift_remove(field).and_then(|v| v.as_i64()).ok_or(EventError::BadEnvelope { field, expected: "an integer" })
 }
 
 impl Event {

@@ -17,6 +17,7 @@ pub mod event;
 pub mod fold;
 pub mod lag;
 pub mod framing;
+mod suggest;
 pub mod topology;
 pub mod offsets;
 pub mod replay;
