@@ -38,6 +38,9 @@ use dlq::{DeadLetter, DeadLetterQueue};
 
 type Tp = (String, i32);
 
+/// The shortest linger the self-clocking batching uses (see `run`).
+const MIN_LINGER: Duration = Duration::from_millis(10);
+
 /// How long a poll may find nothing before the worker considers itself at the head of the log
 /// and writes what it buffered. librdkafka hands over a fetched batch record by record without
 /// waiting, so a gap this long means the local queue is empty.
@@ -202,6 +205,7 @@ impl<S: Sink> Worker<S> {
         let mut trackers: HashMap<Tp, OffsetTracker> = HashMap::new();
         let mut buffered = 0usize;
         let mut flush_at: Option<Instant> = None;
+        let mut linger = batching.linger;
         let mut stats = Stats::default();
         let mut last_report = Instant::now();
         let mut first_record: Option<Instant> = None;
@@ -227,7 +231,7 @@ impl<S: Sink> Worker<S> {
                         buffers.entry(tp).or_default().push(msg.detach());
                         buffered += 1;
                         stats.consumed += 1;
-                        flush_at.get_or_insert_with(|| Instant::now() + batching.linger);
+                        flush_at.get_or_insert_with(|| Instant::now() + linger);
                     }
                     // librdkafka retries on its own; these are reports (broker down, …), not fatal.
                     Ok(Err(e)) => { warn!(error = %e, "kafka consumer error"); tokio::time::sleep(Duration::from_millis(200)).await; }
@@ -241,7 +245,13 @@ impl<S: Sink> Worker<S> {
             // (latency).
             let due = idle || flush_at.is_some_and(|t| Instant::now() >= t);
             if buffered > 0 && (buffered >= batching.max_records || due) {
+                let started = Instant::now();
                 stats += self.flush(&consumer, &mut buffers, &mut trackers, &dlq, &shared, &shutdown).await?;
+                // Self-clocking linger: collect for about as long as the last write took. A steady
+                // stream then gets batches sized to what the sink absorbs in that time (latency
+                // stays near one write), a backlog still fills batches to `max_records`, and the
+                // configured linger remains the upper bound.
+                linger = started.elapsed().clamp(MIN_LINGER, batching.linger.max(MIN_LINGER));
                 last_ack = Some(Instant::now());
                 if self.cfg.crash_after_batches.is_some_and(|n| stats.batches >= n) {
                     // Like SIGKILL: no drain, no commit. The written batches will be re-delivered.
@@ -249,7 +259,7 @@ impl<S: Sink> Worker<S> {
                     std::process::abort();
                 }
                 buffered = buffers.values().map(Vec::len).sum();
-                flush_at = (buffered > 0).then(|| Instant::now() + batching.linger);
+                flush_at = (buffered > 0).then(|| Instant::now() + linger);
                 commit(&consumer, &mut trackers, &shared, CommitMode::Async);
             } else if buffered == 0 {
                 flush_at = None;
