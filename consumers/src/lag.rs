@@ -434,9 +434,20 @@ impl Fetcher {
         };
         // It never subscribes, so nothing but client events is queued; drained so they do not pile up.
         while group.poll(Duration::ZERO).is_some() {}
-        let committed = group
-            .committed_offsets(tpl, REQUEST_TIMEOUT)
-            .map_err(|e| format!("reading committed offsets of group {}: {e}", w.group))?;
+        // A group the broker has not seen yet is assigned a coordinator on first use: the first
+        // requests may answer "not coordinator" / "coordinator load in progress" for a moment.
+        let mut attempt = 0;
+        let committed = loop {
+            match group.committed_offsets(tpl.clone(), REQUEST_TIMEOUT) {
+                Ok(c) => break c,
+                Err(e) if attempt < LIST_RETRIES => {
+                    debug!(error = %e, attempt, group = %w.group, "reading committed offsets failed; retrying");
+                    attempt += 1;
+                    std::thread::sleep(Duration::from_millis(100) * attempt);
+                }
+                Err(e) => return Err(format!("reading committed offsets of group {}: {e}", w.group)),
+            }
+        };
         let committed: HashMap<(String, i32), i64> = committed
             .elements()
             .iter()

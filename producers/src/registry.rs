@@ -194,8 +194,21 @@ impl Registry {
     /// Sets the compatibility level of `subject` (allowed before its first version).
     pub async fn set_compatibility(&self, subject: &str, level: Compatibility) -> Result<(), RegistryError> {
         let url = format!("{}/config/{}", self.base_url, escape(subject));
-        let request = self.http.put(url).json(&serde_json::json!({"compatibility": level.as_str()}));
-        self.send(request, subject).await.map(drop)
+        let body = serde_json::json!({"compatibility": level.as_str()});
+        // Two processes configuring a brand-new subject at once race in Apicurio ("A rule named
+        // 'COMPATIBILITY' already exists"): the loser's second PUT updates the rule that now exists.
+        let mut attempt = 0u32;
+        loop {
+            match self.send(self.http.put(&url).json(&body), subject).await {
+                Err(RegistryError::Rejected(message) | RegistryError::Incompatible { message, .. })
+                    if attempt < 3 && message.contains("already exists") =>
+                {
+                    attempt += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(50 * u64::from(attempt))).await;
+                }
+                other => return other.map(drop),
+            }
+        }
     }
 
     /// The compatibility level set on `subject` itself; `None` when it has none of its own (the
