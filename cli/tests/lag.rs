@@ -7,10 +7,9 @@
 //! Each test gets a fresh copy of the topology (its own topics and consumer groups).
 
 use std::collections::BTreeMap;
-use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use serde_json::json;
@@ -20,51 +19,11 @@ use sluice_core::topology::Topology;
 use sluice_producers::gateway::{Decision, IntakeGate};
 use sluice_producers::{EventDraft, Publisher, PublisherOptions};
 use sluice_tests::{connections, fresh_topology, unique, within};
+
+mod common;
+use common::*;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-
-fn sluice(topology: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_sluice"));
-    c.arg("--topology").arg(topology);
-    c
-}
-
-fn run_ok(cmd: &mut Command) -> Output {
-    let out = cmd.output().expect("run sluice");
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-/// A running `sluice work`, killed when dropped so a failing test leaves nothing behind.
-struct WorkerProcess(Child);
-
-impl WorkerProcess {
-    fn start(topology: &Path, projection: &str) -> Self {
-        let log = std::fs::File::create(topology.with_file_name(format!("{projection}.log"))).expect("log");
-        let child = sluice(topology)
-            .args(["work", "--projection", projection, "--consumer-config", "session.timeout.ms=6000"])
-            .env("SLUICE_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn worker");
-        Self(child)
-    }
-}
-
-impl Drop for WorkerProcess {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// The process-wide Prometheus recorder, installed once for this test binary.
 fn prometheus() -> &'static PrometheusHandle {
@@ -81,10 +40,6 @@ fn samples(metric: &str, projection: &str) -> Vec<(String, f64)> {
         .filter(|l| l.starts_with(&format!("{metric}{{")) && l.contains(&label))
         .filter_map(|l| l.rsplit_once(' ').map(|(k, v)| (k.to_owned(), v.parse().expect("sample value"))))
         .collect()
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_millis() as i64
 }
 
 /// A fresh topology (its text passed through `edit`) with its topics created and schemas
@@ -236,7 +191,7 @@ async fn lag_counts_unprocessed_events_until_a_worker_catches_up() {
     let shutdown = CancellationToken::new();
     let mut rx = LagMonitor::spawn(Arc::clone(&topology), &brokers, Duration::from_millis(500), shutdown.clone())
         .expect("monitor");
-    let worker = WorkerProcess::start(&path, &user_state);
+    let worker = WorkerProcess::start(&path, &user_state, None);
     let s = await_snapshot(&mut rx, 120, "user_state caught up", |s| {
         s.projections.get(&user_state).is_some_and(|p| p.lag_messages == 0)
     })
@@ -371,7 +326,7 @@ async fn states_follow_the_thresholds_and_the_gate_follows_the_states() {
     assert!(docs.windows(2).all(|w| w[0].taken_at_ms < w[1].taken_at_ms));
 
     // The worker drains user_state: from hard straight to normal, the gate lets everything in.
-    let worker = WorkerProcess::start(&path, &user_state);
+    let worker = WorkerProcess::start(&path, &user_state, None);
     let s = await_snapshot(&mut rx, 120, "user_state drained", lag_is(user_state.clone(), 0)).await;
     assert_eq!(projection(&s, &user_state).state, BackpressureState::Normal);
     assert_eq!(gate.check("user.registered"), Decision::Allow);

@@ -8,26 +8,20 @@
 //! Each test gets a fresh copy of the topology (its own topics, consumer groups, documents).
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::Path;
+use std::process::Output;
 use std::time::{Duration, Instant};
 
-use couchbase::error::ErrorKind;
 use serde_json::Value;
 use sluice_consumers::replay::group_members;
-use sluice_consumers::sinks::couchbase::service::deadline;
-use sluice_consumers::sinks::couchbase::{Couchbase, Error as CbError};
+use sluice_consumers::sinks::couchbase::Couchbase;
 use sluice_core::lag::LagSnapshot;
 use sluice_core::replay::fmt_rfc3339_ms;
-use sluice_tests::domain::{Model, generate};
+use sluice_tests::domain::generate;
 use sluice_tests::{connections, fresh_topology, unique, within};
 
-fn sluice(topology: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_sluice"));
-    c.arg("--topology").arg(topology);
-    c
-}
+mod common;
+use common::*;
 
 fn text(out: &Output) -> String {
     format!(
@@ -36,59 +30,6 @@ fn text(out: &Output) -> String {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     )
-}
-
-fn run_ok(cmd: &mut Command) -> Output {
-    let out = cmd.output().expect("run sluice");
-    assert!(out.status.success(), "{cmd:?} failed: {}", text(&out));
-    out
-}
-
-fn write_jsonl(dir: &Path, name: &str, events: &[&Value]) -> PathBuf {
-    let path = dir.join(name);
-    let mut f = std::fs::File::create(&path).expect("create jsonl");
-    for e in events {
-        writeln!(f, "{e}").expect("write line");
-    }
-    path
-}
-
-/// A running `sluice work`, killed when dropped so a failing test leaves nothing behind.
-struct WorkerProcess(Child);
-
-impl WorkerProcess {
-    fn start(topology: &Path, projection: &str) -> Self {
-        let log = std::fs::File::create(topology.with_file_name(format!("{projection}.log"))).expect("log");
-        let child = sluice(topology)
-            .args(["work", "--projection", projection, "--consumer-config", "session.timeout.ms=6000"])
-            .env("SLUICE_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn worker");
-        Self(child)
-    }
-
-    /// SIGTERM, then waits for the exit (the worker drains, commits and leaves the group).
-    fn terminate(mut self) -> std::process::ExitStatus {
-        let _ = Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status();
-        let start = Instant::now();
-        loop {
-            if let Some(status) = self.0.try_wait().expect("try_wait") {
-                return status;
-            }
-            assert!(start.elapsed() < Duration::from_secs(60), "worker did not exit within 60s of SIGTERM");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-impl Drop for WorkerProcess {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// Runs `sluice work --exit-at-end` to completion and returns N of its `consumed N` summary.
@@ -119,31 +60,6 @@ fn offsets(topology: &Path, projection: &str) -> BTreeMap<i32, (i64, Option<i64>
 }
 
 /// Every user document of the model (without `_sluice`), `None` when missing.
-async fn user_docs(cb: &Couchbase, model: &Model) -> Vec<(String, Option<Value>)> {
-    let coll = cb.collection(None, None);
-    let mut out = Vec::new();
-    for uid in model.users.keys().chain(model.erased.iter()) {
-        let got = deadline("get", Duration::from_secs(10), coll.get(format!("user::{uid}"), None)).await;
-        let doc = match got {
-            Ok(r) => {
-                let mut v: Value = r.content_as().expect("json doc");
-                if let Some(o) = v.as_object_mut() {
-                    o.remove("_sluice");
-                }
-                Some(v)
-            }
-            Err(CbError::Couchbase { source, .. }) if source.kind() == &ErrorKind::DocumentNotFound => None,
-            Err(e) => panic!("get user::{uid}: {e}"),
-        };
-        out.push((uid.clone(), doc));
-    }
-    out
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as i64
-}
-
 /// The `(total)` row's events count of a printed plan.
 fn planned_total(stdout: &str) -> u64 {
     let total = stdout.lines().find(|l| l.starts_with("(total)")).unwrap_or_else(|| panic!("no total row:\n{stdout}"));
@@ -217,7 +133,7 @@ async fn replay_from_a_timestamp_re_projects_exactly_what_followed_it() {
     assert_eq!(offsets(&topology, &projection), caught_up, "a dry run commits nothing");
 
     // A running worker: refused, with how to stop it; nothing changes.
-    let worker = WorkerProcess::start(&topology, &projection);
+    let worker = WorkerProcess::start(&topology, &projection, None);
     let start = Instant::now();
     while group_members(&brokers, &group).await.expect("members").is_empty() {
         assert!(start.elapsed() < Duration::from_secs(60), "the worker did not join its group");
@@ -230,7 +146,7 @@ async fn replay_from_a_timestamp_re_projects_exactly_what_followed_it() {
     println!("{stderr}");
     assert!(stderr.contains(&group) && stderr.contains("live member"), "{stderr}");
     assert!(stderr.contains(&format!("SIGTERM the `sluice work --projection {projection}` processes")), "{stderr}");
-    assert!(worker.terminate().success());
+    assert!(worker.terminate().0.success());
     assert_eq!(offsets(&topology, &projection), caught_up, "a refused replay commits nothing");
 
     // Stopped: applied. The committed offsets are the plan's.
