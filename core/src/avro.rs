@@ -1020,7 +1020,7 @@ fn date_prefix(b: &[u8]) -> Result<i64, String> {
     if !(1..=month_days).contains(&day) {
         return Err(format!("day {day} does not exist in {year:04}-{month:02}"));
     }
-    Ok(days_from_civil(year, month, day))
+    Ok(crate::calendar::days_from_civil(year, month, day))
 }
 
 /// Days since 1970-01-01 of a `YYYY-MM-DD` date.
@@ -1083,16 +1083,6 @@ fn parse_rfc3339(s: &str) -> Result<i128, String> {
     Ok(i128::from(seconds) * 1_000_000_000 + nanos)
 }
 
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's `days_from_civil`).
-fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
-    let year = if month <= 2 { year - 1 } else { year };
-    let era = year.div_euclid(400);
-    let year_of_era = year - era * 400;
-    let month = i64::from(month);
-    let day_of_year = (153 * (if month > 2 { month - 3 } else { month + 9 }) + 2) / 5 + i64::from(day) - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    era * 146_097 + day_of_era - 719_468
-}
 
 #[cfg(test)]
 mod tests {
@@ -1610,22 +1600,10 @@ mod tests {
         assert_eq!(parse_decimal("1e3", 9, 0), Err("expected a plain decimal number like \"12.34\"".to_owned()));
     }
 
-    /// Inverse of `days_from_civil`, to format timestamps in the property test.
-    fn civil_from_days(days: i64) -> (i64, u32, u32) {
-        let z = days + 719_468;
-        let era = z.div_euclid(146_097);
-        let doe = z - era * 146_097;
-        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-        let mp = (5 * doy + 2) / 153;
-        let day = u32::try_from(doy - (153 * mp + 2) / 5 + 1).expect("day");
-        let month = u32::try_from(if mp < 10 { mp + 3 } else { mp - 9 }).expect("month");
-        (yoe + era * 400 + i64::from(month <= 2), month, day)
-    }
 
     fn format_rfc3339(ms: i64) -> String {
         let (days, ms_of_day) = (ms.div_euclid(86_400_000), ms.rem_euclid(86_400_000));
-        let (y, m, d) = civil_from_days(days);
+        let (y, m, d) = crate::calendar::civil_from_days(days);
         let (h, rest) = (ms_of_day / 3_600_000, ms_of_day % 3_600_000);
         format!("{y:04}-{m:02}-{d:02}T{h:02}:{:02}:{:02}.{:03}Z", rest / 60_000, rest % 60_000 / 1000, rest % 1000)
     }

@@ -12,6 +12,7 @@
 //! Nothing here opens a socket: producers and consumers own the I/O.
 
 pub mod avro;
+mod calendar;
 pub mod connections;
 pub mod event;
 pub mod fold;

@@ -186,29 +186,7 @@ impl fmt::Display for Position {
     }
 }
 
-/// Days from 1970-01-01 to the given civil date (proleptic Gregorian; H. Hinnant's algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
 
-/// The civil date of a day count from 1970-01-01 (inverse of [`days_from_civil`]).
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (if m <= 2 { yoe + era * 400 + 1 } else { yoe + era * 400 }, m, d)
-}
 
 /// Milliseconds since the Unix epoch of an RFC 3339 timestamp: `YYYY-MM-DDTHH:MM:SS[.fff…](Z|±HH:MM)`
 /// (`t`/space for `T` and `z` accepted; fractions beyond milliseconds are truncated).
@@ -281,7 +259,8 @@ pub fn parse_rfc3339_ms(s: &str) -> Result<i64, ReplayError> {
         [] => return Err(err("a time zone is required (Z or ±HH:MM)")),
         _ => return Err(err("the time zone must be Z or ±HH:MM")),
     };
-    let days = days_from_civil(year, month, day);
+    // Month and day were checked against the calendar above.
+    let days = crate::calendar::days_from_civil(year, month as u32, day as u32);
     let secs = days * 86_400 + hour * 3_600 + minute * 60 + second - offset_min * 60;
     Ok(secs * 1_000 + millis)
 }
@@ -290,7 +269,7 @@ pub fn parse_rfc3339_ms(s: &str) -> Result<i64, ReplayError> {
 pub fn fmt_rfc3339_ms(ms: i64) -> String {
     let (secs, millis) = (ms.div_euclid(1_000), ms.rem_euclid(1_000));
     let (days, tod) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let (y, m, d) = civil_from_days(days);
+    let (y, m, d) = crate::calendar::civil_from_days(days);
     format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z", tod / 3_600, tod % 3_600 / 60, tod % 60)
 }
 

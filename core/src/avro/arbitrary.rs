@@ -322,7 +322,7 @@ fn respell(json: Json, schema: &Schema, rng: &mut Rng) -> Json {
         }
         (Json::Number(n), Schema::Date) if rng.one_in(2) => {
             let days = n.as_i64().expect("days");
-            let (y, m, d) = civil_from_days(days);
+            let (y, m, d) = crate::calendar::civil_from_days(days);
             if (0..=9999).contains(&y) { json!(format!("{y:04}-{m:02}-{d:02}")) } else { Json::Number(n) }
         }
         (Json::Number(n), _) if rng.one_in(3) => match n.as_i64() {
@@ -447,18 +447,6 @@ fn damage(json: Json, rng: &mut Rng) -> Json {
     Json::Object(object)
 }
 
-/// Days since 1970-01-01 to a proleptic Gregorian date.
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = u32::try_from(doy - (153 * mp + 2) / 5 + 1).expect("day");
-    let month = u32::try_from(if mp < 10 { mp + 3 } else { mp - 9 }).expect("month");
-    (yoe + era * 400 + i64::from(month <= 2), month, day)
-}
 
 /// `n` units of 10^-`digits` s since the epoch as RFC 3339, in UTC or another offset (`None`
 /// outside years 0 to 9999).
@@ -468,7 +456,7 @@ fn rfc3339(n: i64, digits: u32, rng: &mut Rng) -> Option<String> {
     let offset_minutes = [0_i64, 120, -300, 345][rng.below(4)];
     let local = seconds + offset_minutes * 60;
     let (days, second_of_day) = (local.div_euclid(86_400), local.rem_euclid(86_400));
-    let (y, m, d) = civil_from_days(days);
+    let (y, m, d) = crate::calendar::civil_from_days(days);
     if !(0..=9999).contains(&y) {
         return None;
     }
