@@ -545,12 +545,16 @@ async fn closed_port() -> String {
     addr.to_string()
 }
 
+/// Waits until `/readyz` answers `want` from a completed probe (before the first probe it is a
+/// 503 that says nothing yet about Kafka or the registry).
 async fn await_ready(gw: &Running, want: StatusCode) -> Value {
     let mut last = (StatusCode::OK, String::new());
     for _ in 0..60 {
         last = gw.get("/readyz").await;
-        if last.0 == want {
-            return serde_json::from_str(&last.1).expect("a JSON report");
+        let report: Value = serde_json::from_str(&last.1).unwrap_or(Value::Null);
+        let probed = report["checked_at_ms"].as_u64().is_some_and(|t| t > 0);
+        if last.0 == want && probed {
+            return report;
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
