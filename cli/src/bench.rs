@@ -139,7 +139,9 @@ pub(crate) async fn run(global: &GlobalArgs, args: BenchArgs) -> anyhow::Result<
     let publisher = Publisher::new(topology.clone(), &ctx.connections, PublisherOptions::new("sluice-bench"))?;
     let projections: Vec<(String, &'static str)> = topology
         .projections()
-        .map(|(n, p)| (n.to_owned(), if matches!(p.sink, SinkConfig::Couchbase { .. }) { "couchbase" } else { "clickhouse" }))
+        .map(|(n, p)| {
+            (n.to_owned(), if matches!(p.sink, SinkConfig::Couchbase { .. }) { "couchbase" } else { "clickhouse" })
+        })
         .collect();
     eprintln!("bench on isolated topology {} (suffix {suffix})", global.topology.display());
     let mut rows = Vec::new();
@@ -161,12 +163,22 @@ pub(crate) async fn run(global: &GlobalArgs, args: BenchArgs) -> anyhow::Result<
         });
         take(&snapshotter);
         for (name, sink) in &projections {
-            let opts = RunOptions { drain_deadline: Duration::from_secs(30), exit_at_end: true, ..RunOptions::default() };
+            let opts =
+                RunOptions { drain_deadline: Duration::from_secs(30), exit_at_end: true, ..RunOptions::default() };
             let stats = run_projection(&ctx, name, opts, CancellationToken::new()).await?;
             let per_sec = stats.projected as f64 / stats.active.as_secs_f64().max(1e-9);
             eprintln!("  {name}: {} events in {:.2?}", stats.projected, stats.active);
             let write_ms = p50_p99(&take(&snapshotter), names::WRITE_SECONDS, name);
-            rows.push(Row { phase: "backlog".into(), projection: name.clone(), sink, events: stats.projected, per_sec, p50_ms: None, p99_ms: None, write_ms });
+            rows.push(Row {
+                phase: "backlog".into(),
+                projection: name.clone(),
+                sink,
+                events: stats.projected,
+                per_sec,
+                p50_ms: None,
+                p99_ms: None,
+                write_ms,
+            });
         }
         take(&snapshotter); // discard phase 1's samples
     }
@@ -225,7 +237,14 @@ pub(crate) async fn run(global: &GlobalArgs, args: BenchArgs) -> anyhow::Result<
         let write = r.write_ms.map_or("-".to_owned(), |(a, b)| format!("{a:.0}/{b:.0} ms"));
         println!(
             "{:<10} {:<16} {:<11} {:>9} {:>10.0} {:>9} {:>9} {:>15}",
-            r.phase, projection, r.sink, r.events, r.per_sec, ms(r.p50_ms), ms(r.p99_ms), write
+            r.phase,
+            projection,
+            r.sink,
+            r.events,
+            r.per_sec,
+            ms(r.p50_ms),
+            ms(r.p99_ms),
+            write
         );
     }
     Ok(ExitCode::SUCCESS)

@@ -2,8 +2,8 @@
 
 use std::process::ExitCode;
 
-use clap::Subcommand;
 use anyhow::Context as _;
+use clap::Subcommand;
 use sluice_consumers::sinks::couchbase::service::{KV_TIMEOUT, deadline};
 use sluice_consumers::sinks::couchbase::{Couchbase, setup};
 use sluice_core::topology::SinkConfig;
@@ -61,7 +61,8 @@ pub(crate) async fn run(ctx: &Context, cmd: CouchbaseCommand) -> anyhow::Result<
             };
             let cb = Couchbase::connect(&ctx.connections.couchbase).await?;
             let coll = cb.collection(scope.as_deref(), collection.as_deref());
-            let doc = deadline("get", KV_TIMEOUT, coll.get(&key, None)).await.with_context(|| format!("reading {key}"))?;
+            let doc =
+                deadline("get", KV_TIMEOUT, coll.get(&key, None)).await.with_context(|| format!("reading {key}"))?;
             let value: serde_json::Value = doc.content_as().context("the document is not JSON")?;
             println!("{}", serde_json::to_string_pretty(&value)?);
             Ok(ExitCode::SUCCESS)

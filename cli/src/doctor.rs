@@ -31,11 +31,7 @@ struct Check {
     took: Duration,
 }
 
-async fn timed(
-    service: &'static str,
-    endpoint: &str,
-    fut: impl Future<Output = Result<String, String>>,
-) -> Check {
+async fn timed(service: &'static str, endpoint: &str, fut: impl Future<Output = Result<String, String>>) -> Check {
     let start = Instant::now();
     let outcome = match tokio::time::timeout(TIMEOUT, fut).await {
         Ok(r) => r,
@@ -47,10 +43,8 @@ async fn timed(
 async fn kafka(brokers: String) -> Result<String, String> {
     // librdkafka's metadata call blocks; keep it off the async workers.
     tokio::task::spawn_blocking(move || {
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &brokers)
-            .create()
-            .map_err(|e| e.to_string())?;
+        let consumer: BaseConsumer =
+            ClientConfig::new().set("bootstrap.servers", &brokers).create().map_err(|e| e.to_string())?;
         let md = consumer.fetch_metadata(None, TIMEOUT).map_err(|e| e.to_string())?;
         Ok(format!("{} broker(s), {} topic(s)", md.brokers().len(), md.topics().len()))
     })

@@ -5,21 +5,21 @@
 //! `$SLUICE_ENV_FILE`, or the nearest `.dev/env` that `dev/up` writes) > the topology's
 //! `[connections]` defaults.
 
-mod clickhouse_cmd;
 mod bench;
+mod clickhouse_cmd;
 mod context;
 mod couchbase_cmd;
 mod doctor;
 mod gateway_cmd;
-mod loadgen;
 mod lag_cmd;
+mod loadgen;
 mod metrics;
 mod publish;
 mod replay_cmd;
-mod schemas_cmd;
-mod topology_cmd;
-mod topics_cmd;
 mod sample_cmd;
+mod schemas_cmd;
+mod topics_cmd;
+mod topology_cmd;
 mod work;
 
 use std::path::PathBuf;
@@ -149,9 +149,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     apache_avro::util::max_allocation_bytes(AVRO_MAX_ALLOCATION);
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_new(&cli.global.log).unwrap_or_else(|_| "warn".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&cli.global.log).unwrap_or_else(|_| "warn".into()))
         .with_writer(std::io::stderr)
         .init();
     let runtime = match tokio::runtime::Runtime::new() {

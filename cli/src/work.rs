@@ -5,11 +5,11 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use schema_registry_converter::async_impl::schema_registry::SrSettings;
+use sluice_consumers::Sink;
 use sluice_consumers::decode::Decoder;
 use sluice_consumers::sinks::clickhouse::ClickHouseProjection;
 use sluice_consumers::sinks::couchbase::{Couchbase, CouchbaseProjection};
 use sluice_consumers::worker::{Stats, Worker, WorkerConfig};
-use sluice_consumers::Sink;
 use sluice_core::topology::{SinkConfig, Topology};
 use tokio_util::sync::CancellationToken;
 
@@ -38,6 +38,12 @@ pub(crate) struct WorkArgs {
     /// and committed (by this worker or others of the group): for demos, backfills and catch-up.
     #[arg(long)]
     exit_at_end: bool,
+
+    /// Memory budget of the records collected while a write is in flight, e.g. `64MiB`. With the
+    /// sink's batch size it bounds the worker's memory: past it the worker stops fetching (and
+    /// pauses its partitions if the write takes long) instead of buffering more.
+    #[arg(long, default_value = "64MiB", value_parser = crate::gateway_cmd::byte_size)]
+    max_buffered_bytes: usize,
 
     /// Serve Prometheus metrics on this address (`/metrics`), e.g. `127.0.0.1:9464`.
     #[arg(long, env = "SLUICE_METRICS_ADDR", value_name = "HOST:PORT")]
@@ -104,6 +110,8 @@ fn decoder(topology: &Topology, registry_url: &str) -> Decoder {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct RunOptions {
     pub(crate) drain_deadline: Duration,
+    /// Byte budget of the next batch; 0 means the default.
+    pub(crate) max_buffered_bytes: usize,
     pub(crate) consumer_config: Vec<(String, String)>,
     pub(crate) exit_at_end: bool,
 }
@@ -129,6 +137,10 @@ pub(crate) async fn run_projection(
         brokers: ctx.connections.kafka_brokers.clone(),
         drain_deadline: opts.drain_deadline,
         consumer_overrides: opts.consumer_config,
+        max_buffered_bytes: match opts.max_buffered_bytes {
+            0 => sluice_consumers::worker::DEFAULT_MAX_BUFFERED_BYTES,
+            n => n,
+        },
         crash_after_batches: std::env::var("SLUICE_FAILPOINT_CRASH_AFTER_BATCHES").ok().and_then(|v| v.parse().ok()),
     };
     let decoder = decoder(topology, &ctx.connections.schema_registry_url);
@@ -159,6 +171,7 @@ pub(crate) async fn run(ctx: &Context, args: WorkArgs) -> anyhow::Result<ExitCod
         drain_deadline: args.drain_deadline,
         consumer_config: args.consumer_config,
         exit_at_end: args.exit_at_end,
+        max_buffered_bytes: args.max_buffered_bytes,
     };
     let name = &args.projection;
     let stats = run_projection(ctx, name, opts, token).await?;

@@ -9,13 +9,13 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rdkafka::ClientConfig;
+use rdkafka::Message;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Headers;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::Message;
 use serde_json::{Value, json};
-use sluice_consumers::sinks::couchbase::service::deadline;
 use sluice_consumers::sinks::couchbase::Couchbase;
+use sluice_consumers::sinks::couchbase::service::deadline;
 use sluice_tests::domain::{Model, generate};
 use sluice_tests::{connections, fresh_topology, unique, within};
 
@@ -154,10 +154,7 @@ async fn couchbase_projection_survives_crashes_duplicates_and_poison() {
     // Everything was consumed by this worker: the batch the crashed one wrote but never committed
     // (re-delivered), the duplicates, the poison and the late event.
     let n = user_events.len();
-    assert!(
-        out.contains(&format!("consumed {}, projected {}, dead-lettered 3", 2 * n + 4, 2 * n + 1)),
-        "{out}"
-    );
+    assert!(out.contains(&format!("consumed {}, projected {}, dead-lettered 3", 2 * n + 4, 2 * n + 1)), "{out}");
 }
 
 /// Waits until the group's committed offsets reach the high watermarks of `topics`: every record
@@ -194,7 +191,10 @@ async fn await_caught_up(group: &str, topics: &[String], secs: u64) {
         if committed == high {
             return;
         }
-        assert!(start.elapsed() < Duration::from_secs(secs), "not caught up within {secs}s: committed {committed} of {high}");
+        assert!(
+            start.elapsed() < Duration::from_secs(secs),
+            "not caught up within {secs}s: committed {committed} of {high}"
+        );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
@@ -247,7 +247,9 @@ async fn analytics_end_to_end(url: &str) {
     let client = ch.client.clone().with_database(&database);
 
     let by_type: Vec<(String, u64)> = client
-        .query(&format!("SELECT event_type, toUInt64(count()) FROM events_{sfx} FINAL GROUP BY event_type ORDER BY event_type"))
+        .query(&format!(
+            "SELECT event_type, toUInt64(count()) FROM events_{sfx} FINAL GROUP BY event_type ORDER BY event_type"
+        ))
         .fetch_all()
         .await
         .expect("events by type");
@@ -384,7 +386,12 @@ async fn worker_pauses_while_clickhouse_is_down_and_loses_nothing() {
     assert_eq!(metric(&metrics_addr, "sluice_events_projected_total"), 0.0, "nothing is written while down");
 
     server.dev(&["up", "clickhouse_compat"]);
-    await_caught_up(&format!("sluice.{projection}"), &["users", "sessions", "engagement"].map(|t| format!("{t}_{sfx}")), 120).await;
+    await_caught_up(
+        &format!("sluice.{projection}"),
+        &["users", "sessions", "engagement"].map(|t| format!("{t}_{sfx}")),
+        120,
+    )
+    .await;
     assert_eq!(metric(&metrics_addr, "sluice_paused_partitions"), 0.0, "resumed");
 
     let conn = sluice_core::connections::ClickHouseConnection {
@@ -394,12 +401,8 @@ async fn worker_pauses_while_clickhouse_is_down_and_loses_nothing() {
         database: "default".into(),
     };
     let ch = sluice_consumers::sinks::clickhouse::ClickHouse::connect(&conn).await.expect("clickhouse");
-    let n: u64 = ch
-        .client
-        .query(&format!("SELECT toUInt64(count()) FROM events_{sfx} FINAL"))
-        .fetch_one()
-        .await
-        .expect("count");
+    let n: u64 =
+        ch.client.query(&format!("SELECT toUInt64(count()) FROM events_{sfx} FINAL")).fetch_one().await.expect("count");
     assert_eq!(n, model.by_type.values().sum::<u64>(), "every event once");
     let (status, out) = w.terminate();
     assert!(status.success(), "{out}");

@@ -894,7 +894,6 @@ fn suggest<'c>(name: &str, candidates: impl Iterator<Item = &'c str>) -> Option<
         .map(|(_, candidate)| candidate.to_owned())
 }
 
-
 fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(bytes.len() * 2);
@@ -1082,7 +1081,6 @@ fn parse_rfc3339(s: &str) -> Result<i128, String> {
     let seconds = days * 86_400 + i64::from(hour * 3600 + minute * 60 + second) - offset_seconds;
     Ok(i128::from(seconds) * 1_000_000_000 + nanos)
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -1599,7 +1597,6 @@ mod tests {
         assert_eq!(parse_decimal(".5", 3, 2), Ok(50));
         assert_eq!(parse_decimal("1e3", 9, 0), Err("expected a plain decimal number like \"12.34\"".to_owned()));
     }
-
 
     fn format_rfc3339(ms: i64) -> String {
         let (days, ms_of_day) = (ms.div_euclid(86_400_000), ms.rem_euclid(86_400_000));

@@ -113,8 +113,7 @@ impl Env {
 
     /// The process environment over the variables of `path`.
     pub fn with_file(path: &Path) -> Result<Self, EnvError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| EnvError::Read { path: path.to_owned(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| EnvError::Read { path: path.to_owned(), source })?;
         Ok(Self { file: parse_env_file(path, &text)?, path: Some(path.to_owned()), defaults: BTreeMap::new() })
     }
 

@@ -16,11 +16,11 @@ mod calendar;
 pub mod connections;
 pub mod event;
 pub mod fold;
-pub mod lag;
 pub mod framing;
-mod suggest;
-pub mod topology;
+pub mod lag;
 pub mod offsets;
 pub mod replay;
+mod suggest;
+pub mod topology;
 
 pub use connections::{Connections, Env, Secret};

@@ -129,7 +129,13 @@ mod tests {
     /// Offsets with random gaps, and a random order in which their acks arrive.
     fn scenario() -> impl Strategy<Value = (Vec<i64>, Vec<usize>)> {
         proptest::collection::vec(1i64..4, 1..60).prop_flat_map(|gaps| {
-            let offsets: Vec<i64> = gaps.iter().scan(0i64, |o, g| { *o += g; Some(*o) }).collect();
+            let offsets: Vec<i64> = gaps
+                .iter()
+                .scan(0i64, |o, g| {
+                    *o += g;
+                    Some(*o)
+                })
+                .collect();
             let n = offsets.len();
             (Just(offsets), Just((0..n).collect::<Vec<_>>()).prop_shuffle())
         })

@@ -186,8 +186,6 @@ impl fmt::Display for Position {
     }
 }
 
-
-
 /// Milliseconds since the Unix epoch of an RFC 3339 timestamp: `YYYY-MM-DDTHH:MM:SS[.fff…](Z|±HH:MM)`
 /// (`t`/space for `T` and `z` accepted; fractions beyond milliseconds are truncated).
 pub fn parse_rfc3339_ms(s: &str) -> Result<i64, ReplayError> {

@@ -63,11 +63,15 @@ pub fn cancel_at_end(brokers: &str, group: &str, topics: &[String], token: Cance
     std::thread::spawn(move || {
         let consumer: BaseConsumer = match config.create() {
             Ok(c) => c,
-            Err(e) => return warn!(error = %e, "--exit-at-end: cannot create a client; the worker will not stop by itself"),
+            Err(e) => {
+                return warn!(error = %e, "--exit-at-end: cannot create a client; the worker will not stop by itself");
+            }
         };
         let ends = match capture_ends(&consumer, &topics) {
             Ok(ends) => ends,
-            Err(e) => return warn!(error = %e, "--exit-at-end: cannot read end offsets; the worker will not stop by itself"),
+            Err(e) => {
+                return warn!(error = %e, "--exit-at-end: cannot read end offsets; the worker will not stop by itself");
+            }
         };
         info!(partitions = ends.count(), "--exit-at-end: will stop once these end offsets are committed");
         while !token.is_cancelled() {

@@ -6,7 +6,9 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use metrics::{Counter, Gauge, Histogram, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
+use metrics::{
+    Counter, Gauge, Histogram, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram,
+};
 use sluice_core::event::Event;
 
 /// Metric names, so dashboards and the bench refer to one spelling.
@@ -23,8 +25,10 @@ pub mod names {
     pub const WRITE_SECONDS: &str = "sluice_sink_write_seconds";
     /// Failed sink writes that are retried.
     pub const WRITE_RETRIES: &str = "sluice_sink_write_retries_total";
-    /// Partitions paused because the sink is failing.
+    /// Partitions paused: the sink is failing, or the next batch is full while a write is slow.
     pub const PAUSED: &str = "sluice_paused_partitions";
+    /// Times the worker paused its partitions, by reason (`sink_failing`, `buffer_full`).
+    pub const PAUSES: &str = "sluice_worker_pauses_total";
     /// From an event's `occurred_at` to the sink's acknowledgement: publish → visible when the
     /// publisher stamps `occurred_at` (it does when the event has none).
     pub const VISIBLE_SECONDS: &str = "sluice_event_visible_latency_seconds";
@@ -52,7 +56,8 @@ impl WorkerMetrics {
         describe_histogram!(names::BATCH_SIZE, "Events per batch written to the sink.");
         describe_histogram!(names::WRITE_SECONDS, metrics::Unit::Seconds, "Duration of a successful sink write.");
         describe_counter!(names::WRITE_RETRIES, "Sink writes that failed transiently and were retried.");
-        describe_gauge!(names::PAUSED, "Partitions paused because the sink is failing.");
+        describe_gauge!(names::PAUSED, "Partitions paused: the sink is failing, or the next batch is full.");
+        describe_counter!(names::PAUSES, "Times the worker paused its partitions, by reason.");
         describe_histogram!(
             names::VISIBLE_SECONDS,
             metrics::Unit::Seconds,
@@ -74,6 +79,11 @@ impl WorkerMetrics {
     /// Counts one dead letter of `stage`.
     pub(crate) fn dead_lettered(&self, stage: &'static str) {
         counter!(names::DEAD_LETTERED, "projection" => self.projection.clone(), "stage" => stage).increment(1);
+    }
+
+    /// Counts one pause of the partitions, and why.
+    pub(crate) fn paused_because(&self, reason: &'static str) {
+        counter!(names::PAUSES, "projection" => self.projection.clone(), "reason" => reason).increment(1);
     }
 
     /// Records, for each event just acknowledged, how long ago it occurred.

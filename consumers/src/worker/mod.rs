@@ -1,11 +1,18 @@
 //! A projection worker: one consumer group reading the projection's topics, writing to its sink.
 //!
-//! Data path: Kafka → per-partition buffers → [`Decoder`] (bad records → DLQ) → [`Sink::write`]
-//! (refused events → DLQ) → offsets acknowledged → committed. The loop collects records until the
-//! sink's batch size or linger is reached, then writes every partition's batch concurrently and
-//! commits; it does not poll while writing, so the work in memory is bounded by one batch
-//! (lag-aware pausing comes with the backpressure work). Offsets are committed only for records the
-//! sink or the DLQ acknowledged, never past one that is not ([`OffsetTracker`]).
+//! Data path: Kafka → the next batch (per partition, in offset order) → [`Decoder`] (bad records
+//! → DLQ) → [`Sink::write_all`] (refused events → DLQ) → offsets acknowledged → committed.
+//!
+//! Two stages, joined by a hand-off of one batch: while one write is in flight (decode + sink
+//! write + DLQ, owning its records), the loop polls and collects the next batch, so the sink and
+//! the consumer work at the same time. One write in flight at a time keeps acknowledgements in
+//! offset order and the memory bounded: the batch in flight, plus the next one, capped by the
+//! sink's batch size and a byte budget ([`WorkerConfig::max_buffered_bytes`]), plus librdkafka's
+//! prefetch queue (capped at 16 MiB). A full next batch stops the polling; if the write takes
+//! longer than [`STALL_GRACE`], or the sink reports failures, the assigned partitions are paused
+//! and polling goes on (group membership holds, nothing more is fetched) until the write lands.
+//! Offsets are committed only for records the sink or the DLQ acknowledged, never past one that
+//! is not ([`OffsetTracker`]).
 //!
 //! Rebalance: on revocation the context commits what is acknowledged, synchronously, and the loop
 //! drops what it had buffered for those partitions (the next owner reads them again — sinks are
@@ -16,7 +23,10 @@ pub mod dlq;
 pub mod end;
 pub mod metrics;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -30,7 +40,7 @@ use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 use sluice_core::event::Position;
 use sluice_core::offsets::OffsetTracker;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, error, info, info_span, warn, Instrument};
+use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use crate::decode::{DecodeError, Decoder};
 use crate::sink::{Batch, Sink, SinkError};
@@ -45,6 +55,14 @@ const MIN_LINGER: Duration = Duration::from_millis(10);
 /// and writes what it buffered. librdkafka hands over a fetched batch record by record without
 /// waiting, so a gap this long means the local queue is empty.
 const IDLE_PROBE: Duration = Duration::from_millis(5);
+
+/// How long the next batch may stay full while a write is in flight before the partitions are
+/// paused. Short stalls (a write a little slower than the intake) just stop the polling; a longer
+/// one pauses fetching and polls on, so the consumer stays in its group.
+const STALL_GRACE: Duration = Duration::from_millis(500);
+
+/// Default byte budget of the batch collected while a write is in flight.
+pub const DEFAULT_MAX_BUFFERED_BYTES: usize = 64 << 20;
 
 /// What a worker needs besides its sink.
 #[derive(Debug, Clone)]
@@ -63,6 +81,9 @@ pub struct WorkerConfig {
     pub drain_deadline: Duration,
     /// Extra librdkafka settings for the consumer (e.g. `session.timeout.ms`).
     pub consumer_overrides: Vec<(String, String)>,
+    /// Byte budget (keys + values) of the records collected while a write is in flight; with the
+    /// sink's batch size it bounds the worker's memory (see [`DEFAULT_MAX_BUFFERED_BYTES`]).
+    pub max_buffered_bytes: usize,
     /// Test failpoint: after this many batches were written, die before committing them (the
     /// crash between a sink write and its commit that at-least-once delivery must survive).
     /// Set from `SLUICE_FAILPOINT_CRASH_AFTER_BATCHES` by the CLI; never in production.
@@ -158,6 +179,8 @@ pub struct Worker<S> {
     sink: S,
     decoder: Arc<Decoder>,
     metrics: metrics::WorkerMetrics,
+    /// Set by the write in flight while the sink fails, read by the polling loop (to pause).
+    sink_failing: AtomicBool,
 }
 
 /// Exponential backoff with full jitter, capped at 30 s.
@@ -170,7 +193,7 @@ impl<S: Sink> Worker<S> {
     /// A worker for `cfg` writing to `sink`.
     pub fn new(cfg: WorkerConfig, sink: S, decoder: Decoder) -> Self {
         let metrics = metrics::WorkerMetrics::new(&cfg.projection, sink.kind());
-        Self { cfg, sink, decoder: Arc::new(decoder), metrics }
+        Self { cfg, sink, decoder: Arc::new(decoder), metrics, sink_failing: AtomicBool::new(false) }
     }
 
     /// Runs until `shutdown` is cancelled (then drains) or a configuration error stops it.
@@ -183,6 +206,9 @@ impl<S: Sink> Worker<S> {
             .set("enable.auto.commit", "false")
             .set("auto.offset.reset", "earliest")
             .set("partition.assignment.strategy", "cooperative-sticky")
+            // librdkafka's own prefetch queue is part of the worker's memory: keep it well below
+            // its 64 MiB default (still several batches' worth).
+            .set("queued.max.messages.kbytes", "16384")
             .set("client.id", format!("sluice-{}", self.cfg.projection));
         for (k, v) in &self.cfg.consumer_overrides {
             config.set(k, v);
@@ -201,9 +227,16 @@ impl<S: Sink> Worker<S> {
               sink = self.sink.kind(), dlq = %self.cfg.dlq_topic, "worker started");
 
         let batching = self.sink.batching();
-        let mut buffers: BTreeMap<Tp, Vec<OwnedMessage>> = BTreeMap::new();
+        let limits = Limits { records: batching.max_records, bytes: self.cfg.max_buffered_bytes };
+        // Cancelled only when the drain deadline passes: writes in flight at shutdown keep
+        // retrying until then, like the final flush.
+        let write_token = CancellationToken::new();
+        let mut next = NextBatch::default();
+        let mut flight = Flight::default();
+        let mut in_flight: Option<InFlight<'_>> = None;
+        let mut flight_started = Instant::now();
+        let mut paused: Option<TopicPartitionList> = None;
         let mut trackers: HashMap<Tp, OffsetTracker> = HashMap::new();
-        let mut buffered = 0usize;
         let mut flush_at: Option<Instant> = None;
         let mut linger = batching.linger;
         let mut stats = Stats::default();
@@ -212,75 +245,114 @@ impl<S: Sink> Worker<S> {
         let mut last_ack: Option<Instant> = None;
 
         loop {
-            // With records buffered, poll briefly: a poll that finds nothing means the local fetch
-            // queue is empty, i.e. the worker is at the head of the log (see `idle` below).
+            let full = next.is_full(limits);
+            // With records buffered and no write in flight, poll briefly: a poll that finds
+            // nothing means the local fetch queue is empty, i.e. the worker is at the head of the
+            // log (see `idle` below). While a write is in flight its landing wakes the loop.
             let wait = match flush_at {
-                None => Duration::from_secs(1),
-                Some(t) => t.saturating_duration_since(Instant::now()).min(IDLE_PROBE),
+                Some(t) if in_flight.is_none() => t.saturating_duration_since(Instant::now()).min(IDLE_PROBE),
+                _ => Duration::from_secs(1),
             };
-            let mut idle = false;
-            tokio::select! {
+            let step = tokio::select! {
                 biased;
                 () = shutdown.cancelled() => break,
-                polled = tokio::time::timeout(wait, consumer.recv()) => match polled {
-                    Err(_) => idle = true,
-                    Ok(Ok(msg)) => {
-                        self.metrics.consumed.increment(1);
-                        first_record.get_or_insert_with(Instant::now);
-                        let tp = (msg.topic().to_owned(), msg.partition());
-                        buffers.entry(tp).or_default().push(msg.detach());
-                        buffered += 1;
-                        stats.consumed += 1;
-                        flush_at.get_or_insert_with(|| Instant::now() + linger);
+                landed = async {
+                    match in_flight.as_mut() {
+                        Some(f) => f.await,
+                        None => std::future::pending().await,
                     }
-                    // librdkafka retries on its own; these are reports (broker down, …), not fatal.
-                    Ok(Err(e)) => { warn!(error = %e, "kafka consumer error"); tokio::time::sleep(Duration::from_millis(200)).await; }
+                }, if in_flight.is_some() => Step::Landed(landed),
+                // A full next batch stops the intake (a full stage simply stops receiving); once
+                // paused, polling goes on so the group membership holds and rebalances are served.
+                polled = tokio::time::timeout(wait, consumer.recv()), if !full || paused.is_some() => match polled {
+                    Err(_) => Step::Idle,
+                    Ok(r) => Step::Polled(r.map(|m| m.detach())),
                 },
+                () = tokio::time::sleep(STALL_GRACE), if full && paused.is_none() => Step::Stalled,
+            };
+            let mut idle = false;
+            match step {
+                Step::Polled(Ok(msg)) => {
+                    self.metrics.consumed.increment(1);
+                    first_record.get_or_insert_with(Instant::now);
+                    next.push(msg);
+                    stats.consumed += 1;
+                    flush_at.get_or_insert_with(|| Instant::now() + linger);
+                }
+                // librdkafka retries on its own; these are reports (broker down, …), not fatal.
+                Step::Polled(Err(e)) => {
+                    warn!(error = %e, "kafka consumer error");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Step::Idle => idle = true,
+                Step::Stalled => self.pause(&consumer, &mut paused, "buffer_full"),
+                Step::Landed(landed) => {
+                    in_flight = None;
+                    stats += flight.land(landed?, &mut trackers, &shared)?;
+                    // Self-clocking linger: collect for about as long as the last write took. A
+                    // steady stream then gets batches sized to what the sink absorbs in that time
+                    // (latency stays near one write), a backlog still fills batches to
+                    // `max_records`, and the configured linger remains the upper bound.
+                    linger = flight_started.elapsed().clamp(MIN_LINGER, batching.linger.max(MIN_LINGER));
+                    last_ack = Some(Instant::now());
+                    if self.cfg.crash_after_batches.is_some_and(|n| stats.batches >= n) {
+                        // Like SIGKILL: no drain, no commit. The written batches will be re-delivered.
+                        error!(batches = stats.batches, "failpoint: crashing after the sink write, before the commit");
+                        std::process::abort();
+                    }
+                    commit(&consumer, &mut trackers, &shared, CommitMode::Async);
+                }
             }
-            let dropped = drop_revoked(&shared, &mut buffers, &mut trackers);
-            buffered -= dropped;
+            if paused.is_none() && self.sink_failing.load(Ordering::Relaxed) {
+                self.pause(&consumer, &mut paused, "sink_failing");
+            }
+            next.forget_revoked(&shared, &mut trackers, &mut flight);
             // Adaptive batching: while behind, records stream in back to back and batches fill up
             // to the configured size or linger (throughput); at the head of the log nothing more
             // is coming, so the batch is written at once instead of waiting out the linger
-            // (latency).
+            // (latency). One write is in flight at a time, so acknowledgements land in order,
+            // while the next batch is collected.
             let due = idle || flush_at.is_some_and(|t| Instant::now() >= t);
-            if buffered > 0 && (buffered >= batching.max_records || due) {
-                let started = Instant::now();
-                stats += self.flush(&consumer, &mut buffers, &mut trackers, &dlq, &shared, &shutdown).await?;
-                // Self-clocking linger: collect for about as long as the last write took. A steady
-                // stream then gets batches sized to what the sink absorbs in that time (latency
-                // stays near one write), a backlog still fills batches to `max_records`, and the
-                // configured linger remains the upper bound.
-                linger = started.elapsed().clamp(MIN_LINGER, batching.linger.max(MIN_LINGER));
-                last_ack = Some(Instant::now());
-                if self.cfg.crash_after_batches.is_some_and(|n| stats.batches >= n) {
-                    // Like SIGKILL: no drain, no commit. The written batches will be re-delivered.
-                    error!(batches = stats.batches, "failpoint: crashing after the sink write, before the commit");
-                    std::process::abort();
-                }
-                buffered = buffers.values().map(Vec::len).sum();
-                flush_at = (buffered > 0).then(|| Instant::now() + linger);
-                commit(&consumer, &mut trackers, &shared, CommitMode::Async);
-            } else if buffered == 0 {
+            if in_flight.is_none() && next.records > 0 && (next.records >= limits.records || due) {
+                let work = next.take();
+                flight.launch(&work, &mut trackers)?;
+                flight_started = Instant::now();
                 flush_at = None;
+                in_flight = Some(Box::pin(self.flush(work, &dlq, &write_token)));
+                // The next batch is empty again: the intake may go on.
+                if let Some(tpl) = paused.take() {
+                    self.resume(&consumer, &tpl);
+                }
             }
             if last_report.elapsed() >= Duration::from_secs(10) {
-                info!(consumed = stats.consumed, projected = stats.projected, dead_lettered = stats.dead_lettered,
-                      batches = stats.batches, "progress");
+                info!(
+                    consumed = stats.consumed,
+                    projected = stats.projected,
+                    dead_lettered = stats.dead_lettered,
+                    batches = stats.batches,
+                    "progress"
+                );
                 last_report = Instant::now();
             }
         }
 
-        // Drain: write what is buffered (a fresh token: the run's token is already cancelled),
-        // then commit synchronously, all within the deadline.
-        info!(buffered, deadline = ?self.cfg.drain_deadline, "shutting down: draining buffered records");
-        let drain = CancellationToken::new();
-        let drained = tokio::time::timeout(
-            self.cfg.drain_deadline,
-            self.flush(&consumer, &mut buffers, &mut trackers, &dlq, &shared, &drain),
-        )
-        .await;
-        match drained {
+        // Drain: land the write in flight and write what is buffered, then commit synchronously,
+        // all within the deadline.
+        info!(buffered = next.records, in_flight = in_flight.is_some(), deadline = ?self.cfg.drain_deadline,
+              "shutting down: draining buffered records");
+        let drain = async {
+            let mut drained = Stats::default();
+            if let Some(f) = in_flight.take() {
+                drained += flight.land(f.await?, &mut trackers, &shared)?;
+            }
+            let work = next.take();
+            if !work.is_empty() {
+                flight.launch(&work, &mut trackers)?;
+                drained += flight.land(self.flush(work, &dlq, &write_token).await?, &mut trackers, &shared)?;
+            }
+            Ok::<_, WorkerError>(drained)
+        };
+        match tokio::time::timeout(self.cfg.drain_deadline, drain).await {
             Ok(Ok(s)) => {
                 if s.batches > 0 {
                     last_ack = Some(Instant::now());
@@ -289,92 +361,113 @@ impl<S: Sink> Worker<S> {
             }
             Ok(Err(e)) => error!(error = %e, "drain failed; unwritten records will be re-delivered"),
             Err(_) => {
-                drain.cancel();
+                write_token.cancel();
                 warn!("drain deadline passed; unwritten records will be re-delivered");
             }
+        }
+        if let Some(tpl) = paused.take() {
+            self.resume(&consumer, &tpl);
         }
         commit(&consumer, &mut trackers, &shared, CommitMode::Sync);
         if let (Some(first), Some(last)) = (first_record, last_ack) {
             stats.active = last.saturating_duration_since(first);
         }
-        info!(consumed = stats.consumed, projected = stats.projected, dead_lettered = stats.dead_lettered,
-              batches = stats.batches, "worker stopped");
+        info!(
+            consumed = stats.consumed,
+            projected = stats.projected,
+            dead_lettered = stats.dead_lettered,
+            batches = stats.batches,
+            "worker stopped"
+        );
         Ok(stats)
     }
 
-    /// Decodes every buffered partition (concurrently), writes the decoded batches with one
-    /// [`Sink::write_all`], and acknowledges what was written or dead-lettered.
-    async fn flush(
+    /// Pauses every assigned partition: nothing more is fetched, memory stays flat however long
+    /// the sink takes, and the loop keeps polling so the worker stays in its group.
+    fn pause(
         &self,
         consumer: &StreamConsumer<WorkerContext>,
-        buffers: &mut BTreeMap<Tp, Vec<OwnedMessage>>,
-        trackers: &mut HashMap<Tp, OffsetTracker>,
-        dlq: &DeadLetterQueue,
-        shared: &Arc<Mutex<Shared>>,
-        shutdown: &CancellationToken,
-    ) -> Result<Stats, WorkerError> {
-        let work: Vec<(Tp, Vec<OwnedMessage>)> = std::mem::take(buffers).into_iter().collect();
-        for ((topic, partition), msgs) in &work {
-            let t = trackers.entry((topic.clone(), *partition)).or_default();
-            for m in msgs {
-                t.received(m.offset())?;
+        paused: &mut Option<TopicPartitionList>,
+        reason: &'static str,
+    ) {
+        match consumer.assignment().and_then(|tpl| consumer.pause(&tpl).map(|()| tpl)) {
+            Ok(tpl) => {
+                warn!(partitions = tpl.count(), reason, "partitions paused until the write in flight lands");
+                self.metrics.paused.set(tpl.count() as f64);
+                self.metrics.paused_because(reason);
+                *paused = Some(tpl);
             }
+            Err(e) => error!(error = %e, "cannot pause the partitions"),
         }
+    }
+
+    fn resume(&self, consumer: &StreamConsumer<WorkerContext>, tpl: &TopicPartitionList) {
+        match consumer.resume(tpl) {
+            Ok(()) => info!(partitions = tpl.count(), "write landed: partitions resumed"),
+            Err(e) => error!(error = %e, "cannot resume the paused partitions"),
+        }
+        self.metrics.paused.set(0.0);
+    }
+
+    /// Decodes every partition of `work` (concurrently), writes the decoded batches with one
+    /// [`Sink::write_all`], and sends refused events to the DLQ; says which partitions are
+    /// entirely acknowledged. Owns its records, so the worker goes on polling meanwhile.
+    async fn flush(
+        &self,
+        work: Vec<(Tp, Vec<OwnedMessage>)>,
+        dlq: &DeadLetterQueue,
+        token: &CancellationToken,
+    ) -> Result<Flushed, WorkerError> {
         let decoded = join_all(work.iter().map(|(tp, msgs)| {
             let span = info_span!("partition", topic = %tp.0, partition = tp.1);
-            self.decode_partition(tp, msgs, dlq, shutdown).instrument(span)
+            self.decode_partition(tp, msgs, dlq, token).instrument(span)
         }))
         .await;
         let mut stats = Stats::default();
-        // Partitions whose records are all decoded (or dead-lettered), with their batch.
-        let mut ready: Vec<(usize, Batch)> = Vec::new();
+        let mut done = vec![false; work.len()];
+        // Partitions with events to write (index into `work`) and their batches; a partition
+        // whose records all went to the DLQ is acknowledged as it is.
+        let (mut indices, mut batches) = (Vec::new(), Vec::new());
         for (i, d) in decoded.into_iter().enumerate() {
             if let Some((batch, s)) = d {
                 stats += s;
-                ready.push((i, batch));
+                if batch.events.is_empty() {
+                    done[i] = true;
+                } else {
+                    indices.push(i);
+                    batches.push(batch);
+                }
             }
         }
-        let batches: Vec<Batch> = ready.iter().map(|(_, b)| b.clone()).collect();
         // `None` (cancelled mid-retry): nothing is acknowledged, so nothing is committed.
-        let written: Vec<Vec<crate::sink::Rejected>> =
-            self.write_batches(consumer, buffers, &batches, shutdown).await?.unwrap_or_default();
-        let mut done = vec![false; work.len()];
-        for ((i, batch), rejected) in ready.iter().zip(written) {
-            let msgs = &work[*i].1;
+        let Some(written) = self.write_batches(&batches, token).await? else {
+            return Ok(Flushed { work, done, stats });
+        };
+        for ((i, batch), rejected) in indices.into_iter().zip(&batches).zip(written) {
+            let msgs = &work[i].1;
             let by_offset: HashMap<i64, &OwnedMessage> = msgs.iter().map(|m| (m.offset(), m)).collect();
-            stats.batches += u64::from(!batch.events.is_empty());
+            stats.batches += 1;
             stats.projected += (batch.events.len() - rejected.len()) as u64;
             self.metrics.projected.increment((batch.events.len() - rejected.len()) as u64);
             self.metrics.record_visible(&batch.events);
             let mut all_sent = true;
             for r in rejected {
                 let Some(m) = by_offset.get(&r.offset) else {
-                    error!(offset = r.offset, "sink rejected an offset that is not in the batch; ignoring the rejection");
+                    error!(
+                        offset = r.offset,
+                        "sink rejected an offset that is not in the batch; ignoring the rejection"
+                    );
                     continue;
                 };
-                if !self.dead_letter(dlq, m, self.sink.kind(), r.reason, shutdown).await {
+                if !self.dead_letter(dlq, m, self.sink.kind(), r.reason, token).await {
                     all_sent = false;
                     break;
                 }
                 stats.dead_lettered += 1;
             }
-            done[*i] = all_sent;
+            done[i] = all_sent;
         }
-        for ((tp, msgs), done) in work.into_iter().zip(done) {
-            let t = trackers.entry(tp.clone()).or_default();
-            if done {
-                for m in &msgs {
-                    t.ack(m.offset())?;
-                }
-                if let (Some(point), Ok(mut sh)) = (t.commit_point(), shared.lock()) {
-                    sh.acked.insert(tp, point);
-                }
-            } else {
-                // Not acknowledged, so not committed: re-delivered after a restart or rebalance.
-                t.reset();
-            }
-        }
-        Ok(stats)
+        Ok(Flushed { work, done, stats })
     }
 
     /// Decodes one partition's records (bad ones to the DLQ) into a batch; `None` when cancelled
@@ -425,88 +518,44 @@ impl<S: Sink> Worker<S> {
         Some((batch, stats))
     }
 
-    /// Writes the batches, retrying transient failures with backoff; the refused events of each
-    /// batch, or `None` when cancelled before the sink succeeded.
-    ///
-    /// While the sink is failing, the assigned partitions are paused and the consumer keeps being
-    /// polled, so the worker stays in its group (no `max.poll.interval.ms` eviction) without
-    /// fetching more: memory stays flat however long the sink is down. Records that were already
-    /// fetched before the pause go to `buffers` for the next flush.
+    /// Writes the (non-empty) batches, retrying transient failures with backoff; the refused
+    /// events of each batch, or `None` when cancelled before the sink succeeded. While it fails,
+    /// `sink_failing` tells the polling loop to pause the partitions.
     async fn write_batches(
         &self,
-        consumer: &StreamConsumer<WorkerContext>,
-        buffers: &mut BTreeMap<Tp, Vec<OwnedMessage>>,
         batches: &[Batch],
-        shutdown: &CancellationToken,
+        token: &CancellationToken,
     ) -> Result<Option<Vec<Vec<crate::sink::Rejected>>>, WorkerError> {
-        let mut paused: Option<TopicPartitionList> = None;
-        let result = self.write_batches_paused(consumer, buffers, batches, shutdown, &mut paused).await;
-        if let Some(tpl) = paused {
-            match consumer.resume(&tpl) {
-                Ok(()) => info!(partitions = tpl.count(), "sink is back: partitions resumed"),
-                Err(e) => error!(error = %e, "cannot resume the paused partitions"),
-            }
-            self.metrics.paused.set(0.0);
+        if batches.is_empty() {
+            return Ok(Some(Vec::new()));
         }
-        result
-    }
-
-    async fn write_batches_paused(
-        &self,
-        consumer: &StreamConsumer<WorkerContext>,
-        buffers: &mut BTreeMap<Tp, Vec<OwnedMessage>>,
-        batches: &[Batch],
-        shutdown: &CancellationToken,
-        paused: &mut Option<TopicPartitionList>,
-    ) -> Result<Option<Vec<Vec<crate::sink::Rejected>>>, WorkerError> {
-        // Batches whose records were all dead-lettered have nothing to write.
-        let nonempty: Vec<Batch> = batches.iter().filter(|b| !b.events.is_empty()).cloned().collect();
         let mut attempt = 0;
-        let mut rejected = loop {
-            if nonempty.is_empty() {
-                break Vec::new();
-            }
+        loop {
             let started = Instant::now();
-            match self.sink.write_all(&nonempty).await {
+            match self.sink.write_all(batches).await {
                 Ok(rejected) => {
+                    self.sink_failing.store(false, Ordering::Relaxed);
                     self.metrics.write_seconds.record(started.elapsed().as_secs_f64());
-                    debug!(batches = nonempty.len(), took = ?started.elapsed(), "batches written");
-                    for b in &nonempty {
+                    debug!(batches = batches.len(), took = ?started.elapsed(), "batches written");
+                    for b in batches {
                         self.metrics.batch_size.record(b.events.len() as f64);
                     }
-                    break rejected;
+                    return Ok(Some(rejected));
                 }
                 Err(SinkError::Config(message)) => {
                     return Err(WorkerError::SinkConfig { sink: self.sink.kind(), message });
                 }
                 Err(SinkError::Transient(reason)) => {
+                    self.sink_failing.store(true, Ordering::Relaxed);
                     self.metrics.write_retries.increment(1);
-                    warn!(%reason, attempt, batches = nonempty.len(), "sink write failed; retrying");
-                    if paused.is_none() {
-                        match consumer.assignment().and_then(|tpl| consumer.pause(&tpl).map(|()| tpl)) {
-                            Ok(tpl) => {
-                                warn!(partitions = tpl.count(), "sink unavailable: partitions paused until it is back");
-                                self.metrics.paused.set(tpl.count() as f64);
-                                *paused = Some(tpl);
-                            }
-                            Err(e) => error!(error = %e, "cannot pause the partitions"),
-                        }
-                    }
-                    if !poll_while_waiting(consumer, buffers, backoff(attempt), shutdown).await {
+                    warn!(%reason, attempt, batches = batches.len(), "sink write failed; retrying");
+                    if !sleep_or_cancel(backoff(attempt), token).await {
                         return Ok(None);
                     }
                     attempt += 1;
                 }
             }
         }
-        .into_iter();
-        // Back to one entry per input batch (empty ones refused nothing).
-        Ok(Some(
-            batches
-                .iter()
-                .map(|b| if b.events.is_empty() { Vec::new() } else { rejected.next().unwrap_or_default() })
-                .collect(),
-        ))
     }
 
     /// Sends one record to the DLQ, retrying until Kafka takes it; false when cancelled first.
@@ -546,29 +595,153 @@ impl<S: Sink> Worker<S> {
     }
 }
 
-/// Waits `d` while polling the (paused) consumer so group membership holds; records fetched
-/// before the pause are kept in `buffers`. False when cancelled first.
-async fn poll_while_waiting(
-    consumer: &StreamConsumer<WorkerContext>,
-    buffers: &mut BTreeMap<Tp, Vec<OwnedMessage>>,
-    d: Duration,
-    shutdown: &CancellationToken,
-) -> bool {
-    let deadline = tokio::time::Instant::now() + d;
-    loop {
-        tokio::select! {
-            () = shutdown.cancelled() => return false,
-            () = tokio::time::sleep_until(deadline) => return true,
-            polled = consumer.recv() => match polled {
-                Ok(msg) => buffers.entry((msg.topic().to_owned(), msg.partition())).or_default().push(msg.detach()),
-                Err(e) => {
-                    warn!(error = %e, "kafka consumer error while paused");
-                    tokio::time::sleep_until(deadline).await;
-                    return true;
-                }
-            },
+/// What woke the polling loop.
+enum Step {
+    /// A record, or a consumer error report.
+    Polled(rdkafka::error::KafkaResult<OwnedMessage>),
+    /// No record within the probe: the local fetch queue is empty.
+    Idle,
+    /// The next batch stayed full for [`STALL_GRACE`] while a write was in flight.
+    Stalled,
+    /// The write in flight finished.
+    Landed(Result<Flushed, WorkerError>),
+}
+
+/// Bounds of the batch collected while a write is in flight.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    records: usize,
+    bytes: usize,
+}
+
+/// Records collected for the next write, per partition in offset order.
+#[derive(Debug, Default)]
+struct NextBatch {
+    buffers: BTreeMap<Tp, Vec<OwnedMessage>>,
+    records: usize,
+    bytes: usize,
+}
+
+/// What a record weighs in the worker's byte budget.
+fn weight(m: &OwnedMessage) -> usize {
+    m.payload().map_or(0, <[u8]>::len) + m.key().map_or(0, <[u8]>::len)
+}
+
+impl NextBatch {
+    fn push(&mut self, msg: OwnedMessage) {
+        self.records += 1;
+        self.bytes += weight(&msg);
+        self.buffers.entry((msg.topic().to_owned(), msg.partition())).or_default().push(msg);
+    }
+
+    fn is_full(&self, limits: Limits) -> bool {
+        self.records >= limits.records || self.bytes >= limits.bytes
+    }
+
+    fn take(&mut self) -> Vec<(Tp, Vec<OwnedMessage>)> {
+        self.records = 0;
+        self.bytes = 0;
+        std::mem::take(&mut self.buffers).into_iter().collect()
+    }
+
+    /// Forgets what was collected for partitions revoked since the last look, and their offset
+    /// trackers: the next owner reads those records again (sinks are idempotent).
+    fn forget_revoked(
+        &mut self,
+        shared: &Arc<Mutex<Shared>>,
+        trackers: &mut HashMap<Tp, OffsetTracker>,
+        flight: &mut Flight,
+    ) {
+        let revoked = match shared.lock() {
+            Ok(mut s) if !s.revoked.is_empty() => std::mem::take(&mut s.revoked),
+            _ => return,
+        };
+        for tp in revoked {
+            if let Some(msgs) = self.buffers.remove(&tp) {
+                self.records -= msgs.len();
+                self.bytes -= msgs.iter().map(weight).sum::<usize>();
+            }
+            trackers.remove(&tp);
+            flight.revoked(&tp);
+            info!(topic = %tp.0, partition = tp.1, "partition revoked");
         }
     }
+}
+
+/// The partitions of the write in flight, so its acknowledgements are not applied to a
+/// partition that was revoked (and maybe assigned again) meanwhile.
+#[derive(Debug, Default)]
+struct Flight {
+    partitions: HashSet<Tp>,
+    revoked: HashSet<Tp>,
+}
+
+impl Flight {
+    /// Registers the records of a write about to start as pending in their partitions' trackers.
+    fn launch(
+        &mut self,
+        work: &[(Tp, Vec<OwnedMessage>)],
+        trackers: &mut HashMap<Tp, OffsetTracker>,
+    ) -> Result<(), WorkerError> {
+        self.partitions.clear();
+        self.revoked.clear();
+        for (tp, msgs) in work {
+            let t = trackers.entry(tp.clone()).or_default();
+            for m in msgs {
+                t.received(m.offset())?;
+            }
+            self.partitions.insert(tp.clone());
+        }
+        Ok(())
+    }
+
+    fn revoked(&mut self, tp: &Tp) {
+        if self.partitions.contains(tp) {
+            self.revoked.insert(tp.clone());
+        }
+    }
+
+    /// Applies a finished write: acknowledges the records of fully written partitions and hands
+    /// their commit points to the rebalance callback.
+    fn land(
+        &mut self,
+        flushed: Flushed,
+        trackers: &mut HashMap<Tp, OffsetTracker>,
+        shared: &Arc<Mutex<Shared>>,
+    ) -> Result<Stats, WorkerError> {
+        for ((tp, msgs), done) in flushed.work.into_iter().zip(flushed.done) {
+            if self.revoked.contains(&tp) {
+                continue;
+            }
+            let Some(t) = trackers.get_mut(&tp) else { continue };
+            if done {
+                for m in &msgs {
+                    t.ack(m.offset())?;
+                }
+                if let (Some(point), Ok(mut sh)) = (t.commit_point(), shared.lock()) {
+                    sh.acked.insert(tp, point);
+                }
+            } else {
+                // Not acknowledged, so not committed: re-delivered after a restart or rebalance.
+                t.reset();
+            }
+        }
+        self.partitions.clear();
+        self.revoked.clear();
+        Ok(flushed.stats)
+    }
+}
+
+/// The write in flight: decode, sink write and DLQ of one batch, borrowing the worker.
+type InFlight<'a> = Pin<Box<dyn Future<Output = Result<Flushed, WorkerError>> + Send + 'a>>;
+
+/// A write that finished: its records, which partitions were entirely acknowledged, counters.
+#[derive(Debug)]
+struct Flushed {
+    work: Vec<(Tp, Vec<OwnedMessage>)>,
+    /// Per entry of `work`: every record written or dead-lettered.
+    done: Vec<bool>,
+    stats: Stats,
 }
 
 /// Sleeps unless cancelled first; false when cancelled.
@@ -577,25 +750,6 @@ async fn sleep_or_cancel(d: Duration, shutdown: &CancellationToken) -> bool {
         () = shutdown.cancelled() => false,
         () = tokio::time::sleep(d) => true,
     }
-}
-
-/// Forgets buffered records of revoked partitions; returns how many were dropped.
-fn drop_revoked(
-    shared: &Arc<Mutex<Shared>>,
-    buffers: &mut BTreeMap<Tp, Vec<OwnedMessage>>,
-    trackers: &mut HashMap<Tp, OffsetTracker>,
-) -> usize {
-    let revoked = match shared.lock() {
-        Ok(mut s) if !s.revoked.is_empty() => std::mem::take(&mut s.revoked),
-        _ => return 0,
-    };
-    let mut dropped = 0;
-    for tp in revoked {
-        dropped += buffers.remove(&tp).map_or(0, |v| v.len());
-        trackers.remove(&tp);
-        info!(topic = %tp.0, partition = tp.1, "partition revoked");
-    }
-    dropped
 }
 
 /// Commits every partition whose commit point moved.

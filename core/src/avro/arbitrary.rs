@@ -447,7 +447,6 @@ fn damage(json: Json, rng: &mut Rng) -> Json {
     Json::Object(object)
 }
 
-
 /// `n` units of 10^-`digits` s since the epoch as RFC 3339, in UTC or another offset (`None`
 /// outside years 0 to 9999).
 fn rfc3339(n: i64, digits: u32, rng: &mut Rng) -> Option<String> {

@@ -178,7 +178,6 @@ impl LineIndex {
     }
 }
 
-
 /// The closest candidate within edit distance 2 (ignoring case), for "did you mean …" hints. A
 /// candidate must also keep more than half of its characters, so `ab` never suggests `xy`.
 pub(crate) fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {

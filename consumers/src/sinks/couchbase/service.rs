@@ -93,20 +93,16 @@ impl Couchbase {
     /// Whether `scope.collection` exists in `bucket`, from the bucket's collection manifest.
     pub async fn collection_exists(bucket: &Bucket, scope: &str, collection: &str) -> Result<bool, Error> {
         let scopes = deadline("list scopes", MANAGEMENT_TIMEOUT, bucket.collections().get_all_scopes(None)).await?;
-        Ok(scopes
-            .iter()
-            .filter(|s| s.name() == scope)
-            .any(|s| s.collections().iter().any(|c| c.name() == collection)))
+        Ok(scopes.iter().filter(|s| s.name() == scope).any(|s| s.collections().iter().any(|c| c.name() == collection)))
     }
 
     /// A collection of the bucket (`_default` scope and collection when both are `None`).
     pub fn collection(&self, scope: Option<&str>, collection: Option<&str>) -> Collection {
         match (scope, collection) {
             (None, None) => self.bucket.default_collection(),
-            (scope, collection) => self
-                .bucket
-                .scope(scope.unwrap_or("_default"))
-                .collection(collection.unwrap_or("_default")),
+            (scope, collection) => {
+                self.bucket.scope(scope.unwrap_or("_default")).collection(collection.unwrap_or("_default"))
+            }
         }
     }
 }
