@@ -29,7 +29,7 @@ use sluice_core::lag::{
     BackpressureState, IntakeDecision, IntakePolicy, LagSnapshot, Observation, PartitionOffsets, TokenBucket, decide,
 };
 use sluice_core::topology::Topology;
-use sluice_producers::gateway::{Decision, IntakeGate};
+use sluice_producers::{Decision, IntakeGate};
 use tokio::sync::watch;
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;

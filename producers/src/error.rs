@@ -106,9 +106,18 @@ pub enum PublishError {
     /// The producer could not be created (a wrong librdkafka setting).
     #[error("cannot create the Kafka producer: {0}")]
     Config(String),
-    // A future `Backpressure { retry_after: Duration }`: the intake refuses non-critical events
-    // while a projection is past its hard lag threshold (topology `[projections.*.backpressure]`);
-    // retriable after `retry_after`.
+    /// The intake gate refused the event: a projection its type feeds is past its hard lag
+    /// threshold (topology `[projections.*.backpressure]`). Nothing was written; publish it again
+    /// after `retry_after`.
+    #[error(
+        "backpressure: events of type {event_type:?} are refused for now (a projection they feed is too far behind); retry in {retry_after:?}"
+    )]
+    Backpressure {
+        /// The refused type.
+        event_type: String,
+        /// When to try again.
+        retry_after: Duration,
+    },
 }
 
 fn known_list(known: &[String]) -> String {
@@ -116,13 +125,25 @@ fn known_list(known: &[String]) -> String {
 }
 
 impl PublishError {
+    /// How long to wait before publishing again, when the refusal says so (backpressure).
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::Backpressure { retry_after, .. } => Some(*retry_after),
+            _ => None,
+        }
+    }
+
     /// True when publishing the same event again later may succeed: the cluster or the registry
     /// was unavailable, or the delivery is unknown. False when the event, the topology or the
     /// configuration must change first.
     pub fn is_retriable(&self) -> bool {
         match self {
             Self::Registry(e) => e.is_retriable(),
-            Self::BrokerUnavailable(_) | Self::QueueFull(_) | Self::Timeout(_) | Self::Canceled => true,
+            Self::BrokerUnavailable(_)
+            | Self::QueueFull(_)
+            | Self::Timeout(_)
+            | Self::Canceled
+            | Self::Backpressure { .. } => true,
             Self::Kafka { retriable, .. } => *retriable,
             Self::UnknownEventType { .. }
             | Self::EventTypeMismatch { .. }

@@ -9,8 +9,8 @@
 //! - `record` (private): JSON event → key and framed Avro value, pure.
 //! - [`publisher`]: the idempotent Kafka producer and the cached schema ids.
 //! - [`registry`]: the schema registry's Confluent API.
-//! - [`sample`]: realistic sample events of the default domain (`sluice sample`), with the model
-//!   of what the projections must show for them.
+//! - [`intake`]: the backpressure hook ([`IntakeGate`]) both the publisher and the gateway ask
+//!   before publishing.
 //! - [`admin`]: `sluice topics apply` and `sluice schemas register|check`, as library calls.
 //! - [`gateway`]: the HTTP ingest gateway (`sluice gateway`): JSON events over HTTP, with bearer
 //!   tokens, validated and published by a [`Publisher`], answered after Kafka's acknowledgement.
@@ -55,6 +55,8 @@
 //!     .correlation_id("checkout-flow-9");
 //! match publisher.publish(draft).await {
 //!     Ok(delivery) => println!("{} at {}/{}@{}", delivery.event_id, delivery.topic, delivery.partition, delivery.offset),
+//!     // With a lag gate (`Publisher::with_gate`): a projection fed by this type is far behind.
+//!     Err(PublishError::Backpressure { retry_after, .. }) => { /* try again after retry_after */ }
 //!     Err(e) if e.is_retriable() => { /* Kafka or the registry is away: try again later */ }
 //!     Err(PublishError::Invalid(e)) => eprintln!("bug in the event: {e}"), // `$.amount_cents: …`
 //!     Err(e) => return Err(e.into()),
@@ -63,6 +65,11 @@
 //! # }
 //! ```
 //!
+//! Backpressure: give the publisher the lag gate the gateway uses
+//! (`publisher.with_gate(Arc::new(sluice_consumers::lag::LagGate::new(..)))`) and it slows down
+//! events of types whose projections passed a soft lag threshold and refuses them with
+//! [`PublishError::Backpressure`] past a hard one (critical types excepted).
+//!
 //! JSON events (from a file, an HTTP body) go through [`Publisher::publish_json`], or
 //! [`Publisher::enqueue_json`] to keep many in flight.
 
@@ -70,6 +77,7 @@ pub mod admin;
 pub mod draft;
 mod error;
 pub mod gateway;
+pub mod intake;
 pub mod publisher;
 mod record;
 pub mod registry;
@@ -77,6 +85,7 @@ pub mod sample;
 
 pub use draft::{EventDraft, fill_envelope_defaults};
 pub use error::{PublishError, RegistryError};
+pub use intake::{AlwaysAllow, Decision, IntakeGate};
 pub use publisher::{Delivery, PendingDelivery, Publisher, PublisherOptions};
 pub use registry::{Registry, SubjectVersion};
 pub use uuid::Uuid;

@@ -28,6 +28,7 @@ use sluice_core::Connections;
 use sluice_core::topology::{DEFAULT_KEY, EventInfo, Topology};
 use tokio::sync::OnceCell;
 
+use crate::intake::{AlwaysAllow, Decision, IntakeGate};
 use crate::registry::Registry;
 use crate::{EventDraft, PublishError, RegistryError, record};
 
@@ -99,6 +100,9 @@ pub struct Publisher {
     /// Schema id per event type, resolved on first use. A failed resolution is not cached.
     ids: HashMap<String, OnceCell<u32>>,
     opts: PublisherOptions,
+    /// Asked before each event: backpressure from lagging projections ([`AlwaysAllow`] unless
+    /// [`Publisher::with_gate`]).
+    gate: Arc<dyn IntakeGate>,
 }
 
 impl fmt::Debug for Publisher {
@@ -110,6 +114,7 @@ impl fmt::Debug for Publisher {
             .field("registry", &self.registry.url())
             .field("schema_ids", &resolved)
             .field("opts", &self.opts)
+            .field("gate", &self.gate)
             .finish_non_exhaustive()
     }
 }
@@ -140,7 +145,15 @@ impl Publisher {
         let producer: FutureProducer = config.create().map_err(|e| PublishError::Config(e.to_string()))?;
         let registry = Registry::new(&connections.schema_registry_url, opts.registry_timeout)?;
         let ids = topology.events().map(|e| (e.event_type.clone(), OnceCell::new())).collect();
-        Ok(Self { topology, producer, registry, ids, opts })
+        Ok(Self { topology, producer, registry, ids, opts, gate: Arc::new(AlwaysAllow) })
+    }
+
+    /// Asks `gate` before each event: [`Decision::Delay`] holds the event that long (intake slows
+    /// down), [`Decision::Refuse`] returns [`PublishError::Backpressure`] and publishes nothing.
+    /// Give it `sluice_consumers::lag::LagGate` to follow the projections' lag thresholds.
+    pub fn with_gate(mut self, gate: Arc<dyn IntakeGate>) -> Self {
+        self.gate = gate;
+        self
     }
 
     /// The topology events are published by.
@@ -174,6 +187,13 @@ impl Publisher {
     /// delivery timeout) only when the producer's queue is full.
     pub async fn enqueue_json(&self, event_type: &str, json: &Json) -> Result<PendingDelivery, PublishError> {
         let info = self.event_info(event_type)?;
+        match self.gate.check(event_type) {
+            Decision::Allow => {}
+            Decision::Delay(d) => tokio::time::sleep(d).await,
+            Decision::Refuse { retry_after } => {
+                return Err(PublishError::Backpressure { event_type: event_type.to_owned(), retry_after });
+            }
+        }
         let topic = self.topology.topic(&info.topic);
         let key_field = topic.map_or(DEFAULT_KEY, |t| t.key.as_str());
         let schema_id = self.resolve(info).await?;

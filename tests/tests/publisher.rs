@@ -18,8 +18,10 @@ use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use schema_registry_converter::async_impl::schema_registry::{SrSettings, get_schema_by_id};
 use serde::Serialize;
 use serde_json::{Value, json};
+use sluice_consumers::lag::{DEFAULT_INTERVAL, LagGate, LagMonitor};
 use sluice_core::avro::{avro_to_json, decode};
 use sluice_core::framing::unframe;
+use sluice_core::lag::IntakePolicy;
 use sluice_core::topology::Topology;
 use sluice_producers::admin::topics::TopicAdmin;
 use sluice_producers::{Delivery, EventDraft, PublishError, Publisher, PublisherOptions, Registry, Uuid};
@@ -31,6 +33,11 @@ const REGISTERED: &str = "user.registered";
 /// A topology of two fresh topics (purchases keyed by `aggregate_id`, users too), created on
 /// the cluster.
 async fn setup(prefix: &str) -> (Arc<Topology>, String, String) {
+    setup_with(prefix, |_| String::new()).await
+}
+
+/// [`setup`], with `extra(users_topic)` appended to the topology text.
+async fn setup_with(prefix: &str, extra: impl FnOnce(&str) -> String) -> (Arc<Topology>, String, String) {
     let purchases = unique(&format!("{prefix}_purchases"));
     let users = unique(&format!("{prefix}_users"));
     let text = format!(
@@ -52,7 +59,8 @@ schema = "schemas/engagement/purchase_completed.avsc"
 [events."{REGISTERED}"]
 topic = "{users}"
 schema = "schemas/users/registered.avsc"
-"#
+{}"#,
+        extra(&users)
     );
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let topology = Topology::from_parts(&text, &repo.join("topology.toml"), |p| std::fs::read_to_string(p))
@@ -301,4 +309,66 @@ async fn a_topic_that_was_never_applied_is_a_typed_error() {
     let err = within("publish", 60, publisher.publish(purchase_draft("user-1", 1))).await.expect_err("no topic");
     assert!(matches!(&err, PublishError::UnknownTopic(t) if *t == name), "{err:?}");
     assert!(!err.is_retriable());
+}
+
+/// With the lag gate the gateway uses, the library refuses — typed, with the delay to wait — the
+/// events of a type whose projection is past its hard lag threshold, writes nothing for them, and
+/// lets other types through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_the_hard_lag_threshold_the_library_returns_backpressure() {
+    let projection = unique("bp_users");
+    // A projection nobody runs: every event of `users` adds to its lag.
+    let (topology, purchases, users) = setup_with("bp", |users| {
+        format!(
+            r#"
+[projections.{projection}]
+sources = ["{users}"]
+sink = "couchbase"
+
+[projections.{projection}.couchbase]
+document_id = "user::{{aggregate_id}}"
+
+[projections.{projection}.backpressure]
+soft_lag = 4
+hard_lag = 5
+"#
+        )
+    })
+    .await;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let snapshots =
+        LagMonitor::spawn(Arc::clone(&topology), &connections().kafka_brokers, DEFAULT_INTERVAL, stop.clone())
+            .expect("lag monitor");
+    let gate = Arc::new(LagGate::new(snapshots, Arc::clone(&topology), IntakePolicy::default()));
+    let publisher = publisher(&topology).with_gate(gate.clone());
+
+    let registration = |n: i64| {
+        EventDraft::new(REGISTERED, format!("u-{n}"), 1)
+            .payload(&json!({"email": format!("u{n}@example.com"), "display_name": "U", "country": "NL",
+                             "referrer": null}))
+    };
+    for n in 0..6 {
+        publisher.publish(registration(n)).await.expect("below the threshold: published");
+    }
+    // The monitor sees the lag within about a second.
+    within("lag past the hard threshold", 30, async {
+        while gate.snapshot().projections.get(&projection).is_none_or(|p| p.lag_messages < 5) {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await;
+    let before = high_watermarks(&users);
+    match publisher.publish(registration(99)).await {
+        Err(PublishError::Backpressure { event_type, retry_after }) => {
+            assert_eq!(event_type, REGISTERED);
+            assert!(retry_after >= Duration::from_secs(1), "{retry_after:?}");
+        }
+        other => panic!("expected backpressure, got {other:?}"),
+    }
+    assert_eq!(high_watermarks(&users), before, "nothing written for a refused event");
+    let e = publisher.publish(registration(100)).await.expect_err("still refused");
+    assert!(e.is_retriable() && e.retry_after().is_some(), "{e}");
+    publisher.publish(purchase_draft("u-1", 1)).await.expect("purchases feed no lagging projection");
+    assert!(high_watermarks(&purchases) >= 1);
+    stop.cancel();
 }

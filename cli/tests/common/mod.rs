@@ -8,11 +8,13 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use couchbase::error::ErrorKind;
+use rdkafka::ClientConfig;
+use rdkafka::consumer::Consumer;
 use serde_json::Value;
 use sluice_consumers::sinks::couchbase::service::deadline;
 use sluice_consumers::sinks::couchbase::{Couchbase, Error as CbError};
 use sluice_tests::domain::Model;
-use sluice_tests::unique;
+use sluice_tests::{connections, unique};
 
 /// The binary under test, on `topology`.
 pub fn sluice(topology: &Path) -> Command {
@@ -137,4 +139,126 @@ pub fn uuid_hex8() -> String {
 /// Now, in milliseconds since the epoch.
 pub fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+/// The user documents the model expects (`None`: erased).
+pub fn expected_user_docs(model: &Model) -> Vec<(String, Option<Value>)> {
+    model
+        .users
+        .iter()
+        .map(|(u, d)| (u.clone(), Some(Value::Object(d.clone()))))
+        .chain(model.erased.iter().map(|u| (u.clone(), None)))
+        .collect()
+}
+
+/// Polls until the user documents equal the model, or fails with the first difference.
+pub async fn await_user_docs(cb: &Couchbase, model: &Model, secs: u64) {
+    let expected = expected_user_docs(model);
+    let start = Instant::now();
+    loop {
+        let got = user_docs(cb, model).await;
+        if got == expected {
+            return;
+        }
+        if start.elapsed() > Duration::from_secs(secs) {
+            let diff = got.iter().zip(&expected).find(|(g, e)| g != e);
+            panic!("user documents did not converge within {secs}s; first difference (got, expected): {diff:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Waits until the group's committed offsets reach the high watermarks of `topics`: every record
+/// published so far was projected and acknowledged.
+pub async fn await_caught_up(group: &str, topics: &[String], secs: u64) {
+    let brokers = connections().kafka_brokers;
+    let (group, topics) = (group.to_owned(), topics.to_vec());
+    let check = move || -> Result<(i64, i64), String> {
+        let c: rdkafka::consumer::BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &brokers)
+            .set("group.id", &group)
+            .create()
+            .map_err(|e| e.to_string())?;
+        let md = c.fetch_metadata(None, Duration::from_secs(10)).map_err(|e| e.to_string())?;
+        let mut tpl = rdkafka::TopicPartitionList::new();
+        let (mut high_sum, mut committed_sum) = (0, 0);
+        for t in md.topics().iter().filter(|t| topics.iter().any(|n| n == t.name())) {
+            for p in t.partitions() {
+                tpl.add_partition(t.name(), p.id());
+                high_sum += c.fetch_watermarks(t.name(), p.id(), Duration::from_secs(10)).map_err(|e| e.to_string())?.1;
+            }
+        }
+        for e in c.committed_offsets(tpl, Duration::from_secs(10)).map_err(|e| e.to_string())?.elements() {
+            if let rdkafka::Offset::Offset(o) = e.offset() {
+                committed_sum += o;
+            }
+        }
+        Ok((committed_sum, high_sum))
+    };
+    let start = Instant::now();
+    loop {
+        let c = check.clone();
+        let (committed, high) = tokio::task::spawn_blocking(c).await.expect("join").expect("offsets");
+        if committed == high {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(secs),
+            "not caught up within {secs}s: committed {committed} of {high}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// A private ClickHouse 18.16 started by the rig's own script (own data dir and ports), so this
+/// test can take it down without touching the shared one.
+pub struct PrivateClickHouse {
+    dev_dir: PathBuf,
+    port: u16,
+}
+
+impl PrivateClickHouse {
+    pub fn free_port() -> u16 {
+        std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+    }
+
+    pub fn dev(&self, args: &[&str]) {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let status = Command::new(root.join("dev").join(args[0]))
+            .args(&args[1..])
+            .env("SLUICE_DEV_DIR", &self.dev_dir)
+            .env("SLUICE_DEV_CLICKHOUSE_COMPAT_PORT", self.port.to_string())
+            .env("SLUICE_DEV_CLICKHOUSE_COMPAT_TCP_PORT", Self::free_port().to_string())
+            .status()
+            .expect("run dev script");
+        assert!(status.success(), "dev/{args:?} failed");
+    }
+
+    pub fn start(dir: &Path) -> Self {
+        let this = Self { dev_dir: dir.join("dev"), port: Self::free_port() };
+        this.dev(&["up", "clickhouse_compat"]);
+        this
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for PrivateClickHouse {
+    fn drop(&mut self) {
+        let _ = Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("../dev/down"))
+            .env("SLUICE_DEV_DIR", &self.dev_dir)
+            .status();
+    }
+}
+
+pub fn metric(addr: &str, name: &str) -> f64 {
+    let body = Command::new("curl").args(["-s", &format!("http://{addr}/metrics")]).output().expect("curl").stdout;
+    String::from_utf8_lossy(&body)
+        .lines()
+        .find(|l| l.starts_with(name))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(f64::NAN)
 }

@@ -192,6 +192,7 @@ impl ApiError {
             PublishError::UnknownTopic(_) => unavailable("topic_missing"),
             PublishError::BrokerUnavailable(_) => unavailable("kafka_unavailable"),
             PublishError::QueueFull(_) => unavailable("kafka_overloaded"),
+            PublishError::Backpressure { event_type, retry_after } => Self::backpressure(event_type, *retry_after),
             PublishError::Timeout(_) | PublishError::Canceled => Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "publish_timeout",

@@ -36,7 +36,7 @@ use super::GatewayState;
 use super::auth::{AuthFailure, Principal};
 use super::body;
 use super::error::{ApiError, ErrorBody};
-use super::gate::Decision;
+use crate::intake::Decision;
 use crate::{Delivery, PendingDelivery, PublishError, fill_envelope_defaults};
 
 /// Queued batch events between two yields to the scheduler: validating and encoding is pure CPU,

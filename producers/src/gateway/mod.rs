@@ -2,13 +2,13 @@
 //! validated against their Avro schema and published to Kafka by a [`Publisher`].
 //!
 //! Events arrive as HTTP requests, authenticated by bearer tokens scoped to event types
-//! ([`auth`]); the handlers check them, ask the backpressure hook ([`gate`]), and hand each event
+//! ([`auth`]); the handlers check them, ask the backpressure hook ([`crate::intake`]), and hand each event
 //! to the publisher; the answer goes back only once Kafka acknowledged the event (or said why
 //! not). The caller owns the lifecycle ([`serve`] takes a listener and a shutdown future, like
 //! mini-redis), so tests run a real gateway in-process on `127.0.0.1:0`.
 //!
 //! - [`auth`]: bearer tokens, their scopes, the 401/403 decisions. Pure.
-//! - [`gate`]: the [`IntakeGate`] hook consulted before publishing ([`AlwaysAllow`] by default).
+//! - [`crate::intake`]: the [`IntakeGate`] hook consulted before publishing ([`AlwaysAllow`] by default).
 //! - `body` (private): content type, size limit, JSON parsing.
 //! - `handlers` (private): the routes.
 //! - `error` (private): every refusal's status and JSON body.
@@ -77,7 +77,6 @@
 pub mod auth;
 mod body;
 mod error;
-pub mod gate;
 mod handlers;
 mod health;
 pub mod metrics;
@@ -100,8 +99,8 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::{DefaultOnFailure, TraceLayer};
 
+pub use crate::intake::{AlwaysAllow, Decision, IntakeGate};
 pub use auth::{Principal, Tokens, TokensError};
-pub use gate::{AlwaysAllow, Decision, IntakeGate};
 
 use crate::{Publisher, RegistryError};
 

@@ -1,14 +1,16 @@
 //! The backpressure hook: may this event type come in now?
 //!
-//! The handlers ask the [`IntakeGate`] after authentication and before anything is published:
-//! a single-event request once (before its body is even read, so a refusal costs nothing), a
-//! batch once per event type it carries ([`IntakeGate::check_batch`], with the number of events).
-//! [`Decision::Delay`] holds the request that long, then publishes (the soft threshold: intake
-//! slows down); [`Decision::Refuse`] answers 429 with `Retry-After` and publishes nothing (the
-//! hard threshold). The gateway's default, [`AlwaysAllow`], never holds anything back; the
-//! lag-based gate (projection lag against the topology's `[projections.*.backpressure]`
-//! thresholds, critical event types never refused) plugs in here with
-//! [`GatewayState::with_gate`](super::GatewayState::with_gate).
+//! Both ways in ask the [`IntakeGate`] before anything is published. The HTTP gateway asks after
+//! authentication: a single-event request once (before its body is even read, so a refusal costs
+//! nothing), a batch once per event type it carries ([`IntakeGate::check_batch`], with the
+//! number of events). The [`Publisher`](crate::Publisher) library asks once per event when a gate
+//! was given to it ([`Publisher::with_gate`](crate::Publisher::with_gate)).
+//! [`Decision::Delay`] holds the event that long, then publishes (the soft threshold: intake
+//! slows down); [`Decision::Refuse`] publishes nothing: the gateway answers 429 with
+//! `Retry-After`, the library returns [`PublishError::Backpressure`](crate::PublishError) (the
+//! hard threshold). The default, [`AlwaysAllow`], never holds anything back; the lag-based gate
+//! (`sluice_consumers::lag::LagGate`: projection lag against the topology's
+//! `[projections.*.backpressure]` thresholds, critical event types never refused) plugs in here.
 
 use std::fmt;
 use std::time::Duration;
