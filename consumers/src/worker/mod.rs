@@ -57,9 +57,10 @@ const MIN_LINGER: Duration = Duration::from_millis(10);
 const IDLE_PROBE: Duration = Duration::from_millis(5);
 
 /// How long the next batch may stay full while a write is in flight before the partitions are
-/// paused. Short stalls (a write a little slower than the intake) just stop the polling; a longer
-/// one pauses fetching and polls on, so the consumer stays in its group.
-const STALL_GRACE: Duration = Duration::from_millis(500);
+/// paused. A slow write just stops the polling (far below `max.poll.interval.ms`, so membership
+/// holds); pausing purges librdkafka's fetch queue, which is refetched on resume, so it is kept
+/// for writes that take really long. A failing sink pauses at once.
+const STALL_GRACE: Duration = Duration::from_secs(5);
 
 /// Default byte budget of the batch collected while a write is in flight.
 pub const DEFAULT_MAX_BUFFERED_BYTES: usize = 64 << 20;
