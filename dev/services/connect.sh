@@ -96,8 +96,7 @@ listeners=http://127.0.0.1:$port
 rest.advertised.host.name=127.0.0.1
 rest.advertised.port=$port
 plugin.path=$CONNECT_PLUGINS
-# Apicurio's 2.x converter jar has no ServiceLoader manifest, so plugins are found by scanning
-# (Debezium's CloudEventsConverter then logs an ERROR: built for Kafka 4.3, unused here).
+# Apicurio's 2.x converter jar has no ServiceLoader manifest, so plugins are found by scanning.
 plugin.discovery=only_scan
 # Source offsets (the LSN Debezium confirmed) reach Kafka within a second of a record being sent.
 offset.flush.interval.ms=1000
