@@ -135,7 +135,10 @@ impl CdcRun {
                 if let Some(failed) = tasks.iter().find(|t| t["state"] == "FAILED") {
                     panic!("connector {} failed: {}", self.id, failed["trace"].as_str().unwrap_or("?"));
                 }
-                if status["connector"]["state"] == "RUNNING" && !tasks.is_empty() && tasks.iter().all(|t| t["state"] == "RUNNING") {
+                if status["connector"]["state"] == "RUNNING"
+                    && !tasks.is_empty()
+                    && tasks.iter().all(|t| t["state"] == "RUNNING")
+                {
                     return;
                 }
             }

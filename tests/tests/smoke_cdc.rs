@@ -77,7 +77,10 @@ async fn raw_changes_as_json() {
         // numeric as a string (decimal.handling.mode=string), timestamptz as UTC ISO-8601, jsonb as text.
         assert_eq!(c["after"]["balance"], "12.50");
         assert_eq!(c["after"]["created_at"], "2026-01-02T02:04:05.123456Z");
-        assert_eq!(serde_json::from_str::<Json>(c["after"]["preferences"].as_str().expect("jsonb text")).ok(), Some(json!({"theme": "dark"})));
+        assert_eq!(
+            serde_json::from_str::<Json>(c["after"]["preferences"].as_str().expect("jsonb text")).ok(),
+            Some(json!({"theme": "dark"}))
+        );
         // REPLICA IDENTITY FULL: the update's and the delete's `before` is the whole old row.
         assert_eq!((u["before"]["balance"].as_str(), u["after"]["balance"].as_str()), (Some("12.50"), Some("13.75")));
         assert_eq!(d["before"]["email"], "ada@example.com");
@@ -87,7 +90,10 @@ async fn raw_changes_as_json() {
         let lsns: Vec<u64> = [c, u, d].iter().map(|e| e["source"]["lsn"].as_u64().expect("source.lsn")).collect();
         assert!(lsns.windows(2).all(|w| w[0] < w[1]), "LSNs increase: {lsns:?}");
         for e in [c, u, d] {
-            assert_eq!((e["source"]["schema"].as_str(), e["source"]["table"].as_str()), (Some(run.id.as_str()), Some("users")));
+            assert_eq!(
+                (e["source"]["schema"].as_str(), e["source"]["table"].as_str()),
+                (Some(run.id.as_str()), Some("users"))
+            );
             assert_eq!(e["source"]["txId"], c["source"]["txId"], "one transaction");
             assert!(e["source"]["ts_ms"].is_u64(), "source.ts_ms: {e}");
         }
@@ -156,24 +162,38 @@ async fn outbox_events_keyed_by_aggregate_with_the_type_in_a_header() {
              COMMIT;"
         );
         within("write the transaction", 30, run.pg.batch_execute(&sql)).await.expect("transaction");
+        // A second event after it: the record that follows the first on the topic, so the outbox
+        // row's delete published nothing.
+        let renamed = "INSERT INTO outbox (aggregatetype, aggregateid, type, payload)
+                       VALUES ('user', 'user-42', 'UserRenamed', '{\"display_name\": \"G\"}')";
+        within("write the second event", 30, run.pg.batch_execute(renamed)).await.expect("insert");
 
-        // Routed by aggregatetype; the outbox row's delete is not an event.
-        let records = read_records(&brokers, &format!("{}.outbox.user", run.id), 1, 60).await;
+        // Routed by aggregatetype.
+        let records = read_records(&brokers, &format!("{}.outbox.user", run.id), 2, 60).await;
         let r = &records[0];
         assert_eq!(r.key(), Some(&b"user-42"[..]), "the key is the aggregate id");
-        let header = |name: &str| {
-            let headers = r.headers().expect("headers");
-            headers
-                .iter()
-                .find(|h| h.key == name)
-                .and_then(|h| h.value)
-                .map(|v| String::from_utf8_lossy(v).into_owned())
-                .unwrap_or_else(|| panic!("no header {name}"))
-        };
-        assert_eq!(header("eventType"), "UserRegistered");
-        assert_eq!(header("aggregateType"), "user");
-        assert_eq!(header("id"), event_id.to_string(), "the event id");
-        assert_eq!(json_value(r), Some(json!({"email": "grace@example.com", "plan": {"tier": 2}})), "the payload, expanded");
+        assert_eq!(header(r, "eventType"), "UserRegistered");
+        assert_eq!(header(r, "aggregateType"), "user");
+        assert_eq!(header(r, "id"), event_id.to_string(), "the event id");
+        assert_eq!(
+            json_value(r),
+            Some(json!({"email": "grace@example.com", "plan": {"tier": 2}})),
+            "the payload, expanded"
+        );
+        let next = &records[1];
+        assert_eq!((next.key(), header(next, "eventType").as_str()), (Some(&b"user-42"[..]), "UserRenamed"));
+        assert_eq!(json_value(next), Some(json!({"display_name": "G"})), "the next record is the next event");
     })
     .await;
+}
+
+/// The value of header `name` as text; panics when the record has none.
+fn header(record: &OwnedMessage, name: &str) -> String {
+    let headers = record.headers().expect("headers");
+    headers
+        .iter()
+        .find(|h| h.key == name)
+        .and_then(|h| h.value)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .unwrap_or_else(|| panic!("no header {name}"))
 }
