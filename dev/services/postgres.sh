@@ -6,52 +6,73 @@
 #   SLUICE_DEV_POSTGRES_PORT (15432)
 # Hand-poking: `. .dev/env && psql "$SLUICE_POSTGRES_URL"`.
 #
-# As root the server runs as the `postgres` OS user (it refuses to run as root), so $DEV_DIR must
-# be reachable by that user; otherwise it runs as the current user.
+# As root the server runs as the `postgres` OS user (it refuses to run as root), otherwise as the
+# current user.
 
 PG_HOME="$DEV_DIR/postgres"
-PG_DATA="$PG_HOME/data"
-PG_SOCKETS="$PG_HOME/run"   # the Unix socket, used only for the superuser's bootstrap SQL
 PG_USER=sluice
 PG_PASSWORD=sluice
 PG_DATABASE=legacy
 
 postgres_port() { port_of SLUICE_DEV_POSTGRES_PORT 15432; }
 
+# Runs a command as the postgres OS user (setpriv execs: a pid recorded for it is the command's).
+PG_SETPRIV=(setpriv --reuid=postgres --regid=postgres --init-groups)
+
+# Where the server's files are: data/ (the cluster) and run/ (its Unix socket, used only for the
+# superuser's bootstrap SQL). $PG_HOME, unless the postgres OS user cannot reach $DEV_DIR (a clone
+# under a private home directory): then a directory under /var/lib/postgresql, which
+# $PG_HOME/data links to, so `dev/down --purge` still drops the cluster.
+pg_dir() {
+  if [[ $(id -u) -eq 0 ]] && id postgres >/dev/null 2>&1 &&
+    ! "${PG_SETPRIV[@]}" test -x "$DEV_DIR"; then
+    echo "/var/lib/postgresql/sluice-dev-$(printf %s "$DEV_DIR" | sha256sum | cut -c1-12)"
+  else
+    echo "$PG_HOME"
+  fi
+}
+
 # The server binaries: those of the major version the data dir was made with, else the newest.
 postgres_bin() {
   local v dirs
-  v="$(cat "$PG_DATA/PG_VERSION" 2>/dev/null || true)"
+  v="$(cat "$(pg_dir)/data/PG_VERSION" 2>/dev/null || true)"
   if [[ -n $v && -x /usr/lib/postgresql/$v/bin/postgres ]]; then echo "/usr/lib/postgresql/$v/bin"; return 0; fi
   dirs="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)"
   [[ -n $dirs ]] || return 1
   echo "$dirs"
 }
 
-# The prefix that runs a command as the server's OS user. setpriv and env exec, so the pid that
-# start_bg records is the server's own.
-PG_AS=()
-[[ $(id -u) -eq 0 ]] && PG_AS=(setpriv --reuid=postgres --regid=postgres --init-groups env HOME="$PG_HOME")
-pg_as() { "${PG_AS[@]}" "$@"; }
+# pg_as CMD... : run CMD as the server's OS user.
+pg_as() {
+  if [[ $(id -u) -eq 0 ]]; then
+    "${PG_SETPRIV[@]}" env HOME="$(pg_dir)" "$@"
+  else
+    "$@"
+  fi
+}
 
 # psql as the superuser over the Unix socket (trust, the socket dir is private to the server user).
 pg_superuser_psql() {
-  pg_as "$(postgres_bin)/psql" -h "$PG_SOCKETS" -p "$(postgres_port)" -U postgres -v ON_ERROR_STOP=1 -qAt "$@"
+  pg_as "$(postgres_bin)/psql" -h "$(pg_dir)/run" -p "$(postgres_port)" -U postgres -v ON_ERROR_STOP=1 -qAt "$@"
 }
 
 postgres_install() {
   postgres_bin >/dev/null 2>&1 || apt_install postgresql
   postgres_bin >/dev/null || die "postgres: no /usr/lib/postgresql/*/bin after installing postgresql"
-  mkdir -p "$PG_HOME"
-  if [[ $(id -u) -eq 0 ]]; then
-    chown postgres: "$PG_HOME"
-    pg_as test -w "$PG_HOME" ||
-      die "postgres: the postgres OS user cannot write $PG_HOME (is a parent directory private?); set SLUICE_DEV_DIR to a directory it can reach"
+  local dir; dir="$(pg_dir)"
+  mkdir -p "$PG_HOME" "$dir/run"
+  if [[ $dir != "$PG_HOME" ]]; then
+    [[ -L "$PG_HOME/data" ]] || rm -rf "$dir/data"   # the link is gone: purged, start afresh
+    ln -sfn "$dir/data" "$PG_HOME/data"
   fi
-  [[ -f "$PG_DATA/PG_VERSION" ]] && return 0
-  log "postgres: initdb $PG_DATA"
-  rm -rf "$PG_DATA"
-  pg_as "$(postgres_bin)/initdb" -D "$PG_DATA" -U postgres --auth-local=trust --auth-host=scram-sha-256 \
+  if [[ $(id -u) -eq 0 ]]; then
+    chown postgres: "$dir" "$dir/run"
+    pg_as test -w "$dir" || die "postgres: the postgres OS user cannot write $dir"
+  fi
+  [[ -f "$dir/data/PG_VERSION" ]] && return 0
+  log "postgres: initdb $dir/data"
+  rm -rf "$dir/data"
+  pg_as "$(postgres_bin)/initdb" -D "$dir/data" -U postgres --auth-local=trust --auth-host=scram-sha-256 \
     -E UTF8 --locale=C.UTF-8 >>"$LOG_DIR/postgres.log" 2>&1 ||
     { tail -n 20 "$LOG_DIR/postgres.log" >&2; die "postgres: initdb failed"; }
 }
@@ -59,15 +80,15 @@ postgres_install() {
 postgres_start() {
   local port; port="$(postgres_port)"
   ! (: <>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || die "postgres: 127.0.0.1:$port is already in use"
-  mkdir -p "$PG_SOCKETS"
-  [[ $(id -u) -eq 0 ]] && chown postgres: "$PG_SOCKETS"
+  local dir as=(); dir="$(pg_dir)"
+  [[ $(id -u) -eq 0 ]] && as=("${PG_SETPRIV[@]}")
   # A postmaster killed hard leaves its pid file; the server then refuses to start although the pid
   # in it is gone (dev/up only gets here when the recorded process is not running).
-  rm -f "$PG_DATA/postmaster.pid"
+  rm -f "$dir/data/postmaster.pid"
   # Settings on the command line, so a port change applies on the next start. Slots: one per
   # connector, and tests make their own; max_slot_wal_keep_size caps the WAL a forgotten slot pins.
-  start_bg postgres "${PG_AS[@]}" "$(postgres_bin)/postgres" -D "$PG_DATA" \
-    -c listen_addresses=127.0.0.1 -c port="$port" -c unix_socket_directories="$PG_SOCKETS" \
+  start_bg postgres "${as[@]}" "$(postgres_bin)/postgres" -D "$dir/data" \
+    -c listen_addresses=127.0.0.1 -c port="$port" -c unix_socket_directories="$dir/run" \
     -c unix_socket_permissions=0700 \
     -c wal_level=logical -c max_replication_slots=32 -c max_wal_senders=32 \
     -c max_slot_wal_keep_size=1GB -c shared_buffers=64MB -c max_connections=100 \
