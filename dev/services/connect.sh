@@ -17,7 +17,9 @@ CONNECT_HOME="$DEV_DIR/connect"
 CONNECT_LIBS="$CONNECT_HOME/libs"         # the worker's classpath
 CONNECT_PLUGINS="$CONNECT_HOME/plugins"   # plugin.path: one class loader per subdirectory
 CONNECT_CONF="$CONNECT_HOME/worker.properties"
-CONNECT_GROUP=sluice-dev-connect          # also names the internal topics
+# The worker's group, also naming its internal topics: one per $DEV_DIR, so the workers of two
+# checkouts sharing a Kafka (worktrees) do not join one Connect cluster.
+CONNECT_GROUP="sluice-dev-connect-$(printf %s "$DEV_DIR" | sha256sum | cut -c1-8)"
 
 connect_port() { port_of SLUICE_DEV_CONNECT_PORT 18083; }
 
@@ -118,7 +120,7 @@ EOF
 # The worker has joined its group and read its configs (GET /health, Kafka 3.9+), and every plugin
 # the example configs use is loaded.
 connect_health() {
-  local base="http://127.0.0.1:$(connect_port)" plugins p
+  local base plugins p; base="http://127.0.0.1:$(connect_port)"
   curl -fsS -o /dev/null --max-time 5 "$base/health" || return 1
   plugins="$(curl -fsS --max-time 5 "$base/connector-plugins?connectorsOnly=false")" || return 1
   for p in "${CONNECT_REQUIRED_PLUGINS[@]}"; do [[ $plugins == *"\"$p\""* ]] || return 1; done

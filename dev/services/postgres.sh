@@ -37,7 +37,7 @@ postgres_bin() {
   local v dirs
   v="$(cat "$(pg_dir)/data/PG_VERSION" 2>/dev/null || true)"
   if [[ -n $v && -x /usr/lib/postgresql/$v/bin/postgres ]]; then echo "/usr/lib/postgresql/$v/bin"; return 0; fi
-  dirs="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)"
+  dirs="$(printf '%s\n' /usr/lib/postgresql/*/bin | grep -v '\*' | sort -V | tail -n 1)"
   [[ -n $dirs ]] || return 1
   echo "$dirs"
 }

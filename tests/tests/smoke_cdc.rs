@@ -59,21 +59,12 @@ async fn insert_update_delete(run: &CdcRun) -> i64 {
 #[tokio::test]
 async fn raw_changes_as_json() {
     with_connector("cdc_json", "raw-json.json", async |run, brokers| {
-        let id = insert_update_delete(run).await;
-        let topic = format!("{0}.{0}.users", run.id);
-        let records = read_records(&brokers, &topic, 4, 60).await;
-
-        for r in &records {
-            assert_eq!(json_value_of_key(r), json!({ "id": id }), "every record is keyed by the primary key");
-        }
+        let (id, records) = capture_user_lifecycle(run, &brokers).await;
+        let keys: Vec<Json> =
+            records.iter().map(|r| serde_json::from_slice(r.key().expect("a key")).expect("JSON key")).collect();
         let values: Vec<Option<Json>> = records.iter().map(json_value).collect();
-        let [Some(c), Some(u), Some(d), None] = values.as_slice() else {
-            panic!("expected create, update, delete, tombstone; got {values:?}")
-        };
-        assert_eq!((c["op"].as_str(), u["op"].as_str(), d["op"].as_str()), (Some("c"), Some("u"), Some("d")));
+        let [c, u, d] = check_envelopes(run, id, &keys, &values);
 
-        assert_eq!(c["before"], Json::Null);
-        assert_eq!(c["after"]["email"], "ada@example.com");
         // numeric as a string (decimal.handling.mode=string), timestamptz as UTC ISO-8601, jsonb as text.
         assert_eq!(c["after"]["balance"], "12.50");
         assert_eq!(c["after"]["created_at"], "2026-01-02T02:04:05.123456Z");
@@ -83,57 +74,63 @@ async fn raw_changes_as_json() {
         );
         // REPLICA IDENTITY FULL: the update's and the delete's `before` is the whole old row.
         assert_eq!((u["before"]["balance"].as_str(), u["after"]["balance"].as_str()), (Some("12.50"), Some("13.75")));
-        assert_eq!(d["before"]["email"], "ada@example.com");
         assert_eq!(d["before"]["balance"], "13.75");
-        assert_eq!(d["after"], Json::Null);
-
-        let lsns: Vec<u64> = [c, u, d].iter().map(|e| e["source"]["lsn"].as_u64().expect("source.lsn")).collect();
-        assert!(lsns.windows(2).all(|w| w[0] < w[1]), "LSNs increase: {lsns:?}");
-        for e in [c, u, d] {
-            assert_eq!(
-                (e["source"]["schema"].as_str(), e["source"]["table"].as_str()),
-                (Some(run.id.as_str()), Some("users"))
-            );
-            assert_eq!(e["source"]["txId"], c["source"]["txId"], "one transaction");
-            assert!(e["source"]["ts_ms"].is_u64(), "source.ts_ms: {e}");
-        }
     })
     .await;
-}
-
-fn json_value_of_key(record: &OwnedMessage) -> Json {
-    serde_json::from_slice(record.key().expect("a key")).expect("JSON key")
 }
 
 #[tokio::test]
 async fn raw_changes_as_avro_in_the_confluent_wire_format() {
     with_connector("cdc_avro", "raw-avro.json", async |run, brokers| {
-        let id = insert_update_delete(run).await;
-        let topic = format!("{0}.{0}.users", run.id);
-        let records = read_records(&brokers, &topic, 4, 60).await;
+        let (id, records) = capture_user_lifecycle(run, &brokers).await;
         let registry = reqwest::Client::new();
         let registry_url = connections().schema_registry_url;
-
-        let mut values = Vec::new();
+        let (mut keys, mut values) = (Vec::new(), Vec::new());
         for r in &records {
-            let key = decode(&registry, &registry_url, r.key().expect("a key")).await;
-            assert_eq!(key, json!({ "id": id }), "every record is keyed by the primary key");
+            keys.push(decode(&registry, &registry_url, r.key().expect("a key")).await);
             values.push(match r.payload() {
                 Some(bytes) => Some(decode(&registry, &registry_url, bytes).await),
                 None => None,
             });
         }
-        let [Some(c), Some(u), Some(d), None] = values.as_slice() else {
-            panic!("expected create, update, delete, tombstone; got {values:?}")
-        };
-        assert_eq!((c["op"].as_str(), u["op"].as_str(), d["op"].as_str()), (Some("c"), Some("u"), Some("d")));
-        assert_eq!((&c["before"], &c["after"]["email"]), (&Json::Null, &json!("ada@example.com")));
-        assert_eq!((&d["before"]["email"], &d["after"]), (&json!("ada@example.com"), &Json::Null));
+        let [_, u, _] = check_envelopes(run, id, &keys, &values);
         assert_eq!(u["after"]["created_at"], "2026-01-02T02:04:05.123456Z");
-        let lsns: Vec<u64> = [c, u, d].iter().map(|e| e["source"]["lsn"].as_u64().expect("source.lsn")).collect();
-        assert!(lsns.windows(2).all(|w| w[0] < w[1]), "LSNs increase: {lsns:?}");
     })
     .await;
+}
+
+/// Inserts, updates and deletes one user in a single transaction, then reads the four records
+/// Debezium writes for it; returns the user's id and the records.
+async fn capture_user_lifecycle(run: &CdcRun, brokers: &str) -> (i64, Vec<OwnedMessage>) {
+    let id = insert_update_delete(run).await;
+    (id, read_records(brokers, &format!("{0}.{0}.users", run.id), 4, 60).await)
+}
+
+/// What every converter must show of [`capture_user_lifecycle`], decoded to JSON: each record keyed
+/// by the primary key; create, update, delete, then a tombstone; `before`/`after` as each op
+/// implies; `source` naming the table, one transaction and increasing LSNs. Returns c, u and d.
+fn check_envelopes(run: &CdcRun, id: i64, keys: &[Json], values: &[Option<Json>]) -> [Json; 3] {
+    for key in keys {
+        assert_eq!(key, &json!({ "id": id }), "every record is keyed by the primary key");
+    }
+    let [Some(c), Some(u), Some(d), None] = values else {
+        panic!("expected create, update, delete, tombstone; got {values:?}")
+    };
+    assert_eq!((c["op"].as_str(), u["op"].as_str(), d["op"].as_str()), (Some("c"), Some("u"), Some("d")));
+    assert_eq!((&c["before"], &c["after"]["email"]), (&Json::Null, &json!("ada@example.com")));
+    assert_eq!((&u["before"]["email"], &u["after"]["email"]), (&json!("ada@example.com"), &json!("ada@example.com")));
+    assert_eq!((&d["before"]["email"], &d["after"]), (&json!("ada@example.com"), &Json::Null));
+    let lsns: Vec<u64> = [c, u, d].iter().map(|e| e["source"]["lsn"].as_u64().expect("source.lsn")).collect();
+    assert!(lsns.windows(2).all(|w| w[0] < w[1]), "LSNs increase: {lsns:?}");
+    for e in [c, u, d] {
+        assert_eq!(
+            (e["source"]["schema"].as_str(), e["source"]["table"].as_str()),
+            (Some(run.id.as_str()), Some("users"))
+        );
+        assert_eq!(e["source"]["txId"], c["source"]["txId"], "one transaction");
+        assert!(e["source"]["ts_ms"].is_u64(), "source.ts_ms: {e}");
+    }
+    [c.clone(), u.clone(), d.clone()]
 }
 
 /// A Confluent-framed Avro datum as JSON: magic byte 0 and a schema id that the registry's
