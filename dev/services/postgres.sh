@@ -34,12 +34,11 @@ pg_dir() {
 
 # The server binaries: those of the major version the data dir was made with, else the newest.
 postgres_bin() {
-  local v dirs
+  local v dirs=(/usr/lib/postgresql/*/bin)
   v="$(cat "$(pg_dir)/data/PG_VERSION" 2>/dev/null || true)"
   if [[ -n $v && -x /usr/lib/postgresql/$v/bin/postgres ]]; then echo "/usr/lib/postgresql/$v/bin"; return 0; fi
-  dirs="$(printf '%s\n' /usr/lib/postgresql/*/bin | grep -v '\*' | sort -V | tail -n 1)"
-  [[ -n $dirs ]] || return 1
-  echo "$dirs"
+  [[ -d ${dirs[0]} ]] || return 1
+  printf '%s\n' "${dirs[@]}" | sort -V | tail -n 1
 }
 
 # pg_as CMD... : run CMD as the server's OS user.
