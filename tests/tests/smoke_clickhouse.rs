@@ -77,8 +77,9 @@ async fn modern_engine() {
 
 #[tokio::test]
 async fn compatibility_server() {
-    let conn =
-        connections().clickhouse_compat.expect("SLUICE_CLICKHOUSE_COMPAT_URL is not set: start the rig with dev/up");
+    let conn = connections()
+        .clickhouse_compat
+        .expect("SLUICE_CLICKHOUSE_COMPAT_URL is not set: start the rig with dev/up");
     replacing_merge_tree_collapses_duplicates(&conn).await;
     let ch = ClickHouse::connect(&conn).await.expect("connect");
     assert_eq!(ch.capabilities.version.major, 18, "the compatibility target is ClickHouse 18.16");

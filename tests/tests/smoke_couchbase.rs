@@ -18,24 +18,31 @@ async fn upsert_get_and_optimistic_locking() {
     let coll = cb.collection(None, None);
     let key = unique("smoke_user");
 
-    let written =
-        deadline("upsert", OP, coll.upsert(&key, json!({"name": "Ada", "v": 1}), None)).await.expect("upsert");
+    let written = deadline("upsert", OP, coll.upsert(&key, json!({"name": "Ada", "v": 1}), None))
+        .await
+        .expect("upsert");
     let got = deadline("get", OP, coll.get(&key, None)).await.expect("get");
     assert_eq!(got.cas(), written.cas(), "get returns the CAS of the last write");
     let doc: serde_json::Value = got.content_as().expect("json document");
     assert_eq!(doc, json!({"name": "Ada", "v": 1}));
 
     let stale = got.cas();
-    let replaced =
-        deadline("replace", OP, coll.replace(&key, json!({"name": "Ada", "v": 2}), ReplaceOptions::new().cas(stale)))
-            .await
-            .expect("replace with the current CAS");
+    let replaced = deadline(
+        "replace",
+        OP,
+        coll.replace(&key, json!({"name": "Ada", "v": 2}), ReplaceOptions::new().cas(stale)),
+    )
+    .await
+    .expect("replace with the current CAS");
     assert_ne!(replaced.cas(), stale, "a write changes the CAS");
 
-    let err =
-        deadline("replace", OP, coll.replace(&key, json!({"name": "Eve", "v": 3}), ReplaceOptions::new().cas(stale)))
-            .await
-            .expect_err("a stale CAS must be refused");
+    let err = deadline(
+        "replace",
+        OP,
+        coll.replace(&key, json!({"name": "Eve", "v": 3}), ReplaceOptions::new().cas(stale)),
+    )
+    .await
+    .expect_err("a stale CAS must be refused");
     match &err {
         Error::Couchbase { source, .. } => {
             assert_eq!(source.kind(), &ErrorKind::CasMismatch, "{err}");

@@ -46,11 +46,7 @@ async fn produce_consume_commit_and_read_offsets() {
         )
         .await
         .unwrap_or_else(|(e, _)| panic!("produce {i}: {e}"));
-        assert_eq!(
-            (delivery.partition, delivery.offset),
-            (0, i),
-            "offsets are dense on a fresh single-partition topic"
-        );
+        assert_eq!((delivery.partition, delivery.offset), (0, i), "offsets are dense on a fresh single-partition topic");
     }
 
     let consumer: StreamConsumer = ClientConfig::new()
