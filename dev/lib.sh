@@ -24,7 +24,7 @@ LOG_DIR="$DEV_DIR/log"
 mkdir -p "$RUN_DIR" "$LOG_DIR"
 
 # Every service of the rig, in start order.
-SERVICES=(kafka registry couchbase clickhouse clickhouse_compat)
+SERVICES=(kafka registry couchbase clickhouse clickhouse_compat postgres connect)
 
 log() { printf '[dev] %s\n' "$*" >&2; }
 die() { printf '[dev] error: %s\n' "$*" >&2; exit 1; }
@@ -69,6 +69,17 @@ apt_install() {
   local sudo=""; [[ $(id -u) -ne 0 ]] && sudo="sudo"
   $sudo apt-get -o DPkg::Lock::Timeout=300 update -qq >/dev/null
   DEBIAN_FRONTEND=noninteractive $sudo apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# write_env WHO : $DEV_DIR/env from the endpoints of every service still running (removed when
+# none is).
+write_env() {
+  local svc lines=""
+  for svc in "${SERVICES[@]}"; do
+    if [[ -f "$RUN_DIR/$svc.env" ]] && is_running "$svc"; then lines+="$(cat "$RUN_DIR/$svc.env")"$'\n'; fi
+  done
+  if [[ -z $lines ]]; then rm -f "$DEV_DIR/env"; return 0; fi
+  printf '# Written by %s %s. Source it: . .dev/env\n%s' "$1" "$(date -u +%FT%TZ)" "$lines" > "$DEV_DIR/env"
 }
 
 # A free TCP port on 127.0.0.1 (used only when the default one is taken).

@@ -5,6 +5,8 @@
 
 pub use sluice_producers::sample as domain;
 
+pub mod cdc;
+
 use std::future::Future;
 use std::time::Duration;
 
