@@ -7,7 +7,7 @@ use anyhow::Context as _;
 use schema_registry_converter::async_impl::schema_registry::SrSettings;
 use sluice_consumers::decode::Decoder;
 use sluice_consumers::sinks::clickhouse::ClickHouseProjection;
-use sluice_consumers::sinks::couchbase::{Couchbase, CouchbaseProjection};
+use sluice_consumers::sinks::couchbase::{Couchbase, LiveProjection};
 use sluice_consumers::worker::{Stats, Worker, WorkerConfig};
 use sluice_consumers::Sink;
 use sluice_core::topology::{SinkConfig, Topology};
@@ -135,7 +135,8 @@ pub(crate) async fn run_projection(
     match &projection.sink {
         SinkConfig::Couchbase { .. } => {
             let cb = Couchbase::connect(&ctx.connections.couchbase).await?;
-            let sink = CouchbaseProjection::from_projection(&cb, name, projection).await?;
+            // Follows the live-collection pointer, so a rebuild's swap moves its writes.
+            let sink = LiveProjection::from_projection(&cb, name, projection).await?;
             run_with(cfg, sink, decoder, opts.exit_at_end, token).await
         }
         SinkConfig::ClickHouse { .. } => {

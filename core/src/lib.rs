@@ -21,6 +21,7 @@ pub mod framing;
 mod suggest;
 pub mod topology;
 pub mod offsets;
+pub mod rebuild;
 pub mod replay;
 
 pub use connections::{Connections, Env, Secret};
