@@ -56,7 +56,7 @@ pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 /// Cancels `token` on SIGTERM or SIGINT.
-fn cancel_on_signals(token: CancellationToken) {
+pub(crate) fn cancel_on_signals(token: CancellationToken) {
     tokio::spawn(async move {
         let ctrl_c = tokio::signal::ctrl_c();
         #[cfg(unix)]
@@ -96,7 +96,7 @@ async fn run_with<S: Sink>(
 }
 
 /// Reader schemas of every event type, so older writer schemas resolve to the current ones.
-fn decoder(topology: &Topology, registry_url: &str) -> Decoder {
+pub(crate) fn decoder(topology: &Topology, registry_url: &str) -> Decoder {
     Decoder::new(SrSettings::new(registry_url.to_owned()), topology.events().map(|e| e.schema.clone()))
 }
 

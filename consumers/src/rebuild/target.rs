@@ -109,14 +109,15 @@ impl Storage {
             Self::Couchbase { bucket: _, projection, config } => {
                 let (scope, collection) = couchbase_place(projection, config, g);
                 let version = CouchbaseSink { scope, collection, ..config.clone() };
-                Ok(vec![format!("{}", self.setup_version(projection, &version).await?)])
+                // Boxed: the SDK's futures are deep (rustc's layout depth limit).
+                Ok(vec![format!("{}", Box::pin(self.setup_version(projection, &version)).await?)])
             }
         }
     }
 
     async fn setup_version(&self, projection: &str, version: &CouchbaseSink) -> Result<setup::SetupLine, RebuildError> {
         let Self::Couchbase { bucket, .. } = self else { return Err(RebuildError::State("not Couchbase".into())) };
-        let lines = setup::setup_on(bucket, &[(projection, version)]).await?;
+        let lines = Box::pin(setup::setup_on(bucket, &[(projection, version)])).await?;
         lines.into_iter().next().ok_or_else(|| RebuildError::State("setup returned nothing".into()))
     }
 
@@ -140,7 +141,7 @@ impl Storage {
             Self::Couchbase { bucket, projection, config } => {
                 let (scope, collection) = couchbase_place(projection, config, new);
                 let at = pointer::Pointer { scope, collection, generation: new.0 };
-                pointer::write(bucket, projection, &at).await?;
+                Box::pin(pointer::write(bucket, projection, &at)).await?;
                 Ok("pointer".to_owned())
             }
         }
@@ -164,7 +165,7 @@ impl Storage {
                 Ok(building == 0)
             }
             Self::Couchbase { bucket, projection, config } => {
-                Ok(pointer::live(bucket, projection, config).await?.generation == g.0)
+                Ok(Box::pin(pointer::live(bucket, projection, config)).await?.generation == g.0)
             }
         }
     }
@@ -188,7 +189,7 @@ impl Storage {
                     ));
                 }
                 let manager = bucket.collections();
-                match deadline("drop collection", MANAGEMENT_TIMEOUT, manager.drop_collection(&scope, &collection, None)).await {
+                match Box::pin(deadline("drop collection", MANAGEMENT_TIMEOUT, manager.drop_collection(&scope, &collection, None))).await {
                     Ok(()) => {}
                     Err(cb::Error::Couchbase { source, .. })
                         if matches!(source.kind(), ErrorKind::CollectionNotFound | ErrorKind::ScopeNotFound) => {}
