@@ -134,7 +134,7 @@ pub(crate) async fn run(ctx: &Context, args: RebuildArgs) -> anyhow::Result<Exit
             config: clickhouse.clone(),
         },
         SinkConfig::Couchbase { couchbase } => {
-            Storage::couchbase(&Couchbase::connect(&ctx.connections.couchbase).await?, name, couchbase).await?
+            Storage::couchbase(Couchbase::connect(&ctx.connections.couchbase).await?, name, couchbase).await?
         }
     };
     let run = Run { ctx, name, projection, storage, decoder, token };

@@ -23,10 +23,11 @@ use crate::Context;
 /// The sink a bounded re-projection writes through.
 #[derive(Debug)]
 pub(crate) enum AnySink {
-    /// The live Couchbase collection, following the pointer (replay).
-    CouchbaseLive(LiveProjection),
-    /// One Couchbase collection (a rebuild's version).
-    Couchbase(CouchbaseProjection),
+    /// The live Couchbase collection, following the pointer (replay); with the cluster
+    /// connection, which must outlive the sink's bucket handle.
+    CouchbaseLive(LiveProjection, #[allow(dead_code, reason = "held, never read")] Couchbase),
+    /// One Couchbase collection (a rebuild's version), with the cluster connection.
+    Couchbase(CouchbaseProjection, #[allow(dead_code, reason = "held, never read")] Couchbase),
     /// ClickHouse tables of one version.
     ClickHouse(ClickHouseProjection),
 }
@@ -34,40 +35,40 @@ pub(crate) enum AnySink {
 impl Sink for AnySink {
     fn kind(&self) -> &'static str {
         match self {
-            Self::CouchbaseLive(s) => s.kind(),
-            Self::Couchbase(s) => s.kind(),
+            Self::CouchbaseLive(s, _) => s.kind(),
+            Self::Couchbase(s, _) => s.kind(),
             Self::ClickHouse(s) => s.kind(),
         }
     }
 
     async fn write(&self, batch: &Batch) -> Result<Vec<Rejected>, SinkError> {
         match self {
-            Self::CouchbaseLive(s) => s.write(batch).await,
-            Self::Couchbase(s) => s.write(batch).await,
+            Self::CouchbaseLive(s, _) => s.write(batch).await,
+            Self::Couchbase(s, _) => s.write(batch).await,
             Self::ClickHouse(s) => s.write(batch).await,
         }
     }
 
     async fn write_all(&self, batches: &[Batch]) -> Result<Vec<Vec<Rejected>>, SinkError> {
         match self {
-            Self::CouchbaseLive(s) => s.write_all(batches).await,
-            Self::Couchbase(s) => s.write_all(batches).await,
+            Self::CouchbaseLive(s, _) => s.write_all(batches).await,
+            Self::Couchbase(s, _) => s.write_all(batches).await,
             Self::ClickHouse(s) => s.write_all(batches).await,
         }
     }
 
     fn batching(&self) -> Batching {
         match self {
-            Self::CouchbaseLive(s) => s.batching(),
-            Self::Couchbase(s) => s.batching(),
+            Self::CouchbaseLive(s, _) => s.batching(),
+            Self::Couchbase(s, _) => s.batching(),
             Self::ClickHouse(s) => s.batching(),
         }
     }
 
     fn unchanged(&self) -> Option<u64> {
         match self {
-            Self::CouchbaseLive(s) => s.unchanged(),
-            Self::Couchbase(s) => s.unchanged(),
+            Self::CouchbaseLive(s, _) => s.unchanged(),
+            Self::Couchbase(s, _) => s.unchanged(),
             Self::ClickHouse(s) => s.unchanged(),
         }
     }
@@ -95,7 +96,8 @@ pub(crate) async fn sink(
     Ok(match (&projection.sink, version) {
         (SinkConfig::Couchbase { .. }, Version::Live(_)) => {
             let cb = Couchbase::connect(&ctx.connections.couchbase).await?;
-            AnySink::CouchbaseLive(LiveProjection::from_projection(&cb, name, projection).await?)
+            let sink = LiveProjection::from_projection(&cb, name, projection).await?;
+            AnySink::CouchbaseLive(sink, cb)
         }
         (SinkConfig::Couchbase { couchbase }, Version::Collection(collection)) => {
             let cb = Couchbase::connect(&ctx.connections.couchbase).await?;
@@ -104,7 +106,8 @@ pub(crate) async fn sink(
                 max_records: usize::try_from(projection.batch_size).unwrap_or(usize::MAX).max(1),
                 linger: projection.linger.get(),
             };
-            AnySink::Couchbase(CouchbaseProjection::new(&cb, name, &config, batching).await?)
+            let sink = CouchbaseProjection::new(&cb, name, &config, batching).await?;
+            AnySink::Couchbase(sink, cb)
         }
         (SinkConfig::ClickHouse { .. }, Version::Live(prefix)) => {
             AnySink::ClickHouse(ClickHouseProjection::connect(&ctx.connections.clickhouse, projection).await?.versioned("", prefix))

@@ -35,6 +35,8 @@ pub enum Storage {
     },
     /// A Couchbase projection.
     Couchbase {
+        /// The cluster connection: the bucket handle works only while it lives.
+        cluster: Couchbase,
         /// The projection's bucket.
         bucket: Bucket,
         /// The projection.
@@ -63,9 +65,9 @@ fn clickhouse(what: String) -> impl FnOnce(clickhouse::error::Error) -> RebuildE
 
 impl Storage {
     /// The storage of a Couchbase projection.
-    pub async fn couchbase(cluster: &Couchbase, projection: &str, config: &CouchbaseSink) -> Result<Self, RebuildError> {
+    pub async fn couchbase(cluster: Couchbase, projection: &str, config: &CouchbaseSink) -> Result<Self, RebuildError> {
         let bucket = cluster.open_bucket(config.bucket.as_deref()).await?;
-        Ok(Self::Couchbase { bucket, projection: projection.to_owned(), config: config.clone() })
+        Ok(Self::Couchbase { cluster, bucket, projection: projection.to_owned(), config: config.clone() })
     }
 
     /// `bucket.scope.collection` or `database`.`events…`: where generation `g` lives, for messages.
@@ -75,7 +77,7 @@ impl Storage {
                 let suffix = if live { String::new() } else { g.suffix() };
                 format!("ClickHouse tables {} (and its rollups and state)", qualified(database, &format!("{}{suffix}", config.table)))
             }
-            Self::Couchbase { bucket, projection, config } => {
+            Self::Couchbase { bucket, projection, config, .. } => {
                 let (scope, collection) = couchbase_place(projection, config, g);
                 format!("Couchbase collection {}.{scope}.{collection}", bucket.name())
             }
@@ -106,7 +108,7 @@ impl Storage {
                 let lines = ch::migrate_named(server, database, config, &Names::versioned(config, &g.suffix())).await?;
                 Ok(lines.iter().map(ToString::to_string).collect())
             }
-            Self::Couchbase { bucket: _, projection, config } => {
+            Self::Couchbase { projection, config, .. } => {
                 let (scope, collection) = couchbase_place(projection, config, g);
                 let version = CouchbaseSink { scope, collection, ..config.clone() };
                 // Boxed: the SDK's futures are deep (rustc's layout depth limit).
@@ -138,7 +140,7 @@ impl Storage {
                 Self::execute(server, &statements).await?;
                 Ok(format!("{strategy:?}"))
             }
-            Self::Couchbase { bucket, projection, config } => {
+            Self::Couchbase { bucket, projection, config, .. } => {
                 let (scope, collection) = couchbase_place(projection, config, new);
                 let at = pointer::Pointer { scope, collection, generation: new.0 };
                 Box::pin(pointer::write(bucket, projection, &at)).await?;
@@ -164,7 +166,7 @@ impl Storage {
                 let building = count(g.name(&config.table)).await.map_err(clickhouse("listing tables".to_owned()))?;
                 Ok(building == 0)
             }
-            Self::Couchbase { bucket, projection, config } => {
+            Self::Couchbase { bucket, projection, config, .. } => {
                 Ok(Box::pin(pointer::live(bucket, projection, config)).await?.generation == g.0)
             }
         }
@@ -178,7 +180,7 @@ impl Storage {
                 Self::execute(server, &statements).await?;
                 Ok(format!("dropped {}", self.describe(g, false)))
             }
-            Self::Couchbase { bucket, projection, config } => {
+            Self::Couchbase { bucket, projection, config, .. } => {
                 let (scope, collection) = couchbase_place(projection, config, g);
                 if collection == COUCHBASE_DEFAULT_COLLECTION {
                     // Couchbase cannot drop a default collection; nothing reads it any more.
