@@ -30,9 +30,9 @@ use sluice_consumers::rebuild::target::{Storage, couchbase_place};
 use sluice_consumers::rebuild::{RebuildError, state};
 use sluice_consumers::replay::source_offsets;
 use sluice_consumers::sinks::clickhouse::ClickHouse;
+use sluice_consumers::sinks::couchbase::request_builder;
 use sluice_consumers::sinks::couchbase::service::{KV_TIMEOUT, deadline};
 use sluice_consumers::sinks::couchbase::{Couchbase, pointer};
-use sluice_consumers::sinks::couchbase::request_builder;
 use sluice_core::rebuild::{
     Command, Phase, RebuildState, Span, Step, catch_up, decide, partition_of_key, ready_to_swap, remaining, start,
     total,
@@ -227,8 +227,10 @@ impl Run<'_> {
                 let mut passes = 0;
                 loop {
                     passes += 1;
-                    let offsets = source_offsets(self.brokers(), &st.group, &self.projection.sources).await.map_err(replay)?;
-                    let pass = self.pass(st, &catch_up(&offsets), false, &format!("catching up {}", st.building)).await?;
+                    let offsets =
+                        source_offsets(self.brokers(), &st.group, &self.projection.sources).await.map_err(replay)?;
+                    let pass =
+                        self.pass(st, &catch_up(&offsets), false, &format!("catching up {}", st.building)).await?;
                     *sum += pass;
                     if ready_to_swap(pass.read, passes) {
                         break;
@@ -257,9 +259,9 @@ impl Run<'_> {
             (SinkConfig::ClickHouse { .. }, true) => Version::Live(prefix),
             (SinkConfig::ClickHouse { .. }, false) => Version::Suffixed(st.building.suffix(), prefix),
         };
-        let sink = reproject::sink(self.ctx, self.name, self.projection, &version)
-            .await
-            .map_err(|e| RebuildError::Sink { sink: self.projection.sink.kind().as_str(), message: format!("{e:#}") })?;
+        let sink = reproject::sink(self.ctx, self.name, self.projection, &version).await.map_err(|e| {
+            RebuildError::Sink { sink: self.projection.sink.kind().as_str(), message: format!("{e:#}") }
+        })?;
         let cfg = Bounded {
             projection: self.name.to_owned(),
             brokers: self.brokers().to_owned(),
@@ -268,7 +270,9 @@ impl Run<'_> {
             spans: spans.to_vec(),
             key: None,
             max_batch: usize::try_from(self.projection.batch_size).unwrap_or(usize::MAX).max(1),
-            crash_after_batches: std::env::var("SLUICE_FAILPOINT_CRASH_AFTER_BATCHES").ok().and_then(|v| v.parse().ok()),
+            crash_after_batches: std::env::var("SLUICE_FAILPOINT_CRASH_AFTER_BATCHES")
+                .ok()
+                .and_then(|v| v.parse().ok()),
         };
         let bars = Bars::new(what, spans);
         let result = runner::run(&cfg, &sink, &self.decoder, &bars, &self.token).await;
@@ -297,18 +301,19 @@ async fn repair_key(
 ) -> anyhow::Result<ExitCode> {
     let brokers = &ctx.connections.kafka_brokers;
     let offsets = source_offsets(brokers, &projection.group, &projection.sources).await?;
-    let spans: Vec<Span> = projection
-        .sources
-        .iter()
-        .flat_map(|topic| {
-            let count = offsets.iter().filter(|p| &p.topic == topic).count() as u32;
-            let home = partition_of_key(key.as_bytes(), count);
-            offsets
-                .iter()
-                .filter(move |p| &p.topic == topic && (all_partitions || p.partition == home))
-                .map(|p| Span { topic: p.topic.clone(), partition: p.partition, start: p.low, end: p.high })
-        })
-        .collect();
+    let spans: Vec<Span> =
+        projection
+            .sources
+            .iter()
+            .flat_map(|topic| {
+                let count = offsets.iter().filter(|p| &p.topic == topic).count() as u32;
+                let home = partition_of_key(key.as_bytes(), count);
+                offsets
+                    .iter()
+                    .filter(move |p| &p.topic == topic && (all_partitions || p.partition == home))
+                    .map(|p| Span { topic: p.topic.clone(), partition: p.partition, start: p.low, end: p.high })
+            })
+            .collect();
     for s in &spans {
         println!("scanning {}:{} offsets {}..{} for key {key:?}", s.topic, s.partition, s.start, s.end);
     }
@@ -332,7 +337,8 @@ async fn repair_key(
         }
     }
     let sink =
-        reproject::sink(ctx, name, projection, &Version::Live(format!("repair-{}:", uuid::Uuid::new_v4().simple()))).await?;
+        reproject::sink(ctx, name, projection, &Version::Live(format!("repair-{}:", uuid::Uuid::new_v4().simple())))
+            .await?;
     let cfg = bounded_for_key(ctx, name, projection, &spans, key);
     let bars = Bars::new(&format!("re-projecting {key}"), &spans);
     let result = runner::run(&cfg, &sink, decoder, &bars, token).await;
@@ -385,7 +391,10 @@ impl sluice_consumers::Sink for Collect {
         "couchbase"
     }
 
-    async fn write(&self, batch: &sluice_consumers::Batch) -> Result<Vec<sluice_consumers::Rejected>, sluice_consumers::SinkError> {
+    async fn write(
+        &self,
+        batch: &sluice_consumers::Batch,
+    ) -> Result<Vec<sluice_consumers::Rejected>, sluice_consumers::SinkError> {
         for e in &batch.events {
             if let (Ok(change), Ok(mut ids)) = (request_builder::build(&self.config, e), self.ids.lock()) {
                 ids.insert(change.document_id);

@@ -108,8 +108,9 @@ async fn bounded(
         .iter()
         .map(|p| Span { topic: p.topic.clone(), partition: p.partition, start: p.new, end: p.end })
         .collect();
-    let sink = reproject::sink(ctx, name, projection, &Version::Live(format!("replay-{}:", uuid::Uuid::new_v4().simple())))
-        .await?;
+    let sink =
+        reproject::sink(ctx, name, projection, &Version::Live(format!("replay-{}:", uuid::Uuid::new_v4().simple())))
+            .await?;
     let cfg = Bounded {
         projection: name.to_owned(),
         brokers: ctx.connections.kafka_brokers.clone(),

@@ -25,11 +25,11 @@ use crate::Context;
 pub(crate) enum AnySink {
     /// The live Couchbase collection, following the pointer (replay); with the cluster
     /// connection, which must outlive the sink's bucket handle.
-    CouchbaseLive(LiveProjection, #[allow(dead_code, reason = "held, never read")] Couchbase),
+    CouchbaseLive(Box<LiveProjection>, #[allow(dead_code, reason = "held, never read")] Couchbase),
     /// One Couchbase collection (a rebuild's version), with the cluster connection.
-    Couchbase(CouchbaseProjection, #[allow(dead_code, reason = "held, never read")] Couchbase),
+    Couchbase(Box<CouchbaseProjection>, #[allow(dead_code, reason = "held, never read")] Couchbase),
     /// ClickHouse tables of one version.
-    ClickHouse(ClickHouseProjection),
+    ClickHouse(Box<ClickHouseProjection>),
 }
 
 impl Sink for AnySink {
@@ -97,7 +97,7 @@ pub(crate) async fn sink(
         (SinkConfig::Couchbase { .. }, Version::Live(_)) => {
             let cb = Couchbase::connect(&ctx.connections.couchbase).await?;
             let sink = LiveProjection::from_projection(&cb, name, projection).await?;
-            AnySink::CouchbaseLive(sink, cb)
+            AnySink::CouchbaseLive(Box::new(sink), cb)
         }
         (SinkConfig::Couchbase { couchbase }, Version::Collection(collection)) => {
             let cb = Couchbase::connect(&ctx.connections.couchbase).await?;
@@ -107,14 +107,14 @@ pub(crate) async fn sink(
                 linger: projection.linger.get(),
             };
             let sink = CouchbaseProjection::new(&cb, name, &config, batching).await?;
-            AnySink::Couchbase(sink, cb)
+            AnySink::Couchbase(Box::new(sink), cb)
         }
-        (SinkConfig::ClickHouse { .. }, Version::Live(prefix)) => {
-            AnySink::ClickHouse(ClickHouseProjection::connect(&ctx.connections.clickhouse, projection).await?.versioned("", prefix))
-        }
-        (SinkConfig::ClickHouse { .. }, Version::Suffixed(suffix, prefix)) => AnySink::ClickHouse(
+        (SinkConfig::ClickHouse { .. }, Version::Live(prefix)) => AnySink::ClickHouse(Box::new(
+            ClickHouseProjection::connect(&ctx.connections.clickhouse, projection).await?.versioned("", prefix),
+        )),
+        (SinkConfig::ClickHouse { .. }, Version::Suffixed(suffix, prefix)) => AnySink::ClickHouse(Box::new(
             ClickHouseProjection::connect(&ctx.connections.clickhouse, projection).await?.versioned(suffix, prefix),
-        ),
+        )),
         (sink, version) => anyhow::bail!("a {} projection has no version {version:?}", sink.kind()),
     })
 }
@@ -122,13 +122,16 @@ pub(crate) async fn sink(
 /// Seconds between plain progress lines when stderr is not a terminal.
 const LOG_EVERY: Duration = Duration::from_secs(5);
 
+/// One partition's bar: its span's start and end, how far it got, and its bar on a terminal.
+type PartBar = (i64, i64, i64, Option<ProgressBar>);
+
 /// Progress of one bounded run: bars on a terminal, periodic lines otherwise.
 pub(crate) struct Bars {
     what: String,
     total: u64,
     started: Instant,
     /// Per partition: (start, end, position, bar).
-    parts: Mutex<BTreeMap<(String, i32), (i64, i64, i64, Option<ProgressBar>)>>,
+    parts: Mutex<BTreeMap<(String, i32), PartBar>>,
     overall: Option<ProgressBar>,
     _multi: Option<MultiProgress>,
     last_line: Mutex<Instant>,
@@ -146,7 +149,8 @@ impl Bars {
         let total = total(spans);
         let tty = std::io::stderr().is_terminal();
         let multi = tty.then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
-        let style = |template: &str| ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar());
+        let style =
+            |template: &str| ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar());
         let overall = multi.as_ref().map(|m| {
             let bar = m.add(ProgressBar::new(total));
             bar.set_style(style("{msg:>24} [{bar:40}] {pos}/{len} events, {per_sec}, ETA {eta}"));
@@ -215,12 +219,9 @@ impl Progress for Bars {
             *last = Instant::now();
             let left = self.total.saturating_sub(done);
             match rate_and_eta(done, left, self.started.elapsed()) {
-                Some((rate, eta)) => eprintln!(
-                    "{}: {done}/{} events, {rate:.0} events/s, ETA {}s",
-                    self.what,
-                    self.total,
-                    eta.as_secs()
-                ),
+                Some((rate, eta)) => {
+                    eprintln!("{}: {done}/{} events, {rate:.0} events/s, ETA {}s", self.what, self.total, eta.as_secs())
+                }
                 None => eprintln!("{}: {done}/{} events", self.what, self.total),
             }
         }

@@ -202,7 +202,10 @@ async fn couchbase_rebuild_while_events_flow_swaps_without_a_gap_then_drops_the_
     assert!(printed.contains("swap (pointer)"), "{printed}");
     assert!(printed.contains("summary: events read ") && printed.contains("sent to the DLQ 0"), "{printed}");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("building ") && stderr.contains(" events"), "plain progress lines when not a tty: {stderr}");
+    assert!(
+        stderr.contains("building ") && stderr.contains(" events"),
+        "plain progress lines when not a tty: {stderr}"
+    );
 
     let new = format!("{projection}__v2");
     assert_eq!(
@@ -413,7 +416,9 @@ async fn clickhouse_rebuild(url: &str, swap: &str) {
     assert!(reader.await.expect("reader") > 0);
 
     let by_type: Vec<(String, u64)> = client
-        .query(&format!("SELECT event_type, toUInt64(count()) FROM events_{sfx} FINAL GROUP BY event_type ORDER BY event_type"))
+        .query(&format!(
+            "SELECT event_type, toUInt64(count()) FROM events_{sfx} FINAL GROUP BY event_type ORDER BY event_type"
+        ))
         .fetch_all()
         .await
         .expect("events by type");

@@ -181,16 +181,23 @@ async fn replay_from_a_timestamp_re_projects_exactly_what_followed_it() {
     // duplicate of what the documents hold, and leaves the group's offsets alone — even with a
     // worker running.
     let worker = WorkerProcess::start(&topology, &projection, None);
-    let out =
-        run_ok(sluice(&topology).args(["replay", "--projection", &projection, "--from", &t, "--to", "latest", "--yes"]));
+    let out = run_ok(sluice(&topology).args([
+        "replay",
+        "--projection",
+        &projection,
+        "--from",
+        &t,
+        "--to",
+        "latest",
+        "--yes",
+    ]));
     let replayed = String::from_utf8_lossy(&out.stdout);
     println!("{replayed}");
     assert_eq!(planned_total(&replayed), wave2.len() as u64, "{replayed}");
     let n = wave2.len();
     assert!(
-        replayed.contains(&format!(
-            "replayed: events read {n}, applied {n}, skipped as duplicates {n}, sent to the DLQ 0"
-        )),
+        replayed
+            .contains(&format!("replayed: events read {n}, applied {n}, skipped as duplicates {n}, sent to the DLQ 0")),
         "{replayed}"
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -203,7 +210,14 @@ async fn replay_from_a_timestamp_re_projects_exactly_what_followed_it() {
     let (p, (high, _)) = caught_up.iter().find(|(_, (high, _))| *high >= 2).expect("a partition with records");
     let to = format!("{users}:{p}:{}", high - 1);
     let out = run_ok(sluice(&topology).args([
-        "replay", "--projection", &projection, "--from", "earliest", "--to", &to, "--yes",
+        "replay",
+        "--projection",
+        &projection,
+        "--from",
+        "earliest",
+        "--to",
+        &to,
+        "--yes",
     ]));
     let replayed = String::from_utf8_lossy(&out.stdout);
     let expected = user_events.len() as i64 - 1;

@@ -203,7 +203,11 @@ pub async fn read_plan(
 
 /// Watermarks of every partition of `sources` and `group`'s committed offsets on them (a rebuild
 /// reads its own group's progress with this).
-pub async fn source_offsets(brokers: &str, group: &str, sources: &[String]) -> Result<Vec<PartitionOffsets>, ReplayError> {
+pub async fn source_offsets(
+    brokers: &str,
+    group: &str,
+    sources: &[String],
+) -> Result<Vec<PartitionOffsets>, ReplayError> {
     let (brokers, group, sources) = (brokers.to_owned(), group.to_owned(), sources.to_vec());
     blocking(move || {
         let c = group_client(&brokers, &group)?;

@@ -171,10 +171,7 @@ pub fn history(partitions: &[PartitionOffsets]) -> Vec<Span> {
 pub fn remaining(targets: &[Span], partitions: &[PartitionOffsets]) -> Vec<Span> {
     let committed: BTreeMap<(&str, i32), Option<i64>> =
         partitions.iter().map(|p| ((p.topic.as_str(), p.partition), p.committed)).collect();
-    targets
-        .iter()
-        .map(|t| t.rest(committed.get(&(t.topic.as_str(), t.partition)).copied().flatten()))
-        .collect()
+    targets.iter().map(|t| t.rest(committed.get(&(t.topic.as_str(), t.partition)).copied().flatten())).collect()
 }
 
 /// Spans from the rebuild group's committed offsets up to the *current* high watermarks: the
@@ -350,7 +347,9 @@ pub enum RebuildError {
         last: Option<Phase>,
     },
     /// A transition the state machine does not allow: a bug, or two rebuilds racing.
-    #[error("the rebuild of projection {projection} cannot go from {from} to {to} (is another `sluice rebuild` running?)")]
+    #[error(
+        "the rebuild of projection {projection} cannot go from {from} to {to} (is another `sluice rebuild` running?)"
+    )]
     Transition {
         /// The projection.
         projection: String,
@@ -369,7 +368,9 @@ pub fn decide(projection: &str, state: Option<&RebuildState>, command: Command) 
         (Command::Run, None) => Ok(Step::Start { live: Generation::FIRST, last: Generation::FIRST }),
         (Command::Run, Some(s)) => match s.phase {
             p if p.before_swap() => Ok(Step::Resume),
-            Phase::Swapped => Err(RebuildError::OldVersionKept { projection: name(), live: s.live, building: s.building }),
+            Phase::Swapped => {
+                Err(RebuildError::OldVersionKept { projection: name(), live: s.live, building: s.building })
+            }
             _ => Ok(Step::Start { live: s.live_generation(), last: s.building }),
         },
         (Command::Abort, Some(s)) if s.phase.before_swap() => Ok(Step::Abort),
@@ -496,7 +497,10 @@ mod tests {
             decide("p", None, Command::Abort).expect_err("none").to_string(),
             "projection p has no rebuild in progress to abort"
         );
-        assert!(matches!(decide("p", Some(&at(Phase::Swapped)), Command::Abort), Err(RebuildError::AlreadySwapped { .. })));
+        assert!(matches!(
+            decide("p", Some(&at(Phase::Swapped)), Command::Abort),
+            Err(RebuildError::AlreadySwapped { .. })
+        ));
         assert_eq!(decide("p", Some(&at(Phase::Swapped)), Command::DropOld), Ok(Step::DropOld));
         assert_eq!(
             decide("p", Some(&at(Phase::Building)), Command::DropOld).expect_err("building").to_string(),
@@ -521,7 +525,10 @@ mod tests {
     fn spans_left_and_catch_up() {
         let parts = [part(1, 2, 9, Some(5)), part(0, 0, 4, None)];
         let targets = history(&parts);
-        assert_eq!(targets.iter().map(|s| (s.partition, s.start, s.end)).collect::<Vec<_>>(), vec![(0, 0, 4), (1, 2, 9)]);
+        assert_eq!(
+            targets.iter().map(|s| (s.partition, s.start, s.end)).collect::<Vec<_>>(),
+            vec![(0, 0, 4), (1, 2, 9)]
+        );
         assert_eq!(total(&targets), 11);
         // The group later committed 3 on partition 0; partition 1 moved on to 12 meanwhile.
         let later = [part(0, 0, 4, Some(3)), part(1, 2, 12, Some(5))];

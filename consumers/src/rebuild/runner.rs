@@ -286,7 +286,13 @@ async fn flush<S: Sink>(
             }
             originals.insert((topic.clone(), *partition, m.offset()), m);
         }
-        batches.push(Batch { topic: topic.clone(), partition: *partition, events, first_offset: first, last_offset: last });
+        batches.push(Batch {
+            topic: topic.clone(),
+            partition: *partition,
+            events,
+            first_offset: first,
+            last_offset: last,
+        });
     }
     let mut attempt = 0;
     let rejected = loop {
@@ -322,7 +328,12 @@ async fn flush<S: Sink>(
 
 /// Sends one record to the DLQ, retrying a few times; the run stops if the DLQ stays unwritable
 /// (committing past a record that is neither projected nor dead-lettered would lose it).
-async fn dead_letter(dlq: &DeadLetterQueue, m: &OwnedMessage, stage: &'static str, reason: String) -> Result<(), RebuildError> {
+async fn dead_letter(
+    dlq: &DeadLetterQueue,
+    m: &OwnedMessage,
+    stage: &'static str,
+    reason: String,
+) -> Result<(), RebuildError> {
     warn!(topic = m.topic(), partition = m.partition(), offset = m.offset(), stage, %reason,
           dlq = dlq.topic(), "record sent to the dead-letter topic");
     let letter = DeadLetter {

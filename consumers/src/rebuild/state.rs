@@ -45,8 +45,10 @@ fn load_blocking(brokers: &str, projection: &str) -> Result<Option<RebuildState>
         .set("allow.auto.create.topics", "false")
         .create()
         .map_err(kafka("creating the rebuild-state reader"))?;
-    let md = consumer.fetch_metadata(Some(STATE_TOPIC), TIMEOUT).map_err(kafka("reading the state topic's metadata"))?;
-    let exists = md.topics().iter().any(|t| t.name() == STATE_TOPIC && t.error().is_none() && !t.partitions().is_empty());
+    let md =
+        consumer.fetch_metadata(Some(STATE_TOPIC), TIMEOUT).map_err(kafka("reading the state topic's metadata"))?;
+    let exists =
+        md.topics().iter().any(|t| t.name() == STATE_TOPIC && t.error().is_none() && !t.partitions().is_empty());
     if !exists {
         return Ok(None);
     }
@@ -72,7 +74,10 @@ fn load_blocking(brokers: &str, projection: &str) -> Result<Option<RebuildState>
             latest = match m.payload() {
                 None => None,
                 Some(bytes) => Some(serde_json::from_slice(bytes).map_err(|e| {
-                    RebuildError::State(format!("the stored state of {projection} at offset {} is not valid: {e}", m.offset()))
+                    RebuildError::State(format!(
+                        "the stored state of {projection} at offset {} is not valid: {e}",
+                        m.offset()
+                    ))
                 })?),
             };
         }
@@ -93,11 +98,10 @@ pub async fn save(brokers: &str, state: &RebuildState) -> Result<(), RebuildErro
         .map_err(kafka("creating the rebuild-state writer"))?;
     let value = serde_json::to_vec(state).map_err(|e| RebuildError::State(e.to_string()))?;
     let record = FutureRecord::to(STATE_TOPIC).key(state.projection.as_bytes()).payload(&value).partition(0);
-    producer
-        .send(record, TIMEOUT)
-        .await
-        .map(drop)
-        .map_err(|(source, _)| RebuildError::Kafka { what: format!("writing the rebuild state to {STATE_TOPIC}"), source })
+    producer.send(record, TIMEOUT).await.map(drop).map_err(|(source, _)| RebuildError::Kafka {
+        what: format!("writing the rebuild state to {STATE_TOPIC}"),
+        source,
+    })
 }
 
 async fn ensure_topic(brokers: &str) -> Result<(), RebuildError> {

@@ -75,7 +75,10 @@ impl Storage {
         match self {
             Self::ClickHouse { database, config, .. } => {
                 let suffix = if live { String::new() } else { g.suffix() };
-                format!("ClickHouse tables {} (and its rollups and state)", qualified(database, &format!("{}{suffix}", config.table)))
+                format!(
+                    "ClickHouse tables {} (and its rollups and state)",
+                    qualified(database, &format!("{}{suffix}", config.table))
+                )
             }
             Self::Couchbase { bucket, projection, config, .. } => {
                 let (scope, collection) = couchbase_place(projection, config, g);
@@ -136,7 +139,8 @@ impl Storage {
                     .await
                     .map_err(clickhouse(format!("reading the engine of database {database}")))?;
                 let strategy = SwapStrategy::of(server.capabilities.exchange_tables, &engine);
-                let statements = swap::swap(&self.plan("")?, &self.plan(&new.suffix())?, &self.plan(&old.suffix())?, strategy);
+                let statements =
+                    swap::swap(&self.plan("")?, &self.plan(&new.suffix())?, &self.plan(&old.suffix())?, strategy);
                 Self::execute(server, &statements).await?;
                 Ok(format!("{strategy:?}"))
             }
@@ -191,7 +195,13 @@ impl Storage {
                     ));
                 }
                 let manager = bucket.collections();
-                match Box::pin(deadline("drop collection", MANAGEMENT_TIMEOUT, manager.drop_collection(&scope, &collection, None))).await {
+                match Box::pin(deadline(
+                    "drop collection",
+                    MANAGEMENT_TIMEOUT,
+                    manager.drop_collection(&scope, &collection, None),
+                ))
+                .await
+                {
                     Ok(()) => {}
                     Err(cb::Error::Couchbase { source, .. })
                         if matches!(source.kind(), ErrorKind::CollectionNotFound | ErrorKind::ScopeNotFound) => {}

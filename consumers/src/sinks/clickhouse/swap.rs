@@ -69,7 +69,10 @@ pub fn swap(live: &Plan, new: &Plan, old: &Plan, strategy: SwapStrategy) -> Vec<
             let renames: Vec<String> = moves
                 .iter()
                 .flat_map(|(l, n, o)| {
-                    [format!("{} TO {}", qualified(db, l), qualified(db, o)), format!("{} TO {}", qualified(db, n), qualified(db, l))]
+                    [
+                        format!("{} TO {}", qualified(db, l), qualified(db, o)),
+                        format!("{} TO {}", qualified(db, n), qualified(db, l)),
+                    ]
                 })
                 .collect();
             sql.push(format!("RENAME TABLE {}", renames.join(", ")));
@@ -159,7 +162,9 @@ mod tests {
                 "DROP TABLE IF EXISTS `db`.`users_current_mv__v2`",
             ]
         );
-        assert!(sql[6].starts_with("CREATE MATERIALIZED VIEW IF NOT EXISTS `db`.`daily_engagement_mv` TO `db`.`daily_engagement_by_event`"));
+        assert!(sql[6].starts_with(
+            "CREATE MATERIALIZED VIEW IF NOT EXISTS `db`.`daily_engagement_mv` TO `db`.`daily_engagement_by_event`"
+        ));
         assert!(sql[6].contains("FROM `db`.`events` WHERE"), "{}", sql[6]);
         assert!(sql[7].starts_with("CREATE MATERIALIZED VIEW IF NOT EXISTS `db`.`users_current_mv`"));
         assert_eq!(
@@ -172,10 +177,14 @@ mod tests {
     fn rename_moves_each_table_aside_then_the_new_one_in() {
         let (live, new, old) = plans(18);
         let sql = swap(&live, &new, &old, SwapStrategy::Rename);
-        assert!(sql[0].starts_with(
-            "RENAME TABLE `db`.`events` TO `db`.`events__v1`, `db`.`events__v2` TO `db`.`events`, \
+        assert!(
+            sql[0].starts_with(
+                "RENAME TABLE `db`.`events` TO `db`.`events__v1`, `db`.`events__v2` TO `db`.`events`, \
              `db`.`daily_engagement_by_event` TO `db`.`daily_engagement_by_event__v1`, "
-        ), "{}", sql[0]);
+            ),
+            "{}",
+            sql[0]
+        );
         assert_eq!(sql.iter().filter(|s| s.starts_with("RENAME") || s.starts_with("EXCHANGE")).count(), 1);
         assert_eq!(sql.len(), 1 + 4 + 2 + 2);
     }

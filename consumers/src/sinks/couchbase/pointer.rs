@@ -48,7 +48,10 @@ pub fn collection_of(projection: &str, generation: u32) -> String {
 pub async fn read(bucket: &Bucket, projection: &str) -> Result<Option<Pointer>, Error> {
     let coll = bucket.default_collection();
     match deadline("get pointer", KV_TIMEOUT, coll.get(pointer_key(projection), None)).await {
-        Ok(found) => found.content_as::<Pointer>().map(Some).map_err(|source| Error::Couchbase { what: "decode pointer", source }),
+        Ok(found) => found
+            .content_as::<Pointer>()
+            .map(Some)
+            .map_err(|source| Error::Couchbase { what: "decode pointer", source }),
         Err(Error::Couchbase { source, .. }) if *source.kind() == ErrorKind::DocumentNotFound => Ok(None),
         Err(e) => Err(e),
     }
@@ -73,8 +76,8 @@ mod tests {
     fn names() {
         assert_eq!(pointer_key("user_state"), "sluice::projection::user_state");
         assert_eq!(collection_of("user_state", 3), "user_state__v3");
-        let json = serde_json::to_value(Pointer { scope: "s".into(), collection: "c".into(), generation: 2 })
-            .expect("json");
+        let json =
+            serde_json::to_value(Pointer { scope: "s".into(), collection: "c".into(), generation: 2 }).expect("json");
         assert_eq!(json, serde_json::json!({"scope": "s", "collection": "c", "generation": 2}));
     }
 }

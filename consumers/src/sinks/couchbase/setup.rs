@@ -85,7 +85,8 @@ pub async fn setup(cb: &Couchbase, projections: &[(&str, &CouchbaseSink)]) -> Re
     let mut lines = Vec::with_capacity(projections.len());
     for (name, sink) in projections {
         let bucket = cb.open_bucket(sink.bucket.as_deref()).await?;
-        lines.extend(setup_on(&bucket, &[(name, sink)]).await?);
+        // Boxed: the SDK's futures are deep, and callers' futures would exceed rustc's layout depth.
+        lines.extend(Box::pin(setup_on(&bucket, &[(name, sink)])).await?);
     }
     Ok(lines)
 }

@@ -154,11 +154,18 @@ impl CouchbaseProjection {
     /// A sink writing to the collection `config` names, batching as `batching` says. Fails when
     /// the bucket cannot be opened or the collection does not exist (run `sluice couchbase setup`).
     pub async fn new(cb: &Couchbase, name: &str, config: &CouchbaseSink, batching: Batching) -> Result<Self, Error> {
-        Self::on_bucket(cb.open_bucket(config.bucket.as_deref()).await?, name, config, batching).await
+        let bucket = cb.open_bucket(config.bucket.as_deref()).await?;
+        // Boxed: the SDK's futures are deep, and callers' futures would exceed rustc's layout depth.
+        Box::pin(Self::on_bucket(bucket, name, config, batching)).await
     }
 
     /// [`Self::new`] on an opened bucket (the one `config` names).
-    pub async fn on_bucket(bucket: Bucket, name: &str, config: &CouchbaseSink, batching: Batching) -> Result<Self, Error> {
+    pub async fn on_bucket(
+        bucket: Bucket,
+        name: &str,
+        config: &CouchbaseSink,
+        batching: Batching,
+    ) -> Result<Self, Error> {
         let bucket_name = bucket.name().to_owned();
         match Couchbase::collection_exists(&bucket, &config.scope, &config.collection).await {
             Ok(true) => {}
