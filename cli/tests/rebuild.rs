@@ -215,6 +215,12 @@ async fn couchbase_rebuild_while_events_flow_swaps_without_a_gap_then_drops_the_
     // After the swap the live worker writes to the new collection.
     publish(&topology, "wave3.jsonl", wave3);
     await_docs(&cb, &projection, &original, &model, 90).await;
+    // `sluice couchbase get --projection` reads the live version through the pointer.
+    let (uid, expected) = model.users.iter().next().expect("a user");
+    let out =
+        run_ok(sluice(&topology).args(["couchbase", "get", "--projection", &projection, &format!("user::{uid}")]));
+    let got: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(got["email"], expected["email"], "{got}");
     stop.store(true, Ordering::Relaxed);
     reader.await.expect("reader");
     assert!(reads.load(Ordering::Relaxed) > 0);
