@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::Subcommand;
 use sluice_consumers::sinks::couchbase::service::{KV_TIMEOUT, deadline};
-use sluice_consumers::sinks::couchbase::{Couchbase, setup};
+use sluice_consumers::sinks::couchbase::{Couchbase, pointer, setup};
 use sluice_core::topology::SinkConfig;
 
 use crate::Context;
@@ -22,7 +22,8 @@ pub(crate) enum CouchbaseCommand {
     Get {
         /// The document key.
         key: String,
-        /// Read from this projection's scope and collection (default: the bucket's default one).
+        /// Read from this projection's live collection (after a rebuild, the one its pointer
+        /// document names; default: the bucket's default collection).
         #[arg(long, short)]
         projection: Option<String>,
     },
@@ -50,17 +51,19 @@ pub(crate) async fn run(ctx: &Context, cmd: CouchbaseCommand) -> anyhow::Result<
             Ok(ExitCode::SUCCESS)
         }
         CouchbaseCommand::Get { key, projection } => {
-            let (scope, collection) = match &projection {
-                None => (None, None),
+            let cb = Couchbase::connect(&ctx.connections.couchbase).await?;
+            let coll = match &projection {
+                None => cb.collection(None, None),
                 Some(name) => match ctx.topology()?.projection(name).map(|p| &p.sink) {
+                    // The live version: the collection the pointer names after a rebuild.
                     Some(SinkConfig::Couchbase { couchbase }) => {
-                        (Some(couchbase.scope.clone()), Some(couchbase.collection.clone()))
+                        let bucket = cb.open_bucket(couchbase.bucket.as_deref()).await?;
+                        let live = pointer::live(&bucket, name, couchbase).await?;
+                        bucket.scope(&live.scope).collection(&live.collection)
                     }
                     _ => anyhow::bail!("{name:?} is not a Couchbase projection of the topology"),
                 },
             };
-            let cb = Couchbase::connect(&ctx.connections.couchbase).await?;
-            let coll = cb.collection(scope.as_deref(), collection.as_deref());
             let doc =
                 deadline("get", KV_TIMEOUT, coll.get(&key, None)).await.with_context(|| format!("reading {key}"))?;
             let value: serde_json::Value = doc.content_as().context("the document is not JSON")?;

@@ -15,7 +15,9 @@ mod lag_cmd;
 mod loadgen;
 mod metrics;
 mod publish;
+mod rebuild_cmd;
 mod replay_cmd;
+mod reproject;
 mod sample_cmd;
 mod schemas_cmd;
 mod topics_cmd;
@@ -138,6 +140,14 @@ enum Command {
     /// Prints per partition the committed offset, the new one and the events to re-project, and
     /// changes nothing without --yes; refuses while the projection's workers run.
     Replay(replay_cmd::ReplayArgs),
+
+    /// Rebuild a projection blue/green, or repair one aggregate.
+    ///
+    /// Builds a new version of the projection (new ClickHouse tables / a new Couchbase collection)
+    /// from the whole retained history with its own consumer group while the live one keeps
+    /// serving, then swaps readers and the live worker over; the old version stays until
+    /// --drop-old. Interrupted, the same command resumes; --abort removes the partial version.
+    Rebuild(rebuild_cmd::RebuildArgs),
 }
 
 /// The largest allocation the Avro decoder may make for one value. A corrupt body can claim a
@@ -189,6 +199,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Sample(args) => sample_cmd::run(&args),
         Command::Lag(args) => lag_cmd::run(&Context::load(&cli.global)?, args).await,
         Command::Replay(args) => replay_cmd::run(&Context::load(&cli.global)?, args).await,
+        Command::Rebuild(args) => rebuild_cmd::run(&Context::load(&cli.global)?, args).await,
         Command::Work(args) => work::run(&Context::load(&cli.global)?, args).await,
         Command::Gateway(args) => gateway_cmd::run(&Context::load(&cli.global)?, args).await,
         Command::Loadgen(args) => loadgen::run(args).await,

@@ -5,14 +5,26 @@
 //! offsets, offsets by timestamp) and `sluice_core::replay` (current → new offset, events to
 //! re-project per partition). It is always printed; only `--yes` commits it, and only while no
 //! worker of the projection runs. Projections are idempotent, so re-projecting is safe.
+//!
+//! With `--to` the replay is bounded, and that changes how it runs. A consumer-group offset reset
+//! cannot express an upper bound: a worker started from the reset offsets runs on past it. So
+//! `--to` never touches the group: the command re-projects `[from, to)` itself, in process
+//! (`sluice_consumers::rebuild::runner`: partitions assigned, written through the projection's
+//! live sink, dead letters to its DLQ), shows progress and stops at the bound. The live workers
+//! may keep running meanwhile (every write is idempotent), and an interrupted bounded replay is
+//! simply run again.
 
 use std::process::ExitCode;
 
 use anyhow::Context as _;
+use sluice_consumers::rebuild::runner::{self, Bounded};
 use sluice_consumers::replay::{apply, read_plan};
+use sluice_core::rebuild::Span;
 use sluice_core::replay::{Position, ReplayPlan};
+use tokio_util::sync::CancellationToken;
 
 use crate::Context;
+use crate::reproject::{self, Bars, Version};
 
 /// Options of `sluice replay`.
 #[derive(Debug, clap::Args)]
@@ -22,7 +34,16 @@ use crate::Context;
                         then start them again to re-project. Positions: `earliest` (oldest retained), \
                         `latest`, an RFC 3339 timestamp (the first record at or after it on each \
                         partition), or `partition:offset,…` (single-source projections) / \
-                        `topic:partition:offset,…` (partitions not listed stay where they are).")]
+                        `topic:partition:offset,…` (partitions not listed stay where they are).\n\n\
+                        With --to the replay is bounded and runs here: the events from --from up to (not \
+                        including) --to are re-projected by this command through the projection's sink, \
+                        with progress on stderr and a summary at the end; the consumer group is left \
+                        alone, so the workers may keep running.\n\n\
+                        Examples:\n  \
+                        sluice replay -p user_state --from 2026-11-26T00:00:00Z            # plan only\n  \
+                        sluice replay -p user_state --from 2026-11-26T00:00:00Z --yes      # reset the group\n  \
+                        sluice replay -p analytics --from 2026-11-26T00:00:00Z --to 2026-11-26T06:00:00Z --yes\n  \
+                        sluice replay -p user_state --from 0:120 --to 0:480 --yes           # one partition's range")]
 pub(crate) struct ReplayArgs {
     /// The projection to replay (a `[projections.<name>]` of the topology).
     #[arg(long, short)]
@@ -32,7 +53,12 @@ pub(crate) struct ReplayArgs {
     #[arg(long, value_name = "POSITION", value_parser = position)]
     from: Position,
 
-    /// Commit the new offsets (otherwise a dry run).
+    /// Re-project only up to here (exclusive), in this process: latest | RFC 3339 timestamp |
+    /// [topic:]partition:offset,… (partitions not listed go to their current end).
+    #[arg(long, value_name = "POSITION", value_parser = position)]
+    to: Option<Position>,
+
+    /// Commit the new offsets, or with --to run the bounded replay (otherwise a dry run).
     #[arg(long)]
     yes: bool,
 }
@@ -50,11 +76,15 @@ pub(crate) async fn run(ctx: &Context, args: ReplayArgs) -> anyhow::Result<ExitC
     })?;
     let brokers = &ctx.connections.kafka_brokers;
     println!("reading the offsets of consumer group {} (projection {name}, from {})", projection.group, args.from);
-    let plan = read_plan(brokers, name, projection, &args.from, None).await.context("planning the replay")?;
+    let plan =
+        read_plan(brokers, name, projection, &args.from, args.to.as_ref()).await.context("planning the replay")?;
     print!("{}", table(&plan));
     if !args.yes {
         println!("dry run: pass --yes to apply");
         return Ok(ExitCode::SUCCESS);
+    }
+    if args.to.is_some() {
+        return bounded(ctx, name, projection, &plan).await;
     }
     let committed = apply(brokers, &plan).await?;
     println!(
@@ -63,6 +93,46 @@ pub(crate) async fn run(ctx: &Context, args: ReplayArgs) -> anyhow::Result<ExitC
         plan.group,
         plan.events()
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `--to`: re-projects each partition's `new..end` here, through the live sink.
+async fn bounded(
+    ctx: &Context,
+    name: &str,
+    projection: &sluice_core::topology::ProjectionConfig,
+    plan: &ReplayPlan,
+) -> anyhow::Result<ExitCode> {
+    let spans: Vec<Span> = plan
+        .partitions
+        .iter()
+        .map(|p| Span { topic: p.topic.clone(), partition: p.partition, start: p.new, end: p.end })
+        .collect();
+    let sink =
+        reproject::sink(ctx, name, projection, &Version::Live(format!("replay-{}:", uuid::Uuid::new_v4().simple())))
+            .await?;
+    let cfg = Bounded {
+        projection: name.to_owned(),
+        brokers: ctx.connections.kafka_brokers.clone(),
+        group: None,
+        dlq_topic: projection.dlq_topic.clone(),
+        spans: spans.clone(),
+        key: None,
+        max_batch: usize::try_from(projection.batch_size).unwrap_or(usize::MAX).max(1),
+        crash_after_batches: None,
+    };
+    let token = CancellationToken::new();
+    crate::work::cancel_on_signals(token.clone());
+    let decoder = crate::work::decoder(ctx.topology()?, &ctx.connections.schema_registry_url);
+    let bars = Bars::new(&format!("replaying {name}"), &spans);
+    let result = runner::run(&cfg, &sink, &decoder, &bars, &token).await;
+    bars.finish();
+    let summary = result?;
+    if token.is_cancelled() {
+        println!("stopped: {}", reproject::summary(&summary));
+        anyhow::bail!("the replay was stopped before its end; run it again (re-projecting is idempotent)");
+    }
+    println!("replayed: {}", reproject::summary(&summary));
     Ok(ExitCode::SUCCESS)
 }
 

@@ -8,7 +8,7 @@ use schema_registry_converter::async_impl::schema_registry::SrSettings;
 use sluice_consumers::Sink;
 use sluice_consumers::decode::Decoder;
 use sluice_consumers::sinks::clickhouse::ClickHouseProjection;
-use sluice_consumers::sinks::couchbase::{Couchbase, CouchbaseProjection};
+use sluice_consumers::sinks::couchbase::{Couchbase, LiveProjection};
 use sluice_consumers::worker::{Stats, Worker, WorkerConfig};
 use sluice_core::topology::{SinkConfig, Topology};
 use tokio_util::sync::CancellationToken;
@@ -62,7 +62,7 @@ pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 /// Cancels `token` on SIGTERM or SIGINT.
-fn cancel_on_signals(token: CancellationToken) {
+pub(crate) fn cancel_on_signals(token: CancellationToken) {
     tokio::spawn(async move {
         let ctrl_c = tokio::signal::ctrl_c();
         #[cfg(unix)]
@@ -102,7 +102,7 @@ async fn run_with<S: Sink>(
 }
 
 /// Reader schemas of every event type, so older writer schemas resolve to the current ones.
-fn decoder(topology: &Topology, registry_url: &str) -> Decoder {
+pub(crate) fn decoder(topology: &Topology, registry_url: &str) -> Decoder {
     Decoder::new(SrSettings::new(registry_url.to_owned()), topology.events().map(|e| e.schema.clone()))
 }
 
@@ -147,7 +147,8 @@ pub(crate) async fn run_projection(
     match &projection.sink {
         SinkConfig::Couchbase { .. } => {
             let cb = Couchbase::connect(&ctx.connections.couchbase).await?;
-            let sink = CouchbaseProjection::from_projection(&cb, name, projection).await?;
+            // Follows the live-collection pointer, so a rebuild's swap moves its writes.
+            let sink = LiveProjection::from_projection(&cb, name, projection).await?;
             run_with(cfg, sink, decoder, opts.exit_at_end, token).await
         }
         SinkConfig::ClickHouse { .. } => {

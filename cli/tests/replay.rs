@@ -3,7 +3,8 @@
 //! exactly the second wave (per partition), changes nothing without `--yes`, is refused while a
 //! worker runs, and once applied makes the next worker consume exactly the second wave again and
 //! leave the documents as they were (idempotence). A replay from `earliest` re-projects everything,
-//! with the same result.
+//! with the same result. A bounded replay (`--to`) re-projects exactly the events between its
+//! bounds itself, with progress and a summary, and never moves the group.
 //!
 //! Each test gets a fresh copy of the topology (its own topics, consumer groups, documents).
 
@@ -175,6 +176,53 @@ async fn replay_from_a_timestamp_re_projects_exactly_what_followed_it() {
     assert_eq!(planned_total(&String::from_utf8_lossy(&out.stdout)), user_events.len() as u64);
     assert_eq!(work_to_end(&topology, &projection), user_events.len() as u64);
     assert_eq!(user_docs(&cb, &model).await, snapshot, "re-projecting everything changes nothing");
+
+    // Bounded (`--to`): the command itself re-projects exactly the second wave, every event a
+    // duplicate of what the documents hold, and leaves the group's offsets alone — even with a
+    // worker running.
+    let worker = WorkerProcess::start(&topology, &projection, None);
+    let out = run_ok(sluice(&topology).args([
+        "replay",
+        "--projection",
+        &projection,
+        "--from",
+        &t,
+        "--to",
+        "latest",
+        "--yes",
+    ]));
+    let replayed = String::from_utf8_lossy(&out.stdout);
+    println!("{replayed}");
+    assert_eq!(planned_total(&replayed), wave2.len() as u64, "{replayed}");
+    let n = wave2.len();
+    assert!(
+        replayed
+            .contains(&format!("replayed: events read {n}, applied {n}, skipped as duplicates {n}, sent to the DLQ 0")),
+        "{replayed}"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&format!("replaying {projection}: {n}/{n} events")), "progress lines: {stderr}");
+    assert_eq!(user_docs(&cb, &model).await, snapshot, "a bounded replay changes nothing either");
+    assert!(worker.terminate().0.success());
+    assert_eq!(offsets(&topology, &projection), caught_up, "a bounded replay never moves the group");
+
+    // Up to an explicit bound on one partition: only the records before it.
+    let (p, (high, _)) = caught_up.iter().find(|(_, (high, _))| *high >= 2).expect("a partition with records");
+    let to = format!("{users}:{p}:{}", high - 1);
+    let out = run_ok(sluice(&topology).args([
+        "replay",
+        "--projection",
+        &projection,
+        "--from",
+        "earliest",
+        "--to",
+        &to,
+        "--yes",
+    ]));
+    let replayed = String::from_utf8_lossy(&out.stdout);
+    let expected = user_events.len() as i64 - 1;
+    assert!(replayed.contains(&format!("replayed: events read {expected}, applied {expected},")), "{replayed}");
+    assert_eq!(user_docs(&cb, &model).await, snapshot);
 }
 
 #[test]

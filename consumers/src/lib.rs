@@ -6,9 +6,11 @@
 //! - [`lag`]: the lag monitor (lag per projection and partition, backpressure state) and the
 //!   intake gate over it.
 //! - [`replay`]: reads a replay plan's offsets and commits them for a stopped projection group.
+//! - [`rebuild`]: bounded re-projection (`replay --to`, `rebuild --key`) and blue/green rebuilds.
 
 pub mod decode;
 pub mod lag;
+pub mod rebuild;
 pub mod replay;
 pub mod sink;
 pub mod sinks;

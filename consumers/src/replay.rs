@@ -201,6 +201,21 @@ pub async fn read_plan(
     .await
 }
 
+/// Watermarks of every partition of `sources` and `group`'s committed offsets on them (a rebuild
+/// reads its own group's progress with this).
+pub async fn source_offsets(
+    brokers: &str,
+    group: &str,
+    sources: &[String],
+) -> Result<Vec<PartitionOffsets>, ReplayError> {
+    let (brokers, group, sources) = (brokers.to_owned(), group.to_owned(), sources.to_vec());
+    blocking(move || {
+        let c = group_client(&brokers, &group)?;
+        read_offsets(&c, &group, &sources)
+    })
+    .await
+}
+
 /// The live members of consumer group `group`, as `client-id@host`; empty when none (or when the
 /// group does not exist yet).
 pub async fn group_members(brokers: &str, group: &str) -> Result<Vec<String>, ReplayError> {

@@ -73,6 +73,13 @@ pub trait Sink: Send + Sync {
 
     /// Bounds for how long the worker collects a batch before writing it.
     fn batching(&self) -> Batching;
+
+    /// Events written since the sink was made that changed nothing because the store already had
+    /// them (duplicates, older versions); `None` when the sink cannot tell (ClickHouse collapses
+    /// duplicates later, at merge time). Reported by `sluice replay --to` and `sluice rebuild`.
+    fn unchanged(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// How a worker groups records for a sink.

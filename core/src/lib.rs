@@ -19,6 +19,7 @@ pub mod fold;
 pub mod framing;
 pub mod lag;
 pub mod offsets;
+pub mod rebuild;
 pub mod replay;
 mod suggest;
 pub mod topology;

@@ -57,6 +57,9 @@ pub struct Capabilities {
     /// header of recent servers), which the crate detects; older servers just append the error text
     /// to a 200 body. The threshold is deliberately late: guessing too late only costs buffering.
     pub exception_in_stream_header: bool,
+    /// `EXCHANGE TABLES a AND b` in `Atomic` databases (20.10+, when `Atomic` became the
+    /// default engine): swaps two tables' names atomically (`sluice rebuild`).
+    pub exchange_tables: bool,
 }
 
 impl Capabilities {
@@ -72,6 +75,7 @@ impl Capabilities {
             datetime64: version.at_least(20, 1),
             low_cardinality: version.at_least(19, 9),
             exception_in_stream_header: version.at_least(25, 11),
+            exchange_tables: version.at_least(20, 10),
         }
     }
 }
@@ -95,9 +99,10 @@ mod tests {
         let old = Capabilities::of(Version { major: 18, minor: 16, patch: 1 });
         assert!(!old.row_binary_with_names_and_types && !old.insert_deduplication_token);
         assert!(!old.map_type && !old.datetime64 && !old.low_cardinality && !old.exception_in_stream_header);
+        assert!(!old.exchange_tables);
         let new = Capabilities::of(Version { major: 26, minor: 9, patch: 1 });
         assert!(new.row_binary_with_names_and_types && new.insert_deduplication_token);
-        assert!(new.map_type && new.datetime64 && new.low_cardinality);
+        assert!(new.map_type && new.datetime64 && new.low_cardinality && new.exchange_tables);
         let edge = Capabilities::of(Version { major: 22, minor: 1, patch: 0 });
         assert!(edge.row_binary_with_names_and_types && !edge.insert_deduplication_token);
     }

@@ -15,7 +15,7 @@ use serde::Deserialize;
 use sluice_core::topology::ClickHouseSink;
 use tracing::info;
 
-use super::schema::{self, DescribedColumn, Layout, ObjectKind, qualified, quote};
+use super::schema::{self, DescribedColumn, Layout, Names, ObjectKind, qualified, quote};
 use super::{ClickHouse, Error};
 
 /// What [`migrate`] did with one object.
@@ -94,8 +94,18 @@ async fn columns(ch: &ClickHouse, database: &str) -> Result<Vec<DescribedColumn>
 /// layout of this server), then checks that all of them have the expected engine and columns.
 /// Idempotent. Returns one line per object; fails with [`Error::Drift`] listing every difference.
 pub async fn migrate(ch: &ClickHouse, database: &str, sink: &ClickHouseSink) -> Result<Vec<MigrationLine>, Error> {
+    migrate_named(ch, database, sink, &Names::of(sink)).await
+}
+
+/// [`migrate`] for the version of the projection `names` names (a rebuild's `__v<n>` objects).
+pub async fn migrate_named(
+    ch: &ClickHouse,
+    database: &str,
+    sink: &ClickHouseSink,
+    names: &Names,
+) -> Result<Vec<MigrationLine>, Error> {
     let layout = Layout::of(&ch.capabilities);
-    let plan = schema::plan(database, sink, layout)?;
+    let plan = schema::plan_named(database, sink, layout, names)?;
     let mut lines = Vec::with_capacity(plan.objects.len() + 1);
 
     let databases: u64 = ch

@@ -11,6 +11,7 @@
 //! - [`service`]: the client, the version probe and error classification (network).
 //! - [`migrate`](mod@migrate): runs the schema plan (network).
 //! - [`sink`]: the [`Sink`](crate::sink::Sink) implementation.
+//! - [`swap`]: the statements of a blue/green swap and of dropping a version (pure).
 //!
 //! What analysts find in these tables, and how to query them: `docs/analytics.md`.
 
@@ -20,9 +21,10 @@ pub mod request_builder;
 pub mod schema;
 pub mod service;
 pub mod sink;
+pub mod swap;
 
 pub use capabilities::{Capabilities, Version};
-pub use migrate::{MigrationAction, MigrationLine, migrate};
+pub use migrate::{MigrationAction, MigrationLine, migrate, migrate_named};
 pub use schema::{Drift, Layout};
 pub use service::ClickHouse;
 pub use sink::ClickHouseProjection;

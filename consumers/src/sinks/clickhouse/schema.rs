@@ -214,6 +214,10 @@ pub struct Object {
 }
 
 /// The names of the objects a projection writes and analysts read.
+///
+/// The live version of a projection uses the topology's names; a version being rebuilt, or an
+/// old one kept after a swap, carries its generation's suffix (`__v2`) on every object
+/// (`events__v2`, `daily_engagement_by_event__v2`, …), see `sluice rebuild`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Names {
     /// The raw events table.
@@ -221,12 +225,28 @@ pub struct Names {
     /// The users' per-event update rows the sink writes (`<state>_updates`), when a state table is
     /// configured.
     pub user_updates: Option<String>,
+    /// Appended to every object name: empty for the live version.
+    pub suffix: String,
 }
 
 impl Names {
     /// The names for a projection's config.
     pub fn of(sink: &ClickHouseSink) -> Self {
-        Self { events: sink.table.clone(), user_updates: sink.state_table.as_ref().map(|s| format!("{s}_updates")) }
+        Self::versioned(sink, "")
+    }
+
+    /// The names of a version of the projection whose objects carry `suffix`.
+    pub fn versioned(sink: &ClickHouseSink, suffix: &str) -> Self {
+        Self {
+            events: format!("{}{suffix}", sink.table),
+            user_updates: sink.state_table.as_ref().map(|s| format!("{s}_updates{suffix}")),
+            suffix: suffix.to_owned(),
+        }
+    }
+
+    /// `base` as this version names it.
+    pub fn name(&self, base: &str) -> String {
+        format!("{base}{}", self.suffix)
     }
 }
 
@@ -322,9 +342,11 @@ fn events_table(database: &str, name: &str, l: Layout) -> Object {
 }
 
 /// `daily_engagement`: its per-event table, the materialized view filling it, the summing view.
-fn daily_engagement(database: &str, events: &str, l: Layout) -> [Object; 3] {
-    let by_event = format!("{DAILY_ENGAGEMENT}_by_event");
-    let mv = format!("{DAILY_ENGAGEMENT}_mv");
+fn daily_engagement(database: &str, names: &Names, l: Layout) -> [Object; 3] {
+    let events = &names.events;
+    let by_event = names.name(&format!("{DAILY_ENGAGEMENT}_by_event"));
+    let mv = names.name(&format!("{DAILY_ENGAGEMENT}_mv"));
+    let view_name = names.name(DAILY_ENGAGEMENT);
     let mut table_columns =
         vec![Column::stored("day", "Date"), Column::stored("user_id", "String"), Column::stored("event_id", "UUID")];
     table_columns.extend(ENGAGEMENT_EVENTS.iter().map(|(_, column)| Column::stored(column, "UInt8")));
@@ -383,14 +405,14 @@ fn daily_engagement(database: &str, events: &str, l: Layout) -> [Object; 3] {
         Column::stored("revenue_cents", "Int64"),
     ];
     let view = Object {
-        name: DAILY_ENGAGEMENT.to_owned(),
+        name: view_name.clone(),
         kind: ObjectKind::View,
         engine: "View",
         create: format!(
             "CREATE VIEW IF NOT EXISTS {} AS\nSELECT day, user_id, sum(is_page_view) AS page_views, \
              sum(is_click) AS clicks, sum(is_purchase) AS purchases, sum(amount_cents) AS revenue_cents\n\
              FROM {} FINAL\nGROUP BY day, user_id",
-            qualified(database, DAILY_ENGAGEMENT),
+            qualified(database, &view_name),
             qualified(database, &by_event)
         ),
         columns: view_columns,
@@ -399,9 +421,10 @@ fn daily_engagement(database: &str, events: &str, l: Layout) -> [Object; 3] {
 }
 
 /// The users' state: per-event updates, their fold, the finalizing view.
-fn users_state(database: &str, state: &str, updates: &str, l: Layout) -> [Object; 4] {
-    let folded = format!("{state}_state");
-    let mv = format!("{state}_mv");
+fn users_state(database: &str, state_base: &str, updates: &str, names: &Names, l: Layout) -> [Object; 4] {
+    let state = &names.name(state_base);
+    let folded = names.name(&format!("{state_base}_state"));
+    let mv = names.name(&format!("{state_base}_mv"));
     let update_columns = vec![
         Column::stored("user_id", "String"),
         Column::stored("aggregate_version", "Int64"),
@@ -492,16 +515,20 @@ fn users_state(database: &str, state: &str, updates: &str, l: Layout) -> [Object
 
 /// What a projection with this config needs in `database` on a server with this layout.
 pub fn plan(database: &str, sink: &ClickHouseSink, layout: Layout) -> Result<Plan, PlanError> {
-    let names = Names::of(sink);
+    plan_named(database, sink, layout, &Names::of(sink))
+}
+
+/// [`plan`] for the version of the projection named by `names` (see [`Names::versioned`]).
+pub fn plan_named(database: &str, sink: &ClickHouseSink, layout: Layout, names: &Names) -> Result<Plan, PlanError> {
     let mut objects = vec![events_table(database, &names.events, layout)];
     for rollup in &sink.rollups {
         match rollup.as_str() {
-            DAILY_ENGAGEMENT => objects.extend(daily_engagement(database, &names.events, layout)),
+            DAILY_ENGAGEMENT => objects.extend(daily_engagement(database, names, layout)),
             other => return Err(PlanError::UnknownRollup(other.to_owned())),
         }
     }
     if let (Some(state), Some(updates)) = (&sink.state_table, &names.user_updates) {
-        objects.extend(users_state(database, state, updates, layout));
+        objects.extend(users_state(database, state, updates, names, layout));
     }
     Ok(Plan { database: database.to_owned(), objects })
 }
@@ -702,6 +729,33 @@ mod tests {
         assert_eq!(super::plan("db", &minimal, layout(26)).expect("plan").objects.len(), 1);
         let unknown = ClickHouseSink { rollups: vec!["hourly".into()], ..sink() };
         assert_eq!(super::plan("db", &unknown, layout(26)), Err(PlanError::UnknownRollup("hourly".into())));
+    }
+
+    #[test]
+    fn a_version_suffixes_every_object_and_its_references() {
+        let names = Names::versioned(&sink(), "__v2");
+        let plan = plan_named("a", &sink(), layout(26), &names).expect("plan");
+        let got: Vec<&str> = plan.objects.iter().map(|o| o.name.as_str()).collect();
+        assert_eq!(
+            got,
+            [
+                "events__v2",
+                "daily_engagement_by_event__v2",
+                "daily_engagement_mv__v2",
+                "daily_engagement__v2",
+                "users_current_updates__v2",
+                "users_current_state__v2",
+                "users_current_mv__v2",
+                "users_current__v2"
+            ]
+        );
+        assert_eq!(names.user_updates.as_deref(), Some("users_current_updates__v2"));
+        let mv = &plan.objects[2].create;
+        assert!(mv.contains("TO `a`.`daily_engagement_by_event__v2`") && mv.contains("FROM `a`.`events__v2`"), "{mv}");
+        let state_mv = &plan.objects[6].create;
+        assert!(state_mv.contains("FROM `a`.`users_current_updates__v2`"), "{state_mv}");
+        // The live version's plan is the plain one.
+        assert_eq!(plan_named("a", &sink(), layout(26), &Names::of(&sink())), super::plan("a", &sink(), layout(26)));
     }
 
     #[test]

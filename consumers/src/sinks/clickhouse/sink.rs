@@ -21,7 +21,7 @@ use sluice_core::event::Event;
 use sluice_core::topology::{ClickHouseSink, ProjectionConfig, SinkConfig};
 use tracing::{info, warn};
 
-use super::migrate::{MigrationLine, migrate};
+use super::migrate::{MigrationLine, migrate_named};
 use super::request_builder::{Encoded, Rows};
 use super::schema::{Layout, Names, qualified};
 use super::service::classify;
@@ -48,6 +48,9 @@ pub struct ClickHouseProjection {
     /// Event types folded; every type when empty.
     folds: BTreeSet<String>,
     batching: Batching,
+    /// Prepended to every insert's deduplication token: a rebuild's inserts must never be taken
+    /// for the live worker's (same offsets, another insert) and dropped.
+    token_prefix: String,
 }
 
 impl ClickHouseProjection {
@@ -73,6 +76,7 @@ impl ClickHouseProjection {
             config: config.clone(),
             layout,
             names,
+            token_prefix: String::new(),
         };
         let dedup = if layout.insert_deduplication {
             "insert_deduplication_token, then merges"
@@ -95,10 +99,31 @@ impl ClickHouseProjection {
         Self::new(ch, &conn.database, projection)
     }
 
+    /// The same projection writing to the version whose objects carry `suffix` (`__v2`; empty:
+    /// the live names), its insert tokens prefixed with `token_prefix`. `sluice rebuild` writes
+    /// the new version through this.
+    pub fn versioned(mut self, suffix: &str, token_prefix: &str) -> Self {
+        self.names = Names::versioned(&self.config, suffix);
+        self.events_table = qualified(&self.database, &self.names.events);
+        self.updates_table = self.names.user_updates.as_deref().map(|t| qualified(&self.database, t));
+        self.token_prefix = token_prefix.to_owned();
+        self
+    }
+
     /// Creates the projection's tables where missing and checks the existing ones; see
     /// [`migrate`](super::migrate()).
     pub async fn migrate(&self) -> Result<Vec<MigrationLine>, Error> {
-        migrate(&self.ch, &self.database, &self.config).await
+        migrate_named(&self.ch, &self.database, &self.config, &self.names).await
+    }
+
+    /// The server connection.
+    pub fn server(&self) -> &ClickHouse {
+        &self.ch
+    }
+
+    /// The projection's `clickhouse` block.
+    pub fn config(&self) -> &ClickHouseSink {
+        &self.config
     }
 
     /// The database written to.
@@ -177,9 +202,10 @@ impl Sink for ClickHouseProjection {
 
     async fn write(&self, batch: &Batch) -> Result<Vec<Rejected>, SinkError> {
         let events = batch.events.iter().filter(|e| self.folds(e));
+        let token = format!("{}{}", self.token_prefix, batch.token());
         match Rows::encode(events, self.layout, self.updates_table.is_some()) {
-            Rows::Modern(rows) => self.write_rows(&batch.token(), rows).await,
-            Rows::Compat(rows) => self.write_rows(&batch.token(), rows).await,
+            Rows::Modern(rows) => self.write_rows(&token, rows).await,
+            Rows::Compat(rows) => self.write_rows(&token, rows).await,
         }
     }
 
@@ -188,7 +214,7 @@ impl Sink for ClickHouseProjection {
     /// partition. The dedup token joins the batches' tokens, so the same flush sent again is
     /// still recognised.
     async fn write_all(&self, batches: &[Batch]) -> Result<Vec<Vec<Rejected>>, SinkError> {
-        let token = batches.iter().map(Batch::token).collect::<Vec<_>>().join(",");
+        let token = format!("{}{}", self.token_prefix, batches.iter().map(Batch::token).collect::<Vec<_>>().join(","));
         // Encoded per batch, so each refusal stays with its partition; written together.
         let encoded = batches.iter().map(|b| {
             Rows::encode(b.events.iter().filter(|e| self.folds(e)), self.layout, self.updates_table.is_some())

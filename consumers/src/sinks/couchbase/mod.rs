@@ -8,7 +8,11 @@
 //! - [`sink`]: the [`Sink`](crate::sink::Sink): read, fold, write with CAS, erase with tombstones.
 //! - [`setup`](mod@setup): `sluice couchbase setup`, creating the projections' scopes and collections.
 //! - [`service`]: connecting with deadlines (network).
+//! - [`pointer`]: the document naming a projection's live collection (blue/green rebuilds).
+//! - [`live`]: the worker's sink, following that pointer.
 
+pub mod live;
+pub mod pointer;
 pub mod request_builder;
 pub mod service;
 pub mod setup;
@@ -16,6 +20,7 @@ pub mod sink;
 
 use std::time::Duration;
 
+pub use live::LiveProjection;
 pub use request_builder::{DocumentChange, RequestError};
 pub use service::Couchbase;
 pub use setup::{Presence, SetupLine, setup};

@@ -85,8 +85,18 @@ pub async fn setup(cb: &Couchbase, projections: &[(&str, &CouchbaseSink)]) -> Re
     let mut lines = Vec::with_capacity(projections.len());
     for (name, sink) in projections {
         let bucket = cb.open_bucket(sink.bucket.as_deref()).await?;
-        let (scope_presence, collection_presence) = ensure(&bucket, &sink.scope, &sink.collection).await?;
-        let ready_after = wait_until_serving(&bucket, &sink.scope, &sink.collection).await?;
+        // Boxed: the SDK's futures are deep, and callers' futures would exceed rustc's layout depth.
+        lines.extend(Box::pin(setup_on(&bucket, &[(name, sink)])).await?);
+    }
+    Ok(lines)
+}
+
+/// [`setup`] on an opened bucket (the one every block names).
+pub async fn setup_on(bucket: &Bucket, projections: &[(&str, &CouchbaseSink)]) -> Result<Vec<SetupLine>, Error> {
+    let mut lines = Vec::with_capacity(projections.len());
+    for (name, sink) in projections {
+        let (scope_presence, collection_presence) = ensure(bucket, &sink.scope, &sink.collection).await?;
+        let ready_after = wait_until_serving(bucket, &sink.scope, &sink.collection).await?;
         lines.push(SetupLine {
             projection: (*name).to_owned(),
             bucket: bucket.name().to_owned(),

@@ -23,6 +23,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use couchbase::bucket::Bucket;
@@ -65,6 +66,8 @@ pub struct CouchbaseProjection {
     collection: Collection,
     keyspace: String,
     batching: Batching,
+    /// Events written that changed nothing (duplicates, or older than every field they touch).
+    unchanged: AtomicU64,
 }
 
 impl fmt::Debug for CouchbaseProjection {
@@ -152,6 +155,17 @@ impl CouchbaseProjection {
     /// the bucket cannot be opened or the collection does not exist (run `sluice couchbase setup`).
     pub async fn new(cb: &Couchbase, name: &str, config: &CouchbaseSink, batching: Batching) -> Result<Self, Error> {
         let bucket = cb.open_bucket(config.bucket.as_deref()).await?;
+        // Boxed: the SDK's futures are deep, and callers' futures would exceed rustc's layout depth.
+        Box::pin(Self::on_bucket(bucket, name, config, batching)).await
+    }
+
+    /// [`Self::new`] on an opened bucket (the one `config` names).
+    pub async fn on_bucket(
+        bucket: Bucket,
+        name: &str,
+        config: &CouchbaseSink,
+        batching: Batching,
+    ) -> Result<Self, Error> {
         let bucket_name = bucket.name().to_owned();
         match Couchbase::collection_exists(&bucket, &config.scope, &config.collection).await {
             Ok(true) => {}
@@ -175,6 +189,7 @@ impl CouchbaseProjection {
             bucket,
             collection,
             batching,
+            unchanged: AtomicU64::new(0),
         })
     }
 
@@ -183,8 +198,13 @@ impl CouchbaseProjection {
         &self.keyspace
     }
 
+    /// The collection written to.
+    pub fn collection(&self) -> &Collection {
+        &self.collection
+    }
+
     /// Groups the batch by document and writes the groups, [`MAX_DOCUMENTS_IN_FLIGHT`] at a time.
-    async fn write_batch(&self, batch: &Batch) -> Result<Vec<Rejected>, SinkError> {
+    pub(super) async fn write_batch(&self, batch: &Batch) -> Result<Vec<Rejected>, SinkError> {
         let mut rejected = Vec::new();
         let mut groups: Vec<(String, Vec<Pending>)> = Vec::new();
         let mut group_of: HashMap<String, usize> = HashMap::new();
@@ -294,8 +314,12 @@ impl CouchbaseProjection {
             },
             Stored::Missing => (None, Base::Absent(None)),
         };
+        let unchanged = count_unchanged(base.clone(), events);
         let (next, rejected) = fold_group(base, events, learned_erase);
-        let Some((next, bytes)) = next else { return Ok(Step::Done(rejected)) };
+        let Some((next, bytes)) = next else {
+            self.unchanged.fetch_add(unchanged, Ordering::Relaxed);
+            return Ok(Step::Done(rejected));
+        };
         match (next.is_tombstone(), at) {
             (true, Base::Main(cas)) => {
                 // Tombstone first: if we stop between the two writes, the entity still exists and
@@ -328,6 +352,7 @@ impl CouchbaseProjection {
                 }
             }
         }
+        self.unchanged.fetch_add(unchanged, Ordering::Relaxed);
         Ok(Step::Done(rejected))
     }
 
@@ -450,6 +475,23 @@ impl Sink for CouchbaseProjection {
     fn batching(&self) -> Batching {
         self.batching
     }
+
+    fn unchanged(&self) -> Option<u64> {
+        Some(self.unchanged.load(Ordering::Relaxed))
+    }
+}
+
+/// How many of `events`, folded in order into `base`, change nothing.
+fn count_unchanged(base: Option<State>, events: &[Pending]) -> u64 {
+    let mut current = base;
+    let mut unchanged = 0;
+    for p in events {
+        match fold::apply(current.as_ref(), &p.fold) {
+            Outcome::Write(next) => current = Some(next),
+            Outcome::Unchanged => unchanged += 1,
+        }
+    }
+    unchanged
 }
 
 /// Folds a document's events into `base`, then the erase learned from a concurrent writer if any.
