@@ -271,6 +271,16 @@ async fn worker_pauses_while_clickhouse_is_down_and_loses_nothing() {
     )
     .await;
     assert_eq!(metric(&metrics_addr, "sluice_paused_partitions"), 0.0, "resumed");
+    // Resumed for real: events published now are projected too.
+    let (later, later_model) = generate(10, 12, &uuid_hex8(), &format!("{sfx}-later-"));
+    let later: Vec<&Value> = later.iter().collect();
+    run_ok(sluice(&topology).args(["publish", "--file"]).arg(write_jsonl(&dir, "later.jsonl", &later)));
+    await_caught_up(
+        &format!("sluice.{projection}"),
+        &["users", "sessions", "engagement"].map(|t| format!("{t}_{sfx}")),
+        60,
+    )
+    .await;
 
     let conn = sluice_core::connections::ClickHouseConnection {
         url: server.url(),
@@ -281,7 +291,11 @@ async fn worker_pauses_while_clickhouse_is_down_and_loses_nothing() {
     let ch = sluice_consumers::sinks::clickhouse::ClickHouse::connect(&conn).await.expect("clickhouse");
     let n: u64 =
         ch.client.query(&format!("SELECT toUInt64(count()) FROM events_{sfx} FINAL")).fetch_one().await.expect("count");
-    assert_eq!(n, model.by_type.values().sum::<u64>(), "every event once");
+    assert_eq!(
+        n,
+        (model.by_type.values().sum::<u64>() + later_model.by_type.values().sum::<u64>()),
+        "every event once"
+    );
     let (status, out) = w.terminate();
     assert!(status.success(), "{out}");
 }

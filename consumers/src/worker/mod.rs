@@ -320,10 +320,15 @@ impl<S: Sink> Worker<S> {
                 flight_started = Instant::now();
                 flush_at = None;
                 in_flight = Some(Box::pin(self.flush(work, &dlq, &write_token)));
-                // The next batch is empty again: the intake may go on.
-                if let Some(tpl) = paused.take() {
-                    self.resume(&consumer, &tpl);
-                }
+            }
+            // Resume once the sink is not failing (its write landed) and the next batch has room:
+            // after a landing the next batch was just handed over, so it is empty.
+            if paused.is_some()
+                && !self.sink_failing.load(Ordering::Relaxed)
+                && !next.is_full(limits)
+                && let Some(tpl) = paused.take()
+            {
+                self.resume(&consumer, &tpl);
             }
             if last_report.elapsed() >= Duration::from_secs(10) {
                 info!(
