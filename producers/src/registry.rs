@@ -242,8 +242,9 @@ impl Registry {
     }
 
     /// Sends a reqwest call; `Ok(None)` on 404. A failure to reach the registry at all (refused
-    /// or reset connection — e.g. a pooled keep-alive connection the server just closed) is tried
-    /// again twice: every call here is idempotent (registering the same schema returns its id).
+    /// or reset connection — e.g. a pooled keep-alive connection the server just closed — or no
+    /// answer within the timeout, as when the registry stalls under load) is tried again twice:
+    /// every call here is idempotent (registering the same schema returns its id).
     async fn send(&self, request: reqwest::RequestBuilder, subject: &str) -> Result<Option<String>, RegistryError> {
         let mut attempt = 0u32;
         let response = loop {
@@ -252,7 +253,7 @@ impl Registry {
             };
             match this.send().await {
                 Ok(r) => break r,
-                Err(e) if attempt < 2 && !e.is_timeout() => {
+                Err(e) if attempt < 2 => {
                     attempt += 1;
                     tokio::time::sleep(std::time::Duration::from_millis(100 * u64::from(attempt))).await;
                 }
