@@ -81,7 +81,7 @@ fn the_repository_topology_is_valid() {
         Err(e) => panic!("{e}"),
     };
     assert!(topology.warnings().is_empty(), "{}", topology.warnings());
-    assert_eq!(topology.events().count(), 10);
+    assert_eq!(topology.events().count(), 16);
     assert_eq!(topology.compatibility(), Compatibility::Backward);
 
     let registered = topology.event("user.registered").expect("declared");
@@ -114,6 +114,22 @@ fn the_repository_topology_is_valid() {
         ["analytics.dlq", "session_state.dlq", "user_state.dlq"]
     );
     assert_eq!(topology.topic("user_state.dlq").map(|t| t.partitions), Some(1));
+
+    // The legacy database's change data capture, mapped to the legacy.* event types.
+    assert_eq!(topology.cdc_sources().count(), 3);
+    let (name, users_cdc) = topology.cdc_source_on("legacy.public.users").expect("CDC source of the users table");
+    assert_eq!((name, users_cdc.encoding), ("legacy_users", CdcEncoding::Avro));
+    let CdcFormat::Debezium(d) = &users_cdc.format else { panic!("the users table is a Debezium source") };
+    assert_eq!((d.key.as_slice(), d.decimal_handling), (&["id".to_owned()][..], DecimalHandling::Precise));
+    assert_eq!(
+        d.columns["balance_cents"],
+        ColumnMapping { column: "balance".into(), kind: Some(ColumnKind::Decimal), scale: Some(2), unit: None }
+    );
+    let CdcFormat::Outbox(o) = &topology.cdc_source("legacy_user_outbox").expect("declared").format else {
+        panic!("the outbox is an outbox source")
+    };
+    assert_eq!((o.event_id.to_string(), o.occurred_at.to_string()), ("header:id".to_owned(), "timestamp".to_owned()));
+    assert_eq!(topology.subject("legacy.user.changed"), Some("sluice.legacy.UserChanged"));
 
     let defaults = topology.connections().env_defaults();
     assert!(defaults.contains(&("SLUICE_KAFKA_BROKERS".to_owned(), "127.0.0.1:19092".to_owned())));
