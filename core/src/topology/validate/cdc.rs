@@ -74,11 +74,11 @@ impl Checker<'_> {
         // A CDC topic carries the connector's records: a sluice event type published there by a
         // producer would not be one its worker can read.
         for (event_type, event) in &config.events {
-            let Some(source) = config.cdc.values().find(|s| s.topic == event.topic) else { continue };
-            if !source.event_types().contains(&event_type.as_str())
+            let Some((name, source)) = config.cdc.iter().find(|(_, s)| s.topic == event.topic) else { continue };
+            if self.cdc_event_types_read(name, source)
+                && !source.event_types().contains(&event_type.as_str())
                 && let Some(span) = self.spans.get(&["events", event_type, "topic"])
             {
-                let name = readers.get(event.topic.as_str()).copied().unwrap_or_default();
                 self.push(
                     Issue::error(
                         span,
@@ -89,6 +89,23 @@ impl Checker<'_> {
                     )
                     .hint("a CDC topic carries the connector's records; publish the event type on a topic of its own"),
                 );
+            }
+        }
+    }
+
+    /// Whether every event type of a source was read without error (else what it emits is not
+    /// known, and the checks that need it stay quiet).
+    fn cdc_event_types_read(&self, name: &str, source: &CdcSourceConfig) -> bool {
+        if !source.event_types().iter().all(|t| self.config.events.contains_key(*t)) {
+            return false;
+        }
+        match &source.format {
+            CdcFormat::Debezium(_) => {
+                ["upsert_event", "delete_event"].iter().all(|k| self.spans.get(&["cdc", name, k]).is_some())
+            }
+            CdcFormat::Outbox(o) => {
+                self.spans.get(&["cdc", name, "events"]).is_some()
+                    && o.events.keys().all(|k| self.spans.get(&["cdc", name, "events", k]).is_some())
             }
         }
     }
@@ -106,6 +123,8 @@ impl Checker<'_> {
                 o.events.iter().map(|(k, t)| (vec!["cdc", name, "events", k.as_str()], t.as_str())).collect()
             }
         };
+        // An undeclared topic was reported: every event type would be "elsewhere" too.
+        let topic_known = config.topics.contains_key(&source.topic);
         for (path, event_type) in places {
             let Some(span) = self.spans.get(&path) else { continue };
             match config.events.get(event_type) {
@@ -117,7 +136,7 @@ impl Checker<'_> {
                             source.topic
                         )),
                 ),
-                Some(e) if e.topic != source.topic => self.push(
+                Some(e) if e.topic != source.topic && topic_known => self.push(
                     Issue::error(
                         span,
                         format!(
@@ -142,6 +161,8 @@ impl Checker<'_> {
         };
         let fields = record_fields(&upsert.schema);
         let candidates: Vec<&str> = fields.keys().copied().filter(|f| !is_envelope_field(f)).collect();
+        // A misspelt field leaves the intended one unmapped: say it once.
+        let mut misspelt = false;
         for (field, mapping) in &d.columns {
             let Some(span) = self.spans.get(&["cdc", name, "columns", field]) else { continue };
             if is_envelope_field(field) {
@@ -154,6 +175,7 @@ impl Checker<'_> {
                 continue;
             }
             let Some(record_field) = fields.get(field.as_str()) else {
+                misspelt = true;
                 self.push(
                     Issue::error(
                         span,
@@ -177,6 +199,7 @@ impl Checker<'_> {
             .filter(|f| !d.columns.contains_key(*f) && fields.get(f).is_some_and(|r| r.default.is_none()))
             .collect();
         if !unmapped.is_empty()
+            && !misspelt
             && let Some(span) = self.spans.get(&["cdc", name, "columns"])
         {
             self.push(
@@ -195,6 +218,9 @@ impl Checker<'_> {
         }
         let Some((_, _, delete)) = schemas.get(&d.delete_event) else { return };
         let Some(span) = self.spans.get(&["cdc", name, "delete_event"]) else { return };
+        if d.key.is_empty() || self.spans.get(&["cdc", name, "key"]).is_none() {
+            return;
+        }
         let key: BTreeSet<&str> = d.key.iter().map(String::as_str).collect();
         let mut from_key = Vec::new();
         for (field, record_field) in record_fields(&delete.schema) {
@@ -203,7 +229,10 @@ impl Checker<'_> {
             }
             match d.columns.get(field) {
                 Some(m) if key.contains(m.column.as_str()) => {
-                    if let Err(why) = check_target(m, &Target::of(record_field)) {
+                    // Checked already when the upsert event's field has the same type.
+                    let target = Target::of(record_field);
+                    let checked = fields.get(field).is_some_and(|f| Target::of(f) == target);
+                    if !checked && let Err(why) = check_target(m, &target) {
                         self.push(Issue::error(
                             span.clone(),
                             format!("column `{}` → field `{field}` of \"{}\": {why}", m.column, d.delete_event),
