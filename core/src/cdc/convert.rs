@@ -233,6 +233,9 @@ fn read_decimal(value: &Json, semantic: Option<Semantic>, scale: u32, cx: Contex
             }
             DecimalHandling::String | DecimalHandling::Double => Decimal::parse(s),
         },
+        Json::Object(o) if o.contains_key("unscaled") => {
+            Err("an Avro decimal whose scale the writer schema given to the mapper does not say".to_owned())
+        }
         Json::Object(_) if semantic.is_none() || semantic == Some(Semantic::VariableScaleDecimal) => {
             variable_scale_json(value)
         }

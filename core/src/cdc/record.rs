@@ -152,8 +152,9 @@ impl CdcRecord {
         Self { key, value: Some(value), schema }
     }
 
-    /// An Avro record (Confluent framing, decoded with its writer schema): `row` is
-    /// [`RowSchema::from_avro_schema`] of the value's writer schema.
+    /// An Avro record (Confluent framing, decoded with its writer schema): `row` must be
+    /// [`RowSchema::from_avro_schema`] of that same writer schema (cache it by schema id). A
+    /// decimal it gives no scale for is refused by the mapper, never read at a guessed scale.
     pub fn from_avro(key: Option<&Value>, value: Option<&Value>, row: &RowSchema) -> Self {
         let key = key.map(avro_to_json);
         let value = value.map(|v| match v {
@@ -234,6 +235,9 @@ fn avro_row(columns: &[(String, Value)], row: &RowSchema) -> Json {
                     _ => Err("a variable-scale decimal without `scale` and `value`".to_owned()),
                 }
             }
+            // A decimal whose scale the schema did not give (a `RowSchema` of another schema):
+            // left in a shape the mapper refuses, rather than read at the wrong scale.
+            (_, Value::Decimal(_)) => return serde_json::json!({ "unscaled": avro_to_json(value), "scale": null }),
             _ => return avro_to_json(value),
         };
         decimal.map_or_else(|_| avro_to_json(value), |d| Json::String(d.to_string()))

@@ -12,6 +12,7 @@ use serde_json::{Value as Json, json};
 use super::decimal::base64_encode;
 use super::*;
 use crate::avro::twos_complement;
+use crate::fold::tests::deliver;
 use crate::fold::{self, Change, FoldEvent};
 
 fn repo() -> std::path::PathBuf {
@@ -331,20 +332,13 @@ fn snapshot_ids_depend_on_the_row_and_change_ids_on_the_change() {
 // ---------------------------------------------------------------------------------------------
 // Conversions, through a topology made for them.
 
-const ENVELOPE_FIELDS_AVSC: &str = r#"
-    {"name": "event_id", "type": {"type": "string", "logicalType": "uuid"}},
-    {"name": "event_type", "type": "string"},
-    {"name": "aggregate_id", "type": "string"},
-    {"name": "aggregate_version", "type": "long"},
-    {"name": "occurred_at", "type": {"type": "long", "logicalType": "timestamp-millis"}},
-    {"name": "producer", "type": "string"},
-    {"name": "correlation_id", "type": ["null", "string"], "default": null},
-    {"name": "causation_id", "type": ["null", "string"], "default": null},
-    {"name": "traceparent", "type": ["null", "string"], "default": null},
-    {"name": "tracestate", "type": ["null", "string"], "default": null}"#;
-
 fn record_schema(name: &str, fields: &str) -> String {
-    format!(r#"{{"type": "record", "name": "{name}", "namespace": "t", "fields": [{ENVELOPE_FIELDS_AVSC}{fields}]}}"#)
+    // The envelope as the repository's schemas declare it, then `fields`.
+    let registered = std::fs::read_to_string(repo().join("schemas/users/registered.avsc")).expect("schema");
+    let registered: Json = serde_json::from_str(&registered).expect("JSON");
+    let envelope = registered["fields"].as_array().expect("fields")[..10].iter().map(Json::to_string);
+    let fields = envelope.collect::<Vec<_>>().join(", ") + fields;
+    format!(r#"{{"type": "record", "name": "{name}", "namespace": "t", "fields": [{fields}]}}"#)
 }
 
 /// A topology with one Debezium source on table `t`, `columns` mapping fields of `t.changed`
@@ -628,14 +622,8 @@ proptest! {
             let CdcOutcome::Event { event, .. } = snapshot else { unreachable!("a read is an event") };
             event.payload
         });
-        let mut delivered: Vec<&CdcOutcome> = outcomes.iter().collect();
-        delivered.extend(dup_picks.iter().map(|i| &outcomes[i.index(outcomes.len())]));
-        let mut s = seed | 1;
-        for i in (1..delivered.len()).rev() {
-            s ^= s << 13; s ^= s >> 7; s ^= s << 17;
-            delivered.swap(i, (s % (i as u64 + 1)) as usize);
-        }
-        let events: Vec<FoldEvent> = delivered.into_iter().filter_map(|o| to_fold(o.clone())).collect();
+        let events: Vec<FoldEvent> =
+            deliver(&outcomes, &dup_picks, seed).into_iter().filter_map(|o| to_fold(o.clone())).collect();
         let state = fold::fold(&events);
         match expected {
             Some(row) => prop_assert_eq!(state.map(|s| s.fields), Some(row)),
@@ -656,4 +644,29 @@ proptest! {
         prop_assert_eq!(&first, &id_of(lsn));
         prop_assert_ne!(first, id_of(lsn + 1));
     }
+}
+
+#[test]
+fn an_avro_decimal_without_its_scale_is_refused() {
+    let row = Value::Record(vec![
+        ("id".into(), Value::Long(1)),
+        ("balance".into(), Value::Decimal(AvroDecimal::from(vec![0x30, 0x39]))),
+    ]);
+    let record = Value::Record(vec![
+        ("after".into(), Value::Union(1, Box::new(row))),
+        ("source".into(), Value::Record(vec![("lsn".into(), Value::Long(LSN)), ("ts_ms".into(), Value::Long(TS))])),
+        ("op".into(), Value::String("c".into())),
+    ]);
+    let t = conversion_topology(
+        r#", {"name": "f", "type": "long"}"#,
+        r#"f = { column = "balance", type = "decimal", scale = 2 }"#,
+        "",
+    )
+    .unwrap_or_else(|r| panic!("{r}"));
+    let m = CdcMapper::new(&t, "t").expect("source");
+    let err = m.map(&CdcRecord::from_avro(None, Some(&record), &RowSchema::default()), &[], pos(0), None, 1);
+    assert_eq!(
+        err.map(|_| ()).map_err(|e| e.to_string()),
+        Err("column `balance` (for event field `f`): an Avro decimal whose scale the writer schema given to the mapper does not say".into())
+    );
 }
