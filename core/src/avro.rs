@@ -936,7 +936,7 @@ fn unscaled_decimal(decimal: &Decimal) -> String {
 }
 
 /// The shortest big-endian two's complement bytes of `n`, as Avro decimals are stored.
-fn twos_complement(n: i128) -> Vec<u8> {
+pub(crate) fn twos_complement(n: i128) -> Vec<u8> {
     let bytes = n.to_be_bytes();
     let mut start = 0;
     while start < 15 {
@@ -1023,7 +1023,7 @@ fn date_prefix(b: &[u8]) -> Result<i64, String> {
 }
 
 /// Days since 1970-01-01 of a `YYYY-MM-DD` date.
-fn parse_date(s: &str) -> Result<i64, String> {
+pub(crate) fn parse_date(s: &str) -> Result<i64, String> {
     if s.len() != 10 {
         return Err("expected a date like 2026-11-26".to_owned());
     }
@@ -1032,7 +1032,7 @@ fn parse_date(s: &str) -> Result<i64, String> {
 
 /// Nanoseconds since the epoch of an RFC 3339 date-time: `2026-11-26T04:28:21.123Z`,
 /// `2026-11-26t06:28:21+02:00`, `2026-11-26 04:28:21Z`. Leap seconds are rejected.
-fn parse_rfc3339(s: &str) -> Result<i128, String> {
+pub(crate) fn parse_rfc3339(s: &str) -> Result<i128, String> {
     let b = s.as_bytes();
     let format = || RFC3339_EXAMPLE.to_owned();
     let days = date_prefix(b)?;

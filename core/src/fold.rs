@@ -162,7 +162,7 @@ pub fn fold<'a>(events: impl IntoIterator<Item = &'a FoldEvent>) -> Option<State
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use proptest::prelude::*;
     use serde_json::json;
@@ -239,6 +239,21 @@ mod tests {
         })
     }
 
+    /// `items` as a redelivering broker hands them over: each once, plus the `duplicates` picked,
+    /// in an order shuffled deterministically from `seed` (proptest shrinks the seed too).
+    pub(crate) fn deliver<'a, T>(items: &'a [T], duplicates: &[prop::sample::Index], seed: u64) -> Vec<&'a T> {
+        let mut delivered: Vec<&T> = items.iter().collect();
+        delivered.extend(duplicates.iter().map(|i| &items[i.index(items.len())]));
+        let mut s = seed | 1;
+        for i in (1..delivered.len()).rev() {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            delivered.swap(i, (s % (i as u64 + 1)) as usize);
+        }
+        delivered
+    }
+
     proptest! {
         #[test]
         fn any_order_with_duplicates_equals_the_in_order_fold(
@@ -247,15 +262,7 @@ mod tests {
             seed in any::<u64>(),
         ) {
             let expected = fold(&events);
-            let mut delivered: Vec<&FoldEvent> = events.iter().collect();
-            delivered.extend(dup_picks.iter().map(|i| &events[i.index(events.len())]));
-            // Deterministic shuffle from the seed (proptest shrinks the seed too).
-            let mut s = seed | 1;
-            for i in (1..delivered.len()).rev() {
-                s ^= s << 13; s ^= s >> 7; s ^= s << 17;
-                delivered.swap(i, (s % (i as u64 + 1)) as usize);
-            }
-            prop_assert_eq!(fold(delivered), expected);
+            prop_assert_eq!(fold(deliver(&events, &dup_picks, seed)), expected);
         }
     }
 }

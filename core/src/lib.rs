@@ -2,6 +2,7 @@
 //!
 //! - [`framing`]: the Confluent wire format (magic byte, schema id, Avro body).
 //! - [`avro`]: user JSON ⇄ Avro values, and the Avro body written and read (with schema resolution).
+//! - [`cdc`]: Debezium change events and outbox events from a legacy database → sluice events.
 //! - [`connections`]: where the services are (`SLUICE_*` variables over an env file).
 //! - [`event`]: a decoded event split into envelope and payload.
 //! - [`fold`]: how an event changes an entity's latest-state document (Couchbase projection).
@@ -13,6 +14,7 @@
 
 pub mod avro;
 mod calendar;
+pub mod cdc;
 pub mod connections;
 pub mod event;
 pub mod fold;

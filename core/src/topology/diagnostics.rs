@@ -55,6 +55,12 @@ impl Issue {
         self.hint = hint;
         self
     }
+
+    /// Sets `hint` unless there is one already.
+    pub(crate) fn hint_if_none(mut self, hint: impl Into<String>) -> Self {
+        self.hint.get_or_insert_with(|| hint.into());
+        self
+    }
 }
 
 /// One problem in the topology file.

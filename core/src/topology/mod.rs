@@ -30,10 +30,11 @@ use thiserror::Error;
 pub use diagnostics::{Diagnostic, Report, Severity};
 pub use duration::{DurationError, HumanDuration, Retention};
 pub use model::{
-    BackpressureConfig, CLICKHOUSE_ROLLUPS, COUCHBASE_DEFAULT_COLLECTION, CleanupPolicy, ClickHouseSink, Compatibility,
-    ConnectionDefaults, CouchbaseSink, DEFAULT_BATCH_SIZE, DEFAULT_KEY, DEFAULT_LINGER, DocumentId, EventConfig,
-    FieldSource, IdPart, ProjectionConfig, RegistryConfig, SinkConfig, SinkKind, SubjectStrategy, TemplateError,
-    TopicConfig, TopologyConfig,
+    BackpressureConfig, CLICKHOUSE_ROLLUPS, COUCHBASE_DEFAULT_COLLECTION, CdcEncoding, CdcFormat, CdcSourceConfig,
+    CleanupPolicy, ClickHouseSink, ColumnKind, ColumnMapping, Compatibility, ConnectionDefaults, CouchbaseSink,
+    DEBEZIUM_UNAVAILABLE_VALUE, DEFAULT_BATCH_SIZE, DEFAULT_KEY, DEFAULT_LINGER, DebeziumConfig, DecimalHandling,
+    DocumentId, EventConfig, FieldRef, FieldSource, IdPart, OutboxConfig, ProjectionConfig, RegistryConfig, SinkConfig,
+    SinkKind, SubjectStrategy, TemplateError, TimeUnit, TopicConfig, TopologyConfig,
 };
 pub use schema::{KEY_FIELDS, is_envelope_field};
 
@@ -189,6 +190,22 @@ impl Topology {
     /// Every projection, by name.
     pub fn projections(&self) -> impl Iterator<Item = (&str, &ProjectionConfig)> {
         self.config.projections.iter().map(|(n, p)| (n.as_str(), p))
+    }
+
+    /// A change-data-capture source (`[cdc.<name>]`).
+    pub fn cdc_source(&self, name: &str) -> Option<&CdcSourceConfig> {
+        self.config.cdc.get(name)
+    }
+
+    /// Every change-data-capture source, by name.
+    pub fn cdc_sources(&self) -> impl Iterator<Item = (&str, &CdcSourceConfig)> {
+        self.config.cdc.iter().map(|(n, s)| (n.as_str(), s))
+    }
+
+    /// The change-data-capture source reading `topic`, if any: a worker consuming it maps its
+    /// records with [`crate::cdc::CdcMapper`] instead of decoding them as sluice events.
+    pub fn cdc_source_on(&self, topic: &str) -> Option<(&str, &CdcSourceConfig)> {
+        self.cdc_sources().find(|(_, s)| s.topic == topic)
     }
 
     /// The dead-letter topics of all projections.

@@ -38,6 +38,9 @@ pub struct TopologyConfig {
     pub events: BTreeMap<String, EventConfig>,
     /// `[projections.<name>]`, by projection name.
     pub projections: BTreeMap<String, ProjectionConfig>,
+    /// `[cdc.<name>]`: change-data-capture sources, by name.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub cdc: BTreeMap<String, CdcSourceConfig>,
 }
 
 /// `[connections]`: where the services are when no `SLUICE_*` variable says otherwise. Never
@@ -148,6 +151,13 @@ macro_rules! spelled_enum {
         }
     };
 }
+
+// Declared after the macro it uses.
+mod cdc;
+pub use cdc::{
+    CdcEncoding, CdcFormat, CdcSourceConfig, ColumnKind, ColumnMapping, DEBEZIUM_UNAVAILABLE_VALUE, DebeziumConfig,
+    DecimalHandling, FieldRef, OutboxConfig, TimeUnit,
+};
 
 spelled_enum! {
     /// A schema registry compatibility level.

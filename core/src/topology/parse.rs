@@ -23,6 +23,8 @@ use super::model::{
 };
 use super::schema::KEY_FIELDS;
 
+mod cdc;
+
 /// Byte ranges of the values read, by path (`["projections", "user_state", "sources", "0"]`).
 /// Tables are recorded at their own path (the range of their `[header]` or `{ … }`). A path is
 /// present only when its value was read without error, so a cross-check that finds no range
@@ -553,6 +555,15 @@ impl Walker<'_> {
                 let projection = self.projection(&name, &mut t);
                 t.finish(self);
                 config.projections.insert(name, projection);
+            }
+        }
+        // Every key of a map-of-tables section is a name, so there is no unknown key to look for.
+        if let Some(section) = self.table(top, "cdc", Secrets::Other) {
+            let rule = "use letters, digits, `_` and `-`";
+            for (name, mut t) in self.entities(&section, valid_projection_name, rule) {
+                let source = self.cdc_source(&mut t);
+                t.finish(self);
+                config.cdc.insert(name, source);
             }
         }
         config

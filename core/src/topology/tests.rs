@@ -81,7 +81,7 @@ fn the_repository_topology_is_valid() {
         Err(e) => panic!("{e}"),
     };
     assert!(topology.warnings().is_empty(), "{}", topology.warnings());
-    assert_eq!(topology.events().count(), 10);
+    assert_eq!(topology.events().count(), 16);
     assert_eq!(topology.compatibility(), Compatibility::Backward);
 
     let registered = topology.event("user.registered").expect("declared");
@@ -114,6 +114,22 @@ fn the_repository_topology_is_valid() {
         ["analytics.dlq", "session_state.dlq", "user_state.dlq"]
     );
     assert_eq!(topology.topic("user_state.dlq").map(|t| t.partitions), Some(1));
+
+    // The legacy database's change data capture, mapped to the legacy.* event types.
+    assert_eq!(topology.cdc_sources().count(), 3);
+    let (name, users_cdc) = topology.cdc_source_on("legacy.public.users").expect("CDC source of the users table");
+    assert_eq!((name, users_cdc.encoding), ("legacy_users", CdcEncoding::Avro));
+    let CdcFormat::Debezium(d) = &users_cdc.format else { panic!("the users table is a Debezium source") };
+    assert_eq!((d.key.as_slice(), d.decimal_handling), (&["id".to_owned()][..], DecimalHandling::Precise));
+    assert_eq!(
+        d.columns["balance_cents"],
+        ColumnMapping { column: "balance".into(), kind: Some(ColumnKind::Decimal), scale: Some(2), unit: None }
+    );
+    let CdcFormat::Outbox(o) = &topology.cdc_source("legacy_user_outbox").expect("declared").format else {
+        panic!("the outbox is an outbox source")
+    };
+    assert_eq!((o.event_id.to_string(), o.occurred_at.to_string()), ("header:id".to_owned(), "timestamp".to_owned()));
+    assert_eq!(topology.subject("legacy.user.changed"), Some("sluice.legacy.UserChanged"));
 
     let defaults = topology.connections().env_defaults();
     assert!(defaults.contains(&("SLUICE_KAFKA_BROKERS".to_owned(), "127.0.0.1:19092".to_owned())));
@@ -473,5 +489,194 @@ fn critical_events_belong_to_the_projection() {
     assert_eq!(
         hint.as_deref(),
         Some("the event types of projection \"user_state\" are: user.deleted, user.registered")
+    );
+}
+
+/// A valid topology with one Debezium source and one outbox source, on the legacy schemas.
+const CDC_BASE: &str = r#"[topics."legacy.public.users"]
+partitions = 1
+replication_factor = 1
+subject_strategy = "record"
+
+[topics."outbox.event.user"]
+partitions = 1
+replication_factor = 1
+subject_strategy = "record"
+
+[events."legacy.user.changed"]
+topic = "legacy.public.users"
+schema = "schemas/legacy/user_changed.avsc"
+
+[events."legacy.user.deleted"]
+topic = "legacy.public.users"
+schema = "schemas/legacy/user_deleted.avsc"
+
+[events."legacy.user.signed_up"]
+topic = "outbox.event.user"
+schema = "schemas/legacy/user_signed_up.avsc"
+
+[cdc.users]
+topic = "legacy.public.users"
+format = "debezium"
+encoding = "json"
+key = ["id"]
+upsert_event = "legacy.user.changed"
+delete_event = "legacy.user.deleted"
+
+[cdc.users.columns]
+user_id = "id"
+email = "email"
+display_name = "display_name"
+balance_cents = { column = "balance", type = "decimal", scale = 2 }
+created_at = { column = "created_at", type = "timestamp" }
+updated_at = { column = "updated_at", type = "timestamp", unit = "ms" }
+
+[cdc.outbox]
+topic = "outbox.event.user"
+format = "outbox"
+encoding = "avro"
+event_type = "header:eventType"
+version = "field:version"
+
+[cdc.outbox.events]
+UserSignedUp = "legacy.user.signed_up"
+"#;
+
+fn cdc_with(old: &str, new: &str) -> String {
+    assert!(CDC_BASE.contains(old), "no {old:?} in CDC_BASE");
+    CDC_BASE.replacen(old, new, 1)
+}
+
+#[test]
+fn cdc_sources_are_read_with_their_defaults() {
+    let t = valid(CDC_BASE);
+    assert!(t.warnings().is_empty(), "{}", t.warnings());
+    let CdcFormat::Debezium(d) = &t.cdc_source("users").expect("declared").format else { panic!("debezium") };
+    assert_eq!(
+        (d.decimal_handling, d.unavailable_value.as_str()),
+        (DecimalHandling::Precise, DEBEZIUM_UNAVAILABLE_VALUE)
+    );
+    assert_eq!(d.columns["email"], ColumnMapping::plain("email"));
+    assert_eq!(d.columns["updated_at"].unit, Some(TimeUnit::Millis));
+    let CdcFormat::Outbox(o) = &t.cdc_source("outbox").expect("declared").format else { panic!("outbox") };
+    assert_eq!((o.event_id.clone(), o.occurred_at.clone()), (FieldRef::Header("id".into()), FieldRef::Timestamp));
+    assert_eq!(o.version, FieldRef::Field("version".into()));
+    assert_eq!(t.cdc_source_on("outbox.event.user").map(|(n, _)| n), Some("outbox"));
+}
+
+#[test]
+fn cdc_keys_are_checked_where_they_are() {
+    let (line, column, message, hint) = error(&cdc_with("upsert_event =", "upsert_evnt ="));
+    assert_eq!((line, column, message.as_str()), (28, 1, "unknown key `upsert_evnt` in [cdc.users]"));
+    assert_eq!(hint.as_deref(), Some("did you mean `upsert_event`?"));
+    let (line, column, message, hint) =
+        error(&cdc_with("version = \"field:version\"", "version = \"field:version\"\ncolumns = 1"));
+    assert_eq!((line, column, message.as_str()), (45, 11, "`columns` is a key of format = \"debezium\""));
+    assert_eq!(hint.as_deref(), Some("remove it, or set `format = \"debezium\"`"));
+    let (line, column, message, hint) = error(&cdc_with("format = \"outbox\"", "format = \"outbx\""));
+    assert_eq!(
+        (line, column, message.as_str()),
+        (41, 10, "`cdc.outbox.format` = \"outbx\" is not one of the allowed values")
+    );
+    assert_eq!(hint.as_deref(), Some("did you mean \"outbox\"?"));
+    let (line, column, message, _) = error(&cdc_with("version = \"field:version\"", "version = \"column:version\""));
+    assert_eq!((line, column), (44, 11));
+    assert!(
+        message.starts_with("`cdc.outbox.version`: \"column:version\" is not a place in an outbox record"),
+        "{message}"
+    );
+    let (line, column, message, hint) = error(&cdc_with("key = [\"id\"]", "key = []"));
+    assert_eq!(
+        (line, column, message.as_str()),
+        (27, 7, "`cdc.users.key` is empty: the key columns make the aggregate id")
+    );
+    assert!(hint.is_some_and(|h| h.contains("primary key")));
+}
+
+#[test]
+fn cdc_column_mappings_are_checked() {
+    let (line, column, message, hint) = error(&cdc_with("type = \"decimal\", scale = 2 }", "type = \"decimal\" }"));
+    assert_eq!((line, column, message.as_str()), (35, 46, "a decimal column needs its `scale`"));
+    assert_eq!(hint.as_deref(), Some("add the column's scale, e.g. `scale = 2` for numeric(12,2)"));
+    let (line, column, message, _) = error(&cdc_with("type = \"timestamp\" }", "type = \"timestamp\", scale = 3 }"));
+    assert_eq!((line, column, message.as_str()), (36, 67, "`scale` applies to `type = \"decimal\"` only"));
+    // A field the event does not have, with a suggestion.
+    let (line, column, message, hint) = error(&cdc_with("email = \"email\"", "emial = \"email\""));
+    assert_eq!(line, 33, "{message}");
+    assert_eq!(column, 9);
+    assert_eq!(message, "event type \"legacy.user.changed\" has no field `emial` (mapped from column `email`)");
+    assert_eq!(hint.as_deref(), Some("did you mean `email`?"));
+    // A conversion that cannot make the field's type.
+    let (line, column, message, _) =
+        error(&cdc_with("user_id = \"id\"", "user_id = { column = \"id\", type = \"json\" }"));
+    assert_eq!((line, column), (32, 35));
+    assert_eq!(
+        message,
+        "column `id` → field `user_id`: a `json` column cannot become a long field; it fits string (the JSON text)"
+    );
+    // Envelope fields are the mapper's.
+    let (_, _, message, _) = error(&cdc_with("user_id = \"id\"", "user_id = \"id\"\naggregate_id = \"id\""));
+    assert_eq!(message, "`aggregate_id` is an envelope field: the mapper sets it, no column does");
+}
+
+#[test]
+fn cdc_required_fields_and_deletes() {
+    // created_at has no default: it must be mapped.
+    let (line, column, message, _) =
+        error(&cdc_with("created_at = { column = \"created_at\", type = \"timestamp\" }\n", ""));
+    assert_eq!((line, column), (31, 1));
+    assert_eq!(message, "field created_at of event type \"legacy.user.changed\" has no column and no default");
+    // The delete event's user_id must come from a key column.
+    let (line, column, message, hint) = error(&cdc_with("key = [\"id\"]", "key = [\"email\"]"));
+    assert_eq!((line, column), (29, 16));
+    assert_eq!(message, "field user_id of delete event \"legacy.user.deleted\" has no default and no key column");
+    assert!(hint.is_some_and(|h| h.contains("REPLICA IDENTITY DEFAULT")));
+}
+
+#[test]
+fn cdc_topics_and_event_types_fit_together() {
+    let (line, column, message, hint) =
+        error(&cdc_with("topic = \"legacy.public.users\"\nformat", "topic = \"legacy.public.user\"\nformat"));
+    assert_eq!((line, column), (24, 9));
+    assert_eq!(message, "topic \"legacy.public.user\" of CDC source \"users\" is not declared");
+    assert_eq!(hint.as_deref(), Some("did you mean \"legacy.public.users\"?"));
+    let (line, column, message, hint) =
+        error(&cdc_with("upsert_event = \"legacy.user.changed\"", "upsert_event = \"legacy.user.changd\""));
+    assert_eq!((line, column, message.as_str()), (28, 16, "unknown event type \"legacy.user.changd\""));
+    assert_eq!(hint.as_deref(), Some("did you mean \"legacy.user.changed\"?"));
+    // The outbox maps to an event published elsewhere, and no longer emits the one on its topic.
+    let text = cdc_with("UserSignedUp = \"legacy.user.signed_up\"", "UserSignedUp = \"legacy.user.changed\"");
+    let all = errors(&text);
+    let at: Vec<_> = all.iter().map(|(l, c, m, _)| (*l, *c, m.as_str())).collect();
+    assert_eq!(
+        at,
+        [
+            (
+                20,
+                9,
+                "event type \"legacy.user.signed_up\" is published on CDC topic \"outbox.event.user\", but CDC source \"outbox\" never emits it"
+            ),
+            (
+                47,
+                16,
+                "event type \"legacy.user.changed\" is published on \"legacy.public.users\", not on the CDC topic \"outbox.event.user\""
+            ),
+        ],
+        "{all:#?}"
+    );
+    assert_eq!(
+        all[0].3.as_deref(),
+        Some("a CDC topic carries the connector's records; publish the event type on a topic of its own")
+    );
+    assert_eq!(all[1].3.as_deref(), Some("set `topic = \"outbox.event.user\"` in [events.\"legacy.user.changed\"]"));
+    // The connector owns "<topic>-value".
+    let (line, column, message, _) = error(&cdc_with(
+        "[topics.\"outbox.event.user\"]\npartitions = 1\nreplication_factor = 1\nsubject_strategy = \"record\"",
+        "[topics.\"outbox.event.user\"]\npartitions = 1\nreplication_factor = 1",
+    ));
+    assert_eq!((line, column), (39, 9));
+    assert_eq!(
+        message,
+        "CDC topic \"outbox.event.user\" must name its subjects by record (subject_strategy = \"record\")"
     );
 }

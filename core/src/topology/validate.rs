@@ -18,6 +18,8 @@ use super::model::{
 use super::parse::{Parsed, Spans, display_path, string_offset};
 use super::schema::{EventSchema, SchemaError, inspect};
 
+mod cdc;
+
 /// The effective model and the event types it knows completely.
 #[derive(Debug)]
 pub(crate) struct Validated {
@@ -40,6 +42,7 @@ pub(crate) fn validate(
     let resolved: BTreeMap<String, Vec<String>> =
         config.projections.iter().map(|(name, p)| (name.clone(), check.projection(name, p, &schemas))).collect();
     check.groups_and_dlqs();
+    check.cdc(&schemas);
     issues.append(&mut check.issues);
 
     for (name, events) in resolved {

@@ -1,0 +1,242 @@
+//! Exact decimal numbers as Debezium writes `numeric` columns: precise bytes (the unscaled value's
+//! big-endian two's complement, base64 in JSON), decimal text, or a double. Pure code.
+
+use std::fmt;
+
+/// `unscaled × 10^-scale`, exactly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Decimal {
+    pub(crate) unscaled: i128,
+    pub(crate) scale: u32,
+}
+
+/// 10^`exp`, when it fits an i128 (exp ≤ 38).
+fn pow10(exp: u32) -> Option<i128> {
+    10_i128.checked_pow(exp)
+}
+
+impl Decimal {
+    /// A value whose scale may be negative (PostgreSQL 15 allows `numeric(5,-2)`): made
+    /// non-negative by scaling the unscaled value up.
+    pub(crate) fn new(unscaled: i128, scale: i64) -> Result<Self, String> {
+        if scale >= 0 {
+            let scale = u32::try_from(scale).map_err(|_| format!("scale {scale} is too large"))?;
+            return Ok(Self { unscaled, scale });
+        }
+        let up = u32::try_from(-scale).ok().and_then(pow10);
+        match up.and_then(|f| unscaled.checked_mul(f)) {
+            Some(unscaled) => Ok(Self { unscaled, scale: 0 }),
+            None if unscaled == 0 => Ok(Self { unscaled: 0, scale: 0 }),
+            None => Err(format!("{unscaled}E{} does not fit 128 bits", -scale)),
+        }
+    }
+
+    /// From the unscaled value's big-endian two's complement bytes (Kafka Connect's `Decimal`).
+    pub(crate) fn from_be_bytes(bytes: &[u8], scale: i64) -> Result<Self, String> {
+        if bytes.is_empty() {
+            return Err("a decimal has no bytes".to_owned());
+        }
+        let negative = bytes[0] & 0x80 != 0;
+        let fill = if negative { 0xff } else { 0x00 };
+        // Redundant sign bytes in front are allowed; anything wider than 128 bits is not.
+        let significant = bytes.iter().position(|b| *b != fill).unwrap_or(bytes.len());
+        let start = if significant > 0 && (bytes.get(significant).is_none_or(|b| (b & 0x80 != 0) != negative)) {
+            significant - 1
+        } else {
+            significant
+        };
+        let tail = &bytes[start.min(bytes.len() - 1)..];
+        if tail.len() > 16 {
+            return Err(format!("a decimal of {} bytes does not fit 128 bits", bytes.len()));
+        }
+        let mut wide = [fill; 16];
+        wide[16 - tail.len()..].copy_from_slice(tail);
+        Self::new(i128::from_be_bytes(wide), scale)
+    }
+
+    /// Decimal text: `-12.340`, `5`, `.5`, `+3`, `1.5E-2` (a double's text).
+    pub(crate) fn parse(text: &str) -> Result<Self, String> {
+        let bad = || format!("{text:?} is not a decimal number");
+        let (mantissa, exponent) = match text.find(['e', 'E']) {
+            Some(at) => (&text[..at], text[at + 1..].parse::<i64>().map_err(|_| bad())?),
+            None => (text, 0),
+        };
+        let (negative, digits) = match mantissa.strip_prefix('-') {
+            Some(rest) => (true, rest),
+            None => (false, mantissa.strip_prefix('+').unwrap_or(mantissa)),
+        };
+        let (whole, fraction) = digits.split_once('.').unwrap_or((digits, ""));
+        let all_digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+        if (whole.is_empty() && fraction.is_empty()) || !all_digits(whole) || !all_digits(fraction) {
+            return Err(bad());
+        }
+        let mut unscaled: i128 = 0;
+        for d in whole.bytes().chain(fraction.bytes()) {
+            unscaled = unscaled
+                .checked_mul(10)
+                .and_then(|u| u.checked_add(i128::from(d - b'0')))
+                .ok_or_else(|| format!("{text:?} has more digits than 128 bits hold"))?;
+        }
+        let fraction_digits = i64::try_from(fraction.len()).map_err(|_| bad())?;
+        Self::new(if negative { -unscaled } else { unscaled }, fraction_digits - exponent)
+    }
+
+    /// The same number at `scale`, when no digit is lost.
+    pub(crate) fn rescale(self, scale: u32) -> Result<Self, String> {
+        if scale >= self.scale {
+            let up = pow10(scale - self.scale).and_then(|f| self.unscaled.checked_mul(f));
+            return match up {
+                Some(unscaled) => Ok(Self { unscaled, scale }),
+                None if self.unscaled == 0 => Ok(Self { unscaled: 0, scale }),
+                None => Err(format!("{self} does not fit 128 bits at scale {scale}")),
+            };
+        }
+        let exact = match pow10(self.scale - scale) {
+            Some(f) => (self.unscaled % f == 0).then(|| self.unscaled / f),
+            None => (self.unscaled == 0).then_some(0),
+        };
+        exact.map(|unscaled| Self { unscaled, scale }).ok_or_else(|| {
+            format!("{self} has more than {scale} digit{} after the point", if scale == 1 { "" } else { "s" })
+        })
+    }
+
+    /// The nearest double.
+    pub(crate) fn to_f64(self) -> f64 {
+        self.to_string().parse().unwrap_or(f64::NAN)
+    }
+}
+
+impl fmt::Display for Decimal {
+    /// Plain decimal text with exactly `scale` digits after the point: `-0.05`, `100.00`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let digits = self.unscaled.unsigned_abs().to_string();
+        let scale = self.scale as usize;
+        let sign = if self.unscaled < 0 { "-" } else { "" };
+        if scale == 0 {
+            return write!(f, "{sign}{digits}");
+        }
+        let padded = format!("{digits:0>width$}", width = scale + 1);
+        let (whole, fraction) = padded.split_at(padded.len() - scale);
+        write!(f, "{sign}{whole}.{fraction}")
+    }
+}
+
+/// Standard base64 with padding (Kafka's JsonConverter writes bytes this way).
+pub(crate) fn base64_decode(text: &str) -> Result<Vec<u8>, String> {
+    let value = |c: u8| match c {
+        b'A'..=b'Z' => Some(c - b'A'),
+        b'a'..=b'z' => Some(c - b'a' + 26),
+        b'0'..=b'9' => Some(c - b'0' + 52),
+        b'+' => Some(62),
+        b'/' => Some(63),
+        _ => None,
+    };
+    let bytes = text.trim_end_matches('=').as_bytes();
+    if !text.len().is_multiple_of(4) || text.len() - bytes.len() > 2 || bytes.len() % 4 == 1 {
+        return Err(format!("{text:?} is not base64"));
+    }
+    let mut out = Vec::with_capacity(bytes.len() * 3 / 4);
+    for chunk in bytes.chunks(4) {
+        let mut acc: u32 = 0;
+        for (i, c) in chunk.iter().enumerate() {
+            let v = value(*c).ok_or_else(|| format!("{text:?} is not base64"))?;
+            acc |= u32::from(v) << (18 - 6 * i);
+        }
+        let [_, a, b, c] = acc.to_be_bytes();
+        out.extend_from_slice(&[a, b, c][..chunk.len() - 1]);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+pub(crate) fn base64_encode(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let mut acc = [0u8; 3];
+        acc[..chunk.len()].copy_from_slice(chunk);
+        let n = u32::from_be_bytes([0, acc[0], acc[1], acc[2]]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::avro::twos_complement;
+    use proptest::prelude::*;
+
+    fn dec(unscaled: i128, scale: u32) -> Decimal {
+        Decimal { unscaled, scale }
+    }
+
+    #[test]
+    fn text() {
+        assert_eq!(dec(12345, 2).to_string(), "123.45");
+        assert_eq!(dec(-5, 2).to_string(), "-0.05");
+        assert_eq!(dec(10000, 2).to_string(), "100.00");
+        assert_eq!(dec(-7, 0).to_string(), "-7");
+        assert_eq!(dec(i128::MIN, 38).to_string(), "-1.70141183460469231731687303715884105728");
+        assert_eq!(Decimal::parse("123.4"), Ok(dec(1234, 1)));
+        assert_eq!(Decimal::parse("-.5"), Ok(dec(-5, 1)));
+        assert_eq!(Decimal::parse("1.5E-2"), Ok(dec(15, 3)));
+        assert_eq!(Decimal::parse("2e3"), Ok(dec(2000, 0)));
+        assert!(Decimal::parse("12,5").is_err());
+        assert!(Decimal::parse("").is_err());
+        assert!(Decimal::parse("NaN").is_err());
+    }
+
+    #[test]
+    fn rescaling_is_exact_or_refused() {
+        assert_eq!(dec(1234, 1).rescale(2), Ok(dec(12340, 2)));
+        assert_eq!(dec(12300, 3).rescale(1), Ok(dec(123, 1)));
+        assert_eq!(dec(1234, 3).rescale(2), Err("1.234 has more than 2 digits after the point".to_owned()));
+        assert!(dec(i128::MAX, 0).rescale(1).is_err());
+        assert_eq!(dec(0, 0).rescale(60), Ok(dec(0, 60)));
+    }
+
+    #[test]
+    fn bytes_and_negative_scales() {
+        assert_eq!(Decimal::from_be_bytes(&[0x30, 0x39], 2), Ok(dec(12345, 2)));
+        assert_eq!(Decimal::from_be_bytes(&[0xcf, 0xc7], 2), Ok(dec(-12345, 2)));
+        assert_eq!(Decimal::from_be_bytes(&[0x00, 0x00, 0x80], 0), Ok(dec(128, 0)));
+        assert_eq!(Decimal::from_be_bytes(&[0xff; 20], 0), Ok(dec(-1, 0)), "redundant sign bytes");
+        assert!(Decimal::from_be_bytes(&[0x01; 17], 0).is_err());
+        assert!(Decimal::from_be_bytes(&[], 0).is_err());
+        assert_eq!(Decimal::from_be_bytes(&[0x05], -2), Ok(dec(500, 0)));
+    }
+
+    #[test]
+    fn base64() {
+        assert_eq!(base64_decode("MDk="), Ok(vec![0x30, 0x39]));
+        assert_eq!(base64_decode(""), Ok(vec![]));
+        assert_eq!(base64_decode("AQID"), Ok(vec![1, 2, 3]));
+        assert!(base64_decode("MDk").is_err());
+        assert!(base64_decode("M$k=").is_err());
+        assert_eq!(base64_encode(&[0x30, 0x39]), "MDk=");
+    }
+
+    proptest! {
+        /// Any unscaled value at any scale survives bytes → base64 → decimal → text → decimal,
+        /// and rescaling up then back down.
+        #[test]
+        fn decimals_roundtrip(unscaled in any::<i128>(), scale in 0u32..=38, up in 0u32..4) {
+            let bytes = twos_complement(unscaled);
+            let read = Decimal::from_be_bytes(&base64_decode(&base64_encode(&bytes)).expect("base64"), i64::from(scale));
+            prop_assert_eq!(read, Ok(dec(unscaled, scale)));
+            let text = dec(unscaled, scale).to_string();
+            prop_assert_eq!(Decimal::parse(&text).and_then(|d| d.rescale(scale)), Ok(dec(unscaled, scale)));
+            if let Ok(wider) = dec(unscaled, scale).rescale(scale + up) {
+                prop_assert_eq!(wider.rescale(scale), Ok(dec(unscaled, scale)));
+                prop_assert_eq!(Decimal::parse(&wider.to_string()).map(|d| d.to_string()), Ok(wider.to_string()));
+            }
+        }
+    }
+}
