@@ -253,7 +253,7 @@ impl Registry {
             };
             match this.send().await {
                 Ok(r) => break r,
-                Err(e) if attempt < 2 => {
+                Err(_) if attempt < 2 => {
                     attempt += 1;
                     tokio::time::sleep(std::time::Duration::from_millis(100 * u64::from(attempt))).await;
                 }
