@@ -104,6 +104,7 @@ async fn run_with<S: Sink>(
 /// Reader schemas of every event type, so older writer schemas resolve to the current ones.
 pub(crate) fn decoder(topology: &Topology, registry_url: &str) -> Decoder {
     Decoder::new(SrSettings::new(registry_url.to_owned()), topology.events().map(|e| e.schema.clone()))
+        .with_cdc(topology)
 }
 
 /// How to run one projection (shared by `sluice work` and `sluice bench`).

@@ -4,15 +4,39 @@
 //!
 //! Per schema id the writer and reader schemas are compiled once into an [`EventDecoder`], which
 //! reads each body straight into the event (see [`sluice_core::avro`]'s hot paths).
+//!
+//! Records of a change-data-capture topic (a `[cdc.*]` source of the topology: Debezium change
+//! events or outbox events, Avro through the registry or JSON) are decoded generically — Avro
+//! with the writer schema from the registry, JSON as it is — and mapped to sluice events by the
+//! source's [`CdcMapper`]. A tombstone or a truncate maps to no event: it is acknowledged and
+//! nothing is written ([`Decoded::Nothing`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use apache_avro::Schema;
+use apache_avro::types::Value as Avro;
+use rdkafka::Message;
+use rdkafka::message::Headers;
 use schema_registry_converter::async_impl::schema_registry::{SrSettings, get_schema_by_id};
 use sluice_core::avro::{EventDecoder, ReadEventError};
+use sluice_core::cdc::{CdcMapper, CdcOutcome, CdcRecord, RowSchema};
 use sluice_core::event::{Event, Position};
 use sluice_core::framing::unframe;
+use sluice_core::topology::{CdcEncoding, Topology};
+use tracing::debug;
+
+/// What a record decodes to.
+// Nearly every record is an event: boxing it would cost an allocation per record.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub enum Decoded {
+    /// An event for the sink.
+    Event(Event),
+    /// Nothing to write, and nothing wrong: a CDC tombstone (the null record after a delete) or
+    /// a record that is not about one entity (a truncate). Acknowledged as it is.
+    Nothing(String),
+}
 
 /// Why a record could not be decoded.
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +59,10 @@ pub struct Decoder {
     writers: RwLock<HashMap<u32, Arc<EventDecoder>>>,
     /// Reader schemas by full record name (`sluice.users.UserRegistered`), from the topology.
     readers: HashMap<String, Arc<Schema>>,
+    /// CDC sources by the topic they read.
+    cdc: HashMap<String, CdcMapper>,
+    /// Per schema id, a CDC writer schema and what it says about the row's columns.
+    generic: RwLock<HashMap<u32, Arc<(Schema, RowSchema)>>>,
 }
 
 fn record_name(schema: &Schema) -> Option<String> {
@@ -48,14 +76,20 @@ impl Decoder {
     /// A decoder asking `registry` for writer schemas and resolving to `readers`.
     pub fn new(registry: SrSettings, readers: impl IntoIterator<Item = Schema>) -> Self {
         let readers = readers.into_iter().filter_map(|s| Some((record_name(&s)?, Arc::new(s)))).collect();
-        Self { registry, writers: RwLock::default(), readers }
+        Self { registry, writers: RwLock::default(), readers, cdc: HashMap::new(), generic: RwLock::default() }
     }
 
-    /// The decoder of schema `id`, from the cache or made from the registry's schema.
-    async fn decoder(&self, id: u32) -> Result<Arc<EventDecoder>, DecodeError> {
-        if let Some(s) = self.writers.read().ok().and_then(|m| m.get(&id).cloned()) {
-            return Ok(s);
-        }
+    /// Also decodes the records of `topology`'s CDC sources, each with its source's mapping.
+    pub fn with_cdc(mut self, topology: &Topology) -> Self {
+        self.cdc = topology
+            .cdc_sources()
+            .filter_map(|(name, source)| Some((source.topic.clone(), CdcMapper::new(topology, name)?)))
+            .collect();
+        self
+    }
+
+    /// The registry's schema `id`: its text and the parsed schema.
+    async fn registered(&self, id: u32) -> Result<(String, Schema), DecodeError> {
         let registered = get_schema_by_id(id, &self.registry).await.map_err(|e| {
             if e.retriable {
                 DecodeError::Transient(e.to_string())
@@ -65,6 +99,45 @@ impl Decoder {
         })?;
         let schema = Schema::parse_str(&registered.schema)
             .map_err(|e| DecodeError::Permanent(format!("schema id {id} is not valid Avro: {e}")))?;
+        Ok((registered.schema, schema))
+    }
+
+    /// A CDC writer schema and its row description, from the cache or the registry.
+    async fn generic(&self, id: u32) -> Result<Arc<(Schema, RowSchema)>, DecodeError> {
+        if let Some(s) = self.generic.read().ok().and_then(|m| m.get(&id).cloned()) {
+            return Ok(s);
+        }
+        // The text, not the canonical form: that drops the decimal scales and Connect type names.
+        let (text, schema) = self.registered(id).await?;
+        let row =
+            RowSchema::from_avro_schema(&text).map_err(|e| DecodeError::Permanent(format!("schema id {id}: {e}")))?;
+        let entry = Arc::new((schema, row));
+        if let Ok(mut m) = self.generic.write() {
+            m.insert(id, entry.clone());
+        }
+        Ok(entry)
+    }
+
+    /// An Avro key or value of a CDC topic: framed, decoded with its writer schema.
+    async fn generic_avro(
+        &self,
+        bytes: &[u8],
+        what: &str,
+    ) -> Result<(Avro, Arc<(Schema, RowSchema)>, u32), DecodeError> {
+        let framed = unframe(bytes).map_err(|e| DecodeError::Permanent(format!("{what}: {e}")))?;
+        let entry = self.generic(framed.schema_id).await?;
+        let value = sluice_core::avro::decode(framed.body, &entry.0, None).map_err(|e| {
+            DecodeError::Permanent(format!("{what}: undecodable body (schema id {}): {e}", framed.schema_id))
+        })?;
+        Ok((value, entry, framed.schema_id))
+    }
+
+    /// The decoder of schema `id`, from the cache or made from the registry's schema.
+    async fn decoder(&self, id: u32) -> Result<Arc<EventDecoder>, DecodeError> {
+        if let Some(s) = self.writers.read().ok().and_then(|m| m.get(&id).cloned()) {
+            return Ok(s);
+        }
+        let (_, schema) = self.registered(id).await?;
         let reader = record_name(&schema)
             .and_then(|n| self.readers.get(&n).cloned())
             .filter(|r| r.canonical_form() != schema.canonical_form());
@@ -75,15 +148,78 @@ impl Decoder {
         Ok(decoder)
     }
 
-    /// Decodes one record value read at `position`.
-    pub async fn decode(&self, value: Option<&[u8]>, position: Position) -> Result<Event, DecodeError> {
-        let framed = unframe(value.unwrap_or_default()).map_err(|e| DecodeError::Permanent(e.to_string()))?;
+    /// Decodes one record read at `position`: a sluice event, or a CDC record mapped to one.
+    pub async fn decode(&self, m: &impl Message, position: Position) -> Result<Decoded, DecodeError> {
+        if let Some(mapper) = self.cdc.get(m.topic()) {
+            return self.decode_cdc(mapper, m, position).await;
+        }
+        let framed = unframe(m.payload().unwrap_or_default()).map_err(|e| DecodeError::Permanent(e.to_string()))?;
         let decoder = self.decoder(framed.schema_id).await?;
-        decoder.decode_event(framed.body, position, framed.schema_id).map_err(|e| match e {
+        let event = decoder.decode_event(framed.body, position, framed.schema_id).map_err(|e| match e {
             ReadEventError::Body(e) => {
                 DecodeError::Permanent(format!("undecodable body (schema id {}): {e}", framed.schema_id))
             }
             ReadEventError::Event(e) => DecodeError::Permanent(e.to_string()),
+        })?;
+        Ok(Decoded::Event(event))
+    }
+
+    async fn decode_cdc(
+        &self,
+        mapper: &CdcMapper,
+        m: &impl Message,
+        position: Position,
+    ) -> Result<Decoded, DecodeError> {
+        let (record, schema_id) = match mapper.source().encoding {
+            CdcEncoding::Json => {
+                let value = m.payload().map(|v| json(v, "value")).transpose()?;
+                (CdcRecord::from_json(m.key().map(json_or_text), value), 0)
+            }
+            CdcEncoding::Avro => {
+                // The key is Avro too for table streams; the outbox router's key is plain text.
+                let key = match m.key() {
+                    Some(k) if k.first() == Some(&0) && k.len() > 5 => Some(self.generic_avro(k, "key").await?.0),
+                    Some(k) => Some(Avro::String(String::from_utf8_lossy(k).into_owned())),
+                    None => None,
+                };
+                match m.payload() {
+                    Some(v) => {
+                        let (value, entry, id) = self.generic_avro(v, "value").await?;
+                        (CdcRecord::from_avro(key.as_ref(), Some(&value), &entry.1), id)
+                    }
+                    None => (CdcRecord::from_json(key.as_ref().map(sluice_core::avro::avro_to_json), None), 0),
+                }
+            }
+        };
+        let headers: Vec<(String, Vec<u8>)> = m
+            .headers()
+            .map(|hs| hs.iter().map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec).unwrap_or_default())).collect())
+            .unwrap_or_default();
+        let outcome = mapper
+            .map(&record, &headers, position, m.timestamp().to_millis(), schema_id)
+            .map_err(|e| DecodeError::Permanent(format!("CDC source {}: {e}", mapper.name())))?;
+        Ok(match outcome {
+            CdcOutcome::Event { event, .. } => Decoded::Event(event),
+            CdcOutcome::Tombstone { aggregate_id } => {
+                debug!(source = mapper.name(), aggregate_id, "tombstone: nothing to write");
+                Decoded::Nothing(format!("tombstone of {aggregate_id}"))
+            }
+            CdcOutcome::Skip { reason } => {
+                tracing::info!(source = mapper.name(), %reason, "CDC record skipped");
+                Decoded::Nothing(reason.to_string())
+            }
         })
     }
+}
+
+/// A JSON key or value of a CDC topic.
+fn json(bytes: &[u8], what: &str) -> Result<serde_json::Value, DecodeError> {
+    serde_json::from_slice(bytes).map_err(|e| DecodeError::Permanent(format!("the {what} is not JSON: {e}")))
+}
+
+/// A key: JSON when it parses (a JsonConverter key), else the text itself (a StringConverter key,
+/// as the outbox router's aggregate id).
+fn json_or_text(bytes: &[u8]) -> serde_json::Value {
+    serde_json::from_slice(bytes)
+        .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(bytes).into_owned()))
 }

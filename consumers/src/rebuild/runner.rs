@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use super::RebuildError;
-use crate::decode::{DecodeError, Decoder};
+use crate::decode::{DecodeError, Decoded, Decoder};
 use crate::sink::{Batch, Sink, SinkError};
 use crate::worker::dlq::{DeadLetter, DeadLetterQueue};
 
@@ -265,11 +265,13 @@ async fn flush<S: Sink>(
             let position = Position { topic: topic.clone(), partition: *partition, offset: m.offset() };
             let mut attempt = 0;
             loop {
-                match decoder.decode(m.payload(), position.clone()).await {
-                    Ok(event) => {
+                match decoder.decode(&m, position.clone()).await {
+                    Ok(Decoded::Event(event)) => {
                         events.push(event);
                         break;
                     }
+                    // A CDC tombstone: nothing to write.
+                    Ok(Decoded::Nothing(_)) => break,
                     Err(DecodeError::Permanent(reason)) => {
                         dead_letter(dlq, &m, "decode", reason).await?;
                         summary.dead_lettered += 1;

@@ -42,7 +42,7 @@ use sluice_core::offsets::OffsetTracker;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
-use crate::decode::{DecodeError, Decoder};
+use crate::decode::{DecodeError, Decoded, Decoder};
 use crate::sink::{Batch, Sink, SinkError};
 use dlq::{DeadLetter, DeadLetterQueue};
 
@@ -492,11 +492,13 @@ impl<S: Sink> Worker<S> {
             let position = Position { topic: topic.clone(), partition: *partition, offset: m.offset() };
             let mut attempt = 0;
             loop {
-                match self.decoder.decode(m.payload(), position.clone()).await {
-                    Ok(event) => {
+                match self.decoder.decode(m, position.clone()).await {
+                    Ok(Decoded::Event(event)) => {
                         events.push(event);
                         break;
                     }
+                    // Acknowledged with the batch, nothing to write (a CDC tombstone).
+                    Ok(Decoded::Nothing(_)) => break,
                     Err(DecodeError::Permanent(reason)) => {
                         if !self.dead_letter(dlq, m, "decode", reason, shutdown).await {
                             return None;
