@@ -243,6 +243,15 @@ pub fn isolated_topology(text: &str, schemas_dir: &std::path::Path, suffix: &str
             .replace(&format!("[topics.{topic}]"), &format!("[topics.{topic}_{suffix}]"))
             .replace(&format!("\"{topic}\""), &format!("\"{topic}_{suffix}\""));
     }
+    // The legacy app's CDC topics (`[cdc.*]`), named as Debezium names them (`<prefix>.<schema>.<table>`,
+    // `outbox.event.<aggregate type>`).
+    for (topic, renamed) in [
+        ("legacy.public.users", format!("legacy_{suffix}.public.users")),
+        ("legacy.public.sessions", format!("legacy_{suffix}.public.sessions")),
+        ("outbox.event.user", format!("outbox_{suffix}.event.user")),
+    ] {
+        text = text.replace(&format!("\"{topic}\""), &format!("\"{renamed}\""));
+    }
     for projection in ["user_state", "session_state", "analytics"] {
         text = text.replace(&format!("[projections.{projection}"), &format!("[projections.{projection}_{suffix}"));
     }

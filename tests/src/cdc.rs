@@ -123,6 +123,32 @@ impl CdcRun {
         .await;
     }
 
+    /// Restarts the connector from scratch: stopped, its source offsets deleted (Kafka Connect's
+    /// offsets API), resumed — so it snapshots every table again (`op = r` for every row).
+    pub async fn resnapshot(&self) {
+        let base = format!("{}/connectors/{}", self.endpoints.connect_url, self.id);
+        let ok = |what: &str, r: Result<reqwest::Response, reqwest::Error>| match r {
+            Ok(r) if r.status().is_success() => {}
+            Ok(r) => panic!("{what}: {}", r.status()),
+            Err(e) => panic!("{what}: {e}"),
+        };
+        ok("stop the connector", within("stop", 60, self.http.put(format!("{base}/stop")).send()).await);
+        within("the connector to stop", 60, async {
+            loop {
+                let status: Json =
+                    self.http.get(format!("{base}/status")).send().await.expect("status").json().await.expect("json");
+                if status["connector"]["state"] == "STOPPED" {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        })
+        .await;
+        ok("delete its offsets", within("offsets", 60, self.http.delete(format!("{base}/offsets")).send()).await);
+        ok("resume it", within("resume", 60, self.http.put(format!("{base}/resume")).send()).await);
+        within("the connector's task to run again", 90, self.running()).await;
+    }
+
     /// Polls the connector's status until it and its task are RUNNING; a FAILED one fails the test
     /// with Connect's stack trace.
     async fn running(&self) {
