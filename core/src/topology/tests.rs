@@ -94,14 +94,28 @@ fn the_repository_topology_is_valid() {
 
     let users = topology.projection("user_state").expect("declared");
     assert_eq!(users.group, "sluice.user_state");
-    assert_eq!(users.events, ["user.deleted", "user.email_changed", "user.profile_updated", "user.registered"]);
+    assert_eq!(
+        users.events,
+        [
+            "legacy.user.changed",
+            "legacy.user.deleted",
+            "legacy.user.email_verified",
+            "legacy.user.signed_up",
+            "user.deleted",
+            "user.email_changed",
+            "user.profile_updated",
+            "user.registered"
+        ]
+    );
     let SinkConfig::Couchbase { couchbase } = &users.sink else { panic!("user_state writes to Couchbase") };
-    assert_eq!(couchbase.erase_on, ["user.deleted"]);
+    assert_eq!(couchbase.erase_on, ["user.deleted", "legacy.user.deleted"]);
 
     let sessions = topology.projection("session_state").expect("declared");
     let SinkConfig::Couchbase { couchbase } = &sessions.sink else { panic!("session_state writes to Couchbase") };
     assert_eq!(couchbase.ttl, Some(HumanDuration::from_millis(30 * 60_000)));
-    assert!(couchbase.erase_on.is_empty(), "ended sessions stay readable until they expire");
+    // Ended sessions stay readable until they expire; a session row deleted in the legacy
+    // database goes at once.
+    assert_eq!(couchbase.erase_on, ["legacy.session.deleted"]);
 
     let analytics = topology.projection("analytics").expect("declared");
     assert_eq!(analytics.events.len(), 10);
