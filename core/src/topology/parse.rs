@@ -18,8 +18,9 @@ use super::diagnostics::{Issue, closest, suggest};
 use super::duration::{DurationError, HumanDuration, Retention};
 use super::model::{
     BackpressureConfig, CLICKHOUSE_ROLLUPS, COUCHBASE_DEFAULT_COLLECTION, CleanupPolicy, ClickHouseSink, Compatibility,
-    ConnectionDefaults, CouchbaseSink, DEFAULT_BATCH_SIZE, DEFAULT_KEY, DEFAULT_LINGER, DocumentId, EventConfig,
-    FieldSource, ProjectionConfig, RegistryConfig, SinkConfig, SinkKind, SubjectStrategy, TopicConfig, TopologyConfig,
+    ConnectionDefaults, CouchbaseSink, DEFAULT_BATCH_SIZE, DEFAULT_KEY, DEFAULT_LINGER, DEFAULT_STATE_EVENT_PREFIX,
+    DocumentId, EventConfig, FieldSource, ProjectionConfig, RegistryConfig, SinkConfig, SinkKind, SubjectStrategy,
+    TopicConfig, TopologyConfig,
 };
 use super::schema::KEY_FIELDS;
 
@@ -926,15 +927,31 @@ impl Walker<'_> {
             }
         }
         let state_table = self.checked_string(t, "state_table", valid_clickhouse_identifier, rule);
-        ClickHouseSink { database, table: table.unwrap_or_default(), rollups, state_table }
+        // Event types are checked against the declared ones in validation; here only the shape.
+        let state_events = self.strings(t, "state_events");
+        if state_events.as_ref().is_some_and(Vec::is_empty) {
+            self.issues.push(
+                Issue::error(t.span_of("state_events"), "`state_events` is empty: the state table would stay empty")
+                    .hint(format!("leave it out for every `{DEFAULT_STATE_EVENT_PREFIX}*` event type")),
+            );
+        }
+        let state_deletes = self.strings(t, "state_deletes");
+        let state_creates = self.strings(t, "state_creates");
+        ClickHouseSink {
+            database,
+            table: table.unwrap_or_default(),
+            rollups,
+            state_table,
+            state_events,
+            state_deletes,
+            state_creates,
+        }
     }
 }
 
 /// A sink standing in for a missing one; never leaves the module's callers (an issue is filed).
 fn placeholder_sink() -> SinkConfig {
-    SinkConfig::ClickHouse {
-        clickhouse: ClickHouseSink { database: None, table: String::new(), rollups: Vec::new(), state_table: None },
-    }
+    SinkConfig::ClickHouse { clickhouse: ClickHouseSink::new(String::new()) }
 }
 
 /// The range of `text[offset..offset + len]` inside the TOML string literal at `span`, when the

@@ -121,6 +121,23 @@ fn the_repository_topology_is_valid() {
     assert_eq!(analytics.events.len(), 10);
     assert_eq!((analytics.batch_size, analytics.linger), (50_000, HumanDuration::from_millis(500)));
     assert_eq!(analytics.sink.kind(), SinkKind::ClickHouse);
+    let SinkConfig::ClickHouse { clickhouse } = &analytics.sink else { panic!("analytics writes to ClickHouse") };
+    // The legacy users land in the same state table: the CDC upsert is the whole row, so it makes
+    // the user live like a registration; the CDC delete erases like the GDPR one.
+    let changes: Vec<Option<StateChange>> = [
+        "user.registered",
+        "user.profile_updated",
+        "user.deleted",
+        "legacy.user.changed",
+        "legacy.user.deleted",
+        "legacy.user.signed_up",
+        "session.started",
+    ]
+    .iter()
+    .map(|t| clickhouse.state_change(t))
+    .collect();
+    use StateChange::{Create, Delete, Update};
+    assert_eq!(changes, [Some(Create), Some(Update), Some(Delete), Some(Create), Some(Delete), None, None]);
 
     // Dead-letter topics are implied, replicated like their sources.
     assert_eq!(
@@ -693,4 +710,79 @@ fn cdc_topics_and_event_types_fit_together() {
         message,
         "CDC topic \"outbox.event.user\" must name its subjects by record (subject_strategy = \"record\")"
     );
+}
+
+/// `BASE` with a ClickHouse projection of the users topic; `state` is its last lines.
+fn with_state(state: &str) -> String {
+    format!(
+        "{BASE}\n[projections.analytics]\nsources = [\"users\"]\nsink = \"clickhouse\"\n\n\
+         [projections.analytics.clickhouse]\ntable = \"events\"\n{state}"
+    )
+}
+
+#[test]
+fn clickhouse_state_events_default_to_the_user_types() {
+    let t = valid(&with_state("state_table = \"users_current\"\n"));
+    assert!(t.warnings().is_empty(), "{}", t.warnings());
+    let Some(SinkConfig::ClickHouse { clickhouse }) = t.projection("analytics").map(|p| &p.sink) else {
+        panic!("a ClickHouse projection")
+    };
+    assert_eq!((&clickhouse.state_events, &clickhouse.state_deletes, &clickhouse.state_creates), (&None, &None, &None));
+    assert_eq!(clickhouse.state_change("user.registered"), Some(StateChange::Create));
+    assert_eq!(clickhouse.state_change("user.deleted"), Some(StateChange::Delete));
+    assert_eq!(clickhouse.state_change("user.email_changed"), Some(StateChange::Update));
+    assert_eq!(clickhouse.state_change("session.started"), None);
+}
+
+#[test]
+fn clickhouse_state_events_are_declared_types() {
+    // Declared is enough: "session.started" is not on a source (yet), and "user.registered" is a
+    // state event that neither creates nor deletes once `state_creates` leaves it out.
+    let t = valid(&with_state(
+        "state_table = \"users_current\"\nstate_events = [\"user.registered\", \"user.deleted\", \"session.started\"]\n\
+         state_deletes = [\"user.deleted\"]\nstate_creates = [\"session.started\"]\n",
+    ));
+    assert!(t.warnings().is_empty(), "{}", t.warnings());
+    let Some(SinkConfig::ClickHouse { clickhouse }) = t.projection("analytics").map(|p| &p.sink) else {
+        panic!("a ClickHouse projection")
+    };
+    assert_eq!(clickhouse.state_change("session.started"), Some(StateChange::Create));
+    assert_eq!(clickhouse.state_change("user.registered"), Some(StateChange::Update));
+
+    let (line, column, message, hint) =
+        error(&with_state("state_table = \"users_current\"\nstate_events = [\"user.registered\", \"user.delted\"]\n"));
+    assert_eq!((line, column), (37, 36));
+    assert_eq!(message, "unknown event type \"user.delted\" in `projections.analytics.clickhouse.state_events`");
+    assert_eq!(hint.as_deref(), Some("did you mean \"user.deleted\"?"));
+
+    let (line, column, message, hint) = error(&with_state(
+        "state_table = \"users_current\"\nstate_events = [\"user.registered\"]\nstate_deletes = [\"user.deleted\"]\n",
+    ));
+    assert_eq!((line, column), (38, 18));
+    assert_eq!(
+        message,
+        "\"user.deleted\" in `projections.analytics.clickhouse.state_deletes` is not one of the `state_events`"
+    );
+    assert_eq!(hint.as_deref(), Some("add \"user.deleted\" to `state_events`"));
+
+    let (_, _, message, hint) =
+        error(&with_state("state_table = \"users_current\"\nstate_creates = [\"session.started\"]\n"));
+    assert_eq!(
+        message,
+        "\"session.started\" in `projections.analytics.clickhouse.state_creates` is not one of the `state_events`"
+    );
+    assert!(hint.is_some_and(|h| h.starts_with("without `state_events` only the `user.*` types")));
+
+    let (_, _, message, _) = error(&with_state(
+        "state_table = \"users_current\"\nstate_creates = [\"user.registered\", \"user.deleted\"]\n",
+    ));
+    assert_eq!(message, "\"user.deleted\" is in both the default `state_deletes` and `state_creates`");
+
+    let (line, column, message, _) =
+        error(&with_state("state_table = \"users_current\"\nstate_events = []\nstate_deletes = [\"user.deleted\"]\n"));
+    assert_eq!((line, column, message.as_str()), (37, 16, "`state_events` is empty: the state table would stay empty"));
+
+    let t = valid(&with_state("state_deletes = [\"user.deleted\"]\n"));
+    let w: Vec<(usize, String)> = t.warnings().diagnostics().iter().map(|d| (d.line, d.message.clone())).collect();
+    assert_eq!(w, [(36, "`state_deletes` has no effect without `state_table`".to_owned())]);
 }

@@ -13,7 +13,8 @@ use std::path::{Path, PathBuf};
 use super::EventInfo;
 use super::diagnostics::{Issue, did_you_mean};
 use super::model::{
-    CleanupPolicy, FieldSource, ProjectionConfig, SinkConfig, SubjectStrategy, TopicConfig, TopologyConfig,
+    CleanupPolicy, ClickHouseSink, DEFAULT_STATE_EVENT_PREFIX, FieldSource, ProjectionConfig, SinkConfig, StateChange,
+    SubjectStrategy, TopicConfig, TopologyConfig,
 };
 use super::parse::{Parsed, Spans, display_path, string_offset};
 use super::schema::{EventSchema, SchemaError, inspect};
@@ -283,6 +284,11 @@ impl Checker<'_> {
             complete &= kept.len() == p.events.len() && self.spans.get(&["projections", name, "events"]).is_some();
             kept
         };
+        if let SinkConfig::ClickHouse { clickhouse } = &p.sink {
+            // Only against the declared types, not the projection's: a state event may come from a
+            // source the projection is about to get.
+            self.state_events(name, clickhouse);
+        }
         if !complete {
             return events;
         }
@@ -358,6 +364,65 @@ impl Checker<'_> {
                     )
                     .maybe_hint(hint),
                 );
+            }
+        }
+    }
+
+    /// `state_events`, `state_deletes`, `state_creates`: declared event types; the deletes and
+    /// creates are state events, and none is both; all three only mean something with a
+    /// `state_table`.
+    fn state_events(&mut self, name: &str, sink: &ClickHouseSink) {
+        let declared: Vec<&str> = self.config.events.keys().map(String::as_str).collect();
+        let lists = [
+            ("state_events", &sink.state_events),
+            ("state_deletes", &sink.state_deletes),
+            ("state_creates", &sink.state_creates),
+        ];
+        // A broken or empty `state_events` was reported: membership in it would repeat that.
+        let events_broken = self.spans.is_broken(&["projections", name, "clickhouse", "state_events"])
+            || sink.state_events.as_ref().is_some_and(Vec::is_empty);
+        for (key, list) in lists {
+            let path = ["projections", name, "clickhouse", key];
+            if sink.state_table.is_none()
+                && let Some(span) = self.spans.get(&path)
+            {
+                self.push(
+                    Issue::warning(span, format!("`{key}` has no effect without `state_table`"))
+                        .hint("add `state_table = \"<name>\"`, or leave the key out"),
+                );
+            }
+            for (i, event_type) in list.iter().flatten().enumerate() {
+                let index = i.to_string();
+                let Some(span) = self.spans.get(&["projections", name, "clickhouse", key, &index]) else { continue };
+                if !self.config.events.contains_key(event_type) {
+                    self.push(
+                        Issue::error(span, format!("unknown event type \"{event_type}\" in `{}`", display_path(&path)))
+                            .maybe_hint(did_you_mean(event_type, &declared, true)),
+                    );
+                } else if key != "state_events" && !events_broken && !sink.is_state_event(event_type) {
+                    let hint = if sink.state_events.is_some() {
+                        format!("add \"{event_type}\" to `state_events`")
+                    } else {
+                        format!(
+                            "without `state_events` only the `{DEFAULT_STATE_EVENT_PREFIX}*` types write the state \
+                             row: list the state events, \"{event_type}\" among them"
+                        )
+                    };
+                    self.push(
+                        Issue::error(
+                            span,
+                            format!("\"{event_type}\" in `{}` is not one of the `state_events`", display_path(&path)),
+                        )
+                        .hint(hint),
+                    );
+                } else if key == "state_creates" && sink.state_change(event_type) == Some(StateChange::Delete) {
+                    let deletes =
+                        if sink.state_deletes.is_some() { "`state_deletes`" } else { "the default `state_deletes`" };
+                    self.push(
+                        Issue::error(span, format!("\"{event_type}\" is in both {deletes} and `state_creates`"))
+                            .hint("an event either deletes the entity or makes it live: keep it in one list"),
+                    );
+                }
             }
         }
     }

@@ -1,22 +1,27 @@
 //! Events → rows (pure): what the sink inserts for a batch, and which events it refuses.
 //!
-//! Input: the decoded [`Event`]s of one batch. Output: one row per event for the raw table, one
-//! per `user.*` event for the users' update table (when the projection has a state table), and a
+//! Input: the decoded [`Event`]s of one batch and the projection's `clickhouse` block. Output: one
+//! row per event for the raw table, one per state event (`state_events`: by default every `user.*`
+//! type) for the users' update table (when the projection has a state table), and a
 //! [`Rejected`] for each event no row can represent — its `event_id` is not a UUID, or its time is
 //! outside what the columns hold. Each table has one row type per [`Layout`] variant: servers
 //! with `DateTime64` take milliseconds (`i64`); older ones take seconds (`u32`, a `DateTime`) plus
 //! the exact milliseconds in `occurred_at_ms`.
 //!
 //! The columns derived here, rather than in SQL, are the ones analysts filter by:
-//! - `user_id`: the user the event is about — the `aggregate_id` of a `user.*` event, else the
-//!   payload's `user_id` (sessions, engagement), else `''`;
+//! - `user_id`: the user the event is about — the `aggregate_id` of a state event, else the
+//!   payload's `user_id` when it is a string (sessions, engagement), else `''`;
 //! - `payload`: every non-envelope field as compact JSON;
-//! - for `user.*` events, the profile fields the event sets (`NULL` for those it leaves alone;
-//!   `user.deleted` erases them to `''` and sets `is_deleted`).
+//! - for state events, the profile fields the event sets (`NULL` for those it leaves alone, or
+//!   sets to null); a `state_deletes` type (`user.deleted`, `legacy.user.deleted`) erases them to
+//!   `''` and sets `is_deleted` to 1, a `state_creates` type (`user.registered`, and the CDC
+//!   upsert `legacy.user.changed`, which is the whole current row) sets it to 0, so a change
+//!   newer than a delete makes the user live again.
 
 use serde::Serialize;
 use serde_json::Value;
 use sluice_core::event::Event;
+use sluice_core::topology::{ClickHouseSink, StateChange};
 use uuid::Uuid;
 
 use super::schema::Layout;
@@ -95,7 +100,7 @@ pub struct EventRowCompat {
     pub offset: i64,
 }
 
-/// The profile fields one `user.*` event sets; `None` leaves the current value.
+/// The profile fields one state event sets; `None` leaves the current value.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UserFields {
     /// `email`, or `new_email` of `user.email_changed`.
@@ -104,7 +109,7 @@ pub struct UserFields {
     pub display_name: Option<String>,
     /// `country`.
     pub country: Option<String>,
-    /// 1 after `user.deleted`, 0 after `user.registered`.
+    /// 1 after a delete (`user.deleted`), 0 after a create (`user.registered`).
     pub is_deleted: Option<u8>,
 }
 
@@ -118,7 +123,7 @@ pub struct UserUpdateRow {
     /// Collapses re-deliveries.
     #[serde(with = "clickhouse::serde::uuid")]
     pub event_id: Uuid,
-    /// Which `user.*` event.
+    /// Which state event.
     pub event_type: String,
     /// Milliseconds since the epoch.
     pub occurred_at: i64,
@@ -142,7 +147,7 @@ pub struct UserUpdateRowCompat {
     /// Collapses re-deliveries.
     #[serde(with = "clickhouse::serde::uuid")]
     pub event_id: Uuid,
-    /// Which `user.*` event.
+    /// Which state event.
     pub event_type: String,
     /// Whole seconds since the epoch.
     pub occurred_at: u32,
@@ -192,12 +197,13 @@ pub enum Rows {
 }
 
 impl Rows {
-    /// Encodes `events` for `layout`; `user_updates` asks for the users' update rows too.
-    pub fn encode<'a>(events: impl IntoIterator<Item = &'a Event>, layout: Layout, user_updates: bool) -> Self {
+    /// Encodes `events` for `layout` and the projection's `config`, with the users' update rows
+    /// when it has a state table.
+    pub fn encode<'a>(events: impl IntoIterator<Item = &'a Event>, layout: Layout, config: &ClickHouseSink) -> Self {
         if layout.datetime64 {
-            Self::Modern(encode::<Modern>(events, user_updates))
+            Self::Modern(encode::<Modern>(events, config))
         } else {
-            Self::Compat(encode::<Compat>(events, user_updates))
+            Self::Compat(encode::<Compat>(events, config))
         }
     }
 
@@ -210,19 +216,15 @@ impl Rows {
     }
 }
 
-/// `user_id` of an event: the aggregate of a `user.*` event, else the payload's `user_id`.
-pub fn user_id(event: &Event) -> String {
-    if is_user_event(event) {
+/// `user_id` of an event: the aggregate of a state event, else the payload's `user_id`.
+pub fn user_id(event: &Event, config: &ClickHouseSink) -> String {
+    if config.is_state_event(&event.envelope.event_type) {
         return event.envelope.aggregate_id.clone();
     }
     match event.payload.get("user_id") {
         Some(Value::String(id)) => id.clone(),
         _ => String::new(),
     }
-}
-
-fn is_user_event(event: &Event) -> bool {
-    event.envelope.event_type.starts_with("user.")
 }
 
 fn payload_string(event: &Event, field: &str) -> Option<String> {
@@ -232,12 +234,10 @@ fn payload_string(event: &Event, field: &str) -> Option<String> {
     }
 }
 
-/// The profile fields a `user.*` event sets; `None` for other events.
-pub fn user_fields(event: &Event) -> Option<UserFields> {
-    if !is_user_event(event) {
-        return None;
-    }
-    if event.envelope.event_type == "user.deleted" {
+/// The profile fields a state event sets (see `config`'s `state_*` keys); `None` for other events.
+pub fn user_fields(event: &Event, config: &ClickHouseSink) -> Option<UserFields> {
+    let change = config.state_change(&event.envelope.event_type)?;
+    if change == StateChange::Delete {
         // The erasure: the personal fields become empty, and because this is the newest version
         // that sets them, no older value shows through any more.
         let erased = Some(String::new());
@@ -252,7 +252,7 @@ pub fn user_fields(event: &Event) -> Option<UserFields> {
         email: payload_string(event, "email").or_else(|| payload_string(event, "new_email")),
         display_name: payload_string(event, "display_name"),
         country: payload_string(event, "country"),
-        is_deleted: (event.envelope.event_type == "user.registered").then_some(0),
+        is_deleted: (change == StateChange::Create).then_some(0),
     })
 }
 
@@ -274,14 +274,14 @@ struct Common<'a> {
     payload: String,
 }
 
-fn common(event: &Event) -> Result<Common<'_>, String> {
+fn common<'a>(event: &'a Event, config: &ClickHouseSink) -> Result<Common<'a>, String> {
     let e = &event.envelope;
     let event_id =
         Uuid::parse_str(&e.event_id).map_err(|err| format!("event_id {:?} is not a UUID: {err}", e.event_id))?;
     let occurred_at_ms = check_time(e.occurred_at)?;
     let payload =
         serde_json::to_string(&event.payload).map_err(|err| format!("the payload cannot be written as JSON: {err}"))?;
-    Ok(Common { event, event_id, occurred_at_ms, user_id: user_id(event), payload })
+    Ok(Common { event, event_id, occurred_at_ms, user_id: user_id(event, config), payload })
 }
 
 /// One row type per table for a server layout.
@@ -379,12 +379,16 @@ impl Variant for Compat {
     }
 }
 
-fn encode<'a, V: Variant>(events: impl IntoIterator<Item = &'a Event>, with_users: bool) -> Encoded<V::Event, V::User> {
+fn encode<'a, V: Variant>(
+    events: impl IntoIterator<Item = &'a Event>,
+    config: &ClickHouseSink,
+) -> Encoded<V::Event, V::User> {
+    let with_users = config.state_table.is_some();
     let mut out = Encoded { events: Vec::new(), user_updates: Vec::new(), rejected: Vec::new() };
     for event in events {
-        match common(event) {
+        match common(event, config) {
             Ok(c) => {
-                if with_users && let Some(fields) = user_fields(event) {
+                if with_users && let Some(fields) = user_fields(event, config) {
                     out.user_updates.push(V::user(&c, fields));
                 }
                 out.events.push(V::event(c));
@@ -417,6 +421,29 @@ mod tests {
         Event::from_record(record, position, 1).expect("valid event")
     }
 
+    /// The repository's analytics block as it was before `state_*` existed: every default.
+    fn defaults() -> ClickHouseSink {
+        ClickHouseSink { state_table: Some("users_current".into()), ..ClickHouseSink::new("events") }
+    }
+
+    /// With the legacy database's users feeding the same state, as in `topology.toml`.
+    fn with_cdc() -> ClickHouseSink {
+        let list = |types: &[&str]| Some(types.iter().map(|t| (*t).to_owned()).collect());
+        ClickHouseSink {
+            state_events: list(&[
+                "user.registered",
+                "user.profile_updated",
+                "user.email_changed",
+                "user.deleted",
+                "legacy.user.changed",
+                "legacy.user.deleted",
+            ]),
+            state_deletes: list(&["user.deleted", "legacy.user.deleted"]),
+            state_creates: list(&["user.registered", "legacy.user.changed"]),
+            ..defaults()
+        }
+    }
+
     const MODERN: Layout = Layout { datetime64: true, low_cardinality: true, insert_deduplication: true };
     const OLD: Layout = Layout { datetime64: false, low_cardinality: false, insert_deduplication: false };
 
@@ -428,7 +455,7 @@ mod tests {
             1_700_000_000_123,
             json!({"user_id": "u-9", "amount_cents": 1250}),
         );
-        let Rows::Modern(rows) = Rows::encode([&e], MODERN, true) else { panic!("modern layout") };
+        let Rows::Modern(rows) = Rows::encode([&e], MODERN, &defaults()) else { panic!("modern layout") };
         assert!(rows.user_updates.is_empty() && rows.rejected.is_empty());
         let row = &rows.events[0];
         assert_eq!(row.event_id.to_string(), ID);
@@ -444,7 +471,7 @@ mod tests {
     #[test]
     fn compat_row_splits_seconds_and_milliseconds() {
         let e = event("session.started", ID, 1_700_000_000_999, json!({"user_id": "u-1", "device": "ios"}));
-        let Rows::Compat(rows) = Rows::encode([&e], OLD, true) else { panic!("compat layout") };
+        let Rows::Compat(rows) = Rows::encode([&e], OLD, &defaults()) else { panic!("compat layout") };
         assert_eq!(rows.events[0].occurred_at, 1_700_000_000);
         assert_eq!(rows.events[0].occurred_at_ms, 1_700_000_000_999);
     }
@@ -458,7 +485,7 @@ mod tests {
             json!({"email": "a@x", "display_name": "A", "country": "NL", "referrer": null}),
         );
         assert_eq!(
-            user_fields(&registered),
+            user_fields(&registered, &defaults()),
             Some(UserFields {
                 email: Some("a@x".into()),
                 display_name: Some("A".into()),
@@ -468,13 +495,19 @@ mod tests {
         );
         let partial =
             event("user.profile_updated", ID, 1, json!({"display_name": null, "country": "BE", "locale": "nl"}));
-        assert_eq!(user_fields(&partial), Some(UserFields { country: Some("BE".into()), ..UserFields::default() }));
+        assert_eq!(
+            user_fields(&partial, &defaults()),
+            Some(UserFields { country: Some("BE".into()), ..UserFields::default() })
+        );
         let email = event("user.email_changed", ID, 1, json!({"old_email": "a@x", "new_email": "b@x"}));
-        assert_eq!(user_fields(&email), Some(UserFields { email: Some("b@x".into()), ..UserFields::default() }));
+        assert_eq!(
+            user_fields(&email, &defaults()),
+            Some(UserFields { email: Some("b@x".into()), ..UserFields::default() })
+        );
         let deleted = event("user.deleted", ID, 1, json!({"reason": "GDPR_ERASURE"}));
         let erased = Some(String::new());
         assert_eq!(
-            user_fields(&deleted),
+            user_fields(&deleted, &defaults()),
             Some(UserFields {
                 email: erased.clone(),
                 display_name: erased.clone(),
@@ -482,22 +515,119 @@ mod tests {
                 is_deleted: Some(1)
             })
         );
-        assert_eq!(user_fields(&event("session.started", ID, 1, json!({"user_id": "u"}))), None);
+        assert_eq!(user_fields(&event("session.started", ID, 1, json!({"user_id": "u"})), &defaults()), None);
 
-        let Rows::Compat(rows) = Rows::encode([&registered, &partial], OLD, true) else { panic!("compat") };
+        let Rows::Compat(rows) = Rows::encode([&registered, &partial], OLD, &defaults()) else { panic!("compat") };
         assert_eq!(rows.user_updates.len(), 2);
         assert_eq!(rows.user_updates[1].user_id, "agg-1");
         assert_eq!(rows.user_updates[1].country.as_deref(), Some("BE"));
-        let Rows::Compat(rows) = Rows::encode([&registered], OLD, false) else { panic!("compat") };
+        let Rows::Compat(rows) = Rows::encode([&registered], OLD, &ClickHouseSink::new("events")) else {
+            panic!("compat")
+        };
         assert!(rows.user_updates.is_empty(), "no state table, no update rows");
     }
 
     #[test]
     fn user_id_derivation() {
-        assert_eq!(user_id(&event("user.email_changed", ID, 1, json!({"user_id": "other"}))), "agg-1");
-        assert_eq!(user_id(&event("engagement.clicked", ID, 1, json!({"user_id": "u-2"}))), "u-2");
-        assert_eq!(user_id(&event("engagement.clicked", ID, 1, json!({"user_id": 7}))), "");
-        assert_eq!(user_id(&event("thing.happened", ID, 1, json!({}))), "");
+        assert_eq!(user_id(&event("user.email_changed", ID, 1, json!({"user_id": "other"})), &defaults()), "agg-1");
+        assert_eq!(user_id(&event("engagement.clicked", ID, 1, json!({"user_id": "u-2"})), &defaults()), "u-2");
+        assert_eq!(user_id(&event("engagement.clicked", ID, 1, json!({"user_id": 7})), &defaults()), "");
+        assert_eq!(user_id(&event("thing.happened", ID, 1, json!({})), &defaults()), "");
+    }
+
+    fn versioned(event_type: &str, version: i64, payload: Value) -> Event {
+        let mut e = event(event_type, &Uuid::from_u128(version as u128).to_string(), 1_000, payload);
+        e.envelope.aggregate_version = version;
+        e
+    }
+
+    /// What `users_current` shows for one user after these update rows: per column, the value of
+    /// the newest row that set it (the `argMaxIf` of the state table).
+    fn fold(rows: &[UserUpdateRow]) -> (Option<String>, Option<String>, Option<u8>) {
+        let newest = |pick: &dyn Fn(&UserUpdateRow) -> bool| {
+            rows.iter().filter(|r| pick(r)).max_by_key(|r| r.aggregate_version).cloned()
+        };
+        (
+            newest(&|r| r.email.is_some()).and_then(|r| r.email),
+            newest(&|r| r.country.is_some()).and_then(|r| r.country),
+            newest(&|r| r.is_deleted.is_some()).and_then(|r| r.is_deleted),
+        )
+    }
+
+    #[test]
+    fn configured_state_events_write_the_state_row() {
+        let config = with_cdc();
+        let changed = event(
+            "legacy.user.changed",
+            ID,
+            1,
+            json!({"user_id": 42, "email": "l@x", "display_name": "L", "country": null, "balance_cents": 5}),
+        );
+        assert_eq!(
+            user_fields(&changed, &config),
+            Some(UserFields {
+                email: Some("l@x".into()),
+                display_name: Some("L".into()),
+                country: None,
+                is_deleted: Some(0)
+            }),
+            "a CDC upsert is the whole row: the user is live"
+        );
+        let deleted = event("legacy.user.deleted", ID, 1, json!({"user_id": 42}));
+        let erased = Some(String::new());
+        assert_eq!(
+            user_fields(&deleted, &config),
+            Some(UserFields {
+                email: erased.clone(),
+                display_name: erased.clone(),
+                country: erased,
+                is_deleted: Some(1)
+            })
+        );
+        // The user.* types keep their meaning.
+        for e in [
+            event("user.registered", ID, 1, json!({"email": "a@x"})),
+            event("user.profile_updated", ID, 1, json!({"country": "BE"})),
+            event("user.deleted", ID, 1, json!({})),
+        ] {
+            assert_eq!(user_fields(&e, &config), user_fields(&e, &defaults()), "{}", e.envelope.event_type);
+        }
+        // The state key is the aggregate, also in the raw table (the legacy `user_id` is a number).
+        assert_eq!(user_id(&changed, &config), "agg-1");
+        assert_eq!(user_id(&changed, &defaults()), "", "not a state event by default");
+        assert_eq!(user_fields(&changed, &defaults()), None);
+        assert_eq!(user_fields(&event("legacy.user.signed_up", ID, 1, json!({})), &config), None);
+
+        // Only the listed types: without `user.profile_updated`, it no longer writes the state.
+        let narrow = ClickHouseSink { state_events: Some(vec!["user.registered".into()]), ..defaults() };
+        assert_eq!(user_fields(&event("user.profile_updated", ID, 1, json!({"country": "BE"})), &narrow), None);
+        assert_eq!(user_id(&event("user.profile_updated", ID, 1, json!({"user_id": "u"})), &narrow), "u");
+        // A configured delete without `state_deletes` default.
+        let no_deletes = ClickHouseSink { state_deletes: Some(Vec::new()), ..defaults() };
+        let plain = user_fields(&event("user.deleted", ID, 1, json!({})), &no_deletes);
+        assert_eq!(plain, Some(UserFields::default()), "an update that sets nothing");
+    }
+
+    #[test]
+    fn a_cdc_change_newer_than_the_delete_revives_the_user() {
+        let config = with_cdc();
+        let row = |email: &str, country: &str| json!({"user_id": 42, "email": email, "country": country});
+        let history = [
+            versioned("legacy.user.changed", 10, row("a@x", "NL")),
+            versioned("legacy.user.deleted", 20, json!({"user_id": 42})),
+            versioned("legacy.user.changed", 30, row("b@x", "BE")),
+        ];
+        let encoded = |events: &[&Event]| {
+            let Rows::Modern(rows) = Rows::encode(events.iter().copied(), MODERN, &config) else { panic!("modern") };
+            assert!(rows.rejected.is_empty(), "{:?}", rows.rejected);
+            rows.user_updates
+        };
+        let [created, deleted, revived] = [&history[0], &history[1], &history[2]];
+        assert_eq!(fold(&encoded(&[created])), (Some("a@x".into()), Some("NL".into()), Some(0)));
+        // Any order: the delete alone beats the older change, the newer change beats the delete.
+        assert_eq!(fold(&encoded(&[deleted, created])), (Some(String::new()), Some(String::new()), Some(1)));
+        assert_eq!(fold(&encoded(&[revived, deleted, created])), (Some("b@x".into()), Some("BE".into()), Some(0)));
+        assert!(encoded(&[revived]).iter().all(|r| r.user_id == "agg-1"));
     }
 
     #[test]
@@ -506,7 +636,7 @@ mod tests {
         let too_old = event("user.registered", ID, -1, json!({}));
         let good = event("user.registered", ID, 5, json!({}));
         for layout in [MODERN, OLD] {
-            let rows = Rows::encode([&bad_id, &too_old, &good], layout, true);
+            let rows = Rows::encode([&bad_id, &too_old, &good], layout, &defaults());
             let reasons: Vec<&str> = rows.rejected().iter().map(|r| r.reason.as_str()).collect();
             assert_eq!(reasons.len(), 2, "{reasons:?}");
             assert!(reasons[0].starts_with("event_id \"not-a-uuid\" is not a UUID"), "{reasons:?}");
@@ -527,8 +657,8 @@ mod tests {
         ]) {
             let e = event("session.heartbeat", ID, ms, json!({"user_id": "u"}));
             let in_range = (MIN_OCCURRED_AT_MS..=MAX_OCCURRED_AT_MS).contains(&ms);
-            let Rows::Modern(modern) = Rows::encode([&e], MODERN, true) else { panic!("modern") };
-            let Rows::Compat(old) = Rows::encode([&e], OLD, true) else { panic!("compat") };
+            let Rows::Modern(modern) = Rows::encode([&e], MODERN, &defaults()) else { panic!("modern") };
+            let Rows::Compat(old) = Rows::encode([&e], OLD, &defaults()) else { panic!("compat") };
             prop_assert_eq!(modern.rejected.len(), usize::from(!in_range));
             prop_assert_eq!(old.rejected.len(), usize::from(!in_range));
             if in_range {
@@ -549,7 +679,7 @@ mod tests {
                 e.position.offset = i as i64;
                 e
             }).collect();
-            let Rows::Modern(rows) = Rows::encode(&events, MODERN, true) else { panic!("modern") };
+            let Rows::Modern(rows) = Rows::encode(&events, MODERN, &defaults()) else { panic!("modern") };
             let valid: Vec<i64> = spec.iter().enumerate().filter(|(_, (_, v))| *v).map(|(i, _)| i as i64).collect();
             let written: Vec<i64> = rows.events.iter().map(|r| r.offset).collect();
             prop_assert_eq!(&written, &valid);

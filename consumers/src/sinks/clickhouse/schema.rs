@@ -20,17 +20,21 @@
 //!   Keeping the event id in the rollup's key makes the duplicate collapse like it does in the
 //!   raw table, and the view reads it `FINAL`, so duplicates never inflate the numbers.
 //! - **The state table** (`state_table`, e.g. `users_current`): the latest known profile of each
-//!   user. `user.*` events only carry what changed (a `user.profile_updated` may set the country
-//!   alone), so a `ReplacingMergeTree(aggregate_version)` of whole rows would blank the fields an
-//!   update leaves out — unless the sink read the previous row first, which a re-delivery or a
-//!   replica lag would get wrong. Instead the sink writes one row per `user.*` event into
+//!   user, written by the `state_events` (default: every `user.*` type), keyed by their
+//!   `aggregate_id`. `user.*` events only carry what changed (a `user.profile_updated` may set the
+//!   country alone), so a `ReplacingMergeTree(aggregate_version)` of whole rows would blank the
+//!   fields an update leaves out — unless the sink read the previous row first, which a
+//!   re-delivery or a replica lag would get wrong. Instead the sink writes one row per state event into
 //!   `<state>_updates` (a field the event does not set is `NULL`), a materialized view folds them
 //!   into `<state>_state` (`AggregatingMergeTree` keyed by `user_id`, one
 //!   `argMaxIf(value, aggregate_version, value IS NOT NULL)` state per column), and the view
 //!   `<state>` finalizes them: per column, the value of the newest event that set it. `argMax` is
 //!   idempotent — a duplicate has the same version and value — so re-deliveries change nothing,
-//!   and events may arrive in any order. A `user.deleted` sets the personal fields to `''` and
-//!   `is_deleted` to 1, so the erasure wins over every older value.
+//!   and events may arrive in any order. A delete (`state_deletes`, default `user.deleted`) sets
+//!   the personal fields to `''` and `is_deleted` to 1, so the erasure wins over every older
+//!   value; a create (`state_creates`, default `user.registered`; also a CDC upsert, the whole
+//!   row) sets `is_deleted` to 0, so a newer one makes the user live again. Which events play
+//!   which part changes the rows written, never the objects: the plan ignores those keys.
 //!
 //! # Old servers
 //!
@@ -674,10 +678,9 @@ mod tests {
 
     fn sink() -> ClickHouseSink {
         ClickHouseSink {
-            database: None,
-            table: "events".into(),
             rollups: vec![DAILY_ENGAGEMENT.into()],
             state_table: Some("users_current".into()),
+            ..ClickHouseSink::new("events")
         }
     }
 
@@ -729,6 +732,20 @@ mod tests {
         assert_eq!(super::plan("db", &minimal, layout(26)).expect("plan").objects.len(), 1);
         let unknown = ClickHouseSink { rollups: vec!["hourly".into()], ..sink() };
         assert_eq!(super::plan("db", &unknown, layout(26)), Err(PlanError::UnknownRollup("hourly".into())));
+    }
+
+    #[test]
+    fn the_state_events_change_rows_not_objects() {
+        let list = |types: &[&str]| Some(types.iter().map(|t| (*t).to_owned()).collect());
+        let cdc = ClickHouseSink {
+            state_events: list(&["user.registered", "user.deleted", "legacy.user.changed", "legacy.user.deleted"]),
+            state_deletes: list(&["user.deleted", "legacy.user.deleted"]),
+            state_creates: list(&["user.registered", "legacy.user.changed"]),
+            ..sink()
+        };
+        for major in [18, 26] {
+            assert_eq!(plan("a", &cdc, layout(major)), plan("a", &sink(), layout(major)));
+        }
     }
 
     #[test]

@@ -203,7 +203,7 @@ impl Sink for ClickHouseProjection {
     async fn write(&self, batch: &Batch) -> Result<Vec<Rejected>, SinkError> {
         let events = batch.events.iter().filter(|e| self.folds(e));
         let token = format!("{}{}", self.token_prefix, batch.token());
-        match Rows::encode(events, self.layout, self.updates_table.is_some()) {
+        match Rows::encode(events, self.layout, &self.config) {
             Rows::Modern(rows) => self.write_rows(&token, rows).await,
             Rows::Compat(rows) => self.write_rows(&token, rows).await,
         }
@@ -216,9 +216,8 @@ impl Sink for ClickHouseProjection {
     async fn write_all(&self, batches: &[Batch]) -> Result<Vec<Vec<Rejected>>, SinkError> {
         let token = format!("{}{}", self.token_prefix, batches.iter().map(Batch::token).collect::<Vec<_>>().join(","));
         // Encoded per batch, so each refusal stays with its partition; written together.
-        let encoded = batches.iter().map(|b| {
-            Rows::encode(b.events.iter().filter(|e| self.folds(e)), self.layout, self.updates_table.is_some())
-        });
+        let encoded =
+            batches.iter().map(|b| Rows::encode(b.events.iter().filter(|e| self.folds(e)), self.layout, &self.config));
         let mut modern = Encoded::default();
         let mut compat = Encoded::default();
         let mut rejected = Vec::with_capacity(batches.len());

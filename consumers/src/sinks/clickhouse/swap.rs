@@ -118,10 +118,9 @@ mod tests {
 
     fn plans(major: u32) -> (Plan, Plan, Plan) {
         let sink = ClickHouseSink {
-            database: None,
-            table: "events".into(),
             rollups: vec!["daily_engagement".into()],
             state_table: Some("users_current".into()),
+            ..ClickHouseSink::new("events")
         };
         let layout = Layout::of(&Capabilities::of(Version { major, minor: 1, patch: 0 }));
         let plan = |suffix| plan_named("db", &sink, layout, &Names::versioned(&sink, suffix)).expect("plan");
