@@ -1,8 +1,8 @@
 //! Change data capture end to end: rows written in PostgreSQL transactions → Debezium (Kafka
 //! Connect: raw table changes as Avro through the registry, outbox events as JSON) → Kafka →
-//! `sluice work` → the same Couchbase projection as sluice's own events, equal to a model. A
-//! delete (and the tombstone after it) leaves no live document; restarting the connector with a
-//! fresh snapshot changes nothing.
+//! `sluice work` → the same Couchbase and ClickHouse projections as sluice's own events, equal to
+//! a model. A delete (and the tombstone after it) leaves no live document and marks the analysts'
+//! current-state row deleted; restarting the connector with a fresh snapshot changes nothing.
 
 use std::collections::BTreeMap;
 use std::panic::AssertUnwindSafe;
@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use couchbase::error::ErrorKind;
 use futures::FutureExt;
 use serde_json::{Value, json};
+use sluice_consumers::sinks::clickhouse::ClickHouse;
 use sluice_consumers::sinks::couchbase::service::deadline;
 use sluice_consumers::sinks::couchbase::{Couchbase, Error as CbError};
 use sluice_tests::cdc::CdcRun;
@@ -80,6 +81,9 @@ async fn scenario(table: &CdcRun, outbox: &CdcRun) {
     let group = format!("sluice.{projection}");
     let cdc_topics = [format!("{t}.{t}.users", t = table.id), format!("{}.outbox.user", outbox.id)];
     let worker = WorkerProcess::start(&topology, &projection, None);
+    let analytics = format!("analytics_{sfx}");
+    run_ok(sluice(&topology).args(["clickhouse", "migrate"]));
+    let analytics_worker = WorkerProcess::start(&topology, &analytics, None);
 
     // Ids unique to this run: documents of other runs share the bucket.
     let base: i64 = 1_000_000 + i64::from(rand_u16()) * 1000;
@@ -152,6 +156,11 @@ async fn scenario(table: &CdcRun, outbox: &CdcRun) {
     await_docs(&cb, &expected, 90).await;
     await_caught_up(&group, &cdc_topics, 60).await;
     let before: Vec<Value> = raw_docs(&cb, &expected).await;
+    let analytics_topics = [cdc_topics[0].clone(), format!("{t}.{t}.sessions", t = table.id), cdc_topics[1].clone()];
+    await_caught_up(&format!("sluice.{analytics}"), &analytics_topics, 90).await;
+    let ch_before = users_current(&sfx, &expected).await;
+    assert_eq!(ch_before, expected, "ClickHouse users_current: deleted users marked deleted, live ones current");
+    let raw_before = raw_event_ids(&sfx).await;
 
     // A connector restart with a fresh snapshot: every row read again. Nothing changes.
     let high = high_watermark(&cdc_topics[0]);
@@ -165,9 +174,46 @@ async fn scenario(table: &CdcRun, outbox: &CdcRun) {
     await_caught_up(&group, &cdc_topics, 60).await;
     await_docs(&cb, &expected, 30).await;
     assert_eq!(raw_docs(&cb, &expected).await, before, "a re-snapshot changes no document's content");
+    await_caught_up(&format!("sluice.{analytics}"), &analytics_topics, 90).await;
+    assert_eq!(users_current(&sfx, &expected).await, ch_before, "a re-snapshot changes no current-state row");
+    let raw_after = raw_event_ids(&sfx).await;
+    assert!(raw_after.is_superset(&raw_before), "no event lost");
+    // Snapshot reads of rows unchanged since the first snapshot keep their event ids (the id
+    // comes from the row's content): only the rows changed since (a, d) add a read each.
+    assert_eq!(raw_after.len() - raw_before.len(), 2, "new raw rows after the re-snapshot");
 
-    let (status, out) = worker.terminate();
-    assert!(status.success(), "{out}");
+    for w in [worker, analytics_worker] {
+        let (status, out) = w.terminate();
+        assert!(status.success(), "{out}");
+    }
+}
+
+/// The analysts' view of the users of `expected`: `None` for a row marked deleted (or missing).
+async fn users_current(sfx: &str, expected: &Expected) -> Expected {
+    let ch = ClickHouse::connect(&connections().clickhouse).await.expect("clickhouse");
+    let rows: Vec<(String, String, String, String, u8)> = ch
+        .client
+        .query(&format!(
+            "SELECT user_id, email, display_name, country, toUInt8(is_deleted) FROM users_current_{sfx} ORDER BY user_id"
+        ))
+        .fetch_all()
+        .await
+        .expect("users_current");
+    let live: BTreeMap<String, (String, String, String)> =
+        rows.into_iter().filter(|r| r.4 == 0).map(|(u, e, n, c, _)| (u, (e, n, c))).collect();
+    expected.keys().map(|k| (k.clone(), live.get(k).cloned())).collect()
+}
+
+/// The ids of the raw events of the CDC event types.
+async fn raw_event_ids(sfx: &str) -> std::collections::BTreeSet<String> {
+    let ch = ClickHouse::connect(&connections().clickhouse).await.expect("clickhouse");
+    ch.client
+        .query(&format!("SELECT toString(event_id) FROM events_{sfx} FINAL WHERE event_type LIKE 'legacy.%'"))
+        .fetch_all::<String>()
+        .await
+        .expect("raw events")
+        .into_iter()
+        .collect()
 }
 
 /// The live documents, without their `_sluice` bookkeeping (the versions a re-snapshot advances).

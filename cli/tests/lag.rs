@@ -165,7 +165,7 @@ async fn lag_counts_unprocessed_events_until_a_worker_catches_up() {
     assert_eq!(p.state, BackpressureState::Normal, "40 is far below soft_lag = 10000");
     // analytics reads the same users partitions (and two more topics, empty), under its own group.
     let a = projection(&s, &analytics);
-    assert_eq!((a.lag_messages, a.partitions.len()), (40, 6 + 6 + 12));
+    assert_eq!((a.lag_messages, a.partitions.len()), (40, 6 + 6 + 12 + 3 + 3 + 3));
 
     // `sluice lag --json` is the same snapshot, restricted to the projection asked for.
     let out = run_ok(sluice(&path).args(["lag", "--json", "--projection", &user_state]));
