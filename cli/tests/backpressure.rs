@@ -107,19 +107,27 @@ impl Gateway {
 fn topology_with_small_thresholds(sfx: &str) -> std::path::PathBuf {
     let path = fresh_topology(sfx);
     let text = std::fs::read_to_string(&path).expect("read topology");
-    let sources =
-        format!("sources = [\"users_{sfx}\", \"sessions_{sfx}\", \"engagement_{sfx}\"]\nsink = \"clickhouse\"");
-    let patched = text
-        .replace(
-            &format!("{sources}\nbatch_size = 50000"),
-            &format!("sources = [\"engagement_{sfx}\"]\nsink = \"clickhouse\"\nbatch_size = {BATCH}"),
-        )
-        .replace(
-            "soft_lag = 1000000\nsoft_lag_age = \"5m\"",
-            &format!("soft_lag = {}\nhard_lag = {HARD_LAG}", HARD_LAG - 50),
-        );
+    // The analytics projection's own lines (up to its next table): sources and batch size.
+    let header = format!("[projections.analytics_{sfx}]");
+    let mut in_analytics = false;
+    let mut lines: Vec<String> = Vec::new();
+    for line in text.lines() {
+        if line.starts_with('[') {
+            in_analytics = line == header;
+        }
+        lines.push(match line {
+            l if in_analytics && l.starts_with("sources = ") => format!("sources = [\"engagement_{sfx}\"]"),
+            l if in_analytics && l.starts_with("batch_size = ") => format!("batch_size = {BATCH}"),
+            l => l.to_owned(),
+        });
+    }
+    let patched = (lines.join("\n") + "\n").replace(
+        "soft_lag = 1000000\nsoft_lag_age = \"5m\"",
+        &format!("soft_lag = {}\nhard_lag = {HARD_LAG}", HARD_LAG - 50),
+    );
     assert!(patched.contains(&format!("hard_lag = {HARD_LAG}")), "thresholds patched");
-    assert!(patched.contains(&format!("batch_size = {BATCH}\n")), "analytics sources patched");
+    assert!(patched.contains(&format!("batch_size = {BATCH}\n")), "analytics batch size patched");
+    assert!(patched.contains(&format!("sources = [\"engagement_{sfx}\"]")), "analytics sources patched");
     std::fs::write(&path, patched).expect("write topology");
     path
 }
