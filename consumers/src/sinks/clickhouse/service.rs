@@ -1,7 +1,12 @@
 //! The network side of the ClickHouse sink: building a client for one server, finding out what
 //! that server supports, and telling what a failed request means for the worker ([`classify`]).
 
+use std::time::Duration;
+
 use clickhouse::Client;
+use hyper_util::client::legacy::Client as HyperClient;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
 use sluice_core::connections::ClickHouseConnection;
 
 use super::Error;
@@ -23,9 +28,19 @@ impl std::fmt::Debug for ClickHouse {
     }
 }
 
-/// A client for `conn` with the crate's defaults (no validation decided yet).
+/// How long an idle pooled connection is kept (the server closes its side after 3 s).
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A client for `conn` (no validation decided yet). Its transport is the crate's default one
+/// plus `TCP_NODELAY`: an insert streams its body in chunks, and with Nagle's algorithm the last
+/// small chunk waited for the server's delayed ACK — about 40 ms added to every insert, most of a
+/// small batch's write time.
 fn base_client(conn: &ClickHouseConnection) -> Client {
-    let mut client = Client::default().with_url(&conn.url);
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.set_keepalive(Some(Duration::from_secs(60)));
+    let http = HyperClient::builder(TokioExecutor::new()).pool_idle_timeout(POOL_IDLE_TIMEOUT).build(connector);
+    let mut client = Client::with_http_client(http).with_url(&conn.url);
     if let Some(user) = &conn.user {
         client = client.with_user(user);
     }
