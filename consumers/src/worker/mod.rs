@@ -314,7 +314,7 @@ impl<S: Sink> Worker<S> {
             // (latency). One write is in flight at a time, so acknowledgements land in order,
             // while the next batch is collected.
             let due = idle || flush_at.is_some_and(|t| Instant::now() >= t);
-            if in_flight.is_none() && next.records > 0 && (next.records >= limits.records || due) {
+            if in_flight.is_none() && next.records > 0 && (next.is_full(limits) || due) {
                 let work = next.take();
                 flight.launch(&work, &mut trackers)?;
                 flight_started = Instant::now();
