@@ -155,26 +155,8 @@ fn table(snapshot: &LagSnapshot) -> String {
             notes.push(format!("{name}: cannot read the lag: {e}"));
         }
     }
-    let mut widths = HEADER.map(str::len);
-    for row in &rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let mut text = String::new();
-    let mut line = |cells: &[String]| {
-        let mut l = String::new();
-        for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
-            // Names left-aligned, numbers right-aligned.
-            if i < 3 { l.push_str(&format!("{cell:<w$}  ")) } else { l.push_str(&format!("{cell:>w$}  ")) }
-        }
-        text.push_str(l.trim_end());
-        text.push('\n');
-    };
-    line(&HEADER.map(str::to_owned));
-    for row in &rows {
-        line(row);
-    }
+    // Names left-aligned, numbers right-aligned.
+    let mut text = crate::table::render(&HEADER, &rows, 3);
     if snapshot.projections.is_empty() {
         text.push_str("(no projections)\n");
     }

@@ -31,7 +31,7 @@ use serde_json::Value as Json;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use crate::topics_cmd::print_table;
+use crate::table::print_table;
 
 /// The variable holding the bearer token (not a flag: it would show in `ps`).
 const TOKEN_VAR: &str = "SLUICE_LOADGEN_TOKEN";

@@ -20,6 +20,7 @@ mod replay_cmd;
 mod reproject;
 mod sample_cmd;
 mod schemas_cmd;
+mod table;
 mod topics_cmd;
 mod topology_cmd;
 mod work;

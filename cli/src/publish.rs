@@ -21,7 +21,7 @@ use serde_json::Value as Json;
 use sluice_producers::{PublishError, Publisher, PublisherOptions, fill_envelope_defaults};
 use tokio::sync::mpsc;
 
-use crate::topics_cmd::print_table;
+use crate::table::print_table;
 use crate::{Context, GlobalArgs};
 
 /// The envelope `producer` of events that do not name one.

@@ -269,7 +269,7 @@ impl Run<'_> {
             dlq_topic: self.projection.dlq_topic.clone(),
             spans: spans.to_vec(),
             key: None,
-            max_batch: usize::try_from(self.projection.batch_size).unwrap_or(usize::MAX).max(1),
+            max_batch: sluice_consumers::sink::Batching::of(self.projection).max_records,
             crash_after_batches: std::env::var("SLUICE_FAILPOINT_CRASH_AFTER_BATCHES")
                 .ok()
                 .and_then(|v| v.parse().ok()),
@@ -356,7 +356,7 @@ fn bounded_for_key(ctx: &Context, name: &str, projection: &ProjectionConfig, spa
         dlq_topic: projection.dlq_topic.clone(),
         spans: spans.to_vec(),
         key: Some(key.as_bytes().to_vec()),
-        max_batch: usize::try_from(projection.batch_size).unwrap_or(usize::MAX).max(1),
+        max_batch: sluice_consumers::sink::Batching::of(projection).max_records,
         crash_after_batches: None,
     }
 }

@@ -118,7 +118,7 @@ async fn bounded(
         dlq_topic: projection.dlq_topic.clone(),
         spans: spans.clone(),
         key: None,
-        max_batch: usize::try_from(projection.batch_size).unwrap_or(usize::MAX).max(1),
+        max_batch: sluice_consumers::sink::Batching::of(projection).max_records,
         crash_after_batches: None,
     };
     let token = CancellationToken::new();
@@ -153,25 +153,7 @@ fn table(plan: &ReplayPlan) -> String {
         })
         .collect();
     rows.push(["(total)".to_owned(), String::new(), String::new(), String::new(), plan.events().to_string()]);
-    let mut widths = HEADER.map(str::len);
-    for row in &rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let mut text = String::new();
-    let mut line = |cells: &[String]| {
-        let mut l = String::new();
-        for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
-            if i == 0 { l.push_str(&format!("{cell:<w$}  ")) } else { l.push_str(&format!("{cell:>w$}  ")) }
-        }
-        text.push_str(l.trim_end());
-        text.push('\n');
-    };
-    line(&HEADER.map(str::to_owned));
-    for row in &rows {
-        line(row);
-    }
+    let mut text = crate::table::render(&HEADER, &rows, 1);
     let changed = plan.changes().count();
     text.push_str(&format!(
         "{changed} of {} partition(s) change; {} event(s) to re-project\n",

@@ -102,10 +102,7 @@ pub(crate) async fn sink(
         (SinkConfig::Couchbase { couchbase }, Version::Collection(collection)) => {
             let cb = Couchbase::connect(&ctx.connections.couchbase).await?;
             let config = CouchbaseSink { collection: collection.clone(), ..couchbase.clone() };
-            let batching = Batching {
-                max_records: usize::try_from(projection.batch_size).unwrap_or(usize::MAX).max(1),
-                linger: projection.linger.get(),
-            };
+            let batching = Batching::of(projection);
             let sink = CouchbaseProjection::new(&cb, name, &config, batching).await?;
             AnySink::Couchbase(Box::new(sink), cb)
         }

@@ -10,7 +10,7 @@ use clap::Subcommand;
 use sluice_producers::Registry;
 use sluice_producers::admin::schemas::{self, RegistrationStatus, Verdict};
 
-use crate::topics_cmd::print_table;
+use crate::table::print_table;
 use crate::{Context, GlobalArgs};
 
 #[derive(Debug, Subcommand)]

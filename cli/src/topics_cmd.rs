@@ -60,7 +60,7 @@ pub(crate) async fn run(args: &GlobalArgs, cmd: TopicsCommand) -> anyhow::Result
             status,
         ]);
     }
-    print_table(&["TOPIC", "PARTITIONS", "REPLICATION", "CLEANUP", "RETENTION", "STATUS"], &rows);
+    crate::table::print_table(&["TOPIC", "PARTITIONS", "REPLICATION", "CLEANUP", "RETENTION", "STATUS"], &rows);
     println!();
     let verb = if dry_run { "would change" } else { "changed" };
     println!(
@@ -89,31 +89,4 @@ fn status(plan: &TopicPlan, outcome: &TopicOutcome, dry_run: bool) -> String {
     }
     parts.extend(plan.drift.iter().map(|d| format!("DRIFT: {d}")));
     parts.join("; ")
-}
-
-/// Prints left-aligned columns, two spaces apart; the last column is not padded.
-pub(crate) fn print_table(headers: &[&str], rows: &[Vec<String>]) {
-    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
-    for row in rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let line = |cells: &mut dyn Iterator<Item = &str>| {
-        let mut out = String::new();
-        for (i, cell) in cells.enumerate() {
-            if i + 1 == widths.len() {
-                out.push_str(cell);
-            } else {
-                let pad = widths[i].saturating_sub(cell.chars().count());
-                out.push_str(cell);
-                out.push_str(&" ".repeat(pad + 2));
-            }
-        }
-        println!("{}", out.trim_end());
-    };
-    line(&mut headers.iter().copied());
-    for row in rows {
-        line(&mut row.iter().map(String::as_str));
-    }
 }

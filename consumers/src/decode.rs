@@ -24,7 +24,10 @@ use sluice_core::cdc::{CdcMapper, CdcOutcome, CdcRecord, RowSchema};
 use sluice_core::event::{Event, Position};
 use sluice_core::framing::unframe;
 use sluice_core::topology::{CdcEncoding, Topology};
-use tracing::debug;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+use crate::retry::{backoff, sleep_or_cancel};
 
 /// What a record decodes to.
 // Nearly every record is an event: boxing it would cost an allocation per record.
@@ -162,6 +165,31 @@ impl Decoder {
             ReadEventError::Event(e) => DecodeError::Permanent(e.to_string()),
         })?;
         Ok(Decoded::Event(event))
+    }
+
+    /// [`Decoder::decode`], trying again with backoff while the registry is unavailable:
+    /// `Ok(None)` when `shutdown` came first, `Err(reason)` for a record that cannot be decoded
+    /// (for the DLQ).
+    pub async fn decode_retrying(
+        &self,
+        m: &impl Message,
+        position: Position,
+        shutdown: &CancellationToken,
+    ) -> Result<Option<Decoded>, String> {
+        let mut attempt = 0;
+        loop {
+            match self.decode(m, position.clone()).await {
+                Ok(decoded) => return Ok(Some(decoded)),
+                Err(DecodeError::Permanent(reason)) => return Err(reason),
+                Err(DecodeError::Transient(reason)) => {
+                    warn!(%reason, attempt, "decode failed transiently; retrying");
+                    if !sleep_or_cancel(backoff(attempt), shutdown).await {
+                        return Ok(None);
+                    }
+                    attempt += 1;
+                }
+            }
+        }
     }
 
     async fn decode_cdc(

@@ -12,6 +12,7 @@ pub mod decode;
 pub mod lag;
 pub mod rebuild;
 pub mod replay;
+mod retry;
 pub mod sink;
 pub mod sinks;
 pub mod worker;

@@ -10,6 +10,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use sluice_core::event::Event;
+use sluice_core::topology::ProjectionConfig;
 
 /// Events of one partition, in offset order, to be written together.
 #[derive(Debug, Clone)]
@@ -89,4 +90,14 @@ pub struct Batching {
     pub max_records: usize,
     /// … or when the oldest collected record waited this long.
     pub linger: Duration,
+}
+
+impl Batching {
+    /// The projection's `batch_size` (at least 1) and `linger`.
+    pub fn of(projection: &ProjectionConfig) -> Self {
+        Self {
+            max_records: usize::try_from(projection.batch_size).unwrap_or(usize::MAX).max(1),
+            linger: projection.linger.get(),
+        }
+    }
 }

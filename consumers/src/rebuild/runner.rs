@@ -27,7 +27,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use super::RebuildError;
-use crate::decode::{DecodeError, Decoded, Decoder};
+use crate::decode::{Decoded, Decoder};
+use crate::retry::{backoff, sleep_or_cancel};
 use crate::sink::{Batch, Sink, SinkError};
 use crate::worker::dlq::{DeadLetter, DeadLetterQueue};
 
@@ -111,11 +112,6 @@ impl Progress for NoProgress {
 fn kafka(what: impl Into<String>) -> impl FnOnce(rdkafka::error::KafkaError) -> RebuildError {
     let what = what.into();
     move |source| RebuildError::Kafka { what, source }
-}
-
-/// Exponential backoff, capped at 10 s.
-fn backoff(attempt: u32) -> Duration {
-    Duration::from_millis(100).saturating_mul(1 << attempt.min(7)).min(Duration::from_secs(10))
 }
 
 /// The state of one partition of the run.
@@ -263,27 +259,14 @@ async fn flush<S: Sink>(
                 continue;
             }
             let position = Position { topic: topic.clone(), partition: *partition, offset: m.offset() };
-            let mut attempt = 0;
-            loop {
-                match decoder.decode(&m, position.clone()).await {
-                    Ok(Decoded::Event(event)) => {
-                        events.push(event);
-                        break;
-                    }
-                    // A CDC tombstone: nothing to write.
-                    Ok(Decoded::Nothing(_)) => break,
-                    Err(DecodeError::Permanent(reason)) => {
-                        dead_letter(dlq, &m, "decode", reason).await?;
-                        summary.dead_lettered += 1;
-                        break;
-                    }
-                    Err(DecodeError::Transient(reason)) => {
-                        warn!(%reason, attempt, "decode failed transiently; retrying");
-                        if !pause(backoff(attempt), shutdown).await {
-                            return Err(RebuildError::Cancelled);
-                        }
-                        attempt += 1;
-                    }
+            match decoder.decode_retrying(&m, position, shutdown).await {
+                Ok(Some(Decoded::Event(event))) => events.push(event),
+                // A CDC tombstone: nothing to write.
+                Ok(Some(Decoded::Nothing(_))) => {}
+                Ok(None) => return Err(RebuildError::Cancelled),
+                Err(reason) => {
+                    dead_letter(dlq, &m, "decode", reason).await?;
+                    summary.dead_lettered += 1;
                 }
             }
             originals.insert((topic.clone(), *partition, m.offset()), m);
@@ -305,7 +288,7 @@ async fn flush<S: Sink>(
             }
             Err(SinkError::Transient(reason)) => {
                 warn!(%reason, attempt, "sink write failed; retrying");
-                if !pause(backoff(attempt), shutdown).await {
+                if !sleep_or_cancel(backoff(attempt), shutdown).await {
                     return Err(RebuildError::Cancelled);
                 }
                 attempt += 1;
@@ -338,16 +321,7 @@ async fn dead_letter(
 ) -> Result<(), RebuildError> {
     warn!(topic = m.topic(), partition = m.partition(), offset = m.offset(), stage, %reason,
           dlq = dlq.topic(), "record sent to the dead-letter topic");
-    let letter = DeadLetter {
-        key: m.key().map(<[u8]>::to_vec),
-        value: m.payload().map(<[u8]>::to_vec),
-        topic: m.topic().to_owned(),
-        partition: m.partition(),
-        offset: m.offset(),
-        timestamp: m.timestamp().to_millis(),
-        stage,
-        reason,
-    };
+    let letter = DeadLetter::from_message(m, stage, reason);
     let mut last = String::new();
     for attempt in 0..5 {
         match dlq.send(&letter).await {
@@ -359,12 +333,4 @@ async fn dead_letter(
         }
     }
     Err(RebuildError::Dlq(last))
-}
-
-/// Sleeps unless cancelled first; false when cancelled.
-async fn pause(d: Duration, shutdown: &CancellationToken) -> bool {
-    tokio::select! {
-        () = shutdown.cancelled() => false,
-        () = tokio::time::sleep(d) => true,
-    }
 }

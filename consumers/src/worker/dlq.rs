@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use rdkafka::Message;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
@@ -46,6 +47,22 @@ pub struct DeadLetter {
     pub stage: &'static str,
     /// Why.
     pub reason: String,
+}
+
+impl DeadLetter {
+    /// The dead letter of record `m`, refused at `stage` for `reason`.
+    pub fn from_message(m: &impl Message, stage: &'static str, reason: String) -> Self {
+        Self {
+            key: m.key().map(<[u8]>::to_vec),
+            value: m.payload().map(<[u8]>::to_vec),
+            topic: m.topic().to_owned(),
+            partition: m.partition(),
+            offset: m.offset(),
+            timestamp: m.timestamp().to_millis(),
+            stage,
+            reason,
+        }
+    }
 }
 
 /// Writes dead letters to one topic.

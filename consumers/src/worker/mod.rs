@@ -31,7 +31,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
-use rand::Rng;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::message::OwnedMessage;
@@ -42,7 +41,8 @@ use sluice_core::offsets::OffsetTracker;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
-use crate::decode::{DecodeError, Decoded, Decoder};
+use crate::decode::{Decoded, Decoder};
+use crate::retry::{backoff, sleep_or_cancel};
 use crate::sink::{Batch, Sink, SinkError};
 use dlq::{DeadLetter, DeadLetterQueue};
 
@@ -182,12 +182,6 @@ pub struct Worker<S> {
     metrics: metrics::WorkerMetrics,
     /// Set by the write in flight while the sink fails, read by the polling loop (to pause).
     sink_failing: AtomicBool,
-}
-
-/// Exponential backoff with full jitter, capped at 30 s.
-fn backoff(attempt: u32) -> Duration {
-    let cap = Duration::from_millis(100).saturating_mul(1 << attempt.min(9)).min(Duration::from_secs(30));
-    Duration::from_millis(rand::rng().random_range(cap.as_millis() as u64 / 2..=cap.as_millis() as u64))
 }
 
 impl<S: Sink> Worker<S> {
@@ -490,29 +484,16 @@ impl<S: Sink> Worker<S> {
         let mut events = Vec::with_capacity(msgs.len());
         for m in msgs {
             let position = Position { topic: topic.clone(), partition: *partition, offset: m.offset() };
-            let mut attempt = 0;
-            loop {
-                match self.decoder.decode(m, position.clone()).await {
-                    Ok(Decoded::Event(event)) => {
-                        events.push(event);
-                        break;
+            match self.decoder.decode_retrying(m, position, shutdown).await {
+                Ok(Some(Decoded::Event(event))) => events.push(event),
+                // Acknowledged with the batch, nothing to write (a CDC tombstone).
+                Ok(Some(Decoded::Nothing(_))) => {}
+                Ok(None) => return None,
+                Err(reason) => {
+                    if !self.dead_letter(dlq, m, "decode", reason, shutdown).await {
+                        return None;
                     }
-                    // Acknowledged with the batch, nothing to write (a CDC tombstone).
-                    Ok(Decoded::Nothing(_)) => break,
-                    Err(DecodeError::Permanent(reason)) => {
-                        if !self.dead_letter(dlq, m, "decode", reason, shutdown).await {
-                            return None;
-                        }
-                        stats.dead_lettered += 1;
-                        break;
-                    }
-                    Err(DecodeError::Transient(reason)) => {
-                        warn!(%reason, attempt, "decode failed transiently; retrying");
-                        if !sleep_or_cancel(backoff(attempt), shutdown).await {
-                            return None;
-                        }
-                        attempt += 1;
-                    }
+                    stats.dead_lettered += 1;
                 }
             }
         }
@@ -577,16 +558,7 @@ impl<S: Sink> Worker<S> {
     ) -> bool {
         self.metrics.dead_lettered(stage);
         warn!(offset = m.offset(), stage, %reason, dlq = dlq.topic(), "record sent to the dead-letter topic");
-        let letter = DeadLetter {
-            key: m.key().map(<[u8]>::to_vec),
-            value: m.payload().map(<[u8]>::to_vec),
-            topic: m.topic().to_owned(),
-            partition: m.partition(),
-            offset: m.offset(),
-            timestamp: m.timestamp().to_millis(),
-            stage,
-            reason,
-        };
+        let letter = DeadLetter::from_message(m, stage, reason);
         let mut attempt = 0;
         loop {
             match dlq.send(&letter).await {
@@ -750,14 +722,6 @@ struct Flushed {
     /// Per entry of `work`: every record written or dead-lettered.
     done: Vec<bool>,
     stats: Stats,
-}
-
-/// Sleeps unless cancelled first; false when cancelled.
-async fn sleep_or_cancel(d: Duration, shutdown: &CancellationToken) -> bool {
-    tokio::select! {
-        () = shutdown.cancelled() => false,
-        () = tokio::time::sleep(d) => true,
-    }
 }
 
 /// Commits every partition whose commit point moved.

@@ -67,10 +67,7 @@ impl ClickHouseProjection {
             events_table: qualified(&database, &names.events),
             updates_table: names.user_updates.as_deref().map(|t| qualified(&database, t)),
             folds: projection.events.iter().cloned().collect(),
-            batching: Batching {
-                max_records: usize::try_from(projection.batch_size).unwrap_or(usize::MAX).max(1),
-                linger: projection.linger.into(),
-            },
+            batching: Batching::of(projection),
             ch,
             database,
             config: config.clone(),

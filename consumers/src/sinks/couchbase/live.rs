@@ -40,10 +40,7 @@ impl LiveProjection {
         let SinkConfig::Couchbase { couchbase } = &projection.sink else {
             return Err(Error::NotCouchbase { projection: name.to_owned() });
         };
-        let batching = Batching {
-            max_records: usize::try_from(projection.batch_size).unwrap_or(usize::MAX).max(1),
-            linger: projection.linger.get(),
-        };
+        let batching = Batching::of(projection);
         let bucket = cb.open_bucket(couchbase.bucket.as_deref()).await?;
         // Boxed: the SDK's futures are deep, and nested unboxed they exceed rustc's layout depth.
         let live = Box::pin(pointer::live(&bucket, name, couchbase)).await?;

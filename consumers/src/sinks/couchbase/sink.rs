@@ -144,10 +144,7 @@ impl CouchbaseProjection {
         let SinkConfig::Couchbase { couchbase } = &projection.sink else {
             return Err(Error::NotCouchbase { projection: name.to_owned() });
         };
-        let batching = Batching {
-            max_records: usize::try_from(projection.batch_size).unwrap_or(usize::MAX).max(1),
-            linger: projection.linger.get(),
-        };
+        let batching = Batching::of(projection);
         Self::new(cb, name, couchbase, batching).await
     }
 
