@@ -15,7 +15,7 @@ use sluice_consumers::sinks::clickhouse::ClickHouse;
 use sluice_consumers::sinks::couchbase::service::deadline;
 use sluice_consumers::sinks::couchbase::{Couchbase, Error as CbError};
 use sluice_tests::cdc::CdcRun;
-use sluice_tests::{connections, fresh_topology, unique, within};
+use sluice_tests::{connections, fresh_topology, high_watermarks, unique, within};
 
 mod common;
 use common::*;
@@ -163,10 +163,10 @@ async fn scenario(table: &CdcRun, outbox: &CdcRun) {
     let raw_before = raw_event_ids(&sfx).await;
 
     // A connector restart with a fresh snapshot: every row read again. Nothing changes.
-    let high = high_watermark(&cdc_topics[0]);
+    let high = high_watermarks(&cdc_topics[0]);
     table.resnapshot().await;
     within("the re-snapshot on Kafka", 60, async {
-        while high_watermark(&cdc_topics[0]) < high + 3 {
+        while high_watermarks(&cdc_topics[0]) < high + 3 {
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
     })
@@ -229,18 +229,6 @@ async fn raw_docs(cb: &Couchbase, expected: &Expected) -> Vec<Value> {
         out.push(v);
     }
     out
-}
-
-fn high_watermark(topic: &str) -> i64 {
-    use rdkafka::consumer::{BaseConsumer, Consumer};
-    let c: BaseConsumer =
-        rdkafka::ClientConfig::new().set("bootstrap.servers", connections().kafka_brokers).create().expect("consumer");
-    let md = c.fetch_metadata(Some(topic), Duration::from_secs(10)).expect("metadata");
-    md.topics()[0]
-        .partitions()
-        .iter()
-        .map(|p| c.fetch_watermarks(topic, p.id(), Duration::from_secs(10)).expect("watermarks").1)
-        .sum()
 }
 
 fn rand_u16() -> u16 {

@@ -153,7 +153,8 @@ impl Decoder {
 
     /// Decodes one record read at `position`: a sluice event, or a CDC record mapped to one.
     pub async fn decode(&self, m: &impl Message, position: Position) -> Result<Decoded, DecodeError> {
-        if let Some(mapper) = self.cdc.get(m.topic()) {
+        // Most workers read no CDC topic: skip the per-record lookup then.
+        if let Some(mapper) = (!self.cdc.is_empty()).then(|| self.cdc.get(m.topic())).flatten() {
             return self.decode_cdc(mapper, m, position).await;
         }
         let framed = unframe(m.payload().unwrap_or_default()).map_err(|e| DecodeError::Permanent(e.to_string()))?;

@@ -18,6 +18,19 @@ pub fn connections() -> Connections {
     Connections::from_env(&env).unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// The sum of the high watermarks of every partition of `topic`: how many records it ever held.
+pub fn high_watermarks(topic: &str) -> i64 {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let consumer: BaseConsumer =
+        rdkafka::ClientConfig::new().set("bootstrap.servers", connections().kafka_brokers).create().expect("consumer");
+    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).expect("metadata");
+    metadata.topics()[0]
+        .partitions()
+        .iter()
+        .map(|p| consumer.fetch_watermarks(topic, p.id(), Duration::from_secs(10)).expect("watermarks").1)
+        .sum()
+}
+
 /// A fresh name for a topic, table, subject or document, so test runs never collide.
 pub fn unique(prefix: &str) -> String {
     let id = uuid::Uuid::new_v4().simple().to_string();

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use apache_avro::Schema;
-use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
+use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use schema_registry_converter::async_impl::schema_registry::{SrSettings, get_schema_by_id};
 use serde::Serialize;
@@ -25,7 +25,7 @@ use sluice_core::lag::IntakePolicy;
 use sluice_core::topology::Topology;
 use sluice_producers::admin::topics::TopicAdmin;
 use sluice_producers::{Delivery, EventDraft, PublishError, Publisher, PublisherOptions, Registry, Uuid};
-use sluice_tests::{connections, unique, within};
+use sluice_tests::{connections, high_watermarks, unique, within};
 
 const PURCHASE: &str = "engagement.purchase_completed";
 const REGISTERED: &str = "user.registered";
@@ -150,18 +150,6 @@ async fn read_back(topic: &str, n: usize) -> Vec<ReadBack> {
         });
     }
     out
-}
-
-/// Sum of the high watermarks of every partition of `topic`.
-fn high_watermarks(topic: &str) -> i64 {
-    let consumer: BaseConsumer =
-        ClientConfig::new().set("bootstrap.servers", &connections().kafka_brokers).create().expect("consumer");
-    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).expect("metadata");
-    metadata.topics()[0]
-        .partitions()
-        .iter()
-        .map(|p| consumer.fetch_watermarks(topic, p.id(), Duration::from_secs(10)).expect("watermarks").1)
-        .sum()
 }
 
 #[tokio::test]
