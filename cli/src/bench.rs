@@ -6,9 +6,15 @@
 //! 1. **backlog**: `--backlog` sample events are published as fast as possible, then each
 //!    projection drains them alone; events/s = projected / busy time (first record read → last
 //!    batch acknowledged, so start-up and the group join are not counted).
-//! 2. **steady rate**: all projections run while events are published at `--rate` for
-//!    `--duration`, each stamped `occurred_at = now`; latency is the worker's own
-//!    `sluice_event_visible_latency_seconds` (event time → sink acknowledgement) per projection.
+//! 2. **steady rate**: the projections run together (`--projection` picks some); once each has
+//!    joined its group and caught up with a second of warm-up events, events are published at
+//!    `--rate` for `--duration`, each stamped `occurred_at = now`. Latency is the worker's own
+//!    `sluice_event_visible_latency_seconds` (event time → sink acknowledgement) per projection,
+//!    split into its Kafka share (`sluice_record_read_latency_seconds`: record timestamp → read)
+//!    and the sink's write time.
+//!
+//! The copy's topics and its ClickHouse database (`sluice_<suffix>`) are dropped at the end
+//! unless `--keep`.
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
@@ -18,6 +24,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::Context as _;
 use futures::stream::{FuturesUnordered, StreamExt};
 use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
+use sluice_consumers::lag::LagMonitor;
+use sluice_consumers::sinks::clickhouse::ClickHouse;
 use sluice_consumers::worker::metrics::names;
 use sluice_core::topology::{SinkConfig, Topology};
 use sluice_producers::admin::topics::TopicAdmin;
@@ -39,6 +47,15 @@ pub(crate) struct BenchArgs {
     /// Length of the steady phase.
     #[arg(long, default_value = "20s", value_parser = crate::work::parse_duration)]
     duration: Duration,
+    /// Run only this projection (repeat for several; default: every projection). Alone, a
+    /// projection has the machine's cores to itself: compare with all of them running to see how
+    /// much of the latency is contention.
+    #[arg(long = "projection", value_name = "NAME")]
+    projections: Vec<String>,
+    /// Keep the isolated copy (its topics and ClickHouse tables) instead of dropping it at the
+    /// end, e.g. to query what was written.
+    #[arg(long)]
+    keep: bool,
 }
 
 const MAX_IN_FLIGHT: usize = 10_000;
@@ -86,6 +103,29 @@ fn take(snapshotter: &Snapshotter) -> Samples {
     out
 }
 
+/// Waits until the consumer groups of `projections` have committed everything published so far.
+async fn caught_up(topology: &Topology, brokers: &str, projections: &[&str], within: Duration) -> anyhow::Result<()> {
+    let start = Instant::now();
+    loop {
+        let snapshot = LagMonitor::snapshot_once(topology, brokers).await?;
+        let behind: Vec<String> = projections
+            .iter()
+            .filter_map(|name| match snapshot.projections.get(*name) {
+                Some(p) if p.error.is_none() && p.lag_messages == 0 => None,
+                Some(p) => Some(format!("{name}: {} behind", p.lag_messages)),
+                None => Some(format!("{name}: no lag yet")),
+            })
+            .collect();
+        if behind.is_empty() {
+            return Ok(());
+        }
+        if start.elapsed() > within {
+            anyhow::bail!("the workers did not catch up with the warm-up events in {within:?}: {}", behind.join(", "));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
 fn quantile(sorted: &[f64], q: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -103,6 +143,8 @@ struct Row {
     p99_ms: Option<f64>,
     /// Sink write time p50/p99 (ms) in the phase.
     write_ms: Option<(f64, f64)>,
+    /// Kafka timestamp → read by the worker, p50/p99 (ms): the Kafka share of the latency.
+    read_ms: Option<(f64, f64)>,
 }
 
 fn sorted(mut v: Vec<f64>) -> Vec<f64> {
@@ -132,24 +174,69 @@ pub(crate) async fn run(global: &GlobalArgs, args: BenchArgs) -> anyhow::Result<
     std::fs::write(&path, sample::isolated_topology(&text, &schemas, &suffix))?;
     let mut global = global.clone();
     global.topology = path;
-    let ctx = Context::load(&global)?;
+    let mut ctx = Context::load(&global)?;
+    // A database of its own: the copy's tables never meet the live ones (the rollups' names do
+    // not carry the table suffix), and dropping it removes all of them.
+    ctx.connections.clickhouse.database = format!("sluice_{suffix}");
     let topology = Arc::new(ctx.topology()?.clone());
     let admin = TopicAdmin::new(&ctx.connections.kafka_brokers, Duration::from_secs(30))?;
     admin.apply(admin.plan(&topology).await?).await?;
     let publisher = Publisher::new(topology.clone(), &ctx.connections, PublisherOptions::new("sluice-bench"))?;
+    for wanted in &args.projections {
+        if original.projection(wanted).is_none() {
+            anyhow::bail!("no projection {wanted:?} in {}", original.path().display());
+        }
+    }
+    let chosen = |name: &str| {
+        args.projections.is_empty()
+            || args.projections.iter().any(|w| name.strip_suffix(&format!("_{suffix}")) == Some(w.as_str()))
+    };
     let projections: Vec<(String, &'static str)> = topology
         .projections()
+        .filter(|(n, _)| chosen(n))
         .map(|(n, p)| {
             (n.to_owned(), if matches!(p.sink, SinkConfig::Couchbase { .. }) { "couchbase" } else { "clickhouse" })
         })
         .collect();
     eprintln!("bench on isolated topology {} (suffix {suffix})", global.topology.display());
+    let measured = measure(&args, &ctx, &topology, &publisher, &projections, &snapshotter, &suffix).await;
+    if args.keep {
+        eprintln!("kept the isolated copy (suffix {suffix})");
+    } else if let Err(e) = clean_up(&ctx, &topology).await {
+        eprintln!("could not remove the isolated copy (suffix {suffix}): {e:#}");
+    }
+    print_rows(&measured?, &suffix);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Drops what the bench made: the isolated topics (and dead-letter topics) and its ClickHouse
+/// database. Couchbase documents stay (suffixed ids in the projections' collections).
+async fn clean_up(ctx: &Context, topology: &Topology) -> anyhow::Result<()> {
+    let conn = &ctx.connections.clickhouse;
+    let drop = format!("DROP DATABASE IF EXISTS `{}`", conn.database);
+    ClickHouse::connect(conn).await?.client.query_raw(&drop).execute().await.with_context(|| drop.clone())?;
+    let mut topics: Vec<&str> = topology.topics().map(|(n, _)| n).collect();
+    topics.extend(topology.projections().map(|(_, p)| p.dlq_topic.as_str()));
+    TopicAdmin::new(&ctx.connections.kafka_brokers, Duration::from_secs(30))?.delete(&topics).await?;
+    Ok(())
+}
+
+/// Both phases; the table's rows.
+async fn measure(
+    args: &BenchArgs,
+    ctx: &Context,
+    topology: &Arc<Topology>,
+    publisher: &Publisher,
+    projections: &[(String, &'static str)],
+    snapshotter: &Snapshotter,
+    suffix: &str,
+) -> anyhow::Result<Vec<Row>> {
     let mut rows = Vec::new();
 
     if args.backlog > 0 {
         let (mut events, _) = sample::generate(args.backlog.div_ceil(12), 1, "0bac0106", &format!("{suffix}-b-"));
         events.truncate(args.backlog);
-        let rate = publish(&publisher, &mut events, None).await?;
+        let rate = publish(publisher, &mut events, None).await?;
         eprintln!("phase 1: published {} events at {rate:.0}/s; draining each projection alone", events.len());
         rows.push(Row {
             phase: "backlog".into(),
@@ -160,15 +247,16 @@ pub(crate) async fn run(global: &GlobalArgs, args: BenchArgs) -> anyhow::Result<
             p50_ms: None,
             p99_ms: None,
             write_ms: None,
+            read_ms: None,
         });
-        take(&snapshotter);
-        for (name, sink) in &projections {
+        take(snapshotter);
+        for (name, sink) in projections {
             let opts =
                 RunOptions { drain_deadline: Duration::from_secs(30), exit_at_end: true, ..RunOptions::default() };
-            let stats = run_projection(&ctx, name, opts, CancellationToken::new()).await?;
+            let stats = run_projection(ctx, name, opts, CancellationToken::new()).await?;
             let per_sec = stats.projected as f64 / stats.active.as_secs_f64().max(1e-9);
             eprintln!("  {name}: {} events in {:.2?}", stats.projected, stats.active);
-            let write_ms = p50_p99(&take(&snapshotter), names::WRITE_SECONDS, name);
+            let write_ms = p50_p99(&take(snapshotter), names::WRITE_SECONDS, name);
             rows.push(Row {
                 phase: "backlog".into(),
                 projection: name.clone(),
@@ -178,9 +266,10 @@ pub(crate) async fn run(global: &GlobalArgs, args: BenchArgs) -> anyhow::Result<
                 p50_ms: None,
                 p99_ms: None,
                 write_ms,
+                read_ms: None,
             });
         }
-        take(&snapshotter); // discard phase 1's samples
+        take(snapshotter); // discard phase 1's samples
     }
 
     if args.rate > 0 {
@@ -189,30 +278,42 @@ pub(crate) async fn run(global: &GlobalArgs, args: BenchArgs) -> anyhow::Result<
         events.truncate(count);
         let token = CancellationToken::new();
         let mut workers = Vec::new();
-        for (name, _) in &projections {
-            let (ctx, name, token) = (&ctx, name.clone(), token.clone());
+        for (name, _) in projections {
+            let (name, token) = (name.clone(), token.clone());
             let opts = RunOptions { drain_deadline: Duration::from_secs(30), ..RunOptions::default() };
             workers.push(async move { run_projection(ctx, &name, opts, token).await });
         }
         let all = futures::future::join_all(workers);
         let driver = async {
-            // Let the workers join their groups and catch up with phase 1 before timing.
-            tokio::time::sleep(Duration::from_secs(5)).await;
-            take(&snapshotter);
-            eprintln!("phase 2: publishing {} events at {}/s", events.len(), args.rate);
-            let rate = publish(&publisher, &mut events, Some(args.rate)).await;
-            // Give the projections time to make the last events visible.
-            tokio::time::sleep(Duration::from_secs(3)).await;
+            let rate = async {
+                // Timing starts once every worker has joined its group and caught up with a
+                // second of warm-up events (and phase 1): start-up is not publish → visible.
+                let (mut warm, _) =
+                    sample::generate((args.rate as usize).div_ceil(12), 3, "0a11ce00", &format!("{suffix}-w-"));
+                warm.truncate(args.rate as usize);
+                publish(publisher, &mut warm, Some(args.rate)).await?;
+                let names: Vec<&str> = projections.iter().map(|(n, _)| n.as_str()).collect();
+                caught_up(topology, &ctx.connections.kafka_brokers, &names, Duration::from_secs(120)).await?;
+                take(snapshotter);
+                eprintln!("phase 2: publishing {} events at {}/s", events.len(), args.rate);
+                let rate = publish(publisher, &mut events, Some(args.rate)).await?;
+                // Give the projections time to make the last events visible.
+                tokio::time::sleep(Duration::from_secs(3)).await;
+                Ok::<_, anyhow::Error>(rate)
+            }
+            .await;
             token.cancel();
             rate
         };
         let (results, rate) = tokio::join!(all, driver);
         let rate = rate?;
-        let samples = take(&snapshotter);
+        let samples = take(snapshotter);
         for ((name, sink), result) in projections.iter().zip(results) {
             let stats = result?;
             let visible = p50_p99(&samples, names::VISIBLE_SECONDS, name);
             let events = samples.get(&(names::VISIBLE_SECONDS.to_owned(), name.clone())).map_or(0, Vec::len);
+            let writes = samples.get(&(names::WRITE_SECONDS.to_owned(), name.clone())).map_or(0, Vec::len);
+            eprintln!("  {name}: {writes} writes, {:.1}/s", writes as f64 / args.duration.as_secs_f64());
             rows.push(Row {
                 phase: format!("{}/s", args.rate),
                 projection: name.clone(),
@@ -222,21 +323,26 @@ pub(crate) async fn run(global: &GlobalArgs, args: BenchArgs) -> anyhow::Result<
                 p50_ms: visible.map(|v| v.0),
                 p99_ms: visible.map(|v| v.1),
                 write_ms: p50_p99(&samples, names::WRITE_SECONDS, name),
+                read_ms: p50_p99(&samples, names::READ_SECONDS, name),
             });
             let _ = stats;
         }
     }
 
+    Ok(rows)
+}
+
+fn print_rows(rows: &[Row], suffix: &str) {
     println!(
-        "\n{:<10} {:<16} {:<11} {:>9} {:>10} {:>9} {:>9} {:>15}",
-        "PHASE", "PROJECTION", "SINK", "EVENTS", "EVENTS/S", "P50 ms", "P99 ms", "WRITE p50/p99"
+        "\n{:<10} {:<16} {:<11} {:>9} {:>10} {:>9} {:>9} {:>15} {:>15}",
+        "PHASE", "PROJECTION", "SINK", "EVENTS", "EVENTS/S", "P50 ms", "P99 ms", "READ p50/p99", "WRITE p50/p99"
     );
-    for r in &rows {
+    for r in rows {
         let ms = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.1}"));
         let projection = r.projection.trim_end_matches(&format!("_{suffix}"));
-        let write = r.write_ms.map_or("-".to_owned(), |(a, b)| format!("{a:.0}/{b:.0} ms"));
+        let pair = |v: Option<(f64, f64)>| v.map_or("-".to_owned(), |(a, b)| format!("{a:.0}/{b:.0} ms"));
         println!(
-            "{:<10} {:<16} {:<11} {:>9} {:>10.0} {:>9} {:>9} {:>15}",
+            "{:<10} {:<16} {:<11} {:>9} {:>10.0} {:>9} {:>9} {:>15} {:>15}",
             r.phase,
             projection,
             r.sink,
@@ -244,8 +350,8 @@ pub(crate) async fn run(global: &GlobalArgs, args: BenchArgs) -> anyhow::Result<
             r.per_sec,
             ms(r.p50_ms),
             ms(r.p99_ms),
-            write
+            pair(r.read_ms),
+            pair(r.write_ms)
         );
     }
-    Ok(ExitCode::SUCCESS)
 }

@@ -404,6 +404,10 @@ impl sluice_consumers::Sink for Collect {
     }
 
     fn batching(&self) -> sluice_consumers::Batching {
-        sluice_consumers::Batching { max_records: 1000, linger: std::time::Duration::from_millis(100) }
+        sluice_consumers::Batching {
+            max_records: 1000,
+            linger: std::time::Duration::from_millis(100),
+            max_in_flight: 1,
+        }
     }
 }

@@ -83,21 +83,26 @@ pub trait Sink: Send + Sync {
     }
 }
 
-/// How a worker groups records for a sink.
+/// How a worker groups records for a sink, and how many of its writes it keeps in flight.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Batching {
     /// Write when this many records are collected …
     pub max_records: usize,
     /// … or when the oldest collected record waited this long.
     pub linger: Duration,
+    /// Most writes in flight at once (at least 1). Writes may land out of order: sinks apply an
+    /// event only when it is newer than what they hold, so the order of landings does not change
+    /// the result, and the worker still commits offsets in order.
+    pub max_in_flight: usize,
 }
 
 impl Batching {
-    /// The projection's `batch_size` (at least 1) and `linger`.
+    /// The projection's `batch_size`, `linger` and `max_in_flight` (each at least 1).
     pub fn of(projection: &ProjectionConfig) -> Self {
         Self {
             max_records: usize::try_from(projection.batch_size).unwrap_or(usize::MAX).max(1),
             linger: projection.linger.get(),
+            max_in_flight: usize::try_from(projection.max_in_flight).unwrap_or(1).max(1),
         }
     }
 }

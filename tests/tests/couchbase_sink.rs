@@ -42,7 +42,7 @@ fn shipped(projection: &str) -> (CouchbaseSink, Batching) {
     let topology = Topology::load(&path).unwrap_or_else(|e| panic!("{e}"));
     let p = topology.projection(projection).unwrap_or_else(|| panic!("no projection {projection}"));
     let SinkConfig::Couchbase { couchbase } = &p.sink else { panic!("{projection} is not a Couchbase projection") };
-    let batching = Batching { max_records: p.batch_size as usize, linger: p.linger.get() };
+    let batching = Batching::of(p);
     (couchbase.clone(), batching)
 }
 
@@ -53,7 +53,7 @@ async fn fresh(cb: &Couchbase, name: &str, mut config: CouchbaseSink) -> (Couchb
     let lines = within("couchbase setup", 60, setup(cb, &[(name, &config)])).await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(lines.len(), 1);
     assert_eq!(lines[0].collection_presence, Presence::Created, "{}", lines[0]);
-    let batching = Batching { max_records: 500, linger: Duration::from_millis(50) };
+    let batching = Batching { max_records: 500, linger: Duration::from_millis(50), max_in_flight: 2 };
     let sink = within("opening the sink", 30, CouchbaseProjection::new(cb, name, &config, batching))
         .await
         .unwrap_or_else(|e| panic!("{e}"));

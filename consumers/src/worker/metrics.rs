@@ -32,6 +32,9 @@ pub mod names {
     /// From an event's `occurred_at` to the sink's acknowledgement: publish → visible when the
     /// publisher stamps `occurred_at` (it does when the event has none).
     pub const VISIBLE_SECONDS: &str = "sluice_event_visible_latency_seconds";
+    /// From a record's Kafka timestamp (its publish time, for producers that leave it to the
+    /// client) to the worker reading it: the Kafka share of publish → visible.
+    pub const READ_SECONDS: &str = "sluice_record_read_latency_seconds";
 }
 
 /// Handles to one worker's metrics.
@@ -44,6 +47,7 @@ pub struct WorkerMetrics {
     pub(crate) write_retries: Counter,
     pub(crate) paused: Gauge,
     visible: Histogram,
+    read: Histogram,
     projection: String,
 }
 
@@ -63,6 +67,11 @@ impl WorkerMetrics {
             metrics::Unit::Seconds,
             "From an event's occurred_at to the sink's acknowledgement."
         );
+        describe_histogram!(
+            names::READ_SECONDS,
+            metrics::Unit::Seconds,
+            "From a record's Kafka timestamp to the worker reading it."
+        );
         let p = projection.to_owned();
         Self {
             consumed: counter!(names::CONSUMED, "projection" => p.clone()),
@@ -72,6 +81,7 @@ impl WorkerMetrics {
             write_retries: counter!(names::WRITE_RETRIES, "projection" => p.clone(), "sink" => sink),
             paused: gauge!(names::PAUSED, "projection" => p.clone()),
             visible: histogram!(names::VISIBLE_SECONDS, "projection" => p.clone()),
+            read: histogram!(names::READ_SECONDS, "projection" => p.clone()),
             projection: p,
         }
     }
@@ -88,9 +98,21 @@ impl WorkerMetrics {
 
     /// Records, for each event just acknowledged, how long ago it occurred.
     pub(crate) fn record_visible(&self, events: &[Event]) {
-        let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+        let now = now_ms();
         for e in events {
-            self.visible.record((now_ms - e.envelope.occurred_at).max(0) as f64 / 1000.0);
+            self.visible.record((now - e.envelope.occurred_at).max(0) as f64 / 1000.0);
         }
     }
+
+    /// Records how long ago a record just read was written to Kafka (`timestamp_ms`, when the
+    /// record has one).
+    pub(crate) fn record_read(&self, timestamp_ms: Option<i64>) {
+        if let Some(ts) = timestamp_ms {
+            self.read.record((now_ms() - ts).max(0) as f64 / 1000.0);
+        }
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }

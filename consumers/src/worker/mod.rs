@@ -3,16 +3,19 @@
 //! Data path: Kafka → the next batch (per partition, in offset order) → [`Decoder`] (bad records
 //! → DLQ) → [`Sink::write_all`] (refused events → DLQ) → offsets acknowledged → committed.
 //!
-//! Two stages, joined by a hand-off of one batch: while one write is in flight (decode + sink
-//! write + DLQ, owning its records), the loop polls and collects the next batch, so the sink and
-//! the consumer work at the same time. One write in flight at a time keeps acknowledgements in
-//! offset order and the memory bounded: the batch in flight, plus the next one, capped by the
-//! sink's batch size and a byte budget ([`WorkerConfig::max_buffered_bytes`]), plus librdkafka's
-//! prefetch queue (capped at 16 MiB). A full next batch stops the polling; if the write takes
-//! longer than [`STALL_GRACE`], or the sink reports failures, the assigned partitions are paused
-//! and polling goes on (group membership holds, nothing more is fetched) until the write lands.
-//! Offsets are committed only for records the sink or the DLQ acknowledged, never past one that
-//! is not ([`OffsetTracker`]).
+//! Two stages, joined by a hand-off of batches: while writes are in flight (each one decode +
+//! sink write + DLQ, owning its records), the loop polls and collects the next batch, so the sink
+//! and the consumer work at the same time. Up to [`max_in_flight`](crate::sink::Batching::max_in_flight) writes run at once
+//! (default 2): an event collected while a write is on its way goes out in the next one instead
+//! of waiting for it to land, which is most of publish → visible latency at a steady rate. Writes
+//! may land out of order — the sinks apply an event only when it is newer than what they hold —
+//! and acknowledgements are tracked per offset, so the commit never passes a record still in
+//! flight ([`OffsetTracker`]). Memory stays bounded: the batches in flight, plus the next one,
+//! capped by the sink's batch size and a byte budget ([`WorkerConfig::max_buffered_bytes`]), plus
+//! librdkafka's prefetch queue (capped at 16 MiB). A full next batch with every write slot taken
+//! stops the polling; if that lasts longer than [`STALL_GRACE`], or the sink reports failures,
+//! the assigned partitions are paused and polling goes on (group membership holds, nothing more
+//! is fetched) until a write lands.
 //!
 //! Rebalance: on revocation the context commits what is acknowledged, synchronously, and the loop
 //! drops what it had buffered for those partitions (the next owner reads them again — sinks are
@@ -23,14 +26,16 @@ pub mod dlq;
 pub mod end;
 pub mod metrics;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use futures::FutureExt as _;
 use futures::future::join_all;
+use futures::stream::{FuturesUnordered, StreamExt as _};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::message::OwnedMessage;
@@ -56,13 +61,19 @@ const MIN_LINGER: Duration = Duration::from_millis(10);
 /// waiting, so a gap this long means the local queue is empty.
 const IDLE_PROBE: Duration = Duration::from_millis(5);
 
-/// How long the next batch may stay full while a write is in flight before the partitions are
-/// paused. A slow write just stops the polling (far below `max.poll.interval.ms`, so membership
+/// How long the next batch may stay full while every write slot is taken before the partitions
+/// are paused. A slow write just stops the polling (far below `max.poll.interval.ms`, so membership
 /// holds); pausing purges librdkafka's fetch queue, which is refetched on resume, so it is kept
 /// for writes that take really long. A failing sink pauses at once.
 const STALL_GRACE: Duration = Duration::from_secs(5);
 
-/// Default byte budget of the batch collected while a write is in flight.
+/// How often acknowledged offsets are committed while the worker runs (and at every revocation
+/// and shutdown, synchronously). Each commit is a write to `__consumer_offsets`; committing after
+/// every landed write would cost the broker more than the records themselves at a steady rate.
+/// A crash re-delivers at most this much more, which the idempotent sinks absorb.
+const COMMIT_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Default byte budget of the batch collected while writes are in flight.
 pub const DEFAULT_MAX_BUFFERED_BYTES: usize = 64 << 20;
 
 /// What a worker needs besides its sink.
@@ -82,8 +93,9 @@ pub struct WorkerConfig {
     pub drain_deadline: Duration,
     /// Extra librdkafka settings for the consumer (e.g. `session.timeout.ms`).
     pub consumer_overrides: Vec<(String, String)>,
-    /// Byte budget (keys + values) of the records collected while a write is in flight; with the
-    /// sink's batch size it bounds the worker's memory (see [`DEFAULT_MAX_BUFFERED_BYTES`]).
+    /// Byte budget (keys + values) of the records collected while writes are in flight; with the
+    /// sink's batch size and `max_in_flight` it bounds the worker's memory (see
+    /// [`DEFAULT_MAX_BUFFERED_BYTES`]).
     pub max_buffered_bytes: usize,
     /// Test failpoint: after this many batches were written, die before committing them (the
     /// crash between a sink write and its commit that at-least-once delivery must survive).
@@ -180,7 +192,7 @@ pub struct Worker<S> {
     sink: S,
     decoder: Arc<Decoder>,
     metrics: metrics::WorkerMetrics,
-    /// Set by the write in flight while the sink fails, read by the polling loop (to pause).
+    /// Set by a write in flight while the sink fails, read by the polling loop (to pause).
     sink_failing: AtomicBool,
 }
 
@@ -222,41 +234,38 @@ impl<S: Sink> Worker<S> {
               sink = self.sink.kind(), dlq = %self.cfg.dlq_topic, "worker started");
 
         let batching = self.sink.batching();
+        let slots = batching.max_in_flight.max(1);
         let limits = Limits { records: batching.max_records, bytes: self.cfg.max_buffered_bytes };
+        info!(batch_size = batching.max_records, linger = ?batching.linger, max_in_flight = slots, "batching");
         // Cancelled only when the drain deadline passes: writes in flight at shutdown keep
         // retrying until then, like the final flush.
         let write_token = CancellationToken::new();
         let mut next = NextBatch::default();
-        let mut flight = Flight::default();
-        let mut in_flight: Option<InFlight<'_>> = None;
-        let mut flight_started = Instant::now();
+        let mut ledger = Ledger::default();
+        let mut in_flight: FuturesUnordered<InFlight<'_>> = FuturesUnordered::new();
         let mut paused: Option<TopicPartitionList> = None;
-        let mut trackers: HashMap<Tp, OffsetTracker> = HashMap::new();
         let mut flush_at: Option<Instant> = None;
         let mut linger = batching.linger;
         let mut stats = Stats::default();
         let mut last_report = Instant::now();
+        let mut last_commit = Instant::now();
         let mut first_record: Option<Instant> = None;
         let mut last_ack: Option<Instant> = None;
 
         loop {
             let full = next.is_full(limits);
-            // With records buffered and no write in flight, poll briefly: a poll that finds
+            let slot_free = in_flight.len() < slots;
+            // With records buffered and a write slot free, poll briefly: a poll that finds
             // nothing means the local fetch queue is empty, i.e. the worker is at the head of the
-            // log (see `idle` below). While a write is in flight its landing wakes the loop.
+            // log (see `idle` below). With every slot taken, a landing wakes the loop.
             let wait = match flush_at {
-                Some(t) if in_flight.is_none() => t.saturating_duration_since(Instant::now()).min(IDLE_PROBE),
+                Some(t) if slot_free => t.saturating_duration_since(Instant::now()).min(IDLE_PROBE),
                 _ => Duration::from_secs(1),
             };
             let step = tokio::select! {
                 biased;
                 () = shutdown.cancelled() => break,
-                landed = async {
-                    match in_flight.as_mut() {
-                        Some(f) => f.await,
-                        None => std::future::pending().await,
-                    }
-                }, if in_flight.is_some() => Step::Landed(landed),
+                Some((flight, landed)) = in_flight.next(), if !in_flight.is_empty() => Step::Landed(flight, landed),
                 // A full next batch stops the intake (a full stage simply stops receiving); once
                 // paused, polling goes on so the group membership holds and rebalances are served.
                 polled = tokio::time::timeout(wait, consumer.recv()), if !full || paused.is_some() => match polled {
@@ -269,6 +278,7 @@ impl<S: Sink> Worker<S> {
             match step {
                 Step::Polled(Ok(msg)) => {
                     self.metrics.consumed.increment(1);
+                    self.metrics.record_read(msg.timestamp().to_millis());
                     first_record.get_or_insert_with(Instant::now);
                     next.push(msg);
                     stats.consumed += 1;
@@ -281,41 +291,43 @@ impl<S: Sink> Worker<S> {
                 }
                 Step::Idle => idle = true,
                 Step::Stalled => self.pause(&consumer, &mut paused, "buffer_full"),
-                Step::Landed(landed) => {
-                    in_flight = None;
-                    stats += flight.land(landed?, &mut trackers, &shared)?;
-                    // Self-clocking linger: collect for about as long as the last write took. A
-                    // steady stream then gets batches sized to what the sink absorbs in that time
-                    // (latency stays near one write), a backlog still fills batches to
-                    // `max_records`, and the configured linger remains the upper bound.
-                    linger = flight_started.elapsed().clamp(MIN_LINGER, batching.linger.max(MIN_LINGER));
+                Step::Landed(flight, landed) => {
+                    // Self-clocking linger: collect for about as long as the last write took,
+                    // shared among the write slots. A steady stream then gets batches sized to
+                    // what the sink absorbs in that time (latency stays near one write), a backlog
+                    // still fills batches to `max_records`, and the configured linger remains the
+                    // upper bound.
+                    linger =
+                        (flight.started.elapsed() / slots as u32).clamp(MIN_LINGER, batching.linger.max(MIN_LINGER));
+                    stats += ledger.land(flight, landed?, &shared)?;
                     last_ack = Some(Instant::now());
                     if self.cfg.crash_after_batches.is_some_and(|n| stats.batches >= n) {
                         // Like SIGKILL: no drain, no commit. The written batches will be re-delivered.
                         error!(batches = stats.batches, "failpoint: crashing after the sink write, before the commit");
                         std::process::abort();
                     }
-                    commit(&consumer, &mut trackers, &shared, CommitMode::Async);
                 }
+            }
+            if last_commit.elapsed() >= COMMIT_INTERVAL {
+                commit(&consumer, &mut ledger.trackers, &shared, CommitMode::Async);
+                last_commit = Instant::now();
             }
             if paused.is_none() && self.sink_failing.load(Ordering::Relaxed) {
                 self.pause(&consumer, &mut paused, "sink_failing");
             }
-            next.forget_revoked(&shared, &mut trackers, &mut flight);
+            next.forget_revoked(&shared, &mut ledger);
             // Adaptive batching: while behind, records stream in back to back and batches fill up
             // to the configured size or linger (throughput); at the head of the log nothing more
             // is coming, so the batch is written at once instead of waiting out the linger
-            // (latency). One write is in flight at a time, so acknowledgements land in order,
-            // while the next batch is collected.
+            // (latency) — as soon as a write slot is free.
             let due = idle || flush_at.is_some_and(|t| Instant::now() >= t);
-            if in_flight.is_none() && next.records > 0 && (next.is_full(limits) || due) {
+            if in_flight.len() < slots && next.records > 0 && (next.is_full(limits) || due) {
                 let work = next.take();
-                flight.launch(&work, &mut trackers)?;
-                flight_started = Instant::now();
+                let flight = ledger.launch(&work)?;
                 flush_at = None;
-                in_flight = Some(Box::pin(self.flush(work, &dlq, &write_token)));
+                in_flight.push(Box::pin(self.flush(work, &dlq, &write_token).map(move |r| (flight, r))));
             }
-            // Resume once the sink is not failing (its write landed) and the next batch has room:
+            // Resume once the sink is not failing (a write landed) and the next batch has room:
             // after a landing the next batch was just handed over, so it is empty.
             if paused.is_some()
                 && !self.sink_failing.load(Ordering::Relaxed)
@@ -338,17 +350,17 @@ impl<S: Sink> Worker<S> {
 
         // Drain: land the write in flight and write what is buffered, then commit synchronously,
         // all within the deadline.
-        info!(buffered = next.records, in_flight = in_flight.is_some(), deadline = ?self.cfg.drain_deadline,
+        info!(buffered = next.records, in_flight = in_flight.len(), deadline = ?self.cfg.drain_deadline,
               "shutting down: draining buffered records");
         let drain = async {
             let mut drained = Stats::default();
-            if let Some(f) = in_flight.take() {
-                drained += flight.land(f.await?, &mut trackers, &shared)?;
-            }
             let work = next.take();
             if !work.is_empty() {
-                flight.launch(&work, &mut trackers)?;
-                drained += flight.land(self.flush(work, &dlq, &write_token).await?, &mut trackers, &shared)?;
+                let flight = ledger.launch(&work)?;
+                in_flight.push(Box::pin(self.flush(work, &dlq, &write_token).map(move |r| (flight, r))));
+            }
+            while let Some((flight, landed)) = in_flight.next().await {
+                drained += ledger.land(flight, landed?, &shared)?;
             }
             Ok::<_, WorkerError>(drained)
         };
@@ -368,7 +380,7 @@ impl<S: Sink> Worker<S> {
         if let Some(tpl) = paused.take() {
             self.resume(&consumer, &tpl);
         }
-        commit(&consumer, &mut trackers, &shared, CommitMode::Sync);
+        commit(&consumer, &mut ledger.trackers, &shared, CommitMode::Sync);
         if let (Some(first), Some(last)) = (first_record, last_ack) {
             stats.active = last.saturating_duration_since(first);
         }
@@ -581,13 +593,13 @@ enum Step {
     Polled(rdkafka::error::KafkaResult<OwnedMessage>),
     /// No record within the probe: the local fetch queue is empty.
     Idle,
-    /// The next batch stayed full for [`STALL_GRACE`] while a write was in flight.
+    /// The next batch stayed full for [`STALL_GRACE`] with every write slot taken.
     Stalled,
-    /// The write in flight finished.
-    Landed(Result<Flushed, WorkerError>),
+    /// A write in flight finished.
+    Landed(Flight, Result<Flushed, WorkerError>),
 }
 
-/// Bounds of the batch collected while a write is in flight.
+/// Bounds of the batch collected while writes are in flight.
 #[derive(Debug, Clone, Copy)]
 struct Limits {
     records: usize,
@@ -626,12 +638,7 @@ impl NextBatch {
 
     /// Forgets what was collected for partitions revoked since the last look, and their offset
     /// trackers: the next owner reads those records again (sinks are idempotent).
-    fn forget_revoked(
-        &mut self,
-        shared: &Arc<Mutex<Shared>>,
-        trackers: &mut HashMap<Tp, OffsetTracker>,
-        flight: &mut Flight,
-    ) {
+    fn forget_revoked(&mut self, shared: &Arc<Mutex<Shared>>, ledger: &mut Ledger) {
         let revoked = match shared.lock() {
             Ok(mut s) if !s.revoked.is_empty() => std::mem::take(&mut s.revoked),
             _ => return,
@@ -641,79 +648,76 @@ impl NextBatch {
                 self.records -= msgs.len();
                 self.bytes -= msgs.iter().map(weight).sum::<usize>();
             }
-            trackers.remove(&tp);
-            flight.revoked(&tp);
+            ledger.revoke(&tp);
             info!(topic = %tp.0, partition = tp.1, "partition revoked");
         }
     }
 }
 
-/// The partitions of the write in flight, so its acknowledgements are not applied to a
-/// partition that was revoked (and maybe assigned again) meanwhile.
+/// The offset trackers of the assigned partitions, and how often each partition was revoked: a
+/// write launched before a revocation must not acknowledge its records in the tracker of a later
+/// assignment of the same partition.
 #[derive(Debug, Default)]
-struct Flight {
-    partitions: HashSet<Tp>,
-    revoked: HashSet<Tp>,
+struct Ledger {
+    trackers: HashMap<Tp, OffsetTracker>,
+    revocations: HashMap<Tp, u64>,
 }
 
-impl Flight {
+/// One write in flight: when it started, and the revocation count of each of its partitions
+/// (in the order of its work) at launch.
+#[derive(Debug)]
+struct Flight {
+    started: Instant,
+    epochs: Vec<u64>,
+}
+
+impl Ledger {
     /// Registers the records of a write about to start as pending in their partitions' trackers.
-    fn launch(
-        &mut self,
-        work: &[(Tp, Vec<OwnedMessage>)],
-        trackers: &mut HashMap<Tp, OffsetTracker>,
-    ) -> Result<(), WorkerError> {
-        self.partitions.clear();
-        self.revoked.clear();
+    fn launch(&mut self, work: &[(Tp, Vec<OwnedMessage>)]) -> Result<Flight, WorkerError> {
+        let mut epochs = Vec::with_capacity(work.len());
         for (tp, msgs) in work {
-            let t = trackers.entry(tp.clone()).or_default();
+            let t = self.trackers.entry(tp.clone()).or_default();
             for m in msgs {
                 t.received(m.offset())?;
             }
-            self.partitions.insert(tp.clone());
+            epochs.push(self.epoch(tp));
         }
-        Ok(())
+        Ok(Flight { started: Instant::now(), epochs })
     }
 
-    fn revoked(&mut self, tp: &Tp) {
-        if self.partitions.contains(tp) {
-            self.revoked.insert(tp.clone());
-        }
+    fn epoch(&self, tp: &Tp) -> u64 {
+        self.revocations.get(tp).copied().unwrap_or(0)
+    }
+
+    /// Forgets a revoked partition's tracker; writes in flight for it will not acknowledge.
+    fn revoke(&mut self, tp: &Tp) {
+        self.trackers.remove(tp);
+        *self.revocations.entry(tp.clone()).or_default() += 1;
     }
 
     /// Applies a finished write: acknowledges the records of fully written partitions and hands
-    /// their commit points to the rebalance callback.
-    fn land(
-        &mut self,
-        flushed: Flushed,
-        trackers: &mut HashMap<Tp, OffsetTracker>,
-        shared: &Arc<Mutex<Shared>>,
-    ) -> Result<Stats, WorkerError> {
-        for ((tp, msgs), done) in flushed.work.into_iter().zip(flushed.done) {
-            if self.revoked.contains(&tp) {
+    /// their commit points to the rebalance callback. A partition not fully written (the drain
+    /// deadline cancelled it) stays pending, so nothing at or past it is committed: it is
+    /// re-delivered after the restart.
+    fn land(&mut self, flight: Flight, flushed: Flushed, shared: &Arc<Mutex<Shared>>) -> Result<Stats, WorkerError> {
+        for (((tp, msgs), done), epoch) in flushed.work.into_iter().zip(flushed.done).zip(flight.epochs) {
+            if !done || epoch != self.epoch(&tp) {
                 continue;
             }
-            let Some(t) = trackers.get_mut(&tp) else { continue };
-            if done {
-                for m in &msgs {
-                    t.ack(m.offset())?;
-                }
-                if let (Some(point), Ok(mut sh)) = (t.commit_point(), shared.lock()) {
-                    sh.acked.insert(tp, point);
-                }
-            } else {
-                // Not acknowledged, so not committed: re-delivered after a restart or rebalance.
-                t.reset();
+            let Some(t) = self.trackers.get_mut(&tp) else { continue };
+            for m in &msgs {
+                t.ack(m.offset())?;
+            }
+            if let (Some(point), Ok(mut sh)) = (t.commit_point(), shared.lock()) {
+                sh.acked.insert(tp, point);
             }
         }
-        self.partitions.clear();
-        self.revoked.clear();
         Ok(flushed.stats)
     }
 }
 
-/// The write in flight: decode, sink write and DLQ of one batch, borrowing the worker.
-type InFlight<'a> = Pin<Box<dyn Future<Output = Result<Flushed, WorkerError>> + Send + 'a>>;
+/// A write in flight: decode, sink write and DLQ of one batch, borrowing the worker.
+type InFlight<'a> = Pin<Box<dyn Future<Output = (Flight, Result<Flushed, WorkerError>)> + Send + 'a>>;
 
 /// A write that finished: its records, which partitions were entirely acknowledged, counters.
 #[derive(Debug)]
@@ -756,5 +760,66 @@ fn commit(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rdkafka::Timestamp;
+
+    use super::*;
+
+    fn tp(p: i32) -> Tp {
+        ("t".to_owned(), p)
+    }
+
+    fn work(p: i32, offsets: std::ops::Range<i64>) -> Vec<(Tp, Vec<OwnedMessage>)> {
+        let msgs = offsets.map(|o| OwnedMessage::new(None, None, "t".into(), Timestamp::NotAvailable, p, o, None));
+        vec![(tp(p), msgs.collect())]
+    }
+
+    fn flushed(work: Vec<(Tp, Vec<OwnedMessage>)>, done: bool) -> Flushed {
+        let done = vec![done; work.len()];
+        Flushed { work, done, stats: Stats::default() }
+    }
+
+    fn acked(shared: &Arc<Mutex<Shared>>, p: i32) -> Option<i64> {
+        shared.lock().expect("lock").acked.get(&tp(p)).copied()
+    }
+
+    #[test]
+    fn writes_landing_out_of_order_commit_only_past_both() {
+        let (mut ledger, shared) = (Ledger::default(), Arc::new(Mutex::new(Shared::default())));
+        let first = ledger.launch(&work(0, 0..10)).expect("launch");
+        let second = ledger.launch(&work(0, 10..20)).expect("launch");
+        ledger.land(second, flushed(work(0, 10..20), true), &shared).expect("land");
+        // The later write landed first: nothing past the first write's records is committable.
+        assert_eq!(acked(&shared, 0), Some(0));
+        ledger.land(first, flushed(work(0, 0..10), true), &shared).expect("land");
+        assert_eq!(acked(&shared, 0), Some(20));
+    }
+
+    #[test]
+    fn a_write_launched_before_a_revocation_acknowledges_nothing_after_it() {
+        let (mut ledger, shared) = (Ledger::default(), Arc::new(Mutex::new(Shared::default())));
+        let stale = ledger.launch(&work(0, 0..10)).expect("launch");
+        ledger.revoke(&tp(0));
+        // Assigned again, resumed from the last commit (say 5): a new write of 5..15.
+        let fresh = ledger.launch(&work(0, 5..15)).expect("launch");
+        ledger.land(stale, flushed(work(0, 0..10), true), &shared).expect("a stale landing is ignored, not an error");
+        assert_eq!(acked(&shared, 0), None);
+        ledger.land(fresh, flushed(work(0, 5..15), true), &shared).expect("land");
+        assert_eq!(acked(&shared, 0), Some(15));
+    }
+
+    #[test]
+    fn a_partition_not_fully_written_holds_the_commit_back() {
+        let (mut ledger, shared) = (Ledger::default(), Arc::new(Mutex::new(Shared::default())));
+        let cancelled = ledger.launch(&work(1, 0..10)).expect("launch");
+        let next = ledger.launch(&work(1, 10..20)).expect("launch");
+        ledger.land(cancelled, flushed(work(1, 0..10), false), &shared).expect("land");
+        ledger.land(next, flushed(work(1, 10..20), true), &shared).expect("land");
+        assert_eq!(acked(&shared, 1), Some(0), "never past a record that was not written");
+        assert_eq!(ledger.trackers[&tp(1)].in_flight(), 10);
     }
 }

@@ -18,6 +18,13 @@ use super::duration::{HumanDuration, Retention};
 pub const DEFAULT_BATCH_SIZE: u32 = 1000;
 /// Default `linger` of a projection.
 pub const DEFAULT_LINGER: HumanDuration = HumanDuration::from_millis(200);
+/// Default `max_in_flight` of a projection: one write at a time (the next batch is collected
+/// meanwhile). More pays off where a write waits on the network rather than on the server's CPU;
+/// on a busy local server concurrent inserts only slow each other down (measured: ClickHouse 18.16
+/// inserts took twice as long with two in flight).
+pub const DEFAULT_MAX_IN_FLIGHT: u32 = 1;
+/// Largest `max_in_flight` accepted (each write in flight holds up to a batch in memory).
+pub const MAX_IN_FLIGHT_LIMIT: u32 = 16;
 /// Default Kafka key of a topic: the envelope field that orders events of one entity.
 pub const DEFAULT_KEY: &str = "aggregate_id";
 /// Default Couchbase scope and collection.
@@ -290,6 +297,9 @@ pub struct ProjectionConfig {
     pub batch_size: u32,
     /// Longest wait for a batch to fill before writing it anyway (default `200ms`).
     pub linger: HumanDuration,
+    /// Most sink writes in flight at once (default 1). Sinks are idempotent and version-ordered,
+    /// so writes may land out of order; offsets are still committed in order.
+    pub max_in_flight: u32,
     /// Topic receiving events the projection cannot apply (default `<name>.dlq`).
     pub dlq_topic: String,
     /// When the projection's lag slows down or refuses intake.

@@ -18,9 +18,9 @@ use super::diagnostics::{Issue, closest, suggest};
 use super::duration::{DurationError, HumanDuration, Retention};
 use super::model::{
     BackpressureConfig, CLICKHOUSE_ROLLUPS, COUCHBASE_DEFAULT_COLLECTION, CleanupPolicy, ClickHouseSink, Compatibility,
-    ConnectionDefaults, CouchbaseSink, DEFAULT_BATCH_SIZE, DEFAULT_KEY, DEFAULT_LINGER, DEFAULT_STATE_EVENT_PREFIX,
-    DocumentId, EventConfig, FieldSource, ProjectionConfig, RegistryConfig, SinkConfig, SinkKind, SubjectStrategy,
-    TopicConfig, TopologyConfig,
+    ConnectionDefaults, CouchbaseSink, DEFAULT_BATCH_SIZE, DEFAULT_KEY, DEFAULT_LINGER, DEFAULT_MAX_IN_FLIGHT,
+    DEFAULT_STATE_EVENT_PREFIX, DocumentId, EventConfig, FieldSource, MAX_IN_FLIGHT_LIMIT, ProjectionConfig,
+    RegistryConfig, SinkConfig, SinkKind, SubjectStrategy, TopicConfig, TopologyConfig,
 };
 use super::schema::KEY_FIELDS;
 
@@ -696,6 +696,7 @@ impl Walker<'_> {
         let kind = t.require(self, "sink", kind, "\"couchbase\" or \"clickhouse\"");
         let batch_size = self.uint(t, "batch_size", 1, u64::from(u32::MAX));
         let linger = self.duration(t, "linger", true);
+        let max_in_flight = self.uint(t, "max_in_flight", 1, u64::from(MAX_IN_FLIGHT_LIMIT));
         let dlq_topic = self.checked_string(t, "dlq_topic", valid_topic_name, "a Kafka topic name");
         let backpressure = match self.table(t, "backpressure", Secrets::Other) {
             Some(mut b) => {
@@ -722,6 +723,7 @@ impl Walker<'_> {
             events: events.unwrap_or_default(),
             batch_size: batch_size.and_then(|n| u32::try_from(n).ok()).unwrap_or(DEFAULT_BATCH_SIZE),
             linger: linger.unwrap_or(DEFAULT_LINGER),
+            max_in_flight: max_in_flight.and_then(|n| u32::try_from(n).ok()).unwrap_or(DEFAULT_MAX_IN_FLIGHT),
             dlq_topic: dlq_topic.unwrap_or_else(|| format!("{name}.dlq")),
             backpressure,
             sink,

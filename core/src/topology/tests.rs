@@ -120,6 +120,8 @@ fn the_repository_topology_is_valid() {
     let analytics = topology.projection("analytics").expect("declared");
     assert_eq!(analytics.events.len(), 16, "every event type, the legacy CDC ones included");
     assert_eq!((analytics.batch_size, analytics.linger), (50_000, HumanDuration::from_millis(500)));
+    // Couchbase writes overlap (latency-bound KV); ClickHouse inserts go one at a time.
+    assert_eq!((users.max_in_flight, sessions.max_in_flight, analytics.max_in_flight), (2, 2, 1));
     assert_eq!(analytics.sink.kind(), SinkKind::ClickHouse);
     let SinkConfig::ClickHouse { clickhouse } = &analytics.sink else { panic!("analytics writes to ClickHouse") };
     // The legacy users land in the same state table: the CDC upsert is the whole row, so it makes
@@ -187,6 +189,7 @@ fn the_base_is_valid_with_defaults_filled_in() {
     );
     let p = t.projection("user_state").expect("declared");
     assert_eq!((p.batch_size, p.linger, p.dlq_topic.as_str()), (DEFAULT_BATCH_SIZE, DEFAULT_LINGER, "user_state.dlq"));
+    assert_eq!(p.max_in_flight, DEFAULT_MAX_IN_FLIGHT);
     assert_eq!(p.events, ["user.deleted", "user.registered"]);
 }
 
@@ -232,6 +235,12 @@ fn wrong_types() {
     let (line, column, message, _) = error(&base_with("partitions = 3", "partitions = 0"));
     assert_eq!((line, column), (2, 14));
     assert_eq!(message, "`topics.users.partitions` = 0 is out of range: it must be between 1 and 1000000");
+    let (line, column, message, _) =
+        error(&base_with("sources = [\"users\"]", "sources = [\"users\"]\nmax_in_flight = 0"));
+    assert_eq!((line, column), (24, 17));
+    assert_eq!(message, "`projections.user_state.max_in_flight` = 0 is out of range: it must be between 1 and 16");
+    let t = valid(&base_with("sources = [\"users\"]", "sources = [\"users\"]\nmax_in_flight = 4"));
+    assert_eq!(t.projection("user_state").expect("declared").max_in_flight, 4);
 }
 
 #[test]

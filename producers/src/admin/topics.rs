@@ -228,8 +228,8 @@ impl TopicAdmin {
         AdminOptions::new().request_timeout(Some(self.timeout)).operation_timeout(Some(self.timeout))
     }
 
-    /// The cluster's topics among `names`, with their partitions, replication and configs.
-    pub async fn describe(&self, names: &[&str]) -> Result<BTreeMap<String, ExistingTopic>, TopicsError> {
+    /// Every topic of the cluster with its partition count and replication factor.
+    async fn partitions(&self) -> Result<BTreeMap<String, (usize, usize)>, TopicsError> {
         let admin = Arc::clone(&self.admin);
         let timeout = self.timeout;
         // fetch_metadata blocks on librdkafka; keep it off the async workers.
@@ -248,7 +248,12 @@ impl TopicAdmin {
         .await
         .map_err(|e| TopicsError::Kafka(format!("metadata task failed: {e}")))?
         .map_err(|e| TopicsError::Kafka(format!("cannot read the cluster's metadata: {e}")))?;
+        Ok(metadata)
+    }
 
+    /// The cluster's topics among `names`, with their partitions, replication and configs.
+    pub async fn describe(&self, names: &[&str]) -> Result<BTreeMap<String, ExistingTopic>, TopicsError> {
+        let metadata = self.partitions().await?;
         let present: Vec<&str> = names.iter().copied().filter(|n| metadata.contains_key(*n)).collect();
         let mut topics = BTreeMap::new();
         if present.is_empty() {
@@ -271,6 +276,24 @@ impl TopicAdmin {
             topics.insert((*name).to_owned(), ExistingTopic { partitions, replication_factor, configs });
         }
         Ok(topics)
+    }
+
+    /// Deletes the topics `names` (with their records); ones that do not exist are skipped. Only for throw-away copies of
+    /// a topology: `sluice bench` removes its own with it.
+    pub async fn delete(&self, names: &[&str]) -> Result<(), TopicsError> {
+        let existing = self.partitions().await?;
+        let present: Vec<&str> = names.iter().copied().filter(|n| existing.contains_key(*n)).collect();
+        if present.is_empty() {
+            return Ok(());
+        }
+        let results = self.admin.delete_topics(&present, &self.options()).await;
+        for (name, result) in present.iter().zip(per_topic(results, present.len())) {
+            match result {
+                Ok(()) | Err(RDKafkaErrorCode::UnknownTopicOrPartition) => {}
+                Err(code) => return Err(TopicsError::Kafka(format!("cannot delete topic {name}: {code}"))),
+            }
+        }
+        Ok(())
     }
 
     /// The plan for `topology` against the cluster as it is now.
