@@ -87,3 +87,27 @@ free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0)
 
 # port_of VAR DEFAULT : the value of $VAR when set, else DEFAULT.
 port_of() { local v="${!1:-}"; echo "${v:-$2}"; }
+
+# ram_data_dir NAME: makes $DEV_DIR/NAME/data a link to a directory in RAM (/dev/shm) and prints
+# the link. For the ClickHouse servers: on this kind of machine ext4 spends most of an insert's
+# time finding free inodes for the new part's files (perf: ~65% of ClickHouse 18.16's CPU in
+# find_inode_bit / recently_deleted, inserts 5x slower than in RAM). The price: the data is gone
+# after a reboot (dev/up makes the directory again; `sluice clickhouse migrate` the tables).
+# SLUICE_DEV_DATA_ON_DISK=1 keeps it on disk. Data already on disk is moved over once.
+ram_data_dir() {
+  local link="$DEV_DIR/$1/data" target
+  mkdir -p "$DEV_DIR/$1"
+  if [[ "${SLUICE_DEV_DATA_ON_DISK:-0}" == 1 || ! -w /dev/shm ]]; then
+    [[ -L "$link" ]] && rm -f "$link"
+    mkdir -p "$link"
+  else
+    target="/dev/shm/sluice-$(printf '%s' "$DEV_DIR" | sha256sum | cut -c1-12)/$1"
+    mkdir -p "$target"
+    if [[ -d "$link" && ! -L "$link" ]]; then
+      log "$1: moving its data to RAM ($target)"
+      cp -a "$link/." "$target/" && rm -rf "$link"
+    fi
+    ln -sfn "$target" "$link"
+  fi
+  echo "$link"
+}

@@ -16,7 +16,7 @@
 //! The copy's topics and its ClickHouse database (`sluice_<suffix>`) are dropped at the end
 //! unless `--keep`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -215,8 +215,11 @@ async fn clean_up(ctx: &Context, topology: &Topology) -> anyhow::Result<()> {
     let conn = &ctx.connections.clickhouse;
     let drop = format!("DROP DATABASE IF EXISTS `{}`", conn.database);
     ClickHouse::connect(conn).await?.client.query_raw(&drop).execute().await.with_context(|| drop.clone())?;
-    let mut topics: Vec<&str> = topology.topics().map(|(n, _)| n).collect();
+    // A set: the dead-letter topics may be declared topics too, and Kafka refuses a request
+    // naming a topic twice.
+    let mut topics: BTreeSet<&str> = topology.topics().map(|(n, _)| n).collect();
     topics.extend(topology.projections().map(|(_, p)| p.dlq_topic.as_str()));
+    let topics: Vec<&str> = topics.into_iter().collect();
     TopicAdmin::new(&ctx.connections.kafka_brokers, Duration::from_secs(30))?.delete(&topics).await?;
     Ok(())
 }

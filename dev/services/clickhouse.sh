@@ -65,7 +65,7 @@ clickhouse_start() {
       port=18123
       if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then port="$(free_port)"; fi
     fi
-    mkdir -p "$CH_DATA"
+    ram_data_dir clickhouse >/dev/null
     echo "$port" > "$CH_HOME/port"
     PYTHONUNBUFFERED=1 start_bg clickhouse "$CH_VENV/bin/python" "$CH_SRC/server.py" \
       --host 127.0.0.1 --port "$port" --data "$CH_DATA"

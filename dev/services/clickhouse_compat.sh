@@ -55,7 +55,8 @@ clickhouse_compat_start() {
   tcp="$(_chc_port SLUICE_DEV_CLICKHOUSE_COMPAT_TCP_PORT 19001)"
 
   # Config is re-rendered on every start so template edits and port changes take effect; data persists.
-  mkdir -p "$CHC_HOME/etc" "$CHC_HOME/data"
+  mkdir -p "$CHC_HOME/etc"
+  ram_data_dir clickhouse_compat >/dev/null
   sed -e "s|@HTTP_PORT@|$http|" -e "s|@TCP_PORT@|$tcp|" -e "s|@DATA_DIR@|$CHC_HOME/data|g" \
     "$CHC_TEMPLATES/config.xml" > "$CHC_HOME/etc/config.xml"
   cp "$CHC_TEMPLATES/users.xml" "$CHC_HOME/etc/users.xml"

@@ -216,6 +216,12 @@ impl<S: Sink> Worker<S> {
             // librdkafka's own prefetch queue is part of the worker's memory: keep it well below
             // its 64 MiB default (still several batches' worth).
             .set("queued.max.messages.kbytes", "16384")
+            // At a steady rate the broker would answer every fetch as soon as one record is
+            // there: hundreds of small fetches a second per worker, broker CPU the services on a
+            // small machine share. Waiting up to 10 ms for 64 KiB costs at most that much latency
+            // and makes fetches a few times fewer (a backlog fills 64 KiB at once anyway).
+            .set("fetch.wait.max.ms", "10")
+            .set("fetch.min.bytes", "65536")
             .set("client.id", format!("sluice-{}", self.cfg.projection));
         for (k, v) in &self.cfg.consumer_overrides {
             config.set(k, v);
