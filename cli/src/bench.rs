@@ -13,8 +13,8 @@
 //!    split into its Kafka share (`sluice_record_read_latency_seconds`: record timestamp → read)
 //!    and the sink's write time.
 //!
-//! The copy's topics and its ClickHouse database (`sluice_<suffix>`) are dropped at the end
-//! unless `--keep`.
+//! The copy's topics, its ClickHouse database and its Couchbase collection (both
+//! `sluice_<suffix>`) are dropped at the end unless `--keep`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::ExitCode;
@@ -26,8 +26,9 @@ use futures::stream::{FuturesUnordered, StreamExt};
 use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 use sluice_consumers::lag::LagMonitor;
 use sluice_consumers::sinks::clickhouse::ClickHouse;
+use sluice_consumers::sinks::couchbase::{Couchbase, drop_collection, setup};
 use sluice_consumers::worker::metrics::names;
-use sluice_core::topology::{SinkConfig, Topology};
+use sluice_core::topology::{CouchbaseSink, SinkConfig, Topology};
 use sluice_producers::admin::topics::TopicAdmin;
 use sluice_producers::{Publisher, PublisherOptions, sample};
 use tokio_util::sync::CancellationToken;
@@ -52,8 +53,8 @@ pub(crate) struct BenchArgs {
     /// much of the latency is contention.
     #[arg(long = "projection", value_name = "NAME")]
     projections: Vec<String>,
-    /// Keep the isolated copy (its topics and ClickHouse tables) instead of dropping it at the
-    /// end, e.g. to query what was written.
+    /// Keep the isolated copy (its topics, ClickHouse database and Couchbase collection) instead
+    /// of dropping it at the end, e.g. to query what was written.
     #[arg(long)]
     keep: bool,
 }
@@ -171,7 +172,11 @@ pub(crate) async fn run(global: &GlobalArgs, args: BenchArgs) -> anyhow::Result<
     let text = std::fs::read_to_string(original.path())?;
     let schemas = original.path().parent().unwrap_or(std::path::Path::new(".")).join("schemas").canonicalize()?;
     let path = dir.join("topology.toml");
-    std::fs::write(&path, sample::isolated_topology(&text, &schemas, &suffix))?;
+    // Its own Couchbase collection too, dropped at the end: documents left behind would pile up in
+    // the rig's Couchbase mock, which slows down as it holds more.
+    let isolated = sample::isolated_topology(&text, &schemas, &suffix)
+        .replace("collection = \"_default\"", &format!("collection = \"sluice_{suffix}\""));
+    std::fs::write(&path, isolated)?;
     let mut global = global.clone();
     global.topology = path;
     let mut ctx = Context::load(&global)?;
@@ -181,6 +186,15 @@ pub(crate) async fn run(global: &GlobalArgs, args: BenchArgs) -> anyhow::Result<
     let topology = Arc::new(ctx.topology()?.clone());
     let admin = TopicAdmin::new(&ctx.connections.kafka_brokers, Duration::from_secs(30))?;
     admin.apply(admin.plan(&topology).await?).await?;
+    let couchbase: Vec<(&str, &CouchbaseSink)> = topology
+        .projections()
+        .filter_map(|(n, p)| match &p.sink {
+            SinkConfig::Couchbase { couchbase } => Some((n, couchbase)),
+            SinkConfig::ClickHouse { .. } => None,
+        })
+        .collect();
+    let cb = Couchbase::connect(&ctx.connections.couchbase).await?;
+    setup(&cb, &couchbase).await?;
     let publisher = Publisher::new(topology.clone(), &ctx.connections, PublisherOptions::new("sluice-bench"))?;
     for wanted in &args.projections {
         if original.projection(wanted).is_none() {
@@ -202,16 +216,27 @@ pub(crate) async fn run(global: &GlobalArgs, args: BenchArgs) -> anyhow::Result<
     let measured = measure(&args, &ctx, &topology, &publisher, &projections, &snapshotter, &suffix).await;
     if args.keep {
         eprintln!("kept the isolated copy (suffix {suffix})");
-    } else if let Err(e) = clean_up(&ctx, &topology).await {
+    } else if let Err(e) = clean_up(&ctx, &topology, &cb, &couchbase).await {
         eprintln!("could not remove the isolated copy (suffix {suffix}): {e:#}");
     }
     print_rows(&measured?, &suffix);
     Ok(ExitCode::SUCCESS)
 }
 
-/// Drops what the bench made: the isolated topics (and dead-letter topics) and its ClickHouse
-/// database. Couchbase documents stay (suffixed ids in the projections' collections).
-async fn clean_up(ctx: &Context, topology: &Topology) -> anyhow::Result<()> {
+/// Drops what the bench made: the isolated topics (and dead-letter topics), its ClickHouse
+/// database and its Couchbase collection.
+async fn clean_up(
+    ctx: &Context,
+    topology: &Topology,
+    cb: &Couchbase,
+    couchbase: &[(&str, &CouchbaseSink)],
+) -> anyhow::Result<()> {
+    let places: BTreeSet<(&str, &str)> =
+        couchbase.iter().map(|(_, c)| (c.scope.as_str(), c.collection.as_str())).collect();
+    let bucket = cb.open_bucket(None).await?;
+    for (scope, collection) in places {
+        drop_collection(&bucket, scope, collection).await?;
+    }
     let conn = &ctx.connections.clickhouse;
     let drop = format!("DROP DATABASE IF EXISTS `{}`", conn.database);
     ClickHouse::connect(conn).await?.client.query_raw(&drop).execute().await.with_context(|| drop.clone())?;

@@ -234,8 +234,10 @@ pub fn generate(users: usize, seed: u64, run: &str, prefix: &str) -> (Vec<Value>
 
 /// The default topology with every topic, projection (so consumer group and DLQ topic) and
 /// ClickHouse table suffixed with `_<suffix>`, and schema paths made absolute under `schemas_dir`:
-/// a pipeline that shares nothing with other runs (tests, `sluice bench`). Text-based, so it
-/// applies to the default domain's names only.
+/// a pipeline that shares nothing with other runs (tests, `sluice bench`) — except the ClickHouse
+/// rollups, whose objects are named after the rollup (`daily_engagement…`), not the table: give
+/// the copy a ClickHouse database of its own, as the tests and `sluice bench` do. Text-based, so
+/// it applies to the default domain's names only.
 pub fn isolated_topology(text: &str, schemas_dir: &std::path::Path, suffix: &str) -> String {
     let mut text = text.replace("schema = \"schemas/", &format!("schema = \"{}/", schemas_dir.display()));
     for topic in ["users", "sessions", "engagement"] {

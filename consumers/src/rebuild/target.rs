@@ -10,7 +10,6 @@
 //! half-way is simply run again on resume.
 
 use couchbase::bucket::Bucket;
-use couchbase::error::ErrorKind;
 use sluice_core::rebuild::Generation;
 use sluice_core::topology::{COUCHBASE_DEFAULT_COLLECTION, ClickHouseSink, CouchbaseSink};
 use tracing::info;
@@ -19,8 +18,7 @@ use super::RebuildError;
 use crate::sinks::clickhouse::schema::{Layout, Names, Plan, plan_named, qualified};
 use crate::sinks::clickhouse::swap::{self, SwapStrategy};
 use crate::sinks::clickhouse::{self as ch, ClickHouse};
-use crate::sinks::couchbase::service::{MANAGEMENT_TIMEOUT, deadline};
-use crate::sinks::couchbase::{self as cb, Couchbase, pointer, setup};
+use crate::sinks::couchbase::{Couchbase, pointer, setup};
 
 /// The storage of a projection, where versions are made and swapped.
 pub enum Storage {
@@ -194,19 +192,7 @@ impl Storage {
                         self.describe(g, false)
                     ));
                 }
-                let manager = bucket.collections();
-                match Box::pin(deadline(
-                    "drop collection",
-                    MANAGEMENT_TIMEOUT,
-                    manager.drop_collection(&scope, &collection, None),
-                ))
-                .await
-                {
-                    Ok(()) => {}
-                    Err(cb::Error::Couchbase { source, .. })
-                        if matches!(source.kind(), ErrorKind::CollectionNotFound | ErrorKind::ScopeNotFound) => {}
-                    Err(e) => return Err(e.into()),
-                }
+                Box::pin(setup::drop_collection(bucket, &scope, &collection)).await?;
                 Ok(format!("dropped {}", self.describe(g, false)))
             }
         }

@@ -23,7 +23,7 @@ use std::time::Duration;
 pub use live::LiveProjection;
 pub use request_builder::{DocumentChange, RequestError};
 pub use service::Couchbase;
-pub use setup::{Presence, SetupLine, setup};
+pub use setup::{Presence, SetupLine, drop_collection, setup};
 pub use sink::CouchbaseProjection;
 
 /// Errors of the Couchbase sink.

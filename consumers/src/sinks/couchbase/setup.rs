@@ -110,6 +110,19 @@ pub async fn setup_on(bucket: &Bucket, projections: &[(&str, &CouchbaseSink)]) -
     Ok(lines)
 }
 
+/// Drops a collection and its documents; one already gone (or its scope) is fine.
+pub async fn drop_collection(bucket: &Bucket, scope: &str, collection: &str) -> Result<(), Error> {
+    let manager = bucket.collections();
+    match deadline("drop collection", MANAGEMENT_TIMEOUT, manager.drop_collection(scope, collection, None)).await {
+        Err(Error::Couchbase { source, .. })
+            if matches!(source.kind(), ErrorKind::CollectionNotFound | ErrorKind::ScopeNotFound) =>
+        {
+            Ok(())
+        }
+        other => other,
+    }
+}
+
 /// Creates the scope and collection when the bucket's manifest lacks them.
 async fn ensure(bucket: &Bucket, scope: &str, collection: &str) -> Result<(Presence, Presence), Error> {
     let manager = bucket.collections();
