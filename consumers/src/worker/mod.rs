@@ -5,17 +5,19 @@
 //!
 //! Two stages, joined by a hand-off of batches: while writes are in flight (each one decode +
 //! sink write + DLQ, owning its records), the loop polls and collects the next batch, so the sink
-//! and the consumer work at the same time. Up to [`max_in_flight`](crate::sink::Batching::max_in_flight) writes run at once
-//! (default 2): an event collected while a write is on its way goes out in the next one instead
-//! of waiting for it to land, which is most of publish → visible latency at a steady rate. Writes
-//! may land out of order — the sinks apply an event only when it is newer than what they hold —
-//! and acknowledgements are tracked per offset, so the commit never passes a record still in
-//! flight ([`OffsetTracker`]). Memory stays bounded: the batches in flight, plus the next one,
-//! capped by the sink's batch size and a byte budget ([`WorkerConfig::max_buffered_bytes`]), plus
-//! librdkafka's prefetch queue (capped at 16 MiB). A full next batch with every write slot taken
-//! stops the polling; if that lasts longer than [`STALL_GRACE`], or the sink reports failures,
-//! the assigned partitions are paused and polling goes on (group membership holds, nothing more
-//! is fetched) until a write lands.
+//! and the consumer work at the same time. Up to the projection's
+//! [`max_in_flight`](crate::sink::Batching::max_in_flight) writes run at once (default 1): with
+//! more, an event collected while a write is on its way goes out in the next one instead of
+//! waiting for it to land — worth it where a write waits on the network, not on a busy local
+//! server. Writes may land out of order — the sinks apply an event only when it is newer than what
+//! they hold — and acknowledgements are tracked per offset, so the commit never passes a record
+//! still in flight ([`OffsetTracker`]); offsets are committed once a second (`COMMIT_INTERVAL`).
+//! Memory stays bounded: the batches in flight, plus the next one, capped by the sink's batch size
+//! and a byte budget ([`WorkerConfig::max_buffered_bytes`]), plus librdkafka's prefetch queue
+//! (capped at 16 MiB). A full next batch with every write slot taken stops the polling; if that
+//! lasts longer than [`STALL_GRACE`], or the sink reports failures, the assigned partitions are
+//! paused and polling goes on (group membership holds, nothing more is fetched) until a write
+//! lands.
 //!
 //! Rebalance: on revocation the context commits what is acknowledged, synchronously, and the loop
 //! drops what it had buffered for those partitions (the next owner reads them again — sinks are
