@@ -75,7 +75,8 @@ EOF
   start_bg kafka java -Xms256m -Xmx1g -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:+ExitOnOutOfMemoryError \
     -Djava.awt.headless=true -Dlog4j2.configurationFile="$ROOT/dev/kafka/log4j2.properties" \
     -cp "$KAFKA_LIBS/*" kafka.Kafka "$KAFKA_CONF"
-  wait_for kafka 120
+  # A broker with many partitions (a dev box after many test runs) recovers its logs for minutes.
+  wait_for kafka 300
   echo "export SLUICE_KAFKA_BROKERS=127.0.0.1:$port" > "$RUN_DIR/kafka.env"
 }
 

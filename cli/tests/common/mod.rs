@@ -247,7 +247,10 @@ impl PrivateClickHouse {
 
 impl Drop for PrivateClickHouse {
     fn drop(&mut self) {
+        // --purge: its data lives in RAM (see ram_data_dir in dev/lib.sh), not in the test's
+        // temporary directory.
         let _ = Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("../dev/down"))
+            .arg("--purge")
             .env("SLUICE_DEV_DIR", &self.dev_dir)
             .status();
     }
