@@ -8,12 +8,9 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::Duration;
 
-use rdkafka::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use serde_json::json;
-use sluice_tests::{connections, unique};
+use sluice_tests::{high_watermarks, unique};
 
 /// A topology of one purchases topic and one users topic, written to a fresh directory.
 fn write_topology(prefix: &str) -> (PathBuf, String, String) {
@@ -59,18 +56,6 @@ fn sluice(topology: &Path, args: &[&str]) -> Command {
 fn run(cmd: &mut Command) -> (bool, String, String) {
     let out: Output = cmd.output().expect("run sluice");
     (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
-}
-
-/// Sum of the high watermarks of `topic`'s partitions: how many records it holds.
-fn records_on(topic: &str) -> i64 {
-    let consumer: BaseConsumer =
-        ClientConfig::new().set("bootstrap.servers", connections().kafka_brokers).create().expect("consumer");
-    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).expect("metadata");
-    metadata.topics()[0]
-        .partitions()
-        .iter()
-        .map(|p| consumer.fetch_watermarks(topic, p.id(), Duration::from_secs(10)).expect("watermarks").1)
-        .sum()
 }
 
 fn purchase(n: i64, amount: serde_json::Value) -> String {
@@ -160,7 +145,7 @@ fn publish_reports_bad_lines_and_publishes_the_rest() {
     assert!(err.contains(r#"line 7: unknown event type "engagement.refunded""#), "{err}");
     let row = out.lines().find(|l| l.starts_with("engagement.purchase_completed")).expect("per-type row");
     assert_eq!(row.split_whitespace().collect::<Vec<_>>(), ["engagement.purchase_completed", "3", "1", "0"]);
-    assert_eq!((records_on(&purchases), records_on(&users)), (3, 1), "every good line, and only those");
+    assert_eq!((high_watermarks(&purchases), high_watermarks(&users)), (3, 1), "every good line, and only those");
 
     // --stop-on-error: the first bad line ends the run; the lines before it are published.
     let file = dir.join("stop.jsonl");
@@ -170,7 +155,7 @@ fn publish_reports_bad_lines_and_publishes_the_rest() {
         run(&mut sluice(&topology, &["publish", "--stop-on-error", "--file", file.to_str().expect("utf-8 path")]));
     assert!(!ok);
     assert!(out.contains("stopped at line 2 (--stop-on-error)") && out.contains("published 1, rejected 1"), "{out}");
-    assert_eq!(records_on(&purchases), 4);
+    assert_eq!(high_watermarks(&purchases), 4);
 
     // Standard input, with the event type given once for every line.
     let mut child = sluice(&topology, &["publish", "--event-type", "user.registered"])
@@ -190,5 +175,5 @@ fn publish_reports_bad_lines_and_publishes_the_rest() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("published 500, rejected 0"), "{stdout}");
-    assert_eq!(records_on(&users), 501);
+    assert_eq!(high_watermarks(&users), 501);
 }
