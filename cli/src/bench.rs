@@ -307,9 +307,12 @@ async fn measure(
         let token = CancellationToken::new();
         let mut workers = Vec::new();
         for (name, _) in projections {
-            let (name, token) = (name.clone(), token.clone());
+            let (name, token, ctx) = (name.clone(), token.clone(), ctx.clone());
             let opts = RunOptions { drain_deadline: Duration::from_secs(30), ..RunOptions::default() };
-            workers.push(async move { run_projection(ctx, &name, opts, token).await });
+            // Each worker on a task of its own, so the runtime's threads run them side by side as
+            // separate `sluice work` processes would; joined on this thread instead, one worker's
+            // encoding would hold the others (and the publisher) up.
+            workers.push(tokio::spawn(async move { run_projection(&ctx, &name, opts, token).await }));
         }
         let all = futures::future::join_all(workers);
         let driver = async {
@@ -337,7 +340,7 @@ async fn measure(
         let rate = rate?;
         let samples = take(snapshotter);
         for ((name, sink), result) in projections.iter().zip(results) {
-            let stats = result?;
+            let stats = result.with_context(|| format!("the worker of {name} panicked"))??;
             let visible = p50_p99(&samples, names::VISIBLE_SECONDS, name);
             let events = samples.get(&(names::VISIBLE_SECONDS.to_owned(), name.clone())).map_or(0, Vec::len);
             let writes = samples.get(&(names::WRITE_SECONDS.to_owned(), name.clone())).map_or(0, Vec::len);

@@ -7,7 +7,7 @@ use sluice_core::{Connections, Env};
 use crate::GlobalArgs;
 
 /// The topology and the endpoints, resolved once per command.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Context {
     /// The validated topology.
     pub(crate) topology: Option<Topology>,
