@@ -396,11 +396,14 @@ class Session:
 
 
 class Engine:
-    def __init__(self, data_path: str, max_concurrent: int):
+    def __init__(self, data_path: str, max_concurrent: int, merge_nice: int):
         os.makedirs(data_path, exist_ok=True)
         self.path = data_path
-        # Keeps the embedded server (one per process, bound to this path) loaded.
-        self.anchor = chdb.connect(data_path)
+        # Keeps the embedded server (one per process, bound to this path) loaded. Its server
+        # settings come with this first connection: background merges run at a lower CPU
+        # priority (ClickHouse's own `os_threads_nice_value_merge_mutate`), so on a small shared
+        # box they take the idle CPU instead of delaying inserts and queries.
+        self.anchor = chdb.connect(f"{data_path}?os_threads_nice_value_merge_mutate={merge_nice}")
         row = self.anchor.query("SELECT version(), timezone()", "TabSeparated").bytes()
         self.version, self.timezone = row.decode().strip().split("\t")
         self.sessions: dict[str, Session] = {}
@@ -836,12 +839,14 @@ def main() -> int:
     ap.add_argument("--data", required=True, help="chdb data directory (persistent)")
     ap.add_argument("--max-concurrent-queries", type=int, default=32,
                     help="engine calls running at once (0 = unlimited, 1 = serialize)")
+    ap.add_argument("--merge-nice", type=int, default=19,
+                    help="Linux nice value of the merge threads (-20..19; 0 = as the queries)")
     ap.add_argument("--verbose", action="store_true", help="log every request")
     args = ap.parse_args()
 
     logging.basicConfig(level=logging.INFO, stream=sys.stdout,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    engine = Engine(os.path.abspath(args.data), args.max_concurrent_queries)
+    engine = Engine(os.path.abspath(args.data), args.max_concurrent_queries, args.merge_nice)
     Handler.engine = engine
     Handler.verbose = args.verbose
     server = Server((args.host, args.port), Handler)

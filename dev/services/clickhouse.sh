@@ -68,7 +68,7 @@ clickhouse_start() {
     ram_data_dir clickhouse >/dev/null
     echo "$port" > "$CH_HOME/port"
     PYTHONUNBUFFERED=1 start_bg clickhouse "$CH_VENV/bin/python" "$CH_SRC/server.py" \
-      --host 127.0.0.1 --port "$port" --data "$CH_DATA"
+      --host 127.0.0.1 --port "$port" --data "$CH_DATA" --merge-nice "${SLUICE_DEV_MERGE_NICE:-19}"
   fi
   wait_for clickhouse 60
   echo "export SLUICE_CLICKHOUSE_URL=$(_ch_url)" > "$RUN_DIR/clickhouse.env"

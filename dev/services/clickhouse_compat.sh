@@ -66,7 +66,24 @@ clickhouse_compat_start() {
   log "starting clickhouse_compat (ClickHouse 18.16) http=$http tcp=$tcp"
   start_bg clickhouse_compat "$CHC_BIN" --config-file="$CHC_HOME/etc/config.xml"
   wait_for clickhouse_compat 60
+  _chc_renice_merges "$(cat "$(pid_file clickhouse_compat)")"
   _chc_write_env "$(_chc_url)"
+}
+
+# Background merges at a lower CPU priority, like the chDB server's (newer ClickHouse has the
+# server setting os_threads_nice_value_merge_mutate; 18.16 has not, so its merge pool's threads
+# are reniced): on a small shared box merges then take the idle CPU instead of delaying inserts
+# and queries. The pool starts with the first MergeTree table, so a probe table makes sure it is
+# there. SLUICE_DEV_MERGE_NICE sets the value (0 = as the queries).
+_chc_renice_merges() {
+  local pid="$1" nice="${SLUICE_DEV_MERGE_NICE:-19}" n=0 t
+  _chc_query "CREATE DATABASE IF NOT EXISTS sluice_dev" >/dev/null
+  _chc_query "CREATE TABLE IF NOT EXISTS sluice_dev.merge_pool_probe (x UInt8) ENGINE = MergeTree ORDER BY x" >/dev/null
+  for t in /proc/"$pid"/task/*; do
+    [[ "$(cat "$t/comm" 2>/dev/null)" == BackgrProcPool ]] || continue
+    renice -n "$nice" -p "${t##*/}" >/dev/null && n=$((n + 1))
+  done
+  log "clickhouse_compat: $n merge threads at nice $nice"
 }
 
 _chc_write_env() {
