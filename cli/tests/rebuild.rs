@@ -344,6 +344,13 @@ async fn rebuilding_one_key_restores_a_corrupted_document_and_touches_no_other()
     assert!(printed.contains(&format!("applied {victim_events},")), "{printed}");
 }
 
+/// The last lines of the log of the `sluice work` started by [`WorkerProcess::start`].
+fn live_log(topology: &std::path::Path, projection: &str) -> String {
+    let log = std::fs::read_to_string(topology.with_file_name(format!("{projection}.log"))).unwrap_or_default();
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
+}
+
 /// Analytics rebuilt while events flow on the ClickHouse at `url`; readers never fail nor see
 /// fewer events than before; the tables are swapped; the old ones dropped on request.
 async fn clickhouse_rebuild(url: &str, swap: &str) {
@@ -366,7 +373,7 @@ async fn clickhouse_rebuild(url: &str, swap: &str) {
     publish(&topology, "wave1.jsonl", wave1);
     let out = run_ok(sluice(&topology).args(["work", "--projection", &projection, "--exit-at-end"]));
     assert!(stdout(&out).contains("consumed"), "{}", text(&out));
-    let live = WorkerProcess::start(&topology, &projection, None);
+    let mut live = WorkerProcess::start(&topology, &projection, None);
 
     let conn = sluice_core::connections::ClickHouseConnection {
         url: url.to_owned(),
@@ -415,7 +422,19 @@ async fn clickhouse_rebuild(url: &str, swap: &str) {
         if n == total {
             break;
         }
-        assert!(start.elapsed() < Duration::from_secs(90), "{n} of {total} events after the swap");
+        // The swap must not stop the live worker (it once did: an insert between two renames
+        // found no table).
+        if let Some(status) = live.0.try_wait().expect("try_wait") {
+            panic!(
+                "the live worker exited ({status}) with {n} of {total} events:\n{}",
+                live_log(&topology, &projection)
+            );
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(90),
+            "{n} of {total} events after the swap; the live worker's log:\n{}",
+            live_log(&topology, &projection)
+        );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     stop.store(true, Ordering::Relaxed);

@@ -660,9 +660,12 @@ async fn drift_is_reported(conn: &ClickHouseConnection) {
 async fn errors_are_classified(conn: &ClickHouseConnection) {
     with_database(conn, "sluice_err", |ch, db| async move {
         let events = generate(5);
-        let mut batch = batches(events, &mut Rng(2)).remove(0);
+        let mut all = batches(events, &mut Rng(2));
+        let mut batch = all.remove(0);
+        let next = all.remove(0);
 
-        // Nothing migrated: the table is missing, a configuration error.
+        // Nothing migrated: the table is missing (for longer than the sink waits for a table
+        // being swapped), a configuration error.
         let sink = ClickHouseProjection::new(ch.clone(), "default", &projection(&db)).expect("projection");
         match within("write", 60, sink.write(&batch)).await {
             Err(SinkError::Config(message)) => assert!(message.contains(&db), "{message}"),
@@ -688,6 +691,23 @@ async fn errors_are_classified(conn: &ClickHouseConnection) {
         assert!(rejected[0].reason.contains("not a UUID"), "{rejected:?}");
         let stored = stored_rows(&ch, &format!("`{db}`.events")).await;
         assert_eq!(stored, batch.events.len() as u64 - 2);
+
+        // A table gone for a moment is waited for, not a configuration error: a rebuild's swap
+        // on 18.16 renames the live tables one after the other, and the live worker must not
+        // stop when an insert falls between two renames.
+        let (live, away) = (format!("`{db}`.events"), format!("`{db}`.events_away"));
+        ch.client.query(&format!("RENAME TABLE {live} TO {away}")).execute().await.expect("rename away");
+        let back = {
+            let (client, sql) = (ch.client.clone(), format!("RENAME TABLE {away} TO {live}"));
+            tokio::spawn(async move {
+                tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+                client.query(&sql).execute().await.expect("rename back");
+            })
+        };
+        let rejected = within("write", 60, sink.write(&next)).await.unwrap_or_else(|e| panic!("{e}"));
+        back.await.expect("rename back");
+        assert_eq!(rejected, []);
+        assert_eq!(stored_rows(&ch, &live).await, stored + next.events.len() as u64);
     })
     .await;
 }

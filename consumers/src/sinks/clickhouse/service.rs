@@ -149,6 +149,11 @@ pub fn classify(what: &str, error: &clickhouse::error::Error) -> SinkError {
     }
 }
 
+/// Whether the request failed because its table does not exist (`UNKNOWN_TABLE`).
+pub fn is_missing_table(error: &clickhouse::error::Error) -> bool {
+    matches!(error, clickhouse::error::Error::BadResponse(text) if exception_code(text) == Some(60))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -185,6 +190,24 @@ mod tests {
             panic!("config")
         };
         assert_eq!(message, "inserting into `db`.`events`: bad response: Code: 60. x");
+    }
+
+    #[test]
+    fn a_missing_table_is_recognised_on_every_server() {
+        for text in [
+            "Code: 60. DB::Exception: Table db.events does not exist. (UNKNOWN_TABLE)",
+            "Code: 60, e.displayText() = DB::Exception: Table db.events doesn't exist., e.what() = DB::Exception",
+        ] {
+            assert!(is_missing_table(&E::BadResponse(text.into())), "{text}");
+        }
+        for e in [
+            E::BadResponse("Code: 81. DB::Exception: Database nope does not exist. (UNKNOWN_DATABASE)".into()),
+            E::BadResponse("Code: 600. x".into()),
+            E::BadResponse("404 Not Found".into()),
+            E::SchemaMismatch("no column named x".into()),
+        ] {
+            assert!(!is_missing_table(&e), "{e}");
+        }
     }
 
     #[test]

@@ -13,18 +13,18 @@
 //! later.
 
 use std::collections::BTreeSet;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use clickhouse::{RowOwned, RowWrite};
 use sluice_core::connections::ClickHouseConnection;
 use sluice_core::event::Event;
 use sluice_core::topology::{ClickHouseSink, ProjectionConfig, SinkConfig};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::migrate::{MigrationLine, migrate_named};
 use super::request_builder::{Encoded, Rows};
 use super::schema::{Layout, Names, qualified};
-use super::service::classify;
+use super::service::{classify, is_missing_table};
 use super::{ClickHouse, Error};
 use crate::sink::{Batch, Batching, Rejected, Sink, SinkError};
 
@@ -32,6 +32,13 @@ use crate::sink::{Batch, Batching, Rejected, Sink, SinkError};
 const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 /// Longest wait for the server to finish an insert (including its materialized views).
 const END_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long an insert waits for its table to come back. A rebuild's swap on a server without
+/// `EXCHANGE TABLES` (18.16) renames the live tables one after the other in one statement, so an
+/// insert can arrive between two renames and find no table for a few milliseconds; without this
+/// the live worker would stop on a configuration error (`UNKNOWN_TABLE`).
+const SWAP_GRACE: Duration = Duration::from_secs(10);
+/// The pause between two tries while the table is missing.
+const SWAP_POLL: Duration = Duration::from_millis(100);
 
 /// A ClickHouse projection: raw events, rollups and the users' state.
 #[derive(Debug, Clone)]
@@ -138,19 +145,33 @@ impl ClickHouseProjection {
     }
 
     /// One `INSERT` of `rows` into `table`, deduplicated by `token` where the server can.
+    ///
+    /// A table missing for a moment is waited for (see [`SWAP_GRACE`]); missing for longer, it is
+    /// a configuration error.
     async fn insert<T>(&self, table: &str, rows: &[T], token: String) -> Result<(), SinkError>
     where
         T: RowOwned + RowWrite,
     {
-        let what = format!("inserting {} rows into {table}", rows.len());
-        let fail = |e: clickhouse::error::Error| classify(&what, &e);
-        let mut insert = self
-            .ch
-            .client
-            .insert_unescaped::<T>(table)
-            .await
-            .map_err(fail)?
-            .with_timeouts(Some(SEND_TIMEOUT), Some(END_TIMEOUT));
+        let started = Instant::now();
+        loop {
+            match self.try_insert(table, rows, &token).await {
+                Err(e) if is_missing_table(&e) && started.elapsed() < SWAP_GRACE => {
+                    debug!(table, error = %e, "table missing for a moment (a rebuild's swap?); retrying");
+                    tokio::time::sleep(SWAP_POLL).await;
+                }
+                other => {
+                    return other.map_err(|e| classify(&format!("inserting {} rows into {table}", rows.len()), &e));
+                }
+            }
+        }
+    }
+
+    async fn try_insert<T>(&self, table: &str, rows: &[T], token: &str) -> Result<(), clickhouse::error::Error>
+    where
+        T: RowOwned + RowWrite,
+    {
+        let mut insert =
+            self.ch.client.insert_unescaped::<T>(table).await?.with_timeouts(Some(SEND_TIMEOUT), Some(END_TIMEOUT));
         if self.layout.insert_deduplication {
             insert = insert
                 .with_setting("insert_deduplication_token", token)
@@ -158,9 +179,9 @@ impl ClickHouseProjection {
                 .with_setting("deduplicate_blocks_in_dependent_materialized_views", "1");
         }
         for row in rows {
-            insert.write(row).await.map_err(fail)?;
+            insert.write(row).await?;
         }
-        insert.end().await.map_err(fail)
+        insert.end().await
     }
 
     async fn write_rows<E, U>(&self, token: &str, rows: Encoded<E, U>) -> Result<Vec<Rejected>, SinkError>
