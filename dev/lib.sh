@@ -38,9 +38,15 @@ is_running() {
 }
 
 # start_bg SVC CMD... : run CMD detached in its own session, stdout+stderr to the service log.
+# A log past 64 MiB is moved to <svc>.log.1 first (one old log kept): a broker that served many
+# test runs otherwise writes hundreds of MB.
 start_bg() {
   local svc="$1"; shift
-  setsid "$@" >>"$LOG_DIR/$svc.log" 2>&1 < /dev/null &
+  local logf="$LOG_DIR/$svc.log"
+  if [[ -f "$logf" ]] && (( $(stat -c %s "$logf") > 64 * 1024 * 1024 )); then
+    mv -f "$logf" "$logf.1"
+  fi
+  setsid "$@" >>"$logf" 2>&1 < /dev/null &
   echo $! > "$(pid_file "$svc")"
 }
 
