@@ -186,13 +186,7 @@ pub(crate) async fn run(global: &GlobalArgs, args: BenchArgs) -> anyhow::Result<
     let topology = Arc::new(ctx.topology()?.clone());
     let admin = TopicAdmin::new(&ctx.connections.kafka_brokers, Duration::from_secs(30))?;
     admin.apply(admin.plan(&topology).await?).await?;
-    let couchbase: Vec<(&str, &CouchbaseSink)> = topology
-        .projections()
-        .filter_map(|(n, p)| match &p.sink {
-            SinkConfig::Couchbase { couchbase } => Some((n, couchbase)),
-            SinkConfig::ClickHouse { .. } => None,
-        })
-        .collect();
+    let couchbase: Vec<(&str, &CouchbaseSink)> = topology.couchbase_projections().collect();
     let cb = Couchbase::connect(&ctx.connections.couchbase).await?;
     setup(&cb, &couchbase).await?;
     let publisher = Publisher::new(topology.clone(), &ctx.connections, PublisherOptions::new("sluice-bench"))?;
@@ -340,7 +334,7 @@ async fn measure(
         let rate = rate?;
         let samples = take(snapshotter);
         for ((name, sink), result) in projections.iter().zip(results) {
-            let stats = result.with_context(|| format!("the worker of {name} panicked"))??;
+            result.with_context(|| format!("the worker of {name} panicked"))??;
             let visible = p50_p99(&samples, names::VISIBLE_SECONDS, name);
             let events = samples.get(&(names::VISIBLE_SECONDS.to_owned(), name.clone())).map_or(0, Vec::len);
             let writes = samples.get(&(names::WRITE_SECONDS.to_owned(), name.clone())).map_or(0, Vec::len);
@@ -356,7 +350,6 @@ async fn measure(
                 write_ms: p50_p99(&samples, names::WRITE_SECONDS, name),
                 read_ms: p50_p99(&samples, names::READ_SECONDS, name),
             });
-            let _ = stats;
         }
     }
 

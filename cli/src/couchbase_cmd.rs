@@ -33,13 +33,7 @@ pub(crate) async fn run(ctx: &Context, cmd: CouchbaseCommand) -> anyhow::Result<
     match cmd {
         CouchbaseCommand::Setup => {
             let topology = ctx.topology()?;
-            let projections: Vec<_> = topology
-                .projections()
-                .filter_map(|(name, p)| match &p.sink {
-                    SinkConfig::Couchbase { couchbase } => Some((name, couchbase)),
-                    SinkConfig::ClickHouse { .. } => None,
-                })
-                .collect();
+            let projections: Vec<_> = topology.couchbase_projections().collect();
             if projections.is_empty() {
                 println!("no Couchbase projection in {}", topology.path().display());
                 return Ok(ExitCode::SUCCESS);

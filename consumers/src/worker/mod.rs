@@ -330,10 +330,8 @@ impl<S: Sink> Worker<S> {
             // (latency) — as soon as a write slot is free.
             let due = idle || flush_at.is_some_and(|t| Instant::now() >= t);
             if in_flight.len() < slots && next.records > 0 && (next.is_full(limits) || due) {
-                let work = next.take();
-                let flight = ledger.launch(&work)?;
+                in_flight.push(self.launch(next.take(), &mut ledger, &dlq, &write_token)?);
                 flush_at = None;
-                in_flight.push(Box::pin(self.flush(work, &dlq, &write_token).map(move |r| (flight, r))));
             }
             // Resume once the sink is not failing (a write landed) and the next batch has room:
             // after a landing the next batch was just handed over, so it is empty.
@@ -364,8 +362,7 @@ impl<S: Sink> Worker<S> {
             let mut drained = Stats::default();
             let work = next.take();
             if !work.is_empty() {
-                let flight = ledger.launch(&work)?;
-                in_flight.push(Box::pin(self.flush(work, &dlq, &write_token).map(move |r| (flight, r))));
+                in_flight.push(self.launch(work, &mut ledger, &dlq, &write_token)?);
             }
             while let Some((flight, landed)) = in_flight.next().await {
                 drained += ledger.land(flight, landed?, &shared)?;
@@ -427,6 +424,19 @@ impl<S: Sink> Worker<S> {
             Err(e) => error!(error = %e, "cannot resume the paused partitions"),
         }
         self.metrics.paused.set(0.0);
+    }
+
+    /// Starts the write of `work`: its records become pending in the ledger, and the returned
+    /// future, once polled to the end, carries its [`Flight`] to [`Ledger::land`].
+    fn launch<'a>(
+        &'a self,
+        work: Vec<(Tp, Vec<OwnedMessage>)>,
+        ledger: &mut Ledger,
+        dlq: &'a DeadLetterQueue,
+        token: &'a CancellationToken,
+    ) -> Result<InFlight<'a>, WorkerError> {
+        let flight = ledger.launch(&work)?;
+        Ok(Box::pin(self.flush(work, dlq, token).map(move |r| (flight, r))))
     }
 
     /// Decodes every partition of `work` (concurrently), writes the decoded batches with one

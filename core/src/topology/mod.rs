@@ -194,6 +194,14 @@ impl Topology {
         self.config.projections.iter().map(|(n, p)| (n.as_str(), p))
     }
 
+    /// The projections that write to Couchbase, by name, with their Couchbase settings.
+    pub fn couchbase_projections(&self) -> impl Iterator<Item = (&str, &CouchbaseSink)> {
+        self.projections().filter_map(|(n, p)| match &p.sink {
+            SinkConfig::Couchbase { couchbase } => Some((n, couchbase)),
+            SinkConfig::ClickHouse { .. } => None,
+        })
+    }
+
     /// A change-data-capture source (`[cdc.<name>]`).
     pub fn cdc_source(&self, name: &str) -> Option<&CdcSourceConfig> {
         self.config.cdc.get(name)

@@ -278,8 +278,8 @@ impl TopicAdmin {
         Ok(topics)
     }
 
-    /// Deletes the topics `names` (with their records); ones that do not exist are skipped. Only for throw-away copies of
-    /// a topology: `sluice bench` removes its own with it.
+    /// Deletes the topics `names` (with their records); ones that do not exist are skipped. Only
+    /// for throw-away copies of a topology: `sluice bench` removes its own with it.
     pub async fn delete(&self, names: &[&str]) -> Result<(), TopicsError> {
         let existing = self.partitions().await?;
         let present: Vec<&str> = names.iter().copied().filter(|n| existing.contains_key(*n)).collect();
