@@ -107,7 +107,7 @@ pub(crate) async fn run(ctx: &Context, args: RebuildArgs) -> anyhow::Result<Exit
     let brokers = &ctx.connections.kafka_brokers;
     let token = CancellationToken::new();
     crate::work::cancel_on_signals(token.clone());
-    let decoder = crate::work::decoder(topology, &ctx.connections.schema_registry_url);
+    let decoder = crate::work::decoder(topology, name, &ctx.connections.schema_registry_url)?;
     if let Some(key) = &args.key {
         return repair_key(ctx, name, projection, key, args.all_partitions, &decoder, &token).await;
     }

@@ -123,7 +123,7 @@ async fn bounded(
     };
     let token = CancellationToken::new();
     crate::work::cancel_on_signals(token.clone());
-    let decoder = crate::work::decoder(ctx.topology()?, &ctx.connections.schema_registry_url);
+    let decoder = crate::work::decoder(ctx.topology()?, name, &ctx.connections.schema_registry_url)?;
     let bars = Bars::new(&format!("replaying {name}"), &spans);
     let result = runner::run(&cfg, &sink, &decoder, &bars, &token).await;
     bars.finish();

@@ -101,10 +101,13 @@ async fn run_with<S: Sink>(
     Ok(Worker::new(cfg, sink, decoder).run(token).await?)
 }
 
-/// Reader schemas of every event type, so older writer schemas resolve to the current ones.
-pub(crate) fn decoder(topology: &Topology, registry_url: &str) -> Decoder {
+/// The decoder of `projection`: reader schemas of every event type (so older writer schemas
+/// resolve to the current ones), the CDC sources, and the projection's admission rules.
+pub(crate) fn decoder(topology: &Topology, projection: &str, registry_url: &str) -> anyhow::Result<Decoder> {
     Decoder::new(SrSettings::new(registry_url.to_owned()), topology.events().map(|e| e.schema.clone()))
         .with_cdc(topology)
+        .for_projection(topology, projection)
+        .with_context(|| format!("no projection {projection:?} in the topology"))
 }
 
 /// How to run one projection (shared by `sluice work` and `sluice bench`).
@@ -144,7 +147,7 @@ pub(crate) async fn run_projection(
         },
         crash_after_batches: std::env::var("SLUICE_FAILPOINT_CRASH_AFTER_BATCHES").ok().and_then(|v| v.parse().ok()),
     };
-    let decoder = decoder(topology, &ctx.connections.schema_registry_url);
+    let decoder = decoder(topology, name, &ctx.connections.schema_registry_url)?;
     match &projection.sink {
         SinkConfig::Couchbase { .. } => {
             let cb = Couchbase::connect(&ctx.connections.couchbase).await?;

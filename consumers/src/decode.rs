@@ -5,6 +5,11 @@
 //! Per schema id the writer and reader schemas are compiled once into an [`EventDecoder`], which
 //! reads each body straight into the event (see [`sluice_core::avro`]'s hot paths).
 //!
+//! Every event is then judged by the projection's [`Admission`] rules (declared type, written
+//! with its type's schema, on its type's topic, keyed by its key field, folded by the
+//! projection): an event that breaks one is refused with a [`Refused::code`] for the DLQ, a
+//! declared type the projection does not fold is acknowledged with nothing written.
+//!
 //! Records of a change-data-capture topic (a `[cdc.*]` source of the topology: Debezium change
 //! events or outbox events, Avro through the registry or JSON) are decoded generically — Avro
 //! with the writer schema from the registry, JSON as it is — and mapped to sluice events by the
@@ -19,6 +24,7 @@ use apache_avro::types::Value as Avro;
 use rdkafka::Message;
 use rdkafka::message::Headers;
 use schema_registry_converter::async_impl::schema_registry::{SrSettings, get_schema_by_id};
+use sluice_core::admission::{Admission, Origin, Verdict};
 use sluice_core::avro::{EventDecoder, ReadEventError};
 use sluice_core::cdc::{CdcMapper, CdcOutcome, CdcRecord, RowSchema};
 use sluice_core::event::{Event, Position};
@@ -28,6 +34,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use crate::retry::{backoff, sleep_or_cancel};
+use crate::worker::metrics::names::{KEY_MISMATCHES, SKIPPED};
 
 /// What a record decodes to.
 // Nearly every record is an event: boxing it would cost an allocation per record.
@@ -36,21 +43,57 @@ use crate::retry::{backoff, sleep_or_cancel};
 pub enum Decoded {
     /// An event for the sink.
     Event(Event),
-    /// Nothing to write, and nothing wrong: a CDC tombstone (the null record after a delete) or
-    /// a record that is not about one entity (a truncate). Acknowledged as it is.
+    /// Nothing to write, and nothing wrong: a CDC tombstone (the null record after a delete), a
+    /// record that is not about one entity (a truncate), or an event of a type the projection
+    /// does not fold. Acknowledged as it is.
     Nothing(String),
+}
+
+/// A record that can never be applied: it goes to the DLQ with this code and reason, and the
+/// partition moves on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{code}: {reason}")]
+pub struct Refused {
+    /// Stable, machine-readable: the DLQ record's `sluice.dlq.code` header (`bad_framing`,
+    /// `unknown_schema`, `undecodable_body`, `not_an_event`, `cdc_unmappable`, `rejected_by_sink`, or an
+    /// [admission](sluice_core::admission::Refusal::code) code).
+    pub code: &'static str,
+    /// For the operator: what is wrong, where.
+    pub reason: String,
+}
+
+impl Refused {
+    fn new(code: &'static str, reason: impl Into<String>) -> Self {
+        Self { code, reason: reason.into() }
+    }
+
+    /// An event the sink refused (code `rejected_by_sink`), with the sink's reason.
+    pub fn by_sink(reason: String) -> Self {
+        Self { code: "rejected_by_sink", reason }
+    }
 }
 
 /// Why a record could not be decoded.
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
-    /// The record itself is bad (framing, unknown schema id, undecodable body, no envelope):
-    /// it goes to the DLQ with this reason and the partition moves on.
-    #[error("{0}")]
-    Permanent(String),
+    /// The record itself is bad (framing, unknown schema id, undecodable body, no envelope, a
+    /// broken admission rule): it goes to the DLQ and the partition moves on.
+    #[error(transparent)]
+    Permanent(Refused),
     /// The registry could not be asked (down, timeout): retry later, commit nothing past it.
     #[error("schema registry unavailable: {0}")]
     Transient(String),
+}
+
+fn permanent(code: &'static str, reason: impl Into<String>) -> DecodeError {
+    DecodeError::Permanent(Refused::new(code, reason))
+}
+
+/// A writer schema compiled for decoding, and the full name of its record.
+#[derive(Debug)]
+struct Writer {
+    decoder: EventDecoder,
+    record: Option<String>,
 }
 
 /// Decodes records; shared by a worker's partitions.
@@ -59,13 +102,18 @@ pub struct Decoder {
     registry: SrSettings,
     /// Per schema id: the writer schema compiled with the reader schema to resolve to — none
     /// when it is the same schema (resolution then costs nothing, the common case).
-    writers: RwLock<HashMap<u32, Arc<EventDecoder>>>,
+    writers: RwLock<HashMap<u32, Arc<Writer>>>,
     /// Reader schemas by full record name (`sluice.users.UserRegistered`), from the topology.
     readers: HashMap<String, Arc<Schema>>,
     /// CDC sources by the topic they read.
     cdc: HashMap<String, CdcMapper>,
     /// Per schema id, a CDC writer schema and what it says about the row's columns.
     generic: RwLock<HashMap<u32, Arc<(Schema, RowSchema)>>>,
+    /// The projection's rules; `None` applies every event that decodes (tools that are not a
+    /// projection).
+    admission: Option<Admission>,
+    /// The projection, for metrics.
+    projection: String,
 }
 
 fn record_name(schema: &Schema) -> Option<String> {
@@ -79,7 +127,23 @@ impl Decoder {
     /// A decoder asking `registry` for writer schemas and resolving to `readers`.
     pub fn new(registry: SrSettings, readers: impl IntoIterator<Item = Schema>) -> Self {
         let readers = readers.into_iter().filter_map(|s| Some((record_name(&s)?, Arc::new(s)))).collect();
-        Self { registry, writers: RwLock::default(), readers, cdc: HashMap::new(), generic: RwLock::default() }
+        Self {
+            registry,
+            writers: RwLock::default(),
+            readers,
+            cdc: HashMap::new(),
+            generic: RwLock::default(),
+            admission: None,
+            projection: String::new(),
+        }
+    }
+
+    /// Judges every event by `projection`'s [`Admission`] rules (see the module docs); `None`
+    /// when the topology has no such projection.
+    pub fn for_projection(mut self, topology: &Topology, projection: &str) -> Option<Self> {
+        self.admission = Some(Admission::new(topology, projection)?);
+        self.projection = projection.to_owned();
+        Some(self)
     }
 
     /// Also decodes the records of `topology`'s CDC sources, each with its source's mapping.
@@ -97,11 +161,11 @@ impl Decoder {
             if e.retriable {
                 DecodeError::Transient(e.to_string())
             } else {
-                DecodeError::Permanent(format!("unknown schema id {id}: {e}"))
+                permanent("unknown_schema", format!("unknown schema id {id}: {e}"))
             }
         })?;
         let schema = Schema::parse_str(&registered.schema)
-            .map_err(|e| DecodeError::Permanent(format!("schema id {id} is not valid Avro: {e}")))?;
+            .map_err(|e| permanent("unknown_schema", format!("schema id {id} is not valid Avro: {e}")))?;
         Ok((registered.schema, schema))
     }
 
@@ -112,8 +176,8 @@ impl Decoder {
         }
         // The text, not the canonical form: that drops the decimal scales and Connect type names.
         let (text, schema) = self.registered(id).await?;
-        let row =
-            RowSchema::from_avro_schema(&text).map_err(|e| DecodeError::Permanent(format!("schema id {id}: {e}")))?;
+        let row = RowSchema::from_avro_schema(&text)
+            .map_err(|e| permanent("unknown_schema", format!("schema id {id}: {e}")))?;
         let entry = Arc::new((schema, row));
         if let Ok(mut m) = self.generic.write() {
             m.insert(id, entry.clone());
@@ -127,45 +191,76 @@ impl Decoder {
         bytes: &[u8],
         what: &str,
     ) -> Result<(Avro, Arc<(Schema, RowSchema)>, u32), DecodeError> {
-        let framed = unframe(bytes).map_err(|e| DecodeError::Permanent(format!("{what}: {e}")))?;
+        let framed = unframe(bytes).map_err(|e| permanent("bad_framing", format!("{what}: {e}")))?;
         let entry = self.generic(framed.schema_id).await?;
         let value = sluice_core::avro::decode(framed.body, &entry.0, None).map_err(|e| {
-            DecodeError::Permanent(format!("{what}: undecodable body (schema id {}): {e}", framed.schema_id))
+            permanent("undecodable_body", format!("{what}: undecodable body (schema id {}): {e}", framed.schema_id))
         })?;
         Ok((value, entry, framed.schema_id))
     }
 
     /// The decoder of schema `id`, from the cache or made from the registry's schema.
-    async fn decoder(&self, id: u32) -> Result<Arc<EventDecoder>, DecodeError> {
+    async fn writer(&self, id: u32) -> Result<Arc<Writer>, DecodeError> {
         if let Some(s) = self.writers.read().ok().and_then(|m| m.get(&id).cloned()) {
             return Ok(s);
         }
         let (_, schema) = self.registered(id).await?;
-        let reader = record_name(&schema)
-            .and_then(|n| self.readers.get(&n).cloned())
+        let record = record_name(&schema);
+        let reader = record
+            .as_ref()
+            .and_then(|n| self.readers.get(n).cloned())
             .filter(|r| r.canonical_form() != schema.canonical_form());
-        let decoder = Arc::new(EventDecoder::new(Arc::new(schema), reader));
+        let writer = Arc::new(Writer { decoder: EventDecoder::new(Arc::new(schema), reader), record });
         if let Ok(mut m) = self.writers.write() {
-            m.insert(id, decoder.clone());
+            m.insert(id, writer.clone());
         }
-        Ok(decoder)
+        Ok(writer)
     }
 
-    /// Decodes one record read at `position`: a sluice event, or a CDC record mapped to one.
+    /// Decodes one record read at `position`: a sluice event, or a CDC record mapped to one,
+    /// judged by the projection's rules.
     pub async fn decode(&self, m: &impl Message, position: Position) -> Result<Decoded, DecodeError> {
         // Most workers read no CDC topic: skip the per-record lookup then.
         if let Some(mapper) = (!self.cdc.is_empty()).then(|| self.cdc.get(m.topic())).flatten() {
-            return self.decode_cdc(mapper, m, position).await;
+            return match self.decode_cdc(mapper, m, position).await? {
+                Decoded::Event(event) => self.admit(event, Origin::Cdc),
+                nothing => Ok(nothing),
+            };
         }
-        let framed = unframe(m.payload().unwrap_or_default()).map_err(|e| DecodeError::Permanent(e.to_string()))?;
-        let decoder = self.decoder(framed.schema_id).await?;
-        let event = decoder.decode_event(framed.body, position, framed.schema_id).map_err(|e| match e {
+        let framed = unframe(m.payload().unwrap_or_default()).map_err(|e| permanent("bad_framing", e.to_string()))?;
+        let writer = self.writer(framed.schema_id).await?;
+        let event = writer.decoder.decode_event(framed.body, position, framed.schema_id).map_err(|e| match e {
             ReadEventError::Body(e) => {
-                DecodeError::Permanent(format!("undecodable body (schema id {}): {e}", framed.schema_id))
+                permanent("undecodable_body", format!("undecodable body (schema id {}): {e}", framed.schema_id))
             }
-            ReadEventError::Event(e) => DecodeError::Permanent(e.to_string()),
+            ReadEventError::Event(e) => permanent("not_an_event", e.to_string()),
         })?;
-        Ok(Decoded::Event(event))
+        self.admit(event, Origin::Native { writer_record: writer.record.as_deref(), key: m.key() })
+    }
+
+    /// The projection's verdict on a decoded event.
+    fn admit(&self, event: Event, origin: Origin<'_>) -> Result<Decoded, DecodeError> {
+        let Some(admission) = &self.admission else { return Ok(Decoded::Event(event)) };
+        match admission.judge(&event, origin) {
+            Verdict::Apply => Ok(Decoded::Event(event)),
+            Verdict::ApplyDespite(refusal) => {
+                metrics::counter!(KEY_MISMATCHES, "projection" => self.projection.clone(),
+                                  "topic" => event.position.topic.clone())
+                .increment(1);
+                warn!(offset = event.position.offset, code = refusal.code(), %refusal,
+                      "applied although the key is not the key field (the topic accepts that)");
+                Ok(Decoded::Event(event))
+            }
+            Verdict::Skip => {
+                metrics::counter!(SKIPPED, "projection" => self.projection.clone(),
+                                  "topic" => event.position.topic.clone())
+                .increment(1);
+                debug!(offset = event.position.offset, event_type = %event.envelope.event_type,
+                       "not folded by this projection: acknowledged, nothing written");
+                Ok(Decoded::Nothing(format!("{} is not folded by this projection", event.envelope.event_type)))
+            }
+            Verdict::Refuse(refusal) => Err(permanent(refusal.code(), refusal.to_string())),
+        }
     }
 
     /// [`Decoder::decode`], trying again with backoff while the registry is unavailable:
@@ -176,12 +271,12 @@ impl Decoder {
         m: &impl Message,
         position: Position,
         shutdown: &CancellationToken,
-    ) -> Result<Option<Decoded>, String> {
+    ) -> Result<Option<Decoded>, Refused> {
         let mut attempt = 0;
         loop {
             match self.decode(m, position.clone()).await {
                 Ok(decoded) => return Ok(Some(decoded)),
-                Err(DecodeError::Permanent(reason)) => return Err(reason),
+                Err(DecodeError::Permanent(refused)) => return Err(refused),
                 Err(DecodeError::Transient(reason)) => {
                     warn!(%reason, attempt, "decode failed transiently; retrying");
                     if !sleep_or_cancel(backoff(attempt), shutdown).await {
@@ -226,7 +321,7 @@ impl Decoder {
             .unwrap_or_default();
         let outcome = mapper
             .map(&record, &headers, position, m.timestamp().to_millis(), schema_id)
-            .map_err(|e| DecodeError::Permanent(format!("CDC source {}: {e}", mapper.name())))?;
+            .map_err(|e| permanent("cdc_unmappable", format!("CDC source {}: {e}", mapper.name())))?;
         Ok(match outcome {
             CdcOutcome::Event { event, .. } => Decoded::Event(event),
             CdcOutcome::Tombstone { aggregate_id } => {
@@ -243,7 +338,7 @@ impl Decoder {
 
 /// A JSON key or value of a CDC topic.
 fn json(bytes: &[u8], what: &str) -> Result<serde_json::Value, DecodeError> {
-    serde_json::from_slice(bytes).map_err(|e| DecodeError::Permanent(format!("the {what} is not JSON: {e}")))
+    serde_json::from_slice(bytes).map_err(|e| permanent("undecodable_body", format!("the {what} is not JSON: {e}")))
 }
 
 /// A key: JSON when it parses (a JsonConverter key), else the text itself (a StringConverter key,

@@ -48,7 +48,7 @@
 //! [`crate::event::Event`]s.
 
 use std::fmt::Write as _;
-use std::io::Cursor;
+use std::io::{self, Read};
 use std::str::FromStr;
 
 use apache_avro::reader::datum::GenericDatumReader;
@@ -221,6 +221,9 @@ pub enum DecodeError {
     /// The body is not a datum of the writer schema (truncated, corrupt, or another schema).
     #[error("cannot read the Avro body with the writer schema: {0}")]
     Body(apache_avro::Error),
+    /// The body ends inside a value: it was cut short, or written with another schema.
+    #[error("the body ends inside a value ({0} bytes): truncated, or written with another schema")]
+    Truncated(usize),
     /// The writer schema's datum ends before the body does: the body was written with another
     /// schema, or bytes were appended.
     #[error("{0} trailing bytes after the Avro body")]
@@ -311,13 +314,19 @@ pub fn encode(value: &Value, schema: &Schema) -> Result<Vec<u8>, EncodeError> {
 /// Reads an Avro binary body written with `writer`, the whole body and nothing more, then, when
 /// `reader` is given, resolves it to `reader` (fields added since take their defaults, removed
 /// ones are dropped). Pass `None` when the reader schema is the writer schema.
+///
+/// Strict: every byte is read, and a body that ends inside a value is an error
+/// ([`DecodeError::Truncated`]), wherever it ends.
 pub fn decode(body: &[u8], writer: &Schema, reader: Option<&Schema>) -> Result<Value, DecodeError> {
     let datum = GenericDatumReader::builder(writer).build().map_err(DecodeError::Schema)?;
-    let mut cursor = Cursor::new(body);
-    let value = datum.read_value(&mut cursor).map_err(DecodeError::Body)?;
-    let read = usize::try_from(cursor.position()).unwrap_or(usize::MAX);
-    if read < body.len() {
-        return Err(DecodeError::TrailingBytes(body.len() - read));
+    let mut input = StrictBody { rest: body, ran_out: false };
+    let read = datum.read_value(&mut input);
+    if input.ran_out {
+        return Err(DecodeError::Truncated(body.len()));
+    }
+    let value = read.map_err(DecodeError::Body)?;
+    if !input.rest.is_empty() {
+        return Err(DecodeError::TrailingBytes(input.rest.len()));
     }
     match reader {
         None => Ok(value),
@@ -325,6 +334,32 @@ pub fn decode(body: &[u8], writer: &Schema, reader: Option<&Schema>) -> Result<V
             let names = ResolvedSchema::new(reader).map_err(DecodeError::Schema)?;
             value.resolve_with_names(reader, names.get_names()).map_err(DecodeError::Resolve)
         }
+    }
+}
+
+/// The body as apache-avro reads it, with the end of the body made an error.
+///
+/// apache-avro takes an end of input where a union's branch index should be for the null branch,
+/// so a body cut short before its last nullable fields would decode, those fields null (a
+/// truncated record would erase data in the sinks). Reading past the end here fails with an error
+/// of another kind than `UnexpectedEof`, which apache-avro passes on like any read error, and
+/// `ran_out` tells [`decode`] why.
+struct StrictBody<'a> {
+    rest: &'a [u8],
+    ran_out: bool,
+}
+
+impl Read for StrictBody<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.rest.is_empty() && !buf.is_empty() {
+            self.ran_out = true;
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "the body ends inside a value"));
+        }
+        let n = buf.len().min(self.rest.len());
+        let (head, rest) = self.rest.split_at(n);
+        buf[..n].copy_from_slice(head);
+        self.rest = rest;
+        Ok(n)
     }
 }
 
@@ -1546,8 +1581,10 @@ mod tests {
         assert!(matches!(err, DecodeError::TrailingBytes(2)));
         assert_eq!(err.to_string(), "2 trailing bytes after the Avro body");
         body.truncate(body.len() - 4);
-        assert!(matches!(decode(&body, &schema, None), Err(DecodeError::Body(_))));
-        assert!(matches!(decode(&[], &schema, None), Err(DecodeError::Body(_))));
+        let err = decode(&body, &schema, None).expect_err("truncated");
+        assert!(matches!(err, DecodeError::Truncated(_)), "{err}");
+        assert!(err.to_string().starts_with("the body ends inside a value"), "{err}");
+        assert!(matches!(decode(&[], &schema, None), Err(DecodeError::Truncated(0))));
     }
 
     #[test]

@@ -48,6 +48,21 @@ pub struct Envelope {
     pub tracestate: Option<String>,
 }
 
+impl Envelope {
+    /// The text of a string envelope field (one of [`crate::topology::KEY_FIELDS`], the fields a
+    /// topic may be keyed by), as producers write it into the Kafka key; `None` for any other
+    /// field.
+    pub fn key_text(&self, field: &str) -> Option<&str> {
+        match field {
+            "event_id" => Some(&self.event_id),
+            "event_type" => Some(&self.event_type),
+            "aggregate_id" => Some(&self.aggregate_id),
+            "producer" => Some(&self.producer),
+            _ => None,
+        }
+    }
+}
+
 /// An event read from Kafka.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Event {

@@ -1,6 +1,7 @@
 //! sluice core: the pure heart of the pipeline, shared by producers, consumers and the CLI.
 //!
 //! - [`framing`]: the Confluent wire format (magic byte, schema id, Avro body).
+//! - [`admission`]: which decoded events a projection applies, skips or refuses (to the DLQ).
 //! - [`avro`]: user JSON ⇄ Avro values, and the Avro body written and read (with schema resolution).
 //! - [`cdc`]: Debezium change events and outbox events from a legacy database → sluice events.
 //! - [`connections`]: where the services are (`SLUICE_*` variables over an env file).
@@ -12,6 +13,7 @@
 //!
 //! Nothing here opens a socket: producers and consumers own the I/O.
 
+pub mod admission;
 pub mod avro;
 mod calendar;
 pub mod cdc;

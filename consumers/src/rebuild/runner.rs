@@ -19,7 +19,6 @@ use std::time::{Duration, Instant};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::OwnedMessage;
-use rdkafka::producer::FutureProducer;
 use rdkafka::{Message, Offset, TopicPartitionList};
 use sluice_core::event::Position;
 use sluice_core::rebuild::Span;
@@ -27,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use super::RebuildError;
-use crate::decode::{Decoded, Decoder};
+use crate::decode::{Decoded, Decoder, Refused};
 use crate::retry::{backoff, sleep_or_cancel};
 use crate::sink::{Batch, Sink, SinkError};
 use crate::worker::dlq::{DeadLetter, DeadLetterQueue};
@@ -161,13 +160,8 @@ pub async fn run<S: Sink>(
             .map_err(kafka(format!("assigning {topic}:{partition}")))?;
     }
     consumer.assign(&tpl).map_err(kafka("assigning the partitions"))?;
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", &cfg.brokers)
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .create()
+    let dlq = DeadLetterQueue::connect(&cfg.brokers, cfg.dlq_topic.clone(), cfg.projection.clone())
         .map_err(kafka("creating the DLQ producer"))?;
-    let dlq = DeadLetterQueue::new(producer, cfg.dlq_topic.clone(), cfg.projection.clone());
     info!(projection = %cfg.projection, partitions = parts.len(), group = ?cfg.group, "bounded re-projection started");
 
     let mut flush_at: Option<Instant> = None;
@@ -264,8 +258,8 @@ async fn flush<S: Sink>(
                 // A CDC tombstone: nothing to write.
                 Ok(Some(Decoded::Nothing(_))) => {}
                 Ok(None) => return Err(RebuildError::Cancelled),
-                Err(reason) => {
-                    dead_letter(dlq, &m, "decode", reason).await?;
+                Err(refused) => {
+                    dead_letter(dlq, &m, "decode", refused).await?;
                     summary.dead_lettered += 1;
                 }
             }
@@ -300,7 +294,7 @@ async fn flush<S: Sink>(
         summary.applied += (batch.events.len() - refused.len()) as u64;
         for r in refused {
             if let Some(m) = originals.get(&(batch.topic.clone(), batch.partition, r.offset)) {
-                dead_letter(dlq, m, sink.kind(), r.reason).await?;
+                dead_letter(dlq, m, sink.kind(), Refused::by_sink(r.reason)).await?;
                 summary.dead_lettered += 1;
             }
         }
@@ -317,11 +311,11 @@ async fn dead_letter(
     dlq: &DeadLetterQueue,
     m: &OwnedMessage,
     stage: &'static str,
-    reason: String,
+    refused: Refused,
 ) -> Result<(), RebuildError> {
-    warn!(topic = m.topic(), partition = m.partition(), offset = m.offset(), stage, %reason,
-          dlq = dlq.topic(), "record sent to the dead-letter topic");
-    let letter = DeadLetter::from_message(m, stage, reason);
+    warn!(topic = m.topic(), partition = m.partition(), offset = m.offset(), stage, code = refused.code,
+          reason = %refused.reason, dlq = dlq.topic(), "record sent to the dead-letter topic");
+    let letter = DeadLetter::from_message(m, stage, refused);
     let mut last = String::new();
     for attempt in 0..5 {
         match dlq.send(&letter).await {

@@ -17,8 +17,14 @@ pub mod names {
     pub const CONSUMED: &str = "sluice_events_consumed_total";
     /// Events the sink accepted.
     pub const PROJECTED: &str = "sluice_events_projected_total";
-    /// Records sent to the dead-letter topic, by stage.
+    /// Records sent to the dead-letter topic, by stage and code.
     pub const DEAD_LETTERED: &str = "sluice_dlq_records_total";
+    /// Failed attempts to write a dead letter (each is retried).
+    pub const DLQ_WRITE_FAILURES: &str = "sluice_dlq_write_failures_total";
+    /// Events of a declared type the projection does not fold: acknowledged, nothing written.
+    pub const SKIPPED: &str = "sluice_worker_skipped_total";
+    /// Events applied although their Kafka key is not their key field (`key_mismatch = "accept"`).
+    pub const KEY_MISMATCHES: &str = "sluice_worker_key_mismatches_total";
     /// Events per batch written.
     pub const BATCH_SIZE: &str = "sluice_batch_size_events";
     /// Duration of a successful sink write.
@@ -27,7 +33,8 @@ pub mod names {
     pub const WRITE_RETRIES: &str = "sluice_sink_write_retries_total";
     /// Partitions paused: the sink is failing, or the next batch is full while a write is slow.
     pub const PAUSED: &str = "sluice_paused_partitions";
-    /// Times the worker paused its partitions, by reason (`sink_failing`, `buffer_full`).
+    /// Times the worker paused its partitions, by reason (`sink_failing`, `dlq_unavailable`,
+    /// `buffer_full`).
     pub const PAUSES: &str = "sluice_worker_pauses_total";
     /// From an event's `occurred_at` to the sink's acknowledgement: publish → visible when the
     /// publisher stamps `occurred_at` (it does when the event has none).
@@ -46,6 +53,7 @@ pub struct WorkerMetrics {
     pub(crate) write_seconds: Histogram,
     pub(crate) write_retries: Counter,
     pub(crate) paused: Gauge,
+    pub(crate) dlq_write_failures: Counter,
     visible: Histogram,
     read: Histogram,
     projection: String,
@@ -56,7 +64,10 @@ impl WorkerMetrics {
     pub fn new(projection: &str, sink: &'static str) -> Self {
         describe_counter!(names::CONSUMED, "Records read from Kafka.");
         describe_counter!(names::PROJECTED, "Events the sink accepted.");
-        describe_counter!(names::DEAD_LETTERED, "Records sent to the dead-letter topic, by stage.");
+        describe_counter!(names::DEAD_LETTERED, "Records sent to the dead-letter topic, by stage and code.");
+        describe_counter!(names::DLQ_WRITE_FAILURES, "Failed attempts to write a dead letter (retried).");
+        describe_counter!(names::SKIPPED, "Events of a type the projection does not fold, acknowledged unwritten.");
+        describe_counter!(names::KEY_MISMATCHES, "Events applied although their key is not their key field.");
         describe_histogram!(names::BATCH_SIZE, "Events per batch written to the sink.");
         describe_histogram!(names::WRITE_SECONDS, metrics::Unit::Seconds, "Duration of a successful sink write.");
         describe_counter!(names::WRITE_RETRIES, "Sink writes that failed transiently and were retried.");
@@ -80,15 +91,17 @@ impl WorkerMetrics {
             write_seconds: histogram!(names::WRITE_SECONDS, "projection" => p.clone(), "sink" => sink),
             write_retries: counter!(names::WRITE_RETRIES, "projection" => p.clone(), "sink" => sink),
             paused: gauge!(names::PAUSED, "projection" => p.clone()),
+            dlq_write_failures: counter!(names::DLQ_WRITE_FAILURES, "projection" => p.clone()),
             visible: histogram!(names::VISIBLE_SECONDS, "projection" => p.clone()),
             read: histogram!(names::READ_SECONDS, "projection" => p.clone()),
             projection: p,
         }
     }
 
-    /// Counts one dead letter of `stage`.
-    pub(crate) fn dead_lettered(&self, stage: &'static str) {
-        counter!(names::DEAD_LETTERED, "projection" => self.projection.clone(), "stage" => stage).increment(1);
+    /// Counts one dead letter of `stage`, refused for `code`.
+    pub(crate) fn dead_lettered(&self, stage: &'static str, code: &'static str) {
+        counter!(names::DEAD_LETTERED, "projection" => self.projection.clone(), "stage" => stage, "code" => code)
+            .increment(1);
     }
 
     /// Counts one pause of the partitions, and why.

@@ -41,14 +41,13 @@ use futures::stream::{FuturesUnordered, StreamExt as _};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::message::OwnedMessage;
-use rdkafka::producer::FutureProducer;
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 use sluice_core::event::Position;
 use sluice_core::offsets::OffsetTracker;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
-use crate::decode::{Decoded, Decoder};
+use crate::decode::{Decoded, Decoder, Refused};
 use crate::retry::{backoff, sleep_or_cancel};
 use crate::sink::{Batch, Sink, SinkError};
 use dlq::{DeadLetter, DeadLetterQueue};
@@ -74,6 +73,11 @@ const STALL_GRACE: Duration = Duration::from_secs(5);
 /// every landed write would cost the broker more than the records themselves at a steady rate.
 /// A crash re-delivers at most this much more, which the idempotent sinks absorb.
 const COMMIT_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Failed attempts to write one dead letter before the partitions are paused. The first few
+/// failures are usually a leader election (seconds); past them the DLQ is down or refuses the
+/// record, and the worker stops fetching rather than piling records up behind it.
+const DLQ_ATTEMPTS_BEFORE_PAUSE: u32 = 3;
 
 /// Default byte budget of the batch collected while writes are in flight.
 pub const DEFAULT_MAX_BUFFERED_BYTES: usize = 64 << 20;
@@ -196,13 +200,23 @@ pub struct Worker<S> {
     metrics: metrics::WorkerMetrics,
     /// Set by a write in flight while the sink fails, read by the polling loop (to pause).
     sink_failing: AtomicBool,
+    /// Set by a write in flight while the DLQ refuses a dead letter past
+    /// [`DLQ_ATTEMPTS_BEFORE_PAUSE`] attempts, read by the polling loop (to pause).
+    dlq_failing: AtomicBool,
 }
 
 impl<S: Sink> Worker<S> {
     /// A worker for `cfg` writing to `sink`.
     pub fn new(cfg: WorkerConfig, sink: S, decoder: Decoder) -> Self {
         let metrics = metrics::WorkerMetrics::new(&cfg.projection, sink.kind());
-        Self { cfg, sink, decoder: Arc::new(decoder), metrics, sink_failing: AtomicBool::new(false) }
+        Self {
+            cfg,
+            sink,
+            decoder: Arc::new(decoder),
+            metrics,
+            sink_failing: AtomicBool::new(false),
+            dlq_failing: AtomicBool::new(false),
+        }
     }
 
     /// Runs until `shutdown` is cancelled (then drains) or a configuration error stops it.
@@ -232,12 +246,7 @@ impl<S: Sink> Worker<S> {
             config.create_with_context(WorkerContext { shared: shared.clone() })?;
         let topics: Vec<&str> = self.cfg.topics.iter().map(String::as_str).collect();
         consumer.subscribe(&topics)?;
-        let producer: FutureProducer = ClientConfig::new()
-            .set("bootstrap.servers", &self.cfg.brokers)
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .create()?;
-        let dlq = DeadLetterQueue::new(producer, self.cfg.dlq_topic.clone(), self.cfg.projection.clone());
+        let dlq = DeadLetterQueue::connect(&self.cfg.brokers, self.cfg.dlq_topic.clone(), self.cfg.projection.clone())?;
         info!(projection = %self.cfg.projection, group = %self.cfg.group, topics = ?self.cfg.topics,
               sink = self.sink.kind(), dlq = %self.cfg.dlq_topic, "worker started");
 
@@ -320,8 +329,10 @@ impl<S: Sink> Worker<S> {
                 commit(&consumer, &mut ledger.trackers, &shared, CommitMode::Async);
                 last_commit = Instant::now();
             }
-            if paused.is_none() && self.sink_failing.load(Ordering::Relaxed) {
-                self.pause(&consumer, &mut paused, "sink_failing");
+            if paused.is_none()
+                && let Some(reason) = self.failing()
+            {
+                self.pause(&consumer, &mut paused, reason);
             }
             next.forget_revoked(&shared, &mut ledger);
             // Adaptive batching: while behind, records stream in back to back and batches fill up
@@ -336,7 +347,7 @@ impl<S: Sink> Worker<S> {
             // Resume once the sink is not failing (a write landed) and the next batch has room:
             // after a landing the next batch was just handed over, so it is empty.
             if paused.is_some()
-                && !self.sink_failing.load(Ordering::Relaxed)
+                && self.failing().is_none()
                 && !next.is_full(limits)
                 && let Some(tpl) = paused.take()
             {
@@ -397,6 +408,17 @@ impl<S: Sink> Worker<S> {
             "worker stopped"
         );
         Ok(stats)
+    }
+
+    /// Why the partitions must stay paused whatever the batches: the sink or the DLQ is failing.
+    fn failing(&self) -> Option<&'static str> {
+        if self.sink_failing.load(Ordering::Relaxed) {
+            Some("sink_failing")
+        } else if self.dlq_failing.load(Ordering::Relaxed) {
+            Some("dlq_unavailable")
+        } else {
+            None
+        }
     }
 
     /// Pauses every assigned partition: nothing more is fetched, memory stays flat however long
@@ -489,7 +511,7 @@ impl<S: Sink> Worker<S> {
                     );
                     continue;
                 };
-                if !self.dead_letter(dlq, m, self.sink.kind(), r.reason, token).await {
+                if !self.dead_letter(dlq, m, self.sink.kind(), Refused::by_sink(r.reason), token).await {
                     all_sent = false;
                     break;
                 }
@@ -519,8 +541,8 @@ impl<S: Sink> Worker<S> {
                 // Acknowledged with the batch, nothing to write (a CDC tombstone).
                 Ok(Some(Decoded::Nothing(_))) => {}
                 Ok(None) => return None,
-                Err(reason) => {
-                    if !self.dead_letter(dlq, m, "decode", reason, shutdown).await {
+                Err(refused) => {
+                    if !self.dead_letter(dlq, m, "decode", refused, shutdown).await {
                         return None;
                     }
                     stats.dead_lettered += 1;
@@ -578,27 +600,42 @@ impl<S: Sink> Worker<S> {
     }
 
     /// Sends one record to the DLQ, retrying until Kafka takes it; false when cancelled first.
+    /// Past [`DLQ_ATTEMPTS_BEFORE_PAUSE`] failed attempts the polling loop pauses the partitions
+    /// (nothing more is fetched while the record cannot leave), until the DLQ accepts again.
     async fn dead_letter(
         &self,
         dlq: &DeadLetterQueue,
         m: &OwnedMessage,
         stage: &'static str,
-        reason: String,
+        refused: Refused,
         shutdown: &CancellationToken,
     ) -> bool {
-        self.metrics.dead_lettered(stage);
-        warn!(offset = m.offset(), stage, %reason, dlq = dlq.topic(), "record sent to the dead-letter topic");
-        let letter = DeadLetter::from_message(m, stage, reason);
+        self.metrics.dead_lettered(stage, refused.code);
+        warn!(offset = m.offset(), stage, code = refused.code, reason = %refused.reason, dlq = dlq.topic(),
+              "record sent to the dead-letter topic");
+        let letter = DeadLetter::from_message(m, stage, refused);
         let mut attempt = 0;
         loop {
             match dlq.send(&letter).await {
-                Ok(()) => return true,
+                Ok(()) => {
+                    if attempt >= DLQ_ATTEMPTS_BEFORE_PAUSE && self.dlq_failing.swap(false, Ordering::Relaxed) {
+                        info!(dlq = dlq.topic(), attempt, "the dead-letter topic accepts again");
+                    }
+                    return true;
+                }
                 Err(e) => {
-                    warn!(error = %e, attempt, "DLQ write failed; retrying");
-                    if !sleep_or_cancel(backoff(attempt), shutdown).await {
+                    self.metrics.dlq_write_failures.increment(1);
+                    attempt += 1;
+                    if attempt == DLQ_ATTEMPTS_BEFORE_PAUSE {
+                        error!(error = %e, attempt, dlq = dlq.topic(), offset = m.offset(),
+                               "the dead-letter topic refuses writes: pausing the partitions until it accepts again");
+                        self.dlq_failing.store(true, Ordering::Relaxed);
+                    } else {
+                        warn!(error = %e, attempt, "DLQ write failed; retrying");
+                    }
+                    if !sleep_or_cancel(backoff(attempt - 1), shutdown).await {
                         return false;
                     }
-                    attempt += 1;
                 }
             }
         }

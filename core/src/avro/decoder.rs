@@ -10,9 +10,10 @@
 //!
 //! apache-avro stays the reference. A schema the plan does not cover (big-decimal, recursive
 //! types, a reader schema that changes more than which fields there are and in what order) is
-//! always read by [`decode`]; so is every body the plan cannot read, so errors — and
-//! apache-avro's own leniencies, such as a truncated last string read as `null` — are exactly
-//! those of [`decode`]. Property tests hold the two paths equal.
+//! always read by [`decode`]; so is every body the plan cannot read, so errors are exactly those
+//! of [`decode`], which is strict (a body cut short is an error wherever it ends, where
+//! apache-avro alone would read a missing union index as `null`). Property tests hold the two
+//! paths equal.
 
 use std::cmp::Ordering;
 use std::mem::size_of;
@@ -264,8 +265,7 @@ struct Out {
     envelope: Option<usize>,
 }
 
-/// The body does not read with the plan: apache-avro has the last word, with its precise error
-/// (or its leniency).
+/// The body does not read with the plan: apache-avro has the last word, with its precise error.
 #[derive(Debug)]
 struct Bail;
 

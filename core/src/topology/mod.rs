@@ -34,9 +34,9 @@ pub use model::{
     CleanupPolicy, ClickHouseSink, ColumnKind, ColumnMapping, Compatibility, ConnectionDefaults, CouchbaseSink,
     DEBEZIUM_UNAVAILABLE_VALUE, DEFAULT_BATCH_SIZE, DEFAULT_KEY, DEFAULT_LINGER, DEFAULT_MAX_IN_FLIGHT,
     DEFAULT_STATE_CREATES, DEFAULT_STATE_DELETES, DEFAULT_STATE_EVENT_PREFIX, DebeziumConfig, DecimalHandling,
-    DocumentId, EventConfig, FieldRef, FieldSource, IdPart, MAX_IN_FLIGHT_LIMIT, OutboxConfig, ProjectionConfig,
-    RegistryConfig, SinkConfig, SinkKind, StateChange, SubjectStrategy, TemplateError, TimeUnit, TopicConfig,
-    TopologyConfig,
+    DocumentId, EventConfig, FieldRef, FieldSource, IdPart, KeyMismatchPolicy, MAX_IN_FLIGHT_LIMIT, OutboxConfig,
+    ProjectionConfig, RegistryConfig, SinkConfig, SinkKind, StateChange, SubjectStrategy, TemplateError, TimeUnit,
+    TopicConfig, TopologyConfig,
 };
 pub use schema::{KEY_FIELDS, is_envelope_field};
 

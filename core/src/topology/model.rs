@@ -232,6 +232,22 @@ impl SubjectStrategy {
 }
 
 spelled_enum! {
+    /// What a projection does with a record whose Kafka key is not its topic's key field (see
+    /// [`crate::admission`]).
+    #[derive(Default)]
+    KeyMismatchPolicy {
+        /// To the dead-letter topic, reason `key_mismatch`: the record may sit in another
+        /// partition than its entity's other events, so their order is not guaranteed.
+        #[default]
+        Refuse = "dlq",
+        /// Applied anyway, counted (`sluice_worker_key_mismatches_total`) and logged: for topics
+        /// written by producers that key otherwise, where the sinks' version checks are trusted
+        /// to order an entity's events.
+        Accept = "accept",
+    }
+}
+
+spelled_enum! {
     /// Where a projection writes.
     SinkKind {
         /// Latest state per entity, one document each.
@@ -257,6 +273,8 @@ pub struct TopicConfig {
     pub key: String,
     /// How the value schemas on this topic are named in the registry (default `topic`).
     pub subject_strategy: SubjectStrategy,
+    /// What projections do with a record whose key is not its `key` field (default `dlq`).
+    pub key_mismatch: KeyMismatchPolicy,
 }
 
 impl TopicConfig {
@@ -270,6 +288,7 @@ impl TopicConfig {
             retention: Some(Retention::For(HumanDuration::from_millis(28 * 24 * 3_600_000))),
             key: DEFAULT_KEY.to_owned(),
             subject_strategy: SubjectStrategy::Topic,
+            key_mismatch: KeyMismatchPolicy::Refuse,
         }
     }
 }

@@ -19,8 +19,8 @@ use super::duration::{DurationError, HumanDuration, Retention};
 use super::model::{
     BackpressureConfig, CLICKHOUSE_ROLLUPS, COUCHBASE_DEFAULT_COLLECTION, CleanupPolicy, ClickHouseSink, Compatibility,
     ConnectionDefaults, CouchbaseSink, DEFAULT_BATCH_SIZE, DEFAULT_KEY, DEFAULT_LINGER, DEFAULT_MAX_IN_FLIGHT,
-    DEFAULT_STATE_EVENT_PREFIX, DocumentId, EventConfig, FieldSource, MAX_IN_FLIGHT_LIMIT, ProjectionConfig,
-    RegistryConfig, SinkConfig, SinkKind, SubjectStrategy, TopicConfig, TopologyConfig,
+    DEFAULT_STATE_EVENT_PREFIX, DocumentId, EventConfig, FieldSource, KeyMismatchPolicy, MAX_IN_FLIGHT_LIMIT,
+    ProjectionConfig, RegistryConfig, SinkConfig, SinkKind, SubjectStrategy, TopicConfig, TopologyConfig,
 };
 use super::schema::KEY_FIELDS;
 
@@ -662,6 +662,7 @@ impl Walker<'_> {
             );
         }
         let subject_strategy = self.choice(t, "subject_strategy", SubjectStrategy::NAMES);
+        let key_mismatch = self.choice(t, "key_mismatch", KeyMismatchPolicy::NAMES);
         TopicConfig {
             partitions: partitions.and_then(|n| u32::try_from(n).ok()).unwrap_or(1),
             replication_factor: replication_factor.and_then(|n| u16::try_from(n).ok()).unwrap_or(1),
@@ -669,6 +670,7 @@ impl Walker<'_> {
             retention,
             key: key.unwrap_or_else(|| DEFAULT_KEY.to_owned()),
             subject_strategy: subject_strategy.unwrap_or_default(),
+            key_mismatch: key_mismatch.unwrap_or_default(),
         }
     }
 
