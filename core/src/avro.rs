@@ -334,8 +334,40 @@ pub fn decode(body: &[u8], writer: &Schema, reader: Option<&Schema>) -> Result<V
         None => Ok(value),
         Some(reader) => {
             let names = ResolvedSchema::new(reader).map_err(DecodeError::Schema)?;
+            let mut value = value;
+            widen_decimals(&mut value);
             value.resolve_with_names(reader, names.get_names()).map_err(DecodeError::Resolve)
         }
+    }
+}
+
+/// Bytes every decimal value is widened to before resolution: enough for the largest precision a
+/// 256-bit decimal holds (76 digits).
+const RESOLVED_DECIMAL_BYTES: usize = 32;
+
+/// Sign-extends every decimal in `value` to [`RESOLVED_DECIMAL_BYTES`], the same number.
+///
+/// apache-avro 0.22 refuses to resolve a decimal whose two's-complement bytes are too *few* to
+/// reach the schema's precision ("Precision 6 too small to hold decimal values with 2 bytes"):
+/// 26.35 at decimal(6, 2) is 2 bytes, so every small amount written with v1 of a schema would fail
+/// to resolve to a compatible v2. Widening the bytes keeps the value and passes that check.
+fn widen_decimals(value: &mut Value) {
+    match value {
+        Value::Decimal(decimal) => {
+            if let Ok(bytes) = Vec::<u8>::try_from(&*decimal)
+                && bytes.len() < RESOLVED_DECIMAL_BYTES
+            {
+                let fill = if bytes.first().is_some_and(|b| b & 0x80 != 0) { 0xff } else { 0 };
+                let mut wide = vec![fill; RESOLVED_DECIMAL_BYTES - bytes.len()];
+                wide.extend_from_slice(&bytes);
+                *decimal = Decimal::from(wide);
+            }
+        }
+        Value::Union(_, inner) => widen_decimals(inner),
+        Value::Array(items) => items.iter_mut().for_each(widen_decimals),
+        Value::Map(entries) => entries.values_mut().for_each(widen_decimals),
+        Value::Record(fields) => fields.iter_mut().for_each(|(_, v)| widen_decimals(v)),
+        _ => {}
     }
 }
 
@@ -963,12 +995,19 @@ fn unscaled_decimal(decimal: &Decimal) -> String {
     let Ok(bytes) = Vec::<u8>::try_from(decimal) else {
         return String::new();
     };
+    // Sign-extension bytes say nothing (writers may pad, resolution widens: `widen_decimals`).
+    let mut bytes = bytes.as_slice();
+    while let [head, next, ..] = bytes
+        && ((*head == 0x00 && next & 0x80 == 0) || (*head == 0xff && next & 0x80 != 0))
+    {
+        bytes = &bytes[1..];
+    }
     if bytes.len() > 16 {
-        return format!("0x{}", hex(&bytes));
+        return format!("0x{}", hex(bytes));
     }
     let fill = if bytes.first().is_some_and(|b| b & 0x80 != 0) { 0xff } else { 0x00 };
     let mut wide = [fill; 16];
-    wide[16 - bytes.len()..].copy_from_slice(&bytes);
+    wide[16 - bytes.len()..].copy_from_slice(bytes);
     i128::from_be_bytes(wide).to_string()
 }
 
