@@ -106,6 +106,9 @@ pub async fn migrate_named(
 ) -> Result<Vec<MigrationLine>, Error> {
     let layout = Layout::of(&ch.capabilities);
     let plan = schema::plan_named(database, sink, layout, names)?;
+    for note in &plan.notes {
+        tracing::warn!("{note}");
+    }
     let mut lines = Vec::with_capacity(plan.objects.len() + 1);
 
     let databases: u64 = ch
