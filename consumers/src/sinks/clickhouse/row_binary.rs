@@ -211,7 +211,7 @@ fn short(value: &Value) -> String {
 
 fn unhex(text: &str) -> Result<Vec<u8>, Misfit> {
     let digits = text.as_bytes();
-    if digits.len() % 2 != 0 {
+    if !digits.len().is_multiple_of(2) {
         return Err(format!("{text:?} is not hex"));
     }
     digits

@@ -177,6 +177,9 @@ mod tests {
         physical("c", &ty, layout).into_iter().map(|p| (p.name, p.sql)).collect()
     }
 
+    /// A column type, and its physical columns on a current server and on 18.16.
+    type Case = (ColumnType, Vec<(String, String)>, Vec<(String, String)>);
+
     fn one(name: &str, sql: &str) -> Vec<(String, String)> {
         vec![(name.to_owned(), sql.to_owned())]
     }
@@ -185,7 +188,7 @@ mod tests {
     fn the_best_type_each_server_has() {
         let n = |t: ColumnType| ColumnType::Nullable(Box::new(t));
         let a = |t: ColumnType| ColumnType::Array(Box::new(t));
-        let cases: Vec<(ColumnType, Vec<(String, String)>, Vec<(String, String)>)> = vec![
+        let cases: Vec<Case> = vec![
             (ColumnType::Bool, one("c", "Bool"), one("c", "UInt8")),
             (ColumnType::Enum(vec!["A".into()]), one("c", "LowCardinality(String)"), one("c", "String")),
             (
