@@ -218,6 +218,22 @@ async fn orders_end_to_end(url: &str, modern: bool) {
     assert_eq!(types.get("total").map(String::as_str), Some("Decimal(12, 2)"), "{types:?}");
     assert_eq!(types.get("items_unit_price").map(String::as_str), Some("Array(Decimal(10, 2))"), "{types:?}");
     assert_eq!(types.get("customer_id").map(String::as_str), Some("UUID"), "{types:?}");
+    // The example queries of docs/analytics.md ("Declared tables"), as they are written there.
+    let revenue: Vec<(String, i64)> = client
+        .query("SELECT currency, toInt64(revenue * 100) FROM (SELECT currency, sum(total) AS revenue FROM orders_placed FINAL GROUP BY currency)")
+        .fetch_all()
+        .await
+        .expect("revenue per currency");
+    assert_eq!(revenue.iter().map(|(_, c)| c).sum::<i64>(), model.total_cents, "{revenue:?}");
+    let units: Vec<(String, i64)> = client
+        .query(
+            "SELECT sku, toInt64(sum(quantity)) FROM orders_placed FINAL \
+             ARRAY JOIN items_sku AS sku, items_quantity AS quantity GROUP BY sku ORDER BY 2 DESC",
+        )
+        .fetch_all()
+        .await
+        .expect("units per SKU");
+    assert_eq!(units.iter().map(|(_, q)| q).sum::<i64>(), model.quantity, "{units:?}");
     let (status, _) = w.terminate();
     assert!(status.success(), "clean shutdown: {status}");
 }
