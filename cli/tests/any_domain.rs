@@ -18,8 +18,13 @@ use common::*;
 /// its own at `url`.
 fn fresh_orders(sfx: &str, url: &str) -> PathBuf {
     let domain = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/domains/orders");
+    fresh_orders_with(sfx, url, &domain.join("schemas").canonicalize().expect("schemas"))
+}
+
+/// [`fresh_orders`] with the schemas in `schemas`.
+fn fresh_orders_with(sfx: &str, url: &str, schemas: &Path) -> PathBuf {
+    let domain = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/domains/orders");
     let text = std::fs::read_to_string(domain.join("topology.toml")).expect("orders topology");
-    let schemas = domain.join("schemas").canonicalize().expect("schemas");
     let text = text
         .replace("schema = \"schemas/", &format!("schema = \"{}/", schemas.display()))
         .replace("[topics.orders]", &format!("[topics.orders_{sfx}]"))
@@ -247,4 +252,99 @@ async fn orders_on_the_modern_engine() {
 async fn orders_on_clickhouse_18() {
     let url = connections().clickhouse_compat.expect("SLUICE_CLICKHOUSE_COMPAT_URL: start the rig with dev/up").url;
     orders_end_to_end(&url, false).await;
+}
+
+/// Online evolution: v1 shipments flow; v2 of the schema adds an optional field; `migrate --plan`
+/// shows the column it would add, `migrate` adds it while the worker runs; the worker, restarted
+/// on the new topology, writes v2 events with the field, and the v1 rows read NULL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compatible_schema_change_adds_the_column_online() {
+    let sfx = unique("evolve");
+    // Schemas of their own (their own registry subjects), so v2 reaches no other test.
+    let domain = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/domains/orders/schemas");
+    let schemas = std::env::temp_dir().join(format!("sluice-test-{sfx}-schemas"));
+    std::fs::create_dir_all(&schemas).expect("schemas dir");
+    for f in ["placed", "paid", "shipped", "cancelled"] {
+        let text = std::fs::read_to_string(domain.join(format!("{f}.avsc"))).expect("schema");
+        std::fs::write(
+            schemas.join(format!("{f}.avsc")),
+            text.replace("\"shop.orders\"", &format!("\"shop.orders_{sfx}\"")),
+        )
+        .expect("write schema");
+    }
+    let url = connections().clickhouse.url;
+    let topology = fresh_orders_with(&sfx, &url, &schemas);
+    let dir = topology.parent().expect("dir").to_path_buf();
+    let projection = format!("order_analytics_{sfx}");
+    let topic = format!("orders_{sfx}");
+    run_ok(sluice(&topology).args(["topics", "apply"]));
+    run_ok(sluice(&topology).args(["schemas", "register"]));
+    run_ok(sluice(&topology).args(["clickhouse", "migrate"]));
+    let shipped = |i: i64, signed_by: Option<&str>| {
+        let mut e = json!({"event_id": uuid::Uuid::new_v4().to_string(), "event_type": "order.shipped",
+            "aggregate_id": format!("o-{i}"), "aggregate_version": 3, "occurred_at": now_ms(), "producer": "t",
+            "carrier": "DHL", "tracking": null, "parcels": 1});
+        if let Some(who) = signed_by {
+            merge(&mut e, json!({"signed_by": who}));
+        }
+        e
+    };
+    let v1: Vec<Value> = (0..5).map(|i| shipped(i, None)).collect();
+    run_ok(sluice(&topology).args(["publish", "--file"]).arg(write_jsonl(
+        &dir,
+        "v1.jsonl",
+        &v1.iter().collect::<Vec<_>>(),
+    )));
+    let worker = WorkerProcess::start(&topology, &projection, None);
+    await_caught_up(&format!("sluice.{projection}"), std::slice::from_ref(&topic), 60).await;
+
+    // v2: an optional field added (BACKWARD compatible).
+    let v1_text = std::fs::read_to_string(schemas.join("shipped.avsc")).expect("v1");
+    let v2_text = v1_text.replace(
+        r#"{"name": "parcels", "type": "int", "default": 1}"#,
+        r#"{"name": "parcels", "type": "int", "default": 1},
+    {"name": "signed_by", "type": ["null", "string"], "default": null}"#,
+    );
+    assert_ne!(v1_text, v2_text, "the field was added");
+    std::fs::write(schemas.join("shipped.avsc"), v2_text).expect("v2");
+    run_ok(sluice(&topology).args(["schemas", "register"]));
+    let plan = run_ok(sluice(&topology).args(["clickhouse", "migrate", "--plan"]));
+    let plan = String::from_utf8_lossy(&plan.stdout);
+    assert!(
+        plan.contains(&format!("ALTER TABLE `db_{sfx}`.`order_shipments` ADD COLUMN `signed_by` Nullable(String)")),
+        "{plan}"
+    );
+    let out = run_ok(sluice(&topology).args(["clickhouse", "migrate"]));
+    let out = String::from_utf8_lossy(&out.stdout);
+    assert!(out.contains("added column `db_"), "{out}");
+    assert!(out.contains("1 columns added"), "{out}");
+    let again = run_ok(sluice(&topology).args(["clickhouse", "migrate", "--plan"]));
+    assert!(String::from_utf8_lossy(&again.stdout).contains("-- nothing to do"), "a second migrate changes nothing");
+
+    // The worker ran through the migration; restarted, it reads the new topology.
+    let (status, _) = worker.terminate();
+    assert!(status.success(), "the worker ran through the migration: {status}");
+    let worker = WorkerProcess::start(&topology, &projection, None);
+    let v2: Vec<Value> = (5..8).map(|i| shipped(i, Some("Ann"))).collect();
+    run_ok(sluice(&topology).args(["publish", "--file"]).arg(write_jsonl(
+        &dir,
+        "v2.jsonl",
+        &v2.iter().collect::<Vec<_>>(),
+    )));
+    await_caught_up(&format!("sluice.{projection}"), std::slice::from_ref(&topic), 60).await;
+
+    let mut conn = connections().clickhouse;
+    conn.database = format!("db_{sfx}");
+    let ch = sluice_consumers::sinks::clickhouse::ClickHouse::connect(&conn).await.expect("clickhouse");
+    let client = ch.client.clone().with_database(&conn.database);
+    let rows: Vec<(String, Option<String>)> = client
+        .query("SELECT aggregate_id, signed_by FROM order_shipments ORDER BY aggregate_id")
+        .fetch_all()
+        .await
+        .expect("rows");
+    let expected: Vec<(String, Option<String>)> =
+        (0..8).map(|i| (format!("o-{i}"), (i >= 5).then(|| "Ann".to_owned()))).collect();
+    assert_eq!(rows, expected, "v1 rows read NULL, v2 rows carry the field, nothing lost");
+    let (status, _) = worker.terminate();
+    assert!(status.success(), "clean shutdown: {status}");
 }

@@ -224,6 +224,7 @@ pub fn object(database: &str, name: &str, table: &DeclaredTable, l: Layout) -> (
     }
     engine.push_str(&l.settings());
     let object = Object {
+        evolves: true,
         name: name.to_owned(),
         kind: ObjectKind::Table,
         engine: table.engine.as_str(),

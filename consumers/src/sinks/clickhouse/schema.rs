@@ -251,6 +251,9 @@ pub struct Object {
     pub columns: Vec<Column>,
     /// `CREATE … IF NOT EXISTS …`.
     pub create: String,
+    /// Columns it lacks are added online (`ALTER TABLE … ADD COLUMN`): a declared table whose
+    /// event types gained a field. Other objects' drift is reported, never changed.
+    pub evolves: bool,
 }
 
 /// The names of the objects a projection writes and analysts read.
@@ -375,6 +378,7 @@ fn events_table(database: &str, name: &str, l: Layout) -> Object {
         .to_owned();
     engine.push_str(&l.settings());
     Object {
+        evolves: false,
         name: name.to_owned(),
         kind: ObjectKind::Table,
         engine: "ReplacingMergeTree",
@@ -400,6 +404,7 @@ fn daily_engagement(database: &str, names: &Names, l: Layout) -> [Object; 3] {
         l.settings()
     );
     let table = Object {
+        evolves: false,
         name: by_event.clone(),
         kind: ObjectKind::Table,
         engine: "ReplacingMergeTree",
@@ -424,6 +429,7 @@ fn daily_engagement(database: &str, names: &Names, l: Layout) -> [Object; 3] {
         types.join(", "),
     );
     let materialized = Object {
+        evolves: false,
         name: mv.clone(),
         kind: ObjectKind::MaterializedView,
         engine: "MaterializedView",
@@ -447,6 +453,7 @@ fn daily_engagement(database: &str, names: &Names, l: Layout) -> [Object; 3] {
         Column::stored("revenue_cents", "Int64"),
     ];
     let view = Object {
+        evolves: false,
         name: view_name.clone(),
         kind: ObjectKind::View,
         engine: "View",
@@ -482,6 +489,7 @@ fn users_state(database: &str, state_base: &str, updates: &str, names: &Names, l
     let engine =
         format!("ENGINE = ReplacingMergeTree\nORDER BY (user_id, aggregate_version, event_id){}", l.settings());
     let updates_table = Object {
+        evolves: false,
         name: updates.to_owned(),
         kind: ObjectKind::Table,
         engine: "ReplacingMergeTree",
@@ -501,6 +509,7 @@ fn users_state(database: &str, state_base: &str, updates: &str, names: &Names, l
     ];
     // Key: one row per user once parts merge; a lookup by user reads one granule.
     let folded_table = Object {
+        evolves: false,
         name: folded.clone(),
         kind: ObjectKind::Table,
         engine: "AggregatingMergeTree",
@@ -512,6 +521,7 @@ fn users_state(database: &str, state_base: &str, updates: &str, names: &Names, l
     // column name would replace that column inside the other aggregates.
     let field = |c: &str| format!("argMaxIfState(assumeNotNull({c}), aggregate_version, isNotNull({c})) AS {c}");
     let materialized = Object {
+        evolves: false,
         name: mv.clone(),
         kind: ObjectKind::MaterializedView,
         engine: "MaterializedView",
@@ -531,6 +541,7 @@ fn users_state(database: &str, state_base: &str, updates: &str, names: &Names, l
     };
 
     let view = Object {
+        evolves: false,
         name: state.to_owned(),
         kind: ObjectKind::View,
         engine: "View",
@@ -667,6 +678,24 @@ fn normalized(ty: &str) -> String {
 /// Compares what the server has (`engines`: object name → engine, from `system.tables`;
 /// `described`: its columns) with the plan. Objects the server lacks are not reported (migrate
 /// creates them); extra columns are allowed (an operator may add some for analysts).
+/// The `ALTER TABLE … ADD COLUMN` statements that give the existing objects which evolve (see
+/// [`Object::evolves`]) the stored columns they lack, as `(object, column, statement)`.
+pub fn additions(plan: &Plan, described: &[DescribedColumn]) -> Vec<(String, String, String)> {
+    let mut out = Vec::new();
+    for object in plan.objects.iter().filter(|o| o.evolves) {
+        let have: Vec<&str> = described.iter().filter(|c| c.table == object.name).map(|c| c.name.as_str()).collect();
+        if have.is_empty() {
+            continue; // Not there yet: its CREATE has every column.
+        }
+        for column in object.columns.iter().filter(|c| c.kind == ColumnKind::Stored && !have.contains(&c.name.as_str()))
+        {
+            let sql = format!("ALTER TABLE {} ADD COLUMN {}", qualified(&plan.database, &object.name), column.ddl());
+            out.push((qualified(&plan.database, &object.name), column.name.clone(), sql));
+        }
+    }
+    out
+}
+
 pub fn check(plan: &Plan, engines: &BTreeMap<String, String>, described: &[DescribedColumn]) -> Vec<Drift> {
     let mut drift = Vec::new();
     for object in &plan.objects {

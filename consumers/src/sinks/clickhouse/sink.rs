@@ -127,6 +127,11 @@ impl ClickHouseProjection {
         migrate_named(&self.ch, &self.database, &self.config, &self.names).await
     }
 
+    /// What [`Self::migrate`] would run now, without running it.
+    pub async fn migration_statements(&self) -> Result<Vec<String>, Error> {
+        super::migrate::statements(&self.ch, &self.database, &self.config, &self.names).await
+    }
+
     /// The server connection.
     pub fn server(&self) -> &ClickHouse {
         &self.ch

@@ -131,3 +131,54 @@ fn a_value_that_does_not_fit_refuses_the_event_and_writes_nothing() {
     too_precise.payload.insert("total".into(), json!("1234567890123"));
     assert!(table.write_row(&too_precise, &mut Vec::new()).is_err(), "13 digits in decimal(12, 2)");
 }
+
+#[test]
+fn a_declared_table_missing_a_column_gets_it_added_and_other_objects_never_change() {
+    use crate::sinks::clickhouse::schema::{DescribedColumn, additions, check};
+    let plan = plan("shop", &sink(), layout(26)).expect("plan");
+    // What a server reports: every planned column, but `order_shipments` lacks `parcels` (a field
+    // added since) and `order_events` (the raw table) lacks `payload`.
+    let mut described: Vec<DescribedColumn> = plan
+        .objects
+        .iter()
+        .flat_map(|o| {
+            o.columns.iter().map(|c| DescribedColumn {
+                table: o.name.clone(),
+                name: c.name.clone(),
+                ty: c.ty.clone(),
+                default_kind: match c.kind {
+                    ColumnKind::Stored => String::new(),
+                    other => other.to_string(),
+                },
+            })
+        })
+        .collect();
+    described.retain(|c| !(c.table == "order_shipments" && c.name == "parcels"));
+    described.retain(|c| !(c.table == "order_events" && c.name == "payload"));
+    let added = additions(&plan, &described);
+    assert_eq!(
+        added,
+        [(
+            "`shop`.`order_shipments`".to_owned(),
+            "parcels".to_owned(),
+            "ALTER TABLE `shop`.`order_shipments` ADD COLUMN `parcels` Int32".to_owned()
+        )]
+    );
+    // The raw table's missing column stays drift, for an operator to decide.
+    let engines = plan.objects.iter().map(|o| (o.name.clone(), o.engine.to_owned())).collect();
+    let drift = check(&plan, &engines, &described);
+    assert!(drift.iter().any(|d| d.to_string().contains("payload")), "{drift:?}");
+    // A changed type is refused with table, column and both types.
+    if let Some(c) = described.iter_mut().find(|c| c.table == "order_shipments" && c.name == "carrier") {
+        c.ty = "Int64".into();
+    }
+    let drift = check(&plan, &engines, &described);
+    let text: Vec<String> = drift.iter().map(ToString::to_string).collect();
+    assert!(
+        text.iter().any(|t| t.contains("order_shipments")
+            && t.contains("carrier")
+            && t.contains("Int64")
+            && t.contains("String")),
+        "{text:?}"
+    );
+}
