@@ -28,7 +28,9 @@ use sluice_core::Connections;
 use sluice_core::topology::{DEFAULT_KEY, EventInfo, Topology};
 use tokio::sync::OnceCell;
 
+use crate::admin::topics::{TopicAdmin, TopicsError};
 use crate::intake::{AlwaysAllow, Decision, IntakeGate};
+use crate::limits::{DEFAULT_MESSAGE_MAX_BYTES, RecordLimits, record_size};
 use crate::registry::Registry;
 use crate::{EventDraft, PublishError, RegistryError, record};
 
@@ -103,6 +105,10 @@ pub struct Publisher {
     /// Asked before each event: backpressure from lagging projections ([`AlwaysAllow`] unless
     /// [`Publisher::with_gate`]).
     gate: Arc<dyn IntakeGate>,
+    /// The largest record each topic takes, checked before a record reaches the producer.
+    limits: RecordLimits,
+    /// For the admin client that reads the topics' limits.
+    brokers: String,
 }
 
 impl fmt::Debug for Publisher {
@@ -142,10 +148,60 @@ impl Publisher {
         for (key, value) in &opts.kafka {
             config.set(key, value);
         }
+        // The effective value, librdkafka's default included, so the check below matches the
+        // one librdkafka makes at send time.
+        let message_max_bytes = config
+            .create_native_config()
+            .and_then(|native| native.get("message.max.bytes"))
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(DEFAULT_MESSAGE_MAX_BYTES);
         let producer: FutureProducer = config.create().map_err(|e| PublishError::Config(e.to_string()))?;
         let registry = Registry::new(&connections.schema_registry_url, opts.registry_timeout)?;
         let ids = topology.events().map(|e| (e.event_type.clone(), OnceCell::new())).collect();
-        Ok(Self { topology, producer, registry, ids, opts, gate: Arc::new(AlwaysAllow) })
+        Ok(Self {
+            topology,
+            producer,
+            registry,
+            ids,
+            opts,
+            gate: Arc::new(AlwaysAllow),
+            limits: RecordLimits::new(message_max_bytes),
+            brokers: connections.kafka_brokers.clone(),
+        })
+    }
+
+    /// Reads every topology topic's `max.message.bytes` from the cluster, so events too large
+    /// for their topic are refused before they are sent ([`PublishError::RecordTooLarge`]).
+    /// Until it succeeds, only the producer's `message.max.bytes` is checked. Topics missing
+    /// from the cluster are left unknown.
+    pub async fn read_topic_limits(&self, timeout: Duration) -> Result<(), TopicsError> {
+        let topics: Vec<&str> = self.topic_names();
+        let admin = TopicAdmin::new(&self.brokers, timeout)?;
+        for (name, topic) in admin.describe(&topics).await? {
+            if let Some(max) = topic.max_message_bytes() {
+                self.limits.set_topic(&name, max);
+            }
+        }
+        Ok(())
+    }
+
+    /// True once every topology topic's own size limit is known ([`Publisher::read_topic_limits`]).
+    pub fn topic_limits_known(&self) -> bool {
+        self.topic_names().iter().all(|t| self.limits.knows(t))
+    }
+
+    /// The largest record (key + value + record framing, see [`crate::limits`]) `topic` takes
+    /// as far as this publisher knows.
+    pub fn max_record_bytes(&self, topic: &str) -> usize {
+        self.limits.limit(topic)
+    }
+
+    fn topic_names(&self) -> Vec<&str> {
+        let mut topics: Vec<&str> = self.topology.events().map(|e| e.topic.as_str()).collect();
+        topics.sort_unstable();
+        topics.dedup();
+        topics
     }
 
     /// Asks `gate` before each event: [`Decision::Delay`] holds the event that long (intake slows
@@ -198,6 +254,11 @@ impl Publisher {
         let key_field = topic.map_or(DEFAULT_KEY, |t| t.key.as_str());
         let schema_id = self.resolve(info).await?;
         let record = record::build(info, key_field, schema_id, json)?;
+        let size =
+            Size { bytes: record_size(record.key.len(), record.value.len()), limit: self.limits.limit(&info.topic) };
+        if size.bytes > size.limit {
+            return Err(size.error(&info.topic));
+        }
         let started = Instant::now();
         loop {
             let attempt = FutureRecord::to(&info.topic).key(&record.key).payload(&record.value);
@@ -208,6 +269,7 @@ impl Publisher {
                         topic: info.topic.clone(),
                         event_id: record.event_id,
                         timeout: self.opts.delivery_timeout,
+                        size,
                     });
                 }
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
@@ -216,7 +278,7 @@ impl Publisher {
                     }
                     tokio::time::sleep(Duration::from_millis(5)).await;
                 }
-                Err((e, _)) => return Err(kafka_error(&e, &info.topic, self.opts.delivery_timeout)),
+                Err((e, _)) => return Err(kafka_error(&e, &info.topic, self.opts.delivery_timeout, size)),
             }
         }
     }
@@ -285,6 +347,20 @@ pub struct PendingDelivery {
     topic: String,
     event_id: String,
     timeout: Duration,
+    size: Size,
+}
+
+/// A record's size and the limit it was checked against, for a refusal that comes from Kafka.
+#[derive(Debug, Clone, Copy)]
+struct Size {
+    bytes: usize,
+    limit: usize,
+}
+
+impl Size {
+    fn error(self, topic: &str) -> PublishError {
+        PublishError::RecordTooLarge { topic: topic.to_owned(), bytes: self.bytes, limit: self.limit }
+    }
 }
 
 impl fmt::Debug for PendingDelivery {
@@ -307,7 +383,7 @@ impl PendingDelivery {
                 offset: d.offset,
                 event_id: std::mem::take(&mut self.event_id),
             }),
-            Err((e, _)) => Err(kafka_error(&e, &self.topic, self.timeout)),
+            Err((e, _)) => Err(kafka_error(&e, &self.topic, self.timeout, self.size)),
         }
     }
 }
@@ -327,9 +403,12 @@ impl Future for PendingDelivery {
 }
 
 /// What a failed produce means for the caller.
-fn kafka_error(e: &KafkaError, topic: &str, timeout: Duration) -> PublishError {
+fn kafka_error(e: &KafkaError, topic: &str, timeout: Duration, size: Size) -> PublishError {
     use RDKafkaErrorCode as C;
     match e.rdkafka_error_code() {
+        // Passed the check above but refused all the same (the topic's limit changed, or was
+        // not read yet): still the event's size, never a server fault.
+        Some(C::MessageSizeTooLarge | C::MessageBatchTooLarge) => size.error(topic),
         Some(C::MessageTimedOut | C::OperationTimedOut | C::RequestTimedOut) => PublishError::Timeout(timeout),
         Some(C::UnknownTopic | C::UnknownTopicOrPartition) => PublishError::UnknownTopic(topic.to_owned()),
         Some(

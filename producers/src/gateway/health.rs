@@ -5,7 +5,8 @@
 //! never adds load on Kafka or the registry, and a request never waits on a probe. One probe:
 //!
 //! - **Kafka**: a metadata request (its own small client, since the publisher's producer does not
-//!   expose one) that must list every topic the topology publishes to.
+//!   expose one) that must list every topic the topology publishes to; until the publisher
+//!   knows the topics' size limits (`max.message.bytes`), it reads them too.
 //! - **Registry**: a live call (the versions of one subject), and every event type's schema id
 //!   resolved through the publisher, which caches them, so the first request of each type does
 //!   not pay for the lookup, and a schema nobody registered makes the gateway unready.
@@ -179,6 +180,7 @@ impl Probe {
                 let missing: Vec<&str> =
                     self.topics.iter().filter(|t| !existing.contains(*t)).map(String::as_str).collect();
                 if missing.is_empty() {
+                    self.read_topic_limits().await;
                     Ok(format!("{brokers} broker(s), {} topic(s) present", self.topics.len()))
                 } else {
                     Err(format!("missing topic(s) {}: run `sluice topics apply`", missing.join(", ")))
@@ -186,6 +188,19 @@ impl Probe {
             }
         };
         check(outcome, started)
+    }
+
+    /// Until they are known, each probe that found the topics reads their size limits, so an
+    /// event too large for its topic is refused up front (413) rather than by the broker. A
+    /// failure leaves the producer's limit alone in force: logged, readiness unaffected.
+    async fn read_topic_limits(&self) {
+        if self.publisher.topic_limits_known() {
+            return;
+        }
+        match self.publisher.read_topic_limits(self.timeout).await {
+            Ok(()) => tracing::info!("read the topics' size limits (max.message.bytes)"),
+            Err(e) => tracing::warn!(error = %e, "cannot read the topics' size limits; only the producer's applies"),
+        }
     }
 
     async fn registry(&self) -> ServiceCheck {
