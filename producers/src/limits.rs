@@ -6,11 +6,12 @@
 //! - the topic's `max.message.bytes` (broker default 1 048 588): the broker refuses a record
 //!   batch larger than it, so a batch of this one record must fit.
 //!
-//! The producer's limit is read from its effective configuration; the topics' are read once
-//! from the cluster (`DescribeConfigs`) when [`Publisher::read_topic_limits`] is called (the
-//! gateway's readiness probe does it until it succeeds; `sluice publish` once at start). Until
-//! then, or when a topic's is unknown, only the producer's applies, and a record the broker
-//! still refuses comes back as [`PublishError::RecordTooLarge`] all the same.
+//! The producer's limit is read from its effective configuration; the topics' from the cluster
+//! (`DescribeConfigs`) when [`Publisher::read_topic_limits`] is called: the gateway's readiness
+//! probe does it on every probe (a changed topic config is picked up within one interval),
+//! `sluice publish` once at start. Until then, or when a topic's is unknown, only the producer's
+//! applies, and a record the broker still refuses comes back as
+//! [`PublishError::RecordTooLarge`] all the same.
 //!
 //! The sizes are the uncompressed ones: the check is about what the client sent, and does not
 //! depend on how well the payload compresses.

@@ -107,8 +107,6 @@ pub struct Publisher {
     gate: Arc<dyn IntakeGate>,
     /// The largest record each topic takes, checked before a record reaches the producer.
     limits: RecordLimits,
-    /// For the admin client that reads the topics' limits.
-    brokers: String,
 }
 
 impl fmt::Debug for Publisher {
@@ -167,17 +165,16 @@ impl Publisher {
             opts,
             gate: Arc::new(AlwaysAllow),
             limits: RecordLimits::new(message_max_bytes),
-            brokers: connections.kafka_brokers.clone(),
         })
     }
 
-    /// Reads every topology topic's `max.message.bytes` from the cluster, so events too large
-    /// for their topic are refused before they are sent ([`PublishError::RecordTooLarge`]).
-    /// Until it succeeds, only the producer's `message.max.bytes` is checked. Topics missing
-    /// from the cluster are left unknown.
-    pub async fn read_topic_limits(&self, timeout: Duration) -> Result<(), TopicsError> {
+    /// Reads every topology topic's `max.message.bytes` from the cluster through `admin`, so
+    /// events too large for their topic are refused before they are sent
+    /// ([`PublishError::RecordTooLarge`]). Until it succeeded once, only the producer's
+    /// `message.max.bytes` is checked; calling it again picks up a changed topic config. Topics
+    /// missing from the cluster are left as they were.
+    pub async fn read_topic_limits(&self, admin: &TopicAdmin) -> Result<(), TopicsError> {
         let topics: Vec<&str> = self.topic_names();
-        let admin = TopicAdmin::new(&self.brokers, timeout)?;
         for (name, topic) in admin.describe(&topics).await? {
             if let Some(max) = topic.max_message_bytes() {
                 self.limits.set_topic(&name, max);
