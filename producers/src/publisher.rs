@@ -425,3 +425,28 @@ fn kafka_error(e: &KafkaError, topic: &str, timeout: Duration, size: Size) -> Pu
         None => PublishError::Kafka { message: e.to_string(), retriable: false },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kafkas_size_refusals_are_the_events_size() {
+        let size = Size { bytes: 2_000_036, limit: 1_000_000 };
+        for code in [RDKafkaErrorCode::MessageSizeTooLarge, RDKafkaErrorCode::MessageBatchTooLarge] {
+            let e = kafka_error(&KafkaError::MessageProduction(code), "t", Duration::from_secs(1), size);
+            assert!(
+                matches!(&e, PublishError::RecordTooLarge { topic, bytes: 2_000_036, limit: 1_000_000 } if topic == "t"),
+                "{e:?}"
+            );
+            assert!(e.is_invalid_event() && !e.is_retriable());
+        }
+        let e = kafka_error(
+            &KafkaError::MessageProduction(RDKafkaErrorCode::AllBrokersDown),
+            "t",
+            Duration::from_secs(1),
+            size,
+        );
+        assert!(!e.is_invalid_event() && e.is_retriable(), "an outage is not the event's fault");
+    }
+}
