@@ -415,7 +415,7 @@ mod tests {
         );
         assert_eq!(
             err(br#"{"event_type": "a.b", "amount": 1, "amount": "x"}"#, None),
-            r#"$.amount: duplicate key "amount" (line 1, column 44)"#
+            r#"$.amount: duplicate key "amount" (line 1, column 43)"#
         );
     }
 

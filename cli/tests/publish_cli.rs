@@ -189,9 +189,10 @@ fn publish_rejects_hostile_lines_one_by_one_and_publishes_the_rest() {
     oversized["order_id"] = json!("x".repeat(1_200_000));
     let mut long_id: serde_json::Value = serde_json::from_str(&purchase(4, json!(1))).expect("json");
     long_id["aggregate_id"] = json!("u".repeat(600_000));
-    let duplicate = r#"{"event_type": "engagement.purchase_completed", "aggregate_id": "user-5", "aggregate_version": 5,
+    let duplicate =
+        r#"{"event_type": "engagement.purchase_completed", "aggregate_id": "user-5", "aggregate_version": 5,
         "user_id": "user-5", "order_id": "o-5", "amount_cents": 1, "currency": "EUR", "items": 1, "amount_cents": "x"}"#
-        .replace('\n', " ");
+            .replace('\n', " ");
     let lines = [
         purchase(1, json!(100)),
         oversized.to_string(),

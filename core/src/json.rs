@@ -34,7 +34,7 @@ pub enum StrictJsonError {
         key: String,
         /// Line of the repeated key (from 1).
         line: usize,
-        /// Column just after the repeated key (from 1).
+        /// Column of the repeated key's closing quote (from 1).
         column: usize,
     },
 }
@@ -80,11 +80,7 @@ impl fmt::Display for Path<'_> {
             Self::Key(parent, key) => {
                 let identifier = key.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
                     && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-                if identifier {
-                    write!(f, "{parent}.{key}")
-                } else {
-                    write!(f, "{parent}[{}]", Value::from(*key))
-                }
+                if identifier { write!(f, "{parent}.{key}") } else { write!(f, "{parent}[{}]", Value::from(*key)) }
             }
             Self::Index(parent, i) => write!(f, "{parent}[{i}]"),
         }

@@ -122,10 +122,7 @@ mod tests {
         assert!(build(info, "aggregate_id", 1, &event).is_ok(), "at the limit, counted in bytes");
         event["aggregate_id"] = json!(format!("{}x", "é".repeat(MAX_AGGREGATE_ID_BYTES / 2)));
         let err = build(info, "aggregate_id", 1, &event).expect_err("one byte over");
-        assert!(
-            matches!(err, PublishError::AggregateIdTooLong { bytes, max } if bytes == max + 1),
-            "{err:?}"
-        );
+        assert!(matches!(err, PublishError::AggregateIdTooLong { bytes, max } if bytes == max + 1), "{err:?}");
         assert!(err.is_invalid_event() && !err.is_retriable());
     }
 

@@ -749,15 +749,15 @@ async fn hostile_input_gets_a_4xx_never_a_5xx() {
     let (status, body) = gw.post_raw(&single, Some(ALL_TOKEN), "application/json", duplicate.to_owned()).await;
     refused("duplicate key", status, &body, (400, "duplicate_key"));
     assert_eq!(body["error"]["field"], "$.amount_cents");
-    let (status, body) =
-        gw.post_raw(&typed_batch, Some(ALL_TOKEN), "application/json", format!("[{duplicate}]")).await;
+    let (status, body) = gw.post_raw(&typed_batch, Some(ALL_TOKEN), "application/json", format!("[{duplicate}]")).await;
     refused("duplicate key in a batch", status, &body, (400, "duplicate_key"));
     assert_eq!(body["error"]["field"], "$[0].amount_cents");
 
     // Content-Encoding: gzip and deflate accepted, anything else named as not accepted.
     let event = purchase("user-3", 1).to_string();
     for (encoding, raw) in [("gzip", gzip(event.as_bytes())), ("deflate", zlib(event.as_bytes()))] {
-        let (status, _, body) = gw.post_encoded(&single, Some(ALL_TOKEN), "application/json", Some(encoding), raw).await;
+        let (status, _, body) =
+            gw.post_encoded(&single, Some(ALL_TOKEN), "application/json", Some(encoding), raw).await;
         assert_eq!(status, StatusCode::CREATED, "{encoding}: {body}");
     }
     let (status, _, body) =
@@ -767,14 +767,14 @@ async fn hostile_input_gets_a_4xx_never_a_5xx() {
     let mut corrupt = gzip(event.as_bytes());
     let middle = corrupt.len() / 2;
     corrupt[middle] ^= 0xff;
-    let (status, _, body) =
-        gw.post_encoded(&single, Some(ALL_TOKEN), "application/json", Some("gzip"), corrupt).await;
+    let (status, _, body) = gw.post_encoded(&single, Some(ALL_TOKEN), "application/json", Some("gzip"), corrupt).await;
     refused("corrupt gzip", status, &body, (400, "malformed_encoding"));
     // 12 MiB of spaces compress to well under the 10 MiB batch limit; inflated, they pass it:
     // refused as too large (decoding stops one byte past the limit).
     let bomb = gzip(&vec![b' '; 12 << 20]);
     assert!(bomb.len() < 1 << 20);
-    let (status, _, body) = gw.post_encoded(&typed_batch, Some(ALL_TOKEN), "application/json", Some("gzip"), bomb).await;
+    let (status, _, body) =
+        gw.post_encoded(&typed_batch, Some(ALL_TOKEN), "application/json", Some("gzip"), bomb).await;
     refused("gzip bomb", status, &body, (413, "payload_too_large"));
 
     assert_eq!(watermarks(&rig), (before.0 + 5, before.1), "refusals published nothing");

@@ -185,8 +185,12 @@ fn inflate(decoder: &mut impl Inflater, limit: usize, name: &str) -> Result<Vec<
     let mut out = Vec::new();
     let cap = u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1);
     let malformed = |why: String| {
-        ApiError::new(StatusCode::BAD_REQUEST, "malformed_encoding", format!("the {name} body does not decompress: {why}"))
-            .expected(format!("a complete {name} stream"))
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "malformed_encoding",
+            format!("the {name} body does not decompress: {why}"),
+        )
+        .expected(format!("a complete {name} stream"))
     };
     decoder.take(cap).read_to_end(&mut out).map_err(|e| malformed(e.to_string()))?;
     if out.len() > limit {
@@ -291,7 +295,10 @@ mod tests {
         for refused in ["br", "zstd", "gzip, gzip", "gzip, deflate", "compress"] {
             let e = coding(refused).expect_err(refused);
             assert_eq!((e.status, e.code()), (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_content_encoding"));
-            assert_eq!(e.body().allowed.as_deref(), Some(&["gzip".to_owned(), "deflate".into(), "identity".into()][..]));
+            assert_eq!(
+                e.body().allowed.as_deref(),
+                Some(&["gzip".to_owned(), "deflate".into(), "identity".into()][..])
+            );
         }
     }
 
