@@ -53,7 +53,8 @@ pub(crate) struct GatewayArgs {
     max_batch_events: usize,
 
     /// Longest a request may take from the end of its headers to its answer (body and Kafka's
-    /// acknowledgement included); also the producer's delivery timeout.
+    /// acknowledgement included); also the producer's delivery timeout, and the longest an
+    /// answer's write may stall on a client that stopped reading.
     #[arg(long, default_value = "10s", value_parser = duration)]
     request_timeout: Duration,
 

@@ -897,3 +897,58 @@ async fn slow_clients_are_cut_off_and_connections_beyond_the_limit_wait() {
     assert!(text.contains("sluice_gateway_connection_limit_waits_total"), "{text}");
     gw.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_is_cut_off() {
+    let rig = rig("gw_stall").await;
+    let mut options = Options::default();
+    options.config.request_timeout = Duration::from_secs(1);
+    // Long enough not to be what closes the connection here.
+    options.config.header_read_timeout = Duration::from_secs(60);
+    let gw = start(&rig, options).await;
+    let addr: std::net::SocketAddr = gw.base.trim_start_matches("http://").parse().expect("address");
+
+    // A batch of 10 000 empty events: each refused, so the answer is megabytes long.
+    let path = format!("/v1/events/{PURCHASE}/batch");
+    let batch = format!("[{}{{}}]", "{},".repeat(9_999));
+    let (status, answer) = gw.post_raw(&path, Some(ALL_TOKEN), "application/json", batch.clone()).await;
+    assert_eq!(
+        (status, answer["failed"].as_u64()),
+        (StatusCode::MULTI_STATUS, Some(10_000)),
+        "{}",
+        answer["results"][0]
+    );
+    let answer_len = answer.to_string().len();
+
+    // Such requests pipelined on one connection whose receive buffer is tiny and never read:
+    // the answers (far more than the socket buffers hold) stall the gateway's writes.
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(4096).expect("receive buffer");
+    let mut tcp = socket.connect(addr).await.expect("connect");
+    let requests = 16;
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {ALL_TOKEN}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{batch}",
+        batch.len()
+    );
+    let all_answers = requests * answer_len;
+    assert!(all_answers > 16 << 20, "{all_answers} bytes of answers must overflow the buffers");
+    let _ = tokio::time::timeout(Duration::from_secs(10), tcp.write_all(request.repeat(requests).as_bytes())).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    // Reading now gets what was buffered, then the close, long before every answer.
+    let mut read = 0usize;
+    let mut buf = vec![0u8; 1 << 16];
+    let closed = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            match tcp.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => read += n,
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the connection is still open after {read} bytes");
+    assert!(read < all_answers / 2, "cut off after {read} of {all_answers} bytes");
+    gw.stop().await;
+}

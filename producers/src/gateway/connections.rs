@@ -12,6 +12,8 @@
 //! - **Request timeout** ([`GatewayConfig::request_timeout`]): from the end of the headers to
 //!   the answer, body included (the handlers' deadline, 408 while the body is still arriving;
 //!   a tower timeout two seconds later is the backstop). Together the two bound a request.
+//! - **Write stall** (the request timeout again): an answer whose write makes no progress that
+//!   long (the client stopped reading) closes the connection; see [`super::write_stall`].
 //! - **Connection limit** ([`GatewayConfig::max_connections`]): at the limit the gateway stops
 //!   accepting, so further connections *wait* in the kernel's listen backlog and are served, in
 //!   order, as open ones close (the header-read timeout guarantees that idle or slow ones do),
@@ -37,11 +39,13 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use super::metrics::names;
+use super::write_stall::WriteStall;
 
 /// The limits of the accept loop.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Limits {
     pub(crate) header_read_timeout: Duration,
+    pub(crate) write_stall_timeout: Duration,
     pub(crate) max_connections: usize,
 }
 
@@ -82,7 +86,7 @@ pub(crate) async fn serve_connections(listener: TcpListener, app: Router, limits
         open.increment(1.0);
         let (app, stop, open) = (app.clone(), stop.clone(), open.clone());
         tokio::spawn(async move {
-            serve_one(tcp, app, limits.header_read_timeout, stop).await;
+            serve_one(tcp, app, limits, stop).await;
             open.decrement(1.0);
             drop::<OwnedSemaphorePermit>(permit);
         });
@@ -94,14 +98,15 @@ pub(crate) async fn serve_connections(listener: TcpListener, app: Router, limits
 }
 
 /// One connection, until the client or the header-read timeout closes it, or shutdown does.
-async fn serve_one(tcp: TcpStream, app: Router, header_read_timeout: Duration, stop: CancellationToken) {
+async fn serve_one(tcp: TcpStream, app: Router, limits: Limits, stop: CancellationToken) {
     // Answers are small and latency is the point: no Nagle delay.
     if let Err(e) = tcp.set_nodelay(true) {
         tracing::debug!(error = %e, "cannot set TCP_NODELAY");
     }
     let mut builder = http1::Builder::new();
-    builder.timer(TokioTimer::new()).header_read_timeout(header_read_timeout);
-    let conn = builder.serve_connection(TokioIo::new(tcp), TowerToHyperService::new(app));
+    builder.timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout);
+    let io = TokioIo::new(WriteStall::new(tcp, limits.write_stall_timeout));
+    let conn = builder.serve_connection(io, TowerToHyperService::new(app));
     let mut conn = std::pin::pin!(conn);
     let result = tokio::select! {
         result = conn.as_mut() => result,

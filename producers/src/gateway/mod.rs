@@ -11,6 +11,7 @@
 //! - [`crate::intake`]: the [`IntakeGate`] hook consulted before publishing ([`AlwaysAllow`] by default).
 //! - `body` (private): content type and coding, size limit, strict JSON parsing.
 //! - `connections` (private): the accept loop: header-read timeout, connection limit.
+//! - `write_stall` (private): a connection whose client stopped reading is closed.
 //! - `handlers` (private): the routes.
 //! - `error` (private): every refusal's status and JSON body.
 //! - `failures` (private): the gateway's own failures (5xx) logged with their cause.
@@ -93,6 +94,7 @@ mod failures;
 mod handlers;
 mod health;
 pub mod metrics;
+mod write_stall;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -143,10 +145,11 @@ pub struct GatewayConfig {
     pub max_batch_body_bytes: usize,
     /// Most events in one batch. Default 10 000.
     pub max_batch_events: usize,
-    /// Longest a request may take, from arrival to answer: reading the body, gate delay,
-    /// queueing and Kafka's acknowledgement. Past it: 503 `publish_timeout` (or 408 while the
-    /// body is still arriving). Default 10 s; the publisher's delivery timeout should not be
-    /// longer.
+    /// Longest a request may take, from the end of its headers to the answer: reading the body,
+    /// gate delay, queueing and Kafka's acknowledgement. Past it: 503 `publish_timeout` (or 408
+    /// while the body is still arriving). Also the longest the write of an answer may make no
+    /// progress (a client that stopped reading) before the connection is closed. Default 10 s;
+    /// the publisher's delivery timeout should not be longer.
     pub request_timeout: Duration,
     /// The `Retry-After` suggested with a 503. Default 5 s.
     pub retry_after: Duration,
@@ -356,6 +359,7 @@ pub async fn serve(
     tracing::info!(%addr, "gateway listening");
     let limits = connections::Limits {
         header_read_timeout: state.config.header_read_timeout,
+        write_stall_timeout: state.config.request_timeout,
         max_connections: state.config.max_connections,
     };
     let server = connections::serve_connections(listener, router(Arc::clone(&state)), limits, stop.clone());
