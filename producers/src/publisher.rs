@@ -5,7 +5,9 @@
 //! event type has; the registry gives the schema's id once per event type (cached for the
 //! publisher's life); [`crate::record`] builds the record; an idempotent producer
 //! (`enable.idempotence`, `acks=all`) writes it; the delivery report comes back as a [`Delivery`]
-//! with partition and offset, or as a [`PublishError`] saying whether a retry can help.
+//! with partition and offset, or as a [`PublishError`] saying whether a retry can help. A record
+//! larger than its topic takes is refused before it is sent ([`crate::limits`]), and so is an
+//! `aggregate_id` too long to become a document key.
 //!
 //! [`Publisher::enqueue_json`] splits the two halves so a caller can keep many events in flight
 //! (`sluice publish` keeps up to 10 000): it returns once the record is in the producer's queue,
