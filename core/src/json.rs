@@ -17,6 +17,7 @@ use std::cell::RefCell;
 use std::fmt;
 
 use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
+use serde_json::map::Entry;
 use serde_json::{Map, Number, Value};
 
 /// Why a document was refused.
@@ -154,16 +155,23 @@ impl<'de> Visitor<'de> for Seed<'_, '_> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         let mut object = Map::new();
         while let Some(key) = map.next_key::<String>()? {
-            // Checked before the value is read: the error points at the key, and a huge
-            // repeated value is not parsed for nothing.
-            if object.contains_key(&key) {
-                let path = Path::Key(&self.path, &key).to_string();
-                let message = format!("{path}: duplicate key");
-                *self.found.borrow_mut() = Some((path, key));
-                return Err(de::Error::custom(message));
+            // One hash of the key for both the check and the insert. Checked before the value is
+            // read: the error points at the key, and a huge repeated value is not parsed for
+            // nothing.
+            match object.entry(key) {
+                Entry::Vacant(slot) => {
+                    let value =
+                        map.next_value_seed(Seed { path: Path::Key(&self.path, slot.key()), found: self.found })?;
+                    slot.insert(value);
+                }
+                Entry::Occupied(taken) => {
+                    let key = taken.key().clone();
+                    let path = Path::Key(&self.path, &key).to_string();
+                    let message = format!("{path}: duplicate key");
+                    *self.found.borrow_mut() = Some((path, key));
+                    return Err(de::Error::custom(message));
+                }
             }
-            let value = map.next_value_seed(Seed { path: Path::Key(&self.path, &key), found: self.found })?;
-            object.insert(key, value);
         }
         Ok(Value::Object(object))
     }
