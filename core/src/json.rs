@@ -10,8 +10,11 @@
 //! its recursion limit (128 levels), the numbers, the line and column of a syntax error; a
 //! document without repeated keys parses to exactly what `serde_json::from_slice` gives.
 //!
-//! It is serde_json's own deserializer driven by a [`DeserializeSeed`] that carries the path,
-//! so it costs one extra lookup per key, and the path is only spelled out for the error.
+//! It is serde_json's own deserializer driven by a [`DeserializeSeed`] that carries the path
+//! (spelled out only for the error); each key is hashed once, for the check and the insert
+//! together, as serde_json hashes it for the insert alone. `benches/json.rs` measures it within
+//! a few percent of `serde_json::from_slice` (one event 2.28 µs against 2.25 µs, a 1000-event
+//! batch 4.19 ms against 4.03 ms, on a busy 2-core machine).
 
 use std::cell::RefCell;
 use std::fmt;
