@@ -7,6 +7,7 @@
 //! - [`connections`]: where the services are (`SLUICE_*` variables over an env file).
 //! - [`event`]: a decoded event split into envelope and payload.
 //! - [`fold`]: how an event changes an entity's latest-state document (Couchbase projection).
+//! - [`json`]: the strict JSON parser for input from outside (a repeated key is refused).
 //! - [`offsets`]: the commit point of a partition, never past an unacknowledged message.
 //! - [`lag`]: lag per projection and partition, backpressure states and intake decisions.
 //! - [`replay`]: the plan of a replay (per partition current → new offset, events to re-project).
@@ -21,6 +22,7 @@ pub mod connections;
 pub mod event;
 pub mod fold;
 pub mod framing;
+pub mod json;
 pub mod lag;
 pub mod offsets;
 pub mod rebuild;
