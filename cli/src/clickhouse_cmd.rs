@@ -18,7 +18,13 @@ pub(crate) enum ClickHouseCommand {
     ///
     /// The table layout adapts to the server's version (e.g. DateTime64 and dedup tokens on
     /// current servers, DateTime plus a milliseconds column on old ones); see docs/analytics.md.
-    Migrate,
+    /// A declared table whose event types gained a field (a compatible schema change) gets the
+    /// column added online; a changed type is refused, naming the table, column and both types.
+    Migrate {
+        /// Print the statements it would run (CREATE, ALTER … ADD COLUMN) and change nothing.
+        #[arg(long)]
+        plan: bool,
+    },
 
     /// Run one SQL query against the projections' database and print the result as a table
     /// (tab-separated with a header; `--format` takes any ClickHouse output format).
@@ -35,25 +41,37 @@ pub(crate) enum ClickHouseCommand {
 
 pub(crate) async fn run(ctx: &Context, cmd: ClickHouseCommand) -> anyhow::Result<ExitCode> {
     match cmd {
-        ClickHouseCommand::Migrate => {
+        ClickHouseCommand::Migrate { plan } => {
             let topology = ctx.topology()?;
-            let mut created = 0;
-            let mut up_to_date = 0;
+            let (mut created, mut up_to_date, mut added) = (0, 0, 0);
             for (name, projection) in topology.projections() {
                 if !matches!(projection.sink, SinkConfig::ClickHouse { .. }) {
                     continue;
                 }
                 let sink = ClickHouseProjection::connect(&ctx.connections.clickhouse, projection).await?;
                 println!("projection {name} → {} at {}", sink.database(), ctx.connections.clickhouse.url);
+                if plan {
+                    let statements = sink.migration_statements().await?;
+                    if statements.is_empty() {
+                        println!("  -- nothing to do");
+                    }
+                    for sql in statements {
+                        println!("{sql};\n");
+                    }
+                    continue;
+                }
                 for line in sink.migrate().await? {
                     match line.action {
                         MigrationAction::Created => created += 1,
                         MigrationAction::UpToDate => up_to_date += 1,
+                        MigrationAction::AddedColumn => added += 1,
                     }
                     println!("  {line}");
                 }
             }
-            println!("{created} created, {up_to_date} up to date");
+            if !plan {
+                println!("{created} created, {added} columns added, {up_to_date} up to date");
+            }
             Ok(ExitCode::SUCCESS)
         }
         ClickHouseCommand::Query { sql, format } => {

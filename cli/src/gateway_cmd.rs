@@ -39,11 +39,12 @@ pub(crate) struct GatewayArgs {
     #[arg(long, env = "SLUICE_GATEWAY_TOKENS_FILE", value_name = "PATH")]
     tokens_file: Option<PathBuf>,
 
-    /// Largest single-event body, e.g. `1MiB`, `512KiB`, `65536`.
+    /// Largest single-event body, e.g. `1MiB`, `512KiB`, `65536`, as sent and once decompressed
+    /// (`Content-Encoding: gzip` or `deflate`).
     #[arg(long, default_value = "1MiB", value_parser = byte_size)]
     max_body: usize,
 
-    /// Largest batch body.
+    /// Largest batch body, as sent and once decompressed.
     #[arg(long, default_value = "10MiB", value_parser = byte_size)]
     max_batch_body: usize,
 
@@ -51,10 +52,23 @@ pub(crate) struct GatewayArgs {
     #[arg(long, default_value_t = 10_000)]
     max_batch_events: usize,
 
-    /// Longest a request may take until its answer (Kafka's acknowledgement included); also the
-    /// producer's delivery timeout.
+    /// Longest a request may take from the end of its headers to its answer (body and Kafka's
+    /// acknowledgement included); also the producer's delivery timeout, and the longest an
+    /// answer's write may stall on a client that stopped reading.
     #[arg(long, default_value = "10s", value_parser = duration)]
     request_timeout: Duration,
+
+    /// Longest a client may take to send a request's headers (from connecting, or from its last
+    /// answer on a kept-alive connection); then the connection is closed. Bounds idle
+    /// keep-alive connections and clients trickling headers a byte at a time.
+    #[arg(long, default_value = "10s", value_parser = duration)]
+    header_read_timeout: Duration,
+
+    /// Most client connections open at once. At the limit new connections wait in the listen
+    /// backlog until one closes (logged, and counted in
+    /// sluice_gateway_connection_limit_waits_total). Keep it under `ulimit -n`.
+    #[arg(long, default_value_t = 4096, value_name = "N")]
+    max_connections: usize,
 
     /// How long a shutdown may spend finishing in-flight requests and flushing.
     #[arg(long, default_value = "30s", value_parser = duration)]
@@ -181,6 +195,8 @@ pub(crate) async fn run(ctx: &Context, args: GatewayArgs) -> anyhow::Result<Exit
     config.max_batch_body_bytes = args.max_batch_body;
     config.max_batch_events = args.max_batch_events;
     config.request_timeout = args.request_timeout;
+    config.header_read_timeout = args.header_read_timeout;
+    config.max_connections = args.max_connections;
     config.drain_deadline = args.drain_deadline;
     config.ready_interval = args.ready_interval;
 

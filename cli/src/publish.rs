@@ -4,8 +4,16 @@
 //! fast file never runs ahead of Kafka). Each line is one event object; its `event_type` (or
 //! `--event-type`) picks the schema, the envelope defaults are filled in, and the
 //! [`Publisher`] validates, encodes and queues it. Up to `--max-in-flight` events await their
-//! acknowledgements at once; every one is awaited before the summary. Bad lines are reported on
-//! stderr with their line number and counted; the summary goes to stdout.
+//! acknowledgements at once; every one is awaited before the summary.
+//!
+//! A line is *rejected* when the line itself is the problem: not JSON, a repeated key (the
+//! strict parser of [`sluice_core::json`]), no or another event type, a field that does not fit
+//! the schema, an `aggregate_id` too long, a record too large for its topic (before sending, or
+//! refused by Kafka afterwards), a line longer than `--max-line` (skipped without being held in
+//! memory). Each is reported on stderr with its line number and reason, counted, and the run
+//! goes on with the next line. Only trouble that would fail every following line the same way
+//! (registry or Kafka unavailable, a configuration error) stops the run. The summary goes to
+//! stdout; the exit code is 1 when any line was rejected or failed, or the run stopped.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read};
@@ -18,6 +26,8 @@ use anyhow::Context as _;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use serde_json::Value as Json;
+use sluice_core::json::{StrictJsonError, from_slice_strict};
+use sluice_producers::admin::topics::TopicAdmin;
 use sluice_producers::{PublishError, Publisher, PublisherOptions, fill_envelope_defaults};
 use tokio::sync::mpsc;
 
@@ -28,6 +38,8 @@ use crate::{Context, GlobalArgs};
 const PRODUCER: &str = "sluice-cli";
 /// Delivery failures printed one by one; the rest are counted.
 const SHOWN_DELIVERY_FAILURES: u64 = 100;
+/// Longest wait for the topics' size limits at start.
+const TOPIC_LIMITS_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct PublishArgs {
@@ -48,6 +60,20 @@ pub(crate) struct PublishArgs {
     /// Most events awaiting Kafka's acknowledgement at once.
     #[arg(long, value_name = "N", default_value_t = 10_000)]
     max_in_flight: usize,
+
+    /// Longest line read, e.g. `16MiB`: a longer one is rejected without being held in memory
+    /// (events are also refused past their topic's record size limit, usually about 1 MB).
+    #[arg(long, value_name = "SIZE", default_value = "16MiB", value_parser = crate::gateway_cmd::byte_size)]
+    max_line: usize,
+}
+
+/// What the reader thread hands over per line.
+#[derive(Debug)]
+enum Line {
+    /// The line, without its line break.
+    Text(Vec<u8>),
+    /// A line longer than `--max-line`, skipped; at least this many bytes.
+    TooLong(usize),
 }
 
 /// A line turned into an event: its type and the JSON to publish.
@@ -68,7 +94,10 @@ struct LineError {
 /// Parses one line and fills the envelope defaults (pure apart from the new id and the clock).
 fn parse_line(bytes: &[u8], default_type: Option<&str>) -> Result<LineEvent, LineError> {
     let fail = |event_type: Option<String>, message: String| LineError { event_type, message };
-    let json: Json = serde_json::from_slice(bytes).map_err(|e| fail(None, format!("not JSON: {e}")))?;
+    let json = from_slice_strict(bytes).map_err(|e| match e {
+        StrictJsonError::Syntax(e) => fail(None, format!("not JSON: {e}")),
+        duplicate @ StrictJsonError::DuplicateKey { .. } => fail(None, duplicate.to_string()),
+    })?;
     let Json::Object(mut event) = json else {
         return Err(fail(None, format!("$: expected an event object, found {}", kind(&json))));
     };
@@ -101,19 +130,6 @@ fn kind(json: &Json) -> &'static str {
         Json::Array(_) => "array",
         Json::Object(_) => "object",
     }
-}
-
-/// True for errors about the event itself; the others (registry, Kafka, configuration) would
-/// fail every following line the same way, so they stop the run.
-fn is_about_the_event(e: &PublishError) -> bool {
-    matches!(
-        e,
-        PublishError::UnknownEventType { .. }
-            | PublishError::EventTypeMismatch { .. }
-            | PublishError::Invalid(_)
-            | PublishError::Payload(_)
-            | PublishError::Encode(_)
-    )
 }
 
 /// Counts per event type.
@@ -150,6 +166,15 @@ pub(crate) async fn run(global: &GlobalArgs, args: PublishArgs) -> anyhow::Resul
     let topology = Arc::new(ctx.topology.take().context("no topology loaded")?);
     let max_in_flight = args.max_in_flight.max(1);
     let publisher = Publisher::new(topology, &ctx.connections, PublisherOptions::new(PRODUCER))?;
+    // So a line too large for its topic is rejected before it is sent; without the topics'
+    // limits (the cluster unreachable now) the producer's still applies.
+    let limits = match TopicAdmin::new(&ctx.connections.kafka_brokers, TOPIC_LIMITS_TIMEOUT) {
+        Ok(admin) => publisher.read_topic_limits(&admin).await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = limits {
+        tracing::warn!(error = %e, "cannot read the topics' size limits; only the producer's applies");
+    }
 
     let input: Box<dyn Read + Send> = match &args.file {
         Some(path) if path.as_os_str() != "-" => {
@@ -157,10 +182,11 @@ pub(crate) async fn run(global: &GlobalArgs, args: PublishArgs) -> anyhow::Resul
         }
         _ => Box::new(std::io::stdin()),
     };
-    let (lines_tx, mut lines_rx) = mpsc::channel::<std::io::Result<Vec<u8>>>(4096);
+    let (lines_tx, mut lines_rx) = mpsc::channel::<std::io::Result<Line>>(4096);
     // A plain thread, not `spawn_blocking`: when the run stops early it may be blocked reading
     // stdin, and the runtime's shutdown would wait for it; a detached thread ends with the process.
-    let reader = std::thread::spawn(move || read_lines(input, &lines_tx));
+    let max_line = args.max_line;
+    let reader = std::thread::spawn(move || read_lines(input, max_line, &lines_tx));
 
     let started = Instant::now();
     let mut tally = Tally::default();
@@ -176,6 +202,9 @@ pub(crate) async fn run(global: &GlobalArgs, args: PublishArgs) -> anyhow::Resul
             tally.published += 1;
             tally.of(Some(&event_type)).published += 1;
         }
+        // Kafka refused the record for what it is (its size): the line's fault, like a
+        // refusal before sending.
+        Err(e) if e.is_invalid_event() => tally.reject(line, Some(&event_type), &e.to_string()),
         Err(e) => {
             tally.failed += 1;
             tally.of(Some(&event_type)).failed += 1;
@@ -211,7 +240,19 @@ pub(crate) async fn run(global: &GlobalArgs, args: PublishArgs) -> anyhow::Resul
                 };
                 line_no += 1;
                 let line = match line {
-                    Ok(line) => line,
+                    Ok(Line::Text(line)) => line,
+                    Ok(Line::TooLong(bytes)) => {
+                        let message = format!(
+                            "the line is {bytes} bytes or more; lines are read up to {} bytes (--max-line)",
+                            args.max_line
+                        );
+                        tally.reject(line_no, None, &message);
+                        if args.stop_on_error {
+                            stopped = Some(format!("stopped at line {line_no} (--stop-on-error)"));
+                            reading = false;
+                        }
+                        continue;
+                    }
                     Err(e) => {
                         stopped = Some(format!("stopped at line {line_no}: cannot read the input: {e}"));
                         reading = false;
@@ -231,7 +272,7 @@ pub(crate) async fn run(global: &GlobalArgs, args: PublishArgs) -> anyhow::Resul
                             in_flight.push(async move { (line, event_type, pending.await) });
                             None
                         }
-                        Err(e) if is_about_the_event(&e) => Some((Some(event_type), e.to_string())),
+                        Err(e) if e.is_invalid_event() => Some((Some(event_type), e.to_string())),
                         Err(e) => {
                             stopped = Some(format!("stopped at line {line_no}: {e}"));
                             reading = false;
@@ -281,20 +322,14 @@ pub(crate) async fn run(global: &GlobalArgs, args: PublishArgs) -> anyhow::Resul
     Ok(if tally.rejected + tally.failed > 0 || stopped.is_some() { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
 
-/// Sends each line (without its line break) until the input ends or the receiver is gone.
-fn read_lines(input: Box<dyn Read + Send>, tx: &mpsc::Sender<std::io::Result<Vec<u8>>>) {
+/// Sends each line (without its line break) until the input ends or the receiver is gone. A
+/// line longer than `max_line` bytes is read through without being kept ([`Line::TooLong`]).
+fn read_lines(input: Box<dyn Read + Send>, max_line: usize, tx: &mpsc::Sender<std::io::Result<Line>>) {
     let mut reader = BufReader::with_capacity(1 << 16, input);
     loop {
-        let mut line = Vec::new();
-        match reader.read_until(b'\n', &mut line) {
-            Ok(0) => return,
-            Ok(_) => {
-                if line.last() == Some(&b'\n') {
-                    line.pop();
-                }
-                if line.last() == Some(&b'\r') {
-                    line.pop();
-                }
+        match read_line(&mut reader, max_line) {
+            Ok(None) => return,
+            Ok(Some(line)) => {
                 if tx.blocking_send(Ok(line)).is_err() {
                     return;
                 }
@@ -302,6 +337,50 @@ fn read_lines(input: Box<dyn Read + Send>, tx: &mpsc::Sender<std::io::Result<Vec
             Err(e) => {
                 let _ = tx.blocking_send(Err(e));
                 return;
+            }
+        }
+    }
+}
+
+/// The next line (`None` at the end of the input), at most `max_line` bytes kept.
+fn read_line(reader: &mut impl BufRead, max_line: usize) -> std::io::Result<Option<Line>> {
+    let mut line = Vec::new();
+    // The line break may be the byte past the limit: a line of exactly `max_line` is kept.
+    let cap = u64::try_from(max_line).unwrap_or(u64::MAX).saturating_add(1);
+    if reader.by_ref().take(cap).read_until(b'\n', &mut line)? == 0 {
+        return Ok(None);
+    }
+    if line.last() == Some(&b'\n') {
+        line.pop();
+        if line.last() == Some(&b'\r') {
+            line.pop();
+        }
+        return Ok(Some(Line::Text(line)));
+    }
+    if line.len() <= max_line {
+        // The last line, without a line break.
+        if line.last() == Some(&b'\r') {
+            line.pop();
+        }
+        return Ok(Some(Line::Text(line)));
+    }
+    // Too long: skip to the end of the line, counting, keeping nothing.
+    let mut bytes = line.len();
+    drop(line);
+    loop {
+        let buffer = reader.fill_buf()?;
+        if buffer.is_empty() {
+            return Ok(Some(Line::TooLong(bytes)));
+        }
+        match buffer.iter().position(|&b| b == b'\n') {
+            Some(end) => {
+                reader.consume(end + 1);
+                return Ok(Some(Line::TooLong(bytes + end)));
+            }
+            None => {
+                let n = buffer.len();
+                reader.consume(n);
+                bytes += n;
             }
         }
     }
@@ -334,5 +413,32 @@ mod tests {
             err(br#"{"event_type": "a.b"}"#, Some("c.d")),
             r#"$.event_type: the line says "a.b" but --event-type is "c.d""#
         );
+        assert_eq!(
+            err(br#"{"event_type": "a.b", "amount": 1, "amount": "x"}"#, None),
+            r#"$.amount: duplicate key "amount" (line 1, column 43)"#
+        );
+    }
+
+    fn lines(input: &[u8], max: usize) -> Vec<Result<Vec<u8>, usize>> {
+        let mut reader = BufReader::with_capacity(4, input);
+        let mut out = Vec::new();
+        while let Some(line) = read_line(&mut reader, max).expect("in memory") {
+            out.push(match line {
+                Line::Text(t) => Ok(t),
+                Line::TooLong(n) => Err(n),
+            });
+        }
+        out
+    }
+
+    #[test]
+    fn overlong_lines_are_skipped_not_kept() {
+        let got = lines(b"1234\r\n123456789\nabc\n\n123456\n12345", 5);
+        assert_eq!(
+            got,
+            [Ok(b"1234".to_vec()), Err(9), Ok(b"abc".to_vec()), Ok(Vec::new()), Err(6), Ok(b"12345".to_vec())]
+        );
+        assert_eq!(lines(b"1234567", 5), [Err(7)], "the last line, without a line break");
+        assert_eq!(lines(b"", 5), Vec::<Result<Vec<u8>, usize>>::new());
     }
 }

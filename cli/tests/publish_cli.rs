@@ -177,3 +177,53 @@ fn publish_reports_bad_lines_and_publishes_the_rest() {
     assert!(stdout.contains("published 500, rejected 0"), "{stdout}");
     assert_eq!(high_watermarks(&users), 501);
 }
+
+#[test]
+fn publish_rejects_hostile_lines_one_by_one_and_publishes_the_rest() {
+    let (topology, purchases, _) = write_topology("cli_hostile");
+    let (ok, out, err) = run(&mut sluice(&topology, &["topics", "apply"]));
+    assert!(ok, "{out}{err}");
+
+    // Over the producer's 1 000 000-byte record limit (checked on the uncompressed record).
+    let mut oversized: serde_json::Value = serde_json::from_str(&purchase(2, json!(1))).expect("json");
+    oversized["order_id"] = json!("x".repeat(1_200_000));
+    let mut long_id: serde_json::Value = serde_json::from_str(&purchase(4, json!(1))).expect("json");
+    long_id["aggregate_id"] = json!("u".repeat(600_000));
+    let duplicate =
+        r#"{"event_type": "engagement.purchase_completed", "aggregate_id": "user-5", "aggregate_version": 5,
+        "user_id": "user-5", "order_id": "o-5", "amount_cents": 1, "currency": "EUR", "items": 1, "amount_cents": "x"}"#
+            .replace('\n', " ");
+    let lines = [
+        purchase(1, json!(100)),
+        oversized.to_string(),
+        purchase(3, json!(300)),
+        long_id.to_string(),
+        duplicate,
+        "x".repeat(3000),
+        purchase(6, json!(600)),
+    ];
+    let file = topology.parent().expect("dir").join("hostile.jsonl");
+    std::fs::write(&file, lines.join("\n") + "\n").expect("write events");
+
+    let path = file.to_str().expect("utf-8 path");
+    let (ok, out, err) = run(&mut sluice(&topology, &["publish", "--max-line", "1MiB", "--file", path]));
+    assert!(!ok, "rejected lines make the run fail");
+    assert!(out.contains("published 3, rejected 4"), "every bad line counted, every good one published: {out}{err}");
+    assert!(!out.contains("stopped"), "one bad line does not stop the run: {out}");
+    // The 1.2 MB line is over --max-line here (skipped unread); below, it is over the record limit.
+    assert!(err.contains("line 2: the line is 1200") && err.contains("(--max-line)"), "{err}");
+    assert!(err.contains("line 4: $.aggregate_id: 600000 bytes long; at most 200 bytes"), "{err}");
+    assert!(err.contains(r#"line 5: $.amount_cents: duplicate key "amount_cents""#), "{err}");
+    assert!(err.contains("line 6: not JSON"), "{err}");
+    assert_eq!(high_watermarks(&purchases), 3);
+
+    // With the default --max-line the same oversized line reaches the publisher, which refuses it
+    // as too large for Kafka, names the sizes, and goes on.
+    let file = topology.parent().expect("dir").join("oversized.jsonl");
+    std::fs::write(&file, [oversized.to_string(), purchase(7, json!(700))].join("\n")).expect("write events");
+    let (ok, out, err) = run(&mut sluice(&topology, &["publish", "--file", file.to_str().expect("utf-8 path")]));
+    assert!(!ok);
+    assert!(out.contains("published 1, rejected 1") && !out.contains("stopped"), "{out}{err}");
+    assert!(err.contains("line 1: the event is ") && err.contains("bytes as a Kafka record; topic"), "{err}");
+    assert_eq!(high_watermarks(&purchases), 4);
+}

@@ -62,6 +62,8 @@ use apache_avro::{BigDecimal, Days, Decimal, Duration, Millis, Months, Schema, U
 use serde_json::{Map, Number, Value as Json};
 use thiserror::Error;
 
+pub(crate) use crate::calendar::{parse_date, parse_rfc3339};
+
 #[cfg(test)]
 mod arbitrary;
 mod decoder;
@@ -332,8 +334,40 @@ pub fn decode(body: &[u8], writer: &Schema, reader: Option<&Schema>) -> Result<V
         None => Ok(value),
         Some(reader) => {
             let names = ResolvedSchema::new(reader).map_err(DecodeError::Schema)?;
+            let mut value = value;
+            widen_decimals(&mut value);
             value.resolve_with_names(reader, names.get_names()).map_err(DecodeError::Resolve)
         }
+    }
+}
+
+/// Bytes every decimal value is widened to before resolution: enough for the largest precision a
+/// 256-bit decimal holds (76 digits).
+const RESOLVED_DECIMAL_BYTES: usize = 32;
+
+/// Sign-extends every decimal in `value` to [`RESOLVED_DECIMAL_BYTES`], the same number.
+///
+/// apache-avro 0.22 refuses to resolve a decimal whose two's-complement bytes are too *few* to
+/// reach the schema's precision ("Precision 6 too small to hold decimal values with 2 bytes"):
+/// 26.35 at decimal(6, 2) is 2 bytes, so every small amount written with v1 of a schema would fail
+/// to resolve to a compatible v2. Widening the bytes keeps the value and passes that check.
+fn widen_decimals(value: &mut Value) {
+    match value {
+        Value::Decimal(decimal) => {
+            if let Ok(bytes) = Vec::<u8>::try_from(&*decimal)
+                && bytes.len() < RESOLVED_DECIMAL_BYTES
+            {
+                let fill = if bytes.first().is_some_and(|b| b & 0x80 != 0) { 0xff } else { 0 };
+                let mut wide = vec![fill; RESOLVED_DECIMAL_BYTES - bytes.len()];
+                wide.extend_from_slice(&bytes);
+                *decimal = Decimal::from(wide);
+            }
+        }
+        Value::Union(_, inner) => widen_decimals(inner),
+        Value::Array(items) => items.iter_mut().for_each(widen_decimals),
+        Value::Map(entries) => entries.values_mut().for_each(widen_decimals),
+        Value::Record(fields) => fields.iter_mut().for_each(|(_, v)| widen_decimals(v)),
+        _ => {}
     }
 }
 
@@ -961,12 +995,19 @@ fn unscaled_decimal(decimal: &Decimal) -> String {
     let Ok(bytes) = Vec::<u8>::try_from(decimal) else {
         return String::new();
     };
+    // Sign-extension bytes say nothing (writers may pad, resolution widens: `widen_decimals`).
+    let mut bytes = bytes.as_slice();
+    while let [head, next, ..] = bytes
+        && ((*head == 0x00 && next & 0x80 == 0) || (*head == 0xff && next & 0x80 != 0))
+    {
+        bytes = &bytes[1..];
+    }
     if bytes.len() > 16 {
-        return format!("0x{}", hex(&bytes));
+        return format!("0x{}", hex(bytes));
     }
     let fill = if bytes.first().is_some_and(|b| b & 0x80 != 0) { 0xff } else { 0x00 };
     let mut wide = [fill; 16];
-    wide[16 - bytes.len()..].copy_from_slice(&bytes);
+    wide[16 - bytes.len()..].copy_from_slice(bytes);
     i128::from_be_bytes(wide).to_string()
 }
 
@@ -1014,107 +1055,6 @@ fn parse_decimal(text: &str, precision: usize, scale: usize) -> Result<i128, Str
         return Err(format!("{digits} digits exceed the precision of {precision}"));
     }
     Ok(if negative { -unscaled } else { unscaled })
-}
-
-const RFC3339_EXAMPLE: &str = "expected an RFC 3339 date-time like 2026-11-26T04:28:21.123Z";
-
-/// Two ASCII digits at `at`.
-fn two_digits(b: &[u8], at: usize) -> Option<u32> {
-    match (b.get(at), b.get(at + 1)) {
-        (Some(hi), Some(lo)) if hi.is_ascii_digit() && lo.is_ascii_digit() => {
-            Some(u32::from(hi - b'0') * 10 + u32::from(lo - b'0'))
-        }
-        _ => None,
-    }
-}
-
-/// Days since 1970-01-01 of the `YYYY-MM-DD` at the start of `b`.
-fn date_prefix(b: &[u8]) -> Result<i64, String> {
-    let format = || RFC3339_EXAMPLE.to_owned();
-    let year = match (two_digits(b, 0), two_digits(b, 2)) {
-        (Some(century), Some(rest)) => i64::from(century * 100 + rest),
-        _ => return Err(format()),
-    };
-    if b.get(4) != Some(&b'-') || b.get(7) != Some(&b'-') {
-        return Err(format());
-    }
-    let (Some(month), Some(day)) = (two_digits(b, 5), two_digits(b, 8)) else {
-        return Err(format());
-    };
-    if !(1..=12).contains(&month) {
-        return Err(format!("month {month} does not exist"));
-    }
-    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
-    let month_days = match month {
-        2 if leap => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    };
-    if !(1..=month_days).contains(&day) {
-        return Err(format!("day {day} does not exist in {year:04}-{month:02}"));
-    }
-    Ok(crate::calendar::days_from_civil(year, month, day))
-}
-
-/// Days since 1970-01-01 of a `YYYY-MM-DD` date.
-pub(crate) fn parse_date(s: &str) -> Result<i64, String> {
-    if s.len() != 10 {
-        return Err("expected a date like 2026-11-26".to_owned());
-    }
-    date_prefix(s.as_bytes()).map_err(|reason| reason.replace(RFC3339_EXAMPLE, "expected a date like 2026-11-26"))
-}
-
-/// Nanoseconds since the epoch of an RFC 3339 date-time: `2026-11-26T04:28:21.123Z`,
-/// `2026-11-26t06:28:21+02:00`, `2026-11-26 04:28:21Z`. Leap seconds are rejected.
-pub(crate) fn parse_rfc3339(s: &str) -> Result<i128, String> {
-    let b = s.as_bytes();
-    let format = || RFC3339_EXAMPLE.to_owned();
-    let days = date_prefix(b)?;
-    if !matches!(b.get(10), Some(b'T' | b't' | b' ')) || b.get(13) != Some(&b':') || b.get(16) != Some(&b':') {
-        return Err(format());
-    }
-    let (Some(hour), Some(minute), Some(second)) = (two_digits(b, 11), two_digits(b, 14), two_digits(b, 17)) else {
-        return Err(format());
-    };
-    if hour > 23 || minute > 59 {
-        return Err(format!("time {hour:02}:{minute:02} does not exist"));
-    }
-    if second > 59 {
-        return Err(format!("second {second} does not exist (leap seconds are not supported)"));
-    }
-    let mut at = 19;
-    let mut nanos: i128 = 0;
-    if b.get(at) == Some(&b'.') {
-        at += 1;
-        let digits = b[at..].iter().take_while(|d| d.is_ascii_digit()).count();
-        if digits == 0 {
-            return Err(format());
-        }
-        // Digits past nanoseconds are dropped, like every finer digit for coarser units.
-        let significant = digits.min(9);
-        for d in &b[at..at + significant] {
-            nanos = nanos * 10 + i128::from(d - b'0');
-        }
-        nanos *= 10_i128.pow(u32::try_from(9 - significant).unwrap_or(0));
-        at += digits;
-    }
-    let offset_seconds = match b.get(at) {
-        Some(b'Z' | b'z') if at + 1 == b.len() => 0,
-        Some(sign @ (b'+' | b'-')) if at + 6 == b.len() && b[at + 3] == b':' => {
-            let (Some(h), Some(m)) = (two_digits(b, at + 1), two_digits(b, at + 4)) else {
-                return Err(format());
-            };
-            if h > 23 || m > 59 {
-                return Err(format!("offset {}{h:02}:{m:02} does not exist", char::from(*sign)));
-            }
-            let seconds = i64::from(h * 3600 + m * 60);
-            if *sign == b'-' { -seconds } else { seconds }
-        }
-        _ => return Err("expected a time zone: Z or an offset like +02:00".to_owned()),
-    };
-    let seconds = days * 86_400 + i64::from(hour * 3600 + minute * 60 + second) - offset_seconds;
-    Ok(i128::from(seconds) * 1_000_000_000 + nanos)
 }
 
 #[cfg(test)]
@@ -1536,6 +1476,7 @@ mod tests {
         assert_eq!(ms("1969-12-31T23:59:59.9995Z"), Ok(-1), "truncation goes toward the past");
         assert_eq!(ms("2024-02-29T00:00:00Z"), Ok(19_782 * 86_400_000));
         let bad = |s: &str| parse_rfc3339(s).expect_err(s);
+        use crate::calendar::RFC3339_EXAMPLE;
         assert_eq!(bad("2026-11-26"), RFC3339_EXAMPLE);
         assert_eq!(bad("2026-11-26T04:28:21"), "expected a time zone: Z or an offset like +02:00");
         assert_eq!(bad("2026-11-26T04:28:21.Z"), RFC3339_EXAMPLE);

@@ -23,6 +23,17 @@ pub const ENVELOPE_FIELDS: [&str; 10] = [
     "tracestate",
 ];
 
+/// The longest `aggregate_id` an event may have, in UTF-8 bytes; publishers refuse a longer one.
+///
+/// The aggregate id becomes a Couchbase document key through the projection's template (the
+/// default is `user::{aggregate_id}`), and Couchbase keys are at most 250 bytes; the Couchbase
+/// sink holds keys to 246 (the collection-id prefix) and keeps 8 of those for a tombstone's
+/// `::erased` suffix, which leaves 238 for the whole key. 200 for the id leaves 38 for the
+/// template's literal parts. An event past it would be published and then fail in every
+/// projection (to the dead-letter topic); refused at the producer, the client learns it at once.
+/// It is also the Kafka key of the default key field, where a long key only wastes space.
+pub const MAX_AGGREGATE_ID_BYTES: usize = 200;
+
 /// The fields every event carries.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Envelope {

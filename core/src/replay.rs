@@ -30,7 +30,7 @@ pub enum ReplayError {
         /// The value given.
         input: String,
         /// What is wrong with it.
-        reason: &'static str,
+        reason: String,
     },
     /// A `partition:offset` entry without a topic while the projection reads several topics.
     #[error(
@@ -187,80 +187,12 @@ impl fmt::Display for Position {
 }
 
 /// Milliseconds since the Unix epoch of an RFC 3339 timestamp: `YYYY-MM-DDTHH:MM:SS[.fff…](Z|±HH:MM)`
-/// (`t`/space for `T` and `z` accepted; fractions beyond milliseconds are truncated).
+/// (`t`/space for `T` and `z` accepted; fractions beyond milliseconds are truncated toward the
+/// past). The same parser, and so the same rules, as timestamps in events (leap seconds refused).
 pub fn parse_rfc3339_ms(s: &str) -> Result<i64, ReplayError> {
     let err = |reason| ReplayError::Timestamp { input: s.to_owned(), reason };
-    let b = s.as_bytes();
-    let num = |from: usize, len: usize| -> Option<i64> {
-        let part = b.get(from..from + len)?;
-        part.iter().all(u8::is_ascii_digit).then(|| part.iter().fold(0, |n, d| n * 10 + i64::from(d - b'0')))
-    };
-    if b.len() < 19 {
-        return Err(err("too short"));
-    }
-    let (Some(year), Some(month), Some(day)) = (num(0, 4), num(5, 2), num(8, 2)) else {
-        return Err(err("the date must be YYYY-MM-DD"));
-    };
-    if b[4] != b'-' || b[7] != b'-' {
-        return Err(err("the date must be YYYY-MM-DD"));
-    }
-    if !matches!(b[10], b'T' | b't' | b' ') {
-        return Err(err("date and time must be separated by T"));
-    }
-    let (Some(hour), Some(minute), Some(second)) = (num(11, 2), num(14, 2), num(17, 2)) else {
-        return Err(err("the time must be HH:MM:SS"));
-    };
-    if b[13] != b':' || b[16] != b':' {
-        return Err(err("the time must be HH:MM:SS"));
-    }
-    let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
-    let month_days = [31, if leap { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
-    if !(1..=12).contains(&month) {
-        return Err(err("month out of range"));
-    }
-    if day < 1 || day > month_days[(month - 1) as usize] {
-        return Err(err("day out of range for the month"));
-    }
-    // 60 is a leap second: it counts as the next second's start, like most clocks.
-    if hour > 23 || minute > 59 || second > 60 {
-        return Err(err("time out of range"));
-    }
-    let mut i = 19;
-    let mut millis = 0;
-    if b.get(i) == Some(&b'.') {
-        i += 1;
-        let start = i;
-        while i < b.len() && b[i].is_ascii_digit() {
-            if i - start < 3 {
-                millis = millis * 10 + i64::from(b[i] - b'0');
-            }
-            i += 1;
-        }
-        if i == start {
-            return Err(err("a fraction needs digits after the dot"));
-        }
-        for _ in (i - start)..3 {
-            millis *= 10;
-        }
-    }
-    let offset_min = match &b[i..] {
-        [b'Z' | b'z'] => 0,
-        [sign @ (b'+' | b'-'), ..] if b.len() == i + 6 && b[i + 3] == b':' => {
-            let (Some(h), Some(m)) = (num(i + 1, 2), num(i + 4, 2)) else {
-                return Err(err("the offset must be ±HH:MM"));
-            };
-            if h > 23 || m > 59 {
-                return Err(err("offset out of range"));
-            }
-            if *sign == b'+' { h * 60 + m } else { -(h * 60 + m) }
-        }
-        [] => return Err(err("a time zone is required (Z or ±HH:MM)")),
-        _ => return Err(err("the time zone must be Z or ±HH:MM")),
-    };
-    // Month and day were checked against the calendar above.
-    let days = crate::calendar::days_from_civil(year, month as u32, day as u32);
-    let secs = days * 86_400 + hour * 3_600 + minute * 60 + second - offset_min * 60;
-    Ok(secs * 1_000 + millis)
+    let nanos = crate::calendar::parse_rfc3339(s).map_err(err)?;
+    i64::try_from(nanos.div_euclid(1_000_000)).map_err(|_| err("out of range".to_owned()))
 }
 
 /// `YYYY-MM-DDTHH:MM:SS.mmmZ` of milliseconds since the Unix epoch.
@@ -486,13 +418,17 @@ mod tests {
             Err(ReplayError::Timestamp { reason, .. }) => reason,
             other => panic!("{s}: {other:?}"),
         };
-        assert_eq!(reason("2026-11-26T05:30:00"), "a time zone is required (Z or ±HH:MM)");
-        assert_eq!(reason("2025-02-29T00:00:00Z"), "day out of range for the month");
-        assert_eq!(reason("2026-13-01T00:00:00Z"), "month out of range");
-        assert_eq!(reason("2026-11-26T24:00:00Z"), "time out of range");
-        assert_eq!(reason("2026-11-26T05:30:00.Z"), "a fraction needs digits after the dot");
-        assert_eq!(reason("2026-11-26T05:30:00+0100"), "the time zone must be Z or ±HH:MM");
-        assert_eq!(reason("2026-11-26"), "too short");
+        assert_eq!(reason("2026-11-26T05:30:00"), "expected a time zone: Z or an offset like +02:00");
+        assert_eq!(reason("2025-02-29T00:00:00Z"), "day 29 does not exist in 2025-02");
+        assert_eq!(reason("2026-13-01T00:00:00Z"), "month 13 does not exist");
+        assert_eq!(reason("2026-11-26T24:00:00Z"), "time 24:00 does not exist");
+        // One rule for every timestamp sluice reads: events cannot hold a leap second, so a
+        // replay position cannot name one either.
+        assert_eq!(reason("2026-12-31T23:59:60Z"), "second 60 does not exist (leap seconds are not supported)");
+        for bad in ["2026-11-26T05:30:00.Z", "2026-11-26", "2026-11-26T05:30"] {
+            assert!(reason(bad).starts_with("expected an RFC 3339 date-time"), "{bad}: {}", reason(bad));
+        }
+        assert_eq!(reason("2026-11-26T05:30:00+0100"), "expected a time zone: Z or an offset like +02:00");
         // Through the position parser, the same message.
         assert!(matches!("2026-11-26T05:30:00".parse::<Position>(), Err(ReplayError::Timestamp { .. })));
     }

@@ -72,6 +72,29 @@ pub enum PublishError {
     /// An [`EventDraft`](crate::EventDraft) payload is not a JSON object of payload fields.
     #[error("invalid payload: {0}")]
     Payload(String),
+    /// The event's `aggregate_id` is longer than
+    /// [`MAX_AGGREGATE_ID_BYTES`](sluice_core::event::MAX_AGGREGATE_ID_BYTES) bytes: it could
+    /// not become a document key in a projection.
+    #[error("$.aggregate_id: {bytes} bytes long; at most {max} bytes (it becomes a document key)")]
+    AggregateIdTooLong {
+        /// Its length in UTF-8 bytes.
+        bytes: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The event's Kafka record is larger than the topic (or the producer) takes; nothing was
+    /// written. The event must become smaller: a retry never helps.
+    #[error("the event is {bytes} bytes as a Kafka record; topic {topic} takes at most {limit} bytes")]
+    RecordTooLarge {
+        /// The topic.
+        topic: String,
+        /// Key + value + record framing (see [`crate::limits`]); 0 when Kafka refused the record
+        /// and the size was not known there.
+        bytes: usize,
+        /// The smaller of the producer's `message.max.bytes` and the topic's
+        /// `max.message.bytes` (less the batch header).
+        limit: usize,
+    },
     /// A converted event could not be written as Avro (a bug: the converter accepted it).
     #[error("cannot encode the event: {0}")]
     Encode(#[from] EncodeError),
@@ -150,9 +173,27 @@ impl PublishError {
             | Self::Invalid(_)
             | Self::Payload(_)
             | Self::Encode(_)
+            | Self::AggregateIdTooLong { .. }
+            | Self::RecordTooLarge { .. }
             | Self::UnknownTopic(_)
             | Self::Config(_) => false,
         }
+    }
+
+    /// True when the event itself is the problem (its type, its fields, its size): the same
+    /// event always fails the same way, and the next one may well succeed. False when the
+    /// publisher, the registry or the cluster is (the next event would fail the same way).
+    pub fn is_invalid_event(&self) -> bool {
+        matches!(
+            self,
+            Self::UnknownEventType { .. }
+                | Self::EventTypeMismatch { .. }
+                | Self::Invalid(_)
+                | Self::Payload(_)
+                | Self::Encode(_)
+                | Self::AggregateIdTooLong { .. }
+                | Self::RecordTooLarge { .. }
+        )
     }
 }
 

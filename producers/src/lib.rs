@@ -8,6 +8,7 @@
 //! - [`draft`]: an [`EventDraft`] and the envelope defaults (`event_id`, `occurred_at`, `producer`).
 //! - `record` (private): JSON event → key and framed Avro value, pure.
 //! - [`publisher`]: the idempotent Kafka producer and the cached schema ids.
+//! - [`limits`]: the largest record a topic takes, checked before sending.
 //! - [`registry`]: the schema registry's Confluent API.
 //! - [`intake`]: the backpressure hook ([`IntakeGate`]) both the publisher and the gateway ask
 //!   before publishing.
@@ -78,6 +79,7 @@ pub mod draft;
 mod error;
 pub mod gateway;
 pub mod intake;
+pub mod limits;
 pub mod publisher;
 mod record;
 pub mod registry;

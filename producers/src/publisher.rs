@@ -5,7 +5,9 @@
 //! event type has; the registry gives the schema's id once per event type (cached for the
 //! publisher's life); [`crate::record`] builds the record; an idempotent producer
 //! (`enable.idempotence`, `acks=all`) writes it; the delivery report comes back as a [`Delivery`]
-//! with partition and offset, or as a [`PublishError`] saying whether a retry can help.
+//! with partition and offset, or as a [`PublishError`] saying whether a retry can help. A record
+//! larger than its topic takes is refused before it is sent ([`crate::limits`]), and so is an
+//! `aggregate_id` too long to become a document key.
 //!
 //! [`Publisher::enqueue_json`] splits the two halves so a caller can keep many events in flight
 //! (`sluice publish` keeps up to 10 000): it returns once the record is in the producer's queue,
@@ -28,7 +30,9 @@ use sluice_core::Connections;
 use sluice_core::topology::{DEFAULT_KEY, EventInfo, Topology};
 use tokio::sync::OnceCell;
 
+use crate::admin::topics::{TopicAdmin, TopicsError};
 use crate::intake::{AlwaysAllow, Decision, IntakeGate};
+use crate::limits::{DEFAULT_MESSAGE_MAX_BYTES, RecordLimits, record_size};
 use crate::registry::Registry;
 use crate::{EventDraft, PublishError, RegistryError, record};
 
@@ -103,6 +107,8 @@ pub struct Publisher {
     /// Asked before each event: backpressure from lagging projections ([`AlwaysAllow`] unless
     /// [`Publisher::with_gate`]).
     gate: Arc<dyn IntakeGate>,
+    /// The largest record each topic takes, checked before a record reaches the producer.
+    limits: RecordLimits,
 }
 
 impl fmt::Debug for Publisher {
@@ -142,10 +148,59 @@ impl Publisher {
         for (key, value) in &opts.kafka {
             config.set(key, value);
         }
+        // The effective value, librdkafka's default included, so the check below matches the
+        // one librdkafka makes at send time.
+        let message_max_bytes = config
+            .create_native_config()
+            .and_then(|native| native.get("message.max.bytes"))
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(DEFAULT_MESSAGE_MAX_BYTES);
         let producer: FutureProducer = config.create().map_err(|e| PublishError::Config(e.to_string()))?;
         let registry = Registry::new(&connections.schema_registry_url, opts.registry_timeout)?;
         let ids = topology.events().map(|e| (e.event_type.clone(), OnceCell::new())).collect();
-        Ok(Self { topology, producer, registry, ids, opts, gate: Arc::new(AlwaysAllow) })
+        Ok(Self {
+            topology,
+            producer,
+            registry,
+            ids,
+            opts,
+            gate: Arc::new(AlwaysAllow),
+            limits: RecordLimits::new(message_max_bytes),
+        })
+    }
+
+    /// Reads every topology topic's `max.message.bytes` from the cluster through `admin`, so
+    /// events too large for their topic are refused before they are sent
+    /// ([`PublishError::RecordTooLarge`]). Until it succeeded once, only the producer's
+    /// `message.max.bytes` is checked; calling it again picks up a changed topic config. Topics
+    /// missing from the cluster are left as they were.
+    pub async fn read_topic_limits(&self, admin: &TopicAdmin) -> Result<(), TopicsError> {
+        let topics: Vec<&str> = self.topic_names();
+        for (name, topic) in admin.describe(&topics).await? {
+            if let Some(max) = topic.max_message_bytes() {
+                self.limits.set_topic(&name, max);
+            }
+        }
+        Ok(())
+    }
+
+    /// True once every topology topic's own size limit is known ([`Publisher::read_topic_limits`]).
+    pub fn topic_limits_known(&self) -> bool {
+        self.topic_names().iter().all(|t| self.limits.knows(t))
+    }
+
+    /// The largest record (key + value + record framing, see [`crate::limits`]) `topic` takes
+    /// as far as this publisher knows.
+    pub fn max_record_bytes(&self, topic: &str) -> usize {
+        self.limits.limit(topic)
+    }
+
+    fn topic_names(&self) -> Vec<&str> {
+        let mut topics: Vec<&str> = self.topology.events().map(|e| e.topic.as_str()).collect();
+        topics.sort_unstable();
+        topics.dedup();
+        topics
     }
 
     /// Asks `gate` before each event: [`Decision::Delay`] holds the event that long (intake slows
@@ -198,6 +253,11 @@ impl Publisher {
         let key_field = topic.map_or(DEFAULT_KEY, |t| t.key.as_str());
         let schema_id = self.resolve(info).await?;
         let record = record::build(info, key_field, schema_id, json)?;
+        let size =
+            Size { bytes: record_size(record.key.len(), record.value.len()), limit: self.limits.limit(&info.topic) };
+        if size.bytes > size.limit {
+            return Err(size.error(&info.topic));
+        }
         let started = Instant::now();
         loop {
             let attempt = FutureRecord::to(&info.topic).key(&record.key).payload(&record.value);
@@ -208,6 +268,7 @@ impl Publisher {
                         topic: info.topic.clone(),
                         event_id: record.event_id,
                         timeout: self.opts.delivery_timeout,
+                        size,
                     });
                 }
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
@@ -216,7 +277,7 @@ impl Publisher {
                     }
                     tokio::time::sleep(Duration::from_millis(5)).await;
                 }
-                Err((e, _)) => return Err(kafka_error(&e, &info.topic, self.opts.delivery_timeout)),
+                Err((e, _)) => return Err(kafka_error(&e, &info.topic, self.opts.delivery_timeout, size)),
             }
         }
     }
@@ -285,6 +346,20 @@ pub struct PendingDelivery {
     topic: String,
     event_id: String,
     timeout: Duration,
+    size: Size,
+}
+
+/// A record's size and the limit it was checked against, for a refusal that comes from Kafka.
+#[derive(Debug, Clone, Copy)]
+struct Size {
+    bytes: usize,
+    limit: usize,
+}
+
+impl Size {
+    fn error(self, topic: &str) -> PublishError {
+        PublishError::RecordTooLarge { topic: topic.to_owned(), bytes: self.bytes, limit: self.limit }
+    }
 }
 
 impl fmt::Debug for PendingDelivery {
@@ -307,7 +382,7 @@ impl PendingDelivery {
                 offset: d.offset,
                 event_id: std::mem::take(&mut self.event_id),
             }),
-            Err((e, _)) => Err(kafka_error(&e, &self.topic, self.timeout)),
+            Err((e, _)) => Err(kafka_error(&e, &self.topic, self.timeout, self.size)),
         }
     }
 }
@@ -327,9 +402,12 @@ impl Future for PendingDelivery {
 }
 
 /// What a failed produce means for the caller.
-fn kafka_error(e: &KafkaError, topic: &str, timeout: Duration) -> PublishError {
+fn kafka_error(e: &KafkaError, topic: &str, timeout: Duration, size: Size) -> PublishError {
     use RDKafkaErrorCode as C;
     match e.rdkafka_error_code() {
+        // Passed the check above but refused all the same (the topic's limit changed, or was
+        // not read yet): still the event's size, never a server fault.
+        Some(C::MessageSizeTooLarge | C::MessageBatchTooLarge) => size.error(topic),
         Some(C::MessageTimedOut | C::OperationTimedOut | C::RequestTimedOut) => PublishError::Timeout(timeout),
         Some(C::UnknownTopic | C::UnknownTopicOrPartition) => PublishError::UnknownTopic(topic.to_owned()),
         Some(
@@ -347,5 +425,30 @@ fn kafka_error(e: &KafkaError, topic: &str, timeout: Duration) -> PublishError {
         Some(code) => PublishError::Kafka { message: code.to_string(), retriable: false },
         None if matches!(e, KafkaError::Canceled) => PublishError::Canceled,
         None => PublishError::Kafka { message: e.to_string(), retriable: false },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kafkas_size_refusals_are_the_events_size() {
+        let size = Size { bytes: 2_000_036, limit: 1_000_000 };
+        for code in [RDKafkaErrorCode::MessageSizeTooLarge, RDKafkaErrorCode::MessageBatchTooLarge] {
+            let e = kafka_error(&KafkaError::MessageProduction(code), "t", Duration::from_secs(1), size);
+            assert!(
+                matches!(&e, PublishError::RecordTooLarge { topic, bytes: 2_000_036, limit: 1_000_000 } if topic == "t"),
+                "{e:?}"
+            );
+            assert!(e.is_invalid_event() && !e.is_retriable());
+        }
+        let e = kafka_error(
+            &KafkaError::MessageProduction(RDKafkaErrorCode::AllBrokersDown),
+            "t",
+            Duration::from_secs(1),
+            size,
+        );
+        assert!(!e.is_invalid_event() && e.is_retriable(), "an outage is not the event's fault");
     }
 }

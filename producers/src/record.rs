@@ -7,6 +7,7 @@
 use apache_avro::Schema;
 use serde_json::Value as Json;
 use sluice_core::avro::{self, EncodeJsonError};
+use sluice_core::event::MAX_AGGREGATE_ID_BYTES;
 use sluice_core::framing;
 use sluice_core::topology::EventInfo;
 
@@ -25,7 +26,15 @@ pub(crate) struct Record {
 
 /// Validates `json` against the event type's schema and builds its record. `key_field` is the
 /// topic's key (an envelope field that is never null).
+///
+/// An `aggregate_id` longer than [`MAX_AGGREGATE_ID_BYTES`] is refused first (before the event
+/// is encoded: a hostile one may be megabytes long).
 pub(crate) fn build(info: &EventInfo, key_field: &str, schema_id: u32, json: &Json) -> Result<Record, PublishError> {
+    if let Some(Json::String(id)) = json.get("aggregate_id")
+        && id.len() > MAX_AGGREGATE_ID_BYTES
+    {
+        return Err(PublishError::AggregateIdTooLong { bytes: id.len(), max: MAX_AGGREGATE_ID_BYTES });
+    }
     // The body is written right behind the Confluent header: one buffer, no copy.
     let mut value = Vec::with_capacity(framing::HEADER_LEN + 256);
     framing::frame_into(schema_id, &[], &mut value);
@@ -102,6 +111,19 @@ mod tests {
 
         let by_id = build(info, "event_id", 42, &purchase()).expect("valid event");
         assert_eq!(by_id.key, record.event_id);
+    }
+
+    #[test]
+    fn refuses_an_aggregate_id_too_long_for_a_document_key() {
+        let t = topology();
+        let info = t.event("engagement.purchase_completed").expect("event type");
+        let mut event = purchase();
+        event["aggregate_id"] = json!("é".repeat(MAX_AGGREGATE_ID_BYTES / 2));
+        assert!(build(info, "aggregate_id", 1, &event).is_ok(), "at the limit, counted in bytes");
+        event["aggregate_id"] = json!(format!("{}x", "é".repeat(MAX_AGGREGATE_ID_BYTES / 2)));
+        let err = build(info, "aggregate_id", 1, &event).expect_err("one byte over");
+        assert!(matches!(err, PublishError::AggregateIdTooLong { bytes, max } if bytes == max + 1), "{err:?}");
+        assert!(err.is_invalid_event() && !err.is_retriable());
     }
 
     #[test]

@@ -3,11 +3,14 @@
 //! where the answer says; every kind of bad input gets its status and body and publishes nothing
 //! (the topics' high watermarks do not move); a batch publishes exactly its valid events; tokens
 //! and scopes are enforced; a refusing gate answers 429; readiness follows the services; a
-//! shutdown finishes the requests in flight.
+//! shutdown finishes the requests in flight. Hostile input (oversized events and ids, repeated
+//! keys, compressed and mislabelled bodies, slow and surplus connections) gets a 4xx or a closed
+//! connection, never a 5xx.
 //!
 //! Each test has its own topics (`fresh_topology`), so runs never collide.
 
 use std::collections::BTreeMap;
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -16,7 +19,7 @@ use apache_avro::Schema;
 use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use reqwest::StatusCode;
-use reqwest::header::{CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
+use reqwest::header::{CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use schema_registry_converter::async_impl::schema_registry::{SrSettings, get_schema_by_id};
 use serde_json::{Value, json};
 use sluice_core::Connections;
@@ -29,6 +32,7 @@ use sluice_producers::gateway::metrics::{PrometheusHandle, prometheus_builder};
 use sluice_producers::gateway::{self, Decision, GatewayConfig, GatewayState, IntakeGate, Tokens};
 use sluice_producers::{Publisher, PublisherOptions, Registry, Uuid};
 use sluice_tests::{connections, fresh_topology, unique, within};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -131,7 +135,22 @@ impl Running {
         content_type: &str,
         body: String,
     ) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+        self.post_encoded(path, token, content_type, None, body.into_bytes()).await
+    }
+
+    /// Posts `body` as is, labelled with `encoding` (`Content-Encoding`) when given.
+    async fn post_encoded(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        content_type: &str,
+        encoding: Option<&str>,
+        body: Vec<u8>,
+    ) -> (StatusCode, reqwest::header::HeaderMap, Value) {
         let mut request = self.http.post(format!("{}{path}", self.base)).header(CONTENT_TYPE, content_type).body(body);
+        if let Some(encoding) = encoding {
+            request = request.header(CONTENT_ENCODING, encoding);
+        }
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }
@@ -653,4 +672,283 @@ async fn shutdown_finishes_the_requests_in_flight() {
     assert_eq!(watermarks(&rig), (before.0, before.1 + 3));
     let after = reqwest::Client::new().get(format!("{base}/healthz")).send().await;
     assert!(after.is_err(), "the listener is closed after shutdown");
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    encoder.write_all(bytes).expect("compress");
+    encoder.finish().expect("compress")
+}
+
+fn zlib(bytes: &[u8]) -> Vec<u8> {
+    let mut encoder = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
+    encoder.write_all(bytes).expect("compress");
+    encoder.finish().expect("compress")
+}
+
+/// Characters that do not compress much, so a record's size on the wire stays its size.
+fn noise(len: usize) -> String {
+    use rand::Rng as _;
+    let mut rng = rand::rng();
+    (0..len).map(|_| char::from(b'a' + rng.random_range(0..26u8))).collect()
+}
+
+/// Every answer is a refusal in the gateway's shape, 4xx, with this code.
+fn refused(what: &str, status: StatusCode, body: &Value, want: (u16, &str)) {
+    assert_eq!((status.as_u16(), body["error"]["code"].as_str()), (want.0, Some(want.1)), "{what}: {body}");
+    assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{what}: {body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_input_gets_a_4xx_never_a_5xx() {
+    let rig = rig("gw_hostile").await;
+    let gw = start(&rig, Options::default()).await;
+    let single = format!("/v1/events/{PURCHASE}");
+    let typed_batch = format!("/v1/events/{PURCHASE}/batch");
+    let before = watermarks(&rig);
+
+    // An event under the 1 MiB body limit but over Kafka's record limit: 413 naming both sizes.
+    let mut big = purchase("user-1", 1);
+    big["order_id"] = json!(noise(1_040_000));
+    let (status, body) = gw.post(&single, Some(ALL_TOKEN), &big).await;
+    refused("1.04 MB event", status, &body, (413, "record_too_large"));
+    let (size, limit) = (body["error"]["size_bytes"].as_u64(), body["error"]["limit_bytes"].as_u64());
+    assert!(size.zip(limit).is_some_and(|(s, l)| s > l && l <= 1_000_000), "{body}");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains(&size.unwrap_or(0).to_string()) && message.contains(&limit.unwrap_or(0).to_string()));
+
+    // A 600 KB aggregate_id: 422 on the field, before anything else is done with it.
+    let mut long_id = purchase("user-1", 1);
+    long_id["aggregate_id"] = json!("u".repeat(600_000));
+    let (status, body) = gw.post(&single, Some(ALL_TOKEN), &long_id).await;
+    refused("600 KB aggregate_id", status, &body, (422, "too_long"));
+    assert_eq!(body["error"]["field"], "$.aggregate_id");
+    let mut at_limit = purchase(&"u".repeat(sluice_core::event::MAX_AGGREGATE_ID_BYTES), 1);
+    at_limit["event_id"] = json!(Uuid::new_v4().to_string());
+    let (status, body) = gw.post(&single, Some(ALL_TOKEN), &at_limit).await;
+    assert_eq!(status, StatusCode::CREATED, "an id at the limit is fine: {body}");
+
+    // A 5 MB event inside a batch: that event 413, the others published.
+    let mut huge = purchase("user-2", 2);
+    huge["order_id"] = json!(noise(5_000_000));
+    let batch = json!([purchase("user-2", 1), huge, purchase("user-2", 3), long_id]);
+    let (status, body) = gw.post(&typed_batch, Some(ALL_TOKEN), &batch).await;
+    assert_eq!(status, StatusCode::MULTI_STATUS, "{body}");
+    let got: Vec<(u64, &str)> = body["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .map(|r| (r["status"].as_u64().unwrap_or(0), r["error"]["code"].as_str().unwrap_or("")))
+        .collect();
+    assert_eq!(got, [(201, ""), (413, "record_too_large"), (201, ""), (422, "too_long")], "{body}");
+    assert_eq!(watermarks(&rig), (before.0 + 3, before.1), "the valid events only");
+
+    // Repeated keys: the earlier value would never have been validated.
+    let duplicate = r#"{"aggregate_id": "u", "aggregate_version": 1, "user_id": "u", "order_id": "o",
+        "amount_cents": 1, "currency": "EUR", "items": 1, "amount_cents": "lots"}"#;
+    let (status, body) = gw.post_raw(&single, Some(ALL_TOKEN), "application/json", duplicate.to_owned()).await;
+    refused("duplicate key", status, &body, (400, "duplicate_key"));
+    assert_eq!(body["error"]["field"], "$.amount_cents");
+    let (status, body) = gw.post_raw(&typed_batch, Some(ALL_TOKEN), "application/json", format!("[{duplicate}]")).await;
+    refused("duplicate key in a batch", status, &body, (400, "duplicate_key"));
+    assert_eq!(body["error"]["field"], "$[0].amount_cents");
+
+    // Content-Encoding: gzip and deflate accepted, anything else named as not accepted.
+    let event = purchase("user-3", 1).to_string();
+    for (encoding, raw) in [("gzip", gzip(event.as_bytes())), ("deflate", zlib(event.as_bytes()))] {
+        let (status, _, body) =
+            gw.post_encoded(&single, Some(ALL_TOKEN), "application/json", Some(encoding), raw).await;
+        assert_eq!(status, StatusCode::CREATED, "{encoding}: {body}");
+    }
+    let (status, _, body) =
+        gw.post_encoded(&single, Some(ALL_TOKEN), "application/json", Some("br"), event.clone().into_bytes()).await;
+    refused("plain body labelled br", status, &body, (415, "unsupported_content_encoding"));
+    assert_eq!(body["error"]["allowed"], json!(["gzip", "deflate", "identity"]));
+    let mut corrupt = gzip(event.as_bytes());
+    let middle = corrupt.len() / 2;
+    corrupt[middle] ^= 0xff;
+    let (status, _, body) = gw.post_encoded(&single, Some(ALL_TOKEN), "application/json", Some("gzip"), corrupt).await;
+    refused("corrupt gzip", status, &body, (400, "malformed_encoding"));
+    // 12 MiB of spaces compress to well under the 10 MiB batch limit; inflated, they pass it:
+    // refused as too large (decoding stops one byte past the limit).
+    let bomb = gzip(&vec![b' '; 12 << 20]);
+    assert!(bomb.len() < 1 << 20);
+    let (status, _, body) =
+        gw.post_encoded(&typed_batch, Some(ALL_TOKEN), "application/json", Some("gzip"), bomb).await;
+    refused("gzip bomb", status, &body, (413, "payload_too_large"));
+
+    assert_eq!(watermarks(&rig), (before.0 + 5, before.1), "refusals published nothing");
+    gw.stop().await;
+}
+
+/// Sets a topic's `max.message.bytes` (AlterConfigs replaces the topic's overrides: fine for a
+/// test topic).
+async fn set_max_message_bytes(topic: &str, bytes: usize) {
+    use rdkafka::admin::{AdminClient, AdminOptions, AlterConfig, ResourceSpecifier};
+    use rdkafka::client::DefaultClientContext;
+    let admin: AdminClient<DefaultClientContext> =
+        ClientConfig::new().set("bootstrap.servers", &connections().kafka_brokers).create().expect("admin client");
+    let value = bytes.to_string();
+    let change = AlterConfig::new(ResourceSpecifier::Topic(topic)).set("max.message.bytes", &value);
+    let results =
+        within("alter topic config", 30, admin.alter_configs(&[change], &AdminOptions::new())).await.expect("alter");
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    // The brokers apply it shortly after the controller accepted it: wait until they say so.
+    let topics = TopicAdmin::new(&connections().kafka_brokers, Duration::from_secs(10)).expect("admin client");
+    for _ in 0..40 {
+        let described = within("describe topic", 30, topics.describe(&[topic])).await.expect("describe");
+        if described.get(topic).and_then(|t| t.max_message_bytes()) == Some(bytes) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    panic!("{topic}: max.message.bytes is not {bytes} 10 s after the change");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_topics_own_size_limit_is_read_and_a_late_refusal_is_still_413() {
+    let rig = rig("gw_topic_limit").await;
+    set_max_message_bytes(&rig.engagement, 20_000).await;
+    // One probe, at start: the limits it reads stay what the gateway knows.
+    let mut options = Options::default();
+    options.config.ready_interval = Duration::from_secs(3600);
+    let gw = start(&rig, options).await;
+    await_ready(&gw, StatusCode::OK).await;
+    let single = format!("/v1/events/{PURCHASE}");
+    let before = watermarks(&rig);
+
+    // Read at start-up: refused before sending, with the topic's limit less the batch header.
+    let mut event = purchase("user-1", 1);
+    event["order_id"] = json!(noise(30_000));
+    let (status, body) = gw.post(&single, Some(ALL_TOKEN), &event).await;
+    refused("over the topic's limit", status, &body, (413, "record_too_large"));
+    assert_eq!(body["error"]["limit_bytes"], 20_000 - 61, "{body}");
+    assert_eq!(watermarks(&rig), before);
+
+    // Lowered after that probe: the check passes, the broker refuses, and that is a 413 too.
+    set_max_message_bytes(&rig.engagement, 5_000).await;
+    let mut event = purchase("user-1", 2);
+    event["order_id"] = json!(noise(15_000));
+    let (status, body) = gw.post(&single, Some(ALL_TOKEN), &event).await;
+    refused("refused by the broker", status, &body, (413, "record_too_large"));
+    assert_eq!(body["error"]["limit_bytes"], 20_000 - 61, "the limit the gateway knew: {body}");
+    // The producer goes on publishing after a refusal.
+    let (status, body) = gw.post(&single, Some(ALL_TOKEN), &purchase("user-1", 3)).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    gw.stop().await;
+}
+
+/// Reads from `tcp` until the gateway closes it; `Err` if it is still open after `secs`.
+async fn closed_within(tcp: &mut tokio::net::TcpStream, secs: u64) -> Result<Duration, String> {
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 1024];
+    loop {
+        match tokio::time::timeout(Duration::from_secs(secs).saturating_sub(started.elapsed()), tcp.read(&mut buf))
+            .await
+        {
+            Err(_) => return Err(format!("still open after {secs} s")),
+            Ok(Ok(0) | Err(_)) => return Ok(started.elapsed()),
+            // An answer (hyper's 408) before the close is fine.
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_clients_are_cut_off_and_connections_beyond_the_limit_wait() {
+    let rig = rig("gw_slow").await;
+    let mut options = Options::default();
+    options.config.header_read_timeout = Duration::from_secs(1);
+    options.config.max_connections = 2;
+    let gw = start(&rig, options).await;
+    let addr = gw.base.trim_start_matches("http://").to_owned();
+
+    // Headers at a byte every 200 ms: the connection is closed at the header-read timeout,
+    // however steadily the bytes come.
+    let mut slow = tokio::net::TcpStream::connect(&addr).await.expect("connect");
+    let trickle = async {
+        for byte in format!("POST /v1/events/{PURCHASE} HTTP/1.1\r\nHost: x\r\nX-Slow: {}\r\n", "a".repeat(100)).bytes()
+        {
+            if slow.write_all(&[byte]).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(10), trickle).await;
+    let waited = closed_within(&mut slow, 5).await.expect("the slow connection is closed");
+    assert!(waited < Duration::from_secs(5));
+
+    // Two idle connections take both slots: a third connection waits for one to close (at
+    // the header-read timeout) and is then served.
+    let mut idle: Vec<tokio::net::TcpStream> = Vec::new();
+    for _ in 0..2 {
+        idle.push(tokio::net::TcpStream::connect(&addr).await.expect("connect"));
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = std::time::Instant::now();
+    let (status, _) = gw.get("/healthz").await;
+    assert_eq!(status, StatusCode::OK, "served once a slot freed");
+    assert!(started.elapsed() >= Duration::from_millis(500), "it waited: {:?}", started.elapsed());
+    for mut tcp in idle {
+        closed_within(&mut tcp, 5).await.expect("idle connections are closed at the header-read timeout");
+    }
+    let (_, text) = gw.get("/metrics").await;
+    assert!(text.contains("sluice_gateway_connection_limit_waits_total"), "{text}");
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_is_cut_off() {
+    let rig = rig("gw_stall").await;
+    let mut options = Options::default();
+    options.config.request_timeout = Duration::from_secs(1);
+    // Long enough not to be what closes the connection here.
+    options.config.header_read_timeout = Duration::from_secs(60);
+    let gw = start(&rig, options).await;
+    let addr: std::net::SocketAddr = gw.base.trim_start_matches("http://").parse().expect("address");
+
+    // A batch of 10 000 empty events: each refused, so the answer is megabytes long.
+    let path = format!("/v1/events/{PURCHASE}/batch");
+    let batch = format!("[{}{{}}]", "{},".repeat(9_999));
+    let (status, answer) = gw.post_raw(&path, Some(ALL_TOKEN), "application/json", batch.clone()).await;
+    assert_eq!(
+        (status, answer["failed"].as_u64()),
+        (StatusCode::MULTI_STATUS, Some(10_000)),
+        "{}",
+        answer["results"][0]
+    );
+    let answer_len = answer.to_string().len();
+
+    // Such requests pipelined on one connection whose receive buffer is tiny and never read:
+    // the answers (far more than the socket buffers hold) stall the gateway's writes.
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(4096).expect("receive buffer");
+    let mut tcp = socket.connect(addr).await.expect("connect");
+    let requests = 16;
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {ALL_TOKEN}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{batch}",
+        batch.len()
+    );
+    let all_answers = requests * answer_len;
+    assert!(all_answers > 16 << 20, "{all_answers} bytes of answers must overflow the buffers");
+    let _ = tokio::time::timeout(Duration::from_secs(10), tcp.write_all(request.repeat(requests).as_bytes())).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    // Reading now gets what was buffered, then the close, long before every answer.
+    let mut read = 0usize;
+    let mut buf = vec![0u8; 1 << 16];
+    let closed = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            match tcp.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => read += n,
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the connection is still open after {read} bytes");
+    assert!(read < all_answers / 2, "cut off after {read} of {all_answers} bytes");
+    gw.stop().await;
 }

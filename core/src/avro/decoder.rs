@@ -517,7 +517,9 @@ fn same_plain_type(writer: &Schema, reader: &Schema) -> bool {
             | Schema::TimestampNanos
             | Schema::LocalTimestampMillis
             | Schema::LocalTimestampMicros
-            | Schema::LocalTimestampNanos => true,
+            | Schema::LocalTimestampNanos
+            // Equal decimals only (see below): the plan reads the unscaled value as it is.
+            | Schema::Decimal(_) => true,
             Schema::Array(array) => plain(&array.items),
             Schema::Map(map) => plain(&map.types),
             Schema::Record(record) => record.fields.iter().all(|f| plain(&f.schema)),

@@ -10,6 +10,7 @@
 //! reading schema files, so tests need no files; [`Topology::load`] is the same with the real file
 //! system. Every problem is reported at once, each at `file:line:column` with a hint.
 
+pub mod columns;
 mod diagnostics;
 mod duration;
 mod model;
@@ -33,10 +34,10 @@ pub use model::{
     BackpressureConfig, CLICKHOUSE_ROLLUPS, COUCHBASE_DEFAULT_COLLECTION, CdcEncoding, CdcFormat, CdcSourceConfig,
     CleanupPolicy, ClickHouseSink, ColumnKind, ColumnMapping, Compatibility, ConnectionDefaults, CouchbaseSink,
     DEBEZIUM_UNAVAILABLE_VALUE, DEFAULT_BATCH_SIZE, DEFAULT_KEY, DEFAULT_LINGER, DEFAULT_MAX_IN_FLIGHT,
-    DEFAULT_STATE_CREATES, DEFAULT_STATE_DELETES, DEFAULT_STATE_EVENT_PREFIX, DebeziumConfig, DecimalHandling,
-    DocumentId, EventConfig, FieldRef, FieldSource, IdPart, KeyMismatchPolicy, MAX_IN_FLIGHT_LIMIT, OutboxConfig,
-    ProjectionConfig, RegistryConfig, SinkConfig, SinkKind, StateChange, SubjectStrategy, TemplateError, TimeUnit,
-    TopicConfig, TopologyConfig,
+    DEFAULT_PARTITION_BY, DEFAULT_STATE_CREATES, DEFAULT_STATE_DELETES, DEFAULT_STATE_EVENT_PREFIX, DebeziumConfig,
+    DecimalHandling, DeclaredTable, DocumentId, EventConfig, FieldRef, FieldSource, IdPart, KeyMismatchPolicy,
+    MAX_IN_FLIGHT_LIMIT, OutboxConfig, ProjectionConfig, RegistryConfig, SinkConfig, SinkKind, StateChange,
+    SubjectStrategy, TableEngine, TemplateError, TimeUnit, TopicConfig, TopologyConfig,
 };
 pub use schema::{KEY_FIELDS, is_envelope_field};
 

@@ -12,6 +12,7 @@ use std::str::FromStr;
 
 use serde::{Serialize, Serializer};
 
+use super::columns::TableColumn;
 use super::duration::{HumanDuration, Retention};
 
 /// Default `batch_size` of a projection.
@@ -451,6 +452,54 @@ pub struct ClickHouseSink {
     /// upsert, which is the whole current row); when absent, [`DEFAULT_STATE_CREATES`].
     #[serde(skip_serializing_if = "Option::is_none")]
     pub state_creates: Option<Vec<String>>,
+    /// Typed tables of chosen event types, by table name
+    /// (`[projections.<name>.clickhouse.tables.<table>]`).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub tables: BTreeMap<String, DeclaredTable>,
+}
+
+spelled_enum! {
+    /// The engine of a declared table.
+    #[derive(Default)]
+    TableEngine {
+        /// A re-delivered event collapses into one row when parts merge (`FINAL` at read time
+        /// before that): the sorting key always ends with `event_id`.
+        #[default]
+        ReplacingMergeTree = "ReplacingMergeTree",
+        /// Every row kept, re-deliveries included: for facts where a rare duplicate is cheaper
+        /// than merges.
+        MergeTree = "MergeTree",
+    }
+}
+
+/// The default `PARTITION BY` of a declared table: a month of event time per partition.
+pub const DEFAULT_PARTITION_BY: &str = "toYYYYMM(occurred_at)";
+
+/// `[projections.<name>.clickhouse.tables.<table>]`: one row per event of `events`, with typed
+/// columns from their payload fields (see [`super::columns`]) next to the envelope columns.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeclaredTable {
+    /// The event types written to the table (of the projection's event types).
+    pub events: Vec<String>,
+    /// Column = field path (`"total"`, `"customer.id"`, `"items[].sku"`); when absent, every
+    /// payload field of the events, flattened.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub columns: Option<BTreeMap<String, String>>,
+    /// The table engine (default `ReplacingMergeTree`).
+    pub engine: TableEngine,
+    /// The sorting key's columns; default `event_type, toDate(occurred_at), aggregate_id`. A
+    /// `ReplacingMergeTree` key always ends with `event_id`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub order_by: Option<Vec<String>>,
+    /// The `PARTITION BY` expression (default [`DEFAULT_PARTITION_BY`]).
+    pub partition_by: String,
+    /// Rows older than this (by `occurred_at`) are dropped by the server; kept forever when
+    /// absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<HumanDuration>,
+    /// The columns, derived from the event types' schemas by validation.
+    #[serde(skip)]
+    pub resolved: Vec<TableColumn>,
 }
 
 /// What one event does to the ClickHouse state row of its `aggregate_id`.
@@ -475,6 +524,7 @@ impl ClickHouseSink {
             state_events: None,
             state_deletes: None,
             state_creates: None,
+            tables: BTreeMap::new(),
         }
     }
 

@@ -19,8 +19,9 @@ use super::duration::{DurationError, HumanDuration, Retention};
 use super::model::{
     BackpressureConfig, CLICKHOUSE_ROLLUPS, COUCHBASE_DEFAULT_COLLECTION, CleanupPolicy, ClickHouseSink, Compatibility,
     ConnectionDefaults, CouchbaseSink, DEFAULT_BATCH_SIZE, DEFAULT_KEY, DEFAULT_LINGER, DEFAULT_MAX_IN_FLIGHT,
-    DEFAULT_STATE_EVENT_PREFIX, DocumentId, EventConfig, FieldSource, KeyMismatchPolicy, MAX_IN_FLIGHT_LIMIT,
-    ProjectionConfig, RegistryConfig, SinkConfig, SinkKind, SubjectStrategy, TopicConfig, TopologyConfig,
+    DEFAULT_PARTITION_BY, DEFAULT_STATE_EVENT_PREFIX, DeclaredTable, DocumentId, EventConfig, FieldSource,
+    KeyMismatchPolicy, MAX_IN_FLIGHT_LIMIT, ProjectionConfig, RegistryConfig, SinkConfig, SinkKind, SubjectStrategy,
+    TableEngine, TopicConfig, TopologyConfig,
 };
 use super::schema::KEY_FIELDS;
 
@@ -941,6 +942,14 @@ impl Walker<'_> {
         }
         let state_deletes = self.strings(t, "state_deletes");
         let state_creates = self.strings(t, "state_creates");
+        let mut tables = BTreeMap::new();
+        if let Some(section) = self.table(t, "tables", Secrets::ClickHouse) {
+            for (name, mut table) in self.entities(&section, valid_clickhouse_identifier, rule) {
+                let declared = self.declared_table(&mut table);
+                table.finish(self);
+                tables.insert(name, declared);
+            }
+        }
         ClickHouseSink {
             database,
             table: table.unwrap_or_default(),
@@ -949,7 +958,70 @@ impl Walker<'_> {
             state_events,
             state_deletes,
             state_creates,
+            tables,
         }
+    }
+
+    /// `[projections.<name>.clickhouse.tables.<table>]`.
+    fn declared_table(&mut self, t: &mut Table<'_, '_>) -> DeclaredTable {
+        let events = self.strings(t, "events");
+        if events.as_ref().is_some_and(Vec::is_empty) {
+            self.issues.push(Issue::error(
+                t.span_of("events"),
+                format!("`{}` is empty: the table would stay empty", display_path(&t.child("events"))),
+            ));
+        }
+        let events = t.require(self, "events", events, "[\"<event type>\", …]");
+        let columns = self.string_map(t, "columns");
+        let engine = self.choice(t, "engine", TableEngine::NAMES);
+        let order_by = self.strings(t, "order_by");
+        if order_by.as_ref().is_some_and(Vec::is_empty) {
+            self.issues.push(
+                Issue::error(t.span_of("order_by"), "`order_by` is empty")
+                    .hint("leave it out for `event_type, toDate(occurred_at), aggregate_id`"),
+            );
+        }
+        let partition_by = self.string(t, "partition_by");
+        let ttl = self.duration(t, "ttl", false);
+        DeclaredTable {
+            events: events.unwrap_or_default(),
+            columns,
+            engine: engine.unwrap_or_default(),
+            order_by,
+            partition_by: partition_by.unwrap_or_else(|| DEFAULT_PARTITION_BY.to_owned()),
+            ttl,
+            resolved: Vec::new(),
+        }
+    }
+
+    /// A table of strings (`columns = { total = "total", … }`), each value's span recorded.
+    fn string_map(&mut self, t: &mut Table<'_, '_>, key: &'static str) -> Option<BTreeMap<String, String>> {
+        let value = t.value(key)?;
+        let path = t.child(key);
+        let Some(entries) = value.get_ref().as_table() else {
+            self.type_error(&path, value, "table");
+            return None;
+        };
+        self.spans.insert(&path, value.span());
+        if entries.is_empty() {
+            self.issues.push(
+                Issue::error(value.span(), format!("`{}` is empty", display_path(&path)))
+                    .hint("leave it out for every payload field of the events"),
+            );
+        }
+        let mut out = BTreeMap::new();
+        for (name, item) in entries.iter() {
+            let mut item_path = path.clone();
+            item_path.push(name.get_ref().to_string());
+            match item.get_ref().as_str() {
+                Some(text) => {
+                    self.spans.insert(&item_path, item.span());
+                    out.insert(name.get_ref().to_string(), text.to_owned());
+                }
+                None => self.type_error(&item_path, item, "string"),
+            }
+        }
+        Some(out)
     }
 }
 

@@ -20,6 +20,10 @@ use super::parse::{Parsed, Spans, display_path, string_offset};
 use super::schema::{EventSchema, SchemaError, inspect};
 
 mod cdc;
+mod tables;
+
+/// A projection's event types, and the columns of its declared tables by table.
+type Resolved = (Vec<String>, BTreeMap<String, Vec<super::columns::TableColumn>>);
 
 /// The effective model and the event types it knows completely.
 #[derive(Debug)]
@@ -40,15 +44,22 @@ pub(crate) fn validate(
     let schemas = check.events(base_dir, read_schema);
     check.subjects(&schemas);
     check.topics();
-    let resolved: BTreeMap<String, Vec<String>> =
+    let resolved: BTreeMap<String, Resolved> =
         config.projections.iter().map(|(name, p)| (name.clone(), check.projection(name, p, &schemas))).collect();
     check.groups_and_dlqs();
     check.cdc(&schemas);
     issues.append(&mut check.issues);
 
-    for (name, events) in resolved {
+    for (name, (events, tables)) in resolved {
         if let Some(p) = config.projections.get_mut(&name) {
             p.events = events;
+            if let SinkConfig::ClickHouse { clickhouse } = &mut p.sink {
+                for (table, columns) in tables {
+                    if let Some(declared) = clickhouse.tables.get_mut(&table) {
+                        declared.resolved = columns;
+                    }
+                }
+            }
         }
     }
     let implied: Vec<(String, u16)> = config
@@ -235,8 +246,8 @@ impl Checker<'_> {
     }
 
     /// Sources, the events filter, and the references to event types and fields of one
-    /// projection. Returns its resolved event types.
-    fn projection(&mut self, name: &str, p: &ProjectionConfig, schemas: &Schemas) -> Vec<String> {
+    /// projection. Returns its resolved event types and the columns of its declared tables.
+    fn projection(&mut self, name: &str, p: &ProjectionConfig, schemas: &Schemas) -> Resolved {
         let topics: Vec<&str> = self.config.topics.keys().map(String::as_str).collect();
         // The event list is only trusted (to check references against) when every source and
         // filter entry resolved; otherwise those checks would repeat the same mistake.
@@ -290,7 +301,7 @@ impl Checker<'_> {
             self.state_events(name, clickhouse);
         }
         if !complete {
-            return events;
+            return (events, BTreeMap::new());
         }
 
         let known: Vec<&str> = events.iter().map(String::as_str).collect();
@@ -313,7 +324,11 @@ impl Checker<'_> {
                 }
             }
         }
-        events
+        let tables = match &p.sink {
+            SinkConfig::ClickHouse { clickhouse } => self.declared_tables(name, clickhouse, &known, schemas),
+            SinkConfig::Couchbase { .. } => BTreeMap::new(),
+        };
+        (events, tables)
     }
 
     /// The `events` filter: each is a declared event type on one of the sources.

@@ -54,6 +54,11 @@ impl ExistingTopic {
     fn config(&self, key: &str) -> Option<&str> {
         self.configs.get(key).and_then(|(v, _)| v.as_deref())
     }
+
+    /// The topic's `max.message.bytes` (its own or the broker's default), when the cluster said.
+    pub fn max_message_bytes(&self) -> Option<usize> {
+        self.config("max.message.bytes")?.parse().ok()
+    }
 }
 
 /// One change `apply` makes.

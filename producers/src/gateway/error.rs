@@ -12,7 +12,7 @@ use std::time::Duration;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
-use sluice_core::avro::{ConvertError, ConvertErrorKind};
+use sluice_core::avro::{ConvertError, ConvertErrorKind, EncodeError};
 
 use crate::{PublishError, RegistryError};
 
@@ -41,6 +41,12 @@ pub(crate) struct ErrorBody {
     /// The allowed values (enum symbols, event types the token may post).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) allowed: Option<Vec<String>>,
+    /// The size that was too large, in bytes (413 `record_too_large`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) size_bytes: Option<usize>,
+    /// The largest size taken, in bytes (413s).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) limit_bytes: Option<usize>,
     /// Seconds to wait before trying again (also in the `Retry-After` header).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) retry_after_seconds: Option<u64>,
@@ -77,6 +83,8 @@ impl ApiError {
                 value: None,
                 suggestion: None,
                 allowed: None,
+                size_bytes: None,
+                limit_bytes: None,
                 retry_after_seconds: None,
                 event_id: None,
             }),
@@ -106,6 +114,18 @@ impl ApiError {
     pub(crate) fn allowed(mut self, allowed: Vec<String>) -> Self {
         self.body.allowed = Some(allowed);
         self
+    }
+
+    /// Sets the size and limit of a 413 (`size` unknown when 0).
+    pub(crate) fn sizes(mut self, size: usize, limit: usize) -> Self {
+        self.body.size_bytes = (size > 0).then_some(size);
+        self.body.limit_bytes = Some(limit);
+        self
+    }
+
+    /// Whether the client can fix it (4xx) rather than the gateway or its services (5xx).
+    pub(crate) fn is_server_side(&self) -> bool {
+        self.status.is_server_error()
     }
 
     /// Sets `Retry-After`, in whole seconds rounded up (at least 1).
@@ -185,6 +205,26 @@ impl ApiError {
                     .value(Some(quote(found)))
             }
             PublishError::Payload(_) => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_payload", e.to_string()),
+            PublishError::AggregateIdTooLong { max, bytes } => {
+                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "too_long", e.to_string())
+                    .field("$.aggregate_id")
+                    .expected(format!("at most {max} bytes (UTF-8)"))
+                    .found("string")
+                    .sizes(*bytes, *max)
+            }
+            // Too large for Kafka: whether found before sending or refused by the producer or
+            // the broker, the event's own size, so 413 like a body over the limit.
+            PublishError::RecordTooLarge { bytes, limit, .. } => {
+                Self::new(StatusCode::PAYLOAD_TOO_LARGE, "record_too_large", e.to_string())
+                    .expected(format!("at most {limit} bytes as a Kafka record"))
+                    .sizes(*bytes, *limit)
+            }
+            // Converted but not encodable: the converter let through a value the encoder
+            // refuses. The value is the client's (422); the mismatch is logged as the bug it is.
+            PublishError::Encode(EncodeError::Mismatch(_)) => {
+                tracing::error!(error = %e, "an event passed conversion but not encoding: a converter bug");
+                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_event", e.to_string())
+            }
             PublishError::Registry(RegistryError::Unavailable(_)) => unavailable("registry_unavailable"),
             // A deployment not finished yet (`sluice schemas register`, `sluice topics apply`):
             // the same request succeeds once it is.
@@ -355,6 +395,23 @@ mod tests {
         assert_eq!(response.headers()[header::RETRY_AFTER], "1");
         let response = ApiError::unauthorized("no token").into_response();
         assert!(response.headers().contains_key(header::WWW_AUTHENTICATE));
+    }
+
+    #[test]
+    fn an_events_size_is_the_clients_never_a_5xx() {
+        let e = ApiError::from_publish(
+            &PublishError::RecordTooLarge { topic: "t".into(), bytes: 1_040_036, limit: 1_000_000 },
+            Duration::from_secs(1),
+        );
+        assert_eq!((e.status, e.code()), (StatusCode::PAYLOAD_TOO_LARGE, "record_too_large"));
+        assert_eq!((e.body.size_bytes, e.body.limit_bytes), (Some(1_040_036), Some(1_000_000)));
+        assert!(e.body.message.contains("1040036 bytes") && e.body.message.contains("1000000"), "{}", e.body.message);
+        let e = ApiError::from_publish(&PublishError::AggregateIdTooLong { bytes: 600_000, max: 200 }, Duration::ZERO);
+        assert_eq!(
+            (e.status, e.code(), e.body.field.as_deref()),
+            (StatusCode::UNPROCESSABLE_ENTITY, "too_long", Some("$.aggregate_id"))
+        );
+        assert!(!e.is_server_side());
     }
 
     #[test]

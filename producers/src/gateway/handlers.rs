@@ -1,7 +1,7 @@
 //! The intake routes: one event, a batch of one type, a batch of mixed types.
 //!
 //! A request goes: bearer token → event type known and in the token's scope → intake gate →
-//! content type → body (size limit) → JSON → the event object, completed with the envelope
+//! content type and coding → body (size limit, decompressed, strict JSON) → the event object, completed with the envelope
 //! defaults → [`Publisher::enqueue_json`](crate::Publisher::enqueue_json) (validation against the
 //! Avro schema, encoding, the producer's queue) → Kafka's acknowledgement → the answer. The first
 //! step that fails answers with its [`ApiError`], and an event that failed any step before the
@@ -127,6 +127,7 @@ pub(crate) async fn post_event(
         Err((error, event_id)) => {
             let known = gw.publisher.topology().event(&event_type).is_some();
             gw.counters.rejected(known.then_some(event_type.as_str()), error.code());
+            gw.failures.note(&error, Some(&event_type));
             let mut error = error;
             error.body.event_id = event_id;
             error.into_response()
@@ -143,7 +144,7 @@ pub(crate) async fn post_typed_batch(
 ) -> Response {
     let deadline = Instant::now() + gw.config.request_timeout;
     match path {
-        Ok(Path(t)) => answer(batch(&gw, Some(&t), &headers, body, deadline).await),
+        Ok(Path(t)) => answer(&gw, batch(&gw, Some(&t), &headers, body, deadline).await),
         Err(e) => bad_path(&e),
     }
 }
@@ -151,7 +152,7 @@ pub(crate) async fn post_typed_batch(
 /// `POST /v1/batch`: a JSON array of events, each naming its `event_type`.
 pub(crate) async fn post_mixed_batch(State(gw): State<Arc<GatewayState>>, headers: HeaderMap, body: Body) -> Response {
     let deadline = Instant::now() + gw.config.request_timeout;
-    answer(batch(&gw, None, &headers, body, deadline).await)
+    answer(&gw, batch(&gw, None, &headers, body, deadline).await)
 }
 
 fn bad_path(e: &PathRejection) -> Response {
@@ -159,10 +160,13 @@ fn bad_path(e: &PathRejection) -> Response {
         .into_response()
 }
 
-fn answer(result: Result<BatchAnswer, ApiError>) -> Response {
+fn answer(gw: &GatewayState, result: Result<BatchAnswer, ApiError>) -> Response {
     let batch = match result {
         Ok(batch) => batch,
-        Err(e) => return e.into_response(),
+        Err(e) => {
+            gw.failures.note(&e, None);
+            return e.into_response();
+        }
     };
     let status = if batch.failed == 0 { StatusCode::OK } else { StatusCode::MULTI_STATUS };
     let retry_after = batch.results.iter().filter_map(|r| r.error.as_ref()?.retry_after_seconds).max();
@@ -186,9 +190,10 @@ async fn single(
     // Before the body is read: a refusal under pressure should cost as little as possible.
     gw.pass_gate(event_type, gw.gate.check(event_type), deadline).await.map_err(|e| (e, None))?;
     body::check_content_type(headers).map_err(|e| (e, None))?;
+    let coding = body::content_coding(headers).map_err(|e| (e, None))?;
     let limit = gw.config.max_body_bytes;
     let bytes = body::read(headers, body, limit, remaining(deadline)).await.map_err(|e| (e, None))?;
-    let json = body::parse(bytes).await.map_err(|e| (e, None))?;
+    let json = body::decode_off_thread(coding, bytes, limit).await.map_err(|e| (e, None))?;
     let event = complete(json, Some(event_type), &principal).map_err(|e| (e, None))?;
     let event_id = event.get("event_id").and_then(Json::as_str).map(str::to_owned);
     let delivery = gw.publish(event_type, &event, deadline).await.map_err(|e| (e, event_id))?;
@@ -216,9 +221,10 @@ async fn batch(
         gw.admit(&principal, t)?;
     }
     body::check_content_type(headers)?;
+    let coding = body::content_coding(headers)?;
     let limit = gw.config.max_batch_body_bytes;
     let bytes = body::read(headers, body, limit, remaining(deadline)).await?;
-    let items = match body::parse(bytes).await? {
+    let items = match body::decode_off_thread(coding, bytes, limit).await? {
         Json::Array(items) => items,
         other => return Err(ApiError::wrong_shape("$", "array of events", &other)),
     };
@@ -361,6 +367,7 @@ impl<'a> Outcomes<'a> {
 
     fn fail(&mut self, i: usize, event_type: Option<&str>, event_id: Option<String>, error: ApiError) {
         self.gw.counters.rejected(event_type, error.code());
+        self.gw.failures.note(&error, event_type);
         if let Some(slot) = self.results.get_mut(i) {
             *slot = Some(EventResult::failed(i, event_type.map(str::to_owned), event_id, error));
         }

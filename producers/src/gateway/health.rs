@@ -5,7 +5,8 @@
 //! never adds load on Kafka or the registry, and a request never waits on a probe. One probe:
 //!
 //! - **Kafka**: a metadata request (its own small client, since the publisher's producer does not
-//!   expose one) that must list every topic the topology publishes to.
+//!   expose one) that must list every topic the topology publishes to; then the topics' size
+//!   limits (`max.message.bytes`) for the publisher's up-front record size check.
 //! - **Registry**: a live call (the versions of one subject), and every event type's schema id
 //!   resolved through the publisher, which caches them, so the first request of each type does
 //!   not pay for the lookup, and a schema nobody registered makes the gateway unready.
@@ -25,6 +26,7 @@ use sluice_core::Connections;
 use tokio_util::sync::CancellationToken;
 
 use super::GatewayError;
+use crate::admin::topics::TopicAdmin;
 use crate::{Publisher, Registry};
 
 /// One service's state in the last probe.
@@ -94,6 +96,8 @@ impl Readiness {
 /// The clients the probe uses.
 pub(crate) struct Probe {
     kafka: Arc<ThreadedProducer<DefaultProducerContext>>,
+    /// Reads the topics' size limits for the publisher.
+    admin: TopicAdmin,
     registry: Registry,
     publisher: Arc<Publisher>,
     topics: BTreeSet<String>,
@@ -121,10 +125,12 @@ impl Probe {
             .create()
             .map_err(|e| GatewayError::Config(format!("cannot create the Kafka probe client: {e}")))?;
         let registry = Registry::new(&connections.schema_registry_url, timeout)?;
+        let admin = TopicAdmin::new(&connections.kafka_brokers, timeout)
+            .map_err(|e| GatewayError::Config(format!("cannot create the Kafka admin client: {e}")))?;
         let topology = publisher.topology();
         let topics = topology.events().map(|e| e.topic.clone()).collect();
         let subject = topology.events().next().map(|e| e.subject.clone());
-        Ok(Self { kafka: Arc::new(kafka), registry, publisher, topics, subject, timeout })
+        Ok(Self { kafka: Arc::new(kafka), admin, registry, publisher, topics, subject, timeout })
     }
 
     /// Probes every `interval` until `stop`, storing each report.
@@ -179,6 +185,7 @@ impl Probe {
                 let missing: Vec<&str> =
                     self.topics.iter().filter(|t| !existing.contains(*t)).map(String::as_str).collect();
                 if missing.is_empty() {
+                    self.read_topic_limits().await;
                     Ok(format!("{brokers} broker(s), {} topic(s) present", self.topics.len()))
                 } else {
                     Err(format!("missing topic(s) {}: run `sluice topics apply`", missing.join(", ")))
@@ -186,6 +193,19 @@ impl Probe {
             }
         };
         check(outcome, started)
+    }
+
+    /// Each probe that found the topics reads their size limits (one `DescribeConfigs`), so an
+    /// event too large for its topic is refused up front (413) rather than by the broker, also
+    /// after the topic's config changed. A failure keeps the limits last read (or the
+    /// producer's alone): logged, readiness unaffected.
+    async fn read_topic_limits(&self) {
+        let first = !self.publisher.topic_limits_known();
+        match self.publisher.read_topic_limits(&self.admin).await {
+            Ok(()) if first => tracing::info!("read the topics' size limits (max.message.bytes)"),
+            Ok(()) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot read the topics' size limits; keeping the last known"),
+        }
     }
 
     async fn registry(&self) -> ServiceCheck {

@@ -30,6 +30,10 @@ pub mod names {
     pub const EVENTS_REJECTED: &str = "sluice_gateway_events_rejected_total";
     /// Intake gate decisions other than `allow`, by `event_type` and `decision`.
     pub const GATE_DECISIONS: &str = "sluice_gateway_backpressure_decisions_total";
+    /// Client connections open now.
+    pub const CONNECTIONS_OPEN: &str = "sluice_gateway_connections_open";
+    /// Times the connection limit was reached and accepting paused until one closed.
+    pub const CONNECTION_LIMIT_WAITS: &str = "sluice_gateway_connection_limit_waits_total";
 }
 
 /// Latency buckets (seconds) for [`names::REQUEST_SECONDS`]: fine around the 20 ms objective.
@@ -54,6 +58,11 @@ pub(crate) fn describe() {
     describe_counter!(names::EVENTS_PUBLISHED, "Events acknowledged by Kafka, by event type.");
     describe_counter!(names::EVENTS_REJECTED, "Events not published, by event type and error code.");
     describe_counter!(names::GATE_DECISIONS, "Intake gate delays and refusals, by event type and decision.");
+    describe_gauge!(names::CONNECTIONS_OPEN, "Client connections open.");
+    describe_counter!(
+        names::CONNECTION_LIMIT_WAITS,
+        "Times the connection limit was reached (new connections waited in the listen backlog)."
+    );
 }
 
 /// Per event type counters, registered once so the hot path does not build label sets.

@@ -9,16 +9,20 @@
 //!
 //! - [`auth`]: bearer tokens, their scopes, the 401/403 decisions. Pure.
 //! - [`crate::intake`]: the [`IntakeGate`] hook consulted before publishing ([`AlwaysAllow`] by default).
-//! - `body` (private): content type, size limit, JSON parsing.
+//! - `body` (private): content type and coding, size limit, strict JSON parsing.
+//! - `connections` (private): the accept loop: header-read timeout, connection limit.
+//! - `write_stall` (private): a connection whose client stopped reading is closed.
 //! - `handlers` (private): the routes.
 //! - `error` (private): every refusal's status and JSON body.
+//! - `failures` (private): the gateway's own failures (5xx) logged with their cause.
 //! - `health` (private): `/healthz`, and `/readyz` from a cached background probe.
 //! - [`metrics`]: the Prometheus metrics and their names.
 //!
 //! # The API
 //!
 //! Every intake request carries `Authorization: Bearer <token>` and `Content-Type:
-//! application/json`.
+//! application/json`, and may be compressed (`Content-Encoding: gzip` or `deflate`; the body
+//! limits hold both for the body as sent and once decompressed).
 //!
 //! | Route | Body | Success |
 //! |---|---|---|
@@ -53,18 +57,26 @@
 //! | Status | `code` | When |
 //! |---|---|---|
 //! | 400 | `malformed_json` | the body is not JSON (the message has line and column) |
+//! | 400 | `duplicate_key` | an object of the body repeats a key (`field`: its path) |
+//! | 400 | `malformed_encoding` | a compressed body does not decompress |
 //! | 401 | `unauthorized` | no token, not `Bearer`, or an unknown token (`WWW-Authenticate: Bearer`) |
 //! | 403 | `forbidden` | the event type is outside the token's scopes |
 //! | 404 | `unknown_event_type` | the topology has no such type (`allowed`: the types the token may post) |
 //! | 408 | `request_timeout` | the body did not arrive in time |
-//! | 413 | `payload_too_large`, `too_many_events` | over the body limit or the batch's event count |
-//! | 415 | `unsupported_media_type` | not `application/json` |
+//! | 413 | `payload_too_large`, `too_many_events` | over the body limit (as sent or decompressed) or the batch's event count |
+//! | 413 | `record_too_large` | the event, as a Kafka record, is over the topic's limit (`size_bytes`, `limit_bytes`) |
+//! | 415 | `unsupported_media_type`, `unsupported_content_encoding` | not `application/json`; a coding other than `gzip`, `deflate`, `identity` (`allowed`) |
+//! | 422 | `too_long` | `aggregate_id` over [`MAX_AGGREGATE_ID_BYTES`](sluice_core::event::MAX_AGGREGATE_ID_BYTES) bytes |
 //! | 422 | `wrong_type`, `missing_field`, `unknown_field`, `out_of_range`, `invalid_enum_symbol`, `invalid_uuid`, `invalid_timestamp`, `invalid_date`, `invalid_bytes`, `invalid_decimal`, `no_union_branch`, `event_type_mismatch` | the event does not fit its schema; `field` is the JSON path (for a missing or unknown field, the field itself) |
 //! | 429 | `backpressure` | the intake gate refuses the type for now (`Retry-After`) |
 //! | 503 | `kafka_unavailable`, `kafka_overloaded`, `publish_timeout`, `registry_unavailable`, `schema_not_registered`, `topic_missing` | try again after `Retry-After`; after `publish_timeout` the event may have been written |
 //!
+//! Nothing the client sends gets a 5xx: a 5xx is the gateway's or its services' trouble, and
+//! its cause is logged at WARN (503) or ERROR (500), at most once a second per code.
+//!
 //! Checks run in that order of cost: token, type and scope, gate (before the body is read, for a
-//! single event), content type, size, JSON, schema. A schema is validated once its id is known,
+//! single event), content type and coding, size, JSON, `aggregate_id` length, schema, record
+//! size. A schema is validated once its id is known,
 //! so with the registry unreachable and the id not yet cached (the readiness probe resolves every
 //! id at start), even an invalid event gets 503.
 //!
@@ -76,12 +88,15 @@
 
 pub mod auth;
 mod body;
+mod connections;
 mod error;
+mod failures;
 mod handlers;
 mod health;
 pub mod metrics;
+mod write_stall;
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -89,7 +104,6 @@ use axum::Router;
 use axum::extract::{MatchedPath, Request};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
-use axum::serve::ListenerExt;
 use metrics_exporter_prometheus::PrometheusHandle;
 use sluice_core::Connections;
 use thiserror::Error;
@@ -131,10 +145,11 @@ pub struct GatewayConfig {
     pub max_batch_body_bytes: usize,
     /// Most events in one batch. Default 10 000.
     pub max_batch_events: usize,
-    /// Longest a request may take, from arrival to answer: reading the body, gate delay,
-    /// queueing and Kafka's acknowledgement. Past it: 503 `publish_timeout` (or 408 while the
-    /// body is still arriving). Default 10 s; the publisher's delivery timeout should not be
-    /// longer.
+    /// Longest a request may take, from the end of its headers to the answer: reading the body,
+    /// gate delay, queueing and Kafka's acknowledgement. Past it: 503 `publish_timeout` (or 408
+    /// while the body is still arriving). Also the longest the write of an answer may make no
+    /// progress (a client that stopped reading) before the connection is closed. Default 10 s;
+    /// the publisher's delivery timeout should not be longer.
     pub request_timeout: Duration,
     /// The `Retry-After` suggested with a 503. Default 5 s.
     pub retry_after: Duration,
@@ -144,6 +159,16 @@ pub struct GatewayConfig {
     pub ready_interval: Duration,
     /// Longest one readiness check (Kafka, registry) may take. Default 3 s.
     pub probe_timeout: Duration,
+    /// Longest a client may take to send a request's headers, counted from when the gateway
+    /// starts waiting for them (a new connection, or a kept-alive one after its last answer):
+    /// past it the connection is closed. Also how long an idle keep-alive connection stays.
+    /// Default 10 s: headers come in one packet, a client slower than that is broken or
+    /// hostile (a byte a second holds a connection forever otherwise).
+    pub header_read_timeout: Duration,
+    /// Most client connections open at once. At the limit, new connections wait in the
+    /// listen backlog until one closes (they are not refused). Default 4096; keep it under the
+    /// process's open-file limit (`ulimit -n`), which Kafka's sockets share.
+    pub max_connections: usize,
 }
 
 impl Default for GatewayConfig {
@@ -157,6 +182,8 @@ impl Default for GatewayConfig {
             drain_deadline: Duration::from_secs(30),
             ready_interval: Duration::from_secs(5),
             probe_timeout: Duration::from_secs(3),
+            header_read_timeout: Duration::from_secs(10),
+            max_connections: 4096,
         }
     }
 }
@@ -168,8 +195,15 @@ impl GatewayConfig {
         if self.max_body_bytes == 0 || self.max_batch_body_bytes == 0 || self.max_batch_events == 0 {
             return fail("body limits and the batch size must be positive");
         }
-        if self.request_timeout.is_zero() || self.ready_interval.is_zero() || self.probe_timeout.is_zero() {
-            return fail("the request timeout, readiness interval and probe timeout must be positive");
+        if self.request_timeout.is_zero()
+            || self.ready_interval.is_zero()
+            || self.probe_timeout.is_zero()
+            || self.header_read_timeout.is_zero()
+        {
+            return fail("the request and header-read timeouts, readiness interval and probe timeout must be positive");
+        }
+        if self.max_connections == 0 || u32::try_from(self.max_connections).is_err() {
+            return fail("the connection limit must be between 1 and 4294967295");
         }
         Ok(())
     }
@@ -187,6 +221,7 @@ pub struct GatewayState {
     probe: Option<health::Probe>,
     metrics: Option<PrometheusHandle>,
     counters: metrics::EventCounters,
+    failures: failures::FailureLog,
 }
 
 impl GatewayState {
@@ -217,6 +252,7 @@ impl GatewayState {
             probe: Some(probe),
             metrics: None,
             counters,
+            failures: failures::FailureLog::default(),
         })
     }
 
@@ -320,26 +356,23 @@ pub async fn serve(
     });
 
     let addr = listener.local_addr()?;
-    let listener = listener.tap_io(|tcp| {
-        // Answers are small and latency is the point: no Nagle delay.
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-        }
-    });
     tracing::info!(%addr, "gateway listening");
-    let server =
-        axum::serve(listener, router(Arc::clone(&state))).with_graceful_shutdown(stop.clone().cancelled_owned());
+    let limits = connections::Limits {
+        header_read_timeout: state.config.header_read_timeout,
+        write_stall_timeout: state.config.request_timeout,
+        max_connections: state.config.max_connections,
+    };
+    let server = connections::serve_connections(listener, router(Arc::clone(&state)), limits, stop.clone());
     let drain = async {
         stop.cancelled().await;
         tokio::time::sleep(drain_deadline).await;
     };
-    let served = tokio::select! {
-        r = server.into_future() => r.map_err(GatewayError::Serve),
+    tokio::select! {
+        () = server => {}
         () = drain => {
             tracing::warn!(?drain_deadline, "drain deadline passed with requests still in flight: abandoning them");
-            Ok(())
         }
-    };
+    }
     stop.cancel();
     background.shutdown().await;
 
@@ -352,5 +385,5 @@ pub async fn serve(
         Ok(Err(e)) => tracing::warn!(error = %e, "producer flush incomplete"),
         Err(e) => tracing::warn!(error = %e, "producer flush task failed"),
     }
-    served
+    Ok(())
 }

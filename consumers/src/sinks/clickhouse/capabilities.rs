@@ -60,6 +60,16 @@ pub struct Capabilities {
     /// `EXCHANGE TABLES a AND b` in `Atomic` databases (20.10+, when `Atomic` became the
     /// default engine): swaps two tables' names atomically (`sluice rebuild`).
     pub exchange_tables: bool,
+    /// `Map(K, V)` is generally available (21.8; experimental behind a setting since 21.1).
+    pub map_type_ga: bool,
+    /// The `Bool` type (21.12).
+    pub bool_type: bool,
+    /// `Date32`, dates from 1900 to 2299 (21.9).
+    pub date32: bool,
+    /// Decimals past 38 digits (`Decimal256`, generally available in 22.1).
+    pub decimal256: bool,
+    /// Table `TTL` (19.6).
+    pub ttl: bool,
 }
 
 impl Capabilities {
@@ -76,6 +86,11 @@ impl Capabilities {
             low_cardinality: version.at_least(19, 9),
             exception_in_stream_header: version.at_least(25, 11),
             exchange_tables: version.at_least(20, 10),
+            map_type_ga: version.at_least(21, 8),
+            bool_type: version.at_least(21, 12),
+            date32: version.at_least(21, 9),
+            decimal256: version.at_least(22, 1),
+            ttl: version.at_least(19, 6),
         }
     }
 }

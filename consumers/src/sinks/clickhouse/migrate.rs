@@ -25,6 +25,9 @@ pub enum MigrationAction {
     Created,
     /// It existed, with the expected engine and columns.
     UpToDate,
+    /// A declared table existed without a column its event types now have: it was added
+    /// (the line's name is the column).
+    AddedColumn,
 }
 
 /// One line of a migration report: an object and what happened to it.
@@ -43,6 +46,7 @@ impl fmt::Display for MigrationLine {
         match self.action {
             MigrationAction::Created => write!(f, "created {} {}", self.kind, self.name),
             MigrationAction::UpToDate => write!(f, "{} {} is up to date", self.kind, self.name),
+            MigrationAction::AddedColumn => write!(f, "added column {}", self.name),
         }
     }
 }
@@ -106,6 +110,9 @@ pub async fn migrate_named(
 ) -> Result<Vec<MigrationLine>, Error> {
     let layout = Layout::of(&ch.capabilities);
     let plan = schema::plan_named(database, sink, layout, names)?;
+    for note in &plan.notes {
+        tracing::warn!("{note}");
+    }
     let mut lines = Vec::with_capacity(plan.objects.len() + 1);
 
     let databases: u64 = ch
@@ -145,6 +152,18 @@ pub async fn migrate_named(
         lines.push(MigrationLine { kind: object.kind, name, action });
     }
 
+    // Online evolution: a declared table gets the columns its event types gained (an added
+    // optional field). Old rows read the column's default (NULL, or empty).
+    for (object, column, sql) in schema::additions(&plan, &columns(ch, database).await?) {
+        ch.client.query_raw(&sql).execute().await.map_err(failed(format!("adding column {column} to {object}")))?;
+        info!(%object, %column, "column added");
+        lines.push(MigrationLine {
+            kind: ObjectKind::Table,
+            name: format!("{object}.{}", quote(&column)),
+            action: MigrationAction::AddedColumn,
+        });
+    }
+
     // Check everything, the new objects too: a server that stores a type differently from the
     // plan fails now rather than on the next start.
     let drift = schema::check(&plan, &engines(ch, database).await?, &columns(ch, database).await?);
@@ -162,4 +181,30 @@ pub async fn migrate_named(
         "ClickHouse schema migrated"
     );
     Ok(lines)
+}
+
+/// The statements [`migrate_named`] would run now, without running them (`migrate --plan`):
+/// the database and objects to create, the columns to add.
+pub async fn statements(
+    ch: &ClickHouse,
+    database: &str,
+    sink: &ClickHouseSink,
+    names: &Names,
+) -> Result<Vec<String>, Error> {
+    let plan = schema::plan_named(database, sink, Layout::of(&ch.capabilities), names)?;
+    let databases: u64 = ch
+        .client
+        .query("SELECT count() FROM system.databases WHERE name = ?")
+        .bind(database)
+        .fetch_one()
+        .await
+        .map_err(failed("listing databases".to_owned()))?;
+    let mut out = Vec::new();
+    if databases == 0 {
+        out.push(format!("CREATE DATABASE IF NOT EXISTS {}", quote(database)));
+    }
+    let existing = engines(ch, database).await?;
+    out.extend(plan.objects.iter().filter(|o| !existing.contains_key(&o.name)).map(|o| o.create.clone()));
+    out.extend(schema::additions(&plan, &columns(ch, database).await?).into_iter().map(|(_, _, sql)| sql));
+    Ok(out)
 }

@@ -16,12 +16,15 @@
 //! What analysts find in these tables, and how to query them: `docs/analytics.md`.
 
 pub mod capabilities;
+pub mod declared;
 pub mod migrate;
 pub mod request_builder;
+pub mod row_binary;
 pub mod schema;
 pub mod service;
 pub mod sink;
 pub mod swap;
+pub mod typing;
 
 pub use capabilities::{Capabilities, Version};
 pub use migrate::{MigrationAction, MigrationLine, migrate, migrate_named};

@@ -402,6 +402,7 @@ fn encode<'a, V: Variant>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sinks::clickhouse::schema::Types;
     use proptest::prelude::*;
     use serde_json::json;
     use sluice_core::event::Position;
@@ -444,8 +445,10 @@ mod tests {
         }
     }
 
-    const MODERN: Layout = Layout { datetime64: true, low_cardinality: true, insert_deduplication: true };
-    const OLD: Layout = Layout { datetime64: false, low_cardinality: false, insert_deduplication: false };
+    const MODERN: Layout =
+        Layout { datetime64: true, low_cardinality: true, insert_deduplication: true, types: Types::ALL };
+    const OLD: Layout =
+        Layout { datetime64: false, low_cardinality: false, insert_deduplication: false, types: Types::NONE };
 
     #[test]
     fn modern_row_of_an_engagement_event() {

@@ -78,6 +78,30 @@ pub struct Layout {
     /// Tables get `non_replicated_deduplication_window`, and inserts carry
     /// `insert_deduplication_token`.
     pub insert_deduplication: bool,
+    /// The types declared tables use where the server has them (see `typing`).
+    pub types: Types,
+}
+
+/// The column types of declared tables the server has (each from a [`Capabilities`] flag).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Types {
+    /// `Map(String, T)`; without it a map is two arrays, `<name>_keys` and `<name>_values`.
+    pub map: bool,
+    /// `Bool`; without it `UInt8`.
+    pub bool: bool,
+    /// `Date32`; without it `Date` (1970 to 2149).
+    pub date32: bool,
+    /// `Decimal(P, S)` past 38 digits; without it such a decimal is its exact text.
+    pub decimal256: bool,
+    /// Table `TTL`; without it a declared `ttl` is not applied (and `migrate` says so).
+    pub ttl: bool,
+}
+
+impl Types {
+    /// Every type (a current server).
+    pub const ALL: Self = Self { map: true, bool: true, date32: true, decimal256: true, ttl: true };
+    /// None of them (18.16).
+    pub const NONE: Self = Self { map: false, bool: false, date32: false, decimal256: false, ttl: false };
 }
 
 impl Layout {
@@ -87,6 +111,13 @@ impl Layout {
             datetime64: capabilities.datetime64,
             low_cardinality: capabilities.low_cardinality,
             insert_deduplication: capabilities.insert_deduplication_token,
+            types: Types {
+                map: capabilities.map_type_ga,
+                bool: capabilities.bool_type,
+                date32: capabilities.date32,
+                decimal256: capabilities.decimal256,
+                ttl: capabilities.ttl,
+            },
         }
     }
 
@@ -95,15 +126,15 @@ impl Layout {
         if self.datetime64 { "DateTime64(3, 'UTC')" } else { "DateTime('UTC')" }
     }
 
-    const fn now(self) -> &'static str {
+    pub(super) const fn now(self) -> &'static str {
         if self.datetime64 { "now64(3)" } else { "now()" }
     }
 
-    const fn tag_type(self) -> &'static str {
+    pub(super) const fn tag_type(self) -> &'static str {
         if self.low_cardinality { "LowCardinality(String)" } else { "String" }
     }
 
-    fn settings(self) -> String {
+    pub(super) fn settings(self) -> String {
         if self.insert_deduplication {
             format!("\nSETTINGS non_replicated_deduplication_window = {DEDUPLICATION_WINDOW}")
         } else {
@@ -149,7 +180,7 @@ impl fmt::Display for ColumnKind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Column {
     /// Its name.
-    pub name: &'static str,
+    pub name: String,
     /// Its type, spelled as the server reports it.
     pub ty: String,
     /// Stored, `DEFAULT` or `ALIAS`.
@@ -159,16 +190,21 @@ pub struct Column {
 }
 
 impl Column {
-    fn stored(name: &'static str, ty: impl Into<String>) -> Self {
-        Self { name, ty: ty.into(), kind: ColumnKind::Stored, expression: "" }
+    pub(super) fn stored(name: impl Into<String>, ty: impl Into<String>) -> Self {
+        Self { name: name.into(), ty: ty.into(), kind: ColumnKind::Stored, expression: "" }
     }
 
-    fn computed(name: &'static str, ty: impl Into<String>, kind: ColumnKind, expression: &'static str) -> Self {
-        Self { name, ty: ty.into(), kind, expression }
+    pub(super) fn computed(
+        name: impl Into<String>,
+        ty: impl Into<String>,
+        kind: ColumnKind,
+        expression: &'static str,
+    ) -> Self {
+        Self { name: name.into(), ty: ty.into(), kind, expression }
     }
 
     fn ddl(&self) -> String {
-        let name = quote(self.name);
+        let name = quote(&self.name);
         match self.kind {
             ColumnKind::Stored => format!("{name} {}", self.ty),
             ColumnKind::Default => format!("{name} {} DEFAULT {}", self.ty, self.expression),
@@ -215,6 +251,9 @@ pub struct Object {
     pub columns: Vec<Column>,
     /// `CREATE … IF NOT EXISTS …`.
     pub create: String,
+    /// Columns it lacks are added online (`ALTER TABLE … ADD COLUMN`): a declared table whose
+    /// event types gained a field. Other objects' drift is reported, never changed.
+    pub evolves: bool,
 }
 
 /// The names of the objects a projection writes and analysts read.
@@ -261,6 +300,8 @@ pub struct Plan {
     pub database: String,
     /// Tables first, then what reads them.
     pub objects: Vec<Object>,
+    /// What of the declaration this server cannot have (for `migrate` to say).
+    pub notes: Vec<String>,
 }
 
 /// Why a plan cannot be made.
@@ -295,7 +336,7 @@ fn literal(text: &str) -> String {
     format!("'{}'", text.replace('\\', "\\\\").replace('\'', "\\'"))
 }
 
-fn create_table(database: &str, name: &str, columns: &[Column], engine_clause: &str) -> String {
+pub(super) fn create_table(database: &str, name: &str, columns: &[Column], engine_clause: &str) -> String {
     let body: Vec<String> = columns.iter().map(|c| format!("    {}", c.ddl())).collect();
     format!("CREATE TABLE IF NOT EXISTS {} (\n{}\n) {engine_clause}", qualified(database, name), body.join(",\n"))
 }
@@ -337,6 +378,7 @@ fn events_table(database: &str, name: &str, l: Layout) -> Object {
         .to_owned();
     engine.push_str(&l.settings());
     Object {
+        evolves: false,
         name: name.to_owned(),
         kind: ObjectKind::Table,
         engine: "ReplacingMergeTree",
@@ -353,7 +395,7 @@ fn daily_engagement(database: &str, names: &Names, l: Layout) -> [Object; 3] {
     let view_name = names.name(DAILY_ENGAGEMENT);
     let mut table_columns =
         vec![Column::stored("day", "Date"), Column::stored("user_id", "String"), Column::stored("event_id", "UUID")];
-    table_columns.extend(ENGAGEMENT_EVENTS.iter().map(|(_, column)| Column::stored(column, "UInt8")));
+    table_columns.extend(ENGAGEMENT_EVENTS.iter().map(|(_, column)| Column::stored(*column, "UInt8")));
     table_columns.push(Column::stored("amount_cents", "Int64"));
     // Key: the view groups by (day, user_id), which the key's prefix serves in order; the
     // event id makes a re-delivered event collapse instead of counting twice.
@@ -362,6 +404,7 @@ fn daily_engagement(database: &str, names: &Names, l: Layout) -> [Object; 3] {
         l.settings()
     );
     let table = Object {
+        evolves: false,
         name: by_event.clone(),
         kind: ObjectKind::Table,
         engine: "ReplacingMergeTree",
@@ -386,6 +429,7 @@ fn daily_engagement(database: &str, names: &Names, l: Layout) -> [Object; 3] {
         types.join(", "),
     );
     let materialized = Object {
+        evolves: false,
         name: mv.clone(),
         kind: ObjectKind::MaterializedView,
         engine: "MaterializedView",
@@ -409,6 +453,7 @@ fn daily_engagement(database: &str, names: &Names, l: Layout) -> [Object; 3] {
         Column::stored("revenue_cents", "Int64"),
     ];
     let view = Object {
+        evolves: false,
         name: view_name.clone(),
         kind: ObjectKind::View,
         engine: "View",
@@ -444,6 +489,7 @@ fn users_state(database: &str, state_base: &str, updates: &str, names: &Names, l
     let engine =
         format!("ENGINE = ReplacingMergeTree\nORDER BY (user_id, aggregate_version, event_id){}", l.settings());
     let updates_table = Object {
+        evolves: false,
         name: updates.to_owned(),
         kind: ObjectKind::Table,
         engine: "ReplacingMergeTree",
@@ -463,6 +509,7 @@ fn users_state(database: &str, state_base: &str, updates: &str, names: &Names, l
     ];
     // Key: one row per user once parts merge; a lookup by user reads one granule.
     let folded_table = Object {
+        evolves: false,
         name: folded.clone(),
         kind: ObjectKind::Table,
         engine: "AggregatingMergeTree",
@@ -474,6 +521,7 @@ fn users_state(database: &str, state_base: &str, updates: &str, names: &Names, l
     // column name would replace that column inside the other aggregates.
     let field = |c: &str| format!("argMaxIfState(assumeNotNull({c}), aggregate_version, isNotNull({c})) AS {c}");
     let materialized = Object {
+        evolves: false,
         name: mv.clone(),
         kind: ObjectKind::MaterializedView,
         engine: "MaterializedView",
@@ -493,6 +541,7 @@ fn users_state(database: &str, state_base: &str, updates: &str, names: &Names, l
     };
 
     let view = Object {
+        evolves: false,
         name: state.to_owned(),
         kind: ObjectKind::View,
         engine: "View",
@@ -534,7 +583,13 @@ pub fn plan_named(database: &str, sink: &ClickHouseSink, layout: Layout, names: 
     if let (Some(state), Some(updates)) = (&sink.state_table, &names.user_updates) {
         objects.extend(users_state(database, state, updates, names, layout));
     }
-    Ok(Plan { database: database.to_owned(), objects })
+    let mut notes = Vec::new();
+    for (base, table) in &sink.tables {
+        let (object, note) = super::declared::object(database, &names.name(base), table, layout);
+        objects.push(object);
+        notes.extend(note);
+    }
+    Ok(Plan { database: database.to_owned(), objects, notes })
 }
 
 /// A column as the server describes it (`system.columns`, the same as `DESCRIBE TABLE`).
@@ -623,6 +678,24 @@ fn normalized(ty: &str) -> String {
 /// Compares what the server has (`engines`: object name → engine, from `system.tables`;
 /// `described`: its columns) with the plan. Objects the server lacks are not reported (migrate
 /// creates them); extra columns are allowed (an operator may add some for analysts).
+/// The `ALTER TABLE … ADD COLUMN` statements that give the existing objects which evolve (see
+/// [`Object::evolves`]) the stored columns they lack, as `(object, column, statement)`.
+pub fn additions(plan: &Plan, described: &[DescribedColumn]) -> Vec<(String, String, String)> {
+    let mut out = Vec::new();
+    for object in plan.objects.iter().filter(|o| o.evolves) {
+        let have: Vec<&str> = described.iter().filter(|c| c.table == object.name).map(|c| c.name.as_str()).collect();
+        if have.is_empty() {
+            continue; // Not there yet: its CREATE has every column.
+        }
+        for column in object.columns.iter().filter(|c| c.kind == ColumnKind::Stored && !have.contains(&c.name.as_str()))
+        {
+            let sql = format!("ALTER TABLE {} ADD COLUMN {}", qualified(&plan.database, &object.name), column.ddl());
+            out.push((qualified(&plan.database, &object.name), column.name.clone(), sql));
+        }
+    }
+    out
+}
+
 pub fn check(plan: &Plan, engines: &BTreeMap<String, String>, described: &[DescribedColumn]) -> Vec<Drift> {
     let mut drift = Vec::new();
     for object in &plan.objects {
@@ -638,7 +711,7 @@ pub fn check(plan: &Plan, engines: &BTreeMap<String, String>, described: &[Descr
         let have: BTreeMap<&str, &DescribedColumn> =
             described.iter().filter(|c| c.table == object.name).map(|c| (c.name.as_str(), c)).collect();
         for column in &object.columns {
-            let problem = match have.get(column.name) {
+            let problem = match have.get(column.name.as_str()) {
                 None => {
                     Some(DriftProblem::MissingColumn { column: column.name.to_owned(), expected: column.ty.clone() })
                 }
@@ -697,7 +770,7 @@ mod tests {
             .flat_map(|o| {
                 o.columns.iter().map(move |c| DescribedColumn {
                     table: o.name.clone(),
-                    name: c.name.to_owned(),
+                    name: c.name.clone(),
                     ty: c.ty.clone(),
                     default_kind: match c.kind {
                         ColumnKind::Stored => String::new(),

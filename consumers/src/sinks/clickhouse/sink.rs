@@ -4,7 +4,8 @@
 //! types it folds → [`Rows::encode`] turns them into rows for this server's layout (refusing the
 //! events no row can hold) → one `INSERT` into the raw table and, with a state table, one into the
 //! users' update table. The rollup and the users' state are filled by materialized views on those
-//! inserts, inside the same request.
+//! inserts, inside the same request. Each declared table gets one `RowBinary` insert of the rows
+//! [`super::declared`] encodes; an event one of them cannot hold is refused for all tables.
 //!
 //! Idempotency: every table collapses a re-delivered event (see [`super::schema`]). Where the
 //! server has it, each insert also carries `insert_deduplication_token` = the batch's token plus
@@ -15,12 +16,14 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use clickhouse::{RowOwned, RowWrite};
 use sluice_core::connections::ClickHouseConnection;
 use sluice_core::event::Event;
 use sluice_core::topology::{ClickHouseSink, ProjectionConfig, SinkConfig};
 use tracing::{debug, info, warn};
 
+use super::declared::{self, DeclaredRows, TablePlan};
 use super::migrate::{MigrationLine, migrate_named};
 use super::request_builder::{Encoded, Rows};
 use super::schema::{Layout, Names, qualified};
@@ -54,6 +57,8 @@ pub struct ClickHouseProjection {
     updates_table: Option<String>,
     /// Event types folded; every type when empty.
     folds: BTreeSet<String>,
+    /// The declared tables, named for this version.
+    declared: Vec<TablePlan>,
     batching: Batching,
     /// Prepended to every insert's deduplication token: a rebuild's inserts must never be taken
     /// for the live worker's (same offsets, another insert) and dropped.
@@ -71,6 +76,7 @@ impl ClickHouseProjection {
         let names = Names::of(config);
         let layout = Layout::of(&ch.capabilities);
         let this = Self {
+            declared: declared::plans(config, &names, layout),
             events_table: qualified(&database, &names.events),
             updates_table: names.user_updates.as_deref().map(|t| qualified(&database, t)),
             folds: projection.events.iter().cloned().collect(),
@@ -108,6 +114,7 @@ impl ClickHouseProjection {
     /// the new version through this.
     pub fn versioned(mut self, suffix: &str, token_prefix: &str) -> Self {
         self.names = Names::versioned(&self.config, suffix);
+        self.declared = declared::plans(&self.config, &self.names, self.layout);
         self.events_table = qualified(&self.database, &self.names.events);
         self.updates_table = self.names.user_updates.as_deref().map(|t| qualified(&self.database, t));
         self.token_prefix = token_prefix.to_owned();
@@ -118,6 +125,11 @@ impl ClickHouseProjection {
     /// [`migrate`](super::migrate()).
     pub async fn migrate(&self) -> Result<Vec<MigrationLine>, Error> {
         migrate_named(&self.ch, &self.database, &self.config, &self.names).await
+    }
+
+    /// What [`Self::migrate`] would run now, without running it.
+    pub async fn migration_statements(&self) -> Result<Vec<String>, Error> {
+        super::migrate::statements(&self.ch, &self.database, &self.config, &self.names).await
     }
 
     /// The server connection.
@@ -145,23 +157,29 @@ impl ClickHouseProjection {
     }
 
     /// One `INSERT` of `rows` into `table`, deduplicated by `token` where the server can.
-    ///
-    /// A table missing for a moment is waited for (see [`SWAP_GRACE`]); missing for longer, it is
-    /// a configuration error.
     async fn insert<T>(&self, table: &str, rows: &[T], token: String) -> Result<(), SinkError>
     where
         T: RowOwned + RowWrite,
     {
+        let what = format!("inserting {} rows into {table}", rows.len());
+        self.within_swap_grace(table, what, || self.try_insert(table, rows, &token)).await
+    }
+
+    /// Runs `attempt` again while its table is missing for a moment (see [`SWAP_GRACE`]);
+    /// missing for longer, it is a configuration error.
+    async fn within_swap_grace<F, Fut>(&self, table: &str, what: String, mut attempt: F) -> Result<(), SinkError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<(), clickhouse::error::Error>>,
+    {
         let started = Instant::now();
         loop {
-            match self.try_insert(table, rows, &token).await {
+            match attempt().await {
                 Err(e) if is_missing_table(&e) && started.elapsed() < SWAP_GRACE => {
                     debug!(table, error = %e, "table missing for a moment (a rebuild's swap?); retrying");
                     tokio::time::sleep(SWAP_POLL).await;
                 }
-                other => {
-                    return other.map_err(|e| classify(&format!("inserting {} rows into {table}", rows.len()), &e));
-                }
+                other => return other.map_err(|e| classify(&what, &e)),
             }
         }
     }
@@ -182,6 +200,37 @@ impl ClickHouseProjection {
             insert.write(row).await?;
         }
         insert.end().await
+    }
+
+    /// One `RowBinary` insert of `rows` (encoded rows) into a declared table.
+    async fn insert_declared(&self, table: &TablePlan, rows: DeclaredRows, token: &str) -> Result<(), SinkError> {
+        let data = Bytes::from(rows.bytes);
+        let token = format!("{token}:{}", table.name);
+        let what = format!("inserting {} rows into {}", rows.count, table.name);
+        self.within_swap_grace(&table.name, what, || async {
+            let mut insert = self
+                .ch
+                .client
+                .insert_formatted_with(table.insert_sql(&self.database))
+                .with_timeouts(Some(SEND_TIMEOUT), Some(END_TIMEOUT));
+            if self.layout.insert_deduplication {
+                insert = insert.with_setting("insert_deduplication_token", token.as_str());
+            }
+            insert.send(data.clone()).await?;
+            insert.end().await
+        })
+        .await
+    }
+
+    /// The declared tables' inserts, all at once (each is idempotent).
+    async fn write_declared(&self, token: &str, rows: Vec<DeclaredRows>) -> Result<(), SinkError> {
+        let inserts = self
+            .declared
+            .iter()
+            .zip(rows)
+            .filter(|(_, r)| r.count > 0)
+            .map(|(table, r)| self.insert_declared(table, r, token));
+        futures::future::try_join_all(inserts).await.map(|_| ())
     }
 
     async fn write_rows<E, U>(&self, token: &str, rows: Encoded<E, U>) -> Result<Vec<Rejected>, SinkError>
@@ -219,12 +268,8 @@ impl Sink for ClickHouseProjection {
     }
 
     async fn write(&self, batch: &Batch) -> Result<Vec<Rejected>, SinkError> {
-        let events = batch.events.iter().filter(|e| self.folds(e));
-        let token = format!("{}{}", self.token_prefix, batch.token());
-        match Rows::encode(events, self.layout, &self.config) {
-            Rows::Modern(rows) => self.write_rows(&token, rows).await,
-            Rows::Compat(rows) => self.write_rows(&token, rows).await,
-        }
+        let mut rejected = self.write_all(std::slice::from_ref(batch)).await?;
+        Ok(rejected.pop().unwrap_or_default())
     }
 
     /// All partitions of a flush in one insert per table: ClickHouse wants few big inserts (each
@@ -233,24 +278,32 @@ impl Sink for ClickHouseProjection {
     /// still recognised.
     async fn write_all(&self, batches: &[Batch]) -> Result<Vec<Vec<Rejected>>, SinkError> {
         let token = format!("{}{}", self.token_prefix, batches.iter().map(Batch::token).collect::<Vec<_>>().join(","));
-        // Encoded per batch, so each refusal stays with its partition; written together.
-        let encoded =
-            batches.iter().map(|b| Rows::encode(b.events.iter().filter(|e| self.folds(e)), self.layout, &self.config));
+        let mut declared_rows = vec![DeclaredRows::default(); self.declared.len()];
         let mut modern = Encoded::default();
         let mut compat = Encoded::default();
         let mut rejected = Vec::with_capacity(batches.len());
-        for rows in encoded {
-            match rows {
-                Rows::Modern(r) => rejected.push(modern.append(r)),
-                Rows::Compat(r) => rejected.push(compat.append(r)),
+        // Encoded per batch, so each refusal stays with its partition; written together. The
+        // declared tables first: an event they refuse is kept out of every table.
+        for b in batches {
+            let folded: Vec<&Event> = b.events.iter().filter(|e| self.folds(e)).collect();
+            let mut refused = declared::encode(&self.declared, folded.iter().copied(), &mut declared_rows);
+            let kept = folded.into_iter().filter(|e| !refused.iter().any(|r| r.offset == e.position.offset));
+            refused.extend(match Rows::encode(kept, self.layout, &self.config) {
+                Rows::Modern(r) => modern.append(r),
+                Rows::Compat(r) => compat.append(r),
+            });
+            rejected.push(refused);
+        }
+        let raw = async {
+            if !modern.events.is_empty() || !modern.user_updates.is_empty() {
+                self.write_rows(&token, modern).await?;
             }
-        }
-        if !modern.events.is_empty() || !modern.user_updates.is_empty() {
-            self.write_rows(&token, modern).await?;
-        }
-        if !compat.events.is_empty() || !compat.user_updates.is_empty() {
-            self.write_rows(&token, compat).await?;
-        }
+            if !compat.events.is_empty() || !compat.user_updates.is_empty() {
+                self.write_rows(&token, compat).await?;
+            }
+            Ok::<(), SinkError>(())
+        };
+        futures::try_join!(raw, self.write_declared(&token, declared_rows))?;
         for r in rejected.iter().flatten() {
             warn!(offset = r.offset, reason = %r.reason, "event refused by the ClickHouse sink");
         }

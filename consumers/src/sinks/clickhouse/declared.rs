@@ -1,0 +1,258 @@
+//! The declared tables of a ClickHouse projection (pure): what each is on this server (its
+//! `CREATE TABLE`, its columns) and its rows for a batch of events, in `RowBinary`.
+//!
+//! Input: the `tables` of the projection's `clickhouse` block, their columns already derived
+//! from the schemas by topology validation ([`sluice_core::topology::columns`]), and the server's
+//! [`Layout`]. Each table is one row per event of its `events`:
+//!
+//! - the envelope: `event_id UUID`, `event_type`, `aggregate_id`, `aggregate_version`,
+//!   `occurred_at` (with `occurred_at_ms`, as in the raw table), `producer`, and where the record
+//!   was read (`topic`, `partition`, `offset`); `ingested_at` is filled by the server;
+//! - the declared columns, typed as [`super::typing`] says.
+//!
+//! **Duplicates.** A `ReplacingMergeTree` table's sorting key ends with `event_id`, so a
+//! re-delivered event collapses into one row when parts merge, and `FINAL` hides it before that;
+//! servers with `insert_deduplication_token` drop a re-sent batch at insert time as well. The
+//! default key is the raw table's: `(event_type, toDate(occurred_at), aggregate_id, event_id)`.
+//!
+//! **Refusals.** An event whose value does not fit its column (a date past 2149 on 18.16, a
+//! decimal with more digits than its precision) is refused for every table of the projection, so
+//! the tables never disagree about which events they hold.
+
+use std::collections::BTreeSet;
+
+use serde_json::{Map, Value};
+use sluice_core::event::Event;
+use sluice_core::topology::columns::{FieldPath, Step};
+use sluice_core::topology::{ClickHouseSink, DeclaredTable, TableEngine};
+use uuid::Uuid;
+
+use super::request_builder::check_time;
+use super::row_binary::{self, Enc};
+use super::schema::{Column, ColumnKind, Layout, Names, Object, ObjectKind, create_table, qualified, quote};
+use super::typing::{Physical, physical};
+use crate::sink::Rejected;
+
+/// One declared table as this sink writes it.
+#[derive(Debug, Clone)]
+pub struct TablePlan {
+    /// The table's name in this version (`orders__v2` while being rebuilt).
+    pub name: String,
+    events: BTreeSet<String>,
+    /// Per declared column: its path, and its physical columns.
+    columns: Vec<(FieldPath, Vec<Physical>)>,
+    layout: Layout,
+    /// The `INSERT`'s column list.
+    insert_columns: String,
+}
+
+/// The declared tables of `sink`, named for the version `names` names, on a server of `layout`.
+pub fn plans(sink: &ClickHouseSink, names: &Names, layout: Layout) -> Vec<TablePlan> {
+    sink.tables.iter().map(|(name, table)| TablePlan::new(&names.name(name), table, layout)).collect()
+}
+
+impl TablePlan {
+    fn new(name: &str, table: &DeclaredTable, layout: Layout) -> Self {
+        let columns: Vec<(FieldPath, Vec<Physical>)> =
+            table.resolved.iter().map(|c| (c.path.clone(), physical(&c.name, &c.ty, layout))).collect();
+        let mut insert: Vec<String> = envelope_columns(layout)
+            .into_iter()
+            .filter(|c| c.kind == ColumnKind::Stored)
+            .map(|c| quote(&c.name))
+            .collect();
+        insert.extend(columns.iter().flat_map(|(_, ps)| ps.iter().map(|p| quote(&p.name))));
+        Self {
+            name: name.to_owned(),
+            events: table.events.iter().cloned().collect(),
+            columns,
+            layout,
+            insert_columns: insert.join(", "),
+        }
+    }
+
+    /// Whether events of `event_type` go to this table.
+    pub fn takes(&self, event_type: &str) -> bool {
+        self.events.contains(event_type)
+    }
+
+    /// `INSERT INTO … (columns) FORMAT RowBinary` into `database`.
+    pub fn insert_sql(&self, database: &str) -> String {
+        format!("INSERT INTO {} ({}) FORMAT RowBinary", qualified(database, &self.name), self.insert_columns)
+    }
+
+    /// Appends the row of `event` to `out`; on a refusal `out` is left as it was.
+    pub fn write_row(&self, event: &Event, out: &mut Vec<u8>) -> Result<(), String> {
+        let mark = out.len();
+        let written = self.row(event, out);
+        if written.is_err() {
+            out.truncate(mark);
+        }
+        written
+    }
+
+    fn row(&self, event: &Event, out: &mut Vec<u8>) -> Result<(), String> {
+        let e = &event.envelope;
+        // The raw table's checks first: an event it refuses is refused here too.
+        check_time(e.occurred_at)?;
+        let id =
+            Uuid::parse_str(&e.event_id).map_err(|err| format!("event_id {:?} is not a UUID: {err}", e.event_id))?;
+        let (high, low) = id.as_u64_pair();
+        out.extend_from_slice(&high.to_le_bytes());
+        out.extend_from_slice(&low.to_le_bytes());
+        row_binary::string(e.event_type.as_bytes(), out);
+        row_binary::string(e.aggregate_id.as_bytes(), out);
+        out.extend_from_slice(&e.aggregate_version.to_le_bytes());
+        if self.layout.datetime64 {
+            out.extend_from_slice(&e.occurred_at.to_le_bytes());
+        } else {
+            row_binary::write(&Enc::Seconds { per_second: 1000 }, &Value::from(e.occurred_at), out)
+                .map_err(|m| format!("occurred_at: {m}"))?;
+            out.extend_from_slice(&e.occurred_at.to_le_bytes());
+        }
+        row_binary::string(e.producer.as_bytes(), out);
+        let p = &event.position;
+        row_binary::string(p.topic.as_bytes(), out);
+        out.extend_from_slice(&p.partition.to_le_bytes());
+        out.extend_from_slice(&p.offset.to_le_bytes());
+        for (path, physicals) in &self.columns {
+            let value = extract(&event.payload, &path.0);
+            for column in physicals {
+                row_binary::write(&column.enc, &value, out)
+                    .map_err(|m| format!("table {}, column {} ({path}): {m}", self.name, column.name))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The encoded rows of one declared table.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeclaredRows {
+    /// `RowBinary` rows, back to back.
+    pub bytes: Vec<u8>,
+    /// How many.
+    pub count: usize,
+}
+
+/// Appends the rows of `events` to `rows` (one entry per table of `tables`); returns the events
+/// refused, whose rows are in no table.
+pub fn encode<'a>(
+    tables: &[TablePlan],
+    events: impl IntoIterator<Item = &'a Event>,
+    rows: &mut [DeclaredRows],
+) -> Vec<Rejected> {
+    let mut refused = Vec::new();
+    for event in events {
+        let marks: Vec<usize> = rows.iter().map(|r| r.bytes.len()).collect();
+        let mut written = Vec::new();
+        let outcome = tables.iter().zip(rows.iter_mut()).enumerate().try_for_each(|(i, (table, out))| {
+            if !table.takes(&event.envelope.event_type) {
+                return Ok(());
+            }
+            table.write_row(event, &mut out.bytes)?;
+            written.push(i);
+            Ok::<(), String>(())
+        });
+        match outcome {
+            Ok(()) => written.iter().for_each(|&i| rows[i].count += 1),
+            Err(reason) => {
+                for (out, mark) in rows.iter_mut().zip(marks) {
+                    out.bytes.truncate(mark);
+                }
+                refused.push(Rejected { offset: event.position.offset, reason });
+            }
+        }
+    }
+    refused
+}
+
+/// The envelope columns every declared table starts with (and `ingested_at`, last).
+fn envelope_columns(l: Layout) -> Vec<Column> {
+    let mut columns = vec![
+        Column::stored("event_id", "UUID"),
+        Column::stored("event_type", l.tag_type()),
+        Column::stored("aggregate_id", "String"),
+        Column::stored("aggregate_version", "Int64"),
+        Column::stored("occurred_at", l.time_type()),
+    ];
+    columns.push(if l.datetime64 {
+        Column::computed("occurred_at_ms", "Int64", ColumnKind::Alias, "toUnixTimestamp64Milli(occurred_at)")
+    } else {
+        Column::stored("occurred_at_ms", "Int64")
+    });
+    columns.extend([
+        Column::stored("producer", l.tag_type()),
+        Column::stored("topic", l.tag_type()),
+        Column::stored("partition", "Int32"),
+        Column::stored("offset", "Int64"),
+    ]);
+    columns
+}
+
+/// The table `name` of `table`'s declaration in `database`, for a server of `l`; and a note when
+/// part of the declaration cannot be had there.
+pub fn object(database: &str, name: &str, table: &DeclaredTable, l: Layout) -> (Object, Option<String>) {
+    let mut columns = envelope_columns(l);
+    for c in &table.resolved {
+        columns.extend(physical(&c.name, &c.ty, l).into_iter().map(|p| Column::stored(p.name, p.sql)));
+    }
+    columns.push(Column::computed("ingested_at", l.time_type(), ColumnKind::Default, l.now()));
+    let mut key: Vec<String> = match &table.order_by {
+        Some(order_by) => order_by.iter().map(|c| quote(c)).collect(),
+        None => ["event_type", "toDate(occurred_at)", "aggregate_id"].map(str::to_owned).to_vec(),
+    };
+    if table.engine == TableEngine::ReplacingMergeTree && !key.iter().any(|k| k == "event_id" || k == "`event_id`") {
+        key.push("event_id".to_owned());
+    }
+    let mut engine = format!(
+        "ENGINE = {}\nPARTITION BY {}\nORDER BY ({})",
+        table.engine.as_str(),
+        table.partition_by,
+        key.join(", ")
+    );
+    let mut note = None;
+    if let Some(ttl) = table.ttl {
+        if l.types.ttl {
+            let seconds = std::time::Duration::from(ttl).as_secs();
+            engine.push_str(&format!("\nTTL toDateTime(occurred_at) + INTERVAL {seconds} SECOND"));
+        } else {
+            note = Some(format!(
+                "table {name}: `ttl = \"{ttl}\"` is not applied: this server has no table TTL (ClickHouse 19.6+); \
+                 delete old partitions yourself"
+            ));
+        }
+    }
+    engine.push_str(&l.settings());
+    let object = Object {
+        evolves: true,
+        name: name.to_owned(),
+        kind: ObjectKind::Table,
+        engine: table.engine.as_str(),
+        create: create_table(database, name, &columns, &engine),
+        columns,
+    };
+    (object, note)
+}
+
+/// The value at `steps` in `payload` (`null` where the path leads nowhere; through arrays, the
+/// array of what each element gives).
+fn extract(payload: &Map<String, Value>, steps: &[Step]) -> Value {
+    match steps.split_first() {
+        Some((Step::Field(name), rest)) => payload.get(name).map_or(Value::Null, |v| at(v, rest)),
+        _ => Value::Null,
+    }
+}
+
+fn at(value: &Value, steps: &[Step]) -> Value {
+    match (steps.split_first(), value) {
+        (None, v) => v.clone(),
+        (Some((Step::Field(name), rest)), Value::Object(fields)) => {
+            fields.get(name).map_or(Value::Null, |v| at(v, rest))
+        }
+        (Some((Step::Each, rest)), Value::Array(items)) => Value::Array(items.iter().map(|i| at(i, rest)).collect()),
+        _ => Value::Null,
+    }
+}
+
+#[cfg(test)]
+mod tests;
