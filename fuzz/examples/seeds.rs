@@ -45,6 +45,32 @@ fn main() {
         events.entry(event["event_type"].as_str().unwrap_or_default().to_owned()).or_default().push(event);
     }
 
+    // The orders domain, shaped like cli/tests/any_domain.rs's events.
+    let order = |event_type: &str, version: i64, payload: Json| {
+        let mut e = json!({"event_id": format!("5eed0002-0000-4000-8000-00000000000{version}"), "event_type": event_type,
+                           "aggregate_id": "o-fuzz-1", "aggregate_version": version, "occurred_at": 1_793_491_200_000_i64 + version,
+                           "producer": "orders-tests"});
+        if let (Json::Object(e), Json::Object(p)) = (&mut e, payload) {
+            e.extend(p);
+        }
+        e
+    };
+    let placed = json!({
+        "total": "61.50", "currency": "EUR",
+        "customer": {"id": "0b6f6a52-5a1e-4c3e-9d0f-6a5d2c1e7f01", "tier": "GOLD", "email": "c@example.com"},
+        "items": [{"sku": "SKU-0", "quantity": 2, "unit_price": "12.50"}, {"sku": "SKU-1", "quantity": 1, "unit_price": "36.50"}],
+        "attributes": {"channel": "web", "ab": "b"}, "placed_at": 1_793_491_200_000_123_i64, "delivery_date": 20_500,
+        "coupon": "0b6f6a52-5a1e-4c3e-9d0f-6a5d2c1e7f02", "gift": true, "weight_kg": 1.25
+    });
+    for e in [
+        order("order.placed", 1, placed),
+        order("order.paid", 2, json!({"amount": "61.50", "method": "CARD", "paid_at": 1_793_491_200_002_i64})),
+        order("order.shipped", 3, json!({"carrier": "DHL", "tracking": "T1", "parcels": 2})),
+        order("order.cancelled", 4, json!({"reason": "damaged", "refund": "61.50"})),
+    ] {
+        events.entry(e["event_type"].as_str().unwrap_or_default().to_owned()).or_default().push(e);
+    }
+
     for (index, case) in CASES.iter().enumerate() {
         let Some(list) = events.get(&case.event_type) else {
             eprintln!("no sample event of {}", case.event_type);
