@@ -90,6 +90,10 @@ fuzz_target!(|record: &[u8]| {
     let again = match encode(value, schema) {
         Ok(again) => again,
         Err(e) if known_issue(&e.to_string()) => return,
+        // apache-avro's writer wants a decimal's bytes as wide as its precision could need, and
+        // other writers (Java's, Debezium's) write them minimal: a limit of the reference writer,
+        // which sluice never uses on decoded values, not of what was read.
+        Err(e) if e.to_string().contains("too small to hold decimal values") => return,
         Err(e) => panic!("a decoded value does not encode: {e}"),
     };
     let back = decode(&again, schema, None).unwrap_or_else(|e| panic!("a re-encoded value does not decode: {e}"));
