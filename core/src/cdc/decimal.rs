@@ -10,6 +10,13 @@ pub(crate) struct Decimal {
     pub(crate) scale: u32,
 }
 
+/// The largest scale a decimal may have: PostgreSQL's (a numeric's display scale is a 14-bit
+/// field). The scale comes from the record (its schema's `scale` parameter, a variable-scale
+/// value, an exponent in text), so a hostile one is refused here rather than written out as that
+/// many digits: the fuzzer's `"scale": "147490424"` made a 147 MB string and panicked the
+/// formatter.
+pub(crate) const MAX_SCALE: u32 = 16_383;
+
 /// 10^`exp`, when it fits an i128 (exp ≤ 38).
 fn pow10(exp: u32) -> Option<i128> {
     10_i128.checked_pow(exp)
@@ -20,8 +27,10 @@ impl Decimal {
     /// non-negative by scaling the unscaled value up.
     pub(crate) fn new(unscaled: i128, scale: i64) -> Result<Self, String> {
         if scale >= 0 {
-            let scale = u32::try_from(scale).map_err(|_| format!("scale {scale} is too large"))?;
-            return Ok(Self { unscaled, scale });
+            return match u32::try_from(scale) {
+                Ok(scale) if scale <= MAX_SCALE => Ok(Self { unscaled, scale }),
+                _ => Err(too_fine(scale)),
+            };
         }
         let up = u32::try_from(-scale).ok().and_then(pow10);
         match up.and_then(|f| unscaled.checked_mul(f)) {
@@ -83,6 +92,9 @@ impl Decimal {
 
     /// The same number at `scale`, when no digit is lost.
     pub(crate) fn rescale(self, scale: u32) -> Result<Self, String> {
+        if scale > MAX_SCALE {
+            return Err(too_fine(scale.into()));
+        }
         if scale >= self.scale {
             let up = pow10(scale - self.scale).and_then(|f| self.unscaled.checked_mul(f));
             return match up {
@@ -115,10 +127,16 @@ impl fmt::Display for Decimal {
         if scale == 0 {
             return write!(f, "{sign}{digits}");
         }
-        let padded = format!("{digits:0>width$}", width = scale + 1);
+        // Zeros in front up to one digit before the point (no `{:0>width$}`: a width past u16::MAX
+        // panics, and `scale` is only bounded where a decimal is made).
+        let padded = "0".repeat((scale + 1).saturating_sub(digits.len())) + &digits;
         let (whole, fraction) = padded.split_at(padded.len() - scale);
         write!(f, "{sign}{whole}.{fraction}")
     }
+}
+
+fn too_fine(scale: i64) -> String {
+    format!("scale {scale} is larger than any decimal column's (at most {MAX_SCALE})")
 }
 
 /// Standard base64 with padding (Kafka's JsonConverter writes bytes this way).
@@ -211,6 +229,21 @@ mod tests {
         assert!(Decimal::from_be_bytes(&[0x01; 17], 0).is_err());
         assert!(Decimal::from_be_bytes(&[], 0).is_err());
         assert_eq!(Decimal::from_be_bytes(&[0x05], -2), Ok(dec(500, 0)));
+    }
+
+    #[test]
+    fn scales_past_postgresql_are_refused() {
+        let err = "scale 147490424 is larger than any decimal column's (at most 16383)";
+        assert_eq!(Decimal::from_be_bytes(&[0x30, 0x39], 147_490_424), Err(err.to_owned()));
+        assert!(Decimal::new(1, i64::from(u32::MAX) + 1).is_err());
+        assert!(Decimal::parse("1e-99999999").is_err());
+        assert_eq!(
+            dec(0, 0).rescale(MAX_SCALE + 1),
+            Err("scale 16384 is larger than any decimal column's (at most 16383)".to_owned())
+        );
+        assert_eq!(Decimal::new(7, i64::from(MAX_SCALE)).map(|d| d.to_string().len()), Ok(2 + 16_383));
+        // Display is total even for a decimal made by hand past the limit.
+        assert_eq!(dec(-5, 70_000).to_string().len(), 70_003);
     }
 
     #[test]
