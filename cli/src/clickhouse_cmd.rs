@@ -6,6 +6,7 @@ use std::io::Write;
 
 use clap::Subcommand;
 use sluice_consumers::sinks::clickhouse::ClickHouse;
+use sluice_consumers::sinks::clickhouse::typing::physical;
 use sluice_consumers::sinks::clickhouse::{ClickHouseProjection, MigrationAction};
 use sluice_core::topology::SinkConfig;
 
@@ -25,6 +26,10 @@ pub(crate) enum ClickHouseCommand {
         #[arg(long)]
         plan: bool,
     },
+
+    /// Print every table a ClickHouse projection writes, as this server gets it: declared tables
+    /// with each column's type and the event field it comes from (see docs/analytics.md).
+    Describe,
 
     /// Run one SQL query against the projections' database and print the result as a table
     /// (tab-separated with a header; `--format` takes any ClickHouse output format).
@@ -74,6 +79,31 @@ pub(crate) async fn run(ctx: &Context, cmd: ClickHouseCommand) -> anyhow::Result
             }
             Ok(ExitCode::SUCCESS)
         }
+        ClickHouseCommand::Describe => {
+            let topology = ctx.topology()?;
+            for (name, projection) in topology.projections() {
+                let SinkConfig::ClickHouse { clickhouse } = &projection.sink else { continue };
+                let sink = ClickHouseProjection::connect(&ctx.connections.clickhouse, projection).await?;
+                println!("projection {name} → database {} at {}", sink.database(), ctx.connections.clickhouse.url);
+                println!("  {} (raw table: every event, its payload as JSON text)", clickhouse.table);
+                for (table, declared) in &clickhouse.tables {
+                    println!("\n  {table} ({}; events: {})", declared.engine, declared.events.join(", "));
+                    let rows: Vec<Vec<String>> = declared
+                        .resolved
+                        .iter()
+                        .flat_map(|c| {
+                            physical(&c.name, &c.ty, sink.layout())
+                                .into_iter()
+                                .map(|p| vec![p.name, p.sql, c.path.to_string(), c.ty.to_string()])
+                                .collect::<Vec<_>>()
+                        })
+                        .collect();
+                    print!("{}", indent(&crate::table::render(&["column", "type", "from field", "Avro"], &rows, 4)));
+                }
+                println!();
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         ClickHouseCommand::Query { sql, format } => {
             let conn = &ctx.connections.clickhouse;
             let ch = ClickHouse::connect(conn).await?;
@@ -84,4 +114,9 @@ pub(crate) async fn run(ctx: &Context, cmd: ClickHouseCommand) -> anyhow::Result
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `text` with every line indented by four spaces.
+fn indent(text: &str) -> String {
+    text.lines().map(|l| format!("    {l}\n")).collect()
 }

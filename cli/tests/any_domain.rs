@@ -161,6 +161,14 @@ async fn orders_end_to_end(url: &str, modern: bool) {
         assert!(report.contains(&format!("created table `db_{sfx}`.`{table}`")), "{report}");
     }
 
+    let out = run_ok(sluice(&topology).args(["clickhouse", "describe"]));
+    let described = String::from_utf8_lossy(&out.stdout);
+    let unit_price = described.lines().find(|l| l.trim_start().starts_with("items_unit_price")).unwrap_or_default();
+    assert!(
+        unit_price.contains("Array(Decimal(10, 2))") && unit_price.contains("items[].unit_price"),
+        "describe names each column's type and source field:\n{described}"
+    );
+
     let (events, model) = orders(&sfx, 120);
     let all: Vec<&Value> = events.iter().collect();
     run_ok(sluice(&topology).args(["publish", "--file"]).arg(write_jsonl(&dir, "orders.jsonl", &all)));

@@ -76,6 +76,14 @@ async fn scenario(table: &CdcRun, outbox: &CdcRun) {
         .replace(&format!("legacy_{sfx}.public.sessions"), &format!("{t}.{t}.sessions", t = table.id))
         .replace(&format!("outbox_{sfx}.event.user"), &format!("{}.outbox.user", outbox.id));
     std::fs::write(&topology, text).expect("write topology");
+    // The analytics projection's rollups need a database of their own: in the shared one their
+    // materialized view would read this test's raw table for every later run (and `dev/demo`).
+    let ch = connections().clickhouse;
+    std::fs::write(
+        topology.with_file_name("clickhouse.env"),
+        format!("SLUICE_CLICKHOUSE_URL={}\nSLUICE_CLICKHOUSE_DATABASE=db_{sfx}\n", ch.url),
+    )
+    .expect("clickhouse.env");
     run_ok(sluice(&topology).args(["topics", "apply"]));
     let projection = format!("user_state_{sfx}");
     let group = format!("sluice.{projection}");
@@ -188,11 +196,16 @@ async fn scenario(table: &CdcRun, outbox: &CdcRun) {
     }
 }
 
+/// A client of the test's own ClickHouse database.
+async fn clickhouse(sfx: &str) -> clickhouse::Client {
+    let ch = ClickHouse::connect(&connections().clickhouse).await.expect("clickhouse");
+    ch.client.clone().with_database(format!("db_{sfx}"))
+}
+
 /// The analysts' view of the users of `expected`: `None` for a row marked deleted (or missing).
 async fn users_current(sfx: &str, expected: &Expected) -> Expected {
-    let ch = ClickHouse::connect(&connections().clickhouse).await.expect("clickhouse");
-    let rows: Vec<(String, String, String, String, u8)> = ch
-        .client
+    let rows: Vec<(String, String, String, String, u8)> = clickhouse(sfx)
+        .await
         .query(&format!(
             "SELECT user_id, email, display_name, country, toUInt8(is_deleted) FROM users_current_{sfx} ORDER BY user_id"
         ))
@@ -206,8 +219,8 @@ async fn users_current(sfx: &str, expected: &Expected) -> Expected {
 
 /// The ids of the raw events of the CDC event types.
 async fn raw_event_ids(sfx: &str) -> std::collections::BTreeSet<String> {
-    let ch = ClickHouse::connect(&connections().clickhouse).await.expect("clickhouse");
-    ch.client
+    clickhouse(sfx)
+        .await
         .query(&format!("SELECT toString(event_id) FROM events_{sfx} FINAL WHERE event_type LIKE 'legacy.%'"))
         .fetch_all::<String>()
         .await

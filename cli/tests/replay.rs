@@ -243,7 +243,7 @@ fn replay_refuses_bad_positions_with_clear_errors() {
         .output()
         .expect("run");
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("a time zone is required"), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("expected a time zone: Z or an offset"), "{}", text(&out));
     let out = sluice(&topology).args(["replay", "--projection", "nope", "--from", "earliest"]).output().expect("run");
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no projection \"nope\""), "{}", text(&out));

@@ -336,9 +336,11 @@ impl Decoder {
     }
 }
 
-/// A JSON key or value of a CDC topic.
+/// A JSON key or value of a CDC topic, parsed strictly: a repeated key is refused (which of two
+/// values a reader takes is a guess).
 fn json(bytes: &[u8], what: &str) -> Result<serde_json::Value, DecodeError> {
-    serde_json::from_slice(bytes).map_err(|e| permanent("undecodable_body", format!("the {what} is not JSON: {e}")))
+    sluice_core::json::from_slice_strict(bytes)
+        .map_err(|e| permanent("undecodable_body", format!("the {what} is not JSON: {e}")))
 }
 
 /// A key: JSON when it parses (a JsonConverter key), else the text itself (a StringConverter key,
@@ -346,4 +348,18 @@ fn json(bytes: &[u8], what: &str) -> Result<serde_json::Value, DecodeError> {
 fn json_or_text(bytes: &[u8]) -> serde_json::Value {
     serde_json::from_slice(bytes)
         .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(bytes).into_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cdc_json_record_with_a_repeated_key_is_refused() {
+        let err = json(br#"{"op": "c", "after": {"id": 1, "id": 2}}"#, "value").expect_err("refused");
+        let DecodeError::Permanent(refused) = err else { panic!("permanent") };
+        assert_eq!(refused.code, "undecodable_body");
+        assert!(refused.reason.contains("$.after"), "{}", refused.reason);
+        assert!(json(br#"{"op": "c", "after": {"id": 1}}"#, "value").is_ok());
+    }
 }

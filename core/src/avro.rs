@@ -764,7 +764,7 @@ impl<'s> Converter<'_, 's> {
             (Source::Default, Json::String(_)) => self.bytes(json, schema, None)?,
             _ => {
                 let text = self.decimal_text(json, schema)?;
-                twos_complement(parse_decimal(&text, decimal.precision, decimal.scale).map_err(invalid)?)
+                parse_decimal(&text, decimal.precision, decimal.scale).map_err(invalid)?.to_be_bytes()
             }
         };
         if let InnerDecimalSchema::Fixed(FixedSchema { size, .. }) = &decimal.inner
@@ -995,66 +995,47 @@ fn unscaled_decimal(decimal: &Decimal) -> String {
     let Ok(bytes) = Vec::<u8>::try_from(decimal) else {
         return String::new();
     };
-    // Sign-extension bytes say nothing (writers may pad, resolution widens: `widen_decimals`).
-    let mut bytes = bytes.as_slice();
-    while let [head, next, ..] = bytes
-        && ((*head == 0x00 && next & 0x80 == 0) || (*head == 0xff && next & 0x80 != 0))
-    {
-        bytes = &bytes[1..];
+    if bytes.is_empty() {
+        return "0".to_owned();
     }
-    if bytes.len() > 16 {
-        return format!("0x{}", hex(bytes));
-    }
-    let fill = if bytes.first().is_some_and(|b| b & 0x80 != 0) { 0xff } else { 0x00 };
-    let mut wide = [fill; 16];
-    wide[16 - bytes.len()..].copy_from_slice(bytes);
-    i128::from_be_bytes(wide).to_string()
-}
-
-/// The shortest big-endian two's complement bytes of `n`, as Avro decimals are stored.
-pub(crate) fn twos_complement(n: i128) -> Vec<u8> {
-    let bytes = n.to_be_bytes();
-    let mut start = 0;
-    while start < 15 {
-        let (head, next) = (bytes[start], bytes[start + 1]);
-        let redundant = (head == 0x00 && next & 0x80 == 0) || (head == 0xff && next & 0x80 != 0);
-        if !redundant {
-            break;
+    match crate::decimal::Decimal::from_be_bytes(&bytes, 0) {
+        Ok(d) => d.unscaled.to_string(),
+        // Past 128 bits: its bytes, without the sign extension (which says nothing).
+        Err(_) => {
+            let negative = bytes[0] & 0x80 != 0;
+            let fill = if negative { 0xff } else { 0x00 };
+            let start = bytes.iter().position(|b| *b != fill).unwrap_or(bytes.len());
+            let start = if bytes.get(start).is_some_and(|b| (b & 0x80 != 0) != negative) { start - 1 } else { start };
+            format!("0x{}", hex(&bytes[start..]))
         }
-        start += 1;
     }
-    bytes[start..].to_vec()
 }
 
-/// The unscaled value of a plain decimal number (`-12.34`, `5`, `.5`) at `scale`, with at most
-/// `precision` digits.
-fn parse_decimal(text: &str, precision: usize, scale: usize) -> Result<i128, String> {
-    let (negative, unsigned) = match text.strip_prefix('-') {
-        Some(rest) => (true, rest),
-        None => (false, text.strip_prefix('+').unwrap_or(text)),
-    };
-    let (whole, fraction) = unsigned.split_once('.').unwrap_or((unsigned, ""));
-    let is_digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
-    if (whole.is_empty() && fraction.is_empty()) || !is_digits(whole) || !is_digits(fraction) {
-        return Err("expected a plain decimal number like \"12.34\"".to_owned());
+/// The decimal of a plain decimal number (`-12.34`, `5`, `.5`; no exponent) at `scale`, with at
+/// most `precision` digits.
+fn parse_decimal(text: &str, precision: usize, scale: usize) -> Result<crate::decimal::Decimal, String> {
+    use crate::decimal::Decimal;
+    let plain = || "expected a plain decimal number like \"12.34\"".to_owned();
+    if text.contains(['e', 'E']) {
+        return Err(plain());
     }
-    let fraction = fraction.trim_end_matches('0');
-    if fraction.len() > scale {
-        return Err(format!("more than {scale} digits after the decimal point"));
+    let parsed = Decimal::parse(text).map_err(|_| {
+        // Only digits, a sign and a point, yet no number: more digits than 128 bits hold.
+        let numeric = text.bytes().all(|b| b.is_ascii_digit() || b"+-.".contains(&b));
+        if numeric && text.bytes().any(|b| b.is_ascii_digit()) { "too many digits".to_owned() } else { plain() }
+    })?;
+    let target = u32::try_from(scale).map_err(|_| "too many digits".to_owned())?;
+    let decimal = parsed.rescale(target).map_err(|_| {
+        if parsed.scale > target {
+            format!("more than {scale} digits after the decimal point")
+        } else {
+            "too many digits".to_owned()
+        }
+    })?;
+    if decimal.digits() > precision {
+        return Err(format!("{} digits exceed the precision of {precision}", decimal.digits()));
     }
-    let padding = std::iter::repeat_n(b'0', scale - fraction.len());
-    let mut unscaled: i128 = 0;
-    for digit in whole.bytes().chain(fraction.bytes()).chain(padding) {
-        unscaled = unscaled
-            .checked_mul(10)
-            .and_then(|u| u.checked_add(i128::from(digit - b'0')))
-            .ok_or_else(|| "too many digits".to_owned())?;
-    }
-    let digits = if unscaled == 0 { 1 } else { unscaled.ilog10() as usize + 1 };
-    if digits > precision {
-        return Err(format!("{digits} digits exceed the precision of {precision}"));
-    }
-    Ok(if negative { -unscaled } else { unscaled })
+    Ok(decimal)
 }
 
 #[cfg(test)]
@@ -1566,14 +1547,21 @@ mod tests {
     #[test]
     fn decimal_bytes() {
         for n in [0_i128, 1, -1, 127, 128, -128, -129, 255, 256, i128::MAX, i128::MIN] {
-            let bytes = twos_complement(n);
+            let bytes = crate::decimal::Decimal::integer(n).to_be_bytes();
             assert_eq!(unscaled_decimal(&Decimal::from(bytes.clone())), n.to_string(), "{n} as {bytes:02x?}");
         }
-        assert_eq!(twos_complement(128), vec![0x00, 0x80]);
-        assert_eq!(twos_complement(-128), vec![0x80]);
-        assert_eq!(parse_decimal("-0.5", 3, 2), Ok(-50));
-        assert_eq!(parse_decimal(".5", 3, 2), Ok(50));
-        assert_eq!(parse_decimal("1e3", 9, 0), Err("expected a plain decimal number like \"12.34\"".to_owned()));
+        assert_eq!(crate::decimal::Decimal::integer(128).to_be_bytes(), vec![0x00, 0x80]);
+        assert_eq!(crate::decimal::Decimal::integer(-128).to_be_bytes(), vec![0x80]);
+        let unscaled = |text: &str, precision, scale| parse_decimal(text, precision, scale).map(|d| d.unscaled);
+        assert_eq!(unscaled("-0.5", 3, 2), Ok(-50));
+        assert_eq!(unscaled(".5", 3, 2), Ok(50));
+        assert_eq!(unscaled("1.230", 3, 2), Ok(123), "zeros past the scale are no digits");
+        assert_eq!(unscaled("1e3", 9, 0), Err("expected a plain decimal number like \"12.34\"".to_owned()));
+        assert_eq!(unscaled("1.234", 9, 2), Err("more than 2 digits after the decimal point".to_owned()));
+        assert_eq!(unscaled("12345", 4, 0), Err("5 digits exceed the precision of 4".to_owned()));
+        assert_eq!(unscaled(&"9".repeat(40), 76, 0), Err("too many digits".to_owned()));
+        assert_eq!(unscaled("2.5", 76, 38), Err("too many digits".to_owned()), "2.5E38 is past 128 bits");
+        assert_eq!(unscaled("-", 9, 2), Err("expected a plain decimal number like \"12.34\"".to_owned()));
     }
 
     fn format_rfc3339(ms: i64) -> String {

@@ -5,6 +5,7 @@
 //! - [`avro`]: user JSON ⇄ Avro values, and the Avro body written and read (with schema resolution).
 //! - [`cdc`]: Debezium change events and outbox events from a legacy database → sluice events.
 //! - [`connections`]: where the services are (`SLUICE_*` variables over an env file).
+//! - [`decimal`]: exact decimal numbers (Avro bytes, Debezium columns, text), one codec.
 //! - [`event`]: a decoded event split into envelope and payload.
 //! - [`fold`]: how an event changes an entity's latest-state document (Couchbase projection).
 //! - [`json`]: the strict JSON parser for input from outside (a repeated key is refused).
@@ -19,6 +20,7 @@ pub mod avro;
 mod calendar;
 pub mod cdc;
 pub mod connections;
+pub mod decimal;
 pub mod event;
 pub mod fold;
 pub mod framing;

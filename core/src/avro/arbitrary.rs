@@ -217,7 +217,7 @@ fn of(schema: &Schema, names: &HashMap<Name, Schema>, ns: Option<&str>) -> Boxed
             let limit = 10_i128.checked_pow(u32::try_from(*precision).expect("small")).unwrap_or(i128::MAX) - 1;
             // Mostly within the precision, sometimes any bytes at all.
             prop_oneof![
-                3 => (-limit..=limit).prop_map(|n| Value::Decimal(Decimal::from(super::twos_complement(n)))),
+                3 => (-limit..=limit).prop_map(|n| Value::Decimal(Decimal::from(crate::decimal::Decimal::integer(n).to_be_bytes()))),
                 1 => proptest::collection::vec(any::<u8>(), 1..=max).prop_map(|b| Value::Decimal(Decimal::from(b))),
             ]
             .boxed()

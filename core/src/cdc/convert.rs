@@ -10,9 +10,9 @@ use apache_avro::Schema;
 use apache_avro::schema::{RecordField, UuidSchema};
 use serde_json::{Number, Value as Json};
 
-use super::decimal::{Decimal, base64_decode};
 use super::record::{Semantic, variable_scale_json};
 use crate::avro::{parse_date, parse_rfc3339};
+use crate::decimal::{Decimal, base64_decode};
 use crate::topology::{ColumnKind, ColumnMapping, DecimalHandling, TimeUnit};
 
 /// What an event field is, as far as a column conversion cares.

@@ -53,7 +53,6 @@
 //! of those names. The event is checked against its schema like a producer's.
 
 mod convert;
-mod decimal;
 mod id;
 mod record;
 

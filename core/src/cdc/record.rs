@@ -14,8 +14,8 @@ use apache_avro::types::Value;
 use serde_json::{Map, Value as Json};
 
 use super::CdcError;
-use super::decimal::{Decimal, base64_decode};
 use crate::avro::avro_to_json;
+use crate::decimal::{Decimal, base64_decode};
 
 /// What the record's schema says about a column, when it says something the value alone does not.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -9,9 +9,9 @@ use apache_avro::{Decimal as AvroDecimal, Schema};
 use proptest::prelude::*;
 use serde_json::{Value as Json, json};
 
-use super::decimal::base64_encode;
 use super::*;
-use crate::avro::twos_complement;
+use crate::decimal::Decimal as Exact;
+use crate::decimal::base64_encode;
 use crate::fold::tests::deliver;
 use crate::fold::{self, Change, FoldEvent};
 
@@ -64,7 +64,7 @@ fn source(lsn: i64, snapshot: &str) -> Json {
 fn user_row(id: i64, email: &str, balance_unscaled: i128) -> Json {
     json!({
         "id": id, "email": email, "display_name": "Ada", "country": "NL",
-        "balance": base64_encode(&twos_complement(balance_unscaled)),
+        "balance": base64_encode(&Exact::integer(balance_unscaled).to_be_bytes()),
         "preferences": "{\"theme\": \"dark\"}",
         "created_at": "2024-03-01T10:15:30.123456Z",
         "updated_at": 1_709_295_330_500_001_i64
@@ -173,7 +173,7 @@ fn json_with_schemas_reads_scales_and_units_from_the_schema() {
         {"type": "int64", "field": "ts_ms", "optional": true}
     ]});
     let mut row = user_row(42, "ada@example.com", 0);
-    row["balance"] = json!(base64_encode(&twos_complement(123_450))); // 123.450
+    row["balance"] = json!(base64_encode(&Exact::integer(123_450).to_be_bytes())); // 123.450
     row["updated_at"] = json!(TS);
     row["created_at"] = json!("2024-03-01T11:15:30.123+01:00");
     let value = json!({"schema": schema, "payload": change("r", Json::Null, row, LSN)});
@@ -218,7 +218,7 @@ fn avro_row(id: i64, balance_unscaled: i128) -> Value {
         ("email".into(), Value::String("ada@example.com".into())),
         ("display_name".into(), Value::String("Ada".into())),
         ("country".into(), Value::Union(0, Box::new(Value::Null))),
-        ("balance".into(), some(Value::Decimal(AvroDecimal::from(twos_complement(balance_unscaled))))),
+        ("balance".into(), some(Value::Decimal(AvroDecimal::from(Exact::integer(balance_unscaled).to_be_bytes())))),
         ("preferences".into(), some(Value::String("{\"theme\": \"dark\"}".into()))),
         ("created_at".into(), some(Value::String("2024-03-01T10:15:30.123456Z".into()))),
         ("updated_at".into(), some(Value::Long(TS * 1000 + 999))),
@@ -399,7 +399,7 @@ const DECIMAL_2: &str = r#"{ column = "c", type = "decimal", scale = 2 }"#;
 
 #[test]
 fn decimals_convert_exactly_or_not_at_all() {
-    let b64 = |n: i128| json!(base64_encode(&twos_complement(n)));
+    let b64 = |n: i128| json!(base64_encode(&Exact::integer(n).to_be_bytes()));
     assert_eq!(convert_one(r#""long""#, DECIMAL_2, b64(-12_345)), Ok(json!(-12_345)));
     assert_eq!(convert_one(r#""string""#, DECIMAL_2, b64(-5)), Ok(json!("-0.05")));
     assert_eq!(convert_one(r#""double""#, DECIMAL_2, b64(12_345)), Ok(json!(123.45)));

@@ -29,7 +29,9 @@ use uuid::Uuid;
 
 use super::request_builder::check_time;
 use super::row_binary::{self, Enc};
-use super::schema::{Column, ColumnKind, Layout, Names, Object, ObjectKind, create_table, qualified, quote};
+use super::schema::{
+    Column, ColumnKind, Layout, Names, Object, ObjectKind, create_table, envelope_head, qualified, quote,
+};
 use super::typing::{Physical, physical};
 use crate::sink::Rejected;
 
@@ -166,22 +168,10 @@ pub fn encode<'a>(
     refused
 }
 
-/// The envelope columns every declared table starts with (and `ingested_at`, last).
+/// The envelope columns every declared table starts with (`ingested_at` comes last).
 fn envelope_columns(l: Layout) -> Vec<Column> {
-    let mut columns = vec![
-        Column::stored("event_id", "UUID"),
-        Column::stored("event_type", l.tag_type()),
-        Column::stored("aggregate_id", "String"),
-        Column::stored("aggregate_version", "Int64"),
-        Column::stored("occurred_at", l.time_type()),
-    ];
-    columns.push(if l.datetime64 {
-        Column::computed("occurred_at_ms", "Int64", ColumnKind::Alias, "toUnixTimestamp64Milli(occurred_at)")
-    } else {
-        Column::stored("occurred_at_ms", "Int64")
-    });
+    let mut columns = envelope_head(l);
     columns.extend([
-        Column::stored("producer", l.tag_type()),
         Column::stored("topic", l.tag_type()),
         Column::stored("partition", "Int32"),
         Column::stored("offset", "Int64"),

@@ -80,6 +80,17 @@ async fn engines(ch: &ClickHouse, database: &str) -> Result<BTreeMap<String, Str
     Ok(rows.into_iter().map(|r| (r.name, r.engine)).collect())
 }
 
+async fn database_exists(ch: &ClickHouse, database: &str) -> Result<bool, Error> {
+    let databases: u64 = ch
+        .client
+        .query("SELECT count() FROM system.databases WHERE name = ?")
+        .bind(database)
+        .fetch_one()
+        .await
+        .map_err(failed("listing databases".to_owned()))?;
+    Ok(databases > 0)
+}
+
 async fn columns(ch: &ClickHouse, database: &str) -> Result<Vec<DescribedColumn>, Error> {
     let rows: Vec<ColumnRow> = ch
         .client
@@ -115,14 +126,8 @@ pub async fn migrate_named(
     }
     let mut lines = Vec::with_capacity(plan.objects.len() + 1);
 
-    let databases: u64 = ch
-        .client
-        .query("SELECT count() FROM system.databases WHERE name = ?")
-        .bind(database)
-        .fetch_one()
-        .await
-        .map_err(failed("listing databases".to_owned()))?;
-    let action = if databases == 0 {
+    let exists = database_exists(ch, database).await?;
+    let action = if !exists {
         let create = format!("CREATE DATABASE IF NOT EXISTS {}", quote(database));
         ch.client
             .query_raw(&create)
@@ -192,15 +197,9 @@ pub async fn statements(
     names: &Names,
 ) -> Result<Vec<String>, Error> {
     let plan = schema::plan_named(database, sink, Layout::of(&ch.capabilities), names)?;
-    let databases: u64 = ch
-        .client
-        .query("SELECT count() FROM system.databases WHERE name = ?")
-        .bind(database)
-        .fetch_one()
-        .await
-        .map_err(failed("listing databases".to_owned()))?;
+    let exists = database_exists(ch, database).await?;
     let mut out = Vec::new();
-    if databases == 0 {
+    if !exists {
         out.push(format!("CREATE DATABASE IF NOT EXISTS {}", quote(database)));
     }
     let existing = engines(ch, database).await?;

@@ -13,6 +13,7 @@
 //! `DateTime64(p)` as `Int64` ticks; `Map` as a length and key, value pairs.
 
 use serde_json::Value;
+use sluice_core::decimal::Decimal;
 use uuid::Uuid;
 
 /// How one column's value is written.
@@ -165,13 +166,25 @@ fn scalar(enc: &Enc, value: &Value, out: &mut Vec<u8>) -> Result<(), Misfit> {
                 .map_err(|_| format!("{count} is outside a DateTime column (1970-01-01 to 2106-02-07)"))?;
             out.extend_from_slice(&seconds.to_le_bytes());
         }
-        Enc::Decimal { width, precision } => {
-            let unscaled = unscaled(value.as_str().ok_or_else(mismatch)?)?;
-            decimal(&unscaled, *width, *precision, out)?;
-        }
+        Enc::Decimal { width, precision } => match value.as_str().ok_or_else(mismatch)?.strip_prefix("0x") {
+            // Past 128 bits avro_to_json gives the bytes.
+            Some(hex) => wide_decimal(&unhex(hex)?, *width, *precision, out)?,
+            None => {
+                let decimal = Decimal::integer(unscaled(value)?);
+                if decimal.digits() > *precision {
+                    return Err(format!("a decimal of {} digits does not fit precision {precision}", decimal.digits()));
+                }
+                let le = decimal.unscaled.to_le_bytes();
+                let fill = if decimal.unscaled < 0 { 0xff } else { 0x00 };
+                // Within the precision's digits the value fits the width: the cut bytes are sign.
+                out.extend_from_slice(&le[..(*width).min(16)]);
+                out.extend(std::iter::repeat_n(fill, width.saturating_sub(16)));
+            }
+        },
         Enc::DecimalText { scale } => {
-            let unscaled = unscaled(value.as_str().ok_or_else(mismatch)?)?;
-            string(scaled_text(&unscaled, *scale).as_bytes(), out);
+            let scale = u32::try_from(*scale).map_err(|_| format!("scale {scale} is too large"))?;
+            let decimal = Decimal { unscaled: unscaled(value)?, scale };
+            string(decimal.to_string().as_bytes(), out);
         }
         Enc::Nullable(_) | Enc::Array(_) | Enc::Map(_) | Enc::MapKeys | Enc::MapValues(_) | Enc::Json => {
             return Err(mismatch());
@@ -223,18 +236,18 @@ fn unhex(text: &str) -> Result<Vec<u8>, Misfit> {
         .collect()
 }
 
-/// The unscaled value of a decimal as big-endian two's complement bytes (from its decimal text,
-/// or the `0x…` hex [`sluice_core::avro::avro_to_json`] gives past 128 bits).
-fn unscaled(text: &str) -> Result<Vec<u8>, Misfit> {
-    if let Some(hex) = text.strip_prefix("0x") {
-        return unhex(hex);
+/// The unscaled value of a decimal up to 128 bits, from its text.
+fn unscaled(value: &Value) -> Result<i128, Misfit> {
+    match value.as_str() {
+        Some(text) if text.starts_with("0x") => Err("a decimal past 128 bits does not fit this column".to_owned()),
+        Some(text) => text.parse().map_err(|_| format!("{text:?} is not an unscaled decimal")),
+        None => Err(format!("{} is not an unscaled decimal", short(value))),
     }
-    let n: i128 = text.parse().map_err(|_| format!("{text:?} is not an unscaled decimal"))?;
-    Ok(n.to_be_bytes().to_vec())
 }
 
-/// Writes big-endian two's complement `bytes` as a little-endian integer of `width` bytes.
-fn decimal(bytes: &[u8], width: usize, precision: usize, out: &mut Vec<u8>) -> Result<(), Misfit> {
+/// Writes a decimal past 128 bits, big-endian two's complement `bytes`, as a little-endian
+/// integer of `width` bytes (a `Decimal256`).
+fn wide_decimal(bytes: &[u8], width: usize, precision: usize, out: &mut Vec<u8>) -> Result<(), Misfit> {
     let digits = digits(bytes);
     if digits > precision {
         return Err(format!("a decimal of {digits} digits does not fit precision {precision}"));
@@ -253,7 +266,7 @@ fn decimal(bytes: &[u8], width: usize, precision: usize, out: &mut Vec<u8>) -> R
     Ok(())
 }
 
-/// Decimal digits of the magnitude of a two's complement value (up to 256 bits).
+/// Decimal digits of the magnitude of a two's complement value past 128 bits (up to 256).
 fn digits(bytes: &[u8]) -> usize {
     let negative = bytes.first().is_some_and(|b| b & 0x80 != 0);
     // Magnitude as little-endian u32 limbs.
@@ -289,24 +302,6 @@ fn digits(bytes: &[u8]) -> usize {
         count += 1;
     }
     count.max(1)
-}
-
-/// `unscaled` (two's complement, at most 128 bits here) as decimal text with `scale` digits after
-/// the point.
-fn scaled_text(bytes: &[u8], scale: usize) -> String {
-    let fill = if bytes.first().is_some_and(|b| b & 0x80 != 0) { 0xff } else { 0x00 };
-    let mut wide = [fill; 16];
-    let take = bytes.len().min(16);
-    wide[16 - take..].copy_from_slice(&bytes[bytes.len() - take..]);
-    let n = i128::from_be_bytes(wide);
-    let digits = n.unsigned_abs().to_string();
-    let sign = if n < 0 { "-" } else { "" };
-    if scale == 0 {
-        return format!("{sign}{digits}");
-    }
-    let padded = format!("{digits:0>width$}", width = scale + 1);
-    let (int, frac) = padded.split_at(padded.len() - scale);
-    format!("{sign}{int}.{frac}")
 }
 
 #[cfg(test)]

@@ -341,8 +341,10 @@ pub(super) fn create_table(database: &str, name: &str, columns: &[Column], engin
     format!("CREATE TABLE IF NOT EXISTS {} (\n{}\n) {engine_clause}", qualified(database, name), body.join(",\n"))
 }
 
-/// The raw events table: one row per event.
-fn events_table(database: &str, name: &str, l: Layout) -> Object {
+/// The columns every table of events starts with: the event's identity and time
+/// (`occurred_at_ms` exact on every server: an alias of a `DateTime64`, else stored), then
+/// `producer`.
+pub(super) fn envelope_head(l: Layout) -> Vec<Column> {
     let mut columns = vec![
         Column::stored("event_id", "UUID"),
         Column::stored("event_type", l.tag_type()),
@@ -355,8 +357,14 @@ fn events_table(database: &str, name: &str, l: Layout) -> Object {
     } else {
         Column::stored("occurred_at_ms", "Int64")
     });
+    columns.push(Column::stored("producer", l.tag_type()));
+    columns
+}
+
+/// The raw events table: one row per event.
+fn events_table(database: &str, name: &str, l: Layout) -> Object {
+    let mut columns = envelope_head(l);
     columns.extend([
-        Column::stored("producer", l.tag_type()),
         Column::stored("correlation_id", "Nullable(String)"),
         Column::stored("causation_id", "Nullable(String)"),
         Column::stored("user_id", "String"),

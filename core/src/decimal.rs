@@ -1,13 +1,16 @@
-//! Exact decimal numbers as Debezium writes `numeric` columns: precise bytes (the unscaled value's
-//! big-endian two's complement, base64 in JSON), decimal text, or a double. Pure code.
+//! Exact decimal numbers, the one codec of them: Avro decimals (the unscaled value's big-endian
+//! two's complement), Debezium's `numeric` columns (those bytes in base64, decimal text, or a
+//! double), users' JSON (`"12.34"`), and the text analysts read. Pure code.
 
 use std::fmt;
 
 /// `unscaled × 10^-scale`, exactly.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Decimal {
-    pub(crate) unscaled: i128,
-    pub(crate) scale: u32,
+pub struct Decimal {
+    /// The digits, as an integer.
+    pub unscaled: i128,
+    /// How many of them are after the point.
+    pub scale: u32,
 }
 
 /// The largest scale a decimal may have: PostgreSQL's (a numeric's display scale is a 14-bit
@@ -15,7 +18,7 @@ pub(crate) struct Decimal {
 /// value, an exponent in text), so a hostile one is refused here rather than written out as that
 /// many digits: the fuzzer's `"scale": "147490424"` made a 147 MB string and panicked the
 /// formatter.
-pub(crate) const MAX_SCALE: u32 = 16_383;
+pub const MAX_SCALE: u32 = 16_383;
 
 /// 10^`exp`, when it fits an i128 (exp ≤ 38).
 fn pow10(exp: u32) -> Option<i128> {
@@ -23,9 +26,14 @@ fn pow10(exp: u32) -> Option<i128> {
 }
 
 impl Decimal {
+    /// The integer `unscaled` (scale 0).
+    pub const fn integer(unscaled: i128) -> Self {
+        Self { unscaled, scale: 0 }
+    }
+
     /// A value whose scale may be negative (PostgreSQL 15 allows `numeric(5,-2)`): made
     /// non-negative by scaling the unscaled value up.
-    pub(crate) fn new(unscaled: i128, scale: i64) -> Result<Self, String> {
+    pub fn new(unscaled: i128, scale: i64) -> Result<Self, String> {
         if scale >= 0 {
             return match u32::try_from(scale) {
                 Ok(scale) if scale <= MAX_SCALE => Ok(Self { unscaled, scale }),
@@ -41,7 +49,7 @@ impl Decimal {
     }
 
     /// From the unscaled value's big-endian two's complement bytes (Kafka Connect's `Decimal`).
-    pub(crate) fn from_be_bytes(bytes: &[u8], scale: i64) -> Result<Self, String> {
+    pub fn from_be_bytes(bytes: &[u8], scale: i64) -> Result<Self, String> {
         if bytes.is_empty() {
             return Err("a decimal has no bytes".to_owned());
         }
@@ -64,7 +72,7 @@ impl Decimal {
     }
 
     /// Decimal text: `-12.340`, `5`, `.5`, `+3`, `1.5E-2` (a double's text).
-    pub(crate) fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, String> {
         let bad = || format!("{text:?} is not a decimal number");
         let (mantissa, exponent) = match text.find(['e', 'E']) {
             Some(at) => (&text[..at], text[at + 1..].parse::<i64>().map_err(|_| bad())?),
@@ -91,7 +99,7 @@ impl Decimal {
     }
 
     /// The same number at `scale`, when no digit is lost.
-    pub(crate) fn rescale(self, scale: u32) -> Result<Self, String> {
+    pub fn rescale(self, scale: u32) -> Result<Self, String> {
         if scale > MAX_SCALE {
             return Err(too_fine(scale.into()));
         }
@@ -113,8 +121,28 @@ impl Decimal {
     }
 
     /// The nearest double.
-    pub(crate) fn to_f64(self) -> f64 {
+    pub fn to_f64(self) -> f64 {
         self.to_string().parse().unwrap_or(f64::NAN)
+    }
+
+    /// The unscaled value's shortest big-endian two's complement bytes, as Avro stores it.
+    pub fn to_be_bytes(self) -> Vec<u8> {
+        let bytes = self.unscaled.to_be_bytes();
+        let mut start = 0;
+        while start < 15 {
+            let (head, next) = (bytes[start], bytes[start + 1]);
+            let redundant = (head == 0x00 && next & 0x80 == 0) || (head == 0xff && next & 0x80 != 0);
+            if !redundant {
+                break;
+            }
+            start += 1;
+        }
+        bytes[start..].to_vec()
+    }
+
+    /// How many digits the unscaled value has (1 for zero): what a precision bounds.
+    pub fn digits(self) -> usize {
+        if self.unscaled == 0 { 1 } else { self.unscaled.unsigned_abs().ilog10() as usize + 1 }
     }
 }
 
@@ -139,56 +167,21 @@ fn too_fine(scale: i64) -> String {
     format!("scale {scale} is larger than any decimal column's (at most {MAX_SCALE})")
 }
 
-/// Standard base64 with padding (Kafka's JsonConverter writes bytes this way).
+/// Standard base64 with padding, as Kafka's JsonConverter writes bytes.
 pub(crate) fn base64_decode(text: &str) -> Result<Vec<u8>, String> {
-    let value = |c: u8| match c {
-        b'A'..=b'Z' => Some(c - b'A'),
-        b'a'..=b'z' => Some(c - b'a' + 26),
-        b'0'..=b'9' => Some(c - b'0' + 52),
-        b'+' => Some(62),
-        b'/' => Some(63),
-        _ => None,
-    };
-    let bytes = text.trim_end_matches('=').as_bytes();
-    if !text.len().is_multiple_of(4) || text.len() - bytes.len() > 2 || bytes.len() % 4 == 1 {
-        return Err(format!("{text:?} is not base64"));
-    }
-    let mut out = Vec::with_capacity(bytes.len() * 3 / 4);
-    for chunk in bytes.chunks(4) {
-        let mut acc: u32 = 0;
-        for (i, c) in chunk.iter().enumerate() {
-            let v = value(*c).ok_or_else(|| format!("{text:?} is not base64"))?;
-            acc |= u32::from(v) << (18 - 6 * i);
-        }
-        let [_, a, b, c] = acc.to_be_bytes();
-        out.extend_from_slice(&[a, b, c][..chunk.len() - 1]);
-    }
-    Ok(out)
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.decode(text).map_err(|_| format!("{text:?} is not base64"))
 }
 
 #[cfg(test)]
 pub(crate) fn base64_encode(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let mut acc = [0u8; 3];
-        acc[..chunk.len()].copy_from_slice(chunk);
-        let n = u32::from_be_bytes([0, acc[0], acc[1], acc[2]]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::avro::twos_complement;
     use proptest::prelude::*;
 
     fn dec(unscaled: i128, scale: u32) -> Decimal {
@@ -261,7 +254,7 @@ mod tests {
         /// and rescaling up then back down.
         #[test]
         fn decimals_roundtrip(unscaled in any::<i128>(), scale in 0u32..=38, up in 0u32..4) {
-            let bytes = twos_complement(unscaled);
+            let bytes = Decimal { unscaled, scale: 0 }.to_be_bytes();
             let read = Decimal::from_be_bytes(&base64_decode(&base64_encode(&bytes)).expect("base64"), i64::from(scale));
             prop_assert_eq!(read, Ok(dec(unscaled, scale)));
             let text = dec(unscaled, scale).to_string();
