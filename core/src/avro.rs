@@ -226,6 +226,9 @@ pub enum DecodeError {
     /// The body ends inside a value: it was cut short, or written with another schema.
     #[error("the body ends inside a value ({0} bytes): truncated, or written with another schema")]
     Truncated(usize),
+    /// A decimal of no bytes: not a number (a writer's bug or a foreign body).
+    #[error("a decimal with no bytes is not a number")]
+    EmptyDecimal,
     /// The writer schema's datum ends before the body does: the body was written with another
     /// schema, or bytes were appended.
     #[error("{0} trailing bytes after the Avro body")]
@@ -330,6 +333,9 @@ pub fn decode(body: &[u8], writer: &Schema, reader: Option<&Schema>) -> Result<V
     if !input.rest.is_empty() {
         return Err(DecodeError::TrailingBytes(input.rest.len()));
     }
+    if has_empty_decimal(&value) {
+        return Err(DecodeError::EmptyDecimal);
+    }
     match reader {
         None => Ok(value),
         Some(reader) => {
@@ -338,6 +344,20 @@ pub fn decode(body: &[u8], writer: &Schema, reader: Option<&Schema>) -> Result<V
             widen_decimals(&mut value);
             value.resolve_with_names(reader, names.get_names()).map_err(DecodeError::Resolve)
         }
+    }
+}
+
+/// Whether `value` holds a decimal of no bytes: no two's complement number at all (Java's
+/// `BigInteger` refuses one); apache-avro reads it, and it would pass for 0.
+fn has_empty_decimal(value: &Value) -> bool {
+    match value {
+        // apache-avro cannot give the bytes of a decimal read from none (0 needs one byte).
+        Value::Decimal(d) => Vec::<u8>::try_from(d).is_err(),
+        Value::Union(_, inner) => has_empty_decimal(inner),
+        Value::Array(items) => items.iter().any(has_empty_decimal),
+        Value::Map(entries) => entries.values().any(has_empty_decimal),
+        Value::Record(fields) => fields.iter().any(|(_, v)| has_empty_decimal(v)),
+        _ => false,
     }
 }
 

@@ -767,6 +767,10 @@ impl<'a> Input<'a> {
                     Some(size) => self.take(*size)?,
                     None => self.bytes()?,
                 };
+                if bytes.is_empty() {
+                    // No number at all: the reference says so (DecodeError::EmptyDecimal).
+                    return Err(Bail);
+                }
                 Json::String(unscaled_decimal(&Decimal::from(bytes)))
             }
             Node::Duration => {

@@ -246,6 +246,19 @@ fn a_small_amount_resolves_to_a_compatible_reader() {
 }
 
 #[test]
+fn a_decimal_of_no_bytes_is_refused_by_both_paths() {
+    // `price` (bytes, decimal(9, 2)) of length 0: no number at all.
+    let body = [2, b'a', 0, 0, 0];
+    let err = decode(&body, &DECIMALS, None).expect_err("refused");
+    assert!(matches!(err, DecodeError::EmptyDecimal), "{err}");
+    let decoder = EventDecoder::new(Arc::new(DECIMALS.clone()), None);
+    assert_eq!(decoder.decode_json(&body).map_err(|e| e.to_string()), Err(err.to_string()));
+    let reader = evolve(&DECIMALS, |fields| fields.push(json!({"name": "added", "type": "long", "default": 7})));
+    let resolving = EventDecoder::new(Arc::new(DECIMALS.clone()), Some(Arc::new(reader)));
+    assert_eq!(resolving.decode_json(&body).map_err(|e| e.to_string()), Err(err.to_string()));
+}
+
+#[test]
 fn every_evolution_is_tried() {
     assert_eq!(EVOLUTIONS.len(), arbitrary::repository_schemas().len() * 8);
 }
