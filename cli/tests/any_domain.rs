@@ -150,7 +150,6 @@ fn merge(event: &mut Value, payload: Value) {
 async fn orders_end_to_end(url: &str, modern: bool) {
     let sfx = unique("orders");
     let topology = fresh_orders(&sfx, url);
-    let dir = topology.parent().expect("dir").to_path_buf();
     let projection = format!("order_analytics_{sfx}");
     run_ok(sluice(&topology).args(["topology", "check"]));
     run_ok(sluice(&topology).args(["topics", "apply"]));
@@ -170,15 +169,7 @@ async fn orders_end_to_end(url: &str, modern: bool) {
     );
 
     let (events, model) = orders(&sfx, 120);
-    let all: Vec<&Value> = events.iter().collect();
-    run_ok(sluice(&topology).args(["publish", "--file"]).arg(write_jsonl(&dir, "orders.jsonl", &all)));
-    let mut w = WorkerProcess::start(&topology, &projection, Some(1));
-    assert!(!w.wait_exit(90).success(), "the failpoint kills the worker after its first batch");
-    drop(w);
-    let w = WorkerProcess::start(&topology, &projection, None);
-    let reversed: Vec<&Value> = events.iter().rev().collect();
-    run_ok(sluice(&topology).args(["publish", "--file"]).arg(write_jsonl(&dir, "again.jsonl", &reversed)));
-    await_caught_up(&format!("sluice.{projection}"), &[format!("orders_{sfx}")], 120).await;
+    let w = publish_twice_through_a_crash(&topology, &projection, &events, &[format!("orders_{sfx}")]).await;
 
     let mut conn = connections().clickhouse;
     conn.url = url.to_owned();

@@ -156,17 +156,7 @@ async fn analytics_end_to_end(url: &str) {
     assert!(String::from_utf8_lossy(&out.stdout).contains("0 created"), "a second migrate changes nothing");
 
     let (events, model) = generate(40, 7, &uuid_hex8(), &format!("{sfx}-"));
-    let all: Vec<&Value> = events.iter().collect();
-    run_ok(sluice(&topology).args(["publish", "--file"]).arg(write_jsonl(&dir, "all.jsonl", &all)));
-
-    let mut w = WorkerProcess::start(&topology, &projection, Some(1));
-    assert!(!w.wait_exit(90).success(), "the failpoint kills the worker after its first batch");
-    drop(w);
-    let w = WorkerProcess::start(&topology, &projection, None);
-    // Every event again, newest first.
-    let reversed: Vec<&Value> = events.iter().rev().collect();
-    run_ok(sluice(&topology).args(["publish", "--file"]).arg(write_jsonl(&dir, "again.jsonl", &reversed)));
-    await_caught_up(&format!("sluice.{projection}"), &topics, 120).await;
+    let w = publish_twice_through_a_crash(&topology, &projection, &events, &topics).await;
 
     let conn = sluice_core::connections::ClickHouseConnection {
         url: url.to_owned(),

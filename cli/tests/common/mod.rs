@@ -265,3 +265,25 @@ pub fn metric(addr: &str, name: &str) -> f64 {
         .and_then(|v| v.parse().ok())
         .unwrap_or(f64::NAN)
 }
+
+/// The at-least-once ordeal: publishes `events`, runs a worker of `projection` that dies after its
+/// first batch write and before committing it, starts a second one, publishes every event again
+/// newest first, and returns that worker once its group caught up on `topics`.
+pub async fn publish_twice_through_a_crash(
+    topology: &Path,
+    projection: &str,
+    events: &[Value],
+    topics: &[String],
+) -> WorkerProcess {
+    let dir = topology.parent().expect("dir");
+    let all: Vec<&Value> = events.iter().collect();
+    run_ok(sluice(topology).args(["publish", "--file"]).arg(write_jsonl(dir, "all.jsonl", &all)));
+    let mut w = WorkerProcess::start(topology, projection, Some(1));
+    assert!(!w.wait_exit(90).success(), "the failpoint kills the worker after its first batch");
+    drop(w);
+    let w = WorkerProcess::start(topology, projection, None);
+    let reversed: Vec<&Value> = events.iter().rev().collect();
+    run_ok(sluice(topology).args(["publish", "--file"]).arg(write_jsonl(dir, "again.jsonl", &reversed)));
+    await_caught_up(&format!("sluice.{projection}"), topics, 120).await;
+    w
+}
