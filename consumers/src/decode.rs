@@ -35,6 +35,7 @@ use tracing::{debug, warn};
 
 use crate::retry::{backoff, sleep_or_cancel};
 use crate::worker::metrics::names::{KEY_MISMATCHES, SKIPPED};
+use metrics::Counter;
 
 /// What a record decodes to.
 // Nearly every record is an event: boxing it would cost an allocation per record.
@@ -111,9 +112,17 @@ pub struct Decoder {
     generic: RwLock<HashMap<u32, Arc<(Schema, RowSchema)>>>,
     /// The projection's rules; `None` applies every event that decodes (tools that are not a
     /// projection).
-    admission: Option<Admission>,
-    /// The projection, for metrics.
-    projection: String,
+    rules: Option<Rules>,
+}
+
+/// A projection's admission rules and the counters of what they let through without writing
+/// (handles made once: a counter looked up by its labels per event costs a map search and
+/// allocations on the hot path).
+#[derive(Debug)]
+struct Rules {
+    admission: Admission,
+    skipped: Counter,
+    key_mismatches: Counter,
 }
 
 fn record_name(schema: &Schema) -> Option<String> {
@@ -133,16 +142,20 @@ impl Decoder {
             readers,
             cdc: HashMap::new(),
             generic: RwLock::default(),
-            admission: None,
-            projection: String::new(),
+            rules: None,
         }
     }
 
     /// Judges every event by `projection`'s [`Admission`] rules (see the module docs); `None`
     /// when the topology has no such projection.
     pub fn for_projection(mut self, topology: &Topology, projection: &str) -> Option<Self> {
-        self.admission = Some(Admission::new(topology, projection)?);
-        self.projection = projection.to_owned();
+        let admission = Admission::new(topology, projection)?;
+        let p = projection.to_owned();
+        self.rules = Some(Rules {
+            admission,
+            skipped: metrics::counter!(SKIPPED, "projection" => p.clone()),
+            key_mismatches: metrics::counter!(KEY_MISMATCHES, "projection" => p),
+        });
         Some(self)
     }
 
@@ -240,21 +253,17 @@ impl Decoder {
 
     /// The projection's verdict on a decoded event.
     fn admit(&self, event: Event, origin: Origin<'_>) -> Result<Decoded, DecodeError> {
-        let Some(admission) = &self.admission else { return Ok(Decoded::Event(event)) };
-        match admission.judge(&event, origin) {
+        let Some(rules) = &self.rules else { return Ok(Decoded::Event(event)) };
+        match rules.admission.judge(&event, origin) {
             Verdict::Apply => Ok(Decoded::Event(event)),
             Verdict::ApplyDespite(refusal) => {
-                metrics::counter!(KEY_MISMATCHES, "projection" => self.projection.clone(),
-                                  "topic" => event.position.topic.clone())
-                .increment(1);
+                rules.key_mismatches.increment(1);
                 warn!(offset = event.position.offset, code = refusal.code(), %refusal,
                       "applied although the key is not the key field (the topic accepts that)");
                 Ok(Decoded::Event(event))
             }
             Verdict::Skip => {
-                metrics::counter!(SKIPPED, "projection" => self.projection.clone(),
-                                  "topic" => event.position.topic.clone())
-                .increment(1);
+                rules.skipped.increment(1);
                 debug!(offset = event.position.offset, event_type = %event.envelope.event_type,
                        "not folded by this projection: acknowledged, nothing written");
                 Ok(Decoded::Nothing(format!("{} is not folded by this projection", event.envelope.event_type)))

@@ -19,6 +19,7 @@
 //! decimal with more digits than its precision) is refused for every table of the projection, so
 //! the tables never disagree about which events they hold.
 
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 
 use serde_json::{Map, Value};
@@ -225,22 +226,25 @@ pub fn object(database: &str, name: &str, table: &DeclaredTable, l: Layout) -> (
 }
 
 /// The value at `steps` in `payload` (`null` where the path leads nowhere; through arrays, the
-/// array of what each element gives).
-fn extract(payload: &Map<String, Value>, steps: &[Step]) -> Value {
+/// array of what each element gives). Borrowed unless a path goes through an array: no copy of
+/// a field's value per row.
+fn extract<'a>(payload: &'a Map<String, Value>, steps: &[Step]) -> Cow<'a, Value> {
     match steps.split_first() {
-        Some((Step::Field(name), rest)) => payload.get(name).map_or(Value::Null, |v| at(v, rest)),
-        _ => Value::Null,
+        Some((Step::Field(name), rest)) => payload.get(name).map_or(Cow::Owned(Value::Null), |v| at(v, rest)),
+        _ => Cow::Owned(Value::Null),
     }
 }
 
-fn at(value: &Value, steps: &[Step]) -> Value {
+fn at<'a>(value: &'a Value, steps: &[Step]) -> Cow<'a, Value> {
     match (steps.split_first(), value) {
-        (None, v) => v.clone(),
+        (None, v) => Cow::Borrowed(v),
         (Some((Step::Field(name), rest)), Value::Object(fields)) => {
-            fields.get(name).map_or(Value::Null, |v| at(v, rest))
+            fields.get(name).map_or(Cow::Owned(Value::Null), |v| at(v, rest))
         }
-        (Some((Step::Each, rest)), Value::Array(items)) => Value::Array(items.iter().map(|i| at(i, rest)).collect()),
-        _ => Value::Null,
+        (Some((Step::Each, rest)), Value::Array(items)) => {
+            Cow::Owned(Value::Array(items.iter().map(|i| at(i, rest).into_owned()).collect()))
+        }
+        _ => Cow::Owned(Value::Null),
     }
 }
 
