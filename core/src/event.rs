@@ -4,8 +4,13 @@
 //! [`crate::avro`]) and split it here into the typed [`Envelope`] the projections key and order
 //! by, and the payload (every other field) they map into documents and rows.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+
+use crate::topology::columns::{FieldPath, Step};
+use crate::topology::is_envelope_field;
 
 pub use crate::fold::Position;
 
@@ -139,6 +144,15 @@ impl Event {
             tracestate: take_opt_string(&mut m, "tracestate")?,
         };
         Ok(Self { envelope, payload: m, position, schema_id })
+    }
+
+    /// The value at `path`: an envelope field when the path is one envelope field's name, else
+    /// where the path leads in the payload (`null` where it leads nowhere).
+    pub fn value_at(&self, path: &FieldPath) -> Cow<'_, Value> {
+        match path.0.as_slice() {
+            [Step::Field(name)] if is_envelope_field(name) => Cow::Owned(self.field(name).unwrap_or(Value::Null)),
+            _ => path.get(&self.payload),
+        }
     }
 
     /// A field by name: envelope fields first, then the payload (for id templates and mappings).

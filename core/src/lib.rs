@@ -29,6 +29,7 @@ pub mod lag;
 pub mod offsets;
 pub mod rebuild;
 pub mod replay;
+pub mod state;
 mod suggest;
 pub mod topology;
 

@@ -26,11 +26,13 @@
 //! - A table of several event types has the union of their columns; a column some of them lack
 //!   is nullable (arrays and maps are empty instead), and a column must have one type in all.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
 use apache_avro::Schema;
 use apache_avro::schema::{Name, RecordSchema, ResolvedSchema, UuidSchema};
+use serde_json::{Map, Value};
 
 use super::schema::is_envelope_field;
 
@@ -70,6 +72,31 @@ impl FieldPath {
             steps.extend(std::iter::repeat_n(Step::Each, arrays.len() / 2));
         }
         Some(Self(steps))
+    }
+}
+
+impl FieldPath {
+    /// The value at this path in `payload` (`null` where it leads nowhere; through arrays, the
+    /// array of what each element gives). Borrowed unless the path goes through an array: no
+    /// copy of a field's value per row.
+    pub fn get<'a>(&self, payload: &'a Map<String, Value>) -> Cow<'a, Value> {
+        match self.0.split_first() {
+            Some((Step::Field(name), rest)) => payload.get(name).map_or(Cow::Owned(Value::Null), |v| at(v, rest)),
+            _ => Cow::Owned(Value::Null),
+        }
+    }
+}
+
+fn at<'a>(value: &'a Value, steps: &[Step]) -> Cow<'a, Value> {
+    match (steps.split_first(), value) {
+        (None, v) => Cow::Borrowed(v),
+        (Some((Step::Field(name), rest)), Value::Object(fields)) => {
+            fields.get(name).map_or(Cow::Owned(Value::Null), |v| at(v, rest))
+        }
+        (Some((Step::Each, rest)), Value::Array(items)) => {
+            Cow::Owned(Value::Array(items.iter().map(|i| at(i, rest).into_owned()).collect()))
+        }
+        _ => Cow::Owned(Value::Null),
     }
 }
 
@@ -370,6 +397,35 @@ pub const ENVELOPE_COLUMNS: &[&str] = &[
 /// True for a name an envelope column takes.
 pub fn is_envelope_column(name: &str) -> bool {
     ENVELOPE_COLUMNS.contains(&name) || is_envelope_field(name)
+}
+
+/// The type of an envelope field (or of the envelope column of that name in a declared table).
+pub fn envelope_type(name: &str) -> Option<ColumnType> {
+    Some(match name {
+        "event_id" => ColumnType::Uuid,
+        "event_type" | "aggregate_id" | "producer" | "topic" => ColumnType::String,
+        "correlation_id" | "causation_id" | "traceparent" | "tracestate" => ColumnType::String.nullable(),
+        "aggregate_version" | "offset" | "occurred_at_ms" => ColumnType::Long,
+        "partition" => ColumnType::Int,
+        "occurred_at" => ColumnType::TimestampMillis,
+        _ => return None,
+    })
+}
+
+impl ColumnType {
+    /// Whether a value of this type is one value (not an array, a map or JSON text of a
+    /// structure), so it can be a state column, a dimension or a measure's input.
+    pub fn is_scalar(&self) -> bool {
+        !matches!(self.non_null(), Self::Array(_) | Self::Map(_) | Self::Json)
+    }
+
+    /// Whether the values are points in time or days.
+    pub fn is_time(&self) -> bool {
+        matches!(
+            self.non_null(),
+            Self::Date | Self::TimestampMillis | Self::TimestampMicros | Self::TimestampNanos
+        )
+    }
 }
 
 /// Where a field sits: how many arrays enclose it, whether a union made it nullable, how deep.

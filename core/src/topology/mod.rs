@@ -31,13 +31,14 @@ use thiserror::Error;
 pub use diagnostics::{Diagnostic, Report, Severity};
 pub use duration::{DurationError, HumanDuration, Retention};
 pub use model::{
-    BackpressureConfig, CLICKHOUSE_ROLLUPS, COUCHBASE_DEFAULT_COLLECTION, CdcEncoding, CdcFormat, CdcSourceConfig,
-    CleanupPolicy, ClickHouseSink, ColumnKind, ColumnMapping, Compatibility, ConnectionDefaults, CouchbaseSink,
-    DEBEZIUM_UNAVAILABLE_VALUE, DEFAULT_BATCH_SIZE, DEFAULT_KEY, DEFAULT_LINGER, DEFAULT_MAX_IN_FLIGHT,
-    DEFAULT_PARTITION_BY, DEFAULT_STATE_CREATES, DEFAULT_STATE_DELETES, DEFAULT_STATE_EVENT_PREFIX, DebeziumConfig,
-    DecimalHandling, DeclaredTable, DocumentId, EventConfig, FieldRef, FieldSource, IdPart, KeyMismatchPolicy,
-    MAX_IN_FLIGHT_LIMIT, OutboxConfig, ProjectionConfig, RegistryConfig, SinkConfig, SinkKind, StateChange,
-    SubjectStrategy, TableEngine, TemplateError, TimeUnit, TopicConfig, TopologyConfig,
+    Aggregate, BackpressureConfig, COUCHBASE_DEFAULT_COLLECTION, CdcEncoding, CdcFormat, CdcSourceConfig, CleanupPolicy,
+    ClickHouseSink, ColumnKind, ColumnMapping, Compatibility, ConnectionDefaults, CouchbaseSink,
+    DEBEZIUM_UNAVAILABLE_VALUE, DEFAULT_BATCH_SIZE, DEFAULT_KEY, DEFAULT_KEY_COLUMN, DEFAULT_LINGER,
+    DEFAULT_MAX_IN_FLIGHT, DEFAULT_PARTITION_BY, DEFAULT_ROLLUP_TIME, DebeziumConfig, DecimalHandling, DeclaredTable,
+    DocumentId, EventConfig, FieldRef, FieldSource, FilterValue, IdPart, KeyMismatchPolicy, MAX_IN_FLIGHT_LIMIT,
+    Measure, MeasureError, OutboxConfig, ProjectionConfig, RegistryConfig, Rollup, STATE_RESERVED_COLUMNS, SinkConfig,
+    SinkKind, StateChange, StateColumn, StateTable, SubjectStrategy, TableEngine, TemplateError, TimeBucket, TimeUnit,
+    TopicConfig, TopologyConfig,
 };
 pub use schema::{KEY_FIELDS, is_envelope_field};
 

@@ -30,15 +30,6 @@ pub const MAX_IN_FLIGHT_LIMIT: u32 = 16;
 pub const DEFAULT_KEY: &str = "aggregate_id";
 /// Default Couchbase scope and collection.
 pub const COUCHBASE_DEFAULT_COLLECTION: &str = "_default";
-/// The rollups the ClickHouse sink knows how to maintain; `rollups` may name only these.
-pub const CLICKHOUSE_ROLLUPS: &[&str] = &["daily_engagement"];
-/// Without `state_events`, the event types that write the ClickHouse state row: those starting with
-/// this (`user.registered`, `user.deleted`, …).
-pub const DEFAULT_STATE_EVENT_PREFIX: &str = "user.";
-/// Default `state_deletes`: the event types that erase the state row and mark it deleted.
-pub const DEFAULT_STATE_DELETES: &[&str] = &["user.deleted"];
-/// Default `state_creates`: the event types that make the state row live again.
-pub const DEFAULT_STATE_CREATES: &[&str] = &["user.registered"];
 
 /// A whole topology file.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
@@ -168,7 +159,12 @@ macro_rules! spelled_enum {
 }
 
 // Declared after the macro it uses.
+mod analytics;
 mod cdc;
+pub use analytics::{
+    Aggregate, DEFAULT_KEY_COLUMN, DEFAULT_ROLLUP_TIME, FilterValue, Measure, MeasureError, Rollup, STATE_RESERVED_COLUMNS,
+    StateChange, StateColumn, StateTable, TimeBucket,
+};
 pub use cdc::{
     CdcEncoding, CdcFormat, CdcSourceConfig, ColumnKind, ColumnMapping, DEBEZIUM_UNAVAILABLE_VALUE, DebeziumConfig,
     DecimalHandling, FieldRef, OutboxConfig, TimeUnit,
@@ -434,28 +430,16 @@ pub struct ClickHouseSink {
     pub database: Option<String>,
     /// The raw events table: one row per event.
     pub table: String,
-    /// Rollups maintained from the raw table (names from [`CLICKHOUSE_ROLLUPS`]).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub rollups: Vec<String>,
-    /// Current-state table (latest row per entity), if any.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub state_table: Option<String>,
-    /// Event types that write the state row, keyed by their `aggregate_id`; when absent, every
-    /// type starting with [`DEFAULT_STATE_EVENT_PREFIX`].
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub state_events: Option<Vec<String>>,
-    /// Those of the state events that erase the row's fields and set `is_deleted`; when absent,
-    /// [`DEFAULT_STATE_DELETES`].
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub state_deletes: Option<Vec<String>>,
-    /// Those of the state events that set `is_deleted = 0` (a creation, or a change-data-capture
-    /// upsert, which is the whole current row); when absent, [`DEFAULT_STATE_CREATES`].
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub state_creates: Option<Vec<String>>,
     /// Typed tables of chosen event types, by table name
     /// (`[projections.<name>.clickhouse.tables.<table>]`).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub tables: BTreeMap<String, DeclaredTable>,
+    /// Current-state tables, by table name (`[projections.<name>.clickhouse.state.<table>]`).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub state: BTreeMap<String, StateTable>,
+    /// Rollups of declared tables, by name (`[projections.<name>.clickhouse.rollups.<rollup>]`).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub rollups: BTreeMap<String, Rollup>,
 }
 
 spelled_enum! {
@@ -502,55 +486,15 @@ pub struct DeclaredTable {
     pub resolved: Vec<TableColumn>,
 }
 
-/// What one event does to the ClickHouse state row of its `aggregate_id`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StateChange {
-    /// Sets the fields it carries; the others and `is_deleted` stay.
-    Update,
-    /// Sets the fields it carries and `is_deleted = 0`: the entity is live (again).
-    Create,
-    /// Erases the fields and sets `is_deleted = 1`.
-    Delete,
-}
-
 impl ClickHouseSink {
     /// A sink writing `table` only, every other key at its default.
     pub fn new(table: impl Into<String>) -> Self {
         Self {
             database: None,
             table: table.into(),
-            rollups: Vec::new(),
-            state_table: None,
-            state_events: None,
-            state_deletes: None,
-            state_creates: None,
             tables: BTreeMap::new(),
-        }
-    }
-
-    /// Whether `event_type` writes the state row (with `state_events` and its default).
-    pub fn is_state_event(&self, event_type: &str) -> bool {
-        match &self.state_events {
-            Some(listed) => listed.iter().any(|t| t == event_type),
-            None => event_type.starts_with(DEFAULT_STATE_EVENT_PREFIX),
-        }
-    }
-
-    /// What an event of `event_type` does to the state row; `None` when it does not touch it.
-    /// A delete wins over a create (validation refuses a type listed as both).
-    pub fn state_change(&self, event_type: &str) -> Option<StateChange> {
-        let listed = |list: &Option<Vec<String>>, default: &[&str]| match list {
-            Some(list) => list.iter().any(|t| t == event_type),
-            None => default.contains(&event_type),
-        };
-        if !self.is_state_event(event_type) {
-            None
-        } else if listed(&self.state_deletes, DEFAULT_STATE_DELETES) {
-            Some(StateChange::Delete)
-        } else if listed(&self.state_creates, DEFAULT_STATE_CREATES) {
-            Some(StateChange::Create)
-        } else {
-            Some(StateChange::Update)
+            state: BTreeMap::new(),
+            rollups: BTreeMap::new(),
         }
     }
 }

@@ -17,15 +17,15 @@ use toml::de::{DeTable, DeValue};
 use super::diagnostics::{Issue, closest, suggest};
 use super::duration::{DurationError, HumanDuration, Retention};
 use super::model::{
-    BackpressureConfig, CLICKHOUSE_ROLLUPS, COUCHBASE_DEFAULT_COLLECTION, CleanupPolicy, ClickHouseSink, Compatibility,
-    ConnectionDefaults, CouchbaseSink, DEFAULT_BATCH_SIZE, DEFAULT_KEY, DEFAULT_LINGER, DEFAULT_MAX_IN_FLIGHT,
-    DEFAULT_PARTITION_BY, DEFAULT_STATE_EVENT_PREFIX, DeclaredTable, DocumentId, EventConfig, FieldSource,
-    KeyMismatchPolicy, MAX_IN_FLIGHT_LIMIT, ProjectionConfig, RegistryConfig, SinkConfig, SinkKind, SubjectStrategy,
-    TableEngine, TopicConfig, TopologyConfig,
+    BackpressureConfig, COUCHBASE_DEFAULT_COLLECTION, CleanupPolicy, ClickHouseSink, Compatibility, ConnectionDefaults,
+    CouchbaseSink, DEFAULT_BATCH_SIZE, DEFAULT_KEY, DEFAULT_LINGER, DEFAULT_MAX_IN_FLIGHT, DocumentId, EventConfig,
+    FieldSource, KeyMismatchPolicy, MAX_IN_FLIGHT_LIMIT, ProjectionConfig, RegistryConfig, SinkConfig, SinkKind,
+    SubjectStrategy, TopicConfig, TopologyConfig,
 };
 use super::schema::KEY_FIELDS;
 
 mod cdc;
+mod clickhouse;
 
 /// Byte ranges of the values read, by path (`["projections", "user_state", "sources", "0"]`).
 /// Tables are recorded at their own path (the range of their `[header]` or `{ … }`). A path is
@@ -854,8 +854,25 @@ impl Walker<'_> {
 
     /// `fields = { doc_field = "event_field" | ["event_field", …] }`.
     fn fields(&mut self, t: &mut Table<'_, '_>) -> Option<BTreeMap<String, FieldSource>> {
-        let value = t.value("fields")?;
-        let path = t.child("fields");
+        self.field_sources(
+            t,
+            "fields",
+            "documents would get no fields",
+            "leave `fields` out to merge every payload field of each event into the document",
+        )
+    }
+
+    /// `key = { name = "event_field" | ["event_field", …] }`: each name takes the first of its
+    /// fields the event carries; `empty` and `empty_hint` say why an empty table is wrong.
+    fn field_sources(
+        &mut self,
+        t: &mut Table<'_, '_>,
+        key: &'static str,
+        empty: &str,
+        empty_hint: &str,
+    ) -> Option<BTreeMap<String, FieldSource>> {
+        let value = t.value(key)?;
+        let path = t.child(key);
         let Some(entries) = value.get_ref().as_table() else {
             self.type_error(&path, value, "table");
             return None;
@@ -863,11 +880,7 @@ impl Walker<'_> {
         self.spans.insert(&path, value.span());
         if entries.is_empty() {
             self.issues.push(
-                Issue::error(
-                    value.span(),
-                    format!("`{}` is empty: documents would get no fields", display_path(&path)),
-                )
-                .hint("leave `fields` out to merge every payload field of each event into the document"),
+                Issue::error(value.span(), format!("`{}` is empty: {empty}", display_path(&path))).hint(empty_hint),
             );
         }
         let mut out = BTreeMap::new();
@@ -910,116 +923,6 @@ impl Walker<'_> {
                 }
             };
             out.insert(doc_field, FieldSource(names));
-        }
-        Some(out)
-    }
-
-    fn clickhouse(&mut self, t: &mut Table<'_, '_>) -> ClickHouseSink {
-        let rule = "a ClickHouse identifier (letters, digits, `_`)";
-        let database = self.checked_string(t, "database", valid_clickhouse_identifier, rule);
-        let table = self.checked_string(t, "table", valid_clickhouse_identifier, rule);
-        let table = t.require(self, "table", table, "\"events\"");
-        let rollups = self.strings(t, "rollups").unwrap_or_default();
-        for (i, rollup) in rollups.iter().enumerate() {
-            if !CLICKHOUSE_ROLLUPS.contains(&rollup.as_str()) {
-                let mut path = t.child("rollups");
-                path.push(i.to_string());
-                let span = self.spans.get(&path.iter().map(String::as_str).collect::<Vec<_>>()).unwrap_or(0..0);
-                self.issues.push(
-                    Issue::error(span, format!("unknown rollup {rollup:?}: the ClickHouse sink does not maintain it"))
-                        .maybe_hint(suggest(rollup, CLICKHOUSE_ROLLUPS, true)),
-                );
-            }
-        }
-        let state_table = self.checked_string(t, "state_table", valid_clickhouse_identifier, rule);
-        // Event types are checked against the declared ones in validation; here only the shape.
-        let state_events = self.strings(t, "state_events");
-        if state_events.as_ref().is_some_and(Vec::is_empty) {
-            self.issues.push(
-                Issue::error(t.span_of("state_events"), "`state_events` is empty: the state table would stay empty")
-                    .hint(format!("leave it out for every `{DEFAULT_STATE_EVENT_PREFIX}*` event type")),
-            );
-        }
-        let state_deletes = self.strings(t, "state_deletes");
-        let state_creates = self.strings(t, "state_creates");
-        let mut tables = BTreeMap::new();
-        if let Some(section) = self.table(t, "tables", Secrets::ClickHouse) {
-            for (name, mut table) in self.entities(&section, valid_clickhouse_identifier, rule) {
-                let declared = self.declared_table(&mut table);
-                table.finish(self);
-                tables.insert(name, declared);
-            }
-        }
-        ClickHouseSink {
-            database,
-            table: table.unwrap_or_default(),
-            rollups,
-            state_table,
-            state_events,
-            state_deletes,
-            state_creates,
-            tables,
-        }
-    }
-
-    /// `[projections.<name>.clickhouse.tables.<table>]`.
-    fn declared_table(&mut self, t: &mut Table<'_, '_>) -> DeclaredTable {
-        let events = self.strings(t, "events");
-        if events.as_ref().is_some_and(Vec::is_empty) {
-            self.issues.push(Issue::error(
-                t.span_of("events"),
-                format!("`{}` is empty: the table would stay empty", display_path(&t.child("events"))),
-            ));
-        }
-        let events = t.require(self, "events", events, "[\"<event type>\", …]");
-        let columns = self.string_map(t, "columns");
-        let engine = self.choice(t, "engine", TableEngine::NAMES);
-        let order_by = self.strings(t, "order_by");
-        if order_by.as_ref().is_some_and(Vec::is_empty) {
-            self.issues.push(
-                Issue::error(t.span_of("order_by"), "`order_by` is empty")
-                    .hint("leave it out for `event_type, toDate(occurred_at), aggregate_id`"),
-            );
-        }
-        let partition_by = self.string(t, "partition_by");
-        let ttl = self.duration(t, "ttl", false);
-        DeclaredTable {
-            events: events.unwrap_or_default(),
-            columns,
-            engine: engine.unwrap_or_default(),
-            order_by,
-            partition_by: partition_by.unwrap_or_else(|| DEFAULT_PARTITION_BY.to_owned()),
-            ttl,
-            resolved: Vec::new(),
-        }
-    }
-
-    /// A table of strings (`columns = { total = "total", … }`), each value's span recorded.
-    fn string_map(&mut self, t: &mut Table<'_, '_>, key: &'static str) -> Option<BTreeMap<String, String>> {
-        let value = t.value(key)?;
-        let path = t.child(key);
-        let Some(entries) = value.get_ref().as_table() else {
-            self.type_error(&path, value, "table");
-            return None;
-        };
-        self.spans.insert(&path, value.span());
-        if entries.is_empty() {
-            self.issues.push(
-                Issue::error(value.span(), format!("`{}` is empty", display_path(&path)))
-                    .hint("leave it out for every payload field of the events"),
-            );
-        }
-        let mut out = BTreeMap::new();
-        for (name, item) in entries.iter() {
-            let mut item_path = path.clone();
-            item_path.push(name.get_ref().to_string());
-            match item.get_ref().as_str() {
-                Some(text) => {
-                    self.spans.insert(&item_path, item.span());
-                    out.insert(name.get_ref().to_string(), text.to_owned());
-                }
-                None => self.type_error(&item_path, item, "string"),
-            }
         }
         Some(out)
     }

@@ -13,17 +13,23 @@ use std::path::{Path, PathBuf};
 use super::EventInfo;
 use super::diagnostics::{Issue, did_you_mean};
 use super::model::{
-    CleanupPolicy, ClickHouseSink, DEFAULT_STATE_EVENT_PREFIX, FieldSource, ProjectionConfig, SinkConfig, StateChange,
-    SubjectStrategy, TopicConfig, TopologyConfig,
+    CleanupPolicy, FieldSource, ProjectionConfig, SinkConfig, StateColumn, SubjectStrategy, TopicConfig, TopologyConfig,
 };
 use super::parse::{Parsed, Spans, display_path, string_offset};
 use super::schema::{EventSchema, SchemaError, inspect};
 
+mod analytics;
 mod cdc;
 mod tables;
 
-/// A projection's event types, and the columns of its declared tables by table.
-type Resolved = (Vec<String>, BTreeMap<String, Vec<super::columns::TableColumn>>);
+/// What validation derives for a projection: its event types, and the columns of its declared
+/// tables and of its state tables, by table.
+#[derive(Debug, Default)]
+struct Resolved {
+    events: Vec<String>,
+    tables: BTreeMap<String, Vec<super::columns::TableColumn>>,
+    state: BTreeMap<String, Vec<StateColumn>>,
+}
 
 /// The effective model and the event types it knows completely.
 #[derive(Debug)]
@@ -50,12 +56,17 @@ pub(crate) fn validate(
     check.cdc(&schemas);
     issues.append(&mut check.issues);
 
-    for (name, (events, tables)) in resolved {
+    for (name, Resolved { events, tables, state }) in resolved {
         if let Some(p) = config.projections.get_mut(&name) {
             p.events = events;
             if let SinkConfig::ClickHouse { clickhouse } = &mut p.sink {
                 for (table, columns) in tables {
                     if let Some(declared) = clickhouse.tables.get_mut(&table) {
+                        declared.resolved = columns;
+                    }
+                }
+                for (table, columns) in state {
+                    if let Some(declared) = clickhouse.state.get_mut(&table) {
                         declared.resolved = columns;
                     }
                 }
@@ -295,13 +306,8 @@ impl Checker<'_> {
             complete &= kept.len() == p.events.len() && self.spans.get(&["projections", name, "events"]).is_some();
             kept
         };
-        if let SinkConfig::ClickHouse { clickhouse } = &p.sink {
-            // Only against the declared types, not the projection's: a state event may come from a
-            // source the projection is about to get.
-            self.state_events(name, clickhouse);
-        }
         if !complete {
-            return (events, BTreeMap::new());
+            return Resolved { events, ..Resolved::default() };
         }
 
         let known: Vec<&str> = events.iter().map(String::as_str).collect();
@@ -324,11 +330,12 @@ impl Checker<'_> {
                 }
             }
         }
-        let tables = match &p.sink {
-            SinkConfig::ClickHouse { clickhouse } => self.declared_tables(name, clickhouse, &known, schemas),
-            SinkConfig::Couchbase { .. } => BTreeMap::new(),
+        let SinkConfig::ClickHouse { clickhouse } = &p.sink else {
+            return Resolved { events, ..Resolved::default() };
         };
-        (events, tables)
+        let tables = self.declared_tables(name, clickhouse, &known, schemas);
+        let state = self.derived_tables(name, clickhouse, &known, schemas, &tables);
+        Resolved { events, tables, state }
     }
 
     /// The `events` filter: each is a declared event type on one of the sources.
@@ -379,65 +386,6 @@ impl Checker<'_> {
                     )
                     .maybe_hint(hint),
                 );
-            }
-        }
-    }
-
-    /// `state_events`, `state_deletes`, `state_creates`: declared event types; the deletes and
-    /// creates are state events, and none is both; all three only mean something with a
-    /// `state_table`.
-    fn state_events(&mut self, name: &str, sink: &ClickHouseSink) {
-        let declared: Vec<&str> = self.config.events.keys().map(String::as_str).collect();
-        let lists = [
-            ("state_events", &sink.state_events),
-            ("state_deletes", &sink.state_deletes),
-            ("state_creates", &sink.state_creates),
-        ];
-        // A broken or empty `state_events` was reported: membership in it would repeat that.
-        let events_broken = self.spans.is_broken(&["projections", name, "clickhouse", "state_events"])
-            || sink.state_events.as_ref().is_some_and(Vec::is_empty);
-        for (key, list) in lists {
-            let path = ["projections", name, "clickhouse", key];
-            if sink.state_table.is_none()
-                && let Some(span) = self.spans.get(&path)
-            {
-                self.push(
-                    Issue::warning(span, format!("`{key}` has no effect without `state_table`"))
-                        .hint("add `state_table = \"<name>\"`, or leave the key out"),
-                );
-            }
-            for (i, event_type) in list.iter().flatten().enumerate() {
-                let index = i.to_string();
-                let Some(span) = self.spans.get(&["projections", name, "clickhouse", key, &index]) else { continue };
-                if !self.config.events.contains_key(event_type) {
-                    self.push(
-                        Issue::error(span, format!("unknown event type \"{event_type}\" in `{}`", display_path(&path)))
-                            .maybe_hint(did_you_mean(event_type, &declared, true)),
-                    );
-                } else if key != "state_events" && !events_broken && !sink.is_state_event(event_type) {
-                    let hint = if sink.state_events.is_some() {
-                        format!("add \"{event_type}\" to `state_events`")
-                    } else {
-                        format!(
-                            "without `state_events` only the `{DEFAULT_STATE_EVENT_PREFIX}*` types write the state \
-                             row: list the state events, \"{event_type}\" among them"
-                        )
-                    };
-                    self.push(
-                        Issue::error(
-                            span,
-                            format!("\"{event_type}\" in `{}` is not one of the `state_events`", display_path(&path)),
-                        )
-                        .hint(hint),
-                    );
-                } else if key == "state_creates" && sink.state_change(event_type) == Some(StateChange::Delete) {
-                    let deletes =
-                        if sink.state_deletes.is_some() { "`state_deletes`" } else { "the default `state_deletes`" };
-                    self.push(
-                        Issue::error(span, format!("\"{event_type}\" is in both {deletes} and `state_creates`"))
-                            .hint("an event either deletes the entity or makes it live: keep it in one list"),
-                    );
-                }
             }
         }
     }

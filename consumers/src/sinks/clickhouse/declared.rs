@@ -19,17 +19,17 @@
 //! decimal with more digits than its precision) is refused for every table of the projection, so
 //! the tables never disagree about which events they hold.
 
-use std::borrow::Cow;
 use std::collections::BTreeSet;
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 use sluice_core::event::Event;
-use sluice_core::topology::columns::{FieldPath, Step};
+use sluice_core::topology::columns::FieldPath;
 use sluice_core::topology::{ClickHouseSink, DeclaredTable, TableEngine};
 use uuid::Uuid;
 
 use super::request_builder::check_time;
 use super::row_binary::{self, Enc};
+use super::state::StatePlan;
 use super::schema::{
     Column, ColumnKind, Layout, Names, Object, ObjectKind, create_table, envelope_head, qualified, quote,
 };
@@ -49,9 +49,60 @@ pub struct TablePlan {
     insert_columns: String,
 }
 
-/// The declared tables of `sink`, named for the version `names` names, on a server of `layout`.
-pub fn plans(sink: &ClickHouseSink, names: &Names, layout: Layout) -> Vec<TablePlan> {
-    sink.tables.iter().map(|(name, table)| TablePlan::new(&names.name(name), table, layout)).collect()
+/// A table the sink writes `RowBinary` rows into: a declared table, or a state table's updates.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// A declared table.
+    Table(TablePlan),
+    /// A state table's `<s>_updates`.
+    State(StatePlan),
+}
+
+impl Target {
+    /// The table's name in this version.
+    pub fn name(&self) -> &str {
+        match self {
+            Self::Table(t) => &t.name,
+            Self::State(s) => &s.name,
+        }
+    }
+
+    /// Whether events of `event_type` write a row.
+    pub fn takes(&self, event_type: &str) -> bool {
+        match self {
+            Self::Table(t) => t.takes(event_type),
+            Self::State(s) => s.takes(event_type),
+        }
+    }
+
+    /// `INSERT INTO … (columns) FORMAT RowBinary` into `database`.
+    pub fn insert_sql(&self, database: &str) -> String {
+        match self {
+            Self::Table(t) => t.insert_sql(database),
+            Self::State(s) => s.insert_sql(database),
+        }
+    }
+
+    /// Appends the row of `event` to `out`; on a refusal `out` is left as it was.
+    pub fn write_row(&self, event: &Event, out: &mut Vec<u8>) -> Result<(), String> {
+        let mark = out.len();
+        let written = match self {
+            Self::Table(t) => t.row(event, out),
+            Self::State(s) => s.write_row(event, out),
+        };
+        if written.is_err() {
+            out.truncate(mark);
+        }
+        written
+    }
+}
+
+/// The declared and state tables of `sink`, named for the version `names` names, on a server of
+/// `layout`.
+pub fn targets(sink: &ClickHouseSink, names: &Names, layout: Layout) -> Vec<Target> {
+    let tables = sink.tables.iter().map(|(name, table)| Target::Table(TablePlan::new(&names.name(name), table, layout)));
+    let states = sink.state.iter().map(|(name, state)| Target::State(StatePlan::new(name, state, names, layout)));
+    tables.chain(states).collect()
 }
 
 impl TablePlan {
@@ -83,42 +134,14 @@ impl TablePlan {
         format!("INSERT INTO {} ({}) FORMAT RowBinary", qualified(database, &self.name), self.insert_columns)
     }
 
-    /// Appends the row of `event` to `out`; on a refusal `out` is left as it was.
-    pub fn write_row(&self, event: &Event, out: &mut Vec<u8>) -> Result<(), String> {
-        let mark = out.len();
-        let written = self.row(event, out);
-        if written.is_err() {
-            out.truncate(mark);
-        }
-        written
-    }
-
     fn row(&self, event: &Event, out: &mut Vec<u8>) -> Result<(), String> {
-        let e = &event.envelope;
-        // The raw table's checks first: an event it refuses is refused here too.
-        check_time(e.occurred_at)?;
-        let id =
-            Uuid::parse_str(&e.event_id).map_err(|err| format!("event_id {:?} is not a UUID: {err}", e.event_id))?;
-        let (high, low) = id.as_u64_pair();
-        out.extend_from_slice(&high.to_le_bytes());
-        out.extend_from_slice(&low.to_le_bytes());
-        row_binary::string(e.event_type.as_bytes(), out);
-        row_binary::string(e.aggregate_id.as_bytes(), out);
-        out.extend_from_slice(&e.aggregate_version.to_le_bytes());
-        if self.layout.datetime64 {
-            out.extend_from_slice(&e.occurred_at.to_le_bytes());
-        } else {
-            row_binary::write(&Enc::Seconds { per_second: 1000 }, &Value::from(e.occurred_at), out)
-                .map_err(|m| format!("occurred_at: {m}"))?;
-            out.extend_from_slice(&e.occurred_at.to_le_bytes());
-        }
-        row_binary::string(e.producer.as_bytes(), out);
+        write_head(event, self.layout, out)?;
         let p = &event.position;
         row_binary::string(p.topic.as_bytes(), out);
         out.extend_from_slice(&p.partition.to_le_bytes());
         out.extend_from_slice(&p.offset.to_le_bytes());
         for (path, physicals) in &self.columns {
-            let value = extract(&event.payload, &path.0);
+            let value = path.get(&event.payload);
             for column in physicals {
                 row_binary::write(&column.enc, &value, out)
                     .map_err(|m| format!("table {}, column {} ({path}): {m}", self.name, column.name))?;
@@ -126,6 +149,29 @@ impl TablePlan {
         }
         Ok(())
     }
+}
+
+/// Writes the stored columns of [`envelope_head`] for `event`: its identity and time. Refuses
+/// what the raw table refuses too (an `event_id` that is no UUID, a time outside the columns).
+pub(super) fn write_head(event: &Event, layout: Layout, out: &mut Vec<u8>) -> Result<(), String> {
+    let e = &event.envelope;
+    check_time(e.occurred_at)?;
+    let id = Uuid::parse_str(&e.event_id).map_err(|err| format!("event_id {:?} is not a UUID: {err}", e.event_id))?;
+    let (high, low) = id.as_u64_pair();
+    out.extend_from_slice(&high.to_le_bytes());
+    out.extend_from_slice(&low.to_le_bytes());
+    row_binary::string(e.event_type.as_bytes(), out);
+    row_binary::string(e.aggregate_id.as_bytes(), out);
+    out.extend_from_slice(&e.aggregate_version.to_le_bytes());
+    if layout.datetime64 {
+        out.extend_from_slice(&e.occurred_at.to_le_bytes());
+    } else {
+        row_binary::write(&Enc::Seconds { per_second: 1000 }, &Value::from(e.occurred_at), out)
+            .map_err(|m| format!("occurred_at: {m}"))?;
+        out.extend_from_slice(&e.occurred_at.to_le_bytes());
+    }
+    row_binary::string(e.producer.as_bytes(), out);
+    Ok(())
 }
 
 /// The encoded rows of one declared table.
@@ -140,7 +186,7 @@ pub struct DeclaredRows {
 /// Appends the rows of `events` to `rows` (one entry per table of `tables`); returns the events
 /// refused, whose rows are in no table.
 pub fn encode<'a>(
-    tables: &[TablePlan],
+    tables: &[Target],
     events: impl IntoIterator<Item = &'a Event>,
     rows: &mut [DeclaredRows],
 ) -> Vec<Rejected> {
@@ -223,29 +269,6 @@ pub fn object(database: &str, name: &str, table: &DeclaredTable, l: Layout) -> (
         columns,
     };
     (object, note)
-}
-
-/// The value at `steps` in `payload` (`null` where the path leads nowhere; through arrays, the
-/// array of what each element gives). Borrowed unless a path goes through an array: no copy of
-/// a field's value per row.
-fn extract<'a>(payload: &'a Map<String, Value>, steps: &[Step]) -> Cow<'a, Value> {
-    match steps.split_first() {
-        Some((Step::Field(name), rest)) => payload.get(name).map_or(Cow::Owned(Value::Null), |v| at(v, rest)),
-        _ => Cow::Owned(Value::Null),
-    }
-}
-
-fn at<'a>(value: &'a Value, steps: &[Step]) -> Cow<'a, Value> {
-    match (steps.split_first(), value) {
-        (None, v) => Cow::Borrowed(v),
-        (Some((Step::Field(name), rest)), Value::Object(fields)) => {
-            fields.get(name).map_or(Cow::Owned(Value::Null), |v| at(v, rest))
-        }
-        (Some((Step::Each, rest)), Value::Array(items)) => {
-            Cow::Owned(Value::Array(items.iter().map(|i| at(i, rest).into_owned()).collect()))
-        }
-        _ => Cow::Owned(Value::Null),
-    }
 }
 
 #[cfg(test)]

@@ -1,13 +1,16 @@
 //! The ClickHouse sink: analytics tables (every event, rollups, current state) over HTTP.
 //!
 //! Data path: a worker's [`Batch`](crate::sink::Batch) → [`sink::ClickHouseProjection`] →
-//! [`request_builder`] (events → rows, pure) → one `INSERT` per table over the [`service`] client
-//! → materialized views on the server fill the rollup and the users' state. Before the first
-//! batch, [`migrate()`] creates the tables [`schema`] describes and checks existing ones.
+//! [`request_builder`] (the raw table's rows) and [`declared`] (the declared and state tables'
+//! `RowBinary` rows), pure → one `INSERT` per table over the [`service`] client → materialized
+//! views on the server fill the rollups and the states. Before the first batch, [`migrate()`]
+//! creates the tables [`schema`] describes and checks existing ones.
 //!
 //! - [`capabilities`]: what a server version supports (pure).
 //! - [`schema`]: the tables and views for analysts, per server layout, and drift detection (pure).
-//! - [`request_builder`]: events → row structs per table and layout (pure).
+//! - [`request_builder`]: events → the raw table's rows per layout (pure).
+//! - [`declared`], [`state`], [`rollup`]: the tables declared in `topology.toml` (pure).
+//! - [`typing`], [`row_binary`]: their columns' server types and encodings (pure).
 //! - [`service`]: the client, the version probe and error classification (network).
 //! - [`migrate`](mod@migrate): runs the schema plan (network).
 //! - [`sink`]: the [`Sink`](crate::sink::Sink) implementation.
@@ -19,10 +22,12 @@ pub mod capabilities;
 pub mod declared;
 pub mod migrate;
 pub mod request_builder;
+pub mod rollup;
 pub mod row_binary;
 pub mod schema;
 pub mod service;
 pub mod sink;
+pub mod state;
 pub mod swap;
 pub mod typing;
 

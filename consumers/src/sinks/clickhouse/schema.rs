@@ -9,32 +9,16 @@
 //!
 //! # The objects
 //!
-//! - **The raw table** (`table`, e.g. `events`): one row per event, written by the sink.
-//!   `ReplacingMergeTree`, so a re-delivered event — same `event_id`, hence same sorting key —
-//!   collapses into one row when parts merge (`FINAL` collapses it at read time before that).
-//! - **`daily_engagement`** (a rollup): a materialized view turns each engagement event inserted
-//!   into the raw table into one row of `daily_engagement_by_event` (`ReplacingMergeTree` keyed by
-//!   `(day, user_id, event_id)`); the view `daily_engagement` sums that table `FINAL` per day and
-//!   user. A materialized view sees every *insert*, so a re-delivered event reaches it twice; a
-//!   `SummingMergeTree` or `-State` counters keyed by (day, user) would count it twice forever.
-//!   Keeping the event id in the rollup's key makes the duplicate collapse like it does in the
-//!   raw table, and the view reads it `FINAL`, so duplicates never inflate the numbers.
-//! - **The state table** (`state_table`, e.g. `users_current`): the latest known profile of each
-//!   user, written by the `state_events` (default: every `user.*` type), keyed by their
-//!   `aggregate_id`. `user.*` events only carry what changed (a `user.profile_updated` may set the
-//!   country alone), so a `ReplacingMergeTree(aggregate_version)` of whole rows would blank the
-//!   fields an update leaves out — unless the sink read the previous row first, which a
-//!   re-delivery or a replica lag would get wrong. Instead the sink writes one row per state event into
-//!   `<state>_updates` (a field the event does not set is `NULL`), a materialized view folds them
-//!   into `<state>_state` (`AggregatingMergeTree` keyed by `user_id`, one
-//!   `argMaxIf(value, aggregate_version, value IS NOT NULL)` state per column), and the view
-//!   `<state>` finalizes them: per column, the value of the newest event that set it. `argMax` is
-//!   idempotent — a duplicate has the same version and value — so re-deliveries change nothing,
-//!   and events may arrive in any order. A delete (`state_deletes`, default `user.deleted`) sets
-//!   the personal fields to `''` and `is_deleted` to 1, so the erasure wins over every older
-//!   value; a create (`state_creates`, default `user.registered`; also a CDC upsert, the whole
-//!   row) sets `is_deleted` to 0, so a newer one makes the user live again. Which events play
-//!   which part changes the rows written, never the objects: the plan ignores those keys.
+//! - **The raw table** (`table`, e.g. `events`): one row per event, written by the sink, the
+//!   payload as JSON text. `ReplacingMergeTree`, so a re-delivered event — same `event_id`, hence
+//!   same sorting key — collapses into one row when parts merge (`FINAL` collapses it at read
+//!   time before that).
+//! - **Declared tables** (`tables`): typed columns from the schemas, see [`super::declared`].
+//! - **State tables** (`state`): the latest value of each column per entity, see [`super::state`].
+//! - **Rollups** (`rollups`): aggregates of a declared table per time bucket and dimensions, each
+//!   event counted once, see [`super::rollup`].
+//!
+//! Nothing here knows any domain: every table but the raw one is declared in `topology.toml`.
 //!
 //! # Old servers
 //!
@@ -53,19 +37,9 @@ use sluice_core::topology::ClickHouseSink;
 
 use super::capabilities::Capabilities;
 
-/// The rollup of engagement per day and user.
-pub const DAILY_ENGAGEMENT: &str = "daily_engagement";
-
 /// How many recent insert blocks a non-replicated table remembers for deduplication
 /// (`non_replicated_deduplication_window`): far more batches than a worker ever re-sends.
 pub const DEDUPLICATION_WINDOW: u32 = 1000;
-
-/// Event types counted by `daily_engagement`, with the column each one counts in.
-pub const ENGAGEMENT_EVENTS: [(&str, &str); 3] = [
-    ("engagement.page_viewed", "is_page_view"),
-    ("engagement.clicked", "is_click"),
-    ("engagement.purchase_completed", "is_purchase"),
-];
 
 /// The column types chosen for a server, from its [`Capabilities`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -260,14 +234,11 @@ pub struct Object {
 ///
 /// The live version of a projection uses the topology's names; a version being rebuilt, or an
 /// old one kept after a swap, carries its generation's suffix (`__v2`) on every object
-/// (`events__v2`, `daily_engagement_by_event__v2`, …), see `sluice rebuild`.
+/// (`events__v2`, `orders__v2`, `orders_current_updates__v2`, …), see `sluice rebuild`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Names {
     /// The raw events table.
     pub events: String,
-    /// The users' per-event update rows the sink writes (`<state>_updates`), when a state table is
-    /// configured.
-    pub user_updates: Option<String>,
     /// Appended to every object name: empty for the live version.
     pub suffix: String,
 }
@@ -280,11 +251,7 @@ impl Names {
 
     /// The names of a version of the projection whose objects carry `suffix`.
     pub fn versioned(sink: &ClickHouseSink, suffix: &str) -> Self {
-        Self {
-            events: format!("{}{suffix}", sink.table),
-            user_updates: sink.state_table.as_ref().map(|s| format!("{s}_updates{suffix}")),
-            suffix: suffix.to_owned(),
-        }
+        Self { events: format!("{}{suffix}", sink.table), suffix: suffix.to_owned() }
     }
 
     /// `base` as this version names it.
@@ -307,9 +274,14 @@ pub struct Plan {
 /// Why a plan cannot be made.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PlanError {
-    /// `rollups` names one this version does not know (validation normally refuses it earlier).
-    #[error("unknown rollup `{0}`: this sluice maintains only {known}", known = DAILY_ENGAGEMENT)]
-    UnknownRollup(String),
+    /// A rollup reads a table that is not declared (validation refuses it earlier).
+    #[error("rollup `{rollup}` reads `{table}`, which is not a declared table of the projection")]
+    UnknownTable {
+        /// The rollup.
+        rollup: String,
+        /// The table it names.
+        table: String,
+    },
 }
 
 /// `name` as a ClickHouse identifier: back-quoted, with `\` and `` ` `` escaped.
@@ -332,7 +304,7 @@ pub fn qualified(database: &str, name: &str) -> String {
 }
 
 /// `text` as a ClickHouse string literal.
-fn literal(text: &str) -> String {
+pub(super) fn literal(text: &str) -> String {
     format!("'{}'", text.replace('\\', "\\\\").replace('\'', "\\'"))
 }
 
@@ -367,7 +339,6 @@ fn events_table(database: &str, name: &str, l: Layout) -> Object {
     columns.extend([
         Column::stored("correlation_id", "Nullable(String)"),
         Column::stored("causation_id", "Nullable(String)"),
-        Column::stored("user_id", "String"),
         Column::stored("payload", "String"),
         Column::stored("topic", l.tag_type()),
         Column::stored("partition", "Int32"),
@@ -380,7 +351,7 @@ fn events_table(database: &str, name: &str, l: Layout) -> Object {
     // partitions prune whole parts. `aggregate_id` keeps one entity's events of a day together
     // (a session's timeline, a user's changes). `event_id` last makes the key unique per event,
     // so exactly a re-delivery collapses. Only envelope fields: the key of a re-delivered event
-    // never depends on how this version of sluice derives a column such as `user_id`.
+    // never depends on how this version of sluice derives a column.
     let mut engine = "ENGINE = ReplacingMergeTree\nPARTITION BY toYYYYMM(occurred_at)\n\
                       ORDER BY (event_type, toDate(occurred_at), aggregate_id, event_id)"
         .to_owned();
@@ -395,185 +366,6 @@ fn events_table(database: &str, name: &str, l: Layout) -> Object {
     }
 }
 
-/// `daily_engagement`: its per-event table, the materialized view filling it, the summing view.
-fn daily_engagement(database: &str, names: &Names, l: Layout) -> [Object; 3] {
-    let events = &names.events;
-    let by_event = names.name(&format!("{DAILY_ENGAGEMENT}_by_event"));
-    let mv = names.name(&format!("{DAILY_ENGAGEMENT}_mv"));
-    let view_name = names.name(DAILY_ENGAGEMENT);
-    let mut table_columns =
-        vec![Column::stored("day", "Date"), Column::stored("user_id", "String"), Column::stored("event_id", "UUID")];
-    table_columns.extend(ENGAGEMENT_EVENTS.iter().map(|(_, column)| Column::stored(*column, "UInt8")));
-    table_columns.push(Column::stored("amount_cents", "Int64"));
-    // Key: the view groups by (day, user_id), which the key's prefix serves in order; the
-    // event id makes a re-delivered event collapse instead of counting twice.
-    let engine = format!(
-        "ENGINE = ReplacingMergeTree\nPARTITION BY toYYYYMM(day)\nORDER BY (day, user_id, event_id){}",
-        l.settings()
-    );
-    let table = Object {
-        evolves: false,
-        name: by_event.clone(),
-        kind: ObjectKind::Table,
-        engine: "ReplacingMergeTree",
-        create: create_table(database, &by_event, &table_columns, &engine),
-        columns: table_columns,
-    };
-
-    let flags: Vec<String> = ENGAGEMENT_EVENTS
-        .iter()
-        .map(|(ty, column)| format!("toUInt8(event_type = {}) AS {column}", literal(ty)))
-        .collect();
-    let types: Vec<String> = ENGAGEMENT_EVENTS.iter().map(|(ty, _)| literal(ty)).collect();
-    // The payload is serde_json's compact output, the flat object the simple JSON functions
-    // (18.16 has no JSONExtract) read reliably.
-    let mv_query = format!(
-        "SELECT toDate(occurred_at) AS day, user_id, event_id, {}, \
-         if(event_type = {}, visitParamExtractInt(payload, 'amount_cents'), 0) AS amount_cents \
-         FROM {} WHERE event_type IN ({})",
-        flags.join(", "),
-        literal(ENGAGEMENT_EVENTS[2].0),
-        qualified(database, events),
-        types.join(", "),
-    );
-    let materialized = Object {
-        evolves: false,
-        name: mv.clone(),
-        kind: ObjectKind::MaterializedView,
-        engine: "MaterializedView",
-        create: format!(
-            "CREATE MATERIALIZED VIEW IF NOT EXISTS {} TO {} AS\n{mv_query}",
-            qualified(database, &mv),
-            qualified(database, &by_event)
-        ),
-        // A materialized view's columns are its query's output types (which differ by server,
-        // e.g. `LowCardinality(UInt8)` from a comparison on a `LowCardinality` column); what
-        // analysts read is its target table, checked above.
-        columns: Vec::new(),
-    };
-
-    let view_columns = vec![
-        Column::stored("day", "Date"),
-        Column::stored("user_id", "String"),
-        Column::stored("page_views", "UInt64"),
-        Column::stored("clicks", "UInt64"),
-        Column::stored("purchases", "UInt64"),
-        Column::stored("revenue_cents", "Int64"),
-    ];
-    let view = Object {
-        evolves: false,
-        name: view_name.clone(),
-        kind: ObjectKind::View,
-        engine: "View",
-        create: format!(
-            "CREATE VIEW IF NOT EXISTS {} AS\nSELECT day, user_id, sum(is_page_view) AS page_views, \
-             sum(is_click) AS clicks, sum(is_purchase) AS purchases, sum(amount_cents) AS revenue_cents\n\
-             FROM {} FINAL\nGROUP BY day, user_id",
-            qualified(database, &view_name),
-            qualified(database, &by_event)
-        ),
-        columns: view_columns,
-    };
-    [table, materialized, view]
-}
-
-/// The users' state: per-event updates, their fold, the finalizing view.
-fn users_state(database: &str, state_base: &str, updates: &str, names: &Names, l: Layout) -> [Object; 4] {
-    let state = &names.name(state_base);
-    let folded = names.name(&format!("{state_base}_state"));
-    let mv = names.name(&format!("{state_base}_mv"));
-    let update_columns = vec![
-        Column::stored("user_id", "String"),
-        Column::stored("aggregate_version", "Int64"),
-        Column::stored("event_id", "UUID"),
-        Column::stored("event_type", l.tag_type()),
-        Column::stored("occurred_at", l.time_type()),
-        Column::stored("email", "Nullable(String)"),
-        Column::stored("display_name", "Nullable(String)"),
-        Column::stored("country", "Nullable(String)"),
-        Column::stored("is_deleted", "Nullable(UInt8)"),
-    ];
-    // Key: a user's history in version order; the event id collapses re-deliveries.
-    let engine =
-        format!("ENGINE = ReplacingMergeTree\nORDER BY (user_id, aggregate_version, event_id){}", l.settings());
-    let updates_table = Object {
-        evolves: false,
-        name: updates.to_owned(),
-        kind: ObjectKind::Table,
-        engine: "ReplacingMergeTree",
-        create: create_table(database, updates, &update_columns, &engine),
-        columns: update_columns,
-    };
-
-    let arg_max_if = |ty: &str| format!("AggregateFunction(argMaxIf, {ty}, Int64, UInt8)");
-    let folded_columns = vec![
-        Column::stored("user_id", "String"),
-        Column::stored("version", "AggregateFunction(max, Int64)"),
-        Column::stored("email", arg_max_if("String")),
-        Column::stored("display_name", arg_max_if("String")),
-        Column::stored("country", arg_max_if("String")),
-        Column::stored("is_deleted", arg_max_if("UInt8")),
-        Column::stored("updated_at", format!("AggregateFunction(argMax, {}, Int64)", l.time_type())),
-    ];
-    // Key: one row per user once parts merge; a lookup by user reads one granule.
-    let folded_table = Object {
-        evolves: false,
-        name: folded.clone(),
-        kind: ObjectKind::Table,
-        engine: "AggregatingMergeTree",
-        create: create_table(database, &folded, &folded_columns, "ENGINE = AggregatingMergeTree\nORDER BY user_id"),
-        columns: folded_columns,
-    };
-
-    // The state column of the version is `version`, not `aggregate_version`: an alias equal to a
-    // column name would replace that column inside the other aggregates.
-    let field = |c: &str| format!("argMaxIfState(assumeNotNull({c}), aggregate_version, isNotNull({c})) AS {c}");
-    let materialized = Object {
-        evolves: false,
-        name: mv.clone(),
-        kind: ObjectKind::MaterializedView,
-        engine: "MaterializedView",
-        create: format!(
-            "CREATE MATERIALIZED VIEW IF NOT EXISTS {} TO {} AS\n\
-             SELECT user_id, maxState(aggregate_version) AS version, \
-             {}, {}, {}, {}, argMaxState(occurred_at, aggregate_version) AS updated_at\nFROM {}\nGROUP BY user_id",
-            qualified(database, &mv),
-            qualified(database, &folded),
-            field("email"),
-            field("display_name"),
-            field("country"),
-            field("is_deleted"),
-            qualified(database, updates),
-        ),
-        columns: Vec::new(),
-    };
-
-    let view = Object {
-        evolves: false,
-        name: state.to_owned(),
-        kind: ObjectKind::View,
-        engine: "View",
-        create: format!(
-            "CREATE VIEW IF NOT EXISTS {} AS\nSELECT user_id, maxMerge(version) AS aggregate_version, \
-             argMaxIfMerge(email) AS email, argMaxIfMerge(display_name) AS display_name, \
-             argMaxIfMerge(country) AS country, argMaxIfMerge(is_deleted) AS is_deleted, \
-             argMaxMerge(updated_at) AS updated_at\nFROM {}\nGROUP BY user_id",
-            qualified(database, state),
-            qualified(database, &folded)
-        ),
-        columns: vec![
-            Column::stored("user_id", "String"),
-            Column::stored("aggregate_version", "Int64"),
-            Column::stored("email", "String"),
-            Column::stored("display_name", "String"),
-            Column::stored("country", "String"),
-            Column::stored("is_deleted", "UInt8"),
-            Column::stored("updated_at", l.time_type()),
-        ],
-    };
-    [updates_table, folded_table, materialized, view]
-}
-
 /// What a projection with this config needs in `database` on a server with this layout.
 pub fn plan(database: &str, sink: &ClickHouseSink, layout: Layout) -> Result<Plan, PlanError> {
     plan_named(database, sink, layout, &Names::of(sink))
@@ -582,20 +374,22 @@ pub fn plan(database: &str, sink: &ClickHouseSink, layout: Layout) -> Result<Pla
 /// [`plan`] for the version of the projection named by `names` (see [`Names::versioned`]).
 pub fn plan_named(database: &str, sink: &ClickHouseSink, layout: Layout, names: &Names) -> Result<Plan, PlanError> {
     let mut objects = vec![events_table(database, &names.events, layout)];
-    for rollup in &sink.rollups {
-        match rollup.as_str() {
-            DAILY_ENGAGEMENT => objects.extend(daily_engagement(database, names, layout)),
-            other => return Err(PlanError::UnknownRollup(other.to_owned())),
-        }
-    }
-    if let (Some(state), Some(updates)) = (&sink.state_table, &names.user_updates) {
-        objects.extend(users_state(database, state, updates, names, layout));
-    }
     let mut notes = Vec::new();
     for (base, table) in &sink.tables {
         let (object, note) = super::declared::object(database, &names.name(base), table, layout);
         objects.push(object);
         notes.extend(note);
+    }
+    for (name, rollup) in &sink.rollups {
+        let source = names.name(&rollup.from);
+        let Some(table) = objects.iter().find(|o| o.name == source) else {
+            return Err(PlanError::UnknownTable { rollup: name.clone(), table: rollup.from.clone() });
+        };
+        let made = super::rollup::objects(database, name, rollup, table, names, layout);
+        objects.extend(made);
+    }
+    for (base, state) in &sink.state {
+        objects.extend(super::state::objects(database, base, state, names, layout));
     }
     Ok(Plan { database: database.to_owned(), objects, notes })
 }

@@ -1,11 +1,11 @@
 //! [`ClickHouseProjection`]: the [`Sink`] writing a projection's batches into its ClickHouse tables.
 //!
 //! Data path: the worker hands over one partition's [`Batch`] → the projection keeps the event
-//! types it folds → [`Rows::encode`] turns them into rows for this server's layout (refusing the
-//! events no row can hold) → one `INSERT` into the raw table and, with a state table, one into the
-//! users' update table. The rollup and the users' state are filled by materialized views on those
-//! inserts, inside the same request. Each declared table gets one `RowBinary` insert of the rows
-//! [`super::declared`] encodes; an event one of them cannot hold is refused for all tables.
+//! types it folds → [`super::declared`] encodes the rows of the declared tables and of the state
+//! tables' updates (`RowBinary`), [`Rows::encode`] the raw table's, for this server's layout
+//! (refusing the events no row can hold: an event one table cannot hold is refused for all) →
+//! one `INSERT` per table. Rollups and states are filled by materialized views on those inserts,
+//! inside the same request.
 //!
 //! Idempotency: every table collapses a re-delivered event (see [`super::schema`]). Where the
 //! server has it, each insert also carries `insert_deduplication_token` = the batch's token plus
@@ -23,9 +23,9 @@ use sluice_core::event::Event;
 use sluice_core::topology::{ClickHouseSink, ProjectionConfig, SinkConfig};
 use tracing::{debug, info, warn};
 
-use super::declared::{self, DeclaredRows, TablePlan};
+use super::declared::{self, DeclaredRows, Target};
 use super::migrate::{MigrationLine, migrate_named};
-use super::request_builder::{Encoded, Rows};
+use super::request_builder::{Encoded, EventRow, EventRowCompat, Rows};
 use super::schema::{Layout, Names, qualified};
 use super::service::{classify, is_missing_table};
 use super::{ClickHouse, Error};
@@ -43,7 +43,7 @@ const SWAP_GRACE: Duration = Duration::from_secs(10);
 /// The pause between two tries while the table is missing.
 const SWAP_POLL: Duration = Duration::from_millis(100);
 
-/// A ClickHouse projection: raw events, rollups and the users' state.
+/// A ClickHouse projection: raw events, declared tables, states and rollups.
 #[derive(Debug, Clone)]
 pub struct ClickHouseProjection {
     ch: ClickHouse,
@@ -53,12 +53,10 @@ pub struct ClickHouseProjection {
     names: Names,
     /// Qualified raw table.
     events_table: String,
-    /// Qualified users' update table, with a state table.
-    updates_table: Option<String>,
     /// Event types folded; every type when empty.
     folds: BTreeSet<String>,
-    /// The declared tables, named for this version.
-    declared: Vec<TablePlan>,
+    /// The declared tables and the state tables' updates, named for this version.
+    declared: Vec<Target>,
     batching: Batching,
     /// Prepended to every insert's deduplication token: a rebuild's inserts must never be taken
     /// for the live worker's (same offsets, another insert) and dropped.
@@ -76,9 +74,8 @@ impl ClickHouseProjection {
         let names = Names::of(config);
         let layout = Layout::of(&ch.capabilities);
         let this = Self {
-            declared: declared::plans(config, &names, layout),
+            declared: declared::targets(config, &names, layout),
             events_table: qualified(&database, &names.events),
-            updates_table: names.user_updates.as_deref().map(|t| qualified(&database, t)),
             folds: projection.events.iter().cloned().collect(),
             batching: Batching::of(projection),
             ch,
@@ -94,8 +91,10 @@ impl ClickHouseProjection {
             "merges and FINAL only"
         };
         info!(
-            database = %this.database, table = %this.events_table, rollups = ?this.config.rollups,
-            state_table = ?this.config.state_table, time = layout.time_type(), dedup,
+            database = %this.database, table = %this.events_table,
+            tables = ?this.config.tables.keys().collect::<Vec<_>>(),
+            state = ?this.config.state.keys().collect::<Vec<_>>(),
+            rollups = ?this.config.rollups.keys().collect::<Vec<_>>(), time = layout.time_type(), dedup,
             low_cardinality = layout.low_cardinality,
             "ClickHouse projection ready; strategy chosen from the server's version"
         );
@@ -114,9 +113,8 @@ impl ClickHouseProjection {
     /// the new version through this.
     pub fn versioned(mut self, suffix: &str, token_prefix: &str) -> Self {
         self.names = Names::versioned(&self.config, suffix);
-        self.declared = declared::plans(&self.config, &self.names, self.layout);
+        self.declared = declared::targets(&self.config, &self.names, self.layout);
         self.events_table = qualified(&self.database, &self.names.events);
-        self.updates_table = self.names.user_updates.as_deref().map(|t| qualified(&self.database, t));
         self.token_prefix = token_prefix.to_owned();
         self
     }
@@ -191,10 +189,7 @@ impl ClickHouseProjection {
         let mut insert =
             self.ch.client.insert_unescaped::<T>(table).await?.with_timeouts(Some(SEND_TIMEOUT), Some(END_TIMEOUT));
         if self.layout.insert_deduplication {
-            insert = insert
-                .with_setting("insert_deduplication_token", token)
-                // The materialized views' target tables deduplicate with tokens derived from it.
-                .with_setting("deduplicate_blocks_in_dependent_materialized_views", "1");
+            insert = insert.with_setting("insert_deduplication_token", token);
         }
         for row in rows {
             insert.write(row).await?;
@@ -202,19 +197,23 @@ impl ClickHouseProjection {
         insert.end().await
     }
 
-    /// One `RowBinary` insert of `rows` (encoded rows) into a declared table.
-    async fn insert_declared(&self, table: &TablePlan, rows: DeclaredRows, token: &str) -> Result<(), SinkError> {
+    /// One `RowBinary` insert of `rows` (encoded rows) into a declared or state table.
+    async fn insert_declared(&self, table: &Target, rows: DeclaredRows, token: &str) -> Result<(), SinkError> {
         let data = Bytes::from(rows.bytes);
-        let token = format!("{token}:{}", table.name);
-        let what = format!("inserting {} rows into {}", rows.count, table.name);
-        self.within_swap_grace(&table.name, what, || async {
+        let token = format!("{token}:{}", table.name());
+        let what = format!("inserting {} rows into {}", rows.count, table.name());
+        self.within_swap_grace(table.name(), what, || async {
             let mut insert = self
                 .ch
                 .client
                 .insert_formatted_with(table.insert_sql(&self.database))
                 .with_timeouts(Some(SEND_TIMEOUT), Some(END_TIMEOUT));
             if self.layout.insert_deduplication {
-                insert = insert.with_setting("insert_deduplication_token", token.as_str());
+                insert = insert
+                    .with_setting("insert_deduplication_token", token.as_str())
+                    // The materialized views' target tables (rollups, states) deduplicate with
+                    // tokens derived from it.
+                    .with_setting("deduplicate_blocks_in_dependent_materialized_views", "1");
             }
             insert.send(data.clone()).await?;
             insert.end().await
@@ -233,32 +232,15 @@ impl ClickHouseProjection {
         futures::future::try_join_all(inserts).await.map(|_| ())
     }
 
-    async fn write_rows<E, U>(&self, token: &str, rows: Encoded<E, U>) -> Result<Vec<Rejected>, SinkError>
+    /// The raw table's insert.
+    async fn write_raw<E>(&self, token: &str, rows: Vec<E>) -> Result<(), SinkError>
     where
         E: RowOwned + RowWrite,
-        U: RowOwned + RowWrite,
     {
-        // The two tables are independent: insert them concurrently (each is idempotent, so a
-        // failure of either makes the worker retry both).
-        let events = async {
-            if rows.events.is_empty() {
-                return Ok(());
-            }
-            self.insert(&self.events_table, &rows.events, format!("{token}:{}", self.names.events)).await
-        };
-        let updates = async {
-            match (&self.updates_table, &self.names.user_updates) {
-                (Some(table), Some(name)) if !rows.user_updates.is_empty() => {
-                    self.insert(table, &rows.user_updates, format!("{token}:{name}")).await
-                }
-                _ => Ok(()),
-            }
-        };
-        futures::try_join!(events, updates)?;
-        for r in &rows.rejected {
-            warn!(offset = r.offset, reason = %r.reason, "event refused by the ClickHouse sink");
+        if rows.is_empty() {
+            return Ok(());
         }
-        Ok(rows.rejected)
+        self.insert(&self.events_table, &rows, format!("{token}:{}", self.names.events)).await
     }
 }
 
@@ -279,8 +261,8 @@ impl Sink for ClickHouseProjection {
     async fn write_all(&self, batches: &[Batch]) -> Result<Vec<Vec<Rejected>>, SinkError> {
         let token = format!("{}{}", self.token_prefix, batches.iter().map(Batch::token).collect::<Vec<_>>().join(","));
         let mut declared_rows = vec![DeclaredRows::default(); self.declared.len()];
-        let mut modern = Encoded::default();
-        let mut compat = Encoded::default();
+        let mut modern: Encoded<EventRow> = Encoded::default();
+        let mut compat: Encoded<EventRowCompat> = Encoded::default();
         let mut rejected = Vec::with_capacity(batches.len());
         // Encoded per batch, so each refusal stays with its partition; written together. The
         // declared tables first: an event they refuse is kept out of every table.
@@ -288,20 +270,15 @@ impl Sink for ClickHouseProjection {
             let folded: Vec<&Event> = b.events.iter().filter(|e| self.folds(e)).collect();
             let mut refused = declared::encode(&self.declared, folded.iter().copied(), &mut declared_rows);
             let kept = folded.into_iter().filter(|e| !refused.iter().any(|r| r.offset == e.position.offset));
-            refused.extend(match Rows::encode(kept, self.layout, &self.config) {
+            refused.extend(match Rows::encode(kept, self.layout) {
                 Rows::Modern(r) => modern.append(r),
                 Rows::Compat(r) => compat.append(r),
             });
             rejected.push(refused);
         }
         let raw = async {
-            if !modern.events.is_empty() || !modern.user_updates.is_empty() {
-                self.write_rows(&token, modern).await?;
-            }
-            if !compat.events.is_empty() || !compat.user_updates.is_empty() {
-                self.write_rows(&token, compat).await?;
-            }
-            Ok::<(), SinkError>(())
+            self.write_raw(&token, modern.events).await?;
+            self.write_raw(&token, compat.events).await
         };
         futures::try_join!(raw, self.write_declared(&token, declared_rows))?;
         for r in rejected.iter().flatten() {

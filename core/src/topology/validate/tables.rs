@@ -13,18 +13,6 @@ use super::super::model::{ClickHouseSink, DeclaredTable};
 use super::super::parse::display_path;
 use super::{Checker, Schemas};
 
-/// Names the sink's other objects take, which a declared table must not.
-fn reserved_names(sink: &ClickHouseSink) -> Vec<String> {
-    let mut names = vec![sink.table.clone()];
-    if let Some(state) = &sink.state_table {
-        names.extend(["", "_updates", "_state", "_mv"].map(|s| format!("{state}{s}")));
-    }
-    for rollup in &sink.rollups {
-        names.extend(["", "_by_event", "_mv"].map(|s| format!("{rollup}{s}")));
-    }
-    names
-}
-
 impl Checker<'_> {
     /// Checks every declared table of projection `name` (whose event types are `known`) and
     /// returns their derived columns, by table.
@@ -35,18 +23,8 @@ impl Checker<'_> {
         known: &[&str],
         schemas: &Schemas,
     ) -> BTreeMap<String, Vec<TableColumn>> {
-        let reserved = reserved_names(sink);
         let mut out = BTreeMap::new();
         for (table, declared) in &sink.tables {
-            let path = ["projections", name, "clickhouse", "tables", table];
-            if reserved.contains(table)
-                && let Some(span) = self.spans.get(&path)
-            {
-                self.push(
-                    Issue::error(span, format!("table `{table}` is already one of the projection's own tables"))
-                        .hint("give the declared table another name"),
-                );
-            }
             let events_path = ["projections", name, "clickhouse", "tables", table, "events"];
             let before = self.issues.len();
             self.members(known, &events_path, &declared.events, name);
