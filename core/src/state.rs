@@ -92,18 +92,20 @@ mod tests {
     #[test]
     fn the_first_candidate_with_a_value_sets_the_column() {
         let s = state();
-        let changes = |e: &Event| row_changes(&s, e).collect::<Vec<_>>();
+        fn changes<'a>(s: &StateTable, e: &'a Event) -> Vec<ColumnChange<'a>> {
+            row_changes(s, e).collect()
+        }
         let set = |v: Value| ColumnChange::Set(Cow::Owned(v));
         assert_eq!(
-            changes(&event("e.changed", 1, json!({"a": null, "alt": "z", "nested": {"b": "deep"}}))),
+            changes(&s, &event("e.changed", 1, json!({"a": null, "alt": "z", "nested": {"b": "deep"}}))),
             [set(json!("z")), set(json!("deep")), set(json!("e.changed"))]
         );
         assert_eq!(
-            changes(&event("e.created", 1, json!({"a": "first", "alt": "z"}))),
+            changes(&s, &event("e.created", 1, json!({"a": "first", "alt": "z"}))),
             [set(json!("first")), ColumnChange::Keep, set(json!("e.created"))]
         );
-        assert_eq!(changes(&event("e.deleted", 1, json!({"a": "ignored"}))), [ColumnChange::Erase; 3]);
-        assert_eq!(changes(&event("other", 1, json!({"a": "x"}))), [ColumnChange::Keep; 3]);
+        assert_eq!(changes(&s, &event("e.deleted", 1, json!({"a": "ignored"}))), [const { ColumnChange::Erase }; 3]);
+        assert_eq!(changes(&s, &event("other", 1, json!({"a": "x"}))), [const { ColumnChange::Keep }; 3]);
     }
 
     /// What ClickHouse's `argMaxIf(value, version, set OR erased)` gives per column, with the

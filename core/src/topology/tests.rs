@@ -136,7 +136,7 @@ fn the_repository_topology_is_valid() {
         "session.started",
     ]
     .iter()
-    .map(|t| clickhouse.state_change(t))
+    .map(|t| clickhouse.state["users_current"].change(t))
     .collect();
     use StateChange::{Create, Delete, Update};
     assert_eq!(changes, [Some(Create), Some(Update), Some(Delete), Some(Create), Some(Delete), Some(Create), None]);
@@ -488,7 +488,7 @@ fn missing_keys_say_what_to_add() {
 fn groups_and_dead_letter_topics_are_checked() {
     let text = format!(
         "{BASE}\n[projections.other]\nsources = [\"sessions\"]\nsink = \"clickhouse\"\ngroup = \"sluice.user_state\"\n\
-         dlq_topic = \"sessions\"\n\n[projections.other.clickhouse]\ntable = \"events\"\nrollups = [\"daily_engagment\"]\n"
+         dlq_topic = \"sessions\"\n\n[projections.other.clickhouse]\ntable = \"events\"\ndatabase = \"no-such\"\n"
     );
     let all = errors(&text);
     let at: Vec<_> = all.iter().map(|(l, c, m, _)| (*l, *c, m.as_str())).collect();
@@ -497,11 +497,11 @@ fn groups_and_dead_letter_topics_are_checked() {
         [
             (33, 9, "projections \"other\" and \"user_state\" share the consumer group \"sluice.user_state\""),
             (34, 13, "dead-letter topic \"sessions\" of projection \"other\" also carries events (session.started)"),
-            (38, 12, "unknown rollup \"daily_engagment\": the ClickHouse sink does not maintain it"),
+            (38, 12, "`projections.other.clickhouse.database` = \"no-such\" is not valid: it must be a ClickHouse identifier (letters, digits, `_`)"),
         ],
         "{all:#?}"
     );
-    assert_eq!(all[2].3.as_deref(), Some("did you mean \"daily_engagement\"?"));
+    assert_eq!(all[2].3, None);
 }
 
 #[test]
@@ -730,68 +730,32 @@ fn with_state(state: &str) -> String {
 }
 
 #[test]
-fn clickhouse_state_events_default_to_the_user_types() {
-    let t = valid(&with_state("state_table = \"users_current\"\n"));
-    assert!(t.warnings().is_empty(), "{}", t.warnings());
-    let Some(SinkConfig::ClickHouse { clickhouse }) = t.projection("analytics").map(|p| &p.sink) else {
-        panic!("a ClickHouse projection")
-    };
-    assert_eq!((&clickhouse.state_events, &clickhouse.state_deletes, &clickhouse.state_creates), (&None, &None, &None));
-    assert_eq!(clickhouse.state_change("user.registered"), Some(StateChange::Create));
-    assert_eq!(clickhouse.state_change("user.deleted"), Some(StateChange::Delete));
-    assert_eq!(clickhouse.state_change("user.email_changed"), Some(StateChange::Update));
-    assert_eq!(clickhouse.state_change("session.started"), None);
+fn the_keys_of_the_built_in_state_table_say_what_replaced_them() {
+    let all = errors(&with_state("state_table = \"users_current\"\nstate_events = [\"user.registered\"]\nrollups = [\"daily\"]\n"));
+    let found: Vec<(usize, &str, Option<&str>)> = all.iter().map(|(l, _, m, h)| (*l, m.as_str(), h.as_deref())).collect();
+    assert_eq!(
+        found,
+        [
+            (36, "`state_table` is no longer read: state tables are declared", Some("declare the state table as `[projections.<name>.clickhouse.state.<table>]`")),
+            (37, "`state_events` is no longer read: state tables are declared", Some("list them as `events` of `[projections.<name>.clickhouse.state.<table>]`")),
+            (38, "`rollups` is no longer a list of built-in rollups", Some("declare each as `[projections.<name>.clickhouse.rollups.<rollup>]` over a declared table")),
+        ]
+    );
 }
 
 #[test]
-fn clickhouse_state_events_are_declared_types() {
-    // Declared is enough: "session.started" is not on a source (yet), and "user.registered" is a
-    // state event that neither creates nor deletes once `state_creates` leaves it out.
+fn a_declared_state_table_resolves_its_columns() {
     let t = valid(&with_state(
-        "state_table = \"users_current\"\nstate_events = [\"user.registered\", \"user.deleted\", \"session.started\"]\n\
-         state_deletes = [\"user.deleted\"]\nstate_creates = [\"session.started\"]\n",
+        "[projections.analytics.clickhouse.state.users_current]\nkey_column = \"user_id\"\n\
+         events = [\"user.registered\", \"user.deleted\"]\ncreates = [\"user.registered\"]\ndeletes = [\"user.deleted\"]\n\
+         columns = { email = \"email\", seen = \"occurred_at\" }\n",
     ));
-    assert!(t.warnings().is_empty(), "{}", t.warnings());
     let Some(SinkConfig::ClickHouse { clickhouse }) = t.projection("analytics").map(|p| &p.sink) else {
         panic!("a ClickHouse projection")
     };
-    assert_eq!(clickhouse.state_change("session.started"), Some(StateChange::Create));
-    assert_eq!(clickhouse.state_change("user.registered"), Some(StateChange::Update));
-
-    let (line, column, message, hint) =
-        error(&with_state("state_table = \"users_current\"\nstate_events = [\"user.registered\", \"user.delted\"]\n"));
-    assert_eq!((line, column), (37, 36));
-    assert_eq!(message, "unknown event type \"user.delted\" in `projections.analytics.clickhouse.state_events`");
-    assert_eq!(hint.as_deref(), Some("did you mean \"user.deleted\"?"));
-
-    let (line, column, message, hint) = error(&with_state(
-        "state_table = \"users_current\"\nstate_events = [\"user.registered\"]\nstate_deletes = [\"user.deleted\"]\n",
-    ));
-    assert_eq!((line, column), (38, 18));
-    assert_eq!(
-        message,
-        "\"user.deleted\" in `projections.analytics.clickhouse.state_deletes` is not one of the `state_events`"
-    );
-    assert_eq!(hint.as_deref(), Some("add \"user.deleted\" to `state_events`"));
-
-    let (_, _, message, hint) =
-        error(&with_state("state_table = \"users_current\"\nstate_creates = [\"session.started\"]\n"));
-    assert_eq!(
-        message,
-        "\"session.started\" in `projections.analytics.clickhouse.state_creates` is not one of the `state_events`"
-    );
-    assert!(hint.is_some_and(|h| h.starts_with("without `state_events` only the `user.*` types")));
-
-    let (_, _, message, _) = error(&with_state(
-        "state_table = \"users_current\"\nstate_creates = [\"user.registered\", \"user.deleted\"]\n",
-    ));
-    assert_eq!(message, "\"user.deleted\" is in both the default `state_deletes` and `state_creates`");
-
-    let (line, column, message, _) =
-        error(&with_state("state_table = \"users_current\"\nstate_events = []\nstate_deletes = [\"user.deleted\"]\n"));
-    assert_eq!((line, column, message.as_str()), (37, 16, "`state_events` is empty: the state table would stay empty"));
-
-    let t = valid(&with_state("state_deletes = [\"user.deleted\"]\n"));
-    let w: Vec<(usize, String)> = t.warnings().diagnostics().iter().map(|d| (d.line, d.message.clone())).collect();
-    assert_eq!(w, [(36, "`state_deletes` has no effect without `state_table`".to_owned())]);
+    let state = &clickhouse.state["users_current"];
+    let columns: Vec<(&str, String)> = state.resolved.iter().map(|c| (c.name.as_str(), c.ty.to_string())).collect();
+    assert_eq!(columns, [("email", "string".to_owned()), ("seen", "timestamp-millis".to_owned())]);
+    assert_eq!(state.change("user.deleted"), Some(StateChange::Delete));
+    assert_eq!(state.change("session.started"), None);
 }

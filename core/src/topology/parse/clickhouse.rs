@@ -38,14 +38,16 @@ impl Walker<'_> {
         }
         let tables = self.named_tables(t, "tables", Self::declared_table);
         let state = self.named_tables(t, "state", Self::state_table);
-        if t.entries.get("rollups").is_some_and(|v| v.get_ref().as_array().is_some()) {
+        let rollups = if t.entries.get("rollups").is_some_and(|v| v.get_ref().as_array().is_some()) {
             t.value("rollups");
             self.issues.push(
                 Issue::error(t.span_of("rollups"), "`rollups` is no longer a list of built-in rollups")
                     .hint("declare each as `[projections.<name>.clickhouse.rollups.<rollup>]` over a declared table"),
             );
-        }
-        let rollups = self.named_tables(t, "rollups", Self::rollup);
+            BTreeMap::new()
+        } else {
+            self.named_tables(t, "rollups", Self::rollup)
+        };
         ClickHouseSink { database, table: table.unwrap_or_default(), tables, state, rollups }
     }
 

@@ -81,7 +81,7 @@ fn the_orders_domain_declares_typed_tables() {
 
 #[test]
 fn a_column_from_a_field_no_event_has_is_refused_with_a_suggestion() {
-    let text = text().replace("paid = \"amount\"", "paid = \"amout\"");
+    let text = text().replacen("paid = \"amount\"", "paid = \"amout\"", 1);
     let errs = errors(&text);
     assert_eq!(errs.len(), 1, "{errs:?}");
     assert_eq!(errs[0].0, "no event type of the table has a field amout (for column `paid`)");
@@ -92,7 +92,7 @@ fn a_column_from_a_field_no_event_has_is_refused_with_a_suggestion() {
 fn broken_declarations_are_each_reported() {
     let text = text()
         .replace("events = [\"order.shipped\"]", "events = [\"order.shiped\"]")
-        .replace("method = \"method\"", "method = \"method[\"\nevent_id = \"amount\"")
+        .replacen("method = \"method\"", "method = \"method[\"\nevent_id = \"amount\"", 1)
         .replace("order_by = [\"aggregate_id\", \"occurred_at\"]", "order_by = [\"aggregate_id\", \"placed\"]");
     let messages: Vec<String> = errors(&text).into_iter().map(|(m, _)| m).collect();
     assert!(messages.iter().any(|m| m.contains("\"order.shiped\"")), "{messages:#?}");
@@ -119,7 +119,7 @@ fn a_declared_table_may_not_take_the_raw_tables_name() {
     let text = text().replace("tables.order_shipments]", "tables.order_events]");
     let errs = errors(&text);
     assert!(
-        errs.iter().any(|(m, _)| m == "table `order_events` is already one of the projection's own tables"),
+        errs.iter().any(|(m, _)| m == "`order_events` is already a table of this projection (from `table`)"),
         "{errs:?}"
     );
 }
