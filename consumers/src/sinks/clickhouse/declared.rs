@@ -272,4 +272,4 @@ pub fn object(database: &str, name: &str, table: &DeclaredTable, l: Layout) -> (
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

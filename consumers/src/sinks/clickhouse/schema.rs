@@ -551,12 +551,10 @@ mod tests {
     use crate::sinks::clickhouse::capabilities::Version;
     use proptest::prelude::*;
 
+    /// The analytics projection of the repository's topology: a raw table, a declared table, a
+    /// rollup of it and a state table.
     fn sink() -> ClickHouseSink {
-        ClickHouseSink {
-            rollups: vec![DAILY_ENGAGEMENT.into()],
-            state_table: Some("users_current".into()),
-            ..ClickHouseSink::new("events")
-        }
+        crate::sinks::clickhouse::declared::tests::repository_sink()
     }
 
     fn layout(major: u32) -> Layout {
@@ -593,6 +591,7 @@ mod tests {
             names,
             [
                 "events",
+                "engagement",
                 "daily_engagement_by_event",
                 "daily_engagement_mv",
                 "daily_engagement",
@@ -603,24 +602,16 @@ mod tests {
             ]
         );
         assert!(plan.objects.iter().all(|o| o.create.contains("IF NOT EXISTS")));
-        let minimal = ClickHouseSink { rollups: vec![], state_table: None, ..sink() };
+        let minimal = ClickHouseSink::new("events");
         assert_eq!(super::plan("db", &minimal, layout(26)).expect("plan").objects.len(), 1);
-        let unknown = ClickHouseSink { rollups: vec!["hourly".into()], ..sink() };
-        assert_eq!(super::plan("db", &unknown, layout(26)), Err(PlanError::UnknownRollup("hourly".into())));
-    }
-
-    #[test]
-    fn the_state_events_change_rows_not_objects() {
-        let list = |types: &[&str]| Some(types.iter().map(|t| (*t).to_owned()).collect());
-        let cdc = ClickHouseSink {
-            state_events: list(&["user.registered", "user.deleted", "legacy.user.changed", "legacy.user.deleted"]),
-            state_deletes: list(&["user.deleted", "legacy.user.deleted"]),
-            state_creates: list(&["user.registered", "legacy.user.changed"]),
-            ..sink()
-        };
-        for major in [18, 26] {
-            assert_eq!(plan("a", &cdc, layout(major)), plan("a", &sink(), layout(major)));
+        let mut unknown = sink();
+        if let Some(r) = unknown.rollups.get_mut("daily_engagement") {
+            r.from = "nowhere".into();
         }
+        assert_eq!(
+            super::plan("db", &unknown, layout(26)),
+            Err(PlanError::UnknownTable { rollup: "daily_engagement".into(), table: "nowhere".into() })
+        );
     }
 
     #[test]
@@ -628,26 +619,61 @@ mod tests {
         let names = Names::versioned(&sink(), "__v2");
         let plan = plan_named("a", &sink(), layout(26), &names).expect("plan");
         let got: Vec<&str> = plan.objects.iter().map(|o| o.name.as_str()).collect();
-        assert_eq!(
-            got,
-            [
-                "events__v2",
-                "daily_engagement_by_event__v2",
-                "daily_engagement_mv__v2",
-                "daily_engagement__v2",
-                "users_current_updates__v2",
-                "users_current_state__v2",
-                "users_current_mv__v2",
-                "users_current__v2"
-            ]
-        );
-        assert_eq!(names.user_updates.as_deref(), Some("users_current_updates__v2"));
-        let mv = &plan.objects[2].create;
-        assert!(mv.contains("TO `a`.`daily_engagement_by_event__v2`") && mv.contains("FROM `a`.`events__v2`"), "{mv}");
-        let state_mv = &plan.objects[6].create;
+        assert!(got.iter().all(|n| n.ends_with("__v2")), "{got:?}");
+        let mv = &plan.objects[3].create;
+        assert!(mv.contains("TO `a`.`daily_engagement_by_event__v2`") && mv.contains("FROM `a`.`engagement__v2`"), "{mv}");
+        let state_mv = &plan.objects[7].create;
         assert!(state_mv.contains("FROM `a`.`users_current_updates__v2`"), "{state_mv}");
         // The live version's plan is the plain one.
         assert_eq!(plan_named("a", &sink(), layout(26), &Names::of(&sink())), super::plan("a", &sink(), layout(26)));
+    }
+
+    #[test]
+    fn a_rollup_counts_each_event_once_on_every_server() {
+        for major in [18, 26] {
+            let plan = plan("a", &sink(), layout(major)).expect("plan");
+            let by_event = &plan.objects[2];
+            assert!(by_event.create.contains("ORDER BY (`day`, event_id)"), "{}", by_event.create);
+            let mv = &plan.objects[3].create;
+            assert!(mv.starts_with("CREATE MATERIALIZED VIEW IF NOT EXISTS `a`.`daily_engagement_mv` TO `a`.`daily_engagement_by_event`"), "{mv}");
+            assert!(mv.contains("SELECT toDate(`occurred_at`) AS `day`, event_id, `user_id`, `event_type`, `amount_cents`"), "{mv}");
+            let view = &plan.objects[4].create;
+            assert!(view.contains("FROM `a`.`daily_engagement_by_event` FINAL"), "{view}");
+            assert!(view.contains("countIf(event_type IN ('engagement.clicked')) AS `clicks`"), "{view}");
+            // `amount_cents` is NULL in page views and clicks: their revenue is 0, not NULL.
+            assert!(view.contains("sum(assumeNotNull(`amount_cents`)) AS `revenue_cents`"), "{view}");
+        }
+    }
+
+    #[test]
+    fn a_state_table_folds_the_newest_value_of_each_column() {
+        let plan = plan("a", &sink(), layout(26)).expect("plan");
+        let updates = &plan.objects[5];
+        let columns: Vec<(&str, &str)> = updates.columns.iter().map(|c| (c.name.as_str(), c.ty.as_str())).collect();
+        assert!(columns.ends_with(&[
+            ("erases", "UInt8"),
+            ("is_deleted", "Nullable(UInt8)"),
+            ("country", "Nullable(String)"),
+            ("display_name", "Nullable(String)"),
+            ("email", "Nullable(String)"),
+        ]), "{columns:?}");
+        let mv = &plan.objects[7].create;
+        assert!(mv.contains("aggregate_id AS `user_id`"), "{mv}");
+        assert!(mv.contains("argMaxIfState(assumeNotNull(`email`), aggregate_version, isNotNull(`email`) OR erases = 1) AS `email`"), "{mv}");
+        let view = &plan.objects[8];
+        let columns: Vec<(&str, &str)> = view.columns.iter().map(|c| (c.name.as_str(), c.ty.as_str())).collect();
+        assert_eq!(
+            columns,
+            [
+                ("user_id", "String"),
+                ("aggregate_version", "Int64"),
+                ("country", "String"),
+                ("display_name", "String"),
+                ("email", "String"),
+                ("is_deleted", "UInt8"),
+                ("updated_at", "DateTime64(3, 'UTC')")
+            ]
+        );
     }
 
     #[test]

@@ -7,9 +7,9 @@
 //!
 //! # How readers and writers follow the swap
 //!
-//! Only the *tables* move. Analysts read `events` (a table) and the views `daily_engagement` and
-//! `users_current`; the worker inserts into `events` and `<state>_updates`; all of them name the
-//! tables, so once the new version's tables carry the live names, every reader and the running
+//! Only the *tables* move. Analysts read the tables (`events`, declared tables) and the views of
+//! rollups and state tables; the worker inserts into the tables and `<state>_updates`; all of them
+//! name the tables, so once the new version's tables carry the live names, every reader and the running
 //! live worker use them — nothing restarts. The tables move in **one statement**: `EXCHANGE
 //! TABLES a AND a__v2, …` where the database is `Atomic` (each pair is swapped atomically; no
 //! moment without an `events` table), else `RENAME TABLE a TO a__v1, a__v2 TO a, …` (18.16: the
@@ -110,18 +110,12 @@ pub fn drop_version(version: &Plan) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
-    use sluice_core::topology::ClickHouseSink;
-
     use super::super::capabilities::{Capabilities, Version};
     use super::super::schema::{Layout, Names, plan_named};
     use super::*;
 
     fn plans(major: u32) -> (Plan, Plan, Plan) {
-        let sink = ClickHouseSink {
-            rollups: vec!["daily_engagement".into()],
-            state_table: Some("users_current".into()),
-            ..ClickHouseSink::new("events")
-        };
+        let sink = super::super::declared::tests::repository_sink();
         let layout = Layout::of(&Capabilities::of(Version { major, minor: 1, patch: 0 }));
         let plan = |suffix| plan_named("db", &sink, layout, &Names::versioned(&sink, suffix)).expect("plan");
         (plan(""), plan("__v2"), plan("__v1"))
@@ -141,6 +135,7 @@ mod tests {
         assert_eq!(
             sql[0],
             "EXCHANGE TABLES `db`.`events` AND `db`.`events__v2`, \
+             `db`.`engagement` AND `db`.`engagement__v2`, \
              `db`.`daily_engagement_by_event` AND `db`.`daily_engagement_by_event__v2`, \
              `db`.`users_current_updates` AND `db`.`users_current_updates__v2`, \
              `db`.`users_current_state` AND `db`.`users_current_state__v2`"
@@ -148,6 +143,7 @@ mod tests {
         assert_eq!(
             sql[1],
             "RENAME TABLE `db`.`events__v2` TO `db`.`events__v1`, \
+             `db`.`engagement__v2` TO `db`.`engagement__v1`, \
              `db`.`daily_engagement_by_event__v2` TO `db`.`daily_engagement_by_event__v1`, \
              `db`.`users_current_updates__v2` TO `db`.`users_current_updates__v1`, \
              `db`.`users_current_state__v2` TO `db`.`users_current_state__v1`"
@@ -164,7 +160,7 @@ mod tests {
         assert!(sql[6].starts_with(
             "CREATE MATERIALIZED VIEW IF NOT EXISTS `db`.`daily_engagement_mv` TO `db`.`daily_engagement_by_event`"
         ));
-        assert!(sql[6].contains("FROM `db`.`events` WHERE"), "{}", sql[6]);
+        assert!(sql[6].contains("FROM `db`.`engagement`"), "{}", sql[6]);
         assert!(sql[7].starts_with("CREATE MATERIALIZED VIEW IF NOT EXISTS `db`.`users_current_mv`"));
         assert_eq!(
             sql[8..],
@@ -179,7 +175,7 @@ mod tests {
         assert!(
             sql[0].starts_with(
                 "RENAME TABLE `db`.`events` TO `db`.`events__v1`, `db`.`events__v2` TO `db`.`events`, \
-             `db`.`daily_engagement_by_event` TO `db`.`daily_engagement_by_event__v1`, "
+             `db`.`engagement` TO `db`.`engagement__v1`, `db`.`engagement__v2` TO `db`.`engagement`, "
             ),
             "{}",
             sql[0]

@@ -10,13 +10,23 @@ use super::*;
 use crate::sinks::clickhouse::capabilities::{Capabilities, Version};
 use crate::sinks::clickhouse::schema::plan;
 
-fn sink() -> ClickHouseSink {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/domains/orders/topology.toml");
-    let topology = Topology::load(&path).expect("orders topology");
-    match &topology.projection("order_analytics").expect("projection").sink {
+/// The ClickHouse block of `projection` in the topology at `path` (from the repository root).
+fn clickhouse_of(path: &str, projection: &str) -> ClickHouseSink {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path);
+    let topology = Topology::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    match &topology.projection(projection).expect("projection").sink {
         SinkConfig::ClickHouse { clickhouse } => clickhouse.clone(),
         SinkConfig::Couchbase { .. } => panic!("ClickHouse"),
     }
+}
+
+fn sink() -> ClickHouseSink {
+    clickhouse_of("tests/domains/orders/topology.toml", "order_analytics")
+}
+
+/// The analytics projection of the repository's own topology.
+pub(crate) fn repository_sink() -> ClickHouseSink {
+    clickhouse_of("topology.toml", "analytics")
 }
 
 fn layout(major: u32) -> Layout {
@@ -101,8 +111,8 @@ fn a_row_holds_the_envelope_then_the_columns() {
     let sink = sink();
     let names = Names::of(&sink);
     for major in [26, 18] {
-        let tables = plans(&sink, &names, layout(major));
-        let placed_table = tables.iter().find(|t| t.name == "orders_placed").expect("table");
+        let tables = targets(&sink, &names, layout(major));
+        let placed_table = tables.iter().find(|t| t.name() == "orders_placed").expect("table");
         assert!(placed_table.takes("order.placed") && !placed_table.takes("order.paid"));
         let mut row = Vec::new();
         placed_table.write_row(&placed(), &mut row).expect("row");
@@ -118,8 +128,8 @@ fn a_row_holds_the_envelope_then_the_columns() {
 #[test]
 fn a_value_that_does_not_fit_refuses_the_event_and_writes_nothing() {
     let sink = sink();
-    let tables = plans(&sink, &Names::of(&sink), layout(18));
-    let table = tables.iter().find(|t| t.name == "orders_placed").expect("table");
+    let tables = targets(&sink, &Names::of(&sink), layout(18));
+    let table = tables.iter().find(|t| t.name() == "orders_placed").expect("table");
     let mut event = placed();
     // Day 70000 is in 2161: past a Date column (18.16 has no Date32).
     event.payload.insert("delivery_date".into(), json!(70_000));
