@@ -235,8 +235,8 @@ pub fn generate(users: usize, seed: u64, run: &str, prefix: &str) -> (Vec<Value>
 /// The default topology with every topic, projection (so consumer group and DLQ topic) and
 /// ClickHouse table suffixed with `_<suffix>`, and schema paths made absolute under `schemas_dir`:
 /// a pipeline that shares nothing with other runs (tests, `sluice bench`) — except the ClickHouse
-/// rollups, whose objects are named after the rollup (`daily_engagement…`), not the table: give
-/// the copy a ClickHouse database of its own, as the tests and `sluice bench` do. Text-based, so
+/// rollups, whose objects keep their names (`daily_engagement…`): give the copy a ClickHouse
+/// database of its own, as the tests and `sluice bench` do. Text-based, so
 /// it applies to the default domain's names only.
 pub fn isolated_topology(text: &str, schemas_dir: &std::path::Path, suffix: &str) -> String {
     let mut text = text.replace("schema = \"schemas/", &format!("schema = \"{}/", schemas_dir.display()));
@@ -257,8 +257,11 @@ pub fn isolated_topology(text: &str, schemas_dir: &std::path::Path, suffix: &str
     for projection in ["user_state", "session_state", "analytics"] {
         text = text.replace(&format!("[projections.{projection}"), &format!("[projections.{projection}_{suffix}"));
     }
-    for table in ["events", "users_current"] {
-        text = text.replace(&format!("\"{table}\""), &format!("\"{table}_{suffix}\""));
+    text = text.replace("table = \"events\"", &format!("table = \"events_{suffix}\""));
+    // Declared tables (the topic rename above already renamed their names where quoted).
+    for (kind, table) in [("tables", "engagement"), ("state", "users_current")] {
+        text = text.replace(&format!(".{kind}.{table}]"), &format!(".{kind}.{table}_{suffix}]"));
+        text = text.replace(&format!(".{kind}.{table}."), &format!(".{kind}.{table}_{suffix}."));
     }
     text
 }
