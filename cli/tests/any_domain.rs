@@ -1,9 +1,9 @@
 //! A domain that is not the repository's: the shop's orders of `tests/domains/orders`, with its
 //! ClickHouse tables declared in its topology and typed from its schemas (decimals, an array of
 //! line-item records, enums, a map, timestamps to the microsecond, uuids, nullable fields).
-//! Published twice (the second time newest first), projected by a worker killed between a write
-//! and its commit and a second one, on both ClickHouse generations: the analyst queries equal a
-//! model the test computes.
+//! A current-state table and two rollups are declared too. Published twice (the second time
+//! newest first), projected by a worker killed between a write and its commit and a second one,
+//! on both ClickHouse generations: the analyst queries equal a model the test computes.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -56,6 +56,13 @@ struct Model {
     refunds: u64,
     shipped: u64,
     parcels: i64,
+    /// Cancellation events (before or after payment).
+    cancelled: u64,
+    refund_cents: i64,
+    /// The EUR and USD orders (the `daily_sales` rollup's), their sum and largest total.
+    sales: u64,
+    sales_cents: i64,
+    biggest_sale_cents: i64,
 }
 
 /// A small deterministic generator (no randomness between runs of the model and the test).
@@ -110,11 +117,17 @@ fn orders(sfx: &str, n: u64) -> (Vec<Value>, Model) {
         model.quantity += items.iter().map(|(q, _)| q).sum::<i64>();
         model.web += u64::from(web);
         model.max_placed_at_us = model.max_placed_at_us.max(placed_at_us);
+        if currency != "GBP" {
+            model.sales += 1;
+            model.sales_cents += total;
+            model.biggest_sale_cents = model.biggest_sale_cents.max(total);
+        }
         match rng.next(4) {
             0 => {
                 let mut cancelled = envelope("order.cancelled", 2);
                 merge(&mut cancelled, json!({"reason": "changed mind", "refund": Value::Null}));
                 events.push(cancelled);
+                model.cancelled += 1;
             }
             _ => {
                 let mut paid = envelope("order.paid", 2);
@@ -127,6 +140,8 @@ fn orders(sfx: &str, n: u64) -> (Vec<Value>, Model) {
                     merge(&mut cancelled, json!({"reason": "damaged", "refund": cents(total)}));
                     events.push(cancelled);
                     model.refunds += 1;
+                    model.cancelled += 1;
+                    model.refund_cents += total;
                 } else {
                     let parcels = 1 + rng.next(3) as i64;
                     let mut shipped = envelope("order.shipped", 3);
@@ -156,8 +171,11 @@ async fn orders_end_to_end(url: &str, modern: bool) {
     run_ok(sluice(&topology).args(["schemas", "register"]));
     let out = run_ok(sluice(&topology).args(["clickhouse", "migrate"]));
     let report = String::from_utf8_lossy(&out.stdout);
-    for table in ["orders_placed", "order_money", "order_shipments"] {
+    for table in ["orders_placed", "order_money", "order_shipments", "orders_current_updates", "daily_sales_by_event"] {
         assert!(report.contains(&format!("created table `db_{sfx}`.`{table}`")), "{report}");
+    }
+    for view in ["orders_current", "daily_sales", "hourly_money"] {
+        assert!(report.contains(&format!("created view `db_{sfx}`.`{view}`")), "{report}");
     }
 
     let out = run_ok(sluice(&topology).args(["clickhouse", "describe"]));
@@ -208,8 +226,72 @@ async fn orders_end_to_end(url: &str, modern: bool) {
         .expect("order_shipments");
     let rows: u64 = client.query("SELECT count() FROM order_shipments").fetch_one().await.expect("rows");
     assert!(rows >= shipped, "{rows} rows, {shipped} events");
-    let got =
-        Model { placed, total_cents, quantity, web, max_placed_at_us, paid, paid_cents, refunds, shipped, parcels };
+    // The state table: one row per order, each column the newest value set.
+    let (orders_now, last_shipped, cancelled_now, state_total_cents, state_paid_cents, state_refund_cents): (
+        u64,
+        u64,
+        u64,
+        i64,
+        i64,
+        i64,
+    ) = client
+        .query(
+            "SELECT count(), countIf(last_event = 'order.shipped'), countIf(last_event = 'order.cancelled'), \
+             toInt64(sum(total) * 100), toInt64(sum(paid) * 100), toInt64(sum(refund) * 100) \
+             FROM orders_current WHERE is_deleted = 0",
+        )
+        .fetch_one()
+        .await
+        .expect("orders_current");
+    assert_eq!(
+        (orders_now, last_shipped, cancelled_now, state_total_cents, state_paid_cents, state_refund_cents),
+        (model.placed, model.shipped, model.placed - model.shipped, model.total_cents, model.paid_cents, model.refund_cents),
+        "orders_current: the newest value of each column per order, whatever the order of delivery"
+    );
+    // The rollups: every event counted once, duplicates and the crash's re-deliveries included.
+    let (sales, sales_cents, customers, biggest_cents): (u64, i64, u64, i64) = client
+        .query(
+            "SELECT toUInt64(sum(orders)), toInt64(sum(revenue) * 100), toUInt64(sum(customers)), \
+             toInt64(max(biggest) * 100) FROM daily_sales",
+        )
+        .fetch_one()
+        .await
+        .expect("daily_sales");
+    assert_eq!(
+        (sales, sales_cents, customers, biggest_cents),
+        (model.sales, model.sales_cents, model.sales, model.biggest_sale_cents),
+        "daily_sales: EUR and USD orders only (`where`), each customer once"
+    );
+    let (payments, cancellations, amount_paid, amount_refunded): (u64, u64, i64, i64) = client
+        .query(
+            "SELECT toUInt64(sum(payments)), toUInt64(sum(cancellations)), toInt64(sum(amount_paid) * 100), \
+             toInt64(sum(amount_refunded) * 100) FROM hourly_money",
+        )
+        .fetch_one()
+        .await
+        .expect("hourly_money");
+    assert_eq!(
+        (payments, cancellations, amount_paid, amount_refunded),
+        (model.paid, model.cancelled, model.paid_cents, model.refund_cents),
+        "hourly_money"
+    );
+    let got = Model {
+        placed,
+        total_cents,
+        quantity,
+        web,
+        max_placed_at_us,
+        paid,
+        paid_cents,
+        refunds,
+        shipped,
+        parcels,
+        cancelled: cancellations,
+        refund_cents: amount_refunded,
+        sales,
+        sales_cents,
+        biggest_sale_cents: biggest_cents,
+    };
     assert_eq!(got, model, "the declared tables equal the model (ClickHouse at {url})");
     let types: BTreeMap<String, String> = client
         .query("SELECT name, type FROM system.columns WHERE database = ? AND table = 'orders_placed'")
