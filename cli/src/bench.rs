@@ -30,7 +30,8 @@ use sluice_consumers::sinks::couchbase::{Couchbase, drop_collection, setup};
 use sluice_consumers::worker::metrics::names;
 use sluice_core::topology::{CouchbaseSink, SinkConfig, Topology};
 use sluice_producers::admin::topics::TopicAdmin;
-use sluice_producers::{Publisher, PublisherOptions, sample};
+use sluice_producers::{Publisher, PublisherOptions};
+use sluice_sample as sample;
 use tokio_util::sync::CancellationToken;
 
 use crate::work::{RunOptions, run_projection};

@@ -133,7 +133,7 @@ async fn loopback_target(url: &str) -> anyhow::Result<(SocketAddr, HeaderValue)>
 
 /// Request bodies, built once: events of `event_type` without `event_id`.
 fn sample_events(event_type: &str) -> anyhow::Result<Vec<Json>> {
-    let (events, _) = sluice_producers::sample::generate(400, 7, "10adbe0c", "loadgen-");
+    let (events, _) = sluice_sample::generate(400, 7, "10adbe0c", "loadgen-");
     let mut chosen: Vec<Json> = events.into_iter().filter(|e| e["event_type"] == event_type).collect();
     if chosen.is_empty() {
         bail!(

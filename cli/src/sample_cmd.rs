@@ -3,7 +3,7 @@
 use std::io::{BufWriter, Write};
 use std::process::ExitCode;
 
-use sluice_producers::sample;
+use sluice_sample as sample;
 
 /// Options of `sluice sample`.
 #[derive(Debug, clap::Args)]

@@ -15,7 +15,6 @@
 //! - [`admin`]: `sluice topics apply` and `sluice schemas register|check`, as library calls.
 //! - [`gateway`]: the HTTP ingest gateway (`sluice gateway`): JSON events over HTTP, with bearer
 //!   tokens, validated and published by a [`Publisher`], answered after Kafka's acknowledgement.
-//! - [`sample`]: deterministic sample events of the default domain and the model they imply.
 //!
 //! # Publishing from a service
 //!
@@ -83,7 +82,6 @@ pub mod limits;
 pub mod publisher;
 mod record;
 pub mod registry;
-pub mod sample;
 
 pub use draft::{EventDraft, fill_envelope_defaults};
 pub use error::{PublishError, RegistryError};

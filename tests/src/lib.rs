@@ -3,7 +3,7 @@
 //!
 //! A missing service is a failure with a message saying how to start it, never a skip.
 
-pub use sluice_producers::sample as domain;
+pub use sluice_sample as domain;
 
 pub mod cdc;
 
@@ -53,7 +53,7 @@ pub fn fresh_topology(suffix: &str) -> std::path::PathBuf {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let text = std::fs::read_to_string(root.join("topology.toml")).expect("read topology.toml");
     let schemas = root.join("schemas").canonicalize().expect("schemas dir");
-    let text = sluice_producers::sample::isolated_topology(&text, &schemas, suffix);
+    let text = sluice_sample::isolated_topology(&text, &schemas, suffix);
     let dir = std::env::temp_dir().join(format!("sluice-test-{suffix}"));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let path = dir.join("topology.toml");

@@ -538,7 +538,7 @@ impl Walker<'_> {
         }
         // Every key of a map-of-tables section is a name, so there is no unknown key to look for.
         if let Some(section) = self.table(top, "events", Secrets::Other) {
-            let rule = "event types are dotted and lower case, e.g. \"user.registered\"";
+            let rule = "event types are dotted and lower case, e.g. \"invoice.paid\"";
             for (name, mut t) in self.entities(&section, valid_event_type, rule) {
                 let topic = self.string(&mut t, "topic");
                 let topic = t.require(self, "topic", topic, "\"<topic name>\"");

@@ -164,7 +164,7 @@ impl Tokens {
             {
                 return Err(fail(
                     Some(name),
-                    format!("scope {bad:?} is not an event type or a glob like `user.*` or `*`"),
+                    format!("scope {bad:?} is not an event type or a glob like `invoice.*` or `*`"),
                 ));
             }
             let principal = Arc::new(Principal { name: Arc::from(name), scopes });

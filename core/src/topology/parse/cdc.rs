@@ -78,7 +78,7 @@ impl Walker<'_> {
                 .hint("list the table's primary key column(s), e.g. `key = [\"id\"]`"),
             );
         }
-        let rule = "a dotted lower-case event type, e.g. \"legacy.user.changed\"";
+        let rule = "a dotted lower-case event type, e.g. \"invoice.changed\"";
         let upsert_event = self.checked_string(t, "upsert_event", valid_event_type, rule);
         let upsert_event = t.require(self, "upsert_event", upsert_event, "\"<declared event type>\"");
         let delete_event = self.checked_string(t, "delete_event", valid_event_type, rule);
@@ -199,7 +199,7 @@ impl Walker<'_> {
                         self.issues.push(Issue::error(
                             value.span(),
                             format!(
-                                "`{}` must be a sluice event type, e.g. \"legacy.user.signed_up\"",
+                                "`{}` must be a sluice event type, e.g. \"invoice.issued\"",
                                 display_path(&path)
                             ),
                         ));

@@ -115,7 +115,7 @@ impl Walker<'_> {
             t,
             "columns",
             "the state table would hold only its key",
-            "map each column to the event field that sets it: `email = \"email\"`",
+            "map each column to the event field that sets it: `status = \"status\"`",
         );
         let columns = t.require(self, "columns", columns, "{ <column> = \"<event field>\" }");
         StateTable {

@@ -1,4 +1,4 @@
-//! Realistic sample events of the default domain (`sluice sample`, the demo, the tests), and the
+//! The repository's sample domain: realistic sample events of it (`sluice sample`, the demo, the tests), and the
 //! model of what the projections must show for them — computed here, independently of the sinks.
 //!
 //! Deterministic: the same arguments give the same events, so a test can compare the stores with
