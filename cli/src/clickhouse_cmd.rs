@@ -6,6 +6,7 @@ use std::io::Write;
 
 use clap::Subcommand;
 use sluice_consumers::sinks::clickhouse::ClickHouse;
+use sluice_consumers::sinks::clickhouse::state;
 use sluice_consumers::sinks::clickhouse::typing::physical;
 use sluice_consumers::sinks::clickhouse::{ClickHouseProjection, MigrationAction};
 use sluice_core::topology::SinkConfig;
@@ -28,13 +29,14 @@ pub(crate) enum ClickHouseCommand {
     },
 
     /// Print every table a ClickHouse projection writes, as this server gets it: declared tables
-    /// with each column's type and the event field it comes from (see docs/analytics.md).
+    /// and state tables with each column's type and the event field it comes from, rollups with
+    /// their buckets, dimensions and measures (see docs/analytics.md).
     Describe,
 
     /// Run one SQL query against the projections' database and print the result as a table
     /// (tab-separated with a header; `--format` takes any ClickHouse output format).
     ///
-    /// Example: sluice clickhouse query "SELECT * FROM daily_engagement ORDER BY revenue_cents DESC LIMIT 5"
+    /// Example: sluice clickhouse query "SELECT * FROM daily_engagement ORDER BY day DESC LIMIT 5"
     Query {
         /// The SQL.
         sql: String,
@@ -100,6 +102,41 @@ pub(crate) async fn run(ctx: &Context, cmd: ClickHouseCommand) -> anyhow::Result
                         .collect();
                     print!("{}", indent(&crate::table::render(&["column", "type", "from field", "Avro"], &rows, 4)));
                 }
+                for (table, state) in &clickhouse.state {
+                    println!(
+                        "\n  {table} (state: the newest value of each column per {}; events: {})",
+                        state.key_column,
+                        state.events.join(", ")
+                    );
+                    if !state.creates.is_empty() || !state.deletes.is_empty() {
+                        println!("    creates: {}; deletes: {}", or_none(&state.creates), or_none(&state.deletes));
+                    }
+                    let mut rows = vec![vec![state.key_column.clone(), "String".into(), "aggregate_id".into(), String::new()]];
+                    rows.extend(state::view_columns(state, sink.layout()).into_iter().map(|(name, sql, c)| {
+                        let sources: Vec<String> = c.sources.iter().map(ToString::to_string).collect();
+                        vec![name, sql, sources.join(" or "), c.ty.to_string()]
+                    }));
+                    rows.push(vec!["is_deleted".into(), "UInt8".into(), or_none(&state.deletes), String::new()]);
+                    rows.push(vec!["updated_at".into(), sink.layout().time_type().into(), "occurred_at".into(), String::new()]);
+                    print!("{}", indent(&crate::table::render(&["column", "type", "from field", "Avro"], &rows, 4)));
+                }
+                for (name, rollup) in &clickhouse.rollups {
+                    let filter = rollup.events.as_ref().map_or(String::new(), |e| format!("; events: {}", e.join(", ")));
+                    println!(
+                        "\n  {name} (rollup of {} per {} of {}{}{filter}; each event counted once)",
+                        rollup.from,
+                        rollup.bucket,
+                        rollup.time,
+                        if rollup.dimensions.is_empty() { String::new() } else { format!(" and {}", rollup.dimensions.join(", ")) },
+                    );
+                    for (column, values) in &rollup.filter {
+                        let values: Vec<String> = values.iter().map(|v| serde_json::to_string(v).unwrap_or_default()).collect();
+                        println!("    where {column} in ({})", values.join(", "));
+                    }
+                    let rows: Vec<Vec<String>> =
+                        rollup.measures.iter().map(|(m, measure)| vec![m.clone(), measure.to_string()]).collect();
+                    print!("{}", indent(&crate::table::render(&["measure", "aggregate"], &rows, 4)));
+                }
                 println!();
             }
             Ok(ExitCode::SUCCESS)
@@ -114,6 +151,11 @@ pub(crate) async fn run(ctx: &Context, cmd: ClickHouseCommand) -> anyhow::Result
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// The list, comma-separated, or "none".
+fn or_none(list: &[String]) -> String {
+    if list.is_empty() { "none".to_owned() } else { list.join(", ") }
 }
 
 /// `text` with every line indented by four spaces.

@@ -22,7 +22,7 @@
 
 use sluice_core::event::Event;
 use sluice_core::state::{ColumnChange, row_changes};
-use sluice_core::topology::{StateChange, StateTable};
+use sluice_core::topology::{StateChange, StateColumn, StateTable};
 
 use super::declared::write_head;
 use super::row_binary::{self, Enc};
@@ -71,6 +71,17 @@ fn physicals(state: &StateTable, layout: Layout) -> Vec<Vec<StatePhysical>> {
                 .map(|(i, n)| StatePhysical { name: i.name, sql: i.sql, enc: n.enc })
                 .collect()
         })
+        .collect()
+}
+
+/// The columns analysts read in the state table's view, after its key: per declared column its
+/// physical columns' names and types, with the declaration they come from.
+pub fn view_columns(state: &StateTable, layout: Layout) -> Vec<(String, String, &StateColumn)> {
+    state
+        .resolved
+        .iter()
+        .zip(physicals(state, layout))
+        .flat_map(|(c, ps)| ps.into_iter().map(move |p| (p.name, p.sql, c)))
         .collect()
 }
 
