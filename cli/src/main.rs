@@ -74,7 +74,7 @@ enum Command {
     #[command(after_help = doctor::VARIABLES_HELP.as_str())]
     Doctor,
 
-    /// Work with the topology file.
+    /// Work with the topology file: check it, show it, or write a first one from what exists.
     #[command(subcommand)]
     Topology(topology_cmd::TopologyCommand),
 
@@ -190,7 +190,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let ctx = Context::connections_only(&cli.global)?;
             Ok(if doctor::run(&ctx.connections).await { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
-        Command::Topology(cmd) => topology_cmd::run(&cli.global, cmd),
+        Command::Topology(cmd) => topology_cmd::run(&cli.global, cmd).await,
         Command::Publish(args) => publish::run(&cli.global, args).await,
         Command::Schemas(cmd) => schemas_cmd::run(&cli.global, cmd).await,
         Command::Topics(cmd) => topics_cmd::run(&cli.global, cmd).await,

@@ -11,6 +11,9 @@ use super::super::parse::valid_event_type;
 use super::classify::{Candidate, SubjectName, classify, derived_names};
 use super::{Filter, Inventory, KafkaTopic, Naming, Skipped};
 
+/// How many of the other topics a record was found on are named.
+const ALSO_NAMED: usize = 5;
+
 /// A topic that carries event types.
 #[derive(Debug)]
 pub(super) struct PlannedTopic<'a> {
@@ -124,10 +127,17 @@ impl<'a> Topics<'a> {
             return Binding::Bound { topic, also: rest.iter().map(|(t, _)| *t).collect() };
         }
         let ids: Vec<String> = ids.iter().map(u32::to_string).collect();
+        let partial: Vec<&str> =
+            self.kept.iter().filter(|(_, t)| t.sample.as_ref().is_some_and(|s| s.partial)).map(|(n, _)| *n).collect();
+        let stopped = if partial.is_empty() {
+            String::new()
+        } else {
+            format!(" (reading stopped at the deadline on {}: see --sample-timeout)", partial.join(", "))
+        };
         Binding::Unbound(match (shadowed.as_slice(), self.sampled_per_partition) {
             ([], Some(n)) => format!(
                 "found on no topic: none of the latest {n} records of each partition of the {} topics read carries \
-                 its schema ids ({})",
+                 its schema ids ({}){stopped}",
                 self.kept.len(),
                 ids.join(", ")
             ),
@@ -259,9 +269,13 @@ pub(super) fn plan<'a>(inventory: &'a Inventory, filter: &Filter) -> Plan<'a> {
             notes.push(derived_note(&c, &event_type));
         }
         if !also.is_empty() {
+            let mut named: Vec<&str> = also.iter().copied().take(ALSO_NAMED).collect();
+            let more = also.len().saturating_sub(ALSO_NAMED);
+            let more = if more > 0 { format!(" and {more} more") } else { String::new() };
+            named.sort_unstable();
             notes.push(format!(
-                "its records were also found on {}; an event type has one topic: this one carries the most",
-                also.join(", ")
+                "its records were also found on {}{more}; an event type has one topic: this one carries the most",
+                named.join(", ")
             ));
         }
         if by_record && c.naming() != SubjectName::Record {
@@ -373,12 +387,38 @@ fn unused_reason(
         None => {}
         Some(s) if s.records == 0 => parts.push("no records".to_owned()),
         Some(s) => {
-            let framed = s.records - s.unframed.min(s.records);
-            if framed > 0 {
-                let ids: Vec<String> = s.schema_ids.keys().map(u32::to_string).collect();
+            let (mut events, mut others): (BTreeSet<&str>, BTreeSet<&str>) = Default::default();
+            let mut unknown: Vec<String> = Vec::new();
+            for id in s.schema_ids.keys() {
+                let of: Vec<&str> =
+                    subjects.iter().filter(|x| x.ids().any(|i| i == *id)).map(|x| x.subject.as_str()).collect();
+                if of.is_empty() {
+                    unknown.push(id.to_string());
+                }
+                for subject in of.into_iter().filter(|s| *s != value) {
+                    if not_events.iter().any(|n| n.subject == subject) {
+                        others.insert(subject);
+                    } else {
+                        events.insert(subject);
+                    }
+                }
+            }
+            if !events.is_empty() {
+                let events: Vec<&str> = events.into_iter().collect();
                 parts.push(format!(
-                    "its {framed} latest framed records carry schema ids ({}) of no sluice event subject bound here",
-                    ids.join(", ")
+                    "its latest records carry the schemas of {}, written with the topic carrying most of their \
+                     records (an event type has one topic)",
+                    events.join(", ")
+                ));
+            }
+            if !others.is_empty() {
+                let others: Vec<&str> = others.into_iter().collect();
+                parts.push(format!("its latest records carry the schemas of {}, no sluice events", others.join(", ")));
+            }
+            if !unknown.is_empty() {
+                parts.push(format!(
+                    "its latest records carry schema ids of no subject read ({}; see --subjects)",
+                    unknown.join(", ")
                 ));
             }
             if s.unframed > 0 {

@@ -39,7 +39,8 @@
 //! # What else is written
 //!
 //! `[connections]` with the two endpoints read (the others commented out), `[registry]` with the
-//! registry's global compatibility level, `[topics.<name>]` for each topic carrying an event type
+//! compatibility level most of the event types' subjects have (their own, else the registry's
+//! global one), `[topics.<name>]` for each topic carrying an event type
 //! (real partitions, replication factor, cleanup policy and topic-level retention, so `sluice
 //! topics apply` changes nothing), a ClickHouse projection `analytics` of every such topic with a
 //! typed table per event type, and commented-out starting points: a Couchbase projection of the
@@ -74,6 +75,9 @@ pub struct RegistrySubject {
     /// The schema ids of the earlier versions, when read (records written before the latest
     /// version carry them); may be empty.
     pub earlier_ids: Vec<u32>,
+    /// The subject's own compatibility level, when it has one and it was read (the registry's
+    /// global level applies otherwise).
+    pub compatibility: Option<String>,
 }
 
 impl RegistrySubject {
@@ -183,16 +187,18 @@ pub fn is_internal_topic(name: &str) -> bool {
 /// Whether reading the topics' records can bind anything: some considered subject is a sluice
 /// event schema named after its record. Without one, `topology init` reads no records.
 pub fn needs_records(subjects: &[RegistrySubject], filter: &Filter) -> bool {
-    subjects
-        .iter()
-        .filter(|s| filter.keeps_subject(&s.subject))
-        .any(|s| classify::classify(s).is_ok_and(|c| c.schema.record_name == s.subject))
+    subjects.iter().filter(|s| filter.keeps_subject(&s.subject)).any(is_record_named_event)
 }
 
-/// Whether a subject named like this may be named after its record (so its earlier versions'
-/// ids are worth reading): not `<topic>-value` nor `<topic>-key`.
-pub fn may_be_record_named(subject: &str) -> bool {
-    !subject.ends_with("-value") && !subject.ends_with("-key")
+/// Whether `subject`'s latest schema is a sluice event schema (so its compatibility level matters).
+pub fn is_event_schema(subject: &RegistrySubject) -> bool {
+    classify::classify(subject).is_ok()
+}
+
+/// Whether `subject`'s latest schema is a sluice event schema and the subject is named after its
+/// record: then its topic is found from the records, and the ids of its earlier versions count.
+pub fn is_record_named_event(subject: &RegistrySubject) -> bool {
+    classify::classify(subject).is_ok_and(|c| c.schema.record_name == subject.subject)
 }
 
 /// A schema file to write, relative to the topology file's directory.

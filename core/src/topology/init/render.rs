@@ -85,7 +85,7 @@ pub(super) fn render(inventory: &Inventory, plan: &Plan<'_>) -> Generated {
     let mut out = Text::default();
     header(&mut out, inventory, plan);
     connections(&mut out, inventory);
-    registry(&mut out, inventory);
+    registry(&mut out, inventory, plan);
     for t in &plan.topics {
         topic(&mut out, t.topic, t.strategy);
     }
@@ -238,24 +238,56 @@ fn connections(out: &mut Text, inventory: &Inventory) {
     out.blank();
 }
 
-fn registry(out: &mut Text, inventory: &Inventory) {
-    let level = inventory.compatibility.as_deref().and_then(|l| l.parse::<Compatibility>().ok());
-    match (level, &inventory.compatibility) {
-        (Some(_), _) => out.comment(
-            "The registry's global compatibility level when this was written. `sluice schemas register` sets it on \
-             every subject of the topology, so a schema change that would break a reader is refused.",
+/// `[registry]`: the level most of the event types' subjects have (their own, else the global
+/// one), since `sluice schemas register` sets it on all of them.
+fn registry(out: &mut Text, inventory: &Inventory, plan: &Plan<'_>) {
+    let global = inventory.compatibility.as_deref();
+    let levels: Vec<(&str, Option<Compatibility>)> = plan
+        .events
+        .iter()
+        .map(|e| {
+            let s = e.candidate.subject;
+            (s.subject.as_str(), s.compatibility.as_deref().or(global).and_then(|l| l.parse().ok()))
+        })
+        .collect();
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for level in levels.iter().filter_map(|(_, l)| *l) {
+        *counts.entry(level.as_str()).or_default() += 1;
+    }
+    let chosen: Option<Compatibility> = counts
+        .iter()
+        .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))
+        .and_then(|(level, _)| level.parse().ok())
+        .or_else(|| global.and_then(|l| l.parse().ok()));
+    match chosen {
+        Some(_) if !levels.is_empty() => out.comment(
+            "The compatibility level of the event types' subjects (their own, else the registry's global level). \
+             `sluice schemas register` sets it on every subject of the topology, so a schema change that would \
+             break a reader is refused.",
         ),
-        (None, Some(other)) => out.comment(&format!(
-            "The registry's global level is {other:?}, which sluice does not know: BACKWARD is sluice's default. \
-             `sluice schemas register` sets the level written here on every subject of the topology."
-        )),
-        (None, None) => out.comment(
-            "The registry did not say its global compatibility level: BACKWARD is sluice's default. `sluice schemas \
-             register` sets the level written here on every subject of the topology.",
+        Some(_) => out.comment(
+            "The registry's global compatibility level. `sluice schemas register` sets it on every subject of \
+             the topology, so a schema change that would break a reader is refused.",
+        ),
+        None => out.comment(
+            "The registry did not say a compatibility level sluice knows: BACKWARD is sluice's default. `sluice \
+             schemas register` sets the level written here on every subject of the topology.",
         ),
     }
+    let level = chosen.unwrap_or_default();
+    let others: Vec<String> = levels
+        .iter()
+        .filter(|(_, l)| *l != Some(level))
+        .map(|(s, l)| format!("{s} ({})", l.map_or("unknown", Compatibility::as_str)))
+        .collect();
+    if !others.is_empty() {
+        out.comment(&format!(
+            "Subjects at another level now, which `sluice schemas register` would change to {level}: {}.",
+            others.join(", ")
+        ));
+    }
     out.raw("[registry]");
-    out.raw(&format!("compatibility = {}", toml_str(level.unwrap_or_default().as_str())));
+    out.raw(&format!("compatibility = {}", toml_str(level.as_str())));
     out.blank();
 }
 

@@ -53,6 +53,55 @@ fn scalar(column: &TableColumn) -> bool {
         && !matches!(column.ty.non_null(), ColumnType::Array(_) | ColumnType::Map(_) | ColumnType::Json)
 }
 
+/// What the starting points are filled in with: one topic's entities.
+struct Entity<'a> {
+    /// The topic.
+    topic: &'a str,
+    /// Its name in the projection, table and document id (the first segment of its first event
+    /// type).
+    name: String,
+    /// The event types of the topic.
+    types: Vec<String>,
+    /// Of those, the ones that look like a creation.
+    creates: Vec<String>,
+    /// Of those, the ones that look like a deletion.
+    deletes: Vec<String>,
+    /// The payload fields of its event types, first seen first.
+    fields: Vec<String>,
+    /// The scalar columns of its typed tables, first seen first.
+    columns: Vec<&'a TableColumn>,
+}
+
+impl<'a> Entity<'a> {
+    fn new(topic: &'a str, events: &[&PlannedEvent<'_>], tables: &[&'a PlannedTable]) -> Self {
+        let types: Vec<String> = events.iter().map(|e| e.event_type.clone()).collect();
+        let name = types.first().and_then(|t| t.split('.').next()).unwrap_or("entity").to_owned();
+        let deletes: Vec<String> = types.iter().filter(|t| ends_with_any(t, DELETES)).cloned().collect();
+        let mut creates: Vec<String> = types.iter().filter(|t| ends_with_any(t, CREATES)).cloned().collect();
+        if creates.is_empty() {
+            creates.extend(types.iter().find(|t| !deletes.contains(t)).cloned());
+        }
+        let mut fields: Vec<String> = Vec::new();
+        for e in events {
+            if let apache_avro::Schema::Record(record) = &e.candidate.schema.schema {
+                for f in &record.fields {
+                    if !super::super::is_envelope_field(&f.name) && !fields.contains(&f.name) {
+                        fields.push(f.name.clone());
+                    }
+                }
+            }
+        }
+        let mut columns: Vec<&TableColumn> = Vec::new();
+        let mut seen = BTreeSet::new();
+        for c in tables.iter().flat_map(|t| t.resolved()).filter(|c| scalar(c)) {
+            if seen.insert(c.name.as_str()) {
+                columns.push(c);
+            }
+        }
+        Self { topic, name, types, creates, deletes, fields, columns }
+    }
+}
+
 /// The starting points for `topic`, whose event types are `events` and typed tables `tables`;
 /// `projection` is the ClickHouse projection's name. Every returned line starts with `#`.
 pub(super) fn skeletons(
@@ -61,31 +110,7 @@ pub(super) fn skeletons(
     tables: &[&PlannedTable],
     projection: &str,
 ) -> Vec<String> {
-    let types: Vec<String> = events.iter().map(|e| e.event_type.clone()).collect();
-    let entity = types.first().and_then(|t| t.split('.').next()).unwrap_or("entity").to_owned();
-    let deletes: Vec<String> = types.iter().filter(|t| ends_with_any(t, DELETES)).cloned().collect();
-    let mut creates: Vec<String> = types.iter().filter(|t| ends_with_any(t, CREATES)).cloned().collect();
-    if creates.is_empty() {
-        creates.extend(types.iter().find(|t| !deletes.contains(t)).cloned());
-    }
-    let mut fields: Vec<String> = Vec::new();
-    for e in events {
-        if let apache_avro::Schema::Record(record) = &e.candidate.schema.schema {
-            for f in &record.fields {
-                if !super::super::is_envelope_field(&f.name) && !fields.contains(&f.name) {
-                    fields.push(f.name.clone());
-                }
-            }
-        }
-    }
-    let mut columns: Vec<&TableColumn> = Vec::new();
-    let mut seen = BTreeSet::new();
-    for c in tables.iter().flat_map(|t| t.resolved()).filter(|c| scalar(c)) {
-        if seen.insert(c.name.as_str()) {
-            columns.push(c);
-        }
-    }
-
+    let entity = Entity::new(topic, events, tables);
     let mut out = Vec::new();
     out.push(
         "# ---------------------------------------------------------------------------------------------".to_owned(),
@@ -97,73 +122,65 @@ pub(super) fn skeletons(
     );
     line(&mut out, &format!("They are filled in with the event types and fields of topic {topic}."), None);
     line(&mut out, "", None);
-
-    couchbase(&mut out, topic, &entity, &deletes, &fields);
+    couchbase(&mut out, &entity);
     line(&mut out, "", None);
-    state(&mut out, projection, &entity, &types, &creates, &deletes, &columns);
+    state(&mut out, &entity, projection);
     line(&mut out, "", None);
-    rollup(&mut out, projection, &entity, tables.first().copied());
+    rollup(&mut out, projection, &entity.name, tables.first().copied());
     out
 }
 
-fn couchbase(out: &mut Vec<String>, topic: &str, entity: &str, deletes: &[String], fields: &[String]) {
-    let name = format!("{entity}_state");
-    line(
-        out,
-        &format!("The latest state of each {entity}, one Couchbase document per aggregate_id (run it with"),
-        None,
-    );
-    line(out, &format!("`sluice work --projection {name}`, after `sluice couchbase setup`):"), None);
+fn couchbase(out: &mut Vec<String>, entity: &Entity<'_>) {
+    let (topic, name) = (entity.topic, format!("{}_state", entity.name));
+    line(out, &format!("The latest state of each entity of {topic}, one Couchbase document per aggregate_id"), None);
+    line(out, &format!("(run it with `sluice work --projection {name}`, after `sluice couchbase setup`):"), None);
     line(out, &format!("[projections.{name}]"), None);
     line(out, &format!("sources = {}", list(&[topic.to_owned()])), None);
     line(out, "sink = \"couchbase\"", None);
     line(out, "", None);
     line(out, &format!("[projections.{name}.couchbase]"), None);
-    line(out, &format!("document_id = {}", toml_str(&format!("{entity}::{{aggregate_id}}"))), None);
-    let erase = if deletes.is_empty() { "[\"<event type that deletes it>\"]".to_owned() } else { list(deletes) };
+    line(out, &format!("document_id = {}", toml_str(&format!("{}::{{aggregate_id}}", entity.name))), None);
+    let erase =
+        if entity.deletes.is_empty() { "[\"<event type that deletes it>\"]".to_owned() } else { list(&entity.deletes) };
     line(out, &format!("erase_on = {erase}"), Some("event types that delete the document"));
     line(out, "", None);
     line(out, &format!("[projections.{name}.couchbase.fields]"), Some("left out: every payload field, as is"));
-    if fields.is_empty() {
+    if entity.fields.is_empty() {
         line(out, "<document field> = \"<event field>\"", None);
     }
-    for (i, field) in fields.iter().take(MAX_LISTED).enumerate() {
+    for (i, field) in entity.fields.iter().take(MAX_LISTED).enumerate() {
         let note = (i == 0).then_some("or [\"<field>\", \"<other field>\"]: the first set wins");
         line(out, &format!("{field} = {}", toml_str(field)), note);
     }
-    if fields.len() > MAX_LISTED {
-        line(out, &format!("… and {} more payload fields", fields.len() - MAX_LISTED), None);
+    if entity.fields.len() > MAX_LISTED {
+        line(out, &format!("… and {} more payload fields", entity.fields.len() - MAX_LISTED), None);
     }
 }
 
-fn state(
-    out: &mut Vec<String>,
-    projection: &str,
-    entity: &str,
-    types: &[String],
-    creates: &[String],
-    deletes: &[String],
-    columns: &[&TableColumn],
-) {
-    let table = format!("projections.{projection}.clickhouse.state.{entity}_current");
-    let deletes = if deletes.is_empty() { "[\"<type>\"]".to_owned() } else { list(deletes) };
-    line(out, &format!("The current state of each {entity} in ClickHouse, one row per aggregate_id:"), None);
+fn state(out: &mut Vec<String>, entity: &Entity<'_>, projection: &str) {
+    let table = format!("projections.{projection}.clickhouse.state.{}_current", entity.name);
+    let deletes = if entity.deletes.is_empty() { "[\"<type>\"]".to_owned() } else { list(&entity.deletes) };
+    line(
+        out,
+        &format!("The current state of each entity of {} in ClickHouse, one row per aggregate_id:", entity.topic),
+        None,
+    );
     line(out, &format!("[{table}]"), None);
     line(
         out,
-        &format!("key_column = {}", toml_str(&format!("{entity}_id"))),
+        &format!("key_column = {}", toml_str(&format!("{}_id", entity.name))),
         Some("the column holding the aggregate_id (default \"aggregate_id\")"),
     );
-    line(out, &format!("events = {}", list(types)), Some("event types that set columns"));
-    line(out, &format!("creates = {}", list(creates)), Some("make the entity live (is_deleted = 0)"));
+    line(out, &format!("events = {}", list(&entity.types)), Some("event types that set columns"));
+    line(out, &format!("creates = {}", list(&entity.creates)), Some("make the entity live (is_deleted = 0)"));
     line(out, &format!("deletes = {deletes}"), Some("erase its columns (is_deleted = 1)"));
     line(out, &format!("[{table}.columns]"), None);
-    if columns.is_empty() {
-        line(out, "<column> = \"<field>\"", Some("or [\"<field>\", \"<other field>\"]: the first one set wins"));
+    let note = "or [\"<field>\", \"<other field>\"]: the first one set wins";
+    if entity.columns.is_empty() {
+        line(out, "<column> = \"<field>\"", Some(note));
     }
-    for (i, c) in columns.iter().take(MAX_LISTED).enumerate() {
-        let note = (i == 0).then_some("or [\"<field>\", \"<other field>\"]: the first one set wins");
-        line(out, &format!("{} = {}", c.name, toml_str(&c.path.to_string())), note);
+    for (i, c) in entity.columns.iter().take(MAX_LISTED).enumerate() {
+        line(out, &format!("{} = {}", c.name, toml_str(&c.path.to_string())), (i == 0).then_some(note));
     }
 }
 

@@ -31,7 +31,14 @@ fn event_schema(full_name: &str, default_type: Option<&str>, payload: &str) -> S
 }
 
 fn subject(name: &str, id: u32, schema: &str) -> RegistrySubject {
-    RegistrySubject { subject: name.to_owned(), version: 1, id, schema: schema.to_owned(), earlier_ids: Vec::new() }
+    RegistrySubject {
+        subject: name.to_owned(),
+        version: 1,
+        id,
+        schema: schema.to_owned(),
+        earlier_ids: Vec::new(),
+        compatibility: None,
+    }
 }
 
 fn topic(name: &str, partitions: u32, ids: &[(u32, u64)]) -> KafkaTopic {
@@ -346,8 +353,12 @@ fn earlier_versions_and_several_topics() {
     assert!(said.contains("its records were also found on orders_eu"), "{said}");
     assert!(said.contains("from subject shop.OrderPlaced, version 3, schema id 9"), "{said}");
     assert!(
-        said.contains("other: no subject other-value; its 1 latest framed records carry schema ids (99)"),
-        "{said}"
+        said.contains("other: no subject other-value; its latest records carry schema ids of no subject read (99;")
+    );
+    assert!(
+        said.contains(
+            "orders_eu: no subject orders_eu-value; its latest records carry the schemas of shop.OrderPlaced"
+        )
     );
 }
 
@@ -435,6 +446,21 @@ fn connections_and_registry() {
 }
 
 #[test]
+fn the_level_most_event_subjects_have() {
+    let mut inv = shop();
+    inv.compatibility = Some("NONE".into());
+    for s in &mut inv.subjects {
+        if s.subject.starts_with("sluice.users.") {
+            s.compatibility = Some("FULL".into());
+        }
+    }
+    let (out, topology) = generated(&inv, &Filter::default());
+    assert_eq!(topology.compatibility().as_str(), "FULL");
+    let said = flat(&out.topology);
+    assert!(said.contains("which `sluice schemas register` would change to FULL: pings-value (NONE)."), "{said}");
+}
+
+#[test]
 fn starting_points_are_comments_with_the_first_topics_names() {
     let (out, _) = generated(&shop(), &Filter::default());
     let text = &out.topology;
@@ -518,7 +544,7 @@ prop_compose! {
             1 => full,
             _ => format!("{topic}-{full}"),
         };
-        RegistrySubject { subject, version: 1, id, schema, earlier_ids: Vec::new() }
+        RegistrySubject { subject, version: 1, id, schema, earlier_ids: Vec::new(), compatibility: None }
     }
 }
 
