@@ -37,8 +37,9 @@ pub(crate) use context::Context;
 #[derive(Debug, Parser)]
 #[command(name = "sluice", version, propagate_version = true)]
 #[command(after_help = "Start here: `sluice doctor` checks every service, `sluice topology check` the \
-                        topology file.\nEndpoints come from SLUICE_* variables (see `sluice doctor --help`), \
-                        over the env file that `dev/up` writes (.dev/env).")]
+                        topology file (`sluice topology init` writes a first one from an existing registry \
+                        and Kafka cluster).\nEndpoints come from SLUICE_* variables (see `sluice doctor \
+                        --help`), over the env file that `dev/up` writes (.dev/env).")]
 struct Cli {
     #[command(flatten)]
     global: GlobalArgs,
