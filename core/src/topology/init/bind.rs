@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::super::model::SubjectStrategy;
 use super::super::parse::valid_event_type;
 use super::classify::{Candidate, SubjectName, classify, derived_names};
-use super::{Filter, Inventory, KafkaTopic, Naming, Skipped};
+use super::{Filter, Inventory, KafkaTopic, Naming, RegistrySubject, Skipped};
 
 /// How many of the other topics a record was found on are named.
 const ALSO_NAMED: usize = 5;
@@ -185,39 +185,148 @@ impl Taken {
     }
 }
 
-/// Applies the rules to `inventory`.
+/// A candidate bound to a topic, with the other topics its records were found on.
+type Bound<'a> = (Candidate<'a>, &'a str, Vec<&'a str>);
+
+impl<'a> Topics<'a> {
+    /// The topics `filter` keeps and leaves out (counted by reason), and the ids of the kept
+    /// topics' `<topic>-value` subjects among `subjects`.
+    fn new(
+        inventory: &'a Inventory,
+        filter: &Filter,
+        subjects: &[&'a RegistrySubject],
+    ) -> (Self, BTreeMap<&'static str, usize>) {
+        let mut topics = Self {
+            kept: BTreeMap::new(),
+            left_out: BTreeMap::new(),
+            value_ids: BTreeMap::new(),
+            sampled_per_partition: inventory.sampled_per_partition,
+        };
+        let mut counts: BTreeMap<&'static str, usize> = BTreeMap::new();
+        for t in &inventory.topics {
+            match filter.left_out(&t.name) {
+                None => {
+                    topics.kept.insert(t.name.as_str(), t);
+                }
+                Some(why) => {
+                    topics.left_out.insert(t.name.as_str(), why);
+                    *counts.entry(why).or_default() += 1;
+                }
+            }
+        }
+        for s in subjects {
+            if let Some((topic, _)) = s.subject.strip_suffix("-value").and_then(|t| topics.kept.get_key_value(t)) {
+                topics.value_ids.insert(topic, s.ids().collect());
+            }
+        }
+        (topics, counts)
+    }
+}
+
+impl Taken {
+    /// Names the bound candidates in order, each on its topic. One that another subject already
+    /// stands for (its declared event type, or its record on a record-named topic) goes to
+    /// `duplicates` instead.
+    fn bound<'a>(
+        &mut self,
+        bound: Vec<Bound<'a>>,
+        strategy: impl Fn(&str) -> SubjectStrategy,
+        duplicates: &mut Vec<Skipped>,
+    ) -> Vec<PlannedEvent<'a>> {
+        let mut events = Vec::new();
+        for (c, topic, also) in bound {
+            let by_record = strategy(topic) == SubjectStrategy::Record;
+            if by_record && let Some(other) = self.records.get(&c.schema.record_name) {
+                let reason = format!(
+                    "the same record ({}) as subject {other}, on topic {topic} whose subjects are named by record",
+                    c.schema.record_name
+                );
+                duplicates.push(Skipped { subject: c.subject.subject.clone(), reason });
+                continue;
+            }
+            let (event_type, naming, note) = match self.name(&c, Some(topic)) {
+                Ok(named) => named,
+                Err(reason) => {
+                    duplicates.push(Skipped { subject: c.subject.subject.clone(), reason });
+                    continue;
+                }
+            };
+            self.event_types.insert(event_type.clone(), c.subject.subject.clone());
+            if by_record {
+                self.records.insert(c.schema.record_name.clone(), c.subject.subject.clone());
+            }
+            let mut notes = notes(&c, &event_type, naming, note);
+            if !also.is_empty() {
+                let mut named: Vec<&str> = also.iter().copied().take(ALSO_NAMED).collect();
+                named.sort_unstable();
+                let more = also.len().saturating_sub(ALSO_NAMED);
+                let more = if more > 0 { format!(" and {more} more") } else { String::new() };
+                notes.push(format!(
+                    "its records were also found on {}{more}; an event type has one topic: this one carries the most",
+                    named.join(", ")
+                ));
+            }
+            if by_record && c.naming() != SubjectName::Record {
+                notes.push(format!(
+                    "registered as {}; the subjects of {topic} are named by record, so `sluice schemas register` \
+                     registers it as {}",
+                    c.subject.subject, c.schema.record_name
+                ));
+            }
+            events.push(PlannedEvent {
+                schema_path: format!("schemas/{topic}/{event_type}.avsc"),
+                event_type,
+                naming,
+                topic: Some(topic.to_owned()),
+                reason: None,
+                candidate: c,
+                notes,
+            });
+        }
+        events.sort_by(|a, b| (&a.topic, &a.event_type).cmp(&(&b.topic, &b.event_type)));
+        events
+    }
+
+    /// Names the candidates bound to no topic (written commented out), after the bound ones.
+    fn unbound<'a>(&mut self, unbound: Vec<(Candidate<'a>, String)>) -> Vec<PlannedEvent<'a>> {
+        let mut events = Vec::new();
+        for (c, reason) in unbound {
+            let (event_type, naming, note) = match self.name(&c, None) {
+                Ok(named) => named,
+                // Commented out anyway: a free derived name keeps the block usable once uncommented.
+                Err(_) => {
+                    let name = derived_names(&c.schema.record_name, None)
+                        .find(|n| !self.event_types.contains_key(n))
+                        .unwrap_or_else(|| "events.unnamed".to_owned());
+                    (name, Naming::Derived, None)
+                }
+            };
+            self.event_types.insert(event_type.clone(), c.subject.subject.clone());
+            events.push(PlannedEvent {
+                schema_path: format!("schemas/unbound/{event_type}.avsc"),
+                notes: notes(&c, &event_type, naming, note),
+                event_type,
+                naming,
+                topic: None,
+                reason: Some(reason),
+                candidate: c,
+            });
+        }
+        events.sort_by(|a, b| a.event_type.cmp(&b.event_type));
+        events
+    }
+}
+
+/// Applies the rules to `inventory`: subjects classified, bound, then named; topics kept or
+/// left out.
 pub(super) fn plan<'a>(inventory: &'a Inventory, filter: &Filter) -> Plan<'a> {
     let mut subjects: Vec<_> = inventory.subjects.iter().filter(|s| filter.keeps_subject(&s.subject)).collect();
     subjects.sort_by(|a, b| a.subject.cmp(&b.subject));
     subjects.dedup_by(|a, b| a.subject == b.subject);
-    let mut left_out_topics: BTreeMap<&'static str, usize> = BTreeMap::new();
-    let mut topics = Topics {
-        kept: BTreeMap::new(),
-        left_out: BTreeMap::new(),
-        value_ids: BTreeMap::new(),
-        sampled_per_partition: inventory.sampled_per_partition,
-    };
-    for t in &inventory.topics {
-        match filter.left_out(&t.name) {
-            None => {
-                topics.kept.insert(t.name.as_str(), t);
-            }
-            Some(why) => {
-                topics.left_out.insert(t.name.as_str(), why);
-                *left_out_topics.entry(why).or_default() += 1;
-            }
-        }
-    }
-    for s in &subjects {
-        if let Some(topic) = s.subject.strip_suffix("-value")
-            && topics.kept.contains_key(topic)
-        {
-            topics.value_ids.insert(topic, s.ids().collect());
-        }
-    }
+    let (topics, left_out_topics) = Topics::new(inventory, filter, &subjects);
 
     let mut not_events = Vec::new();
-    let mut bound = Vec::new();
+    let mut bound: Vec<Bound<'a>> = Vec::new();
     let mut unbound = Vec::new();
     for s in &subjects {
         match classify(s) {
@@ -238,94 +347,10 @@ pub(super) fn plan<'a>(inventory: &'a Inventory, filter: &Filter) -> Plan<'a> {
     bound.sort_by_key(|(c, topic, _)| {
         (c.naming() != SubjectName::Record && strategy(topic) == SubjectStrategy::Record, c.subject.subject.clone())
     });
-
     let mut taken = Taken::default();
-    let mut events = Vec::new();
     let mut duplicates = Vec::new();
-    for (c, topic, also) in bound {
-        let by_record = strategy(topic) == SubjectStrategy::Record;
-        if by_record && let Some(other) = taken.records.get(&c.schema.record_name) {
-            let reason = format!(
-                "the same record ({}) as subject {other}, on topic {topic} whose subjects are named by record",
-                c.schema.record_name
-            );
-            duplicates.push(Skipped { subject: c.subject.subject.clone(), reason });
-            continue;
-        }
-        let (event_type, naming, note) = match taken.name(&c, Some(topic)) {
-            Ok(named) => named,
-            Err(reason) => {
-                duplicates.push(Skipped { subject: c.subject.subject.clone(), reason });
-                continue;
-            }
-        };
-        taken.event_types.insert(event_type.clone(), c.subject.subject.clone());
-        if by_record {
-            taken.records.insert(c.schema.record_name.clone(), c.subject.subject.clone());
-        }
-        let mut notes = vec![origin(&c)];
-        notes.extend(note);
-        if naming == Naming::Derived {
-            notes.push(derived_note(&c, &event_type));
-        }
-        if !also.is_empty() {
-            let mut named: Vec<&str> = also.iter().copied().take(ALSO_NAMED).collect();
-            let more = also.len().saturating_sub(ALSO_NAMED);
-            let more = if more > 0 { format!(" and {more} more") } else { String::new() };
-            named.sort_unstable();
-            notes.push(format!(
-                "its records were also found on {}{more}; an event type has one topic: this one carries the most",
-                named.join(", ")
-            ));
-        }
-        if by_record && c.naming() != SubjectName::Record {
-            notes.push(format!(
-                "registered as {}; the subjects of {topic} are named by record, so `sluice schemas register` \
-                 registers it as {}",
-                c.subject.subject, c.schema.record_name
-            ));
-        }
-        events.push(PlannedEvent {
-            schema_path: format!("schemas/{topic}/{event_type}.avsc"),
-            event_type,
-            naming,
-            topic: Some(topic.to_owned()),
-            reason: None,
-            candidate: c,
-            notes,
-        });
-    }
-    events.sort_by(|a, b| (&a.topic, &a.event_type).cmp(&(&b.topic, &b.event_type)));
-
-    let mut unbound_events = Vec::new();
-    for (c, reason) in unbound {
-        let (event_type, naming, note) = match taken.name(&c, None) {
-            Ok(named) => named,
-            // Commented out anyway: a free derived name keeps the block usable once uncommented.
-            Err(_) => {
-                let name = derived_names(&c.schema.record_name, None)
-                    .find(|n| !taken.event_types.contains_key(n))
-                    .unwrap_or_else(|| "events.unnamed".to_owned());
-                (name, Naming::Derived, None)
-            }
-        };
-        taken.event_types.insert(event_type.clone(), c.subject.subject.clone());
-        let mut notes = vec![origin(&c)];
-        notes.extend(note);
-        if naming == Naming::Derived {
-            notes.push(derived_note(&c, &event_type));
-        }
-        unbound_events.push(PlannedEvent {
-            schema_path: format!("schemas/unbound/{event_type}.avsc"),
-            event_type,
-            naming,
-            topic: None,
-            reason: Some(reason),
-            candidate: c,
-            notes,
-        });
-    }
-    unbound_events.sort_by(|a, b| a.event_type.cmp(&b.event_type));
+    let events = taken.bound(bound, strategy, &mut duplicates);
+    let unbound = taken.unbound(unbound);
 
     let carried: BTreeSet<&str> = events.iter().filter_map(|e| e.topic.as_deref()).collect();
     let unused_topics = topics
@@ -340,17 +365,26 @@ pub(super) fn plan<'a>(inventory: &'a Inventory, filter: &Filter) -> Plan<'a> {
         .filter(|(name, _)| carried.contains(*name))
         .map(|(name, topic)| PlannedTopic { topic, strategy: strategy(name) })
         .collect();
-
     Plan {
         topics: planned_topics,
         events,
-        unbound: unbound_events,
+        unbound,
         not_events,
         duplicates,
         unused_topics,
         left_out_topics,
         subjects_considered: subjects.len(),
     }
+}
+
+/// The comments of an event type: where it comes from, and how it is named.
+fn notes(c: &Candidate<'_>, event_type: &str, naming: Naming, note: Option<String>) -> Vec<String> {
+    let mut notes = vec![origin(c)];
+    notes.extend(note);
+    if naming == Naming::Derived {
+        notes.push(derived_note(c, event_type));
+    }
+    notes
 }
 
 /// "subject …, version …, schema id …".
@@ -370,7 +404,7 @@ fn derived_note(c: &Candidate<'_>, event_type: &str) -> String {
 /// Why a topic considered carries no event type.
 fn unused_reason(
     topic: &KafkaTopic,
-    subjects: &[&super::RegistrySubject],
+    subjects: &[&RegistrySubject],
     not_events: &[Skipped],
     duplicates: &[Skipped],
 ) -> String {

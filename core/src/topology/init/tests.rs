@@ -529,8 +529,11 @@ prop_compose! {
         name in prop::sample::select(vec!["OrderPlaced", "Ping", "HTTPCall", "order_paid", "Placed"]),
         default in prop::option::of(prop::sample::select(vec!["order.placed", "ping", "Order.Placed", "a.b.c"])),
         fields in prop::collection::btree_map(field_name(), field_type(), 0..4),
-        naming in 0..3u8,
+        naming in 0..4u8,
         topic in prop::sample::select(vec!["orders", "pings", "legacy.public.t", "_internal"]),
+        event in prop::bool::weighted(0.85),
+        earlier in prop::collection::vec(0u32..8, 0..2),
+        level in prop::option::of(prop::sample::select(vec!["BACKWARD", "FULL", "NONE", "weird"])),
     ) -> RegistrySubject {
         let full = if namespace.is_empty() { name.to_owned() } else { format!("{namespace}.{name}") };
         // A nested record type is named once per schema: later uses would redefine it.
@@ -538,13 +541,19 @@ prop_compose! {
             .iter()
             .map(|(n, t)| format!(r#"{{"name": "{n}", "type": {}}}"#, t.replace("\"Nested\"", &format!("\"Nested_{n}\""))))
             .collect();
-        let schema = event_schema(&full, default, &payload.join(", "));
+        let schema = if event {
+            event_schema(&full, default, &payload.join(", "))
+        } else {
+            r#"{"type": "record", "name": "Row", "fields": [{"name": "id", "type": "string"}]}"#.to_owned()
+        };
         let subject = match naming {
             0 => format!("{topic}-value"),
             1 => full,
+            2 => format!("{topic}-key"),
             _ => format!("{topic}-{full}"),
         };
-        RegistrySubject { subject, version: 1, id, schema, earlier_ids: Vec::new(), compatibility: None }
+        let compatibility = level.map(str::to_owned);
+        RegistrySubject { subject, version: 1 + earlier.len() as u32, id, schema, earlier_ids: earlier, compatibility }
     }
 }
 
@@ -558,6 +567,8 @@ fn random_inventory() -> impl Strategy<Value = Inventory> {
             if let Some(sample) = topics[t].sample.as_mut() {
                 *sample.schema_ids.entry(id).or_default() += n;
                 sample.records += n;
+                sample.unframed += n % 2;
+                sample.partial |= n % 7 == 0;
             }
         }
         inventory(subjects, topics)
