@@ -11,9 +11,9 @@
 //! # From subjects to event types
 //!
 //! - **Which subjects are event types.** Only an Avro record whose first fields are sluice's
-//!   envelope, as [`super::schema`] checks it for `topology check` (event_id, event_type,
-//!   aggregate_id, aggregate_version, occurred_at, producer, correlation_id, causation_id,
-//!   traceparent, tracestate). Key subjects (`<topic>-key`), other records and other schema types
+//!   envelope (event_id, event_type, aggregate_id, aggregate_version, occurred_at, producer,
+//!   correlation_id, causation_id, traceparent, tracestate), checked by the code `topology check`
+//!   runs (`topology/schema.rs`). Key subjects (`<topic>-key`), other records and other schema types
 //!   are listed in a comment of the output with the reason, so nothing is dropped silently.
 //! - **Which topic.** A `<topic>-value` subject (TopicNameStrategy) belongs to its topic. A subject
 //!   named after its record (`namespace.Name`, RecordNameStrategy) belongs to the topic whose
