@@ -23,6 +23,17 @@ fn env(args: &GlobalArgs) -> anyhow::Result<Env> {
     })
 }
 
+/// The variables as every command layers them (process environment > env file > the
+/// `[connections]` of the topology when it loads), for a command that needs only some endpoints
+/// and no topology (`topology init`).
+pub(crate) fn env_with_topology_defaults(args: &GlobalArgs) -> anyhow::Result<Env> {
+    let env = env(args)?;
+    Ok(match Topology::load(&args.topology) {
+        Ok(t) => env.with_defaults(t.connections().env_defaults()),
+        Err(_) => env,
+    })
+}
+
 /// Loads the topology, printing its report (every problem with its location) when invalid.
 pub(crate) fn load_topology(args: &GlobalArgs) -> anyhow::Result<Topology> {
     match Topology::load(&args.topology) {

@@ -37,8 +37,9 @@ pub(crate) use context::Context;
 #[derive(Debug, Parser)]
 #[command(name = "sluice", version, propagate_version = true)]
 #[command(after_help = "Start here: `sluice doctor` checks every service, `sluice topology check` the \
-                        topology file.\nEndpoints come from SLUICE_* variables (see `sluice doctor --help`), \
-                        over the env file that `dev/up` writes (.dev/env).")]
+                        topology file (`sluice topology init` writes a first one from an existing registry \
+                        and Kafka cluster).\nEndpoints come from SLUICE_* variables (see `sluice doctor \
+                        --help`), over the env file that `dev/up` writes (.dev/env).")]
 struct Cli {
     #[command(flatten)]
     global: GlobalArgs,
@@ -74,7 +75,7 @@ enum Command {
     #[command(after_help = doctor::VARIABLES_HELP.as_str())]
     Doctor,
 
-    /// Work with the topology file.
+    /// Work with the topology file: check it, show it, or write a first one from what exists.
     #[command(subcommand)]
     Topology(topology_cmd::TopologyCommand),
 
@@ -190,7 +191,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let ctx = Context::connections_only(&cli.global)?;
             Ok(if doctor::run(&ctx.connections).await { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
-        Command::Topology(cmd) => topology_cmd::run(&cli.global, cmd),
+        Command::Topology(cmd) => topology_cmd::run(&cli.global, cmd).await,
         Command::Publish(args) => publish::run(&cli.global, args).await,
         Command::Schemas(cmd) => schemas_cmd::run(&cli.global, cmd).await,
         Command::Topics(cmd) => topics_cmd::run(&cli.global, cmd).await,

@@ -11,7 +11,7 @@ use std::error::Error as _;
 use std::time::Duration;
 
 use schema_registry_converter::async_impl::schema_registry::{
-    SrSettings, get_all_versions, get_schema_by_subject_and_version, perform_sr_call, post_schema,
+    SrSettings, get_all_subjects, get_all_versions, get_schema_by_subject_and_version, perform_sr_call, post_schema,
 };
 use schema_registry_converter::error::SRCError;
 use schema_registry_converter::schema_registry_common::{RawError, SchemaType, SrCall, SuppliedSchema};
@@ -188,6 +188,26 @@ impl Registry {
                 Failure::NotFound => Ok(Vec::new()),
                 Failure::Other(e) => Err(e),
             },
+        }
+    }
+
+    /// Every subject of the registry, in the registry's order.
+    pub async fn subjects(&self) -> Result<Vec<String>, RegistryError> {
+        get_all_subjects(&self.settings).await.map_err(|e| match classify(&e, "") {
+            Failure::NotFound => RegistryError::Rejected(format!("listing the subjects: {}", describe(&e))),
+            Failure::Other(e) => e,
+        })
+    }
+
+    /// The registry's global compatibility level (`GET /config`), which applies to every subject
+    /// without a level of its own; `None` when the registry has none.
+    pub async fn global_compatibility(&self) -> Result<Option<String>, RegistryError> {
+        let url = format!("{}/config", self.base_url);
+        match self.send(self.http.get(url), "").await? {
+            None => Ok(None),
+            Some(body) => serde_json::from_str::<ConfigBody>(&body)
+                .map(|c| Some(c.level))
+                .map_err(|e| RegistryError::Rejected(format!("unexpected config answer {body:?}: {e}"))),
         }
     }
 

@@ -13,6 +13,7 @@
 pub mod columns;
 mod diagnostics;
 mod duration;
+pub mod init;
 mod model;
 mod parse;
 mod schema;

@@ -162,12 +162,12 @@ pub(crate) fn valid_topic_name(name: &str) -> bool {
 }
 
 /// Projection names end up in group ids and topic names: letters, digits, `_` and `-`.
-fn valid_projection_name(name: &str) -> bool {
+pub(crate) fn valid_projection_name(name: &str) -> bool {
     !name.is_empty() && name.len() <= 200 && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-'))
 }
 
 /// Dotted lower-case event types: `user.registered`, `engagement.page_viewed`.
-fn valid_event_type(name: &str) -> bool {
+pub(crate) fn valid_event_type(name: &str) -> bool {
     let mut segments = 0;
     for segment in name.split('.') {
         segments += 1;
@@ -180,8 +180,16 @@ fn valid_event_type(name: &str) -> bool {
     segments >= 2
 }
 
+/// Kafka bootstrap servers: `host:port[,host:port…]`.
+pub(crate) fn valid_kafka_brokers(brokers: &str) -> bool {
+    !brokers.is_empty()
+        && brokers
+            .split(',')
+            .all(|b| b.trim().rsplit_once(':').is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok()))
+}
+
 /// ClickHouse identifiers we put in DDL unquoted.
-fn valid_clickhouse_identifier(name: &str) -> bool {
+pub(crate) fn valid_clickhouse_identifier(name: &str) -> bool {
     name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
         && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
@@ -572,17 +580,7 @@ impl Walker<'_> {
     }
 
     fn connections(&mut self, t: &mut Table<'_, '_>) -> ConnectionDefaults {
-        let kafka_brokers = self.checked_string(
-            t,
-            "kafka_brokers",
-            |s| {
-                !s.is_empty()
-                    && s.split(',').all(|b| {
-                        b.trim().rsplit_once(':').is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok())
-                    })
-            },
-            "host:port[,host:port…]",
-        );
+        let kafka_brokers = self.checked_string(t, "kafka_brokers", valid_kafka_brokers, "host:port[,host:port…]");
         let schema_registry_url = self.url(t, "schema_registry_url", &["http://", "https://"]);
         let couchbase_connstr = self.url(t, "couchbase_connstr", &["couchbase://", "couchbases://"]);
         let couchbase_bucket =

@@ -233,6 +233,12 @@ impl TopicAdmin {
         AdminOptions::new().request_timeout(Some(self.timeout)).operation_timeout(Some(self.timeout))
     }
 
+    /// Every topic of the cluster, by name, with its partition count and replication factor (the
+    /// replicas of partition 0).
+    pub async fn list(&self) -> Result<BTreeMap<String, (usize, usize)>, TopicsError> {
+        self.partitions().await
+    }
+
     /// Every topic of the cluster with its partition count and replication factor.
     async fn partitions(&self) -> Result<BTreeMap<String, (usize, usize)>, TopicsError> {
         let admin = Arc::clone(&self.admin);
