@@ -175,7 +175,7 @@ impl Taken {
             }
             note = Some(format!(
                 "the default of its `event_type` field, {declared:?}, is not a valid event type (dotted, lower \
-                 case: \"user.registered\"), so the name is derived from the record"
+                 case: \"invoice.paid\"), so the name is derived from the record"
             ));
         }
         let name = derived_names(&c.schema.record_name, topic)
