@@ -16,6 +16,7 @@ mod loadgen;
 mod metrics;
 mod publish;
 mod rebuild_cmd;
+mod reload;
 mod replay_cmd;
 mod reproject;
 mod sample_cmd;

@@ -48,6 +48,14 @@ pub(crate) struct WorkArgs {
     /// Serve Prometheus metrics on this address (`/metrics`), e.g. `127.0.0.1:9464`.
     #[arg(long, env = "SLUICE_METRICS_ADDR", value_name = "HOST:PORT")]
     metrics_addr: Option<std::net::SocketAddr>,
+
+    /// How often to look for a changed topology file or schema file (`0s`: never). A change that
+    /// is valid — a schema version with a new optional field, a new declared column or event
+    /// type — is picked up without a restart: the worker commits what the sink acknowledged and
+    /// starts again on the new topology from there (adding the new ClickHouse columns first).
+    /// An invalid change is logged and the running topology kept.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    reload_every: Duration,
 }
 
 fn key_value(s: &str) -> Result<(String, String), String> {
@@ -118,17 +126,53 @@ pub(crate) struct RunOptions {
     pub(crate) max_buffered_bytes: usize,
     pub(crate) consumer_config: Vec<(String, String)>,
     pub(crate) exit_at_end: bool,
+    /// How often to look for a changed topology (see [`crate::reload`]); zero: never.
+    pub(crate) reload_every: Duration,
 }
 
-/// Builds the projection's sink and runs its worker until `token` is cancelled (or, with
-/// `exit_at_end`, until it caught up).
+/// Runs the projection's worker until `token` is cancelled (or, with `exit_at_end`, until it
+/// caught up); with `reload_every`, again on each valid change of the topology (see
+/// [`crate::reload`]), from the offsets the previous run committed.
 pub(crate) async fn run_projection(
     ctx: &Context,
     name: &str,
     opts: RunOptions,
     token: CancellationToken,
 ) -> anyhow::Result<Stats> {
-    let topology = ctx.topology()?;
+    let mut topology = ctx.topology()?.clone();
+    let mut total = Stats::default();
+    loop {
+        let generation = token.child_token();
+        let next = {
+            let run = run_on(ctx, &topology, name, opts.clone(), generation.clone());
+            tokio::pin!(run);
+            let next = tokio::select! {
+                stats = &mut run => {
+                    total += stats?;
+                    return Ok(total);
+                }
+                next = crate::reload::changed(&topology, name, opts.reload_every), if !opts.reload_every.is_zero() => next,
+            };
+            tracing::info!(
+                projection = %name, path = %topology.path().display(),
+                "the topology changed: the worker commits what it wrote and starts again on the new one"
+            );
+            generation.cancel();
+            total += run.await?;
+            next
+        };
+        topology = next;
+    }
+}
+
+/// Builds the projection's sink from `topology` and runs its worker until `token` is cancelled.
+async fn run_on(
+    ctx: &Context,
+    topology: &Topology,
+    name: &str,
+    opts: RunOptions,
+    token: CancellationToken,
+) -> anyhow::Result<Stats> {
     let projection = topology.projection(name).with_context(|| {
         let known: Vec<&str> = topology.projections().map(|(n, _)| n).collect();
         format!("no projection {name:?} in the topology (known: {})", known.join(", "))
@@ -177,6 +221,7 @@ pub(crate) async fn run(ctx: &Context, args: WorkArgs) -> anyhow::Result<ExitCod
         consumer_config: args.consumer_config,
         exit_at_end: args.exit_at_end,
         max_buffered_bytes: args.max_buffered_bytes,
+        reload_every: args.reload_every,
     };
     let name = &args.projection;
     let stats = run_projection(ctx, name, opts, token).await?;

@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use sluice_tests::{connections, unique};
@@ -336,8 +337,9 @@ async fn orders_on_clickhouse_18() {
 }
 
 /// Online evolution: v1 shipments flow; v2 of the schema adds an optional field; `migrate --plan`
-/// shows the column it would add, `migrate` adds it while the worker runs; the worker, restarted
-/// on the new topology, writes v2 events with the field, and the v1 rows read NULL.
+/// shows the column it would add, `migrate` adds it while the worker runs; the worker notices the
+/// new schema file by itself (no restart), writes v2 events with the field, and the v1 rows read
+/// NULL.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_compatible_schema_change_adds_the_column_online() {
     let sfx = unique("evolve");
@@ -379,7 +381,8 @@ async fn a_compatible_schema_change_adds_the_column_online() {
     let worker = WorkerProcess::start(&topology, &projection, None);
     await_caught_up(&format!("sluice.{projection}"), std::slice::from_ref(&topic), 60).await;
 
-    // v2: an optional field added (BACKWARD compatible).
+    // v2: an optional field added (BACKWARD compatible), first in a copy of the schemas that the
+    // operator registers and migrates with, while the worker still runs on v1.
     let v1_text = std::fs::read_to_string(schemas.join("shipped.avsc")).expect("v1");
     let v2_text = v1_text.replace(
         r#"{"name": "parcels", "type": "int", "default": 1}"#,
@@ -387,25 +390,39 @@ async fn a_compatible_schema_change_adds_the_column_online() {
     {"name": "signed_by", "type": ["null", "string"], "default": null}"#,
     );
     assert_ne!(v1_text, v2_text, "the field was added");
-    std::fs::write(schemas.join("shipped.avsc"), v2_text).expect("v2");
-    run_ok(sluice(&topology).args(["schemas", "register"]));
-    let plan = run_ok(sluice(&topology).args(["clickhouse", "migrate", "--plan"]));
+    let schemas_v2 = dir.join("schemas_v2");
+    std::fs::create_dir_all(&schemas_v2).expect("v2 dir");
+    for f in ["placed", "paid", "cancelled"] {
+        std::fs::copy(schemas.join(format!("{f}.avsc")), schemas_v2.join(format!("{f}.avsc"))).expect("copy");
+    }
+    std::fs::write(schemas_v2.join("shipped.avsc"), &v2_text).expect("v2");
+    let text = std::fs::read_to_string(&topology).expect("topology");
+    let topology_v2 = dir.join("topology_v2.toml");
+    std::fs::write(&topology_v2, text.replace(&schemas.display().to_string(), &schemas_v2.display().to_string()))
+        .expect("topology v2");
+    run_ok(sluice(&topology_v2).args(["schemas", "register"]));
+    let plan = run_ok(sluice(&topology_v2).args(["clickhouse", "migrate", "--plan"]));
     let plan = String::from_utf8_lossy(&plan.stdout);
     assert!(
         plan.contains(&format!("ALTER TABLE `db_{sfx}`.`order_shipments` ADD COLUMN `signed_by` Nullable(String)")),
         "{plan}"
     );
-    let out = run_ok(sluice(&topology).args(["clickhouse", "migrate"]));
+    let out = run_ok(sluice(&topology_v2).args(["clickhouse", "migrate"]));
     let out = String::from_utf8_lossy(&out.stdout);
     assert!(out.contains("added column `db_"), "{out}");
     assert!(out.contains("1 columns added"), "{out}");
-    let again = run_ok(sluice(&topology).args(["clickhouse", "migrate", "--plan"]));
+    let again = run_ok(sluice(&topology_v2).args(["clickhouse", "migrate", "--plan"]));
     assert!(String::from_utf8_lossy(&again.stdout).contains("-- nothing to do"), "a second migrate changes nothing");
 
-    // The worker ran through the migration; restarted, it reads the new topology.
-    let (status, _) = worker.terminate();
-    assert!(status.success(), "the worker ran through the migration: {status}");
-    let worker = WorkerProcess::start(&topology, &projection, None);
+    // Deployed: the worker's own schema file becomes v2. The running worker notices (it looks
+    // every 2 s), commits and goes on with the new schema: same process, nothing restarted.
+    std::fs::write(schemas.join("shipped.avsc"), &v2_text).expect("deploy v2");
+    let log = topology.with_file_name(format!("{projection}.log"));
+    let noticed = Instant::now();
+    while !std::fs::read_to_string(&log).unwrap_or_default().contains("the topology changed") {
+        assert!(noticed.elapsed() < Duration::from_secs(30), "the worker did not notice the new schema");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let v2: Vec<Value> = (5..8).map(|i| shipped(i, Some("Ann"))).collect();
     run_ok(sluice(&topology).args(["publish", "--file"]).arg(write_jsonl(
         &dir,
