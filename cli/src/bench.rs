@@ -13,6 +13,11 @@
 //!    split into its Kafka share (`sluice_record_read_latency_seconds`: record timestamp → read)
 //!    and the sink's write time.
 //!
+//! In phase 1, each ClickHouse projection with typed tables (declared, state) also has a
+//! **baseline**: the same projection writing its raw table only (every payload as JSON text),
+//! `<name>_json`, drained from the same backlog, so the cost of the typed tables is read off one
+//! run (the last line says how fast the typed projection drains relative to it).
+//!
 //! The copy's topics, its ClickHouse database and its Couchbase collection (both
 //! `sluice_<suffix>`) are dropped at the end unless `--keep`.
 
@@ -175,8 +180,9 @@ pub(crate) async fn run(global: &GlobalArgs, args: BenchArgs) -> anyhow::Result<
     let path = dir.join("topology.toml");
     // Its own Couchbase collection too, dropped at the end: documents left behind would pile up in
     // the rig's Couchbase mock, which slows down as it holds more.
-    let isolated = sample::isolated_topology(&text, &schemas, &suffix)
+    let mut isolated = sample::isolated_topology(&text, &schemas, &suffix)
         .replace("collection = \"_default\"", &format!("collection = \"sluice_{suffix}\""));
+    isolated.push_str(&baselines(&original, &suffix));
     std::fs::write(&path, isolated)?;
     let mut global = global.clone();
     global.topology = path;
@@ -197,8 +203,9 @@ pub(crate) async fn run(global: &GlobalArgs, args: BenchArgs) -> anyhow::Result<
         }
     }
     let chosen = |name: &str| {
-        args.projections.is_empty()
-            || args.projections.iter().any(|w| name.strip_suffix(&format!("_{suffix}")) == Some(w.as_str()))
+        let name = name.strip_suffix(&format!("_{suffix}")).unwrap_or(name);
+        let name = name.strip_suffix(BASELINE).unwrap_or(name);
+        args.projections.is_empty() || args.projections.iter().any(|w| name == w)
     };
     let projections: Vec<(String, &'static str)> = topology
         .projections()
@@ -216,6 +223,37 @@ pub(crate) async fn run(global: &GlobalArgs, args: BenchArgs) -> anyhow::Result<
     }
     print_rows(&measured?, &suffix);
     Ok(ExitCode::SUCCESS)
+}
+
+/// Appended to a ClickHouse projection's name for its JSON-only baseline.
+const BASELINE: &str = "_json";
+
+/// The JSON-only baselines of `topology`'s ClickHouse projections with typed tables, as topology
+/// text for the isolated copy: same sources, batches and raw table, nothing declared.
+fn baselines(topology: &Topology, suffix: &str) -> String {
+    let mut out = String::new();
+    for (name, p) in topology.projections() {
+        let SinkConfig::ClickHouse { clickhouse } = &p.sink else { continue };
+        if clickhouse.tables.is_empty() && clickhouse.state.is_empty() {
+            continue;
+        }
+        let sources: Vec<String> = p.sources.iter().map(|s| format!("{:?}", renamed_source(s, suffix))).collect();
+        out.push_str(&format!(
+            "\n[projections.{name}{BASELINE}_{suffix}]\nsources = [{}]\nsink = \"clickhouse\"\nbatch_size = {}\n\
+             linger = \"{}\"\n\n[projections.{name}{BASELINE}_{suffix}.clickhouse]\ntable = \"{}{BASELINE}_{suffix}\"\n",
+            sources.join(", "),
+            p.batch_size,
+            p.linger,
+            clickhouse.table
+        ));
+    }
+    out
+}
+
+/// A source topic as the isolated copy names it (see `sample::isolated_topology`).
+fn renamed_source(topic: &str, suffix: &str) -> String {
+    let text = sample::isolated_topology(&format!("sources = [\"{topic}\"]"), std::path::Path::new("."), suffix);
+    text.split('"').nth(1).unwrap_or(topic).to_owned()
 }
 
 /// Drops what the bench made: the isolated topics (and dead-letter topics), its ClickHouse
@@ -301,6 +339,9 @@ async fn measure(
         events.truncate(count);
         let token = CancellationToken::new();
         let mut workers = Vec::new();
+        let steady: Vec<(String, &'static str)> =
+            projections.iter().filter(|(n, _)| !n.contains(&format!("{BASELINE}_{suffix}"))).cloned().collect();
+        let projections = &steady;
         for (name, _) in projections {
             let (name, token, ctx) = (name.clone(), token.clone(), ctx.clone());
             let opts = RunOptions { drain_deadline: Duration::from_secs(30), ..RunOptions::default() };
@@ -358,6 +399,22 @@ async fn measure(
 }
 
 fn print_rows(rows: &[Row], suffix: &str) {
+    print_table(rows, suffix);
+    for r in rows.iter().filter(|r| r.phase == "backlog") {
+        let baseline = format!("{}{BASELINE}_{suffix}", r.projection.trim_end_matches(&format!("_{suffix}")));
+        if let Some(b) = rows.iter().find(|b| b.phase == "backlog" && b.projection == baseline) {
+            let name = r.projection.trim_end_matches(&format!("_{suffix}"));
+            println!(
+                "{name}: typed tables drain at {:.0}% of the JSON-only rate ({:.0} vs {:.0} events/s)",
+                100.0 * r.per_sec / b.per_sec.max(1e-9),
+                r.per_sec,
+                b.per_sec
+            );
+        }
+    }
+}
+
+fn print_table(rows: &[Row], suffix: &str) {
     println!(
         "\n{:<10} {:<16} {:<11} {:>9} {:>10} {:>9} {:>9} {:>15} {:>15}",
         "PHASE", "PROJECTION", "SINK", "EVENTS", "EVENTS/S", "P50 ms", "P99 ms", "READ p50/p99", "WRITE p50/p99"
