@@ -111,26 +111,38 @@ pub(crate) async fn run(ctx: &Context, cmd: ClickHouseCommand) -> anyhow::Result
                     if !state.creates.is_empty() || !state.deletes.is_empty() {
                         println!("    creates: {}; deletes: {}", or_none(&state.creates), or_none(&state.deletes));
                     }
-                    let mut rows = vec![vec![state.key_column.clone(), "String".into(), "aggregate_id".into(), String::new()]];
+                    let mut rows =
+                        vec![vec![state.key_column.clone(), "String".into(), "aggregate_id".into(), String::new()]];
                     rows.extend(state::view_columns(state, sink.layout()).into_iter().map(|(name, sql, c)| {
                         let sources: Vec<String> = c.sources.iter().map(ToString::to_string).collect();
                         vec![name, sql, sources.join(" or "), c.ty.to_string()]
                     }));
                     rows.push(vec!["is_deleted".into(), "UInt8".into(), or_none(&state.deletes), String::new()]);
-                    rows.push(vec!["updated_at".into(), sink.layout().time_type().into(), "occurred_at".into(), String::new()]);
+                    rows.push(vec![
+                        "updated_at".into(),
+                        sink.layout().time_type().into(),
+                        "occurred_at".into(),
+                        String::new(),
+                    ]);
                     print!("{}", indent(&crate::table::render(&["column", "type", "from field", "Avro"], &rows, 4)));
                 }
                 for (name, rollup) in &clickhouse.rollups {
-                    let filter = rollup.events.as_ref().map_or(String::new(), |e| format!("; events: {}", e.join(", ")));
+                    let filter =
+                        rollup.events.as_ref().map_or(String::new(), |e| format!("; events: {}", e.join(", ")));
                     println!(
                         "\n  {name} (rollup of {} per {} of {}{}{filter}; each event counted once)",
                         rollup.from,
                         rollup.bucket,
                         rollup.time,
-                        if rollup.dimensions.is_empty() { String::new() } else { format!(" and {}", rollup.dimensions.join(", ")) },
+                        if rollup.dimensions.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" and {}", rollup.dimensions.join(", "))
+                        },
                     );
                     for (column, values) in &rollup.filter {
-                        let values: Vec<String> = values.iter().map(|v| serde_json::to_string(v).unwrap_or_default()).collect();
+                        let values: Vec<String> =
+                            values.iter().map(|v| serde_json::to_string(v).unwrap_or_default()).collect();
                         println!("    where {column} in ({})", values.join(", "));
                     }
                     let rows: Vec<Vec<String>> =

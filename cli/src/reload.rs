@@ -71,8 +71,9 @@ mod tests {
                             [projections.p.clickhouse]\ntable = \"events\"\n";
 
     fn schema(extra: &str) -> String {
-        let envelope = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../schemas/users/deleted.avsc"))
-            .expect("a repository schema");
+        let envelope =
+            std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../schemas/users/deleted.avsc"))
+                .expect("a repository schema");
         let mut value: serde_json::Value = serde_json::from_str(&envelope).expect("json");
         let fields = value["fields"].as_array_mut().expect("fields");
         fields.truncate(10);

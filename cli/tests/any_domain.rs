@@ -246,7 +246,14 @@ async fn orders_end_to_end(url: &str, modern: bool) {
         .expect("orders_current");
     assert_eq!(
         (orders_now, last_shipped, cancelled_now, state_total_cents, state_paid_cents, state_refund_cents),
-        (model.placed, model.shipped, model.placed - model.shipped, model.total_cents, model.paid_cents, model.refund_cents),
+        (
+            model.placed,
+            model.shipped,
+            model.placed - model.shipped,
+            model.total_cents,
+            model.paid_cents,
+            model.refund_cents
+        ),
         "orders_current: the newest value of each column per order, whatever the order of delivery"
     );
     // The rollups: every event counted once, duplicates and the crash's re-deliveries included.

@@ -544,7 +544,9 @@ async fn exact_under_redelivery(conn: &ClickHouseConnection) {
         assert_eq!(serde_json::from_str::<Map<String, Value>>(&raw.payload).expect("payload JSON"), probe.payload);
 
         // Redelivery, with merges stopped so the duplicates are really there.
-        for table in ["events", "engagement", "daily_engagement_by_event", "users_current_updates", "users_current_state"] {
+        for table in
+            ["events", "engagement", "daily_engagement_by_event", "users_current_updates", "users_current_state"]
+        {
             ch.client.query(&format!("SYSTEM STOP MERGES `{db}`.{table}")).execute().await.expect("stop merges");
         }
         // 1. A worker re-sends whole batches after a crash: same tokens.
@@ -594,7 +596,9 @@ async fn exact_under_redelivery(conn: &ClickHouseConnection) {
         );
 
         // Merged for good: every duplicate collapses.
-        for table in ["events", "engagement", "daily_engagement_by_event", "users_current_updates", "users_current_state"] {
+        for table in
+            ["events", "engagement", "daily_engagement_by_event", "users_current_updates", "users_current_state"]
+        {
             ch.client.query(&format!("SYSTEM START MERGES `{db}`.{table}")).execute().await.expect("start merges");
             within("optimize", 120, ch.client.query(&format!("OPTIMIZE TABLE `{db}`.{table} FINAL")).execute())
                 .await

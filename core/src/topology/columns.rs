@@ -421,10 +421,7 @@ impl ColumnType {
 
     /// Whether the values are points in time or days.
     pub fn is_time(&self) -> bool {
-        matches!(
-            self.non_null(),
-            Self::Date | Self::TimestampMillis | Self::TimestampMicros | Self::TimestampNanos
-        )
+        matches!(self.non_null(), Self::Date | Self::TimestampMillis | Self::TimestampMicros | Self::TimestampNanos)
     }
 }
 

@@ -32,8 +32,8 @@ use thiserror::Error;
 pub use diagnostics::{Diagnostic, Report, Severity};
 pub use duration::{DurationError, HumanDuration, Retention};
 pub use model::{
-    Aggregate, BackpressureConfig, COUCHBASE_DEFAULT_COLLECTION, CdcEncoding, CdcFormat, CdcSourceConfig, CleanupPolicy,
-    ClickHouseSink, ColumnKind, ColumnMapping, Compatibility, ConnectionDefaults, CouchbaseSink,
+    Aggregate, BackpressureConfig, COUCHBASE_DEFAULT_COLLECTION, CdcEncoding, CdcFormat, CdcSourceConfig,
+    CleanupPolicy, ClickHouseSink, ColumnKind, ColumnMapping, Compatibility, ConnectionDefaults, CouchbaseSink,
     DEBEZIUM_UNAVAILABLE_VALUE, DEFAULT_BATCH_SIZE, DEFAULT_KEY, DEFAULT_KEY_COLUMN, DEFAULT_LINGER,
     DEFAULT_MAX_IN_FLIGHT, DEFAULT_PARTITION_BY, DEFAULT_ROLLUP_TIME, DebeziumConfig, DecimalHandling, DeclaredTable,
     DocumentId, EventConfig, FieldRef, FieldSource, FilterValue, IdPart, KeyMismatchPolicy, MAX_IN_FLIGHT_LIMIT,

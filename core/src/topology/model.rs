@@ -162,8 +162,8 @@ macro_rules! spelled_enum {
 mod analytics;
 mod cdc;
 pub use analytics::{
-    Aggregate, DEFAULT_KEY_COLUMN, DEFAULT_ROLLUP_TIME, FilterValue, Measure, MeasureError, Rollup, STATE_RESERVED_COLUMNS,
-    StateChange, StateColumn, StateTable, TimeBucket,
+    Aggregate, DEFAULT_KEY_COLUMN, DEFAULT_ROLLUP_TIME, FilterValue, Measure, MeasureError, Rollup,
+    STATE_RESERVED_COLUMNS, StateChange, StateColumn, StateTable, TimeBucket,
 };
 pub use cdc::{
     CdcEncoding, CdcFormat, CdcSourceConfig, ColumnKind, ColumnMapping, DEBEZIUM_UNAVAILABLE_VALUE, DebeziumConfig,

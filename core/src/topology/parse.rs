@@ -860,6 +860,30 @@ impl Walker<'_> {
         )
     }
 
+    /// The entries of the table under `key` and its path; an empty one is reported (`empty` says
+    /// why it is wrong, `empty_hint` what to do), a value that is no table too (then `None`).
+    fn named_entries<'t>(
+        &mut self,
+        t: &mut Table<'t, '_>,
+        key: &'static str,
+        empty: &str,
+        empty_hint: &str,
+    ) -> Option<(Vec<String>, &'t DeTable<'t>)> {
+        let value = t.value(key)?;
+        let path = t.child(key);
+        let Some(entries) = value.get_ref().as_table() else {
+            self.type_error(&path, value, "table");
+            return None;
+        };
+        self.spans.insert(&path, value.span());
+        if entries.is_empty() {
+            let why = if empty.is_empty() { String::new() } else { format!(": {empty}") };
+            self.issues
+                .push(Issue::error(value.span(), format!("`{}` is empty{why}", display_path(&path))).hint(empty_hint));
+        }
+        Some((path, entries))
+    }
+
     /// `key = { name = "event_field" | ["event_field", …] }`: each name takes the first of its
     /// fields the event carries; `empty` and `empty_hint` say why an empty table is wrong.
     fn field_sources(
@@ -869,18 +893,7 @@ impl Walker<'_> {
         empty: &str,
         empty_hint: &str,
     ) -> Option<BTreeMap<String, FieldSource>> {
-        let value = t.value(key)?;
-        let path = t.child(key);
-        let Some(entries) = value.get_ref().as_table() else {
-            self.type_error(&path, value, "table");
-            return None;
-        };
-        self.spans.insert(&path, value.span());
-        if entries.is_empty() {
-            self.issues.push(
-                Issue::error(value.span(), format!("`{}` is empty: {empty}", display_path(&path))).hint(empty_hint),
-            );
-        }
+        let (path, entries) = self.named_entries(t, key, empty, empty_hint)?;
         let mut out = BTreeMap::new();
         for (key, source) in entries.iter() {
             let doc_field = key.get_ref().to_string();

@@ -497,7 +497,11 @@ fn groups_and_dead_letter_topics_are_checked() {
         [
             (33, 9, "projections \"other\" and \"user_state\" share the consumer group \"sluice.user_state\""),
             (34, 13, "dead-letter topic \"sessions\" of projection \"other\" also carries events (session.started)"),
-            (38, 12, "`projections.other.clickhouse.database` = \"no-such\" is not valid: it must be a ClickHouse identifier (letters, digits, `_`)"),
+            (
+                38,
+                12,
+                "`projections.other.clickhouse.database` = \"no-such\" is not valid: it must be a ClickHouse identifier (letters, digits, `_`)"
+            ),
         ],
         "{all:#?}"
     );
@@ -731,14 +735,29 @@ fn with_state(state: &str) -> String {
 
 #[test]
 fn the_keys_of_the_built_in_state_table_say_what_replaced_them() {
-    let all = errors(&with_state("state_table = \"users_current\"\nstate_events = [\"user.registered\"]\nrollups = [\"daily\"]\n"));
-    let found: Vec<(usize, &str, Option<&str>)> = all.iter().map(|(l, _, m, h)| (*l, m.as_str(), h.as_deref())).collect();
+    let all = errors(&with_state(
+        "state_table = \"users_current\"\nstate_events = [\"user.registered\"]\nrollups = [\"daily\"]\n",
+    ));
+    let found: Vec<(usize, &str, Option<&str>)> =
+        all.iter().map(|(l, _, m, h)| (*l, m.as_str(), h.as_deref())).collect();
     assert_eq!(
         found,
         [
-            (36, "`state_table` is no longer read: state tables are declared", Some("declare the state table as `[projections.<name>.clickhouse.state.<table>]`")),
-            (37, "`state_events` is no longer read: state tables are declared", Some("list them as `events` of `[projections.<name>.clickhouse.state.<table>]`")),
-            (38, "`rollups` is no longer a list of built-in rollups", Some("declare each as `[projections.<name>.clickhouse.rollups.<rollup>]` over a declared table")),
+            (
+                36,
+                "`state_table` is no longer read: state tables are declared",
+                Some("declare the state table as `[projections.<name>.clickhouse.state.<table>]`")
+            ),
+            (
+                37,
+                "`state_events` is no longer read: state tables are declared",
+                Some("list them as `events` of `[projections.<name>.clickhouse.state.<table>]`")
+            ),
+            (
+                38,
+                "`rollups` is no longer a list of built-in rollups",
+                Some("declare each as `[projections.<name>.clickhouse.rollups.<rollup>]` over a declared table")
+            ),
         ]
     );
 }

@@ -29,10 +29,8 @@ use uuid::Uuid;
 
 use super::request_builder::check_time;
 use super::row_binary::{self, Enc};
+use super::schema::{Column, ColumnKind, Layout, Names, Object, envelope_head, qualified, quote};
 use super::state::StatePlan;
-use super::schema::{
-    Column, ColumnKind, Layout, Names, Object, ObjectKind, create_table, envelope_head, qualified, quote,
-};
 use super::typing::{Physical, physical};
 use crate::sink::Rejected;
 
@@ -100,7 +98,8 @@ impl Target {
 /// The declared and state tables of `sink`, named for the version `names` names, on a server of
 /// `layout`.
 pub fn targets(sink: &ClickHouseSink, names: &Names, layout: Layout) -> Vec<Target> {
-    let tables = sink.tables.iter().map(|(name, table)| Target::Table(TablePlan::new(&names.name(name), table, layout)));
+    let tables =
+        sink.tables.iter().map(|(name, table)| Target::Table(TablePlan::new(&names.name(name), table, layout)));
     let states = sink.state.iter().map(|(name, state)| Target::State(StatePlan::new(name, state, names, layout)));
     tables.chain(states).collect()
 }
@@ -260,14 +259,7 @@ pub fn object(database: &str, name: &str, table: &DeclaredTable, l: Layout) -> (
         }
     }
     engine.push_str(&l.settings());
-    let object = Object {
-        evolves: true,
-        name: name.to_owned(),
-        kind: ObjectKind::Table,
-        engine: table.engine.as_str(),
-        create: create_table(database, name, &columns, &engine),
-        columns,
-    };
+    let object = Object { evolves: true, ..Object::table(database, name, columns, table.engine.as_str(), &engine) };
     (object, note)
 }
 

@@ -24,7 +24,7 @@
 
 use sluice_core::topology::{Aggregate, FilterValue, Measure, Rollup, TimeBucket};
 
-use super::schema::{Column, Layout, Names, Object, ObjectKind, create_table, literal, qualified, quote};
+use super::schema::{Column, Layout, Names, Object, literal, qualified, quote};
 
 /// The bucket's column type and the expression computing it from `time`.
 fn bucket(bucket: TimeBucket, time: &str) -> (&'static str, String) {
@@ -92,14 +92,7 @@ pub fn objects(database: &str, name: &str, r: &Rollup, source: &Object, names: &
         l.settings(),
         b = quote(bucket_name)
     );
-    let table = Object {
-        evolves: false,
-        name: by_event.clone(),
-        kind: ObjectKind::Table,
-        engine: "ReplacingMergeTree",
-        create: create_table(database, &by_event, &columns, &engine),
-        columns,
-    };
+    let table = Object::table(database, &by_event, columns, "ReplacingMergeTree", &engine);
 
     let mut select = vec![format!("{bucket_expr} AS {}", quote(bucket_name)), "event_id".to_owned()];
     select.extend(carried.iter().map(|c| quote(c)));
@@ -113,22 +106,8 @@ pub fn objects(database: &str, name: &str, r: &Rollup, source: &Object, names: &
         conditions.push(format!("{} IN ({})", quote(column), values.join(", ")));
     }
     let filter = if conditions.is_empty() { String::new() } else { format!("\nWHERE {}", conditions.join(" AND ")) };
-    let materialized = Object {
-        evolves: false,
-        name: mv.clone(),
-        kind: ObjectKind::MaterializedView,
-        engine: "MaterializedView",
-        create: format!(
-            "CREATE MATERIALIZED VIEW IF NOT EXISTS {} TO {} AS\nSELECT {}\nFROM {}{filter}",
-            qualified(database, &mv),
-            qualified(database, &by_event),
-            select.join(", "),
-            qualified(database, &source.name),
-        ),
-        // A materialized view's columns are its query's output types, which differ by server;
-        // what analysts read is its target table, checked above.
-        columns: Vec::new(),
-    };
+    let query = format!("SELECT {}\nFROM {}{filter}", select.join(", "), qualified(database, &source.name));
+    let materialized = Object::materialized_view(database, &mv, &by_event, &query);
 
     let mut groups = vec![quote(bucket_name)];
     groups.extend(r.dimensions.iter().map(|d| quote(d)));
@@ -138,19 +117,12 @@ pub fn objects(database: &str, name: &str, r: &Rollup, source: &Object, names: &
     // its aggregate gives on the server, not checked.
     let mut view_columns = vec![Column::stored(bucket_name, bucket_type)];
     view_columns.extend(r.dimensions.iter().map(|d| Column::stored(d, type_of(d))));
-    let view_object = Object {
-        evolves: false,
-        name: view.clone(),
-        kind: ObjectKind::View,
-        engine: "View",
-        create: format!(
-            "CREATE VIEW IF NOT EXISTS {} AS\nSELECT {}\nFROM {} FINAL\nGROUP BY {}",
-            qualified(database, &view),
-            outputs.join(", "),
-            qualified(database, &by_event),
-            groups.join(", ")
-        ),
-        columns: view_columns,
-    };
+    let query = format!(
+        "SELECT {}\nFROM {} FINAL\nGROUP BY {}",
+        outputs.join(", "),
+        qualified(database, &by_event),
+        groups.join(", ")
+    );
+    let view_object = Object::view(database, &view, &query, view_columns);
     [table, materialized, view_object]
 }

@@ -230,6 +230,50 @@ pub struct Object {
     pub evolves: bool,
 }
 
+impl Object {
+    /// A table: `engine` as `system.tables` reports it, `clause` the DDL after the columns.
+    pub(super) fn table(database: &str, name: &str, columns: Vec<Column>, engine: &'static str, clause: &str) -> Self {
+        Self {
+            evolves: false,
+            name: name.to_owned(),
+            kind: ObjectKind::Table,
+            engine,
+            create: create_table(database, name, &columns, clause),
+            columns,
+        }
+    }
+
+    /// A materialized view writing what `query` selects into `target`. Its columns are its
+    /// query's output types, which differ by server; what analysts read is its target, checked
+    /// instead.
+    pub(super) fn materialized_view(database: &str, name: &str, target: &str, query: &str) -> Self {
+        Self {
+            evolves: false,
+            name: name.to_owned(),
+            kind: ObjectKind::MaterializedView,
+            engine: "MaterializedView",
+            create: format!(
+                "CREATE MATERIALIZED VIEW IF NOT EXISTS {} TO {} AS\n{query}",
+                qualified(database, name),
+                qualified(database, target)
+            ),
+            columns: Vec::new(),
+        }
+    }
+
+    /// A view of `query`, with the `columns` checked against the server.
+    pub(super) fn view(database: &str, name: &str, query: &str, columns: Vec<Column>) -> Self {
+        Self {
+            evolves: false,
+            name: name.to_owned(),
+            kind: ObjectKind::View,
+            engine: "View",
+            create: format!("CREATE VIEW IF NOT EXISTS {} AS\n{query}", qualified(database, name)),
+            columns,
+        }
+    }
+}
+
 /// The names of the objects a projection writes and analysts read.
 ///
 /// The live version of a projection uses the topology's names; a version being rebuilt, or an
@@ -356,14 +400,7 @@ fn events_table(database: &str, name: &str, l: Layout) -> Object {
                       ORDER BY (event_type, toDate(occurred_at), aggregate_id, event_id)"
         .to_owned();
     engine.push_str(&l.settings());
-    Object {
-        evolves: false,
-        name: name.to_owned(),
-        kind: ObjectKind::Table,
-        engine: "ReplacingMergeTree",
-        create: create_table(database, name, &columns, &engine),
-        columns,
-    }
+    Object::table(database, name, columns, "ReplacingMergeTree", &engine)
 }
 
 /// What a projection with this config needs in `database` on a server with this layout.
@@ -621,7 +658,10 @@ mod tests {
         let got: Vec<&str> = plan.objects.iter().map(|o| o.name.as_str()).collect();
         assert!(got.iter().all(|n| n.ends_with("__v2")), "{got:?}");
         let mv = &plan.objects[3].create;
-        assert!(mv.contains("TO `a`.`daily_engagement_by_event__v2`") && mv.contains("FROM `a`.`engagement__v2`"), "{mv}");
+        assert!(
+            mv.contains("TO `a`.`daily_engagement_by_event__v2`") && mv.contains("FROM `a`.`engagement__v2`"),
+            "{mv}"
+        );
         let state_mv = &plan.objects[7].create;
         assert!(state_mv.contains("FROM `a`.`users_current_updates__v2`"), "{state_mv}");
         // The live version's plan is the plain one.
@@ -636,7 +676,10 @@ mod tests {
             assert!(by_event.create.contains("ORDER BY (`day`, event_id)"), "{}", by_event.create);
             let mv = &plan.objects[3].create;
             assert!(mv.starts_with("CREATE MATERIALIZED VIEW IF NOT EXISTS `a`.`daily_engagement_mv` TO `a`.`daily_engagement_by_event`"), "{mv}");
-            assert!(mv.contains("SELECT toDate(`occurred_at`) AS `day`, event_id, `user_id`, `event_type`, `amount_cents`"), "{mv}");
+            assert!(
+                mv.contains("SELECT toDate(`occurred_at`) AS `day`, event_id, `user_id`, `event_type`, `amount_cents`"),
+                "{mv}"
+            );
             let view = &plan.objects[4].create;
             assert!(view.contains("FROM `a`.`daily_engagement_by_event` FINAL"), "{view}");
             assert!(view.contains("countIf(event_type IN ('engagement.clicked')) AS `clicks`"), "{view}");
@@ -650,16 +693,24 @@ mod tests {
         let plan = plan("a", &sink(), layout(26)).expect("plan");
         let updates = &plan.objects[5];
         let columns: Vec<(&str, &str)> = updates.columns.iter().map(|c| (c.name.as_str(), c.ty.as_str())).collect();
-        assert!(columns.ends_with(&[
-            ("erases", "UInt8"),
-            ("is_deleted", "Nullable(UInt8)"),
-            ("country", "Nullable(String)"),
-            ("display_name", "Nullable(String)"),
-            ("email", "Nullable(String)"),
-        ]), "{columns:?}");
+        assert!(
+            columns.ends_with(&[
+                ("erases", "UInt8"),
+                ("is_deleted", "Nullable(UInt8)"),
+                ("country", "Nullable(String)"),
+                ("display_name", "Nullable(String)"),
+                ("email", "Nullable(String)"),
+            ]),
+            "{columns:?}"
+        );
         let mv = &plan.objects[7].create;
         assert!(mv.contains("aggregate_id AS `user_id`"), "{mv}");
-        assert!(mv.contains("argMaxIfState(assumeNotNull(`email`), aggregate_version, isNotNull(`email`) OR erases = 1) AS `email`"), "{mv}");
+        assert!(
+            mv.contains(
+                "argMaxIfState(assumeNotNull(`email`), aggregate_version, isNotNull(`email`) OR erases = 1) AS `email`"
+            ),
+            "{mv}"
+        );
         let view = &plan.objects[8];
         let columns: Vec<(&str, &str)> = view.columns.iter().map(|c| (c.name.as_str(), c.ty.as_str())).collect();
         assert_eq!(

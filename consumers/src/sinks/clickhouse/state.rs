@@ -26,9 +26,7 @@ use sluice_core::topology::{StateChange, StateColumn, StateTable};
 
 use super::declared::write_head;
 use super::row_binary::{self, Enc};
-use super::schema::{
-    Column, ColumnKind, Layout, Names, Object, ObjectKind, create_table, envelope_head, qualified, quote,
-};
+use super::schema::{Column, ColumnKind, Layout, Names, Object, envelope_head, qualified, quote};
 use super::typing::physical;
 
 /// One physical column of a state table: its name, the type it holds, and how the updates
@@ -94,8 +92,11 @@ impl StatePlan {
     /// The plan of state table `base` in the version `names` names.
     pub fn new(base: &str, state: &StateTable, names: &Names, layout: Layout) -> Self {
         let columns = physicals(state, layout);
-        let mut insert: Vec<String> =
-            envelope_head(layout).into_iter().filter(|c| c.kind == ColumnKind::Stored).map(|c| quote(&c.name)).collect();
+        let mut insert: Vec<String> = envelope_head(layout)
+            .into_iter()
+            .filter(|c| c.kind == ColumnKind::Stored)
+            .map(|c| quote(&c.name))
+            .collect();
         insert.extend(markers().iter().map(|c| quote(&c.name)));
         insert.extend(columns.iter().flatten().map(|p| quote(&p.name)));
         Self {
@@ -157,14 +158,7 @@ pub fn objects(database: &str, base: &str, state: &StateTable, names: &Names, l:
     // Key: an entity's history in version order; the event id collapses re-deliveries.
     let engine =
         format!("ENGINE = ReplacingMergeTree\nORDER BY (aggregate_id, aggregate_version, event_id){}", l.settings());
-    let updates_table = Object {
-        evolves: false,
-        name: updates.clone(),
-        kind: ObjectKind::Table,
-        engine: "ReplacingMergeTree",
-        create: create_table(database, &updates, &update_columns, &engine),
-        columns: update_columns,
-    };
+    let updates_table = Object::table(database, &updates, update_columns, "ReplacingMergeTree", &engine);
 
     let arg_max_if = |ty: &str| format!("AggregateFunction(argMaxIf, {ty}, Int64, UInt8)");
     let mut folded_columns =
@@ -173,14 +167,8 @@ pub fn objects(database: &str, base: &str, state: &StateTable, names: &Names, l:
     folded_columns.push(Column::stored("is_deleted", arg_max_if("UInt8")));
     folded_columns.push(Column::stored("updated_at", format!("AggregateFunction(argMax, {}, Int64)", l.time_type())));
     // Key: one row per entity once parts merge; a lookup by key reads one granule.
-    let folded_table = Object {
-        evolves: false,
-        name: folded.clone(),
-        kind: ObjectKind::Table,
-        engine: "AggregatingMergeTree",
-        create: create_table(database, &folded, &folded_columns, &format!("ENGINE = AggregatingMergeTree\nORDER BY {key}")),
-        columns: folded_columns,
-    };
+    let clause = format!("ENGINE = AggregatingMergeTree\nORDER BY {key}");
+    let folded_table = Object::table(database, &folded, folded_columns, "AggregatingMergeTree", &clause);
 
     // The version's state column is `version`, not `aggregate_version`: an alias equal to a column
     // name would replace that column inside the other aggregates. For the same reason the
@@ -195,22 +183,12 @@ pub fn objects(database: &str, base: &str, state: &StateTable, names: &Names, l:
     let key_select = if state.key_column == "aggregate_id" { key.clone() } else { format!("aggregate_id AS {key}") };
     let mut select = vec![key_select, "maxState(aggregate_version) AS version".to_owned()];
     select.extend(states);
-    select.push("argMaxIfState(assumeNotNull(is_deleted), aggregate_version, isNotNull(is_deleted)) AS is_deleted".into());
+    select.push(
+        "argMaxIfState(assumeNotNull(is_deleted), aggregate_version, isNotNull(is_deleted)) AS is_deleted".into(),
+    );
     select.push("argMaxState(occurred_at, aggregate_version) AS updated_at".into());
-    let materialized = Object {
-        evolves: false,
-        name: mv.clone(),
-        kind: ObjectKind::MaterializedView,
-        engine: "MaterializedView",
-        create: format!(
-            "CREATE MATERIALIZED VIEW IF NOT EXISTS {} TO {} AS\nSELECT {}\nFROM {}\nGROUP BY aggregate_id",
-            qualified(database, &mv),
-            qualified(database, &folded),
-            select.join(", "),
-            qualified(database, &updates),
-        ),
-        columns: Vec::new(),
-    };
+    let query = format!("SELECT {}\nFROM {}\nGROUP BY aggregate_id", select.join(", "), qualified(database, &updates));
+    let materialized = Object::materialized_view(database, &mv, &folded, &query);
 
     let mut merged = vec![key.clone(), "maxMerge(version) AS aggregate_version".to_owned()];
     merged.extend(physical.iter().map(|p| {
@@ -219,22 +197,12 @@ pub fn objects(database: &str, base: &str, state: &StateTable, names: &Names, l:
     }));
     merged.push("argMaxIfMerge(is_deleted) AS is_deleted".into());
     merged.push("argMaxMerge(updated_at) AS updated_at".into());
-    let mut view_columns = vec![Column::stored(&state.key_column, "String"), Column::stored("aggregate_version", "Int64")];
+    let mut view_columns =
+        vec![Column::stored(&state.key_column, "String"), Column::stored("aggregate_version", "Int64")];
     view_columns.extend(physical.iter().map(|p| Column::stored(&p.name, &p.sql)));
     view_columns.push(Column::stored("is_deleted", "UInt8"));
     view_columns.push(Column::stored("updated_at", l.time_type()));
-    let view_object = Object {
-        evolves: false,
-        name: view.clone(),
-        kind: ObjectKind::View,
-        engine: "View",
-        create: format!(
-            "CREATE VIEW IF NOT EXISTS {} AS\nSELECT {}\nFROM {}\nGROUP BY {key}",
-            qualified(database, &view),
-            merged.join(", "),
-            qualified(database, &folded)
-        ),
-        columns: view_columns,
-    };
+    let query = format!("SELECT {}\nFROM {}\nGROUP BY {key}", merged.join(", "), qualified(database, &folded));
+    let view_object = Object::view(database, &view, &query, view_columns);
     [updates_table, folded_table, materialized, view_object]
 }

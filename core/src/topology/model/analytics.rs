@@ -205,14 +205,17 @@ impl FromStr for Measure {
         let (name, rest) = text
             .split_once('(')
             .ok_or_else(|| MeasureError(format!("{text:?} is not an aggregate: write it like \"sum(total)\"")))?;
-        let inner = rest
-            .strip_suffix(')')
-            .ok_or_else(|| MeasureError(format!("{text:?} lacks its closing parenthesis")))?;
+        let inner =
+            rest.strip_suffix(')').ok_or_else(|| MeasureError(format!("{text:?} lacks its closing parenthesis")))?;
         let args: Vec<&str> = inner.split(',').map(str::trim).filter(|a| !a.is_empty()).collect();
         match (name.trim(), args.as_slice()) {
             ("count", []) => Ok(Self::Count),
-            ("count", _) => Err(MeasureError("`count()` takes nothing: count the events of some types with `countIf(type, …)`".into())),
-            ("countIf", []) => Err(MeasureError("`countIf` needs the event types it counts: `countIf(order.paid)`".into())),
+            ("count", _) => Err(MeasureError(
+                "`count()` takes nothing: count the events of some types with `countIf(type, …)`".into(),
+            )),
+            ("countIf", []) => {
+                Err(MeasureError("`countIf` needs the event types it counts: `countIf(order.paid)`".into()))
+            }
             ("countIf", types) => Ok(Self::CountIf(types.iter().map(|t| (*t).to_owned()).collect())),
             (f, [column]) => match f.parse::<Aggregate>() {
                 Ok(a) => Ok(Self::Of(a, (*column).to_owned())),
@@ -251,7 +254,9 @@ impl Rollup {
             Measure::Of(_, column) => Some(column.as_str()),
             _ => None,
         });
-        for column in self.dimensions.iter().map(String::as_str).chain(measured).chain(self.filter.keys().map(String::as_str)) {
+        for column in
+            self.dimensions.iter().map(String::as_str).chain(measured).chain(self.filter.keys().map(String::as_str))
+        {
             if !out.contains(&column) {
                 out.push(column);
             }

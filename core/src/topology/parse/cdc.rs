@@ -198,10 +198,7 @@ impl Walker<'_> {
                         self.spans.mark_broken(&path);
                         self.issues.push(Issue::error(
                             value.span(),
-                            format!(
-                                "`{}` must be a sluice event type, e.g. \"invoice.issued\"",
-                                display_path(&path)
-                            ),
+                            format!("`{}` must be a sluice event type, e.g. \"invoice.issued\"", display_path(&path)),
                         ));
                     }
                 }

@@ -8,8 +8,8 @@ use toml::de::DeValue;
 
 use super::super::diagnostics::Issue;
 use super::super::model::{
-    ClickHouseSink, DEFAULT_KEY_COLUMN, DEFAULT_PARTITION_BY, DEFAULT_ROLLUP_TIME, DeclaredTable, FilterValue,
-    Measure, Rollup, StateTable, TableEngine, TimeBucket,
+    ClickHouseSink, DEFAULT_KEY_COLUMN, DEFAULT_PARTITION_BY, DEFAULT_ROLLUP_TIME, DeclaredTable, FilterValue, Measure,
+    Rollup, StateTable, TableEngine, TimeBucket,
 };
 use super::{Secrets, Table, Walker, display_path, valid_clickhouse_identifier};
 
@@ -73,7 +73,8 @@ impl Walker<'_> {
     fn non_empty_strings(&mut self, t: &mut Table<'_, '_>, key: &'static str, why: &str) -> Option<Vec<String>> {
         let list = self.strings(t, key);
         if list.as_ref().is_some_and(Vec::is_empty) {
-            self.issues.push(Issue::error(t.span_of(key), format!("`{}` is empty: {why}", display_path(&t.child(key)))));
+            self.issues
+                .push(Issue::error(t.span_of(key), format!("`{}` is empty: {why}", display_path(&t.child(key)))));
         }
         list
     }
@@ -152,7 +153,8 @@ impl Walker<'_> {
 
     /// `measures = { name = "sum(total)", … }`, each measure's span recorded.
     fn measures(&mut self, t: &mut Table<'_, '_>) -> Option<BTreeMap<String, Measure>> {
-        let texts = self.string_map_of(t, "measures", "the rollup would have no numbers", "add `events = \"count()\"`")?;
+        let texts =
+            self.string_map_of(t, "measures", "the rollup would have no numbers", "add `events = \"count()\"`")?;
         let mut out = BTreeMap::new();
         for (name, text) in texts {
             let path = [t.child("measures"), vec![name.clone()]].concat();
@@ -227,19 +229,7 @@ impl Walker<'_> {
         empty: &str,
         empty_hint: &str,
     ) -> Option<BTreeMap<String, String>> {
-        let value = t.value(key)?;
-        let path = t.child(key);
-        let Some(entries) = value.get_ref().as_table() else {
-            self.type_error(&path, value, "table");
-            return None;
-        };
-        self.spans.insert(&path, value.span());
-        if entries.is_empty() {
-            let why = if empty.is_empty() { String::new() } else { format!(": {empty}") };
-            self.issues.push(
-                Issue::error(value.span(), format!("`{}` is empty{why}", display_path(&path))).hint(empty_hint),
-            );
-        }
+        let (path, entries) = self.named_entries(t, key, empty, empty_hint)?;
         let mut out = BTreeMap::new();
         for (name, item) in entries.iter() {
             let mut item_path = path.clone();

@@ -93,8 +93,11 @@ impl Checker<'_> {
                 let Some(span) = self.spans.get(&[&base[..], &[key, &index]].concat()) else { continue };
                 if !events.contains(&event_type.as_str()) {
                     self.push(
-                        Issue::error(span, format!("\"{event_type}\" in `{key}` is not one of the state table's `events`"))
-                            .hint(format!("add \"{event_type}\" to `events`")),
+                        Issue::error(
+                            span,
+                            format!("\"{event_type}\" in `{key}` is not one of the state table's `events`"),
+                        )
+                        .hint(format!("add \"{event_type}\" to `events`")),
                     );
                 } else if key == "deletes" && state.creates.contains(event_type) {
                     self.push(
@@ -107,7 +110,10 @@ impl Checker<'_> {
         if let Some(span) = self.spans.get(&[&base[..], &["key_column"]].concat())
             && STATE_RESERVED_COLUMNS.contains(&state.key_column.as_str())
         {
-            self.push(Issue::error(span, format!("`key_column` = {:?} is a column every state table has", state.key_column)));
+            self.push(Issue::error(
+                span,
+                format!("`key_column` = {:?} is a column every state table has", state.key_column),
+            ));
         }
         if self.issues.len() > before {
             return None;
@@ -121,7 +127,10 @@ impl Checker<'_> {
         for (column, sources) in &state.columns {
             let column_base = [&base[..], &["columns", column]].concat();
             let Some(span) = self.spans.get(&[&column_base[..], &["0"]].concat()) else { continue };
-            if column == &state.key_column || column == "aggregate_id" || STATE_RESERVED_COLUMNS.contains(&column.as_str()) {
+            if column == &state.key_column
+                || column == "aggregate_id"
+                || STATE_RESERVED_COLUMNS.contains(&column.as_str())
+            {
                 self.push(
                     Issue::error(span, format!("column `{column}` is a column every state table has"))
                         .hint(format!("those are: the key, aggregate_id, {}", STATE_RESERVED_COLUMNS.join(", "))),
@@ -151,9 +160,10 @@ impl Checker<'_> {
             let index = i.to_string();
             let span = self.spans.get(&[column_base, &[&index]].concat()).unwrap_or(0..0);
             let Some(path) = FieldPath::parse(text) else {
-                self.push(Issue::error(span, format!("{text:?} is not a field path")).hint(
-                    "write a field, or a nested one with `.`: \"customer.id\"",
-                ));
+                self.push(
+                    Issue::error(span, format!("{text:?} is not a field path"))
+                        .hint("write a field, or a nested one with `.`: \"customer.id\""),
+                );
                 ok = false;
                 continue;
             };
@@ -170,8 +180,11 @@ impl Checker<'_> {
                     .collect();
                 let fields: Vec<&str> = fields.iter().map(String::as_str).collect();
                 self.push(
-                    Issue::error(span, format!("no event type of the state table has a field {text} (for column `{column}`)"))
-                        .maybe_hint(did_you_mean(text, &fields, true)),
+                    Issue::error(
+                        span,
+                        format!("no event type of the state table has a field {text} (for column `{column}`)"),
+                    )
+                    .maybe_hint(did_you_mean(text, &fields, true)),
                 );
                 ok = false;
                 continue;
@@ -179,8 +192,13 @@ impl Checker<'_> {
             for (ty, event_type) in found {
                 if !ty.is_scalar() {
                     self.push(
-                        Issue::error(span.clone(), format!("column `{column}`: {text} is {ty} in {event_type}; a state column holds one value"))
-                            .hint("name one field inside it (\"customer.id\"), or keep it in a declared table"),
+                        Issue::error(
+                            span.clone(),
+                            format!(
+                                "column `{column}`: {text} is {ty} in {event_type}; a state column holds one value"
+                            ),
+                        )
+                        .hint("name one field inside it (\"customer.id\"), or keep it in a declared table"),
                     );
                     return None;
                 }
@@ -189,7 +207,10 @@ impl Checker<'_> {
                     Some((t, other)) if t != ty.non_null() => {
                         self.push(Issue::error(
                             span.clone(),
-                            format!("column `{column}` is {t} in {other} but {} in {event_type} ({text})", ty.non_null()),
+                            format!(
+                                "column `{column}` is {t} in {other} but {} in {event_type} ({text})",
+                                ty.non_null()
+                            ),
                         ));
                         return None;
                     }
@@ -218,11 +239,15 @@ impl Checker<'_> {
             if let Some(span) = self.spans.get(&at(&base, &["from"])) {
                 let names: Vec<&str> = sink.tables.keys().map(String::as_str).collect();
                 let hint = did_you_mean(&r.from, &names, true).unwrap_or_else(|| {
-                    "a rollup reads a typed table declared under `[projections.<name>.clickhouse.tables.<table>]`".into()
+                    "a rollup reads a typed table declared under `[projections.<name>.clickhouse.tables.<table>]`"
+                        .into()
                 });
                 self.push(
-                    Issue::error(span, format!("`from` = {:?} is not a declared table of projection \"{name}\"", r.from))
-                        .hint(hint),
+                    Issue::error(
+                        span,
+                        format!("`from` = {:?} is not a declared table of projection \"{name}\"", r.from),
+                    )
+                    .hint(hint),
                 );
             }
             return;
@@ -230,9 +255,11 @@ impl Checker<'_> {
         // A table whose columns could not be derived was reported already.
         let Some(columns) = tables.get(&r.from) else { return };
         let type_of = |column: &str| -> Option<ColumnType> {
-            columns.iter().find(|c| c.name == column).map(|c| c.ty.clone()).or_else(|| {
-                ENVELOPE_COLUMNS.contains(&column).then(|| envelope_type(column)).flatten()
-            })
+            columns
+                .iter()
+                .find(|c| c.name == column)
+                .map(|c| c.ty.clone())
+                .or_else(|| ENVELOPE_COLUMNS.contains(&column).then(|| envelope_type(column)).flatten())
         };
         let mut names: Vec<&str> = ENVELOPE_COLUMNS.to_vec();
         names.extend(columns.iter().map(|c| c.name.as_str()));
@@ -248,15 +275,25 @@ impl Checker<'_> {
         // The time column.
         if let Some(span) = self.spans.get(&at(&base, &["time"])).or_else(|| self.spans.get(&base)) {
             match type_of(&r.time) {
-                None => self.push(Issue { span, message: format!("`time`: table `{}` has no column `{}`", r.from, r.time), ..unknown(&r.time) }),
-                Some(ty) if !ty.is_time() || matches!(ty, ColumnType::Nullable(_)) => self.push(
-                    Issue::error(span, format!("`time`: column `{}` is {ty}; a rollup buckets a timestamp or date that every event has", r.time))
-                        .hint("leave `time` out for `occurred_at`"),
-                ),
-                Some(ColumnType::Date) if !r.bucket.is_calendar() => self.push(Issue::error(
+                None => self.push(Issue {
                     span,
-                    format!("`time`: column `{}` is a date, which has no {bucket}s", r.time),
-                ).hint("use bucket = \"day\" or \"month\"")),
+                    message: format!("`time`: table `{}` has no column `{}`", r.from, r.time),
+                    ..unknown(&r.time)
+                }),
+                Some(ty) if !ty.is_time() || matches!(ty, ColumnType::Nullable(_)) => self.push(
+                    Issue::error(
+                        span,
+                        format!(
+                            "`time`: column `{}` is {ty}; a rollup buckets a timestamp or date that every event has",
+                            r.time
+                        ),
+                    )
+                    .hint("leave `time` out for `occurred_at`"),
+                ),
+                Some(ColumnType::Date) if !r.bucket.is_calendar() => self.push(
+                    Issue::error(span, format!("`time`: column `{}` is a date, which has no {bucket}s", r.time))
+                        .hint("use bucket = \"day\" or \"month\""),
+                ),
                 Some(_) => {}
             }
         }
@@ -266,24 +303,36 @@ impl Checker<'_> {
             let index = i.to_string();
             let Some(span) = self.spans.get(&at(&base, &["dimensions", &index])) else { continue };
             match type_of(column) {
-                None => self.push(Issue { span, message: format!("`dimensions`: table `{}` has no column `{column}`", r.from), ..unknown(column) }),
-                Some(ty) if !ty.is_scalar() => self.push(Issue::error(span, format!("`dimensions`: column `{column}` is {ty}; a rollup groups by single values"))),
-                Some(_) if column == bucket => self.push(Issue::error(span, format!("`dimensions`: `{column}` is the rollup's time bucket already"))),
+                None => self.push(Issue {
+                    span,
+                    message: format!("`dimensions`: table `{}` has no column `{column}`", r.from),
+                    ..unknown(column)
+                }),
+                Some(ty) if !ty.is_scalar() => self.push(Issue::error(
+                    span,
+                    format!("`dimensions`: column `{column}` is {ty}; a rollup groups by single values"),
+                )),
+                Some(_) if column == bucket => self
+                    .push(Issue::error(span, format!("`dimensions`: `{column}` is the rollup's time bucket already"))),
                 Some(_) => {}
             }
         }
 
         // Event types: the table's.
         let table_events: Vec<&str> = declared.events.iter().map(String::as_str).collect();
-        let counted: Vec<&str> = r.events.as_ref().map_or(table_events.clone(), |e| e.iter().map(String::as_str).collect());
+        let counted: Vec<&str> =
+            r.events.as_ref().map_or(table_events.clone(), |e| e.iter().map(String::as_str).collect());
         for (i, event_type) in r.events.iter().flatten().enumerate() {
             let index = i.to_string();
             if let Some(span) = self.spans.get(&at(&base, &["events", &index]))
                 && !table_events.contains(&event_type.as_str())
             {
                 self.push(
-                    Issue::error(span, format!("\"{event_type}\" in `events` is not an event type of table `{}`", r.from))
-                        .maybe_hint(did_you_mean(event_type, &table_events, true)),
+                    Issue::error(
+                        span,
+                        format!("\"{event_type}\" in `events` is not an event type of table `{}`", r.from),
+                    )
+                    .maybe_hint(did_you_mean(event_type, &table_events, true)),
                 );
             }
         }
@@ -292,10 +341,16 @@ impl Checker<'_> {
         let sources = r.source_columns();
         for (measure_name, measure) in &r.measures {
             let Some(span) = self.spans.get(&at(&base, &["measures", measure_name])) else { continue };
-            if measure_name == bucket || sources.contains(&measure_name.as_str()) || ENVELOPE_COLUMNS.contains(&measure_name.as_str()) {
+            if measure_name == bucket
+                || sources.contains(&measure_name.as_str())
+                || ENVELOPE_COLUMNS.contains(&measure_name.as_str())
+            {
                 self.push(
-                    Issue::error(span.clone(), format!("measure `{measure_name}` has the name of a column the rollup reads or groups by"))
-                        .hint(format!("name it after what it measures: `total_{measure_name}`, `{measure_name}_count`")),
+                    Issue::error(
+                        span.clone(),
+                        format!("measure `{measure_name}` has the name of a column the rollup reads or groups by"),
+                    )
+                    .hint(format!("name it after what it measures: `total_{measure_name}`, `{measure_name}_count`")),
                 );
                 continue;
             }
@@ -304,18 +359,33 @@ impl Checker<'_> {
                 Measure::CountIf(types) => {
                     for t in types.iter().filter(|t| !counted.contains(&t.as_str())) {
                         self.push(
-                            Issue::error(span.clone(), format!("`countIf({t})`: \"{t}\" is not an event type the rollup reads"))
-                                .maybe_hint(did_you_mean(t, &counted, true))
-                                .hint_if_none(format!("it reads: {}", counted.join(", "))),
+                            Issue::error(
+                                span.clone(),
+                                format!("`countIf({t})`: \"{t}\" is not an event type the rollup reads"),
+                            )
+                            .maybe_hint(did_you_mean(t, &counted, true))
+                            .hint_if_none(format!("it reads: {}", counted.join(", "))),
                         );
                     }
                 }
                 Measure::Of(aggregate, column) => match type_of(column) {
-                    None => self.push(Issue { span, message: format!("`{measure}`: table `{}` has no column `{column}`", r.from), ..unknown(column) }),
-                    Some(ty) if !ty.is_scalar() => self.push(Issue::error(span, format!("`{measure}`: column `{column}` is {ty}, not single values"))),
+                    None => self.push(Issue {
+                        span,
+                        message: format!("`{measure}`: table `{}` has no column `{column}`", r.from),
+                        ..unknown(column)
+                    }),
+                    Some(ty) if !ty.is_scalar() => self
+                        .push(Issue::error(span, format!("`{measure}`: column `{column}` is {ty}, not single values"))),
                     Some(ty) if aggregate.is_arithmetic() && !ty.is_numeric() => self.push(
-                        Issue::error(span, format!("`{measure}`: column `{column}` is {ty}; {aggregate} needs numbers"))
-                            .hint(if *aggregate == Aggregate::Sum { "count it instead: `count()` or `countIf(<event type>)`" } else { "use min, max or uniq" }),
+                        Issue::error(
+                            span,
+                            format!("`{measure}`: column `{column}` is {ty}; {aggregate} needs numbers"),
+                        )
+                        .hint(if *aggregate == Aggregate::Sum {
+                            "count it instead: `count()` or `countIf(<event type>)`"
+                        } else {
+                            "use min, max or uniq"
+                        }),
                     ),
                     Some(_) => {}
                 },
@@ -326,19 +396,29 @@ impl Checker<'_> {
         for (column, values) in &r.filter {
             let Some(span) = self.spans.get(&at(&base, &["where", column])) else { continue };
             let Some(ty) = type_of(column) else {
-                self.push(Issue { span, message: format!("`where`: table `{}` has no column `{column}`", r.from), ..unknown(column) });
+                self.push(Issue {
+                    span,
+                    message: format!("`where`: table `{}` has no column `{column}`", r.from),
+                    ..unknown(column)
+                });
                 continue;
             };
             let fits = |v: &FilterValue| match (v, ty.non_null()) {
                 (FilterValue::Bool(_), ColumnType::Bool) => true,
                 (FilterValue::Integer(_), ColumnType::Int | ColumnType::Long) => true,
-                (FilterValue::Text(_), ColumnType::String | ColumnType::Uuid | ColumnType::Fixed(_) | ColumnType::Bytes) => true,
+                (
+                    FilterValue::Text(_),
+                    ColumnType::String | ColumnType::Uuid | ColumnType::Fixed(_) | ColumnType::Bytes,
+                ) => true,
                 (FilterValue::Text(s), ColumnType::Enum(symbols)) => symbols.contains(s),
                 _ => false,
             };
             if let Some(bad) = values.iter().find(|v| !fits(v)) {
                 let shown = serde_json::to_string(bad).unwrap_or_default();
-                self.push(Issue::error(span, format!("`where`: column `{column}` is {ty}, which never equals {shown}")));
+                self.push(Issue::error(
+                    span,
+                    format!("`where`: column `{column}` is {ty}, which never equals {shown}"),
+                ));
             }
         }
     }

@@ -23,7 +23,8 @@ fn error(text: &str) -> (usize, String, Option<String>) {
     match check(text) {
         Ok(_) => panic!("expected an error"),
         Err(report) => {
-            let all: Vec<_> = report.diagnostics().iter().map(|d| (d.line, d.message.clone(), d.hint.clone())).collect();
+            let all: Vec<_> =
+                report.diagnostics().iter().map(|d| (d.line, d.message.clone(), d.hint.clone())).collect();
             assert_eq!(all.len(), 1, "{all:#?}");
             all.into_iter().next().expect("one")
         }
@@ -86,7 +87,10 @@ fn a_state_column_from_a_field_no_event_has_is_refused() {
 fn a_state_column_of_an_array_is_refused() {
     let text = source().replace("carrier = \"carrier\"", "carrier = \"items[].sku\"");
     let (_, message, _) = error(&text);
-    assert_eq!(message, "column `carrier`: items[].sku is array of string in order.placed; a state column holds one value");
+    assert_eq!(
+        message,
+        "column `carrier`: items[].sku is array of string in order.placed; a state column holds one value"
+    );
 }
 
 #[test]
@@ -98,7 +102,9 @@ fn candidates_of_different_types_are_refused() {
 
 #[test]
 fn a_name_clash_between_objects_is_refused() {
-    let text = source().replace("state.orders_current]", "state.orders]").replace("state.orders_current.columns]", "state.orders.columns]");
+    let text = source()
+        .replace("state.orders_current]", "state.orders]")
+        .replace("state.orders_current.columns]", "state.orders.columns]");
     let text = text.replace("tables.order_shipments]", "tables.orders_updates]");
     let (_, message, _) = error(&text);
     assert_eq!(message, "`orders_updates` is already a table of this projection (from `tables.orders_updates`)");
@@ -106,7 +112,8 @@ fn a_name_clash_between_objects_is_refused() {
 
 #[test]
 fn creates_and_deletes_are_state_events_and_not_both() {
-    let text = source().replace("creates = [\"order.placed\"]", "creates = [\"order.placed\"]\ndeletes = [\"order.placed\"]");
+    let text =
+        source().replace("creates = [\"order.placed\"]", "creates = [\"order.placed\"]\ndeletes = [\"order.placed\"]");
     let (_, message, _) = error(&text);
     assert_eq!(message, "\"order.placed\" is in both `creates` and `deletes`");
     let text = source().replace("creates = [\"order.placed\"]", "creates = [\"order.refunded\"]");
@@ -139,5 +146,10 @@ fn rollup_references_are_checked() {
 
     let text = source().replace("revenue = \"sum(total)\"", "revenue = \"median(total)\"");
     let (_, message, _) = error(&text);
-    assert!(message.starts_with("`projections.order_analytics.clickhouse.rollups.daily_sales.measures.revenue`: unknown aggregate `median`"), "{message}");
+    assert!(
+        message.starts_with(
+            "`projections.order_analytics.clickhouse.rollups.daily_sales.measures.revenue`: unknown aggregate `median`"
+        ),
+        "{message}"
+    );
 }
