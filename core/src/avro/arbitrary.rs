@@ -112,6 +112,21 @@ pub(super) fn with_references() -> Schema {
     .expect("valid schema")
 }
 
+/// Decimals everywhere a scale must be found: by reference, in arrays, maps and unions, at scale
+/// 0, and past 128 bits (a `Decimal256`'s 76 digits in a fixed of 32 bytes).
+pub(super) const NESTED_DECIMALS: &str = r#"{
+  "type": "record", "name": "Ledger", "namespace": "test",
+  "fields": [
+    {"name": "total", "type": {"type": "fixed", "name": "Wide", "size": 32, "logicalType": "decimal", "precision": 76, "scale": 10}},
+    {"name": "again", "type": ["null", "Wide"], "default": null},
+    {"name": "lines", "type": {"type": "array", "items": {"type": "record", "name": "Entry", "fields": [
+      {"name": "amount", "type": {"type": "bytes", "logicalType": "decimal", "precision": 20, "scale": 4}}]}}},
+    {"name": "by_key", "type": {"type": "map", "values": "Entry"}},
+    {"name": "whole", "type": {"type": "bytes", "logicalType": "decimal", "precision": 5, "scale": 0}},
+    {"name": "either", "type": ["string", {"type": "bytes", "logicalType": "decimal", "precision": 3, "scale": 3}]}
+  ]
+}"#;
+
 /// Every schema the property tests run on, by name.
 pub(super) fn test_schemas() -> Vec<(String, Schema)> {
     let mut schemas = repository_schemas();
@@ -119,6 +134,7 @@ pub(super) fn test_schemas() -> Vec<(String, Schema)> {
     schemas
         .push(("decimals and durations".to_owned(), Schema::parse_str(DECIMALS_AND_DURATIONS).expect("valid schema")));
     schemas.push(("references".to_owned(), with_references()));
+    schemas.push(("nested decimals".to_owned(), Schema::parse_str(NESTED_DECIMALS).expect("valid schema")));
     schemas
 }
 
@@ -211,8 +227,8 @@ fn of(schema: &Schema, names: &HashMap<Name, Schema>, ns: Option<&str>) -> Boxed
         Schema::LocalTimestampNanos => any::<i64>().prop_map(Value::LocalTimestampNanos).boxed(),
         Schema::Decimal(DecimalSchema { inner, precision, .. }) => {
             let max = match inner {
-                InnerDecimalSchema::Fixed(fixed) => fixed.size.min(16),
-                InnerDecimalSchema::Bytes => 16,
+                InnerDecimalSchema::Fixed(fixed) => fixed.size,
+                InnerDecimalSchema::Bytes => 32,
             };
             let limit = 10_i128.checked_pow(u32::try_from(*precision).expect("small")).unwrap_or(i128::MAX) - 1;
             // Mostly within the precision, sometimes any bytes at all.
@@ -275,7 +291,7 @@ pub(super) fn event_json(schema: &Schema) -> BoxedStrategy<Json> {
     (value(&schema), any::<u64>(), prop_oneof![Just(0_usize), 1..4_usize])
         .prop_map(move |(v, seed, breaks)| {
             let mut rng = Rng(seed);
-            let mut json = respell(super::avro_to_json(&v), &schema, &mut rng);
+            let mut json = respell(super::avro_to_json(&v, &schema), &schema, &mut rng);
             for _ in 0..breaks {
                 json = damage(json, &mut rng);
             }

@@ -26,11 +26,11 @@ use apache_avro::schema::{
 };
 use apache_avro::types::Value;
 use apache_avro::util::{DEFAULT_MAX_ALLOCATION_BYTES, max_allocation_bytes};
-use apache_avro::{Decimal, Duration, Schema, Uuid};
+use apache_avro::{Duration, Schema, Uuid};
 use serde_json::{Map, Number, Value as Json};
 use thiserror::Error;
 
-use super::{DecodeError, avro_to_json, decode, has_ref, hex, unscaled_decimal};
+use super::{DecodeError, avro_to_json, decode, has_ref, hex};
 use crate::event::{ENVELOPE_FIELDS, Envelope, Event, EventError, Position};
 
 /// Why a record is not an event: its body does not decode, or it has no proper envelope.
@@ -79,14 +79,15 @@ impl EventDecoder {
         self.plan.is_some()
     }
 
-    /// The JSON of a body: `avro_to_json(&decode(body, writer, reader)?)`, faster.
+    /// The JSON of a body: `avro_to_json(&decode(body, writer, reader)?, reader or writer)`,
+    /// faster.
     pub fn decode_json(&self, body: &[u8]) -> Result<Json, DecodeError> {
         if let Some(plan) = &self.plan
             && let Ok(json) = plan.json(body)
         {
             return Ok(json);
         }
-        Ok(avro_to_json(&self.decode_value(body)?))
+        Ok(avro_to_json(&self.decode_value(body)?, self.value_schema()))
     }
 
     /// The event of a body read at `position`: what [`Event::from_record`] makes of
@@ -100,7 +101,7 @@ impl EventDecoder {
                 return Ok(Event { envelope, payload: sink.payload, position, schema_id });
             }
         }
-        let json = avro_to_json(&self.decode_value(body)?);
+        let json = avro_to_json(&self.decode_value(body)?, self.value_schema());
         let Json::Object(record) = json else { return Err(EventError::NotARecord.into()) };
         let mut envelope = Slots::default();
         let mut payload = Map::with_capacity(record.len());
@@ -118,6 +119,11 @@ impl EventDecoder {
     /// The reference path.
     fn decode_value(&self, body: &[u8]) -> Result<Value, DecodeError> {
         decode(body, &self.writer, self.reader.as_deref())
+    }
+
+    /// The schema of the values [`Self::decode_value`] reads: the reader's, else the writer's.
+    fn value_schema(&self) -> &Schema {
+        self.reader.as_deref().unwrap_or(&self.writer)
     }
 }
 
@@ -200,8 +206,11 @@ enum Node {
     UuidFixed,
     Fixed(usize),
     Enum(Box<[String]>),
-    /// A `decimal`: bytes, or a `fixed` of the given size.
-    Decimal(Option<usize>),
+    /// A `decimal`: bytes, or a `fixed` of the given size; its scale.
+    Decimal {
+        fixed: Option<usize>,
+        scale: usize,
+    },
     Duration,
     Union(Box<[Node]>),
     /// The common `["null", T]` (`null_index` 0) or `[T, "null"]` (1).
@@ -487,8 +496,9 @@ fn defaults(reader: &RecordSchema, missing: Vec<RecordField>) -> Option<Vec<(Str
         return None;
     }
     let only_missing = Schema::Record(RecordSchema::builder().name(reader.name.clone()).fields(missing).build());
-    match Value::Record(Vec::new()).resolve(&only_missing).ok()? {
-        Value::Record(values) => Some(values.iter().map(|(name, value)| (name.clone(), avro_to_json(value))).collect()),
+    let values = Value::Record(Vec::new()).resolve(&only_missing).ok()?;
+    match avro_to_json(&values, &only_missing) {
+        Json::Object(json) => Some(json.into_iter().collect()),
         _ => None,
     }
 }
@@ -568,10 +578,13 @@ impl Compiler<'_, '_> {
             Schema::Uuid(UuidSchema::Fixed(FixedSchema { size: 16, .. })) => Node::UuidFixed,
             Schema::Fixed(fixed) => Node::Fixed(fixed.size),
             Schema::Enum(EnumSchema { symbols, .. }) => Node::Enum(symbols.clone().into_boxed_slice()),
-            Schema::Decimal(DecimalSchema { inner: InnerDecimalSchema::Bytes, .. }) => Node::Decimal(None),
-            Schema::Decimal(DecimalSchema { inner: InnerDecimalSchema::Fixed(fixed), .. }) => {
-                Node::Decimal(Some(fixed.size))
-            }
+            Schema::Decimal(DecimalSchema { inner, scale, .. }) => Node::Decimal {
+                fixed: match inner {
+                    InnerDecimalSchema::Bytes => None,
+                    InnerDecimalSchema::Fixed(fixed) => Some(fixed.size),
+                },
+                scale: *scale,
+            },
             Schema::Duration(FixedSchema { size: 12, .. }) => Node::Duration,
             Schema::Union(union) => match union.variants() {
                 [Schema::Null, inner] => Node::Nullable { null_index: 0, inner: Box::new(self.node(inner, ns)?) },
@@ -762,7 +775,7 @@ impl<'a> Input<'a> {
             }
             Node::UuidFixed => Json::String(Uuid::from_bytes(self.array()?).hyphenated().to_string()),
             Node::Fixed(size) => Json::String(hex(self.take(*size)?)),
-            Node::Decimal(fixed) => {
+            Node::Decimal { fixed, scale } => {
                 let bytes = match fixed {
                     Some(size) => self.take(*size)?,
                     None => self.bytes()?,
@@ -771,7 +784,7 @@ impl<'a> Input<'a> {
                     // No number at all: the reference says so (DecodeError::EmptyDecimal).
                     return Err(Bail);
                 }
-                Json::String(unscaled_decimal(&Decimal::from(bytes)))
+                Json::String(crate::decimal::text_from_be_bytes(bytes, *scale))
             }
             Node::Duration => {
                 let d = Duration::from(self.array::<12>()?);

@@ -22,7 +22,7 @@ use serde_json::Value as Json;
 use thiserror::Error;
 
 use super::{
-    ConvertError, Converter, EncodeError, Source, as_integer, avro_to_json, encode, has_ref, json_to_avro, parse_date,
+    ConvertError, Converter, EncodeError, Render, Source, as_integer, encode, has_ref, json_to_avro, parse_date,
     parse_hex, parse_rfc3339,
 };
 
@@ -58,7 +58,7 @@ pub fn encode_json_into(json: &Json, schema: &Schema, out: &mut Vec<u8>) -> Resu
     Ok(())
 }
 
-/// The JSON [`avro_to_json`] makes of the top-level field `name` of `json_to_avro(json,
+/// The JSON [`super::avro_to_json`] makes of the top-level field `name` of `json_to_avro(json,
 /// schema)`, for an event that converts — `None` when the schema has no such field or the field
 /// does not convert. Cheaper than converting the whole event to read a few fields (the Kafka
 /// key, the event id).
@@ -85,7 +85,7 @@ pub fn field_json(json: &Json, schema: &Schema, name: &str) -> Option<Json> {
         None if field.default.is_some() => converter.default(field, ns).ok()?,
         None => return None,
     };
-    Some(avro_to_json(&value))
+    Some(Render { names }.json(&value, Some(&field.schema), ns))
 }
 
 /// Whether `schema` has no named references and defines every name once. Then apache-avro's

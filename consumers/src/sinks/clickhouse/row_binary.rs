@@ -1,8 +1,8 @@
 //! Values of decoded events written in ClickHouse's `RowBinary` format (pure): how the declared
 //! tables' rows are sent, column by column, with no row struct per table.
 //!
-//! Input: a JSON value as [`sluice_core::avro::avro_to_json`] makes it (decimals as their
-//! unscaled integer text, bytes as hex, timestamps as integer counts) and the [`Enc`] of the
+//! Input: a JSON value as [`sluice_core::avro::avro_to_json`] makes it (decimals as their exact
+//! text at their scale, bytes as hex, timestamps as integer counts) and the [`Enc`] of the
 //! column. Output: the column's bytes, appended to the row; or why the value does not fit (the
 //! event is then refused, to the DLQ, rather than stored wrong).
 //!
@@ -13,7 +13,7 @@
 //! `DateTime64(p)` as `Int64` ticks; `Map` as a length and key, value pairs.
 
 use serde_json::Value;
-use sluice_core::decimal::Decimal;
+use sluice_core::decimal::{text_from_be_bytes, unscaled_be_bytes};
 use uuid::Uuid;
 
 /// How one column's value is written.
@@ -48,15 +48,19 @@ pub enum Enc {
         /// Units per second (1 000 for milliseconds).
         per_second: i64,
     },
-    /// `Decimal(P, S)` in `width` bytes (4, 8, 16 or 32) from the unscaled text.
+    /// `Decimal(P, S)` in `width` bytes (4, 8, 16 or 32) from the decimal text (`"26.35"`),
+    /// brought exactly to the column's scale (`"26.3"` is 2630 at scale 2; `"26.351"` does not
+    /// fit).
     Decimal {
         /// Bytes on the wire.
         width: usize,
         /// At most this many digits.
         precision: usize,
+        /// Digits after the point.
+        scale: usize,
     },
-    /// `String`: the exact decimal text (`"-12.34"`) of the unscaled value at `scale`, for a
-    /// precision the server's decimals cannot hold.
+    /// `String`: the exact decimal text (`"-12.34"`) at `scale`, for a precision the server's
+    /// decimals cannot hold.
     DecimalText {
         /// Digits after the point.
         scale: usize,
@@ -166,25 +170,15 @@ fn scalar(enc: &Enc, value: &Value, out: &mut Vec<u8>) -> Result<(), Misfit> {
                 .map_err(|_| format!("{count} is outside a DateTime column (1970-01-01 to 2106-02-07)"))?;
             out.extend_from_slice(&seconds.to_le_bytes());
         }
-        Enc::Decimal { width, precision } => match value.as_str().ok_or_else(mismatch)?.strip_prefix("0x") {
-            // Past 128 bits avro_to_json gives the bytes.
-            Some(hex) => wide_decimal(&unhex(hex)?, *width, *precision, out)?,
-            None => {
-                let decimal = Decimal::integer(unscaled(value)?);
-                if decimal.digits() > *precision {
-                    return Err(format!("a decimal of {} digits does not fit precision {precision}", decimal.digits()));
-                }
-                let le = decimal.unscaled.to_le_bytes();
-                let fill = if decimal.unscaled < 0 { 0xff } else { 0x00 };
-                // Within the precision's digits the value fits the width: the cut bytes are sign.
-                out.extend_from_slice(&le[..(*width).min(16)]);
-                out.extend(std::iter::repeat_n(fill, width.saturating_sub(16)));
-            }
-        },
+        Enc::Decimal { width, precision, scale } => {
+            let bytes = unscaled_be_bytes(value.as_str().ok_or_else(mismatch)?, *scale, *precision)
+                .map_err(|e| format!("{} does not fit Decimal({precision}, {scale}): {e}", short(value)))?;
+            little_endian(&bytes, *width, out)?;
+        }
         Enc::DecimalText { scale } => {
-            let scale = u32::try_from(*scale).map_err(|_| format!("scale {scale} is too large"))?;
-            let decimal = Decimal { unscaled: unscaled(value)?, scale };
-            string(decimal.to_string().as_bytes(), out);
+            let bytes = unscaled_be_bytes(value.as_str().ok_or_else(mismatch)?, *scale, usize::MAX)
+                .map_err(|e| format!("{} does not fit a decimal of scale {scale}: {e}", short(value)))?;
+            string(text_from_be_bytes(&bytes, *scale).as_bytes(), out);
         }
         Enc::Nullable(_) | Enc::Array(_) | Enc::Map(_) | Enc::MapKeys | Enc::MapValues(_) | Enc::Json => {
             return Err(mismatch());
@@ -236,72 +230,17 @@ fn unhex(text: &str) -> Result<Vec<u8>, Misfit> {
         .collect()
 }
 
-/// The unscaled value of a decimal up to 128 bits, from its text.
-fn unscaled(value: &Value) -> Result<i128, Misfit> {
-    match value.as_str() {
-        Some(text) if text.starts_with("0x") => Err("a decimal past 128 bits does not fit this column".to_owned()),
-        Some(text) => text.parse().map_err(|_| format!("{text:?} is not an unscaled decimal")),
-        None => Err(format!("{} is not an unscaled decimal", short(value))),
-    }
-}
-
-/// Writes a decimal past 128 bits, big-endian two's complement `bytes`, as a little-endian
-/// integer of `width` bytes (a `Decimal256`).
-fn wide_decimal(bytes: &[u8], width: usize, precision: usize, out: &mut Vec<u8>) -> Result<(), Misfit> {
-    let digits = digits(bytes);
-    if digits > precision {
-        return Err(format!("a decimal of {digits} digits does not fit precision {precision}"));
-    }
-    let negative = bytes.first().is_some_and(|b| b & 0x80 != 0);
-    let fill = if negative { 0xff } else { 0x00 };
-    let (extra, kept) = bytes.split_at(bytes.len().saturating_sub(width));
-    // Cut bytes must be sign extension only (always so once the digits fit the width's precision).
-    if extra.iter().any(|b| *b != fill)
-        || kept.first().is_some_and(|b| (b & 0x80 != 0) != negative) && !extra.is_empty()
-    {
+/// Writes the big-endian two's complement `bytes` (shortest form) as a little-endian integer of
+/// `width` bytes, sign-extended.
+fn little_endian(bytes: &[u8], width: usize, out: &mut Vec<u8>) -> Result<(), Misfit> {
+    if bytes.len() > width {
+        // Never within the precision of a width (76 digits take 32 bytes).
         return Err(format!("the decimal does not fit {width} bytes"));
     }
-    out.extend(kept.iter().rev());
-    out.extend(std::iter::repeat_n(fill, width - kept.len()));
+    let fill = if bytes.first().is_some_and(|b| b & 0x80 != 0) { 0xff } else { 0x00 };
+    out.extend(bytes.iter().rev());
+    out.extend(std::iter::repeat_n(fill, width - bytes.len()));
     Ok(())
-}
-
-/// Decimal digits of the magnitude of a two's complement value past 128 bits (up to 256).
-fn digits(bytes: &[u8]) -> usize {
-    let negative = bytes.first().is_some_and(|b| b & 0x80 != 0);
-    // Magnitude as little-endian u32 limbs.
-    let mut limbs: Vec<u32> = Vec::new();
-    let mut be: Vec<u8> = bytes.to_vec();
-    if negative {
-        // Two's complement negation: invert, add one.
-        for b in &mut be {
-            *b = !*b;
-        }
-        for b in be.iter_mut().rev() {
-            let (sum, carry) = b.overflowing_add(1);
-            *b = sum;
-            if !carry {
-                break;
-            }
-        }
-    }
-    for chunk in be.rchunks(4) {
-        let mut word = [0u8; 4];
-        word[4 - chunk.len()..].copy_from_slice(chunk);
-        limbs.push(u32::from_be_bytes(word));
-    }
-    let mut count = 0;
-    while limbs.iter().any(|l| *l != 0) {
-        // Divide by 10 in place.
-        let mut rem: u64 = 0;
-        for limb in limbs.iter_mut().rev() {
-            let cur = (rem << 32) | u64::from(*limb);
-            *limb = (cur / 10) as u32;
-            rem = cur % 10;
-        }
-        count += 1;
-    }
-    count.max(1)
 }
 
 #[cfg(test)]

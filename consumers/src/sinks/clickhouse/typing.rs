@@ -128,7 +128,9 @@ fn nested(ty: &ColumnType, layout: Layout) -> (String, Enc) {
         // Inside an array on an old server: the exact count.
         ColumnType::TimestampMillis | ColumnType::TimestampMicros | ColumnType::TimestampNanos => s("Int64", Enc::I64),
         ColumnType::Decimal { precision, scale } => match decimal_width(*precision, types.decimal256) {
-            Some(width) => (format!("Decimal({precision}, {scale})"), Enc::Decimal { width, precision: *precision }),
+            Some(width) => {
+                (format!("Decimal({precision}, {scale})"), Enc::Decimal { width, precision: *precision, scale: *scale })
+            }
             None => s("String", Enc::DecimalText { scale: *scale }),
         },
         ColumnType::Json => s("String", Enc::Json),

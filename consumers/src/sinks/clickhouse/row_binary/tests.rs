@@ -39,29 +39,56 @@ fn maps_both_ways() {
 
 #[test]
 fn decimals_exactly() {
-    let d = |width, precision, text: &str| bytes(&Enc::Decimal { width, precision }, json!(text));
-    assert_eq!(d(4, 9, "2635"), Ok(2635i32.to_le_bytes().to_vec()));
-    assert_eq!(d(8, 12, "-5"), Ok((-5i64).to_le_bytes().to_vec()));
-    assert_eq!(d(16, 39, "-170141183460469231731687303715884105728"), Ok(i128::MIN.to_le_bytes().to_vec()));
-    assert!(d(4, 4, "12345").is_err(), "more digits than the precision");
-    // Past 128 bits avro_to_json gives hex: a 256-bit decimal.
-    let mut le = vec![0x00; 32];
-    le[0] = 7;
-    assert_eq!(d(32, 76, &format!("0x{}07", "00".repeat(31))), Ok(le));
+    let d = |width, precision, scale, text: &str| bytes(&Enc::Decimal { width, precision, scale }, json!(text));
+    assert_eq!(d(4, 9, 2, "26.35"), Ok(2635i32.to_le_bytes().to_vec()));
+    assert_eq!(d(4, 9, 2, "26.3"), Ok(2630i32.to_le_bytes().to_vec()), "brought up to the column's scale");
+    assert_eq!(d(4, 9, 2, "26.350"), Ok(2635i32.to_le_bytes().to_vec()), "zeros past the scale are no digits");
+    assert_eq!(
+        d(4, 9, 2, "26.351"),
+        Err("\"26.351\" does not fit Decimal(9, 2): more than 2 digits after the decimal point".to_owned())
+    );
+    assert_eq!(d(8, 12, 2, "-0.05"), Ok((-5i64).to_le_bytes().to_vec()));
+    assert_eq!(d(16, 39, 0, "-170141183460469231731687303715884105728"), Ok(i128::MIN.to_le_bytes().to_vec()));
+    assert_eq!(
+        d(4, 4, 0, "12345"),
+        Err("\"12345\" does not fit Decimal(4, 0): 5 digits exceed the precision of 4".to_owned())
+    );
+    assert!(d(4, 9, 2, "2635").is_ok_and(|b| b == 263_500i32.to_le_bytes()), "a whole number is one");
+    assert!(d(4, 9, 2, "1e3").is_err(), "plain text only");
+    assert!(bytes(&Enc::Decimal { width: 4, precision: 9, scale: 2 }, json!(26.35)).is_err(), "never a double");
+    // Past 128 bits: a 256-bit decimal of 76 digits, and the same negative.
+    let nines = "9".repeat(70);
+    let le = d(32, 76, 6, &format!("{nines}.999999")).expect("76 digits");
+    let mut max = vec![0u8; 32];
+    let big = format!("{nines}999999").parse::<u128>().is_err();
+    assert!(big, "past 128 bits");
+    // 10^76 - 1, little-endian, read back through the text codec.
+    max.copy_from_slice(&le);
+    max.reverse();
+    assert_eq!(text_from_be_bytes(&max, 6), format!("{nines}.999999"));
+    let le = d(32, 76, 6, &format!("-{nines}.999999")).expect("76 digits");
+    let mut be = le.clone();
+    be.reverse();
+    assert_eq!(text_from_be_bytes(&be, 6), format!("-{nines}.999999"));
+    assert!(d(32, 76, 6, &format!("9{nines}.999999")).is_err(), "77 digits");
+
     let text = |scale, v: &str| bytes(&Enc::DecimalText { scale }, json!(v));
-    assert_eq!(text(2, "-5"), Ok([&[5u8][..], b"-0.05"].concat()));
-    assert_eq!(text(2, "123456"), Ok([&[7u8][..], b"1234.56"].concat()));
+    assert_eq!(text(2, "-0.05"), Ok([&[5u8][..], b"-0.05"].concat()));
+    assert_eq!(text(2, "1234.5"), Ok([&[7u8][..], b"1234.50"].concat()));
     assert_eq!(text(0, "42"), Ok([&[2u8][..], b"42"].concat()));
+    assert!(text(0, "4.2").is_err());
 }
 
 proptest! {
-    /// Any value within the precision's digits reaches the width as the same number.
+    /// Any value within the precision's digits reaches the width as the same number, from the
+    /// text the decoder makes of it at the column's scale.
     #[test]
-    fn decimal_round_trip(n in any::<i64>()) {
-        let text = n.to_string();
-        let out = bytes(&Enc::Decimal { width: 16, precision: 38 }, json!(text)).map_err(TestCaseError::fail)?;
+    fn decimal_round_trip(n in any::<i64>(), scale in 0u32..=18) {
+        let text = sluice_core::decimal::Decimal { unscaled: i128::from(n), scale }.to_string();
+        let scale = scale as usize;
+        let out = bytes(&Enc::Decimal { width: 16, precision: 38, scale }, json!(text)).map_err(TestCaseError::fail)?;
         prop_assert_eq!(i128::from_le_bytes(out.try_into().map_err(|_| TestCaseError::fail("16 bytes"))?), i128::from(n));
-        let out = bytes(&Enc::Decimal { width: 8, precision: 18 }, json!(text));
+        let out = bytes(&Enc::Decimal { width: 8, precision: 18, scale }, json!(text));
         let fits = n.unsigned_abs() < 1_000_000_000_000_000_000;
         prop_assert_eq!(out.is_ok(), fits);
         if let Ok(out) = out {
