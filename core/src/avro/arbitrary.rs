@@ -322,24 +322,32 @@ impl Rng {
 }
 
 fn respell(json: Json, schema: &Schema, rng: &mut Rng) -> Json {
-    let units = |schema: &Schema| match schema {
-        Schema::TimestampMillis => Some(3),
-        Schema::TimestampMicros => Some(6),
-        Schema::TimestampNanos => Some(9),
+    use crate::calendar::{Unit, Zone, parse_date, parse_date_time, parse_time_of_day};
+    let timestamp = |schema: &Schema| match schema {
+        Schema::TimestampMillis => Some((Unit::Millis, Zone::Required)),
+        Schema::TimestampMicros => Some((Unit::Micros, Zone::Required)),
+        Schema::TimestampNanos => Some((Unit::Nanos, Zone::Required)),
+        Schema::LocalTimestampMillis => Some((Unit::Millis, Zone::Forbidden)),
+        Schema::LocalTimestampMicros => Some((Unit::Micros, Zone::Forbidden)),
+        Schema::LocalTimestampNanos => Some((Unit::Nanos, Zone::Forbidden)),
         _ => None,
     };
     match (json, schema) {
-        (Json::Number(n), _) if units(schema).is_some() && rng.one_in(2) => {
-            let digits = units(schema).expect("a timestamp");
-            match n.as_i64().and_then(|i| rfc3339(i, digits, rng)) {
-                Some(text) => Json::String(text),
-                None => Json::Number(n),
+        // Timestamps as read (UTC text), as integer counts, or at another offset.
+        (Json::String(s), _) if timestamp(schema).is_some() => {
+            let (unit, zone) = timestamp(schema).expect("a timestamp");
+            let count = parse_date_time(&s, zone).ok().and_then(|n| unit.count(n)).expect("read text reads back");
+            let digits = u32::try_from(unit.digits()).expect("small");
+            match rng.below(3) {
+                0 => json!(count),
+                1 if zone == Zone::Required => rfc3339(count, digits, rng).map_or(Json::String(s), Json::String),
+                _ => Json::String(s),
             }
         }
-        (Json::Number(n), Schema::Date) if rng.one_in(2) => {
-            let days = n.as_i64().expect("days");
-            let (y, m, d) = crate::calendar::civil_from_days(days);
-            if (0..=9999).contains(&y) { json!(format!("{y:04}-{m:02}-{d:02}")) } else { Json::Number(n) }
+        (Json::String(s), Schema::Date) if rng.one_in(2) => json!(parse_date(&s).expect("read text reads back")),
+        (Json::String(s), Schema::TimeMillis | Schema::TimeMicros) if rng.one_in(2) => {
+            let unit = if matches!(schema, Schema::TimeMillis) { Unit::Millis } else { Unit::Micros };
+            json!(unit.count(i128::from(parse_time_of_day(&s).expect("read text reads back"))))
         }
         (Json::Number(n), _) if rng.one_in(3) => match n.as_i64() {
             // 2 as 2.0: the same integer for the converter, when the float holds it exactly.
@@ -402,6 +410,11 @@ fn odd_value(rng: &mut Rng) -> Json {
         json!("2026-11-26T04:28:21.123Z"),
         json!("2026-02-30T00:00:00Z"),
         json!("2024-02-29"),
+        json!("+010000-01-01"),
+        json!("10:00:00.123"),
+        json!("24:00:00"),
+        json!("2026-11-26T04:28:21.123"),
+        json!("2026-11-26 04:28:21+02:00"),
         json!("7f0c1c9e-9a43-4c55-9d7b-2f8ad6c1e001"),
         json!("not-a-uuid"),
         json!([]),

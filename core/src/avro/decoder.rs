@@ -30,8 +30,9 @@ use apache_avro::{Duration, Schema, Uuid};
 use serde_json::{Map, Number, Value as Json};
 use thiserror::Error;
 
-use super::{DecodeError, avro_to_json, decode, has_ref, hex};
-use crate::event::{ENVELOPE_FIELDS, Envelope, Event, EventError, Position};
+use super::{DecodeError, avro_to_json, decode, has_ref, hex, time_json};
+use crate::calendar::{Unit, format_date, format_date_time};
+use crate::event::{ENVELOPE_FIELDS, Envelope, Event, EventError, Position, millis_of};
 
 /// Why a record is not an event: its body does not decode, or it has no proper envelope.
 #[derive(Debug, Error)]
@@ -174,7 +175,7 @@ impl Slots {
             event_type: string(event_type.take(), 1)?,
             aggregate_id: string(aggregate_id.take(), 2)?,
             aggregate_version: integer(aggregate_version.take(), 3)?,
-            occurred_at: integer(occurred_at.take(), 4)?,
+            occurred_at: millis_of(occurred_at.take(), ENVELOPE_FIELDS[4])?,
             producer: string(producer.take(), 5)?,
             correlation_id: optional(correlation_id.take(), 6)?,
             causation_id: optional(causation_id.take(), 7)?,
@@ -190,10 +191,17 @@ impl Slots {
 enum Node {
     Null,
     Boolean,
-    /// `int`, `date`, `time-millis`.
     Int,
-    /// `long`, `time-micros`, the timestamps.
     Long,
+    /// `date`: days as `YYYY-MM-DD`.
+    Date,
+    /// `time-millis` (an int) or `time-micros` (a long), as `HH:MM:SS.f…`.
+    Time(Unit),
+    /// A timestamp of `unit`s, with a `Z` when `zoned` (not `local-timestamp-*`).
+    Timestamp {
+        unit: Unit,
+        zoned: bool,
+    },
     Float,
     Double,
     Bytes,
@@ -259,6 +267,16 @@ struct WriterField {
     defaults_before: Range<usize>,
 }
 
+impl WriterField {
+    /// Reads the field's value; an envelope timestamp as its count when `counts_envelope`.
+    fn read(&self, input: &mut Input<'_>, counts_envelope: bool) -> Read<Json> {
+        match &self.node {
+            Node::Timestamp { .. } if counts_envelope && self.out.envelope.is_some() => Ok(Json::from(input.long()?)),
+            node => input.read(node),
+        }
+    }
+}
+
 #[derive(Debug)]
 struct ReaderField {
     out: Out,
@@ -283,6 +301,12 @@ type Read<T> = Result<T, Bail>;
 /// Where the fields of a record go.
 trait Sink {
     fn put(&mut self, out: &Out, value: Json);
+
+    /// Whether envelope timestamps are wanted as their integer counts rather than as text: an
+    /// event keeps `occurred_at` in milliseconds, so the text is neither made nor parsed back.
+    fn counts_envelope(&self) -> bool {
+        false
+    }
 }
 
 impl Sink for Map<String, Json> {
@@ -307,6 +331,10 @@ impl EventSink {
 }
 
 impl Sink for EventSink {
+    fn counts_envelope(&self) -> bool {
+        true
+    }
+
     fn put(&mut self, out: &Out, value: Json) {
         match out.envelope {
             Some(slot) => self.envelope.0[slot] = Some(value),
@@ -393,7 +421,7 @@ impl RecordPlan {
     fn read(&self, input: &mut Input<'_>, sink: &mut impl Sink) -> Read<()> {
         let Some(reader) = &self.reader else {
             for field in &self.fields {
-                let value = input.read(&field.node)?;
+                let value = field.read(input, sink.counts_envelope())?;
                 sink.put(&field.out, value);
             }
             return Ok(());
@@ -404,7 +432,7 @@ impl RecordPlan {
                 for before in reader.get(field.defaults_before.clone()).ok_or(Bail)? {
                     sink.put(&before.out, default(before)?);
                 }
-                let value = input.read(&field.node)?;
+                let value = field.read(input, sink.counts_envelope())?;
                 if let Some(to) = field.reader_index.and_then(|i| reader.get(i)) {
                     sink.put(&to.out, value);
                 }
@@ -416,7 +444,7 @@ impl RecordPlan {
         }
         let mut values: Vec<Option<Json>> = vec![None; reader.len()];
         for field in &self.fields {
-            let value = input.read(&field.node)?;
+            let value = field.read(input, sink.counts_envelope())?;
             if let Some(slot) = field.reader_index.and_then(|i| values.get_mut(i)) {
                 *slot = Some(value);
             }
@@ -560,15 +588,17 @@ impl Compiler<'_, '_> {
         let node = match schema {
             Schema::Null => Node::Null,
             Schema::Boolean => Node::Boolean,
-            Schema::Int | Schema::Date | Schema::TimeMillis => Node::Int,
-            Schema::Long
-            | Schema::TimeMicros
-            | Schema::TimestampMillis
-            | Schema::TimestampMicros
-            | Schema::TimestampNanos
-            | Schema::LocalTimestampMillis
-            | Schema::LocalTimestampMicros
-            | Schema::LocalTimestampNanos => Node::Long,
+            Schema::Int => Node::Int,
+            Schema::Long => Node::Long,
+            Schema::Date => Node::Date,
+            Schema::TimeMillis => Node::Time(Unit::Millis),
+            Schema::TimeMicros => Node::Time(Unit::Micros),
+            Schema::TimestampMillis => Node::Timestamp { unit: Unit::Millis, zoned: true },
+            Schema::TimestampMicros => Node::Timestamp { unit: Unit::Micros, zoned: true },
+            Schema::TimestampNanos => Node::Timestamp { unit: Unit::Nanos, zoned: true },
+            Schema::LocalTimestampMillis => Node::Timestamp { unit: Unit::Millis, zoned: false },
+            Schema::LocalTimestampMicros => Node::Timestamp { unit: Unit::Micros, zoned: false },
+            Schema::LocalTimestampNanos => Node::Timestamp { unit: Unit::Nanos, zoned: false },
             Schema::Float => Node::Float,
             Schema::Double => Node::Double,
             Schema::Bytes => Node::Bytes,
@@ -770,6 +800,15 @@ impl<'a> Input<'a> {
                 f.to_string().parse::<f64>().ok().and_then(Number::from_f64).map_or(Json::Null, Json::Number)
             }
             Node::Bytes => Json::String(hex(self.bytes()?)),
+            Node::Date => Json::String(format_date(i64::from(self.int()?))),
+            Node::Time(unit) => {
+                let count = match unit {
+                    Unit::Millis => i64::from(self.int()?),
+                    Unit::Micros | Unit::Nanos => self.long()?,
+                };
+                time_json(count, *unit)
+            }
+            Node::Timestamp { unit, zoned } => Json::String(format_date_time(self.long()?, *unit, *zoned)),
             Node::UuidBytes => {
                 Json::String(Uuid::from_slice(self.bytes()?).map_err(|_| Bail)?.hyphenated().to_string())
             }

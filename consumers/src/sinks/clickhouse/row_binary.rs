@@ -2,8 +2,9 @@
 //! tables' rows are sent, column by column, with no row struct per table.
 //!
 //! Input: a JSON value as [`sluice_core::avro::avro_to_json`] makes it (decimals as their exact
-//! text at their scale, bytes as hex, timestamps as integer counts) and the [`Enc`] of the
-//! column. Output: the column's bytes, appended to the row; or why the value does not fit (the
+//! text at their scale, bytes as hex, dates, times and timestamps as text; their integer counts
+//! are read too, as the envelope's `occurred_at` and hand-made events have them) and the [`Enc`]
+//! of the column. Output: the column's bytes, appended to the row; or why the value does not fit (the
 //! event is then refused, to the DLQ, rather than stored wrong).
 //!
 //! The format, per type: fixed-width numbers little-endian; strings and arrays prefixed by their
@@ -13,6 +14,7 @@
 //! `DateTime64(p)` as `Int64` ticks; `Map` as a length and key, value pairs.
 
 use serde_json::Value;
+use sluice_core::calendar::{Unit, Zone, parse_date, parse_date_time, parse_time_of_day};
 use sluice_core::decimal::{text_from_be_bytes, unscaled_be_bytes};
 use uuid::Uuid;
 
@@ -37,15 +39,21 @@ pub enum Enc {
     Fixed(usize),
     /// `UUID` from its text.
     Uuid,
-    /// `Date` (`UInt16` days since 1970-01-01).
+    /// `Date` (`UInt16` days since 1970-01-01) from `"YYYY-MM-DD"` or a day count.
     Date,
-    /// `Date32` (`Int32` days, 1900-01-01 to 2299-12-31).
+    /// `Date32` (`Int32` days, 1900-01-01 to 2299-12-31), likewise.
     Date32,
-    /// `DateTime64(p)`: the count as it is (its unit is the column's precision).
-    Ticks,
-    /// `DateTime`: a count of `per_second` units, floored to seconds.
+    /// `Int32` milliseconds (`Unit::Millis`) or `Int64` microseconds since midnight, from
+    /// `"HH:MM:SS.fff"` or the count.
+    Time(Unit),
+    /// `DateTime64(p)`, or the `Int64` count of a timestamp: `unit`s since the epoch, from date-time
+    /// text (a local one, without a zone, as UTC) with no digit finer than the unit, or the count
+    /// as it is.
+    Ticks(Unit),
+    /// `DateTime`: seconds since the epoch, floored, from date-time text or a count of
+    /// `per_second` units.
     Seconds {
-        /// Units per second (1 000 for milliseconds).
+        /// Units per second of a count (1 000 for milliseconds).
         per_second: i64,
     },
     /// `Decimal(P, S)` in `width` bytes (4, 8, 16 or 32) from the decimal text (`"26.35"`),
@@ -133,7 +141,30 @@ fn scalar(enc: &Enc, value: &Value, out: &mut Vec<u8>) -> Result<(), Misfit> {
             let n = value.as_i64().and_then(|n| i32::try_from(n).ok()).ok_or_else(mismatch)?;
             out.extend_from_slice(&n.to_le_bytes());
         }
-        Enc::I64 | Enc::Ticks => out.extend_from_slice(&value.as_i64().ok_or_else(mismatch)?.to_le_bytes()),
+        Enc::I64 => out.extend_from_slice(&value.as_i64().ok_or_else(mismatch)?.to_le_bytes()),
+        Enc::Ticks(unit) => {
+            let count = match value {
+                Value::String(text) => {
+                    let nanos = parse_date_time(text, Zone::Optional).map_err(|e| format!("{}: {e}", short(value)))?;
+                    exact_count(nanos, *unit).ok_or_else(|| finer(value, *unit))?
+                }
+                _ => value.as_i64().ok_or_else(mismatch)?,
+            };
+            out.extend_from_slice(&count.to_le_bytes());
+        }
+        Enc::Time(unit) => {
+            let count = match value {
+                Value::String(text) => {
+                    let nanos = parse_time_of_day(text).map_err(|e| format!("{}: {e}", short(value)))?;
+                    exact_count(i128::from(nanos), *unit).ok_or_else(|| finer(value, *unit))?
+                }
+                _ => value.as_i64().ok_or_else(mismatch)?,
+            };
+            match unit {
+                Unit::Millis => out.extend_from_slice(&i32::try_from(count).map_err(|_| mismatch())?.to_le_bytes()),
+                Unit::Micros | Unit::Nanos => out.extend_from_slice(&count.to_le_bytes()),
+            }
+        }
         Enc::F32 => out.extend_from_slice(&(value.as_f64().ok_or_else(mismatch)? as f32).to_le_bytes()),
         Enc::F64 => out.extend_from_slice(&value.as_f64().ok_or_else(mismatch)?.to_le_bytes()),
         Enc::Str => string(value.as_str().ok_or_else(mismatch)?.as_bytes(), out),
@@ -152,22 +183,27 @@ fn scalar(enc: &Enc, value: &Value, out: &mut Vec<u8>) -> Result<(), Misfit> {
             out.extend_from_slice(&low.to_le_bytes());
         }
         Enc::Date => {
-            let days = value.as_i64().ok_or_else(mismatch)?;
+            let days = days(value).ok_or_else(mismatch)??;
             let days = u16::try_from(days)
                 .map_err(|_| format!("day {days} is outside a Date column (1970-01-01 to 2149-06-06)"))?;
             out.extend_from_slice(&days.to_le_bytes());
         }
         Enc::Date32 => {
-            let days = value.as_i64().ok_or_else(mismatch)?;
+            let days = days(value).ok_or_else(mismatch)??;
             if !(DATE32_MIN..=DATE32_MAX).contains(&days) {
                 return Err(format!("day {days} is outside a Date32 column (1900-01-01 to 2299-12-31)"));
             }
             out.extend_from_slice(&(days as i32).to_le_bytes());
         }
         Enc::Seconds { per_second } => {
-            let count = value.as_i64().ok_or_else(mismatch)?;
-            let seconds = u32::try_from(count.div_euclid(*per_second))
-                .map_err(|_| format!("{count} is outside a DateTime column (1970-01-01 to 2106-02-07)"))?;
+            let seconds = match value {
+                Value::String(text) => parse_date_time(text, Zone::Optional)
+                    .map_err(|e| format!("{}: {e}", short(value)))?
+                    .div_euclid(1_000_000_000),
+                _ => i128::from(value.as_i64().ok_or_else(mismatch)?.div_euclid(*per_second)),
+            };
+            let seconds = u32::try_from(seconds)
+                .map_err(|_| format!("{} is outside a DateTime column (1970-01-01 to 2106-02-07)", short(value)))?;
             out.extend_from_slice(&seconds.to_le_bytes());
         }
         Enc::Decimal { width, precision, scale } => {
@@ -185,6 +221,28 @@ fn scalar(enc: &Enc, value: &Value, out: &mut Vec<u8>) -> Result<(), Misfit> {
         }
     }
     Ok(())
+}
+
+/// The days since 1970-01-01 of a date: `"YYYY-MM-DD"` or the count; `None` for another type.
+fn days(value: &Value) -> Option<Result<i64, Misfit>> {
+    match value {
+        Value::String(text) => Some(parse_date(text).map_err(|e| format!("{}: {e}", short(value)))),
+        _ => value.as_i64().map(Ok),
+    }
+}
+
+/// `nanos` in whole `unit`s, when no digit finer than the unit is lost.
+fn exact_count(nanos: i128, unit: Unit) -> Option<i64> {
+    (nanos.rem_euclid(unit.nanos()) == 0).then(|| unit.count(nanos)).flatten()
+}
+
+fn finer(value: &Value, unit: Unit) -> Misfit {
+    let unit = match unit {
+        Unit::Millis => "milliseconds",
+        Unit::Micros => "microseconds",
+        Unit::Nanos => "nanoseconds",
+    };
+    format!("{} has digits finer than the column's {unit}", short(value))
 }
 
 /// Days of 1900-01-01 and 2299-12-31, the range of `Date32`.

@@ -23,10 +23,49 @@ fn scalars_as_clickhouse_reads_them() {
     assert!(bytes(&Enc::Date, json!(-1)).is_err(), "before 1970: outside Date");
     assert_eq!(bytes(&Enc::Date32, json!(-1)), Ok((-1i32).to_le_bytes().to_vec()));
     assert_eq!(bytes(&Enc::Seconds { per_second: 1000 }, json!(1999)), Ok(1u32.to_le_bytes().to_vec()));
+    assert_eq!(bytes(&Enc::Date, json!("1970-01-02")), Ok(vec![1, 0]));
+    assert_eq!(bytes(&Enc::Date32, json!("1969-12-31")), Ok((-1i32).to_le_bytes().to_vec()));
+    assert!(bytes(&Enc::Date32, json!("1969-02-30")).is_err());
     // UUID: the two 64-bit halves, each little-endian.
     let uuid = bytes(&Enc::Uuid, json!("00112233-4455-6677-8899-aabbccddeeff")).expect("uuid");
     assert_eq!(uuid, [0x77, 0x66, 0x55, 0x44, 0x33, 0x22, 0x11, 0x00, 0xff, 0xee, 0xdd, 0xcc, 0xbb, 0xaa, 0x99, 0x88]);
     assert_eq!(bytes(&Enc::Json, json!({"a": [1]})), Ok([&[9u8][..], b"{\"a\":[1]}"].concat()));
+}
+
+#[test]
+fn times_and_timestamps_from_their_text_exactly() {
+    let ticks =
+        |unit, v: Value| bytes(&Enc::Ticks(unit), v).map(|b| i64::from_le_bytes(b.try_into().expect("8 bytes")));
+    assert_eq!(ticks(Unit::Millis, json!("2026-11-01T10:00:00.123Z")), Ok(1_793_527_200_123));
+    assert_eq!(ticks(Unit::Micros, json!("2026-11-01T10:00:00.123456Z")), Ok(1_793_527_200_123_456));
+    assert_eq!(ticks(Unit::Nanos, json!("1969-12-31T23:59:59.999999999Z")), Ok(-1));
+    assert_eq!(ticks(Unit::Micros, json!("2026-11-01T10:00:00.123")), Ok(1_793_527_200_123_000), "local: as UTC");
+    assert_eq!(ticks(Unit::Millis, json!("2026-11-01T11:00:00.123+01:00")), Ok(1_793_527_200_123));
+    assert_eq!(ticks(Unit::Millis, json!(1_793_527_200_123_i64)), Ok(1_793_527_200_123), "a count as it is");
+    assert_eq!(
+        ticks(Unit::Millis, json!("2026-11-01T10:00:00.1234Z")),
+        Err("\"2026-11-01T10:00:00.1234Z\" has digits finer than the column's milliseconds".to_owned())
+    );
+    assert_eq!(ticks(Unit::Millis, json!("2026-11-01T10:00:00.1230Z")), Ok(1_793_527_200_123), "zeros are no digits");
+    assert!(ticks(Unit::Millis, json!("2026-11-01")).is_err());
+    let seconds = |v: Value| bytes(&Enc::Seconds { per_second: 1_000_000 }, v);
+    assert_eq!(seconds(json!("2026-11-01T10:00:00.999999Z")), Ok(1_793_527_200_u32.to_le_bytes().to_vec()), "floored");
+    assert_eq!(seconds(json!(1_793_527_200_999_999_i64)), Ok(1_793_527_200_u32.to_le_bytes().to_vec()));
+    assert!(seconds(json!("1969-12-31T23:59:59Z")).is_err(), "before a DateTime column");
+    assert_eq!(bytes(&Enc::Time(Unit::Millis), json!("10:00:00.123")), Ok(36_000_123_i32.to_le_bytes().to_vec()));
+    assert_eq!(bytes(&Enc::Time(Unit::Millis), json!(5)), Ok(5_i32.to_le_bytes().to_vec()));
+    assert_eq!(bytes(&Enc::Time(Unit::Micros), json!("00:00:01.000001")), Ok(1_000_001_i64.to_le_bytes().to_vec()));
+    assert!(bytes(&Enc::Time(Unit::Millis), json!("10:00:00.1234")).is_err());
+}
+
+proptest! {
+    /// What the decoder writes of a timestamp reaches a column of its unit as the same count.
+    #[test]
+    fn timestamp_text_round_trip(count in any::<i64>(), unit in prop_oneof![Just(Unit::Millis), Just(Unit::Micros), Just(Unit::Nanos)], zoned in any::<bool>()) {
+        let text = sluice_core::calendar::format_date_time(count, unit, zoned);
+        let out = bytes(&Enc::Ticks(unit), json!(text)).map_err(TestCaseError::fail)?;
+        prop_assert_eq!(i64::from_le_bytes(out.try_into().map_err(|_| TestCaseError::fail("8 bytes"))?), count);
+    }
 }
 
 #[test]
