@@ -337,7 +337,8 @@ async fn orders_on_clickhouse_18() {
 
 /// Values as people read them: what a producer published (`"total": "26.35"`) is what the
 /// Couchbase document holds, what `sluice couchbase get` prints and what the raw ClickHouse table's
-/// `payload` column shows, not the unscaled 2635 of the Avro body.
+/// `payload` column shows, not the unscaled 2635 of the Avro body; timestamps as RFC 3339 text to
+/// their unit's digits, dates as `YYYY-MM-DD`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_order_reads_as_it_was_published() {
     let sfx = unique("asread");
@@ -354,7 +355,7 @@ async fn an_order_reads_as_it_was_published() {
         "total": "26.35", "currency": "EUR",
         "customer": {"id": "7f0c1c9e-9a43-4c55-9d7b-2f8ad6c1e001", "tier": "GOLD", "email": null},
         "items": [{"sku": "A", "quantity": 1, "unit_price": "26.3"}, {"sku": "B", "quantity": 2, "unit_price": "-0.5"}],
-        "placed_at": 1_793_527_200_123_456_i64
+        "placed_at": 1_793_527_200_123_456_i64, "delivery_date": "2026-11-03"
     });
     let paid = json!({
         "event_id": uuid::Uuid::new_v4().to_string(), "event_type": "order.paid", "aggregate_id": id,
@@ -374,6 +375,9 @@ async fn an_order_reads_as_it_was_published() {
     assert_eq!(doc["items"][0]["unit_price"], json!("26.30"), "at the schema's scale: {doc}");
     assert_eq!(doc["items"][1]["unit_price"], json!("-0.50"), "{doc}");
     assert_eq!(doc["amount"], json!("12.00"), "{doc}");
+    assert_eq!(doc["placed_at"], json!("2026-11-01T10:00:00.123456Z"), "to the microsecond: {doc}");
+    assert_eq!(doc["paid_at"], json!("2026-11-01T10:01:00.000Z"), "to the millisecond: {doc}");
+    assert_eq!(doc["delivery_date"], json!("2026-11-03"), "{doc}");
     let printed = String::from_utf8_lossy(&out.stdout);
     assert!(printed.contains(r#""total": "26.35""#), "`sluice couchbase get` prints it so:\n{printed}");
 
@@ -390,6 +394,14 @@ async fn an_order_reads_as_it_was_published() {
     let payloads: Vec<Value> = payloads.iter().map(|p| serde_json::from_str(p).expect("payload JSON")).collect();
     assert_eq!(payloads.len(), 2, "{payloads:?}");
     assert_eq!((&payloads[0]["total"], &payloads[1]["amount"]), (&json!("26.35"), &json!("12.00")), "{payloads:?}");
+    assert_eq!(payloads[0]["placed_at"], json!("2026-11-01T10:00:00.123456Z"), "{payloads:?}");
+    let placed_at_us: i64 = client
+        .query("SELECT toUnixTimestamp64Micro(placed_at) FROM orders_placed FINAL WHERE aggregate_id = ?")
+        .bind(&id)
+        .fetch_one()
+        .await
+        .expect("orders_placed");
+    assert_eq!(placed_at_us, 1_793_527_200_123_456, "the DateTime64(6) column holds the same instant");
     let total_cents: i64 = client
         .query("SELECT toInt64(total * 100) FROM orders_placed FINAL WHERE aggregate_id = ?")
         .bind(&id)
