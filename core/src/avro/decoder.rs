@@ -556,7 +556,7 @@ fn same_plain_type(writer: &Schema, reader: &Schema) -> bool {
             | Schema::LocalTimestampMillis
             | Schema::LocalTimestampMicros
             | Schema::LocalTimestampNanos
-            // Equal decimals only (see below): the plan reads the unscaled value as it is.
+            // Equal decimals only (see below): the plan reads the value at the writer's scale, the reader's.
             | Schema::Decimal(_) => true,
             Schema::Array(array) => plain(&array.items),
             Schema::Map(map) => plain(&map.types),
