@@ -58,7 +58,11 @@ fuzz_target!(|record: &[u8]| {
     let fast = decoder.decode_json(body);
     let value = match (&reference, &fast) {
         (Ok(value), Ok(json)) => {
-            assert_eq!(json.to_string(), avro_to_json(value, schema).to_string(), "plan and apache-avro read different JSON");
+            assert_eq!(
+                json.to_string(),
+                avro_to_json(value, schema).to_string(),
+                "plan and apache-avro read different JSON"
+            );
             value
         }
         (Err(r), Err(f)) => {
