@@ -343,6 +343,127 @@ async fn orders_on_clickhouse_18() {
     orders_end_to_end(&url, false).await;
 }
 
+/// Values as people read them: what a producer published (`"total": "26.35"`) is what the
+/// Couchbase document holds, what `sluice couchbase get` prints and what the raw ClickHouse table's
+/// `payload` column shows, not the unscaled 2635 of the Avro body; timestamps as RFC 3339 text to
+/// their unit's digits, dates as `YYYY-MM-DD`. A second Couchbase projection maps its document's
+/// fields from nested fields, array elements and flags set or cleared by event type.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_reads_as_it_was_published() {
+    let sfx = unique("asread");
+    let topology = fresh_orders(&sfx, &connections().clickhouse.url);
+    let dir = topology.parent().expect("dir").to_path_buf();
+    let (state, analytics, cards) =
+        (format!("order_state_{sfx}"), format!("order_analytics_{sfx}"), format!("order_cards_{sfx}"));
+    let mut text = std::fs::read_to_string(&topology).expect("topology");
+    text.push_str(&format!(
+        r#"
+[projections.{cards}]
+sources = ["orders_{sfx}"]
+sink = "couchbase"
+
+[projections.{cards}.couchbase]
+document_id = "card::{{aggregate_id}}"
+
+[projections.{cards}.couchbase.fields]
+total = "total"
+first_price = "items[0].unit_price"
+third_price = "items[2].unit_price"
+skus = "items[].sku"
+customer = ["customer.email", "customer.id"]
+paid = {{ set_by = ["order.paid"], cleared_by = ["order.cancelled"] }}
+shipped = {{ set_by = ["order.shipped"] }}
+changed_at = "occurred_at"
+"#
+    ));
+    std::fs::write(&topology, text).expect("topology");
+    run_ok(sluice(&topology).args(["topics", "apply"]));
+    run_ok(sluice(&topology).args(["schemas", "register"]));
+    run_ok(sluice(&topology).args(["clickhouse", "migrate"]));
+    let id = format!("o-{sfx}");
+    let placed = json!({
+        "event_id": uuid::Uuid::new_v4().to_string(), "event_type": "order.placed", "aggregate_id": id,
+        "aggregate_version": 1, "occurred_at": now_ms(), "producer": "t",
+        "total": "26.35", "currency": "EUR",
+        "customer": {"id": "7f0c1c9e-9a43-4c55-9d7b-2f8ad6c1e001", "tier": "GOLD", "email": null},
+        "items": [{"sku": "A", "quantity": 1, "unit_price": "26.3"}, {"sku": "B", "quantity": 2, "unit_price": "-0.5"}],
+        "placed_at": 1_793_527_200_123_456_i64, "delivery_date": "2026-11-03"
+    });
+    let paid_at_ms = now_ms();
+    let paid = json!({
+        "event_id": uuid::Uuid::new_v4().to_string(), "event_type": "order.paid", "aggregate_id": id,
+        "aggregate_version": 2, "occurred_at": paid_at_ms, "producer": "t",
+        "amount": "12", "method": "CARD", "paid_at": 1_793_527_260_000_i64
+    });
+    run_ok(sluice(&topology).args(["publish", "--file"]).arg(write_jsonl(&dir, "asread.jsonl", &[&placed, &paid])));
+    let state_worker = WorkerProcess::start(&topology, &state, None);
+    let analytics_worker = WorkerProcess::start(&topology, &analytics, None);
+    let cards_worker = WorkerProcess::start(&topology, &cards, None);
+    let topics = [format!("orders_{sfx}")];
+    await_caught_up(&format!("sluice.{state}"), &topics, 90).await;
+    await_caught_up(&format!("sluice.{analytics}"), &topics, 90).await;
+    await_caught_up(&format!("sluice.{cards}"), &topics, 90).await;
+
+    let out = run_ok(sluice(&topology).args(["couchbase", "get", &format!("order::{id}")]));
+    let doc: Value = serde_json::from_slice(&out.stdout).expect("the document as JSON");
+    assert_eq!(doc["total"], json!("26.35"), "{doc}");
+    assert_eq!(doc["items"][0]["unit_price"], json!("26.30"), "at the schema's scale: {doc}");
+    assert_eq!(doc["items"][1]["unit_price"], json!("-0.50"), "{doc}");
+    assert_eq!(doc["amount"], json!("12.00"), "{doc}");
+    assert_eq!(doc["placed_at"], json!("2026-11-01T10:00:00.123456Z"), "to the microsecond: {doc}");
+    assert_eq!(doc["paid_at"], json!("2026-11-01T10:01:00.000Z"), "to the millisecond: {doc}");
+    assert_eq!(doc["delivery_date"], json!("2026-11-03"), "{doc}");
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(printed.contains(r#""total": "26.35""#), "`sluice couchbase get` prints it so:\n{printed}");
+
+    let out = run_ok(sluice(&topology).args(["couchbase", "get", &format!("card::{id}")]));
+    let mut card: Value = serde_json::from_slice(&out.stdout).expect("the card as JSON");
+    card.as_object_mut().expect("a document").remove("_sluice");
+    let changed_at = sluice_core::calendar::format_date_time(paid_at_ms, sluice_core::calendar::Unit::Millis, true);
+    assert_eq!(
+        card,
+        json!({
+            "total": "26.35", "first_price": "26.30", "skus": ["A", "B"],
+            "customer": "7f0c1c9e-9a43-4c55-9d7b-2f8ad6c1e001", "paid": true, "changed_at": changed_at
+        }),
+        "nested fields, the first element, every element, the first candidate with a value, a flag set by \
+         order.paid (no third item, no shipment: unchanged)"
+    );
+
+    let mut conn = connections().clickhouse;
+    conn.database = format!("db_{sfx}");
+    let ch = sluice_consumers::sinks::clickhouse::ClickHouse::connect(&conn).await.expect("clickhouse");
+    let client = ch.client.clone().with_database(&conn.database);
+    let payloads: Vec<String> = client
+        .query("SELECT payload FROM order_events WHERE aggregate_id = ? ORDER BY aggregate_version")
+        .bind(&id)
+        .fetch_all()
+        .await
+        .expect("the raw table");
+    let payloads: Vec<Value> = payloads.iter().map(|p| serde_json::from_str(p).expect("payload JSON")).collect();
+    assert_eq!(payloads.len(), 2, "{payloads:?}");
+    assert_eq!((&payloads[0]["total"], &payloads[1]["amount"]), (&json!("26.35"), &json!("12.00")), "{payloads:?}");
+    assert_eq!(payloads[0]["placed_at"], json!("2026-11-01T10:00:00.123456Z"), "{payloads:?}");
+    let placed_at_us: i64 = client
+        .query("SELECT toUnixTimestamp64Micro(placed_at) FROM orders_placed FINAL WHERE aggregate_id = ?")
+        .bind(&id)
+        .fetch_one()
+        .await
+        .expect("orders_placed");
+    assert_eq!(placed_at_us, 1_793_527_200_123_456, "the DateTime64(6) column holds the same instant");
+    let total_cents: i64 = client
+        .query("SELECT toInt64(total * 100) FROM orders_placed FINAL WHERE aggregate_id = ?")
+        .bind(&id)
+        .fetch_one()
+        .await
+        .expect("orders_placed");
+    assert_eq!(total_cents, 2635, "the Decimal(12, 2) column holds the same number");
+    for worker in [state_worker, analytics_worker, cards_worker] {
+        let (status, _) = worker.terminate();
+        assert!(status.success(), "clean shutdown: {status}");
+    }
+}
+
 /// Online evolution: v1 shipments flow; v2 of the schema adds an optional field; `migrate --plan`
 /// shows the column it would add, `migrate` adds it while the worker runs; the worker notices the
 /// new schema file by itself (no restart), writes v2 events with the field, and the v1 rows read

@@ -311,16 +311,25 @@ impl Decoder {
             CdcEncoding::Avro => {
                 // The key is Avro too for table streams; the outbox router's key is plain text.
                 let key = match m.key() {
-                    Some(k) if k.first() == Some(&0) && k.len() > 5 => Some(self.generic_avro(k, "key").await?.0),
-                    Some(k) => Some(Avro::String(String::from_utf8_lossy(k).into_owned())),
+                    Some(k) if k.first() == Some(&0) && k.len() > 5 => {
+                        let (key, entry, _) = self.generic_avro(k, "key").await?;
+                        Some((key, Some(entry)))
+                    }
+                    Some(k) => Some((Avro::String(String::from_utf8_lossy(k).into_owned()), None)),
                     None => None,
                 };
                 match m.payload() {
                     Some(v) => {
                         let (value, entry, id) = self.generic_avro(v, "value").await?;
-                        (CdcRecord::from_avro(key.as_ref(), Some(&value), &entry.1), id)
+                        (CdcRecord::from_avro(key.as_ref().map(|(k, _)| k), Some(&value), &entry.1), id)
                     }
-                    None => (CdcRecord::from_json(key.as_ref().map(sluice_core::avro::avro_to_json), None), 0),
+                    None => {
+                        let key = key.map(|(key, entry)| match entry {
+                            Some(entry) => sluice_core::avro::avro_to_json(&key, &entry.0),
+                            None => sluice_core::avro::avro_to_json(&key, &Schema::String),
+                        });
+                        (CdcRecord::from_json(key, None), 0)
+                    }
                 }
             }
         };

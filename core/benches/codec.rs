@@ -105,7 +105,7 @@ fn benches(c: &mut Criterion) {
         b.iter(|| {
             let framed = framing::unframe(black_box(&record)).expect("framed");
             let v = avro::decode(framed.body, schema, None).expect("decodes");
-            Event::from_record(avro::avro_to_json(&v), position.clone(), framed.schema_id).expect("event")
+            Event::from_record(avro::avro_to_json(&v, schema), position.clone(), framed.schema_id).expect("event")
         })
     });
     g.bench_function("consume: decode_json", |b| {

@@ -22,13 +22,19 @@
 //! | `array`, `map`, `record` | an array, an object, an object | the same; record field order kept, map keys sorted |
 //! | union | the bare value (no `{"string": ..}` wrapper); `null` picks the null branch, anything else the first branch that accepts it | the bare value |
 //! | `uuid` | a UUID string (hyphenated, simple, braced or `urn:uuid:`) | lowercase hyphenated |
-//! | `date` | integer days since 1970-01-01, or `"YYYY-MM-DD"` | integer days |
-//! | `time-millis`, `time-micros` | an integer | integer |
-//! | `timestamp-millis`/`-micros`/`-nanos` | an integer since the epoch, or an RFC 3339 string (`"2026-11-26T04:28:21.123Z"`, any offset; digits finer than the unit are truncated toward the past) | integer |
-//! | `local-timestamp-*` | an integer | integer |
-//! | `decimal` | a decimal string (`"12.34"`) or number, at most the schema's scale and precision, unscaled value within 128 bits | the **unscaled** integer as a string (`"1234"`): the scale is in the schema, not the value |
+//! | `date` | integer days since 1970-01-01, or `"YYYY-MM-DD"` | `"YYYY-MM-DD"` |
+//! | `time-millis`, `time-micros` | an integer since midnight, or `"HH:MM:SS"` with any fraction | `"10:00:00.123"`, `"10:00:00.123456"` (a count outside one day, which no valid writer writes, stays an integer) |
+//! | `timestamp-millis`/`-micros`/`-nanos` | an integer since the epoch, or an RFC 3339 string (`"2026-11-26T04:28:21.123Z"`, any offset) | RFC 3339 in UTC with exactly the unit's digits: `"2026-11-01T10:00:00.123Z"`, `.123456Z`, `.123456789Z` |
+//! | `local-timestamp-*` | an integer, or the date-time without a zone (`"2026-11-26T04:28:21.123"`) | the date-time without a zone, the unit's digits: `"2026-11-01T10:00:00.123"` |
+//! | `decimal` | a decimal string (`"12.34"`) or number, at most the schema's scale and precision (digits past the scale only if zeros), any width | its exact text at the schema's scale, a string: `"12.34"`, `"-0.50"`, `"12.00"`, no point at scale 0 (past scale 16383, never in practice: `"1234E-20000"`) |
 //! | `big-decimal` | a decimal string or number | its decimal string |
 //! | `duration` | `{"months": .., "days": .., "millis": ..}` | the same |
+//!
+//! Digits finer than a time's or a timestamp's unit are truncated toward the past. Years past
+//! 9999 or before 0 are written with a sign and six digits (`"+10000-01-01T00:00:00.000Z"`, see
+//! [`crate::calendar`]). What [`avro_to_json`] writes, [`json_to_avro`] reads back to the same
+//! value. The envelope's `occurred_at` is a timestamp too, written as text here; the
+//! [`crate::event::Event`] made of a record keeps it as integer milliseconds.
 //!
 //! Records are strict: every JSON field must be a field of the schema (an unknown one is an error
 //! with a "did you mean" when a field name is close), and a field the JSON leaves out takes the
@@ -62,6 +68,9 @@ use apache_avro::{BigDecimal, Days, Decimal, Duration, Millis, Months, Schema, U
 use serde_json::{Map, Number, Value as Json};
 use thiserror::Error;
 
+use crate::calendar::{
+    Unit, Zone, format_date, format_date_time, format_time_of_day, parse_date_time, parse_time_of_day,
+};
 pub(crate) use crate::calendar::{parse_date, parse_rfc3339};
 
 #[cfg(test)]
@@ -139,6 +148,14 @@ pub enum ConvertErrorKind {
     /// A string that is not an RFC 3339 date-time.
     #[error("invalid timestamp {value}: {reason}")]
     InvalidTimestamp {
+        /// The JSON string, quoted.
+        value: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A string that is not a time of day (`HH:MM:SS.fff`).
+    #[error("invalid time {value}: {reason}")]
+    InvalidTime {
         /// The JSON string, quoted.
         value: String,
         /// What is wrong with it.
@@ -256,20 +273,150 @@ pub fn json_to_avro(json: &Json, schema: &Schema) -> Result<Value, ConvertError>
         .map_err(Fail::into_error)
 }
 
-/// Turns a decoded Avro value into JSON (see the module docs for the mapping).
-pub fn avro_to_json(value: &Value) -> Json {
+/// Turns a decoded Avro value of `schema` into JSON (see the module docs for the mapping).
+///
+/// The schema is the one the value was decoded with, or resolved to (the reader schema): it gives
+/// each decimal its scale, which apache-avro's `Value::Decimal` does not keep. A value that does
+/// not follow the schema still converts, a decimal where the schema has none at scale 0.
+pub fn avro_to_json(value: &Value, schema: &Schema) -> Json {
+    let none = NamesRef::new();
+    if !has_ref(schema) {
+        return Render::new(&none).json(value, Some(schema), None);
+    }
+    match ResolvedSchema::new(schema) {
+        Ok(resolved) => Render::new(resolved.get_names()).json(value, Some(schema), None),
+        // Never for a schema a value was decoded with; its references then stay unknown.
+        Err(_) => Render::new(&none).json(value, Some(schema), None),
+    }
+}
+
+/// A value as Kafka Connect's JsonConverter writes one, for CDC rows read from Avro (which then
+/// look like the JSON ones): without a schema, every decimal at scale 0 (its unscaled value: the
+/// row's `RowSchema` knows the scales), dates, times and timestamps as their integer counts.
+pub(crate) fn connect_json(value: &Value) -> Json {
+    Render { names: &NamesRef::new(), counts: true }.json(value, None, None)
+}
+
+/// The schema-guided walk of [`avro_to_json`].
+#[derive(Debug)]
+struct Render<'a, 's> {
+    /// Every named type of the schema, by full name, for `Schema::Ref`.
+    names: &'a NamesRef<'s>,
+    /// Dates, times and timestamps as integer counts, not text ([`connect_json`]).
+    counts: bool,
+}
+
+impl<'a, 's> Render<'a, 's> {
+    /// The walk of [`avro_to_json`] with `names`.
+    fn new(names: &'a NamesRef<'s>) -> Self {
+        Self { names, counts: false }
+    }
+
+    /// The JSON of `value`, of `schema` when known (`None` below a place where value and schema
+    /// part), in namespace `ns`.
+    fn json(&self, value: &Value, schema: Option<&'s Schema>, ns: NamespaceRef<'_>) -> Json {
+        if let Some(Schema::Ref { name }) = schema {
+            let full = name.fully_qualified_name(ns);
+            let named = self.names.get(full.as_ref()).copied();
+            return self.json(value, named, full.namespace());
+        }
+        match value {
+            Value::Union(i, inner) => {
+                let branch = match schema {
+                    Some(Schema::Union(union)) => usize::try_from(*i).ok().and_then(|i| union.variants().get(i)),
+                    _ => None,
+                };
+                self.json(inner, branch, ns)
+            }
+            Value::Array(items) => {
+                let item = match schema {
+                    Some(Schema::Array(array)) => Some(&*array.items),
+                    _ => None,
+                };
+                Json::Array(items.iter().map(|v| self.json(v, item, ns)).collect())
+            }
+            Value::Map(entries) => {
+                let values = match schema {
+                    Some(Schema::Map(map)) => Some(&*map.types),
+                    _ => None,
+                };
+                let mut sorted: Vec<_> = entries.iter().collect();
+                sorted.sort_unstable_by(|a, b| a.0.cmp(b.0));
+                Json::Object(sorted.into_iter().map(|(k, v)| (k.clone(), self.json(v, values, ns))).collect())
+            }
+            Value::Record(fields) => {
+                let Some(Schema::Record(record)) = schema else {
+                    return Json::Object(fields.iter().map(|(k, v)| (k.clone(), self.json(v, None, ns))).collect());
+                };
+                let full = record.name.fully_qualified_name(ns);
+                let inner = full.namespace();
+                let field_schema = |i: usize, name: &str| {
+                    // A decoded record has the schema's fields in its order: look up only if not.
+                    let field = match record.fields.get(i) {
+                        Some(field) if field.name == name => Some(field),
+                        _ => record.fields.iter().find(|f| f.name == name),
+                    };
+                    field.map(|f| &f.schema)
+                };
+                Json::Object(
+                    fields
+                        .iter()
+                        .enumerate()
+                        .map(|(i, (k, v))| (k.clone(), self.json(v, field_schema(i, k), inner)))
+                        .collect(),
+                )
+            }
+            Value::Decimal(decimal) => {
+                let scale = match schema {
+                    Some(Schema::Decimal(d)) => d.scale,
+                    _ => 0,
+                };
+                Json::String(decimal_text(decimal, scale))
+            }
+            scalar if self.counts => counts_json(scalar).unwrap_or_else(|| scalar_json(scalar)),
+            scalar => scalar_json(scalar),
+        }
+    }
+}
+
+/// Dates, times and timestamps as their integer counts ([`connect_json`]); `None` for any other
+/// value.
+fn counts_json(value: &Value) -> Option<Json> {
     match value {
-        Value::Null => Json::Null,
-        Value::Boolean(b) => Json::Bool(*b),
-        Value::Int(n) | Value::Date(n) | Value::TimeMillis(n) => Json::from(*n),
-        Value::Long(n)
-        | Value::TimeMicros(n)
+        Value::Date(n) | Value::TimeMillis(n) => Some(Json::from(*n)),
+        Value::TimeMicros(n)
         | Value::TimestampMillis(n)
         | Value::TimestampMicros(n)
         | Value::TimestampNanos(n)
         | Value::LocalTimestampMillis(n)
         | Value::LocalTimestampMicros(n)
-        | Value::LocalTimestampNanos(n) => Json::from(*n),
+        | Value::LocalTimestampNanos(n) => Some(Json::from(*n)),
+        Value::Union(_, inner) => counts_json(inner),
+        _ => None,
+    }
+}
+
+/// A time of day as text; a count outside one day (which no valid writer writes) as it is.
+fn time_json(count: i64, unit: Unit) -> Json {
+    format_time_of_day(count, unit).map_or_else(|| Json::from(count), Json::String)
+}
+
+/// The JSON of a value that holds no other and needs no schema.
+fn scalar_json(value: &Value) -> Json {
+    match value {
+        Value::Null => Json::Null,
+        Value::Boolean(b) => Json::Bool(*b),
+        Value::Int(n) => Json::from(*n),
+        Value::Long(n) => Json::from(*n),
+        Value::Date(days) => Json::String(format_date(i64::from(*days))),
+        Value::TimeMillis(n) => time_json(i64::from(*n), Unit::Millis),
+        Value::TimeMicros(n) => time_json(*n, Unit::Micros),
+        Value::TimestampMillis(n) => Json::String(format_date_time(*n, Unit::Millis, true)),
+        Value::TimestampMicros(n) => Json::String(format_date_time(*n, Unit::Micros, true)),
+        Value::TimestampNanos(n) => Json::String(format_date_time(*n, Unit::Nanos, true)),
+        Value::LocalTimestampMillis(n) => Json::String(format_date_time(*n, Unit::Millis, false)),
+        Value::LocalTimestampMicros(n) => Json::String(format_date_time(*n, Unit::Micros, false)),
+        Value::LocalTimestampNanos(n) => Json::String(format_date_time(*n, Unit::Nanos, false)),
         // Through the shortest decimal form, so 0.1f32 is 0.1 and not 0.10000000149011612.
         Value::Float(f) => {
             f.to_string().parse::<f64>().ok().and_then(Number::from_f64).map_or(Json::Null, Json::Number)
@@ -278,15 +425,7 @@ pub fn avro_to_json(value: &Value) -> Json {
         Value::Bytes(bytes) | Value::Fixed(_, bytes) => Json::String(hex(bytes)),
         Value::String(s) | Value::Enum(_, s) => Json::String(s.clone()),
         Value::Uuid(uuid) => Json::String(uuid.hyphenated().to_string()),
-        Value::Union(_, inner) => avro_to_json(inner),
-        Value::Array(items) => Json::Array(items.iter().map(avro_to_json).collect()),
-        Value::Map(entries) => {
-            let mut sorted: Vec<_> = entries.iter().collect();
-            sorted.sort_unstable_by(|a, b| a.0.cmp(b.0));
-            Json::Object(sorted.into_iter().map(|(k, v)| (k.clone(), avro_to_json(v))).collect())
-        }
-        Value::Record(fields) => Json::Object(fields.iter().map(|(k, v)| (k.clone(), avro_to_json(v))).collect()),
-        Value::Decimal(decimal) => Json::String(unscaled_decimal(decimal)),
+        Value::Decimal(decimal) => Json::String(decimal_text(decimal, 0)),
         Value::BigDecimal(decimal) => Json::String(decimal.to_string()),
         Value::Duration(d) => {
             let mut object = Map::new();
@@ -295,6 +434,8 @@ pub fn avro_to_json(value: &Value) -> Json {
             object.insert("millis".to_owned(), Json::from(u32::from(d.millis())));
             Json::Object(object)
         }
+        Value::Union(_, inner) => scalar_json(inner),
+        Value::Array(_) | Value::Map(_) | Value::Record(_) => Render::new(&NamesRef::new()).json(value, None, None),
     }
 }
 
@@ -587,14 +728,32 @@ impl<'s> Converter<'_, 's> {
                 },
                 _ => Value::Date(self.integer(json, schema)?),
             },
-            Schema::TimeMillis => Value::TimeMillis(self.integer(json, schema)?),
-            Schema::TimeMicros => Value::TimeMicros(self.integer(json, schema)?),
-            Schema::TimestampMillis => Value::TimestampMillis(self.timestamp(json, schema, 1_000_000)?),
-            Schema::TimestampMicros => Value::TimestampMicros(self.timestamp(json, schema, 1_000)?),
-            Schema::TimestampNanos => Value::TimestampNanos(self.timestamp(json, schema, 1)?),
-            Schema::LocalTimestampMillis => Value::LocalTimestampMillis(self.integer(json, schema)?),
-            Schema::LocalTimestampMicros => Value::LocalTimestampMicros(self.integer(json, schema)?),
-            Schema::LocalTimestampNanos => Value::LocalTimestampNanos(self.integer(json, schema)?),
+            Schema::TimeMillis => Value::TimeMillis(match json {
+                Json::String(s) => self.fit_i32(self.time_of_day(s, json, Unit::Millis)?, json, schema)?,
+                _ => self.integer(json, schema)?,
+            }),
+            Schema::TimeMicros => Value::TimeMicros(match json {
+                Json::String(s) => self.time_of_day(s, json, Unit::Micros)?,
+                _ => self.integer(json, schema)?,
+            }),
+            Schema::TimestampMillis => {
+                Value::TimestampMillis(self.timestamp(json, schema, Unit::Millis, Zone::Required)?)
+            }
+            Schema::TimestampMicros => {
+                Value::TimestampMicros(self.timestamp(json, schema, Unit::Micros, Zone::Required)?)
+            }
+            Schema::TimestampNanos => {
+                Value::TimestampNanos(self.timestamp(json, schema, Unit::Nanos, Zone::Required)?)
+            }
+            Schema::LocalTimestampMillis => {
+                Value::LocalTimestampMillis(self.timestamp(json, schema, Unit::Millis, Zone::Forbidden)?)
+            }
+            Schema::LocalTimestampMicros => {
+                Value::LocalTimestampMicros(self.timestamp(json, schema, Unit::Micros, Zone::Forbidden)?)
+            }
+            Schema::LocalTimestampNanos => {
+                Value::LocalTimestampNanos(self.timestamp(json, schema, Unit::Nanos, Zone::Forbidden)?)
+            }
             Schema::Duration(_) => self.duration(json, schema)?,
             Schema::Ref { name } => match self.names.get(name.fully_qualified_name(ns).as_ref()) {
                 Some(named) => self.convert(json, named, ns)?,
@@ -757,16 +916,24 @@ impl<'s> Converter<'_, 's> {
         }
     }
 
-    /// Milliseconds (`unit_nanos` 1e6), microseconds (1e3) or nanoseconds (1) since the epoch.
-    fn timestamp(&self, json: &Json, schema: &Schema, unit_nanos: i128) -> Result<i64, Fail> {
+    /// `unit`s since the epoch: an integer, or date-time text with a time zone as `zone` says.
+    fn timestamp(&self, json: &Json, schema: &Schema, unit: Unit, zone: Zone) -> Result<i64, Fail> {
         let Json::String(s) = json else {
             return self.integer(json, schema);
         };
-        let nanos = parse_rfc3339(s)
+        let nanos = parse_date_time(s, zone)
             .map_err(|reason| Fail::here(ConvertErrorKind::InvalidTimestamp { value: excerpt(json), reason }))?;
-        i64::try_from(nanos.div_euclid(unit_nanos)).map_err(|_| {
+        unit.count(nanos).ok_or_else(|| {
             Fail::here(ConvertErrorKind::OutOfRange { expected: self.describe(schema, None), value: excerpt(json) })
         })
+    }
+
+    /// `unit`s since midnight of `HH:MM:SS.f…` text (`json` is the string `s`).
+    fn time_of_day(&self, s: &str, json: &Json, unit: Unit) -> Result<i64, Fail> {
+        let nanos = parse_time_of_day(s)
+            .map_err(|reason| Fail::here(ConvertErrorKind::InvalidTime { value: excerpt(json), reason }))?;
+        // Less than a day of nanoseconds: the count fits.
+        Ok(unit.count(i128::from(nanos)).unwrap_or_default())
     }
 
     fn decimal_text(&self, json: &Json, schema: &Schema) -> Result<String, Fail> {
@@ -784,7 +951,7 @@ impl<'s> Converter<'_, 's> {
             (Source::Default, Json::String(_)) => self.bytes(json, schema, None)?,
             _ => {
                 let text = self.decimal_text(json, schema)?;
-                parse_decimal(&text, decimal.precision, decimal.scale).map_err(invalid)?.to_be_bytes()
+                parse_decimal(&text, decimal.precision, decimal.scale).map_err(invalid)?
             }
         };
         if let InnerDecimalSchema::Fixed(FixedSchema { size, .. }) = &decimal.inner
@@ -857,14 +1024,14 @@ impl<'s> Converter<'_, 's> {
             Schema::BigDecimal => "big-decimal".to_owned(),
             Schema::Uuid(_) => "uuid string".to_owned(),
             Schema::Date => "date (days or YYYY-MM-DD)".to_owned(),
-            Schema::TimeMillis => "time-millis".to_owned(),
-            Schema::TimeMicros => "time-micros".to_owned(),
+            Schema::TimeMillis => "time-millis (integer or HH:MM:SS.fff)".to_owned(),
+            Schema::TimeMicros => "time-micros (integer or HH:MM:SS.ffffff)".to_owned(),
             Schema::TimestampMillis => "timestamp-millis (integer or RFC 3339 string)".to_owned(),
             Schema::TimestampMicros => "timestamp-micros (integer or RFC 3339 string)".to_owned(),
             Schema::TimestampNanos => "timestamp-nanos (integer or RFC 3339 string)".to_owned(),
-            Schema::LocalTimestampMillis => "local-timestamp-millis".to_owned(),
-            Schema::LocalTimestampMicros => "local-timestamp-micros".to_owned(),
-            Schema::LocalTimestampNanos => "local-timestamp-nanos".to_owned(),
+            Schema::LocalTimestampMillis => "local-timestamp-millis (integer or date-time without zone)".to_owned(),
+            Schema::LocalTimestampMicros => "local-timestamp-micros (integer or date-time without zone)".to_owned(),
+            Schema::LocalTimestampNanos => "local-timestamp-nanos (integer or date-time without zone)".to_owned(),
             Schema::Duration(_) => "duration (object of months, days, millis)".to_owned(),
             Schema::Ref { name } => match self.names.get(name.fully_qualified_name(ns).as_ref()) {
                 Some(named) => self.describe(named, ns),
@@ -1010,52 +1177,22 @@ fn parse_hex(s: &str) -> Result<Vec<u8>, String> {
         .collect()
 }
 
-/// The unscaled value of a decimal as a decimal string, or as hex when it is wider than 128 bits.
-fn unscaled_decimal(decimal: &Decimal) -> String {
-    let Ok(bytes) = Vec::<u8>::try_from(decimal) else {
-        return String::new();
-    };
-    if bytes.is_empty() {
-        return "0".to_owned();
-    }
-    match crate::decimal::Decimal::from_be_bytes(&bytes, 0) {
-        Ok(d) => d.unscaled.to_string(),
-        // Past 128 bits: its bytes, without the sign extension (which says nothing).
+/// The exact text of a decimal at `scale` ([`crate::decimal::text_from_be_bytes`]).
+fn decimal_text(decimal: &Decimal, scale: usize) -> String {
+    match Vec::<u8>::try_from(decimal) {
+        Ok(bytes) => crate::decimal::text_from_be_bytes(&bytes, scale),
+        // apache-avro cannot give bytes it read as none: 0.
         Err(_) => {
-            let negative = bytes[0] & 0x80 != 0;
-            let fill = if negative { 0xff } else { 0x00 };
-            let start = bytes.iter().position(|b| *b != fill).unwrap_or(bytes.len());
-            let start = if bytes.get(start).is_some_and(|b| (b & 0x80 != 0) != negative) { start - 1 } else { start };
-            format!("0x{}", hex(&bytes[start..]))
+            crate::decimal::text_from_be_bytes(&num_bigint::BigInt::from(decimal.clone()).to_signed_bytes_be(), scale)
         }
     }
 }
 
-/// The decimal of a plain decimal number (`-12.34`, `5`, `.5`; no exponent) at `scale`, with at
-/// most `precision` digits.
-fn parse_decimal(text: &str, precision: usize, scale: usize) -> Result<crate::decimal::Decimal, String> {
-    use crate::decimal::Decimal;
-    let plain = || "expected a plain decimal number like \"12.34\"".to_owned();
-    if text.contains(['e', 'E']) {
-        return Err(plain());
-    }
-    let parsed = Decimal::parse(text).map_err(|_| {
-        // Only digits, a sign and a point, yet no number: more digits than 128 bits hold.
-        let numeric = text.bytes().all(|b| b.is_ascii_digit() || b"+-.".contains(&b));
-        if numeric && text.bytes().any(|b| b.is_ascii_digit()) { "too many digits".to_owned() } else { plain() }
-    })?;
-    let target = u32::try_from(scale).map_err(|_| "too many digits".to_owned())?;
-    let decimal = parsed.rescale(target).map_err(|_| {
-        if parsed.scale > target {
-            format!("more than {scale} digits after the decimal point")
-        } else {
-            "too many digits".to_owned()
-        }
-    })?;
-    if decimal.digits() > precision {
-        return Err(format!("{} digits exceed the precision of {precision}", decimal.digits()));
-    }
-    Ok(decimal)
+/// The Avro bytes (the unscaled value's big-endian two's complement) of a plain decimal number
+/// (`-12.34`, `5`, `.5`; no exponent) at `scale`, with at most `precision` digits: what
+/// [`avro_to_json`] writes reads back to the same bytes, at any width.
+fn parse_decimal(text: &str, precision: usize, scale: usize) -> Result<Vec<u8>, String> {
+    crate::decimal::unscaled_be_bytes(text, scale, precision).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -1107,7 +1244,7 @@ mod tests {
         let body = encode(&value, schema).expect("encodes");
         let decoded = decode(&body, schema, None).expect("decodes");
         assert_eq!(decoded, value, "decode(encode(v)) == v");
-        avro_to_json(&decoded)
+        avro_to_json(&decoded, schema)
     }
 
     /// A valid event for `schema` and the JSON expected back, built from the schema so a new
@@ -1125,7 +1262,7 @@ mod tests {
                 let id = format!("0190c6a5-7e2b-7c4d-9f1a-{:012x}", seed);
                 (json!(id.to_uppercase()), json!(id))
             }
-            Schema::TimestampMillis => (json!("2026-11-26T06:28:21.123+02:00"), json!(1_795_667_301_123_i64)),
+            Schema::TimestampMillis => (json!("2026-11-26T06:28:21.123+02:00"), json!("2026-11-26T04:28:21.123Z")),
             Schema::Enum(e) => {
                 let symbol = json!(e.symbols.last().expect("symbols"));
                 (symbol.clone(), symbol)
@@ -1190,7 +1327,7 @@ mod tests {
     fn purchase_roundtrip_normalizes_timestamps_and_fills_defaults() {
         let schema = load("engagement/purchase_completed.avsc");
         let back = roundtrip(&purchase(), &schema);
-        assert_eq!(back["occurred_at"], json!(1_795_667_301_123_i64));
+        assert_eq!(back["occurred_at"], json!("2026-11-26T04:28:21.123Z"));
         assert_eq!(back["correlation_id"], Json::Null);
         assert_eq!(back["session_id"], json!("s-9"));
         assert_eq!(back["amount_cents"], json!(12_999));
@@ -1319,8 +1456,8 @@ mod tests {
                 "digest": "deadbeef",
                 "blob": "00ff",
                 "ratio": 0.1,
-                "price": "1230",
-                "day": 19_782,
+                "price": "12.30",
+                "day": "2024-02-29",
                 "flag": false
             })
         );
@@ -1401,8 +1538,29 @@ mod tests {
         let back = roundtrip(&event, &schema);
         assert_eq!(
             (back["amount_cents"].clone(), back["occurred_at"].clone()),
-            (json!(2), json!(1_000_000_000_000_i64))
+            (json!(2), json!("2001-09-09T01:46:40.000Z"))
         );
+    }
+
+    /// The schema of the value of [`avro_to_json_mapping`].
+    fn mapping_schema() -> Schema {
+        Schema::parse_str(
+            r#"{"type": "record", "name": "M", "fields": [
+                {"name": "z", "type": ["null", "long"]},
+                {"name": "a", "type": {"type": "enum", "name": "Tier", "symbols": ["FREE", "PRO", "GOLD"]}},
+                {"name": "nan", "type": "double"},
+                {"name": "inf", "type": "float"},
+                {"name": "f", "type": "float"},
+                {"name": "bytes", "type": "bytes"},
+                {"name": "fixed", "type": {"type": "fixed", "name": "F2", "size": 2}},
+                {"name": "ts", "type": {"type": "long", "logicalType": "timestamp-millis"}},
+                {"name": "uuid", "type": {"type": "string", "logicalType": "uuid"}},
+                {"name": "neg", "type": {"type": "bytes", "logicalType": "decimal", "precision": 4, "scale": 2}},
+                {"name": "dur", "type": {"type": "fixed", "name": "D", "size": 12, "logicalType": "duration"}},
+                {"name": "map", "type": {"type": "map", "values": ["null", "int"]}}
+            ]}"#,
+        )
+        .expect("schema")
     }
 
     #[test]
@@ -1421,15 +1579,17 @@ mod tests {
             ("dur".into(), Value::Duration(Duration::new(Months::new(1), Days::new(2), Millis::new(3)))),
             ("map".into(), Value::Map([("b".to_owned(), Value::Null), ("a".to_owned(), Value::Int(1))].into())),
         ]);
-        let json = avro_to_json(&value);
+        let json = avro_to_json(&value, &mapping_schema());
         assert_eq!(
             json,
             json!({
                 "z": 5, "a": "GOLD", "nan": null, "inf": null, "f": 0.1, "bytes": "00abff", "fixed": "0ff0",
-                "ts": -1, "uuid": "00000000-0000-0000-0000-00000000abcd", "neg": "-200",
+                "ts": "1969-12-31T23:59:59.999Z", "uuid": "00000000-0000-0000-0000-00000000abcd", "neg": "-2.00",
                 "dur": {"months": 1, "days": 2, "millis": 3}, "map": {"a": 1, "b": null}
             })
         );
+        // Without the schema a decimal has no scale: its unscaled value.
+        assert_eq!(connect_json(&value)["neg"], json!("-200"));
         let keys: Vec<_> = json.as_object().expect("object").keys().map(String::as_str).collect();
         assert_eq!(keys[..3], ["z", "a", "nan"], "record order is kept");
     }
@@ -1448,7 +1608,11 @@ mod tests {
             &json!({"d": {"months": 1, "days": 2, "millis": 3}, "us": "1970-01-01T00:00:00.0000015Z", "ns": "1969-12-31T23:59:59.999999999Z"}),
             &schema,
         );
-        assert_eq!(back, json!({"d": {"months": 1, "days": 2, "millis": 3}, "us": 1, "ns": -1}));
+        assert_eq!(
+            back,
+            json!({"d": {"months": 1, "days": 2, "millis": 3}, "us": "1970-01-01T00:00:00.000001Z", "ns": "1969-12-31T23:59:59.999999999Z"})
+        );
+        assert_eq!(roundtrip(&back, &schema), back, "what is read, is written back the same");
         assert_eq!(
             convert_err(json!({"d": {"months": 1, "day": 2, "millis": 3}, "us": 0, "ns": 0}), &schema),
             r#"$.d: unknown field "day", did you mean "days"?"#
@@ -1503,14 +1667,14 @@ mod tests {
         let (mut event, _) = sample(&current, true, &mut 0).expect("sample");
         event.as_object_mut().expect("object").remove("referrer");
         let body = encode(&json_to_avro(&event, &old).expect("converts"), &old).expect("encodes");
-        let back = avro_to_json(&decode(&body, &old, Some(&current)).expect("decodes"));
+        let back = avro_to_json(&decode(&body, &old, Some(&current)).expect("decodes"), &current);
         assert_eq!(back["referrer"], Json::Null);
         assert_eq!(back["email"], event["email"]);
 
         // And the other way: a newer writer's extra field is dropped by an older reader.
         let (event, _) = sample(&current, true, &mut 0).expect("sample");
         let body = encode(&json_to_avro(&event, &current).expect("converts"), &current).expect("encodes");
-        let back = avro_to_json(&decode(&body, &current, Some(&old)).expect("decodes"));
+        let back = avro_to_json(&decode(&body, &current, Some(&old)).expect("decodes"), &old);
         assert!(back.get("referrer").is_none());
     }
 
@@ -1568,19 +1732,27 @@ mod tests {
     fn decimal_bytes() {
         for n in [0_i128, 1, -1, 127, 128, -128, -129, 255, 256, i128::MAX, i128::MIN] {
             let bytes = crate::decimal::Decimal::integer(n).to_be_bytes();
-            assert_eq!(unscaled_decimal(&Decimal::from(bytes.clone())), n.to_string(), "{n} as {bytes:02x?}");
+            assert_eq!(decimal_text(&Decimal::from(bytes.clone()), 0), n.to_string(), "{n} as {bytes:02x?}");
+            let at_2 = crate::decimal::Decimal { unscaled: n, scale: 2 }.to_string();
+            assert_eq!(decimal_text(&Decimal::from(bytes.clone()), 2), at_2, "{n} as {bytes:02x?}");
         }
         assert_eq!(crate::decimal::Decimal::integer(128).to_be_bytes(), vec![0x00, 0x80]);
         assert_eq!(crate::decimal::Decimal::integer(-128).to_be_bytes(), vec![0x80]);
-        let unscaled = |text: &str, precision, scale| parse_decimal(text, precision, scale).map(|d| d.unscaled);
-        assert_eq!(unscaled("-0.5", 3, 2), Ok(-50));
-        assert_eq!(unscaled(".5", 3, 2), Ok(50));
-        assert_eq!(unscaled("1.230", 3, 2), Ok(123), "zeros past the scale are no digits");
+        let unscaled = |text: &str, precision, scale| {
+            parse_decimal(text, precision, scale)
+                .map(|b| crate::decimal::Decimal::from_be_bytes(&b, 0).map(|d| d.unscaled))
+        };
+        assert_eq!(unscaled("-0.5", 3, 2), Ok(Ok(-50)));
+        assert_eq!(unscaled(".5", 3, 2), Ok(Ok(50)));
+        assert_eq!(unscaled("1.230", 3, 2), Ok(Ok(123)), "zeros past the scale are no digits");
         assert_eq!(unscaled("1e3", 9, 0), Err("expected a plain decimal number like \"12.34\"".to_owned()));
         assert_eq!(unscaled("1.234", 9, 2), Err("more than 2 digits after the decimal point".to_owned()));
         assert_eq!(unscaled("12345", 4, 0), Err("5 digits exceed the precision of 4".to_owned()));
-        assert_eq!(unscaled(&"9".repeat(40), 76, 0), Err("too many digits".to_owned()));
-        assert_eq!(unscaled("2.5", 76, 38), Err("too many digits".to_owned()), "2.5E38 is past 128 bits");
+        // Past 128 bits: read exactly.
+        let wide = parse_decimal(&"9".repeat(40), 76, 0).expect("40 digits");
+        assert_eq!(crate::decimal::text_from_be_bytes(&wide, 0), "9".repeat(40));
+        let wide = parse_decimal("-2.5", 76, 38).expect("2.5E38 is past 128 bits");
+        assert_eq!(crate::decimal::text_from_be_bytes(&wide, 38), format!("-2.5{}", "0".repeat(37)));
         assert_eq!(unscaled("-", 9, 2), Err("expected a plain decimal number like \"12.34\"".to_owned()));
     }
 
@@ -1624,7 +1796,13 @@ mod tests {
             if omit_nulls {
                 input.as_object_mut().expect("object").retain(|_, v| !v.is_null());
             }
-            prop_assert_eq!(roundtrip(&input, &schema), event);
+            // Read back: the timestamp as RFC 3339 text in UTC, everything else as it was sent.
+            let mut expected = event;
+            let ms = expected["occurred_at"].as_i64().expect("milliseconds");
+            expected["occurred_at"] = json!(crate::calendar::format_date_time(ms, Unit::Millis, true));
+            let back = roundtrip(&input, &schema);
+            prop_assert_eq!(&back, &expected);
+            prop_assert_eq!(roundtrip(&back, &schema), expected, "and what is read is written back the same");
         }
 
         #[test]

@@ -1,8 +1,16 @@
 //! Exact decimal numbers, the one codec of them: Avro decimals (the unscaled value's big-endian
 //! two's complement), Debezium's `numeric` columns (those bytes in base64, decimal text, or a
 //! double), users' JSON (`"12.34"`), and the text analysts read. Pure code.
+//!
+//! Every decimal sluice shows is its exact text at its scale: `26.35` for the unscaled 2635 at
+//! scale 2, always exactly `scale` digits after the point (`-0.50`, `12.00`), no point at scale
+//! 0. [`Decimal`] holds what fits 128 bits (38 digits, ClickHouse's `Decimal128`);
+//! [`text_from_be_bytes`] and [`unscaled_be_bytes`] read and write Avro's bytes of any width
+//! (a `Decimal256` column's 76 digits and beyond), through a big integer only past 128 bits.
 
 use std::fmt;
+
+use num_bigint::{BigInt, Sign};
 
 /// `unscaled × 10^-scale`, exactly.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,18 +157,117 @@ impl Decimal {
 impl fmt::Display for Decimal {
     /// Plain decimal text with exactly `scale` digits after the point: `-0.05`, `100.00`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let digits = self.unscaled.unsigned_abs().to_string();
-        let scale = self.scale as usize;
-        let sign = if self.unscaled < 0 { "-" } else { "" };
-        if scale == 0 {
-            return write!(f, "{sign}{digits}");
-        }
-        // Zeros in front up to one digit before the point (no `{:0>width$}`: a width past u16::MAX
-        // panics, and `scale` is only bounded where a decimal is made).
-        let padded = "0".repeat((scale + 1).saturating_sub(digits.len())) + &digits;
-        let (whole, fraction) = padded.split_at(padded.len() - scale);
-        write!(f, "{sign}{whole}.{fraction}")
+        write_point(f, self.unscaled < 0, &self.unscaled.unsigned_abs().to_string(), self.scale as usize)
     }
+}
+
+/// `digits` (the unscaled magnitude) with the point put `scale` digits from the right.
+fn write_point(f: &mut impl fmt::Write, negative: bool, digits: &str, scale: usize) -> fmt::Result {
+    let sign = if negative { "-" } else { "" };
+    if scale == 0 {
+        return write!(f, "{sign}{digits}");
+    }
+    // Zeros in front up to one digit before the point (no `{:0>width$}`: a width past u16::MAX
+    // panics, and `scale` is only bounded where a decimal is made).
+    let padded = "0".repeat((scale + 1).saturating_sub(digits.len())) + digits;
+    let (whole, fraction) = padded.split_at(padded.len() - scale);
+    write!(f, "{sign}{whole}.{fraction}")
+}
+
+/// The exact text of the decimal whose unscaled value is the big-endian two's complement `bytes`
+/// (any width, redundant sign bytes allowed: Avro's `decimal`) at `scale`: exactly `scale` digits
+/// after the point, as [`Decimal`]'s `Display` (`26.35`, `-0.50`, `7` at scale 0). No bytes read
+/// as 0.
+///
+/// Past [`MAX_SCALE`] (no column holds such a decimal, and the text would be that many digits
+/// long) the same number is written `<unscaled>E-<scale>`, which [`Decimal::parse`] reads.
+pub fn text_from_be_bytes(bytes: &[u8], scale: usize) -> String {
+    let (negative, digits) = match Decimal::from_be_bytes(bytes, 0) {
+        Ok(d) => (d.unscaled < 0, d.unscaled.unsigned_abs().to_string()),
+        // Past 128 bits (or no bytes at all).
+        Err(_) => {
+            let big = BigInt::from_signed_bytes_be(bytes);
+            (big.sign() == Sign::Minus, big.magnitude().to_string())
+        }
+    };
+    if scale > MAX_SCALE as usize {
+        return format!("{}{digits}E-{scale}", if negative { "-" } else { "" });
+    }
+    let mut text = String::with_capacity(digits.len() + scale + 3);
+    // Writing to a String cannot fail.
+    let _ = write_point(&mut text, negative, &digits, scale);
+    text
+}
+
+/// Why decimal text is not a decimal of a given scale and precision ([`unscaled_be_bytes`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AtScaleError {
+    /// Not a plain decimal number (`-12.34`, `5`, `.5`; no exponent, no spaces).
+    #[error("expected a plain decimal number like \"12.34\"")]
+    NotPlain,
+    /// More digits after the point than the scale (zeros past it are no digits).
+    #[error("more than {scale} digits after the decimal point")]
+    TooFine {
+        /// The scale asked for.
+        scale: usize,
+    },
+    /// The unscaled value at the scale has more digits than the precision.
+    #[error("{digits} digits exceed the precision of {precision}")]
+    TooManyDigits {
+        /// Digits of the unscaled value.
+        digits: usize,
+        /// The precision.
+        precision: usize,
+    },
+    /// A scale past [`MAX_SCALE`].
+    #[error("scale {scale} is larger than any decimal column's (at most {MAX_SCALE})")]
+    ScaleTooLarge {
+        /// The scale asked for.
+        scale: usize,
+    },
+}
+
+/// The unscaled value at `scale` of plain decimal text (`-12.34`, `+5`, `.5`, `5.`; no exponent),
+/// as its shortest big-endian two's complement bytes (Avro's `decimal`; any width), when it has
+/// no digit past the scale other than zeros and at most `precision` digits. The digits are
+/// counted before any number is built, so a long text costs its length and nothing more.
+///
+/// The inverse of [`text_from_be_bytes`]: `unscaled_be_bytes(&text_from_be_bytes(b, s), s, p)`
+/// is `b` in its shortest form, for any `b` of at most `p` digits.
+pub fn unscaled_be_bytes(text: &str, scale: usize, precision: usize) -> Result<Vec<u8>, AtScaleError> {
+    if scale > MAX_SCALE as usize {
+        return Err(AtScaleError::ScaleTooLarge { scale });
+    }
+    let (negative, digits) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text.strip_prefix('+').unwrap_or(text)),
+    };
+    let (whole, fraction) = digits.split_once('.').unwrap_or((digits, ""));
+    let all_digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    if (whole.is_empty() && fraction.is_empty()) || !all_digits(whole) || !all_digits(fraction) {
+        return Err(AtScaleError::NotPlain);
+    }
+    let (kept, past) = fraction.split_at(fraction.len().min(scale));
+    if past.bytes().any(|b| b != b'0') {
+        return Err(AtScaleError::TooFine { scale });
+    }
+    // The unscaled value's digits: the whole part, the fraction up to the scale, zeros to it.
+    let mut unscaled = String::with_capacity(whole.len() + scale);
+    unscaled.push_str(whole);
+    unscaled.push_str(kept);
+    unscaled.extend(std::iter::repeat_n('0', scale - kept.len()));
+    let significant = unscaled.trim_start_matches('0');
+    let count = significant.len().max(1);
+    if count > precision {
+        return Err(AtScaleError::TooManyDigits { digits: count, precision });
+    }
+    if count <= 38 {
+        // At most 38 digits: below 10^38 < 2^127.
+        let magnitude: i128 = significant.parse().unwrap_or(0);
+        return Ok(Decimal::integer(if negative { -magnitude } else { magnitude }).to_be_bytes());
+    }
+    let magnitude = BigInt::parse_bytes(significant.as_bytes(), 10).unwrap_or_default();
+    Ok(if negative { -magnitude } else { magnitude }.to_signed_bytes_be())
 }
 
 fn too_fine(scale: i64) -> String {
@@ -249,7 +356,68 @@ mod tests {
         assert_eq!(base64_encode(&[0x30, 0x39]), "MDk=");
     }
 
+    #[test]
+    fn text_of_any_width() {
+        let text = |bytes: &[u8], scale| text_from_be_bytes(bytes, scale);
+        assert_eq!(text(&[0x0a, 0x4b], 2), "26.35");
+        assert_eq!(text(&[0xce], 2), "-0.50");
+        assert_eq!(text(&[0x04, 0xb0], 2), "12.00");
+        assert_eq!(text(&[0x07], 0), "7");
+        assert_eq!(text(&[0xff; 32], 3), "-0.001", "sign bytes of a widened value");
+        assert_eq!(text(&[], 2), "0.00");
+        // 2^255 - 1 at scale 6: past 128 bits.
+        let mut max = vec![0xff; 32];
+        max[0] = 0x7f;
+        let digits = "57896044618658097711785492504343953926634992332820282019728792003956564819967";
+        assert_eq!(text(&max, 6), format!("{}.{}", &digits[..digits.len() - 6], &digits[digits.len() - 6..]));
+        assert_eq!(text(&[0x30, 0x39], 20_000), "12345E-20000");
+        assert_eq!(Decimal::parse("12345E-20000").map(|_| ()), Err(too_fine(20_000)), "read back, refused");
+    }
+
+    #[test]
+    fn unscaled_at_a_scale() {
+        let at = |text: &str, scale, precision| unscaled_be_bytes(text, scale, precision);
+        assert_eq!(at("26.35", 2, 9), Ok(vec![0x0a, 0x4b]));
+        assert_eq!(at("-0.5", 2, 3), Ok(vec![0xce]));
+        assert_eq!(at("+.5", 2, 3), Ok(vec![0x32]));
+        assert_eq!(at("12.", 0, 2), Ok(vec![0x0c]));
+        assert_eq!(at("1.230", 2, 3), Ok(vec![0x7b]), "zeros past the scale are no digits");
+        assert_eq!(at("-0.00", 2, 1), Ok(vec![0x00]));
+        assert_eq!(at("0001.5", 1, 2), Ok(vec![0x0f]), "leading zeros are no digits");
+        assert_eq!(at("1.234", 2, 9), Err(AtScaleError::TooFine { scale: 2 }));
+        assert_eq!(at("12345", 0, 4), Err(AtScaleError::TooManyDigits { digits: 5, precision: 4 }));
+        assert_eq!(at("1", 2, 2), Err(AtScaleError::TooManyDigits { digits: 3, precision: 2 }));
+        for bad in ["", "-", ".", "1e3", "1,5", " 1", "1.2.3", "NaN", "--1"] {
+            assert_eq!(at(bad, 2, 9), Err(AtScaleError::NotPlain), "{bad:?}");
+        }
+        assert_eq!(at("1", 16_384, 99_999), Err(AtScaleError::ScaleTooLarge { scale: 16_384 }));
+        assert_eq!(AtScaleError::TooFine { scale: 2 }.to_string(), "more than 2 digits after the decimal point");
+        // Past 128 bits: 10^40 - 1 and its negative.
+        let nines = "9".repeat(40);
+        let big = at(&nines, 0, 40).expect("40 digits");
+        assert_eq!(BigInt::from_signed_bytes_be(&big).to_string(), nines);
+        let negative = at(&format!("-{nines}"), 0, 40).expect("40 digits");
+        assert_eq!(text_from_be_bytes(&negative, 0), format!("-{nines}"));
+        // A long text is refused by its count, not by building its number.
+        assert!(matches!(at(&"7".repeat(1_000_000), 0, 76), Err(AtScaleError::TooManyDigits { .. })));
+    }
+
     proptest! {
+        /// Decimal text read back at its scale is the same value, at any width (up to 40 bytes:
+        /// past `Decimal256`) and scale, in the shortest bytes.
+        #[test]
+        fn text_and_bytes_roundtrip(bytes in proptest::collection::vec(any::<u8>(), 1..40), scale in 0usize..80) {
+            let text = text_from_be_bytes(&bytes, scale);
+            let value = BigInt::from_signed_bytes_be(&bytes);
+            let digits = value.magnitude().to_string().len();
+            prop_assert_eq!(unscaled_be_bytes(&text, scale, digits), Ok(value.to_signed_bytes_be()), "{}", text);
+            let after_point = text.split_once('.').map_or(0, |(_, fraction)| fraction.len());
+            prop_assert_eq!(after_point, scale, "exactly the scale's digits after the point: {}", text);
+            if digits > 1 {
+                prop_assert!(unscaled_be_bytes(&text, scale, digits - 1).is_err());
+            }
+        }
+
         /// Any unscaled value at any scale survives bytes → base64 → decimal → text → decimal,
         /// and rescaling up then back down.
         #[test]

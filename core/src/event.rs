@@ -9,6 +9,7 @@ use std::borrow::Cow;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::calendar::Unit;
 use crate::topology::columns::{FieldPath, Step};
 use crate::topology::is_envelope_field;
 
@@ -127,6 +128,17 @@ fn take_i64(m: &mut Map<String, Value>, field: &'static str) -> Result<i64, Even
     m.shift_remove(field).and_then(|v| v.as_i64()).ok_or(EventError::BadEnvelope { field, expected: "an integer" })
 }
 
+/// `occurred_at` in milliseconds since the epoch: the integer count, or the RFC 3339 text
+/// [`crate::avro::avro_to_json`] writes of a `timestamp-millis`.
+pub(crate) fn millis_of(value: Option<Value>, field: &'static str) -> Result<i64, EventError> {
+    let millis = match &value {
+        Some(Value::String(s)) => crate::calendar::parse_rfc3339(s).ok().and_then(|n| Unit::Millis.count(n)),
+        Some(v) => v.as_i64(),
+        None => None,
+    };
+    millis.ok_or(EventError::BadEnvelope { field, expected: "an integer or RFC 3339 timestamp" })
+}
+
 impl Event {
     /// Splits a decoded record (a JSON object) into envelope and payload.
     pub fn from_record(record: Value, position: Position, schema_id: u32) -> Result<Self, EventError> {
@@ -136,7 +148,7 @@ impl Event {
             event_type: take_string(&mut m, "event_type")?,
             aggregate_id: take_string(&mut m, "aggregate_id")?,
             aggregate_version: take_i64(&mut m, "aggregate_version")?,
-            occurred_at: take_i64(&mut m, "occurred_at")?,
+            occurred_at: millis_of(m.shift_remove("occurred_at"), "occurred_at")?,
             producer: take_string(&mut m, "producer")?,
             correlation_id: take_opt_string(&mut m, "correlation_id")?,
             causation_id: take_opt_string(&mut m, "causation_id")?,

@@ -17,7 +17,7 @@
 
 pub mod admission;
 pub mod avro;
-mod calendar;
+pub mod calendar;
 pub mod cdc;
 pub mod connections;
 pub mod decimal;

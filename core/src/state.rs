@@ -20,7 +20,12 @@ use crate::topology::{StateChange, StateTable};
 
 /// The value of the first of `candidates` that `event` carries, not null.
 pub fn first_set<'a>(event: &'a Event, candidates: &[FieldPath]) -> Option<Cow<'a, Value>> {
-    candidates.iter().map(|path| event.value_at(path)).find(|v| !v.is_null())
+    first_set_at(event, candidates).map(|(_, value)| value)
+}
+
+/// [`first_set`], with the candidate that gave the value.
+pub fn first_set_at<'a, 'p>(event: &'a Event, candidates: &'p [FieldPath]) -> Option<(&'p FieldPath, Cow<'a, Value>)> {
+    candidates.iter().map(|path| (path, event.value_at(path))).find(|(_, v)| !v.is_null())
 }
 
 /// What one event does to one column of the state.

@@ -1,13 +1,11 @@
 //! Writes the seed corpora under `fuzz/corpus/<target>/` from real material: the events of the
-//! sample generator (`producers/src/sample.rs`, compiled in here by path: the producers crate
-//! itself would bring rdkafka), the repository's `topology.toml`, and change records shaped like
-//! those of `core/src/cdc/tests.rs`, mapped by the repository topology's CDC sources into the
-//! legacy event types. Run by `dev/fuzz --seeds`; the output is committed, and small.
+//! sample generator (the `sluice-sample` crate), the repository's `topology.toml`, and change
+//! records shaped like those of `core/src/cdc/tests.rs`, mapped by the repository topology's CDC
+//! sources into the legacy event types. Run by `dev/fuzz --seeds`; the output is committed, and small.
 
 #![allow(dead_code, unreachable_pub, missing_debug_implementations)]
 
-#[path = "../../producers/src/sample.rs"]
-mod sample;
+use sluice_sample as sample;
 
 use std::collections::BTreeMap;
 use std::path::Path;

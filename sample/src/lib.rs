@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 
 use serde_json::{Map, Value, json};
+use sluice_core::calendar::{Unit, format_date_time};
 
 /// Start of the generated timeline: 2026-11-01T00:00:00Z.
 pub const T0: i64 = 1_793_491_200_000;
@@ -108,7 +109,7 @@ pub fn generate(users: usize, seed: u64, run: &str, prefix: &str) -> (Vec<Value>
         for k in ["email", "display_name", "country", "referrer"] {
             set(&mut doc, k, &e[k]);
         }
-        doc.insert("updated_at".into(), json!(at));
+        doc.insert("updated_at".into(), json!(format_date_time(at, Unit::Millis, true)));
         push(&mut out, &mut model, e);
         // Profile updates: partial (absent fields unchanged).
         for _ in 0..rng.below(3) {
@@ -123,7 +124,7 @@ pub fn generate(users: usize, seed: u64, run: &str, prefix: &str) -> (Vec<Value>
             for k in ["display_name", "country", "locale", "avatar_url"] {
                 set(&mut doc, k, &e[k]);
             }
-            doc.insert("updated_at".into(), json!(at));
+            doc.insert("updated_at".into(), json!(format_date_time(at, Unit::Millis, true)));
             push(&mut out, &mut model, e);
         }
         if rng.below(2) == 0 {
@@ -135,7 +136,7 @@ pub fn generate(users: usize, seed: u64, run: &str, prefix: &str) -> (Vec<Value>
             e.insert("old_email".into(), doc.get("email").cloned().unwrap_or(Value::Null));
             e.insert("new_email".into(), json!(new));
             doc.insert("email".into(), json!(new));
-            doc.insert("updated_at".into(), json!(at));
+            doc.insert("updated_at".into(), json!(format_date_time(at, Unit::Millis, true)));
             push(&mut out, &mut model, e);
         }
         // Sessions and engagement.

@@ -21,6 +21,7 @@ use sluice_consumers::sinks::couchbase::request_builder::tombstone_id;
 use sluice_consumers::sinks::couchbase::service::deadline;
 use sluice_consumers::sinks::couchbase::{Couchbase, CouchbaseProjection, Error, Presence, setup};
 use sluice_consumers::{Batch, Batching, Rejected, Sink, SinkError};
+use sluice_core::calendar::{Unit, format_date_time};
 use sluice_core::event::{Envelope, Event, Position};
 use sluice_core::topology::{CouchbaseSink, HumanDuration, SinkConfig, Topology};
 use sluice_tests::{connections, unique, within};
@@ -240,7 +241,9 @@ fn user_model(events: &[&Event]) -> (Option<Value>, Option<Value>) {
             }
             other => panic!("unexpected {other}"),
         };
-        let stamp = (e.envelope.event_type != "user.deleted").then(|| ("updated_at", json!(e.envelope.occurred_at)));
+        // `occurred_at` reads in a document as every timestamp does: RFC 3339 text.
+        let stamp = (e.envelope.event_type != "user.deleted")
+            .then(|| ("updated_at", json!(format_date_time(e.envelope.occurred_at, Unit::Millis, true))));
         for (name, value) in mapped.into_iter().chain(stamp) {
             if !value.is_null() {
                 fields.insert(name.into(), value);

@@ -239,7 +239,7 @@ async fn read_at(topic: &str, partition: i32, offset: i64) -> (String, Value) {
     let registered = within("schema by id", 30, get_schema_by_id(framed.schema_id, &registry)).await.expect("schema");
     let schema = Schema::parse_str(&registered.schema).expect("schema");
     let key = String::from_utf8(msg.key().expect("a key").to_vec()).expect("utf-8 key");
-    (key, avro_to_json(&decode(framed.body, &schema, None).expect("decodes")))
+    (key, avro_to_json(&decode(framed.body, &schema, None).expect("decodes"), &schema))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

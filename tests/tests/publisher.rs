@@ -146,7 +146,7 @@ async fn read_back(topic: &str, n: usize) -> Vec<ReadBack> {
             partition: msg.partition(),
             offset: msg.offset(),
             schema_id: framed.schema_id,
-            event: avro_to_json(&value),
+            event: avro_to_json(&value, schema),
         });
     }
     out

@@ -142,7 +142,7 @@ async fn decode(registry: &reqwest::Client, registry_url: &str, bytes: &[u8]) ->
     assert!(response.status().is_success(), "GET {url}: {}", response.status());
     let body: Json = response.json().await.expect("registry JSON");
     let schema = Schema::parse_str(body["schema"].as_str().expect("schema text")).expect("an Avro schema");
-    avro_to_json(&avro::decode(framed.body, &schema, None).expect("an Avro body of that schema"))
+    avro_to_json(&avro::decode(framed.body, &schema, None).expect("an Avro body of that schema"), &schema)
 }
 
 #[tokio::test]

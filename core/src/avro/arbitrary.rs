@@ -112,6 +112,21 @@ pub(super) fn with_references() -> Schema {
     .expect("valid schema")
 }
 
+/// Decimals everywhere a scale must be found: by reference, in arrays, maps and unions, at scale
+/// 0, and past 128 bits (a `Decimal256`'s 76 digits in a fixed of 32 bytes).
+pub(super) const NESTED_DECIMALS: &str = r#"{
+  "type": "record", "name": "Ledger", "namespace": "test",
+  "fields": [
+    {"name": "total", "type": {"type": "fixed", "name": "Wide", "size": 32, "logicalType": "decimal", "precision": 76, "scale": 10}},
+    {"name": "again", "type": ["null", "Wide"], "default": null},
+    {"name": "lines", "type": {"type": "array", "items": {"type": "record", "name": "Entry", "fields": [
+      {"name": "amount", "type": {"type": "bytes", "logicalType": "decimal", "precision": 20, "scale": 4}}]}}},
+    {"name": "by_key", "type": {"type": "map", "values": "Entry"}},
+    {"name": "whole", "type": {"type": "bytes", "logicalType": "decimal", "precision": 5, "scale": 0}},
+    {"name": "either", "type": ["string", {"type": "bytes", "logicalType": "decimal", "precision": 3, "scale": 3}]}
+  ]
+}"#;
+
 /// Every schema the property tests run on, by name.
 pub(super) fn test_schemas() -> Vec<(String, Schema)> {
     let mut schemas = repository_schemas();
@@ -119,6 +134,7 @@ pub(super) fn test_schemas() -> Vec<(String, Schema)> {
     schemas
         .push(("decimals and durations".to_owned(), Schema::parse_str(DECIMALS_AND_DURATIONS).expect("valid schema")));
     schemas.push(("references".to_owned(), with_references()));
+    schemas.push(("nested decimals".to_owned(), Schema::parse_str(NESTED_DECIMALS).expect("valid schema")));
     schemas
 }
 
@@ -211,8 +227,8 @@ fn of(schema: &Schema, names: &HashMap<Name, Schema>, ns: Option<&str>) -> Boxed
         Schema::LocalTimestampNanos => any::<i64>().prop_map(Value::LocalTimestampNanos).boxed(),
         Schema::Decimal(DecimalSchema { inner, precision, .. }) => {
             let max = match inner {
-                InnerDecimalSchema::Fixed(fixed) => fixed.size.min(16),
-                InnerDecimalSchema::Bytes => 16,
+                InnerDecimalSchema::Fixed(fixed) => fixed.size,
+                InnerDecimalSchema::Bytes => 32,
             };
             let limit = 10_i128.checked_pow(u32::try_from(*precision).expect("small")).unwrap_or(i128::MAX) - 1;
             // Mostly within the precision, sometimes any bytes at all.
@@ -275,7 +291,7 @@ pub(super) fn event_json(schema: &Schema) -> BoxedStrategy<Json> {
     (value(&schema), any::<u64>(), prop_oneof![Just(0_usize), 1..4_usize])
         .prop_map(move |(v, seed, breaks)| {
             let mut rng = Rng(seed);
-            let mut json = respell(super::avro_to_json(&v), &schema, &mut rng);
+            let mut json = respell(super::avro_to_json(&v, &schema), &schema, &mut rng);
             for _ in 0..breaks {
                 json = damage(json, &mut rng);
             }
@@ -306,24 +322,32 @@ impl Rng {
 }
 
 fn respell(json: Json, schema: &Schema, rng: &mut Rng) -> Json {
-    let units = |schema: &Schema| match schema {
-        Schema::TimestampMillis => Some(3),
-        Schema::TimestampMicros => Some(6),
-        Schema::TimestampNanos => Some(9),
+    use crate::calendar::{Unit, Zone, parse_date, parse_date_time, parse_time_of_day};
+    let timestamp = |schema: &Schema| match schema {
+        Schema::TimestampMillis => Some((Unit::Millis, Zone::Required)),
+        Schema::TimestampMicros => Some((Unit::Micros, Zone::Required)),
+        Schema::TimestampNanos => Some((Unit::Nanos, Zone::Required)),
+        Schema::LocalTimestampMillis => Some((Unit::Millis, Zone::Forbidden)),
+        Schema::LocalTimestampMicros => Some((Unit::Micros, Zone::Forbidden)),
+        Schema::LocalTimestampNanos => Some((Unit::Nanos, Zone::Forbidden)),
         _ => None,
     };
     match (json, schema) {
-        (Json::Number(n), _) if units(schema).is_some() && rng.one_in(2) => {
-            let digits = units(schema).expect("a timestamp");
-            match n.as_i64().and_then(|i| rfc3339(i, digits, rng)) {
-                Some(text) => Json::String(text),
-                None => Json::Number(n),
+        // Timestamps as read (UTC text), as integer counts, or at another offset.
+        (Json::String(s), _) if timestamp(schema).is_some() => {
+            let (unit, zone) = timestamp(schema).expect("a timestamp");
+            let count = parse_date_time(&s, zone).ok().and_then(|n| unit.count(n)).expect("read text reads back");
+            let digits = u32::try_from(unit.digits()).expect("small");
+            match rng.below(3) {
+                0 => json!(count),
+                1 if zone == Zone::Required => rfc3339(count, digits, rng).map_or(Json::String(s), Json::String),
+                _ => Json::String(s),
             }
         }
-        (Json::Number(n), Schema::Date) if rng.one_in(2) => {
-            let days = n.as_i64().expect("days");
-            let (y, m, d) = crate::calendar::civil_from_days(days);
-            if (0..=9999).contains(&y) { json!(format!("{y:04}-{m:02}-{d:02}")) } else { Json::Number(n) }
+        (Json::String(s), Schema::Date) if rng.one_in(2) => json!(parse_date(&s).expect("read text reads back")),
+        (Json::String(s), Schema::TimeMillis | Schema::TimeMicros) if rng.one_in(2) => {
+            let unit = if matches!(schema, Schema::TimeMillis) { Unit::Millis } else { Unit::Micros };
+            json!(unit.count(i128::from(parse_time_of_day(&s).expect("read text reads back"))))
         }
         (Json::Number(n), _) if rng.one_in(3) => match n.as_i64() {
             // 2 as 2.0: the same integer for the converter, when the float holds it exactly.
@@ -386,6 +410,11 @@ fn odd_value(rng: &mut Rng) -> Json {
         json!("2026-11-26T04:28:21.123Z"),
         json!("2026-02-30T00:00:00Z"),
         json!("2024-02-29"),
+        json!("+010000-01-01"),
+        json!("10:00:00.123"),
+        json!("24:00:00"),
+        json!("2026-11-26T04:28:21.123"),
+        json!("2026-11-26 04:28:21+02:00"),
         json!("7f0c1c9e-9a43-4c55-9d7b-2f8ad6c1e001"),
         json!("not-a-uuid"),
         json!([]),

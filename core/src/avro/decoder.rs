@@ -26,12 +26,13 @@ use apache_avro::schema::{
 };
 use apache_avro::types::Value;
 use apache_avro::util::{DEFAULT_MAX_ALLOCATION_BYTES, max_allocation_bytes};
-use apache_avro::{Decimal, Duration, Schema, Uuid};
+use apache_avro::{Duration, Schema, Uuid};
 use serde_json::{Map, Number, Value as Json};
 use thiserror::Error;
 
-use super::{DecodeError, avro_to_json, decode, has_ref, hex, unscaled_decimal};
-use crate::event::{ENVELOPE_FIELDS, Envelope, Event, EventError, Position};
+use super::{DecodeError, avro_to_json, decode, has_ref, hex, time_json};
+use crate::calendar::{Unit, format_date, format_date_time};
+use crate::event::{ENVELOPE_FIELDS, Envelope, Event, EventError, Position, millis_of};
 
 /// Why a record is not an event: its body does not decode, or it has no proper envelope.
 #[derive(Debug, Error)]
@@ -79,14 +80,15 @@ impl EventDecoder {
         self.plan.is_some()
     }
 
-    /// The JSON of a body: `avro_to_json(&decode(body, writer, reader)?)`, faster.
+    /// The JSON of a body: `avro_to_json(&decode(body, writer, reader)?, reader or writer)`,
+    /// faster.
     pub fn decode_json(&self, body: &[u8]) -> Result<Json, DecodeError> {
         if let Some(plan) = &self.plan
             && let Ok(json) = plan.json(body)
         {
             return Ok(json);
         }
-        Ok(avro_to_json(&self.decode_value(body)?))
+        Ok(avro_to_json(&self.decode_value(body)?, self.value_schema()))
     }
 
     /// The event of a body read at `position`: what [`Event::from_record`] makes of
@@ -100,7 +102,7 @@ impl EventDecoder {
                 return Ok(Event { envelope, payload: sink.payload, position, schema_id });
             }
         }
-        let json = avro_to_json(&self.decode_value(body)?);
+        let json = avro_to_json(&self.decode_value(body)?, self.value_schema());
         let Json::Object(record) = json else { return Err(EventError::NotARecord.into()) };
         let mut envelope = Slots::default();
         let mut payload = Map::with_capacity(record.len());
@@ -118,6 +120,11 @@ impl EventDecoder {
     /// The reference path.
     fn decode_value(&self, body: &[u8]) -> Result<Value, DecodeError> {
         decode(body, &self.writer, self.reader.as_deref())
+    }
+
+    /// The schema of the values [`Self::decode_value`] reads: the reader's, else the writer's.
+    fn value_schema(&self) -> &Schema {
+        self.reader.as_deref().unwrap_or(&self.writer)
     }
 }
 
@@ -168,7 +175,7 @@ impl Slots {
             event_type: string(event_type.take(), 1)?,
             aggregate_id: string(aggregate_id.take(), 2)?,
             aggregate_version: integer(aggregate_version.take(), 3)?,
-            occurred_at: integer(occurred_at.take(), 4)?,
+            occurred_at: millis_of(occurred_at.take(), ENVELOPE_FIELDS[4])?,
             producer: string(producer.take(), 5)?,
             correlation_id: optional(correlation_id.take(), 6)?,
             causation_id: optional(causation_id.take(), 7)?,
@@ -184,10 +191,17 @@ impl Slots {
 enum Node {
     Null,
     Boolean,
-    /// `int`, `date`, `time-millis`.
     Int,
-    /// `long`, `time-micros`, the timestamps.
     Long,
+    /// `date`: days as `YYYY-MM-DD`.
+    Date,
+    /// `time-millis` (an int) or `time-micros` (a long), as `HH:MM:SS.f…`.
+    Time(Unit),
+    /// A timestamp of `unit`s, with a `Z` when `zoned` (not `local-timestamp-*`).
+    Timestamp {
+        unit: Unit,
+        zoned: bool,
+    },
     Float,
     Double,
     Bytes,
@@ -200,8 +214,11 @@ enum Node {
     UuidFixed,
     Fixed(usize),
     Enum(Box<[String]>),
-    /// A `decimal`: bytes, or a `fixed` of the given size.
-    Decimal(Option<usize>),
+    /// A `decimal`: bytes, or a `fixed` of the given size; its scale.
+    Decimal {
+        fixed: Option<usize>,
+        scale: usize,
+    },
     Duration,
     Union(Box<[Node]>),
     /// The common `["null", T]` (`null_index` 0) or `[T, "null"]` (1).
@@ -250,6 +267,16 @@ struct WriterField {
     defaults_before: Range<usize>,
 }
 
+impl WriterField {
+    /// Reads the field's value; an envelope timestamp as its count when `counts_envelope`.
+    fn read(&self, input: &mut Input<'_>, counts_envelope: bool) -> Read<Json> {
+        match &self.node {
+            Node::Timestamp { .. } if counts_envelope && self.out.envelope.is_some() => Ok(Json::from(input.long()?)),
+            node => input.read(node),
+        }
+    }
+}
+
 #[derive(Debug)]
 struct ReaderField {
     out: Out,
@@ -274,6 +301,12 @@ type Read<T> = Result<T, Bail>;
 /// Where the fields of a record go.
 trait Sink {
     fn put(&mut self, out: &Out, value: Json);
+
+    /// Whether envelope timestamps are wanted as their integer counts rather than as text: an
+    /// event keeps `occurred_at` in milliseconds, so the text is neither made nor parsed back.
+    fn counts_envelope(&self) -> bool {
+        false
+    }
 }
 
 impl Sink for Map<String, Json> {
@@ -298,6 +331,10 @@ impl EventSink {
 }
 
 impl Sink for EventSink {
+    fn counts_envelope(&self) -> bool {
+        true
+    }
+
     fn put(&mut self, out: &Out, value: Json) {
         match out.envelope {
             Some(slot) => self.envelope.0[slot] = Some(value),
@@ -384,7 +421,7 @@ impl RecordPlan {
     fn read(&self, input: &mut Input<'_>, sink: &mut impl Sink) -> Read<()> {
         let Some(reader) = &self.reader else {
             for field in &self.fields {
-                let value = input.read(&field.node)?;
+                let value = field.read(input, sink.counts_envelope())?;
                 sink.put(&field.out, value);
             }
             return Ok(());
@@ -395,7 +432,7 @@ impl RecordPlan {
                 for before in reader.get(field.defaults_before.clone()).ok_or(Bail)? {
                     sink.put(&before.out, default(before)?);
                 }
-                let value = input.read(&field.node)?;
+                let value = field.read(input, sink.counts_envelope())?;
                 if let Some(to) = field.reader_index.and_then(|i| reader.get(i)) {
                     sink.put(&to.out, value);
                 }
@@ -407,7 +444,7 @@ impl RecordPlan {
         }
         let mut values: Vec<Option<Json>> = vec![None; reader.len()];
         for field in &self.fields {
-            let value = input.read(&field.node)?;
+            let value = field.read(input, sink.counts_envelope())?;
             if let Some(slot) = field.reader_index.and_then(|i| values.get_mut(i)) {
                 *slot = Some(value);
             }
@@ -487,8 +524,9 @@ fn defaults(reader: &RecordSchema, missing: Vec<RecordField>) -> Option<Vec<(Str
         return None;
     }
     let only_missing = Schema::Record(RecordSchema::builder().name(reader.name.clone()).fields(missing).build());
-    match Value::Record(Vec::new()).resolve(&only_missing).ok()? {
-        Value::Record(values) => Some(values.iter().map(|(name, value)| (name.clone(), avro_to_json(value))).collect()),
+    let values = Value::Record(Vec::new()).resolve(&only_missing).ok()?;
+    match avro_to_json(&values, &only_missing) {
+        Json::Object(json) => Some(json.into_iter().collect()),
         _ => None,
     }
 }
@@ -518,7 +556,7 @@ fn same_plain_type(writer: &Schema, reader: &Schema) -> bool {
             | Schema::LocalTimestampMillis
             | Schema::LocalTimestampMicros
             | Schema::LocalTimestampNanos
-            // Equal decimals only (see below): the plan reads the unscaled value as it is.
+            // Equal decimals only (see below): the plan reads the value at the writer's scale, the reader's.
             | Schema::Decimal(_) => true,
             Schema::Array(array) => plain(&array.items),
             Schema::Map(map) => plain(&map.types),
@@ -550,15 +588,17 @@ impl Compiler<'_, '_> {
         let node = match schema {
             Schema::Null => Node::Null,
             Schema::Boolean => Node::Boolean,
-            Schema::Int | Schema::Date | Schema::TimeMillis => Node::Int,
-            Schema::Long
-            | Schema::TimeMicros
-            | Schema::TimestampMillis
-            | Schema::TimestampMicros
-            | Schema::TimestampNanos
-            | Schema::LocalTimestampMillis
-            | Schema::LocalTimestampMicros
-            | Schema::LocalTimestampNanos => Node::Long,
+            Schema::Int => Node::Int,
+            Schema::Long => Node::Long,
+            Schema::Date => Node::Date,
+            Schema::TimeMillis => Node::Time(Unit::Millis),
+            Schema::TimeMicros => Node::Time(Unit::Micros),
+            Schema::TimestampMillis => Node::Timestamp { unit: Unit::Millis, zoned: true },
+            Schema::TimestampMicros => Node::Timestamp { unit: Unit::Micros, zoned: true },
+            Schema::TimestampNanos => Node::Timestamp { unit: Unit::Nanos, zoned: true },
+            Schema::LocalTimestampMillis => Node::Timestamp { unit: Unit::Millis, zoned: false },
+            Schema::LocalTimestampMicros => Node::Timestamp { unit: Unit::Micros, zoned: false },
+            Schema::LocalTimestampNanos => Node::Timestamp { unit: Unit::Nanos, zoned: false },
             Schema::Float => Node::Float,
             Schema::Double => Node::Double,
             Schema::Bytes => Node::Bytes,
@@ -568,10 +608,13 @@ impl Compiler<'_, '_> {
             Schema::Uuid(UuidSchema::Fixed(FixedSchema { size: 16, .. })) => Node::UuidFixed,
             Schema::Fixed(fixed) => Node::Fixed(fixed.size),
             Schema::Enum(EnumSchema { symbols, .. }) => Node::Enum(symbols.clone().into_boxed_slice()),
-            Schema::Decimal(DecimalSchema { inner: InnerDecimalSchema::Bytes, .. }) => Node::Decimal(None),
-            Schema::Decimal(DecimalSchema { inner: InnerDecimalSchema::Fixed(fixed), .. }) => {
-                Node::Decimal(Some(fixed.size))
-            }
+            Schema::Decimal(DecimalSchema { inner, scale, .. }) => Node::Decimal {
+                fixed: match inner {
+                    InnerDecimalSchema::Bytes => None,
+                    InnerDecimalSchema::Fixed(fixed) => Some(fixed.size),
+                },
+                scale: *scale,
+            },
             Schema::Duration(FixedSchema { size: 12, .. }) => Node::Duration,
             Schema::Union(union) => match union.variants() {
                 [Schema::Null, inner] => Node::Nullable { null_index: 0, inner: Box::new(self.node(inner, ns)?) },
@@ -757,12 +800,21 @@ impl<'a> Input<'a> {
                 f.to_string().parse::<f64>().ok().and_then(Number::from_f64).map_or(Json::Null, Json::Number)
             }
             Node::Bytes => Json::String(hex(self.bytes()?)),
+            Node::Date => Json::String(format_date(i64::from(self.int()?))),
+            Node::Time(unit) => {
+                let count = match unit {
+                    Unit::Millis => i64::from(self.int()?),
+                    Unit::Micros | Unit::Nanos => self.long()?,
+                };
+                time_json(count, *unit)
+            }
+            Node::Timestamp { unit, zoned } => Json::String(format_date_time(self.long()?, *unit, *zoned)),
             Node::UuidBytes => {
                 Json::String(Uuid::from_slice(self.bytes()?).map_err(|_| Bail)?.hyphenated().to_string())
             }
             Node::UuidFixed => Json::String(Uuid::from_bytes(self.array()?).hyphenated().to_string()),
             Node::Fixed(size) => Json::String(hex(self.take(*size)?)),
-            Node::Decimal(fixed) => {
+            Node::Decimal { fixed, scale } => {
                 let bytes = match fixed {
                     Some(size) => self.take(*size)?,
                     None => self.bytes()?,
@@ -771,7 +823,7 @@ impl<'a> Input<'a> {
                     // No number at all: the reference says so (DecodeError::EmptyDecimal).
                     return Err(Bail);
                 }
-                Json::String(unscaled_decimal(&Decimal::from(bytes)))
+                Json::String(crate::decimal::text_from_be_bytes(bytes, *scale))
             }
             Node::Duration => {
                 let d = Duration::from(self.array::<12>()?);

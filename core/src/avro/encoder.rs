@@ -22,9 +22,10 @@ use serde_json::Value as Json;
 use thiserror::Error;
 
 use super::{
-    ConvertError, Converter, EncodeError, Source, as_integer, avro_to_json, encode, has_ref, json_to_avro, parse_date,
-    parse_hex, parse_rfc3339,
+    ConvertError, Converter, EncodeError, Render, Source, as_integer, encode, has_ref, json_to_avro, parse_date,
+    parse_hex,
 };
+use crate::calendar::{Unit, Zone, parse_date_time, parse_time_of_day};
 
 /// Why a JSON event could not be written as an Avro body.
 #[derive(Debug, Error)]
@@ -58,7 +59,7 @@ pub fn encode_json_into(json: &Json, schema: &Schema, out: &mut Vec<u8>) -> Resu
     Ok(())
 }
 
-/// The JSON [`avro_to_json`] makes of the top-level field `name` of `json_to_avro(json,
+/// The JSON [`super::avro_to_json`] makes of the top-level field `name` of `json_to_avro(json,
 /// schema)`, for an event that converts — `None` when the schema has no such field or the field
 /// does not convert. Cheaper than converting the whole event to read a few fields (the Kafka
 /// key, the event id).
@@ -85,7 +86,7 @@ pub fn field_json(json: &Json, schema: &Schema, name: &str) -> Option<Json> {
         None if field.default.is_some() => converter.default(field, ns).ok()?,
         None => return None,
     };
-    Some(avro_to_json(&value))
+    Some(Render::new(names).json(&value, Some(&field.schema), ns))
 }
 
 /// Whether `schema` has no named references and defines every name once. Then apache-avro's
@@ -191,11 +192,16 @@ impl Walk {
                 }
                 _ => Err(Miss::Invalid),
             },
-            Schema::Int | Schema::TimeMillis => long(integer::<i32>(json)?.into(), out),
-            Schema::Long | Schema::TimeMicros => long(integer(json)?, out),
-            Schema::LocalTimestampMillis | Schema::LocalTimestampMicros | Schema::LocalTimestampNanos => {
-                long(integer(json)?, out)
+            Schema::Int => long(integer::<i32>(json)?.into(), out),
+            Schema::Long => long(integer(json)?, out),
+            Schema::TimeMillis => {
+                let millis = time(json, Unit::Millis)?;
+                long(i32::try_from(millis).map_err(|_| Miss::Invalid)?.into(), out)
             }
+            Schema::TimeMicros => long(time(json, Unit::Micros)?, out),
+            Schema::LocalTimestampMillis => long(timestamp(json, Unit::Millis, Zone::Forbidden)?, out),
+            Schema::LocalTimestampMicros => long(timestamp(json, Unit::Micros, Zone::Forbidden)?, out),
+            Schema::LocalTimestampNanos => long(timestamp(json, Unit::Nanos, Zone::Forbidden)?, out),
             Schema::Float => {
                 // Narrowing is the point; overflow is checked just below.
                 let f = number(json)? as f32;
@@ -271,9 +277,9 @@ impl Walk {
                 }
                 _ => long(integer::<i32>(json)?.into(), out),
             },
-            Schema::TimestampMillis => long(timestamp(json, 1_000_000)?, out),
-            Schema::TimestampMicros => long(timestamp(json, 1_000)?, out),
-            Schema::TimestampNanos => long(timestamp(json, 1)?, out),
+            Schema::TimestampMillis => long(timestamp(json, Unit::Millis, Zone::Required)?, out),
+            Schema::TimestampMicros => long(timestamp(json, Unit::Micros, Zone::Required)?, out),
+            Schema::TimestampNanos => long(timestamp(json, Unit::Nanos, Zone::Required)?, out),
             Schema::Decimal(_) | Schema::BigDecimal | Schema::Duration(_) | Schema::Ref { .. } => {
                 Err(Miss::Unsupported)
             }
@@ -378,11 +384,18 @@ fn number(json: &Json) -> Result<f64, Miss> {
     }
 }
 
-/// As `Converter::timestamp`: an integer, or an RFC 3339 string in units of `unit_nanos`.
-fn timestamp(json: &Json, unit_nanos: i128) -> Result<i64, Miss> {
+/// As `Converter::timestamp`: an integer, or date-time text (its zone as `zone` says) in `unit`s.
+fn timestamp(json: &Json, unit: Unit, zone: Zone) -> Result<i64, Miss> {
     let Json::String(s) = json else { return integer(json) };
-    let nanos = parse_rfc3339(s).map_err(|_| Miss::Invalid)?;
-    i64::try_from(nanos.div_euclid(unit_nanos)).map_err(|_| Miss::Invalid)
+    let nanos = parse_date_time(s, zone).map_err(|_| Miss::Invalid)?;
+    unit.count(nanos).ok_or(Miss::Invalid)
+}
+
+/// As the converter's times: an integer, or `HH:MM:SS.f…` in `unit`s.
+fn time(json: &Json, unit: Unit) -> Result<i64, Miss> {
+    let Json::String(s) = json else { return integer(json) };
+    let nanos = parse_time_of_day(s).map_err(|_| Miss::Invalid)?;
+    unit.count(i128::from(nanos)).ok_or(Miss::Invalid)
 }
 
 /// A count or an index as an Avro long.

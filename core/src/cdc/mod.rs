@@ -485,8 +485,8 @@ impl CdcMapper {
                 None => fail(e.to_string()),
             }
         })?;
-        let mut event =
-            Event::from_record(avro_to_json(&value), at.position, at.schema_id).map_err(|e| fail(e.to_string()))?;
+        let mut event = Event::from_record(avro_to_json(&value, &shape.schema), at.position, at.schema_id)
+            .map_err(|e| fail(e.to_string()))?;
         for field in unavailable {
             event.payload.shift_remove(field);
         }

@@ -14,7 +14,7 @@ use apache_avro::types::Value;
 use serde_json::{Map, Value as Json};
 
 use super::CdcError;
-use crate::avro::avro_to_json;
+use crate::avro::connect_json;
 use crate::decimal::{Decimal, base64_decode};
 
 /// What the record's schema says about a column, when it says something the value alone does not.
@@ -156,7 +156,7 @@ impl CdcRecord {
     /// [`RowSchema::from_avro_schema`] of that same writer schema (cache it by schema id). A
     /// decimal it gives no scale for is refused by the mapper, never read at a guessed scale.
     pub fn from_avro(key: Option<&Value>, value: Option<&Value>, row: &RowSchema) -> Self {
-        let key = key.map(avro_to_json);
+        let key = key.map(connect_json);
         let value = value.map(|v| match v {
             Value::Record(fields) => Json::Object(
                 fields
@@ -164,13 +164,13 @@ impl CdcRecord {
                     .map(|(name, v)| {
                         let json = match (name.as_str(), unwrap_union(v)) {
                             ("before" | "after", Value::Record(columns)) => avro_row(columns, row),
-                            _ => avro_to_json(v),
+                            _ => connect_json(v),
                         };
                         (name.clone(), json)
                     })
                     .collect(),
             ),
-            other => avro_to_json(other),
+            other => connect_json(other),
         });
         Self { key, value, schema: Some(row.clone()) }
     }
@@ -237,10 +237,10 @@ fn avro_row(columns: &[(String, Value)], row: &RowSchema) -> Json {
             }
             // A decimal whose scale the schema did not give (a `RowSchema` of another schema):
             // left in a shape the mapper refuses, rather than read at the wrong scale.
-            (_, Value::Decimal(_)) => return serde_json::json!({ "unscaled": avro_to_json(value), "scale": null }),
-            _ => return avro_to_json(value),
+            (_, Value::Decimal(_)) => return serde_json::json!({ "unscaled": connect_json(value), "scale": null }),
+            _ => return connect_json(value),
         };
-        decimal.map_or_else(|_| avro_to_json(value), |d| Json::String(d.to_string()))
+        decimal.map_or_else(|_| connect_json(value), |d| Json::String(d.to_string()))
     };
     Json::Object(columns.iter().map(|(name, value)| (name.clone(), convert(name, value))).collect())
 }

@@ -50,6 +50,8 @@ fn obj(v: Json) -> Map<String, Json> {
 const LSN: i64 = 23_876_368;
 /// 2024-03-01T10:15:30.123Z
 const TS: i64 = 1_709_288_130_123;
+/// [`TS`] as an event's `timestamp-millis` field reads (RFC 3339 in UTC).
+const TS_TEXT: &str = "2024-03-01T10:15:30.123Z";
 
 fn source(lsn: i64, snapshot: &str) -> Json {
     json!({
@@ -97,7 +99,7 @@ fn an_insert_becomes_the_upsert_event() {
         obj(json!({
             "user_id": 42, "email": "ada@example.com", "display_name": "Ada", "country": "NL",
             "balance_cents": 12_345, "preferences": "{\"theme\": \"dark\"}",
-            "created_at": TS, "updated_at": 1_709_295_330_500_i64
+            "created_at": TS_TEXT, "updated_at": "2024-03-01T12:15:30.500Z"
         }))
     );
     assert_eq!((e.position.offset, e.schema_id), (7, 0));
@@ -182,7 +184,7 @@ fn json_with_schemas_reads_scales_and_units_from_the_schema() {
     let (e, kind) = event(map_json(&m, Some(key), Some(value)));
     assert_eq!(kind, ChangeKind::Read);
     assert_eq!(e.payload["balance_cents"], 12_345, "123.450 at scale 2");
-    assert_eq!((e.payload["created_at"].clone(), e.payload["updated_at"].clone()), (json!(TS), json!(TS)));
+    assert_eq!((e.payload["created_at"].clone(), e.payload["updated_at"].clone()), (json!(TS_TEXT), json!(TS_TEXT)));
 }
 
 /// The users table's envelope schema as the Connect Avro converters write it.
@@ -253,8 +255,8 @@ fn avro_records_as_the_connect_converters_write_them() {
     assert_eq!((kind, e.schema_id, e.envelope.aggregate_version), (ChangeKind::Update, 17, LSN));
     assert_eq!(e.payload["balance_cents"], -12_345_678_901_234_i64);
     assert_eq!(e.payload["country"], Json::Null);
-    assert_eq!(e.payload["updated_at"], TS, "microseconds, truncated to milliseconds");
-    assert_eq!(e.payload["created_at"], TS);
+    assert_eq!(e.payload["updated_at"], TS_TEXT, "microseconds, truncated to milliseconds");
+    assert_eq!(e.payload["created_at"], TS_TEXT);
 }
 
 #[test]
@@ -403,9 +405,9 @@ fn decimals_convert_exactly_or_not_at_all() {
     assert_eq!(convert_one(r#""long""#, DECIMAL_2, b64(-12_345)), Ok(json!(-12_345)));
     assert_eq!(convert_one(r#""string""#, DECIMAL_2, b64(-5)), Ok(json!("-0.05")));
     assert_eq!(convert_one(r#""double""#, DECIMAL_2, b64(12_345)), Ok(json!(123.45)));
-    // A decimal field at a larger scale: the same number, read back unscaled (avro_to_json).
+    // A decimal field at a larger scale: the same number, read back at the field's scale.
     let decimal_20_4 = r#"{"type": "bytes", "logicalType": "decimal", "precision": 20, "scale": 4}"#;
-    assert_eq!(convert_one(decimal_20_4, DECIMAL_2, b64(-12_345)), Ok(json!("-1234500")));
+    assert_eq!(convert_one(decimal_20_4, DECIMAL_2, b64(-12_345)), Ok(json!("-123.4500")));
     // Beyond a long: the string keeps every digit, the long refuses.
     let huge = 10_i128.pow(30) + 7;
     assert_eq!(convert_one(r#""string""#, DECIMAL_2, b64(huge)), Ok(json!("10000000000000000000000000000.07")));
@@ -439,23 +441,25 @@ fn timestamps_dates_json_and_scalars() {
     let millis = r#"{"type": "long", "logicalType": "timestamp-millis"}"#;
     let micros = r#"{"type": "long", "logicalType": "timestamp-micros"}"#;
     // ZonedTimestamp at any offset → UTC.
-    assert_eq!(convert_one(millis, ts, json!("2024-03-01T12:15:30.123456+02:00")), Ok(json!(TS)));
-    assert_eq!(convert_one(micros, ts, json!("2024-03-01T10:15:30.123456Z")), Ok(json!(TS * 1000 + 456)));
-    assert_eq!(convert_one(millis, ts, json!("1969-12-31T23:59:59.9995Z")), Ok(json!(-1)), "toward the past");
+    assert_eq!(convert_one(millis, ts, json!("2024-03-01T12:15:30.123456+02:00")), Ok(json!(TS_TEXT)));
+    assert_eq!(convert_one(micros, ts, json!("2024-03-01T10:15:30.123456Z")), Ok(json!("2024-03-01T10:15:30.123456Z")));
+    let past = convert_one(millis, ts, json!("1969-12-31T23:59:59.9995Z"));
+    assert_eq!(past, Ok(json!("1969-12-31T23:59:59.999Z")), "toward the past");
     // Integers: MicroTimestamp by default, or the unit given.
     assert_eq!(convert_one(r#""long""#, ts, json!(TS * 1000 + 999)), Ok(json!(TS)));
-    assert_eq!(convert_one(millis, r#"{ column = "c", type = "timestamp", unit = "ms" }"#, json!(TS)), Ok(json!(TS)));
+    let in_ms = r#"{ column = "c", type = "timestamp", unit = "ms" }"#;
+    assert_eq!(convert_one(millis, in_ms, json!(TS)), Ok(json!(TS_TEXT)));
     assert_eq!(
         convert_one(millis, r#"{ column = "c", type = "timestamp", unit = "ns" }"#, json!(TS * 1_000_000)),
-        Ok(json!(TS))
+        Ok(json!(TS_TEXT))
     );
 
     let date = r#"{ column = "c", type = "date" }"#;
     let avro_date = r#"{"type": "int", "logicalType": "date"}"#;
-    assert_eq!(convert_one(avro_date, date, json!(19_783)), Ok(json!(19_783)));
+    assert_eq!(convert_one(avro_date, date, json!(19_783)), Ok(json!("2024-03-01")));
     assert_eq!(convert_one(r#""string""#, date, json!(19_783)), Ok(json!("2024-03-01")));
     assert_eq!(convert_one(r#""string""#, date, json!(-1)), Ok(json!("1969-12-31")));
-    assert_eq!(convert_one(avro_date, date, json!("2024-02-29")), Ok(json!(19_782)));
+    assert_eq!(convert_one(avro_date, date, json!("2024-02-29")), Ok(json!("2024-02-29")));
 
     let jsonb = r#"{ column = "c", type = "json" }"#;
     assert_eq!(convert_one(r#""string""#, jsonb, json!("{\"a\": [1, 2]}")), Ok(json!("{\"a\": [1, 2]}")));
@@ -524,7 +528,7 @@ fn outbox_events_take_their_envelope_from_headers_key_and_payload() {
     let value = json!({"schema": {"type": "struct", "fields": []}, "payload": {"version": "4", "email": "a@x", "verified_at": "2024-03-01T10:15:30.123Z"}});
     let (e, _) = event(map_outbox(Some(value), &headers));
     assert_eq!((e.envelope.event_type.as_str(), e.envelope.aggregate_version), ("legacy.user.email_verified", 4));
-    assert_eq!(e.payload["verified_at"], TS);
+    assert_eq!(e.payload["verified_at"], TS_TEXT);
 
     // Avro: the payload column as a string.
     let record = CdcRecord::from_avro(

@@ -21,8 +21,9 @@
 //!   and of equal length (`ARRAY JOIN items_sku, items_qty` reads them back as rows).
 //! - Arrays of anything else, and maps, keep their shape ([`ColumnType::Array`], [`ColumnType::Map`]);
 //!   a map of records is kept as JSON text.
-//! - A column named in `columns` takes one path: `"total"`, `"customer.id"`, `"items[].sku"`. A
-//!   record named whole there is kept as its JSON text.
+//! - A column named in `columns` takes one path: `"total"`, `"customer.id"`, `"items[].sku"`
+//!   (every element's), `"items[0].sku"` (the first element's, nullable: an array may be
+//!   shorter). A record named whole there is kept as its JSON text.
 //! - A table of several event types has the union of their columns; a column some of them lack
 //!   is nullable (arrays and maps are empty instead), and a column must have one type in all.
 
@@ -47,29 +48,38 @@ pub enum Step {
     Field(String),
     /// Into every element of an array: the value is the array of what the rest of the path gives.
     Each,
+    /// Into one element of an array, counted from 0 (`null` past its end).
+    Index(usize),
 }
 
-/// A path from the payload to a value, as written in `columns`: `customer.id`, `items[].sku`.
+/// A path from the payload to a value, as written in `columns` and Couchbase `fields`:
+/// `customer.id`, `items[].sku`, `items[0].sku`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct FieldPath(pub Vec<Step>);
 
 impl FieldPath {
-    /// Parses `a.b`, `items[].sku`; `None` for an empty step or stray brackets.
+    /// Parses `a.b`, `items[].sku`, `items[0].sku`; `None` for an empty step, stray brackets or
+    /// an index that is not a number.
     pub fn parse(text: &str) -> Option<Self> {
         let mut steps = Vec::new();
         for part in text.split('.') {
-            let (name, arrays) = match part.find("[]") {
-                Some(at) => (&part[..at], &part[at..]),
-                None => (part, ""),
-            };
-            if name.is_empty() || name.contains(['[', ']']) || arrays.len() % 2 != 0 {
-                return None;
-            }
-            if !arrays.as_bytes().chunks(2).all(|c| c == b"[]") {
+            let (name, mut brackets) = part.split_at(part.find('[').unwrap_or(part.len()));
+            if name.is_empty() || name.contains(']') {
                 return None;
             }
             steps.push(Step::Field(name.to_owned()));
-            steps.extend(std::iter::repeat_n(Step::Each, arrays.len() / 2));
+            while let Some(rest) = brackets.strip_prefix('[') {
+                let (inside, after) = rest.split_once(']')?;
+                steps.push(match inside {
+                    "" => Step::Each,
+                    digits if digits.bytes().all(|b| b.is_ascii_digit()) => Step::Index(digits.parse().ok()?),
+                    _ => return None,
+                });
+                brackets = after;
+            }
+            if !brackets.is_empty() {
+                return None;
+            }
         }
         Some(Self(steps))
     }
@@ -96,6 +106,9 @@ fn at<'a>(value: &'a Value, steps: &[Step]) -> Cow<'a, Value> {
         (Some((Step::Each, rest)), Value::Array(items)) => {
             Cow::Owned(Value::Array(items.iter().map(|i| at(i, rest).into_owned()).collect()))
         }
+        (Some((Step::Index(i), rest)), Value::Array(items)) => {
+            items.get(*i).map_or(Cow::Owned(Value::Null), |v| at(v, rest))
+        }
         _ => Cow::Owned(Value::Null),
     }
 }
@@ -112,6 +125,7 @@ impl fmt::Display for FieldPath {
                     f.write_str(name)?;
                 }
                 Step::Each => f.write_str("[]")?,
+                Step::Index(i) => write!(f, "[{i}]")?,
             }
             first = false;
         }
@@ -313,6 +327,11 @@ pub fn path_column(schema: &Schema, name: &str, path: &FieldPath) -> Option<Tabl
                 shape.arrays += 1;
                 // Within an array, nullability is the element's own.
                 shape.nullable = false;
+                current = &a.items;
+            }
+            (Step::Index(_), Schema::Array(a)) => {
+                // The array may be shorter.
+                shape.nullable = true;
                 current = &a.items;
             }
             _ => return None,

@@ -12,7 +12,7 @@ use std::str::FromStr;
 
 use serde::{Serialize, Serializer};
 
-use super::columns::TableColumn;
+use super::columns::{FieldPath, TableColumn};
 use super::duration::{HumanDuration, Retention};
 
 /// Default `batch_size` of a projection.
@@ -402,10 +402,52 @@ pub struct CouchbaseSink {
     /// Event types that delete the document.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub erase_on: Vec<String>,
-    /// Document field → event field(s). When absent, every non-envelope field of an event is
-    /// merged into the document under its own name, a null meaning "unchanged".
+    /// Document field → where its value comes from. When absent, every non-envelope field of an
+    /// event is merged into the document under its own name, a null meaning "unchanged".
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub fields: Option<BTreeMap<String, FieldSource>>,
+    pub fields: Option<BTreeMap<String, DocumentField>>,
+}
+
+/// Where a Couchbase document field takes its value (a `fields` entry of
+/// `[projections.<name>.couchbase]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DocumentField {
+    /// `"customer.id"`, or a list of candidates `["email", "new_email"]`: the first the event
+    /// carries with a non-null value ([`crate::state::first_set`], the rule of a ClickHouse state
+    /// table's columns); when none does, the document field is left unchanged. A candidate is an
+    /// envelope field (`occurred_at`) or a path into the payload: a field (`total`), a nested one
+    /// (`customer.id`), an array element (`items[0].sku`), every element (`items[].sku`).
+    First(Vec<FieldPath>),
+    /// `{ set_by = ["order.shipped"], cleared_by = ["order.returned"] }`: `true` when an event of
+    /// a `set_by` type is applied, `false` for a `cleared_by` one, unchanged by any other.
+    Flag {
+        /// Event types that set the flag.
+        set_by: Vec<String>,
+        /// Event types that clear it.
+        cleared_by: Vec<String>,
+    },
+}
+
+impl Serialize for DocumentField {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap as _;
+        match self {
+            Self::First(paths) => match paths.as_slice() {
+                [one] => s.serialize_str(&one.to_string()),
+                many => s.collect_seq(many.iter().map(ToString::to_string)),
+            },
+            Self::Flag { set_by, cleared_by } => {
+                let mut map = s.serialize_map(None)?;
+                if !set_by.is_empty() {
+                    map.serialize_entry("set_by", set_by)?;
+                }
+                if !cleared_by.is_empty() {
+                    map.serialize_entry("cleared_by", cleared_by)?;
+                }
+                map.end()
+            }
+        }
+    }
 }
 
 /// Where a document field takes its value: the first of these event fields that the event

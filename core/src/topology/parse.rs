@@ -14,13 +14,14 @@ use std::str::FromStr;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
+use super::columns::FieldPath;
 use super::diagnostics::{Issue, closest, suggest};
 use super::duration::{DurationError, HumanDuration, Retention};
 use super::model::{
     BackpressureConfig, COUCHBASE_DEFAULT_COLLECTION, CleanupPolicy, ClickHouseSink, Compatibility, ConnectionDefaults,
-    CouchbaseSink, DEFAULT_BATCH_SIZE, DEFAULT_KEY, DEFAULT_LINGER, DEFAULT_MAX_IN_FLIGHT, DocumentId, EventConfig,
-    FieldSource, KeyMismatchPolicy, MAX_IN_FLIGHT_LIMIT, ProjectionConfig, RegistryConfig, SinkConfig, SinkKind,
-    SubjectStrategy, TopicConfig, TopologyConfig,
+    CouchbaseSink, DEFAULT_BATCH_SIZE, DEFAULT_KEY, DEFAULT_LINGER, DEFAULT_MAX_IN_FLIGHT, DocumentField, DocumentId,
+    EventConfig, FieldSource, KeyMismatchPolicy, MAX_IN_FLIGHT_LIMIT, ProjectionConfig, RegistryConfig, SinkConfig,
+    SinkKind, SubjectStrategy, TopicConfig, TopologyConfig,
 };
 use super::schema::KEY_FIELDS;
 
@@ -850,14 +851,98 @@ impl Walker<'_> {
         }
     }
 
-    /// `fields = { doc_field = "event_field" | ["event_field", …] }`.
-    fn fields(&mut self, t: &mut Table<'_, '_>) -> Option<BTreeMap<String, FieldSource>> {
-        self.field_sources(
-            t,
-            "fields",
-            "documents would get no fields",
-            "leave `fields` out to merge every payload field of each event into the document",
-        )
+    /// `fields = { doc_field = "path" | ["path", …] | { set_by = […], cleared_by = […] } }`: each
+    /// path's range is recorded at `fields/<doc_field>/<index>` (a single one as index 0).
+    fn fields(&mut self, t: &mut Table<'_, '_>) -> Option<BTreeMap<String, DocumentField>> {
+        let value = t.value("fields")?;
+        let path = t.child("fields");
+        let Some(entries) = value.get_ref().as_table() else {
+            self.type_error(&path, value, "table");
+            return None;
+        };
+        self.spans.insert(&path, value.span());
+        if entries.is_empty() {
+            self.issues.push(
+                Issue::error(
+                    value.span(),
+                    format!("`{}` is empty: documents would get no fields", display_path(&path)),
+                )
+                .hint("leave `fields` out to merge every payload field of each event into the document"),
+            );
+        }
+        let mut out = BTreeMap::new();
+        for (key, source) in entries.iter() {
+            let doc_field = key.get_ref().to_string();
+            let mut source_path = path.clone();
+            source_path.push(doc_field.clone());
+            let items: Vec<(usize, &Spanned<DeValue<'_>>)> = match source.get_ref() {
+                DeValue::String(_) => vec![(0, source)],
+                DeValue::Array(items) if !items.is_empty() => items.iter().enumerate().collect(),
+                DeValue::Table(entries) => {
+                    self.spans.insert(&source_path, source.span());
+                    let mut flag = Table::new(source_path.clone(), entries, source.span(), Secrets::Other);
+                    let set_by = self.strings(&mut flag, "set_by").unwrap_or_default();
+                    let cleared_by = self.strings(&mut flag, "cleared_by").unwrap_or_default();
+                    flag.finish(self);
+                    // Any other key was reported as unknown, with what it likely meant.
+                    if entries.is_empty() {
+                        self.issues.push(
+                            Issue::error(
+                                source.span(),
+                                format!("flag `{}` needs `set_by` or `cleared_by`", display_path(&source_path)),
+                            )
+                            .hint(format!(
+                                "e.g. `{doc_field} = {{ set_by = [\"order.shipped\"], cleared_by = [\"order.returned\"] }}`"
+                            )),
+                        );
+                    }
+                    out.insert(doc_field, DocumentField::Flag { set_by, cleared_by });
+                    continue;
+                }
+                _ => {
+                    self.issues.push(
+                        Issue::error(
+                            source.span(),
+                            format!(
+                                "`{}` must name an event field, a list of them, or be a flag `{{ set_by = […], cleared_by = […] }}`",
+                                display_path(&source_path)
+                            ),
+                        )
+                        .hint(format!("e.g. `{doc_field} = \"{doc_field}\"`")),
+                    );
+                    continue;
+                }
+            };
+            let mut paths = Vec::new();
+            for (i, item) in items {
+                let mut item_path = source_path.clone();
+                item_path.push(i.to_string());
+                match item.get_ref().as_str() {
+                    Some(text) => match FieldPath::parse(text) {
+                        Some(field) => {
+                            self.spans.insert(&item_path, item.span());
+                            paths.push(field);
+                        }
+                        None => {
+                            self.spans.mark_broken(&item_path);
+                            self.issues.push(
+                                Issue::error(
+                                    item.span(),
+                                    format!("{text:?} in `{}` is not a field path", display_path(&source_path)),
+                                )
+                                .hint(
+                                    "write a field (\"total\"), a nested one (\"customer.id\"), an array \
+                                     element (\"items[0].sku\") or every element (\"items[].sku\")",
+                                ),
+                            );
+                        }
+                    },
+                    None => self.type_error(&item_path, item, "string"),
+                }
+            }
+            out.insert(doc_field, DocumentField::First(paths));
+        }
+        Some(out)
     }
 
     /// The entries of the table under `key` and its path; an empty one is reported (`empty` says

@@ -778,3 +778,132 @@ fn a_declared_state_table_resolves_its_columns() {
     assert_eq!(state.change("user.deleted"), Some(StateChange::Delete));
     assert_eq!(state.change("session.started"), None);
 }
+
+/// The orders domain of the tests, projected to Couchbase: nested records and arrays to map.
+const ORDERS: &str = r#"[topics.orders]
+partitions = 3
+replication_factor = 1
+subject_strategy = "record"
+
+[events."order.placed"]
+topic = "orders"
+schema = "tests/domains/orders/schemas/placed.avsc"
+
+[events."order.shipped"]
+topic = "orders"
+schema = "tests/domains/orders/schemas/shipped.avsc"
+
+[events."order.cancelled"]
+topic = "orders"
+schema = "tests/domains/orders/schemas/cancelled.avsc"
+
+[projections.order_state]
+sources = ["orders"]
+sink = "couchbase"
+
+[projections.order_state.couchbase]
+document_id = "order::{aggregate_id}"
+
+[projections.order_state.couchbase.fields]
+"#;
+
+/// The 1-based line and column of the first `needle` in `text`.
+fn position_of(text: &str, needle: &str) -> (usize, usize) {
+    let at = text.find(needle).unwrap_or_else(|| panic!("{needle:?} in the text"));
+    let line = text[..at].matches('\n').count() + 1;
+    let column = text[..at].rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+#[test]
+fn document_fields_take_nested_paths_array_elements_and_flags() {
+    let text = format!(
+        "{ORDERS}customer_id = \"customer.id\"\nfirst_sku = \"items[0].sku\"\nskus = \"items[].sku\"\n\
+         carrier = [\"carrier\", \"customer.tier\"]\nupdated_at = \"occurred_at\"\n\
+         is_shipped = {{ set_by = [\"order.shipped\"], cleared_by = [\"order.cancelled\"] }}\n\
+         was_placed = {{ set_by = [\"order.placed\"] }}\n"
+    );
+    let topology = valid(&text);
+    let Some(SinkConfig::Couchbase { couchbase }) = topology.projection("order_state").map(|p| &p.sink) else {
+        panic!("a Couchbase projection")
+    };
+    let fields = couchbase.fields.as_ref().expect("fields");
+    let path = |text: &str| columns::FieldPath::parse(text).expect("path");
+    assert_eq!(fields["first_sku"], DocumentField::First(vec![path("items[0].sku")]));
+    assert_eq!(fields["carrier"], DocumentField::First(vec![path("carrier"), path("customer.tier")]));
+    assert_eq!(
+        fields["is_shipped"],
+        DocumentField::Flag { set_by: vec!["order.shipped".into()], cleared_by: vec!["order.cancelled".into()] }
+    );
+    // Printed as written, and valid again.
+    let printed = toml::to_string(topology.config()).unwrap_or_else(|e| panic!("{e}"));
+    assert!(printed.contains("first_sku = \"items[0].sku\""), "{printed}");
+    assert!(printed.contains("carrier = [\"carrier\", \"customer.tier\"]"), "{printed}");
+    assert_eq!(valid(&printed).config(), topology.config(), "{printed}");
+}
+
+#[test]
+fn bad_document_field_paths_and_flags_are_located() {
+    let check_one = |line: &str, needle: &str, message: &str, hint: Option<&str>| {
+        let text = format!("{ORDERS}{line}\n");
+        let all = errors(&text);
+        assert_eq!(all.len(), 1, "{line}: {all:#?}");
+        let (l, c, m, h) = &all[0];
+        assert_eq!((*l, *c), position_of(&text, needle), "{line}: {m}");
+        assert_eq!(m, message, "{line}");
+        assert_eq!(h.as_deref(), hint, "{line}");
+    };
+    check_one(
+        "customer_id = \"customer.idd\"",
+        "\"customer.idd\"",
+        "no event of projection \"order_state\" has a field `customer.idd` (for document field `customer_id`)",
+        Some("did you mean `customer.id`?"),
+    );
+    check_one(
+        "sku = [\"items[x].sku\"]",
+        "\"items[x].sku\"",
+        "\"items[x].sku\" in `projections.order_state.couchbase.fields.sku` is not a field path",
+        Some(
+            "write a field (\"total\"), a nested one (\"customer.id\"), an array element (\"items[0].sku\") or every \
+             element (\"items[].sku\")",
+        ),
+    );
+    check_one(
+        "sku = \"total[0]\"",
+        "\"total[0]\"",
+        "no event of projection \"order_state\" has a field `total[0]` (for document field `sku`)",
+        None,
+    );
+    check_one(
+        "shipped = { set_by = [\"order.shiped\"] }",
+        "\"order.shiped\"",
+        "\"order.shiped\" in `projections.order_state.couchbase.fields.shipped.set_by` is not an event type of \
+         projection \"order_state\"",
+        Some("did you mean \"order.shipped\"?"),
+    );
+    check_one(
+        "shipped = { set_by = [\"order.shipped\"], cleared_by = [\"order.placed\", \"order.shipped\"] }",
+        "\"order.shipped\"] }",
+        "\"order.shipped\" both sets and clears flag `shipped`",
+        Some("list it in one of `set_by` and `cleared_by`"),
+    );
+    check_one(
+        "shipped = 5",
+        "5",
+        "`projections.order_state.couchbase.fields.shipped` must name an event field, a list of them, or be a flag \
+         `{ set_by = […], cleared_by = […] }`",
+        Some("e.g. `shipped = \"shipped\"`"),
+    );
+    check_one(
+        "shipped = { sets = [\"order.shipped\"] }",
+        "sets",
+        "unknown key `sets` in [projections.order_state.couchbase.fields.shipped]",
+        Some("expected one of: `set_by`, `cleared_by`"),
+    );
+    check_one(
+        "shipped = {}",
+        "{}",
+        "flag `projections.order_state.couchbase.fields.shipped` needs `set_by` or `cleared_by`",
+        Some("e.g. `shipped = { set_by = [\"order.shipped\"], cleared_by = [\"order.returned\"] }`"),
+    );
+}

@@ -11,12 +11,14 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use super::EventInfo;
+use super::columns::{FieldPath, Step, path_column, payload_columns};
 use super::diagnostics::{Issue, did_you_mean};
 use super::model::{
-    CleanupPolicy, FieldSource, ProjectionConfig, SinkConfig, StateColumn, SubjectStrategy, TopicConfig, TopologyConfig,
+    CleanupPolicy, DocumentField, ProjectionConfig, SinkConfig, StateColumn, SubjectStrategy, TopicConfig,
+    TopologyConfig,
 };
 use super::parse::{Parsed, Spans, display_path, string_offset};
-use super::schema::{EventSchema, SchemaError, inspect};
+use super::schema::{EventSchema, SchemaError, inspect, is_envelope_field};
 
 mod analytics;
 mod cdc;
@@ -326,7 +328,7 @@ impl Checker<'_> {
                     &facts,
                 );
                 if let Some(fields) = &couchbase.fields {
-                    self.mapping(name, fields, &facts);
+                    self.mapping(name, fields, &facts, &known);
                 }
             }
         }
@@ -443,22 +445,58 @@ impl Checker<'_> {
         }
     }
 
-    /// `fields` mapping: every event field named exists in at least one event of the projection.
-    fn mapping(&mut self, name: &str, fields: &BTreeMap<String, FieldSource>, facts: &[(&str, &EventSchema)]) {
-        let all: BTreeSet<&str> = facts.iter().flat_map(|(_, s)| s.fields.keys().map(String::as_str)).collect();
-        let candidates: Vec<&str> = all.iter().copied().collect();
-        for (doc_field, FieldSource(sources)) in fields {
-            for (i, event_field) in sources.iter().enumerate() {
-                let index = i.to_string();
-                let Some(span) = self.spans.get(&["projections", name, "couchbase", "fields", doc_field, &index])
-                else {
-                    continue;
-                };
-                if !all.contains(event_field.as_str()) {
-                    self.push(Issue::error(
-                        span,
-                        format!("no event of projection \"{name}\" has a field `{event_field}` (for document field `{doc_field}`)"),
-                    ).maybe_hint(did_you_mean(event_field, &candidates, false)));
+    /// `fields` mapping: every path leads to a field of at least one event of the projection (an
+    /// envelope field is in all); a flag's event types are the projection's, each setting or
+    /// clearing it, not both.
+    fn mapping(
+        &mut self,
+        name: &str,
+        fields: &BTreeMap<String, DocumentField>,
+        facts: &[(&str, &EventSchema)],
+        known: &[&str],
+    ) {
+        // What a misspelt path most likely meant: every field and every path to a leaf.
+        let mut candidates: BTreeSet<String> = facts.iter().flat_map(|(_, s)| s.fields.keys().cloned()).collect();
+        candidates.extend(facts.iter().flat_map(|(_, s)| payload_columns(&s.schema)).map(|c| c.path.to_string()));
+        let candidates: Vec<&str> = candidates.iter().map(String::as_str).collect();
+        let leads_somewhere = |path: &FieldPath, doc_field: &str| match path.0.as_slice() {
+            [Step::Field(field)] if is_envelope_field(field) => true,
+            _ => facts.iter().any(|(_, s)| path_column(&s.schema, doc_field, path).is_some()),
+        };
+        for (doc_field, source) in fields {
+            let base = ["projections", name, "couchbase", "fields", doc_field.as_str()];
+            match source {
+                DocumentField::First(paths) => {
+                    for (i, path) in paths.iter().enumerate() {
+                        let index = i.to_string();
+                        let Some(span) = self.spans.get(&[&base[..], &[&index]].concat()) else { continue };
+                        if !leads_somewhere(path, doc_field) {
+                            let text = path.to_string();
+                            self.push(
+                                Issue::error(
+                                    span,
+                                    format!("no event of projection \"{name}\" has a field `{text}` (for document field `{doc_field}`)"),
+                                )
+                                .maybe_hint(did_you_mean(&text, &candidates, false)),
+                            );
+                        }
+                    }
+                }
+                DocumentField::Flag { set_by, cleared_by } => {
+                    self.members(known, &[&base[..], &["set_by"]].concat(), set_by, name);
+                    self.members(known, &[&base[..], &["cleared_by"]].concat(), cleared_by, name);
+                    for (i, event_type) in cleared_by.iter().enumerate() {
+                        let index = i.to_string();
+                        let Some(span) = self.spans.get(&[&base[..], &["cleared_by", &index]].concat()) else {
+                            continue;
+                        };
+                        if set_by.contains(event_type) {
+                            self.push(
+                                Issue::error(span, format!("\"{event_type}\" both sets and clears flag `{doc_field}`"))
+                                    .hint("list it in one of `set_by` and `cleared_by`"),
+                            );
+                        }
+                    }
                 }
             }
         }

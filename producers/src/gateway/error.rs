@@ -275,6 +275,9 @@ impl ApiError {
             ConvertErrorKind::InvalidTimestamp { value, .. } => invalid("invalid_timestamp")
                 .expected("RFC 3339 date-time or integer since the epoch")
                 .value(Some(value.clone())),
+            ConvertErrorKind::InvalidTime { value, .. } => invalid("invalid_time")
+                .expected("HH:MM:SS with any fraction, or integer since midnight")
+                .value(Some(value.clone())),
             ConvertErrorKind::InvalidDate { value, .. } => invalid("invalid_date")
                 .expected("YYYY-MM-DD or integer days since 1970-01-01")
                 .value(Some(value.clone())),

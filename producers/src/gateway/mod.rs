@@ -67,7 +67,7 @@
 //! | 413 | `record_too_large` | the event, as a Kafka record, is over the topic's limit (`size_bytes`, `limit_bytes`) |
 //! | 415 | `unsupported_media_type`, `unsupported_content_encoding` | not `application/json`; a coding other than `gzip`, `deflate`, `identity` (`allowed`) |
 //! | 422 | `too_long` | `aggregate_id` over [`MAX_AGGREGATE_ID_BYTES`](sluice_core::event::MAX_AGGREGATE_ID_BYTES) bytes |
-//! | 422 | `wrong_type`, `missing_field`, `unknown_field`, `out_of_range`, `invalid_enum_symbol`, `invalid_uuid`, `invalid_timestamp`, `invalid_date`, `invalid_bytes`, `invalid_decimal`, `no_union_branch`, `event_type_mismatch` | the event does not fit its schema; `field` is the JSON path (for a missing or unknown field, the field itself) |
+//! | 422 | `wrong_type`, `missing_field`, `unknown_field`, `out_of_range`, `invalid_enum_symbol`, `invalid_uuid`, `invalid_timestamp`, `invalid_time`, `invalid_date`, `invalid_bytes`, `invalid_decimal`, `no_union_branch`, `event_type_mismatch` | the event does not fit its schema; `field` is the JSON path (for a missing or unknown field, the field itself) |
 //! | 429 | `backpressure` | the intake gate refuses the type for now (`Retry-After`) |
 //! | 503 | `kafka_unavailable`, `kafka_overloaded`, `publish_timeout`, `registry_unavailable`, `schema_not_registered`, `topic_missing` | try again after `Retry-After`; after `publish_timeout` the event may have been written |
 //!

@@ -1,9 +1,10 @@
 //! Values of decoded events written in ClickHouse's `RowBinary` format (pure): how the declared
 //! tables' rows are sent, column by column, with no row struct per table.
 //!
-//! Input: a JSON value as [`sluice_core::avro::avro_to_json`] makes it (decimals as their
-//! unscaled integer text, bytes as hex, timestamps as integer counts) and the [`Enc`] of the
-//! column. Output: the column's bytes, appended to the row; or why the value does not fit (the
+//! Input: a JSON value as [`sluice_core::avro::avro_to_json`] makes it (decimals as their exact
+//! text at their scale, bytes as hex, dates, times and timestamps as text; their integer counts
+//! are read too, as the envelope's `occurred_at` and hand-made events have them) and the [`Enc`]
+//! of the column. Output: the column's bytes, appended to the row; or why the value does not fit (the
 //! event is then refused, to the DLQ, rather than stored wrong).
 //!
 //! The format, per type: fixed-width numbers little-endian; strings and arrays prefixed by their
@@ -13,7 +14,8 @@
 //! `DateTime64(p)` as `Int64` ticks; `Map` as a length and key, value pairs.
 
 use serde_json::Value;
-use sluice_core::decimal::Decimal;
+use sluice_core::calendar::{Unit, Zone, parse_date, parse_date_time, parse_time_of_day};
+use sluice_core::decimal::{text_from_be_bytes, unscaled_be_bytes};
 use uuid::Uuid;
 
 /// How one column's value is written.
@@ -37,26 +39,36 @@ pub enum Enc {
     Fixed(usize),
     /// `UUID` from its text.
     Uuid,
-    /// `Date` (`UInt16` days since 1970-01-01).
+    /// `Date` (`UInt16` days since 1970-01-01) from `"YYYY-MM-DD"` or a day count.
     Date,
-    /// `Date32` (`Int32` days, 1900-01-01 to 2299-12-31).
+    /// `Date32` (`Int32` days, 1900-01-01 to 2299-12-31), likewise.
     Date32,
-    /// `DateTime64(p)`: the count as it is (its unit is the column's precision).
-    Ticks,
-    /// `DateTime`: a count of `per_second` units, floored to seconds.
+    /// `Int32` milliseconds (`Unit::Millis`) or `Int64` microseconds since midnight, from
+    /// `"HH:MM:SS.fff"` or the count.
+    Time(Unit),
+    /// `DateTime64(p)`, or the `Int64` count of a timestamp: `unit`s since the epoch, from date-time
+    /// text (a local one, without a zone, as UTC) with no digit finer than the unit, or the count
+    /// as it is.
+    Ticks(Unit),
+    /// `DateTime`: seconds since the epoch, floored, from date-time text or a count of
+    /// `per_second` units.
     Seconds {
-        /// Units per second (1 000 for milliseconds).
+        /// Units per second of a count (1 000 for milliseconds).
         per_second: i64,
     },
-    /// `Decimal(P, S)` in `width` bytes (4, 8, 16 or 32) from the unscaled text.
+    /// `Decimal(P, S)` in `width` bytes (4, 8, 16 or 32) from the decimal text (`"26.35"`),
+    /// brought exactly to the column's scale (`"26.3"` is 2630 at scale 2; `"26.351"` does not
+    /// fit).
     Decimal {
         /// Bytes on the wire.
         width: usize,
         /// At most this many digits.
         precision: usize,
+        /// Digits after the point.
+        scale: usize,
     },
-    /// `String`: the exact decimal text (`"-12.34"`) of the unscaled value at `scale`, for a
-    /// precision the server's decimals cannot hold.
+    /// `String`: the exact decimal text (`"-12.34"`) at `scale`, for a precision the server's
+    /// decimals cannot hold.
     DecimalText {
         /// Digits after the point.
         scale: usize,
@@ -129,7 +141,30 @@ fn scalar(enc: &Enc, value: &Value, out: &mut Vec<u8>) -> Result<(), Misfit> {
             let n = value.as_i64().and_then(|n| i32::try_from(n).ok()).ok_or_else(mismatch)?;
             out.extend_from_slice(&n.to_le_bytes());
         }
-        Enc::I64 | Enc::Ticks => out.extend_from_slice(&value.as_i64().ok_or_else(mismatch)?.to_le_bytes()),
+        Enc::I64 => out.extend_from_slice(&value.as_i64().ok_or_else(mismatch)?.to_le_bytes()),
+        Enc::Ticks(unit) => {
+            let count = match value {
+                Value::String(text) => {
+                    let nanos = parse_date_time(text, Zone::Optional).map_err(|e| format!("{}: {e}", short(value)))?;
+                    exact_count(nanos, *unit).ok_or_else(|| finer(value, *unit))?
+                }
+                _ => value.as_i64().ok_or_else(mismatch)?,
+            };
+            out.extend_from_slice(&count.to_le_bytes());
+        }
+        Enc::Time(unit) => {
+            let count = match value {
+                Value::String(text) => {
+                    let nanos = parse_time_of_day(text).map_err(|e| format!("{}: {e}", short(value)))?;
+                    exact_count(i128::from(nanos), *unit).ok_or_else(|| finer(value, *unit))?
+                }
+                _ => value.as_i64().ok_or_else(mismatch)?,
+            };
+            match unit {
+                Unit::Millis => out.extend_from_slice(&i32::try_from(count).map_err(|_| mismatch())?.to_le_bytes()),
+                Unit::Micros | Unit::Nanos => out.extend_from_slice(&count.to_le_bytes()),
+            }
+        }
         Enc::F32 => out.extend_from_slice(&(value.as_f64().ok_or_else(mismatch)? as f32).to_le_bytes()),
         Enc::F64 => out.extend_from_slice(&value.as_f64().ok_or_else(mismatch)?.to_le_bytes()),
         Enc::Str => string(value.as_str().ok_or_else(mismatch)?.as_bytes(), out),
@@ -148,49 +183,66 @@ fn scalar(enc: &Enc, value: &Value, out: &mut Vec<u8>) -> Result<(), Misfit> {
             out.extend_from_slice(&low.to_le_bytes());
         }
         Enc::Date => {
-            let days = value.as_i64().ok_or_else(mismatch)?;
+            let days = days(value).ok_or_else(mismatch)??;
             let days = u16::try_from(days)
                 .map_err(|_| format!("day {days} is outside a Date column (1970-01-01 to 2149-06-06)"))?;
             out.extend_from_slice(&days.to_le_bytes());
         }
         Enc::Date32 => {
-            let days = value.as_i64().ok_or_else(mismatch)?;
+            let days = days(value).ok_or_else(mismatch)??;
             if !(DATE32_MIN..=DATE32_MAX).contains(&days) {
                 return Err(format!("day {days} is outside a Date32 column (1900-01-01 to 2299-12-31)"));
             }
             out.extend_from_slice(&(days as i32).to_le_bytes());
         }
         Enc::Seconds { per_second } => {
-            let count = value.as_i64().ok_or_else(mismatch)?;
-            let seconds = u32::try_from(count.div_euclid(*per_second))
-                .map_err(|_| format!("{count} is outside a DateTime column (1970-01-01 to 2106-02-07)"))?;
+            let seconds = match value {
+                Value::String(text) => parse_date_time(text, Zone::Optional)
+                    .map_err(|e| format!("{}: {e}", short(value)))?
+                    .div_euclid(1_000_000_000),
+                _ => i128::from(value.as_i64().ok_or_else(mismatch)?.div_euclid(*per_second)),
+            };
+            let seconds = u32::try_from(seconds)
+                .map_err(|_| format!("{} is outside a DateTime column (1970-01-01 to 2106-02-07)", short(value)))?;
             out.extend_from_slice(&seconds.to_le_bytes());
         }
-        Enc::Decimal { width, precision } => match value.as_str().ok_or_else(mismatch)?.strip_prefix("0x") {
-            // Past 128 bits avro_to_json gives the bytes.
-            Some(hex) => wide_decimal(&unhex(hex)?, *width, *precision, out)?,
-            None => {
-                let decimal = Decimal::integer(unscaled(value)?);
-                if decimal.digits() > *precision {
-                    return Err(format!("a decimal of {} digits does not fit precision {precision}", decimal.digits()));
-                }
-                let le = decimal.unscaled.to_le_bytes();
-                let fill = if decimal.unscaled < 0 { 0xff } else { 0x00 };
-                // Within the precision's digits the value fits the width: the cut bytes are sign.
-                out.extend_from_slice(&le[..(*width).min(16)]);
-                out.extend(std::iter::repeat_n(fill, width.saturating_sub(16)));
-            }
-        },
+        Enc::Decimal { width, precision, scale } => {
+            let bytes = unscaled_be_bytes(value.as_str().ok_or_else(mismatch)?, *scale, *precision)
+                .map_err(|e| format!("{} does not fit Decimal({precision}, {scale}): {e}", short(value)))?;
+            little_endian(&bytes, *width, out)?;
+        }
         Enc::DecimalText { scale } => {
-            let scale = u32::try_from(*scale).map_err(|_| format!("scale {scale} is too large"))?;
-            let decimal = Decimal { unscaled: unscaled(value)?, scale };
-            string(decimal.to_string().as_bytes(), out);
+            let bytes = unscaled_be_bytes(value.as_str().ok_or_else(mismatch)?, *scale, usize::MAX)
+                .map_err(|e| format!("{} does not fit a decimal of scale {scale}: {e}", short(value)))?;
+            string(text_from_be_bytes(&bytes, *scale).as_bytes(), out);
         }
         Enc::Nullable(_) | Enc::Array(_) | Enc::Map(_) | Enc::MapKeys | Enc::MapValues(_) | Enc::Json => {
             return Err(mismatch());
         }
     }
     Ok(())
+}
+
+/// The days since 1970-01-01 of a date: `"YYYY-MM-DD"` or the count; `None` for another type.
+fn days(value: &Value) -> Option<Result<i64, Misfit>> {
+    match value {
+        Value::String(text) => Some(parse_date(text).map_err(|e| format!("{}: {e}", short(value)))),
+        _ => value.as_i64().map(Ok),
+    }
+}
+
+/// `nanos` in whole `unit`s, when no digit finer than the unit is lost.
+fn exact_count(nanos: i128, unit: Unit) -> Option<i64> {
+    (nanos.rem_euclid(unit.nanos()) == 0).then(|| unit.count(nanos)).flatten()
+}
+
+fn finer(value: &Value, unit: Unit) -> Misfit {
+    let unit = match unit {
+        Unit::Millis => "milliseconds",
+        Unit::Micros => "microseconds",
+        Unit::Nanos => "nanoseconds",
+    };
+    format!("{} has digits finer than the column's {unit}", short(value))
 }
 
 /// Days of 1900-01-01 and 2299-12-31, the range of `Date32`.
@@ -236,72 +288,17 @@ fn unhex(text: &str) -> Result<Vec<u8>, Misfit> {
         .collect()
 }
 
-/// The unscaled value of a decimal up to 128 bits, from its text.
-fn unscaled(value: &Value) -> Result<i128, Misfit> {
-    match value.as_str() {
-        Some(text) if text.starts_with("0x") => Err("a decimal past 128 bits does not fit this column".to_owned()),
-        Some(text) => text.parse().map_err(|_| format!("{text:?} is not an unscaled decimal")),
-        None => Err(format!("{} is not an unscaled decimal", short(value))),
-    }
-}
-
-/// Writes a decimal past 128 bits, big-endian two's complement `bytes`, as a little-endian
-/// integer of `width` bytes (a `Decimal256`).
-fn wide_decimal(bytes: &[u8], width: usize, precision: usize, out: &mut Vec<u8>) -> Result<(), Misfit> {
-    let digits = digits(bytes);
-    if digits > precision {
-        return Err(format!("a decimal of {digits} digits does not fit precision {precision}"));
-    }
-    let negative = bytes.first().is_some_and(|b| b & 0x80 != 0);
-    let fill = if negative { 0xff } else { 0x00 };
-    let (extra, kept) = bytes.split_at(bytes.len().saturating_sub(width));
-    // Cut bytes must be sign extension only (always so once the digits fit the width's precision).
-    if extra.iter().any(|b| *b != fill)
-        || kept.first().is_some_and(|b| (b & 0x80 != 0) != negative) && !extra.is_empty()
-    {
+/// Writes the big-endian two's complement `bytes` (shortest form) as a little-endian integer of
+/// `width` bytes, sign-extended.
+fn little_endian(bytes: &[u8], width: usize, out: &mut Vec<u8>) -> Result<(), Misfit> {
+    if bytes.len() > width {
+        // Never within the precision of a width (76 digits take 32 bytes).
         return Err(format!("the decimal does not fit {width} bytes"));
     }
-    out.extend(kept.iter().rev());
-    out.extend(std::iter::repeat_n(fill, width - kept.len()));
+    let fill = if bytes.first().is_some_and(|b| b & 0x80 != 0) { 0xff } else { 0x00 };
+    out.extend(bytes.iter().rev());
+    out.extend(std::iter::repeat_n(fill, width - bytes.len()));
     Ok(())
-}
-
-/// Decimal digits of the magnitude of a two's complement value past 128 bits (up to 256).
-fn digits(bytes: &[u8]) -> usize {
-    let negative = bytes.first().is_some_and(|b| b & 0x80 != 0);
-    // Magnitude as little-endian u32 limbs.
-    let mut limbs: Vec<u32> = Vec::new();
-    let mut be: Vec<u8> = bytes.to_vec();
-    if negative {
-        // Two's complement negation: invert, add one.
-        for b in &mut be {
-            *b = !*b;
-        }
-        for b in be.iter_mut().rev() {
-            let (sum, carry) = b.overflowing_add(1);
-            *b = sum;
-            if !carry {
-                break;
-            }
-        }
-    }
-    for chunk in be.rchunks(4) {
-        let mut word = [0u8; 4];
-        word[4 - chunk.len()..].copy_from_slice(chunk);
-        limbs.push(u32::from_be_bytes(word));
-    }
-    let mut count = 0;
-    while limbs.iter().any(|l| *l != 0) {
-        // Divide by 10 in place.
-        let mut rem: u64 = 0;
-        for limb in limbs.iter_mut().rev() {
-            let cur = (rem << 32) | u64::from(*limb);
-            *limb = (cur / 10) as u32;
-            rem = cur % 10;
-        }
-        count += 1;
-    }
-    count.max(1)
 }
 
 #[cfg(test)]

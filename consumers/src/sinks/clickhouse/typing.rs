@@ -20,6 +20,7 @@
 //! Nullable columns are `Nullable(T)` (`LowCardinality(Nullable(String))` for enums); arrays and
 //! maps are never nullable in ClickHouse, so a missing one is empty.
 
+use sluice_core::calendar::Unit;
 use sluice_core::topology::columns::ColumnType;
 
 use super::row_binary::Enc;
@@ -47,10 +48,10 @@ pub fn physical(name: &str, ty: &ColumnType, layout: Layout) -> Vec<Physical> {
         ColumnType::TimestampMillis | ColumnType::TimestampMicros | ColumnType::TimestampNanos
             if !layout.datetime64 =>
         {
-            let (suffix, per_second) = match inner {
-                ColumnType::TimestampMillis => ("ms", 1_000),
-                ColumnType::TimestampMicros => ("us", 1_000_000),
-                _ => ("ns", 1_000_000_000),
+            let (suffix, unit) = match inner {
+                ColumnType::TimestampMillis => ("ms", Unit::Millis),
+                ColumnType::TimestampMicros => ("us", Unit::Micros),
+                _ => ("ns", Unit::Nanos),
             };
             let wrap = |sql: &str, enc: Enc| {
                 if nullable {
@@ -59,8 +60,8 @@ pub fn physical(name: &str, ty: &ColumnType, layout: Layout) -> Vec<Physical> {
                     (sql.to_owned(), enc)
                 }
             };
-            let (seconds_sql, seconds_enc) = wrap("DateTime('UTC')", Enc::Seconds { per_second });
-            let (count_sql, count_enc) = wrap("Int64", Enc::I64);
+            let (seconds_sql, seconds_enc) = wrap("DateTime('UTC')", Enc::Seconds { per_second: unit.per_second() });
+            let (count_sql, count_enc) = wrap("Int64", Enc::Ticks(unit));
             vec![
                 Physical { name: name.to_owned(), sql: seconds_sql, enc: seconds_enc },
                 Physical { name: format!("{name}_{suffix}"), sql: count_sql, enc: count_enc },
@@ -112,8 +113,10 @@ fn nested(ty: &ColumnType, layout: Layout) -> (String, Enc) {
     match ty {
         ColumnType::Bool if types.bool => s("Bool", Enc::Bool),
         ColumnType::Bool => s("UInt8", Enc::Bool),
-        ColumnType::Int | ColumnType::TimeMillis => s("Int32", Enc::I32),
-        ColumnType::Long | ColumnType::TimeMicros => s("Int64", Enc::I64),
+        ColumnType::Int => s("Int32", Enc::I32),
+        ColumnType::TimeMillis => s("Int32", Enc::Time(Unit::Millis)),
+        ColumnType::Long => s("Int64", Enc::I64),
+        ColumnType::TimeMicros => s("Int64", Enc::Time(Unit::Micros)),
         ColumnType::Float => s("Float32", Enc::F32),
         ColumnType::Double => s("Float64", Enc::F64),
         ColumnType::String | ColumnType::Enum(_) => s("String", Enc::Str),
@@ -122,13 +125,17 @@ fn nested(ty: &ColumnType, layout: Layout) -> (String, Enc) {
         ColumnType::Uuid => s("UUID", Enc::Uuid),
         ColumnType::Date if types.date32 => s("Date32", Enc::Date32),
         ColumnType::Date => s("Date", Enc::Date),
-        ColumnType::TimestampMillis if layout.datetime64 => s("DateTime64(3, 'UTC')", Enc::Ticks),
-        ColumnType::TimestampMicros if layout.datetime64 => s("DateTime64(6, 'UTC')", Enc::Ticks),
-        ColumnType::TimestampNanos if layout.datetime64 => s("DateTime64(9, 'UTC')", Enc::Ticks),
+        ColumnType::TimestampMillis if layout.datetime64 => s("DateTime64(3, 'UTC')", Enc::Ticks(Unit::Millis)),
+        ColumnType::TimestampMicros if layout.datetime64 => s("DateTime64(6, 'UTC')", Enc::Ticks(Unit::Micros)),
+        ColumnType::TimestampNanos if layout.datetime64 => s("DateTime64(9, 'UTC')", Enc::Ticks(Unit::Nanos)),
         // Inside an array on an old server: the exact count.
-        ColumnType::TimestampMillis | ColumnType::TimestampMicros | ColumnType::TimestampNanos => s("Int64", Enc::I64),
+        ColumnType::TimestampMillis => s("Int64", Enc::Ticks(Unit::Millis)),
+        ColumnType::TimestampMicros => s("Int64", Enc::Ticks(Unit::Micros)),
+        ColumnType::TimestampNanos => s("Int64", Enc::Ticks(Unit::Nanos)),
         ColumnType::Decimal { precision, scale } => match decimal_width(*precision, types.decimal256) {
-            Some(width) => (format!("Decimal({precision}, {scale})"), Enc::Decimal { width, precision: *precision }),
+            Some(width) => {
+                (format!("Decimal({precision}, {scale})"), Enc::Decimal { width, precision: *precision, scale: *scale })
+            }
             None => s("String", Enc::DecimalText { scale: *scale }),
         },
         ColumnType::Json => s("String", Enc::Json),

@@ -8,9 +8,12 @@
 //! no I/O, unit-tested here.
 
 use serde_json::{Map, Value};
+use sluice_core::calendar::{Unit, format_date_time};
 use sluice_core::event::Event;
 use sluice_core::fold::{Change, FoldEvent, META_KEY};
-use sluice_core::topology::CouchbaseSink;
+use sluice_core::state::first_set_at;
+use sluice_core::topology::columns::{FieldPath, Step};
+use sluice_core::topology::{CouchbaseSink, DocumentField};
 
 /// Suffix of the side document that keeps an erased entity's tombstone: `<document id>::erased`.
 pub const TOMBSTONE_SUFFIX: &str = "::erased";
@@ -147,20 +150,41 @@ pub fn fold_event(sink: &CouchbaseSink, event: &Event) -> FoldEvent {
 }
 
 /// The document fields this event sets. With a `fields` mapping: each document field takes the
-/// first listed event field (envelope or payload) the event carries with a non-null value, and is
-/// left out when there is none. Without one: every non-null payload field under its own name.
-/// Null always means "unchanged", never "clear".
+/// first of its candidates (an envelope field, or a path into the payload: `customer.id`,
+/// `items[0].sku`) the event carries with a non-null value — [`sluice_core::state::first_set`],
+/// the rule of the ClickHouse state tables — and is left out when there is none; a flag is `true`
+/// for an event of a `set_by` type, `false` for a `cleared_by` one, left out for any other.
+/// Without a mapping: every non-null payload field under its own name. Null always means
+/// "unchanged", never "clear".
+///
+/// A document shows every timestamp alike: the envelope's `occurred_at` (integer milliseconds in
+/// the event) as the RFC 3339 text payload timestamps read as, so `updated_at = ["updated_at",
+/// "occurred_at"]` has one form whichever candidate set it.
 pub fn mapped_fields(sink: &CouchbaseSink, event: &Event) -> Map<String, Value> {
     match &sink.fields {
         Some(mapping) => mapping
             .iter()
             .filter(|(doc_field, _)| doc_field.as_str() != META_KEY)
-            .filter_map(|(doc_field, sources)| {
-                sources
-                    .0
-                    .iter()
-                    .find_map(|source| event.field(source).filter(|v| !v.is_null()))
-                    .map(|value| (doc_field.clone(), value))
+            .filter_map(|(doc_field, source)| {
+                let value = match source {
+                    DocumentField::First(paths) => match first_set_at(event, paths)? {
+                        (path, _) if is_occurred_at(path) => {
+                            Value::String(format_date_time(event.envelope.occurred_at, Unit::Millis, true))
+                        }
+                        (_, value) => value.into_owned(),
+                    },
+                    DocumentField::Flag { set_by, cleared_by } => {
+                        let event_type = &event.envelope.event_type;
+                        if set_by.contains(event_type) {
+                            Value::Bool(true)
+                        } else if cleared_by.contains(event_type) {
+                            Value::Bool(false)
+                        } else {
+                            return None;
+                        }
+                    }
+                };
+                Some((doc_field.clone(), value))
             })
             .collect(),
         None => event
@@ -172,6 +196,11 @@ pub fn mapped_fields(sink: &CouchbaseSink, event: &Event) -> Map<String, Value> 
     }
 }
 
+/// Whether `path` is the envelope's `occurred_at`.
+fn is_occurred_at(path: &FieldPath) -> bool {
+    matches!(path.0.as_slice(), [Step::Field(name)] if name == "occurred_at")
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
@@ -179,19 +208,24 @@ mod tests {
     use proptest::prelude::*;
     use serde_json::json;
     use sluice_core::event::{Envelope, Position};
-    use sluice_core::topology::{DocumentId, FieldSource, HumanDuration};
+    use sluice_core::topology::columns::FieldPath;
+    use sluice_core::topology::{DocumentId, HumanDuration};
 
     use super::*;
 
+    fn first(paths: &[&str]) -> DocumentField {
+        DocumentField::First(paths.iter().map(|p| FieldPath::parse(p).expect("path")).collect())
+    }
+
     fn user_sink() -> CouchbaseSink {
-        let fields: BTreeMap<String, FieldSource> = [
-            ("email", vec!["email", "new_email"]),
-            ("display_name", vec!["display_name"]),
-            ("country", vec!["country"]),
-            ("updated_at", vec!["occurred_at"]),
+        let fields: BTreeMap<String, DocumentField> = [
+            ("email", first(&["email", "new_email"])),
+            ("display_name", first(&["display_name"])),
+            ("country", first(&["country"])),
+            ("updated_at", first(&["occurred_at"])),
         ]
         .into_iter()
-        .map(|(k, v)| (k.to_owned(), FieldSource(v.into_iter().map(str::to_owned).collect())))
+        .map(|(k, v)| (k.to_owned(), v))
         .collect();
         CouchbaseSink {
             bucket: None,
@@ -247,7 +281,8 @@ mod tests {
         // `email` falls back to `new_email`; null `country` and unmapped `extra` are left out.
         assert_eq!(
             set(&change.fold.change),
-            json!({"email": "b@x", "updated_at": 1_700_000_000_004i64}).as_object().expect("object")
+            json!({"email": "b@x", "updated_at": "2023-11-14T22:13:20.004Z"}).as_object().expect("object"),
+            "occurred_at as every timestamp of a document reads: RFC 3339 text"
         );
     }
 
@@ -257,6 +292,41 @@ mod tests {
         assert_eq!(set(&fold_event(&user_sink(), &e).change)["email"], "n@x");
         let e = event("user.registered", "u-1", 1, json!({"email": "e@x", "new_email": "n@x"}));
         assert_eq!(set(&fold_event(&user_sink(), &e).change)["email"], "e@x");
+    }
+
+    #[test]
+    fn nested_fields_array_elements_and_flags() {
+        let fields: BTreeMap<String, DocumentField> = [
+            ("customer_id", first(&["customer.id", "buyer.id"])),
+            ("first_sku", first(&["items[0].sku"])),
+            ("skus", first(&["items[].sku"])),
+            (
+                "is_shipped",
+                DocumentField::Flag { set_by: vec!["order.shipped".into()], cleared_by: vec!["order.returned".into()] },
+            ),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        let sink = CouchbaseSink { fields: Some(fields), ..user_sink() };
+        let placed =
+            event("order.placed", "o-1", 1, json!({"customer": {"id": "c-7"}, "items": [{"sku": "A"}, {"sku": "B"}]}));
+        assert_eq!(
+            set(&fold_event(&sink, &placed).change),
+            json!({"customer_id": "c-7", "first_sku": "A", "skus": ["A", "B"]}).as_object().expect("object"),
+            "no flag: neither sets nor clears it"
+        );
+        let shipped = event("order.shipped", "o-1", 2, json!({"customer": null, "buyer": {"id": "c-8"}, "items": []}));
+        assert_eq!(
+            set(&fold_event(&sink, &shipped).change),
+            json!({"customer_id": "c-8", "skus": [], "is_shipped": true}).as_object().expect("object"),
+            "a null record falls back to the next candidate; an empty array has no first element"
+        );
+        let returned = event("order.returned", "o-1", 3, json!({}));
+        assert_eq!(
+            set(&fold_event(&sink, &returned).change),
+            json!({"is_shipped": false}).as_object().expect("object")
+        );
     }
 
     #[test]
@@ -380,8 +450,12 @@ mod tests {
             prop_assert!(fields.values().all(|v| !v.is_null()));
             let mapping = mapped.fields.clone().unwrap_or_default();
             for (doc_field, value) in &fields {
-                let sources = &mapping.get(doc_field).expect("only mapped fields").0;
-                let first = sources.iter().find_map(|s| e.field(s).filter(|v| !v.is_null()));
+                let Some(DocumentField::First(sources)) = mapping.get(doc_field) else { unreachable!("only mapped fields") };
+                let first = sources.iter().find_map(|s| e.field(&s.to_string()).filter(|v| !v.is_null()));
+                let first = match first {
+                    Some(Value::Number(_)) if doc_field == "updated_at" => Some(json!(format_date_time(e.envelope.occurred_at, Unit::Millis, true))),
+                    other => other,
+                };
                 prop_assert_eq!(Some(value), first.as_ref());
             }
             prop_assert_eq!(fields.contains_key("email"), ["email", "new_email"].iter().any(|s| payload.get(*s).is_some_and(|v| !v.is_null())));

@@ -98,9 +98,33 @@ fn paths_name_nested_fields() {
     assert_eq!(at("total.x"), None);
     assert_eq!(at("tags[][]"), None);
     assert_eq!(at("aggregate_id"), None, "envelope fields are envelope columns already");
-    for bad in ["", "a..b", "a[", "a[]x", "[]", "a.[]"] {
+    for bad in
+        ["", "a..b", "a[", "a[]x", "[]", "a.[]", "a]", "a[x]", "a[-1]", "a[1", "a[0]b", "a[99999999999999999999999]"]
+    {
         assert_eq!(FieldPath::parse(bad), None, "{bad:?}");
     }
+    // One element of an array: nullable, since the array may be shorter.
+    assert_eq!(at("items[0].sku"), Some(ColumnType::Nullable(boxed(ColumnType::String))));
+    assert_eq!(at("tags[2]"), Some(ColumnType::Nullable(boxed(ColumnType::String))));
+    assert_eq!(at("items[0].note"), Some(ColumnType::Nullable(boxed(ColumnType::String))));
+    assert_eq!(at("items[].sku[0]"), None, "a string has no elements");
+    let path = FieldPath::parse("items[1].sku").expect("path");
+    assert_eq!(path.0, [Step::Field("items".into()), Step::Index(1), Step::Field("sku".into())]);
+    assert_eq!(path.to_string(), "items[1].sku");
+    assert_eq!(FieldPath::parse("grid[0][]").map(|p| p.to_string()), Some("grid[0][]".to_owned()));
+}
+
+#[test]
+fn paths_read_payloads() {
+    let payload = serde_json::json!({"items": [{"sku": "a"}, {"sku": "b"}], "customer": {"id": "c-1"}, "tags": []});
+    let Value::Object(payload) = payload else { unreachable!() };
+    let get = |text: &str| FieldPath::parse(text).expect("path").get(&payload).into_owned();
+    assert_eq!(get("items[1].sku"), "b");
+    assert_eq!(get("items[].sku"), serde_json::json!(["a", "b"]));
+    assert_eq!(get("items[2].sku"), Value::Null, "past the end");
+    assert_eq!(get("tags[0]"), Value::Null);
+    assert_eq!(get("customer.id"), "c-1");
+    assert_eq!(get("customer[0]"), Value::Null, "not an array");
 }
 
 #[test]

@@ -35,10 +35,10 @@ fn layout(major: u32) -> Layout {
 
 fn placed() -> Event {
     let payload = json!({
-        "total": "12999", "currency": "EUR",
+        "total": "129.99", "currency": "EUR",
         "customer": {"id": "7f0c1c9e-9a43-4c55-9d7b-2f8ad6c1e001", "tier": "GOLD", "email": null},
-        "items": [{"sku": "A-1", "quantity": 2, "unit_price": "4999"}, {"sku": "B-2", "quantity": 1, "unit_price": "3001"}],
-        "attributes": {"channel": "web"}, "placed_at": 1_764_000_000_123_456i64, "delivery_date": 20_500,
+        "items": [{"sku": "A-1", "quantity": 2, "unit_price": "49.99"}, {"sku": "B-2", "quantity": 1, "unit_price": "30.01"}],
+        "attributes": {"channel": "web"}, "placed_at": "2025-11-24T16:00:00.123456Z", "delivery_date": "2026-02-16",
         "coupon": null, "gift": true, "weight_kg": 1.5
     });
     let serde_json::Value::Object(payload) = payload else { unreachable!() };
@@ -132,13 +132,15 @@ fn a_value_that_does_not_fit_refuses_the_event_and_writes_nothing() {
     let table = tables.iter().find(|t| t.name() == "orders_placed").expect("table");
     let mut event = placed();
     // Day 70000 is in 2161: past a Date column (18.16 has no Date32).
-    event.payload.insert("delivery_date".into(), json!(70_000));
+    event.payload.insert("delivery_date".into(), json!("2161-08-27"));
     let mut row = vec![9];
     let err = table.write_row(&event, &mut row).expect_err("refused");
     assert!(err.starts_with("table orders_placed, column delivery_date (delivery_date): day 70000"), "{err}");
+    event.payload.insert("delivery_date".into(), json!(70_000));
+    assert!(table.write_row(&event, &mut Vec::new()).is_err(), "the day count alike");
     assert_eq!(row, [9], "nothing of the refused row stays");
     let mut too_precise = placed();
-    too_precise.payload.insert("total".into(), json!("1234567890123"));
+    too_precise.payload.insert("total".into(), json!("12345678901.23"));
     assert!(table.write_row(&too_precise, &mut Vec::new()).is_err(), "13 digits in decimal(12, 2)");
 }
 
