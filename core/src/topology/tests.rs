@@ -777,6 +777,27 @@ fn a_declared_state_table_resolves_its_columns() {
     assert_eq!(columns, [("email", "string".to_owned()), ("seen", "timestamp-millis".to_owned())]);
     assert_eq!(state.change("user.deleted"), Some(StateChange::Delete));
     assert_eq!(state.change("session.started"), None);
+
+    // A declared type the projection does not read (yet) is accepted, with a warning; an
+    // undeclared one is an error.
+    let t = valid(&with_state(
+        "[projections.analytics.clickhouse.state.users_current]\n\
+         events = [\"user.registered\", \"session.started\"]\ncolumns = { email = \"email\" }\n",
+    ));
+    let warnings: Vec<String> = t.warnings().diagnostics().iter().map(|d| d.message.clone()).collect();
+    assert_eq!(
+        warnings,
+        ["\"session.started\" is not consumed by projection \"analytics\": it is on none of its sources"]
+    );
+    let (_, _, message, hint) = error(&with_state(
+        "[projections.analytics.clickhouse.state.users_current]\n\
+         events = [\"user.registered\", \"user.delted\"]\ncolumns = { email = \"email\" }\n",
+    ));
+    assert_eq!(
+        message,
+        "unknown event type \"user.delted\" in `projections.analytics.clickhouse.state.users_current.events`"
+    );
+    assert_eq!(hint.as_deref(), Some("did you mean \"user.deleted\"?"));
 }
 
 /// The orders domain of the tests, projected to Couchbase: nested records and arrays to map.

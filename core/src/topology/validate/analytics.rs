@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 
 use super::super::columns::{ColumnType, ENVELOPE_COLUMNS, FieldPath, TableColumn, envelope_type, path_column};
-use super::super::diagnostics::{Issue, did_you_mean};
+use super::super::diagnostics::{Issue, Severity, did_you_mean};
 use super::super::model::{
     Aggregate, ClickHouseSink, FilterValue, Measure, Rollup, STATE_RESERVED_COLUMNS, StateColumn, StateTable,
 };
@@ -84,7 +84,7 @@ impl Checker<'_> {
     ) -> Option<Vec<StateColumn>> {
         let base = ["projections", name, "clickhouse", "state", table];
         let before = self.issues.len();
-        self.members(known, &[&base[..], &["events"]].concat(), &state.events, name);
+        self.state_events(name, table, state, known);
         let events: Vec<&str> = state.events.iter().map(String::as_str).collect();
         for key in ["creates", "deletes"] {
             let list = if key == "creates" { &state.creates } else { &state.deletes };
@@ -115,7 +115,7 @@ impl Checker<'_> {
                 format!("`key_column` = {:?} is a column every state table has", state.key_column),
             ));
         }
-        if self.issues.len() > before {
+        if self.errors_since(before) {
             return None;
         }
         let typed: Vec<(&str, &apache_avro::Schema)> = state
@@ -141,7 +141,43 @@ impl Checker<'_> {
                 out.push(c);
             }
         }
-        (self.issues.len() == before).then_some(out)
+        (!self.errors_since(before)).then_some(out)
+    }
+
+    /// Whether an error (not a warning) was reported since `before` issues.
+    fn errors_since(&self, before: usize) -> bool {
+        self.issues[before..].iter().any(|i| i.severity == Severity::Error)
+    }
+
+    /// A state table's `events` are declared event types. One the projection does not consume
+    /// (it is on none of its sources) is accepted with a warning: it writes the state once the
+    /// projection reads its topic.
+    fn state_events(&mut self, name: &str, table: &str, state: &StateTable, known: &[&str]) {
+        let declared: Vec<&str> = self.config.events.keys().map(String::as_str).collect();
+        for (i, event_type) in state.events.iter().enumerate() {
+            let index = i.to_string();
+            let path = ["projections", name, "clickhouse", "state", table, "events", &index];
+            let Some(span) = self.spans.get(&path) else { continue };
+            if !declared.contains(&event_type.as_str()) {
+                self.push(
+                    Issue::error(
+                        span,
+                        format!("unknown event type \"{event_type}\" in `{}`", display_path(&path[..6])),
+                    )
+                    .maybe_hint(did_you_mean(event_type, &declared, true)),
+                );
+            } else if !known.contains(&event_type.as_str()) {
+                self.push(
+                    Issue::warning(
+                        span,
+                        format!(
+                            "\"{event_type}\" is not consumed by projection \"{name}\": it is on none of its sources"
+                        ),
+                    )
+                    .hint("it writes the state once the projection reads its topic; add the topic to `sources`"),
+                );
+            }
+        }
     }
 
     /// One column of a state table: each candidate field exists in some event type, and all have
