@@ -451,8 +451,8 @@ async fn measure(
         };
         // The latency of every event seen, the tail's included.
         let mut samples = during.clone();
-        for (key, values) in tail.clone() {
-            samples.entry(key).or_default().extend(values);
+        for (key, values) in &tail {
+            samples.entry(key.clone()).or_default().extend(values);
         }
         for ((name, sink), result) in projections.iter().zip(results) {
             result.with_context(|| format!("the worker of {name} panicked"))??;
