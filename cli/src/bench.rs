@@ -8,10 +8,15 @@
 //!    batch acknowledged, so start-up and the group join are not counted).
 //! 2. **steady rate**: the projections run together (`--projection` picks some); once each has
 //!    joined its group and caught up with a second of warm-up events, events are published at
-//!    `--rate` for `--duration`, each stamped `occurred_at = now`. Latency is the worker's own
-//!    `sluice_event_visible_latency_seconds` (event time → sink acknowledgement) per projection,
-//!    split into its Kafka share (`sluice_record_read_latency_seconds`: record timestamp → read)
-//!    and the sink's write time.
+//!    `--rate` for `--duration`, each stamped `occurred_at = now`. Each projection's events/s is
+//!    its own: the events it made visible (sink acknowledged) while the phase ran, over the
+//!    phase's length — a projection that falls behind shows it. When publishing ends, the bench
+//!    waits up to `--catch-up` for every projection to commit everything published; events made
+//!    visible in that wait (the tail) count in the latency, and those still not visible at the
+//!    deadline are reported (with that many missing, the p99 is at least the wait). Latency is
+//!    the worker's own `sluice_event_visible_latency_seconds` (event time → sink
+//!    acknowledgement) per projection, split into its Kafka share
+//!    (`sluice_record_read_latency_seconds`: record timestamp → read) and the sink's write time.
 //!
 //! In phase 1, each ClickHouse projection with typed tables (declared, state) also has a
 //! **baseline**: the same projection writing its raw table only (every payload as JSON text),
@@ -54,6 +59,10 @@ pub(crate) struct BenchArgs {
     /// Length of the steady phase.
     #[arg(long, default_value = "20s", value_parser = crate::work::parse_duration)]
     duration: Duration,
+    /// After the steady phase, how long to wait for every projection to make the rest of the
+    /// published events visible; those still missing then are reported as not visible.
+    #[arg(long, default_value = "30s", value_parser = crate::work::parse_duration)]
+    catch_up: Duration,
     /// Run only this projection (repeat for several; default: every projection). Alone, a
     /// projection has the machine's cores to itself: compare with all of them running to see how
     /// much of the latency is contention.
@@ -110,27 +119,46 @@ fn take(snapshotter: &Snapshotter) -> Samples {
     out
 }
 
-/// Waits until the consumer groups of `projections` have committed everything published so far.
-async fn caught_up(topology: &Topology, brokers: &str, projections: &[&str], within: Duration) -> anyhow::Result<()> {
+/// Records each of `projections` has not committed yet (`None`: its lag is unknown), polled
+/// until every one is at 0 or `within` has passed.
+async fn wait_caught_up(
+    topology: &Topology,
+    brokers: &str,
+    projections: &[&str],
+    within: Duration,
+) -> anyhow::Result<BTreeMap<String, Option<u64>>> {
     let start = Instant::now();
     loop {
         let snapshot = LagMonitor::snapshot_once(topology, brokers).await?;
-        let behind: Vec<String> = projections
+        let behind: BTreeMap<String, Option<u64>> = projections
             .iter()
-            .filter_map(|name| match snapshot.projections.get(*name) {
-                Some(p) if p.error.is_none() && p.lag_messages == 0 => None,
-                Some(p) => Some(format!("{name}: {} behind", p.lag_messages)),
-                None => Some(format!("{name}: no lag yet")),
+            .map(|name| {
+                let lag = snapshot.projections.get(*name).filter(|p| p.error.is_none()).map(|p| p.lag_messages);
+                ((*name).to_owned(), lag)
             })
             .collect();
-        if behind.is_empty() {
-            return Ok(());
-        }
-        if start.elapsed() > within {
-            anyhow::bail!("the workers did not catch up with the warm-up events in {within:?}: {}", behind.join(", "));
+        if behind.values().all(|lag| *lag == Some(0)) || start.elapsed() > within {
+            return Ok(behind);
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+}
+
+/// Waits until the consumer groups of `projections` have committed everything published so far.
+async fn caught_up(topology: &Topology, brokers: &str, projections: &[&str], within: Duration) -> anyhow::Result<()> {
+    let behind: Vec<String> = wait_caught_up(topology, brokers, projections, within)
+        .await?
+        .into_iter()
+        .filter_map(|(name, lag)| match lag {
+            Some(0) => None,
+            Some(n) => Some(format!("{name}: {n} behind")),
+            None => Some(format!("{name}: no lag yet")),
+        })
+        .collect();
+    if behind.is_empty() {
+        return Ok(());
+    }
+    anyhow::bail!("the workers did not catch up with the warm-up events in {within:?}: {}", behind.join(", "))
 }
 
 fn quantile(sorted: &[f64], q: f64) -> f64 {
@@ -146,12 +174,35 @@ struct Row {
     sink: &'static str,
     events: u64,
     per_sec: f64,
-    p50_ms: Option<f64>,
-    p99_ms: Option<f64>,
+    /// Steady phase: events made visible after publishing ended, within `--catch-up`.
+    tail: Option<u64>,
+    /// Steady phase: records still not committed when `--catch-up` ended (`None` in the inner
+    /// option: the lag could not be read).
+    not_visible: Option<Option<u64>>,
+    /// Publish → visible p50 and p99; only a lower bound when the events never seen reach them.
+    p50_ms: Option<Latency>,
+    p99_ms: Option<Latency>,
     /// Sink write time p50/p99 (ms) in the phase.
     write_ms: Option<(f64, f64)>,
     /// Kafka timestamp → read by the worker, p50/p99 (ms): the Kafka share of the latency.
     read_ms: Option<(f64, f64)>,
+}
+
+/// A latency quantile, or only its lower bound when it falls among the events never seen.
+#[derive(Debug, Clone, Copy)]
+enum Latency {
+    Ms(f64),
+    AtLeast(Duration),
+}
+
+/// The `q` quantile of `sorted` latencies and `missing` more known only to be larger than all of
+/// them; `None` when it falls among the missing ones (or there are none at all).
+fn quantile_with_missing(sorted: &[f64], missing: usize, q: f64) -> Option<f64> {
+    let total = sorted.len() + missing;
+    if total == 0 {
+        return None;
+    }
+    sorted.get(((total - 1) as f64 * q).round() as usize).copied()
 }
 
 fn sorted(mut v: Vec<f64>) -> Vec<f64> {
@@ -305,6 +356,8 @@ async fn measure(
             sink: "kafka",
             events: events.len() as u64,
             per_sec: rate,
+            tail: None,
+            not_visible: None,
             p50_ms: None,
             p99_ms: None,
             write_ms: None,
@@ -324,6 +377,8 @@ async fn measure(
                 sink,
                 events: stats.projected,
                 per_sec,
+                tail: None,
+                not_visible: None,
                 p50_ms: None,
                 p99_ms: None,
                 write_ms,
@@ -351,44 +406,78 @@ async fn measure(
             workers.push(tokio::spawn(async move { run_projection(&ctx, &name, opts, token).await }));
         }
         let all = futures::future::join_all(workers);
+        let names: Vec<&str> = projections.iter().map(|(n, _)| n.as_str()).collect();
         let driver = async {
-            let rate = async {
+            let phase = async {
                 // Timing starts once every worker has joined its group and caught up with a
                 // second of warm-up events (and phase 1): start-up is not publish → visible.
                 let (mut warm, _) =
                     sample::generate((args.rate as usize).div_ceil(12), 3, "0a11ce00", &format!("{suffix}-w-"));
                 warm.truncate(args.rate as usize);
                 publish(publisher, &mut warm, Some(args.rate)).await?;
-                let names: Vec<&str> = projections.iter().map(|(n, _)| n.as_str()).collect();
                 caught_up(topology, &ctx.connections.kafka_brokers, &names, Duration::from_secs(120)).await?;
                 take(snapshotter);
                 eprintln!("phase 2: publishing {} events at {}/s", events.len(), args.rate);
+                let started = Instant::now();
                 let rate = publish(publisher, &mut events, Some(args.rate)).await?;
-                // Give the projections time to make the last events visible.
-                tokio::time::sleep(Duration::from_secs(3)).await;
-                Ok::<_, anyhow::Error>(rate)
+                let elapsed = started.elapsed();
+                // What each projection made visible while the phase ran, apart from the tail.
+                let during = take(snapshotter);
+                eprintln!("  published at {rate:.0}/s; waiting up to {:?} for the projections", args.catch_up);
+                let behind = wait_caught_up(topology, &ctx.connections.kafka_brokers, &names, args.catch_up).await?;
+                Ok::<_, anyhow::Error>((rate, elapsed, during, take(snapshotter), behind))
             }
             .await;
             token.cancel();
-            rate
+            phase
         };
-        let (results, rate) = tokio::join!(all, driver);
-        let rate = rate?;
-        let samples = take(snapshotter);
+        let (results, phase) = tokio::join!(all, driver);
+        let (rate, elapsed, during, tail, behind) = phase?;
+        rows.push(Row {
+            phase: format!("{}/s", args.rate),
+            projection: "(publish)".into(),
+            sink: "kafka",
+            events: events.len() as u64,
+            per_sec: rate,
+            tail: None,
+            not_visible: None,
+            p50_ms: None,
+            p99_ms: None,
+            write_ms: None,
+            read_ms: None,
+        });
+        let count = |samples: &Samples, metric: &str, name: &str| {
+            samples.get(&(metric.to_owned(), name.to_owned())).map_or(0, Vec::len) as u64
+        };
+        // The latency of every event seen, the tail's included.
+        let mut samples = during.clone();
+        for (key, values) in &tail {
+            samples.entry(key.clone()).or_default().extend(values);
+        }
         for ((name, sink), result) in projections.iter().zip(results) {
             result.with_context(|| format!("the worker of {name} panicked"))??;
-            let visible = p50_p99(&samples, names::VISIBLE_SECONDS, name);
-            let events = samples.get(&(names::VISIBLE_SECONDS.to_owned(), name.clone())).map_or(0, Vec::len);
-            let writes = samples.get(&(names::WRITE_SECONDS.to_owned(), name.clone())).map_or(0, Vec::len);
-            eprintln!("  {name}: {writes} writes, {:.1}/s", writes as f64 / args.duration.as_secs_f64());
+            let visible_in_phase = count(&during, names::VISIBLE_SECONDS, name);
+            let visible_after = count(&tail, names::VISIBLE_SECONDS, name);
+            let not_visible = behind.get(name).copied().flatten();
+            // Events never seen have a latency past the wait, above every one seen: the
+            // quantiles are over all events, those included.
+            let latencies =
+                sorted(samples.get(&(names::VISIBLE_SECONDS.to_owned(), name.clone())).cloned().unwrap_or_default());
+            let missing = not_visible.unwrap_or(0) as usize;
+            let at = |q: f64| match quantile_with_missing(&latencies, missing, q) {
+                Some(v) => Latency::Ms(v * 1000.0),
+                None => Latency::AtLeast(args.catch_up),
+            };
             rows.push(Row {
                 phase: format!("{}/s", args.rate),
                 projection: name.clone(),
                 sink,
-                events: events as u64,
-                per_sec: rate,
-                p50_ms: visible.map(|v| v.0),
-                p99_ms: visible.map(|v| v.1),
+                events: visible_in_phase,
+                per_sec: visible_in_phase as f64 / elapsed.as_secs_f64().max(1e-9),
+                tail: Some(visible_after),
+                not_visible: Some(not_visible),
+                p50_ms: Some(at(0.5)),
+                p99_ms: Some(at(0.99)),
                 write_ms: p50_p99(&samples, names::WRITE_SECONDS, name),
                 read_ms: p50_p99(&samples, names::READ_SECONDS, name),
             });
@@ -416,24 +505,68 @@ fn print_rows(rows: &[Row], suffix: &str) {
 
 fn print_table(rows: &[Row], suffix: &str) {
     println!(
-        "\n{:<10} {:<16} {:<11} {:>9} {:>10} {:>9} {:>9} {:>15} {:>15}",
-        "PHASE", "PROJECTION", "SINK", "EVENTS", "EVENTS/S", "P50 ms", "P99 ms", "READ p50/p99", "WRITE p50/p99"
+        "\n{:<10} {:<16} {:<11} {:>9} {:>10} {:>7} {:>8} {:>9} {:>9} {:>15} {:>15}",
+        "PHASE",
+        "PROJECTION",
+        "SINK",
+        "EVENTS",
+        "EVENTS/S",
+        "TAIL",
+        "UNSEEN",
+        "P50 ms",
+        "P99 ms",
+        "READ p50/p99",
+        "WRITE p50/p99"
     );
     for r in rows {
-        let ms = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.1}"));
+        let ms = |v: Option<Latency>| match v {
+            None => "-".to_owned(),
+            Some(Latency::Ms(v)) => format!("{v:.1}"),
+            Some(Latency::AtLeast(d)) => format!(">{}", d.as_millis()),
+        };
         let projection = r.projection.trim_end_matches(&format!("_{suffix}"));
         let pair = |v: Option<(f64, f64)>| v.map_or("-".to_owned(), |(a, b)| format!("{a:.0}/{b:.0} ms"));
+        let count = |v: Option<u64>| v.map_or("-".to_owned(), |n| n.to_string());
+        let unseen = match r.not_visible {
+            None => "-".to_owned(),
+            Some(None) => "?".to_owned(),
+            Some(Some(n)) => n.to_string(),
+        };
         println!(
-            "{:<10} {:<16} {:<11} {:>9} {:>10.0} {:>9} {:>9} {:>15} {:>15}",
+            "{:<10} {:<16} {:<11} {:>9} {:>10.0} {:>7} {:>8} {:>9} {:>9} {:>15} {:>15}",
             r.phase,
             projection,
             r.sink,
             r.events,
             r.per_sec,
+            count(r.tail),
+            unseen,
             ms(r.p50_ms),
             ms(r.p99_ms),
             pair(r.read_ms),
             pair(r.write_ms)
         );
+    }
+    if rows.iter().any(|r| r.tail.is_some()) {
+        println!(
+            "steady phase: EVENTS/S = events a projection made visible during the phase / its length; \
+             TAIL = made visible after publishing ended (in the latency); UNSEEN = still not visible \
+             at the end of --catch-up (counted in the latency as longer than it)"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::quantile_with_missing;
+
+    #[test]
+    fn events_never_seen_count_in_the_quantiles() {
+        let seen: Vec<f64> = (1..=98).map(f64::from).collect();
+        assert_eq!(quantile_with_missing(&seen, 0, 0.5), Some(50.0));
+        // 98 seen and 2 missing: the p50 moves up, the p99 is among the missing.
+        assert_eq!(quantile_with_missing(&seen, 2, 0.5), Some(51.0));
+        assert_eq!(quantile_with_missing(&seen, 2, 0.99), None);
+        assert_eq!(quantile_with_missing(&[], 0, 0.99), None);
     }
 }

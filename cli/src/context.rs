@@ -2,7 +2,7 @@
 
 use anyhow::Context as _;
 use sluice_core::topology::{Topology, TopologyError};
-use sluice_core::{Connections, Env};
+use sluice_core::{Connections, Env, Services};
 
 use crate::GlobalArgs;
 
@@ -11,7 +11,8 @@ use crate::GlobalArgs;
 pub(crate) struct Context {
     /// The validated topology.
     pub(crate) topology: Option<Topology>,
-    /// Every endpoint.
+    /// The endpoints; only those of the services the command asked for are guaranteed set (see
+    /// [`Context::load_for`]).
     pub(crate) connections: Connections,
 }
 
@@ -52,11 +53,17 @@ pub(crate) fn load_topology(args: &GlobalArgs) -> anyhow::Result<Topology> {
 }
 
 impl Context {
-    /// Topology and connections; the topology's `[connections]` are the lowest layer.
+    /// Topology and every service's endpoint; the topology's `[connections]` are the lowest layer.
     pub(crate) fn load(args: &GlobalArgs) -> anyhow::Result<Self> {
+        Self::load_for(args, Services::ALL)
+    }
+
+    /// Topology and the endpoints of `services`, the ones the command talks to: a variable of
+    /// another service may be unset (`sluice publish` needs no Couchbase or ClickHouse settings).
+    pub(crate) fn load_for(args: &GlobalArgs, services: Services) -> anyhow::Result<Self> {
         let topology = load_topology(args)?;
         let env = env(args)?.with_defaults(topology.connections().env_defaults());
-        let connections = Connections::from_env(&env).context("finding the services")?;
+        let connections = Connections::for_services(&env, services).context("finding the services")?;
         Ok(Self { topology: Some(topology), connections })
     }
 

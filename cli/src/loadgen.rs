@@ -1,6 +1,6 @@
 //! `sluice loadgen`: a load generator for the ingest gateway, and the benchmark table it prints.
 //!
-//! Sends realistic events (from [`sluice_producers::sample`], `event_id` left to the gateway so
+//! Sends realistic events (from [`sluice_sample::generate`], `event_id` left to the gateway so
 //! every request is a new event) to a running `sluice gateway` on this machine: a single-event
 //! phase (`POST /v1/events/{type}`, `--concurrency` keep-alive connections, closed loop, or paced
 //! at `--rate` requests/s) and a batch phase (`POST /v1/events/{type}/batch`). Every phase is

@@ -26,10 +26,12 @@ mod topics_cmd;
 mod topology_cmd;
 mod work;
 
+use std::io::IsTerminal as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use sluice_core::Services;
 
 pub(crate) use context::Context;
 
@@ -169,6 +171,8 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_new(&cli.global.log).unwrap_or_else(|_| "warn".into()))
         .with_writer(std::io::stderr)
+        // Colour codes only for a person at a terminal: piped into a file or a CI log they are noise.
+        .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
         .init();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
@@ -196,15 +200,19 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Publish(args) => publish::run(&cli.global, args).await,
         Command::Schemas(cmd) => schemas_cmd::run(&cli.global, cmd).await,
         Command::Topics(cmd) => topics_cmd::run(&cli.global, cmd).await,
-        Command::ClickHouse(cmd) => clickhouse_cmd::run(&Context::load(&cli.global)?, cmd).await,
-        Command::Couchbase(cmd) => couchbase_cmd::run(&Context::load(&cli.global)?, cmd).await,
+        Command::ClickHouse(cmd) => {
+            clickhouse_cmd::run(&Context::load_for(&cli.global, Services::CLICKHOUSE)?, cmd).await
+        }
+        Command::Couchbase(cmd) => couchbase_cmd::run(&Context::load_for(&cli.global, Services::COUCHBASE)?, cmd).await,
         Command::Bench(args) => bench::run(&cli.global, args).await,
         Command::Sample(args) => sample_cmd::run(&args),
-        Command::Lag(args) => lag_cmd::run(&Context::load(&cli.global)?, args).await,
+        Command::Lag(args) => lag_cmd::run(&Context::load_for(&cli.global, Services::KAFKA)?, args).await,
         Command::Replay(args) => replay_cmd::run(&Context::load(&cli.global)?, args).await,
         Command::Rebuild(args) => rebuild_cmd::run(&Context::load(&cli.global)?, args).await,
         Command::Work(args) => work::run(&Context::load(&cli.global)?, args).await,
-        Command::Gateway(args) => gateway_cmd::run(&Context::load(&cli.global)?, args).await,
+        Command::Gateway(args) => {
+            gateway_cmd::run(&Context::load_for(&cli.global, Services::KAFKA.and(Services::REGISTRY))?, args).await
+        }
         Command::Loadgen(args) => loadgen::run(args).await,
     }
 }

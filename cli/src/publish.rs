@@ -26,6 +26,7 @@ use anyhow::Context as _;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use serde_json::Value as Json;
+use sluice_core::Services;
 use sluice_core::json::{StrictJsonError, from_slice_strict};
 use sluice_producers::admin::topics::TopicAdmin;
 use sluice_producers::{PublishError, Publisher, PublisherOptions, fill_envelope_defaults};
@@ -162,7 +163,7 @@ impl Tally {
 }
 
 pub(crate) async fn run(global: &GlobalArgs, args: PublishArgs) -> anyhow::Result<ExitCode> {
-    let mut ctx = Context::load(global)?;
+    let mut ctx = Context::load_for(global, Services::KAFKA.and(Services::REGISTRY))?;
     let topology = Arc::new(ctx.topology.take().context("no topology loaded")?);
     let max_in_flight = args.max_in_flight.max(1);
     let publisher = Publisher::new(topology, &ctx.connections, PublisherOptions::new(PRODUCER))?;

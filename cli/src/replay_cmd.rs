@@ -49,12 +49,12 @@ pub(crate) struct ReplayArgs {
     #[arg(long, short)]
     projection: String,
 
-    /// Where to restart: earliest | latest | RFC 3339 timestamp | [topic:]partition:offset,…
+    /// Where to restart: earliest | latest | RFC 3339 timestamp | `[topic:]partition:offset,…`
     #[arg(long, value_name = "POSITION", value_parser = position)]
     from: Position,
 
     /// Re-project only up to here (exclusive), in this process: latest | RFC 3339 timestamp |
-    /// [topic:]partition:offset,… (partitions not listed go to their current end).
+    /// `[topic:]partition:offset,…` (partitions not listed go to their current end).
     #[arg(long, value_name = "POSITION", value_parser = position)]
     to: Option<Position>,
 

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Subcommand;
+use sluice_core::Services;
 use sluice_producers::Registry;
 use sluice_producers::admin::schemas::{self, RegistrationStatus, Verdict};
 
@@ -33,7 +34,7 @@ pub(crate) enum SchemasCommand {
 const TIMEOUT: Duration = Duration::from_secs(15);
 
 pub(crate) async fn run(args: &GlobalArgs, cmd: SchemasCommand) -> anyhow::Result<ExitCode> {
-    let ctx = Context::load(args)?;
+    let ctx = Context::load_for(args, Services::REGISTRY)?;
     let topology = ctx.topology()?;
     let registry = Registry::new(&ctx.connections.schema_registry_url, TIMEOUT)?;
     let level = topology.compatibility();

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Subcommand;
+use sluice_core::Services;
 use sluice_producers::admin::topics::{Change, TopicAdmin, TopicOutcome, TopicPlan};
 
 use crate::{Context, GlobalArgs};
@@ -33,7 +34,7 @@ const TIMEOUT: Duration = Duration::from_secs(30);
 
 pub(crate) async fn run(args: &GlobalArgs, cmd: TopicsCommand) -> anyhow::Result<ExitCode> {
     let TopicsCommand::Apply { dry_run } = cmd;
-    let ctx = Context::load(args)?;
+    let ctx = Context::load_for(args, Services::KAFKA)?;
     let topology = ctx.topology()?;
     let admin = TopicAdmin::new(&ctx.connections.kafka_brokers, TIMEOUT)?;
     let plans = admin.plan(topology).await?;

@@ -65,7 +65,7 @@ pub(crate) enum TopologyCommand {
     /// producers put in `event_type`: the file says so next to each.
     ///
     /// Endpoints: --registry-url and --brokers, else SLUICE_SCHEMA_REGISTRY_URL and
-    /// SLUICE_KAFKA_BROKERS as for every command (environment, env file, [connections] of
+    /// SLUICE_KAFKA_BROKERS as for every command (environment, env file, `[connections]` of
     /// --topology when it loads).
     #[command(after_help = INIT_EXAMPLES)]
     Init(InitArgs),

@@ -227,3 +227,61 @@ fn publish_rejects_hostile_lines_one_by_one_and_publishes_the_rest() {
     assert!(err.contains("line 1: the event is ") && err.contains("bytes as a Kafka record; topic"), "{err}");
     assert_eq!(high_watermarks(&purchases), 4);
 }
+
+/// The variables of the services `publish` does not use: unset in the test's environment.
+const OTHER_SERVICES: &[&str] = &[
+    "SLUICE_COUCHBASE_CONNSTR",
+    "SLUICE_COUCHBASE_USERNAME",
+    "SLUICE_COUCHBASE_PASSWORD",
+    "SLUICE_COUCHBASE_BUCKET",
+    "SLUICE_CLICKHOUSE_URL",
+    "SLUICE_CLICKHOUSE_USER",
+    "SLUICE_CLICKHOUSE_PASSWORD",
+    "SLUICE_CLICKHOUSE_DATABASE",
+    "SLUICE_CLICKHOUSE_COMPAT_URL",
+];
+
+#[test]
+fn publish_needs_only_kafka_and_the_registry() {
+    let (topology, purchases, _) = write_topology("cli_kafka_only");
+    let dir = topology.parent().expect("dir");
+    // An env file with Kafka and the registry only, and nothing of Couchbase or ClickHouse in the
+    // process environment either.
+    let rig = sluice_tests::connections();
+    let env_file = dir.join("kafka-only.env");
+    std::fs::write(
+        &env_file,
+        format!(
+            "export SLUICE_KAFKA_BROKERS={}\nexport SLUICE_SCHEMA_REGISTRY_URL={}\n",
+            rig.kafka_brokers, rig.schema_registry_url
+        ),
+    )
+    .expect("write env file");
+    let only_kafka = |args: &[&str]| {
+        let mut c = sluice(&topology, args);
+        c.arg("--env-file").arg(&env_file).env_remove("SLUICE_ENV_FILE");
+        for name in OTHER_SERVICES {
+            c.env_remove(name);
+        }
+        c
+    };
+
+    for args in [&["topics", "apply"][..], &["schemas", "register"]] {
+        let (ok, out, err) = run(&mut only_kafka(args));
+        assert!(ok, "{args:?}: {out}{err}");
+    }
+    let file = dir.join("events.jsonl");
+    std::fs::write(&file, purchase(1, json!(1250)) + "\n").expect("write events");
+    // An invalid value of an unused service does not matter either.
+    let mut publish = only_kafka(&["publish", "--file", file.to_str().expect("utf-8 path")]);
+    let (ok, out, err) = run(publish.env("SLUICE_CLICKHOUSE_URL", "not a url"));
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("published 1, rejected 0"), "{out}");
+    assert!(!out.contains('\x1b') && !err.contains('\x1b'), "no colour codes off a terminal: {out:?}{err:?}");
+    assert_eq!(high_watermarks(&purchases), 1);
+
+    // A command that does use Couchbase names what is missing.
+    let (ok, _, err) = run(&mut only_kafka(&["couchbase", "setup"]));
+    assert!(!ok);
+    assert!(err.contains("SLUICE_COUCHBASE_CONNSTR") && !err.contains("SLUICE_CLICKHOUSE_URL"), "{err}");
+}

@@ -216,22 +216,69 @@ pub const VARIABLES: &[(&str, &str)] = &[
     ("SLUICE_CLICKHOUSE_COMPAT_URL", "a second, older ClickHouse (dev rig's compatibility target; optional)"),
 ];
 
+/// Which services a command talks to: [`Connections::for_services`] requires the variables of
+/// these only, so `sluice publish` starts without any Couchbase or ClickHouse settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Services {
+    /// Kafka (`SLUICE_KAFKA_BROKERS`).
+    pub kafka: bool,
+    /// The schema registry (`SLUICE_SCHEMA_REGISTRY_URL`).
+    pub registry: bool,
+    /// Couchbase (`SLUICE_COUCHBASE_CONNSTR`, `_USERNAME`, `_PASSWORD`).
+    pub couchbase: bool,
+    /// ClickHouse (`SLUICE_CLICKHOUSE_URL`).
+    pub clickhouse: bool,
+}
+
+impl Services {
+    /// Every service.
+    pub const ALL: Self = Self { kafka: true, registry: true, couchbase: true, clickhouse: true };
+    /// Kafka only.
+    pub const KAFKA: Self = Self { kafka: true, registry: false, couchbase: false, clickhouse: false };
+    /// The schema registry only.
+    pub const REGISTRY: Self = Self { kafka: false, registry: true, couchbase: false, clickhouse: false };
+    /// Couchbase only.
+    pub const COUCHBASE: Self = Self { kafka: false, registry: false, couchbase: true, clickhouse: false };
+    /// ClickHouse only.
+    pub const CLICKHOUSE: Self = Self { kafka: false, registry: false, couchbase: false, clickhouse: true };
+
+    /// The services of both.
+    #[must_use]
+    pub const fn and(self, other: Self) -> Self {
+        Self {
+            kafka: self.kafka || other.kafka,
+            registry: self.registry || other.registry,
+            couchbase: self.couchbase || other.couchbase,
+            clickhouse: self.clickhouse || other.clickhouse,
+        }
+    }
+}
+
 impl Connections {
     /// Reads every endpoint; names all missing required variables at once.
     pub fn from_env(env: &Env) -> Result<Self, EnvError> {
+        Self::for_services(env, Services::ALL)
+    }
+
+    /// Reads the endpoints, requiring only the variables of `services` (all missing ones named at
+    /// once). A service not asked for is read as far as it is set; what is unset stays empty, and
+    /// a client given it fails to connect, so a command asks for every service it talks to.
+    pub fn for_services(env: &Env, services: Services) -> Result<Self, EnvError> {
         let mut missing = Vec::new();
-        let mut need = |name: &'static str| {
+        let mut need = |name: &'static str, required: bool| {
             env.get(name).unwrap_or_else(|| {
-                missing.push(name);
+                if required {
+                    missing.push(name);
+                }
                 String::new()
             })
         };
-        let kafka_brokers = need("SLUICE_KAFKA_BROKERS");
-        let schema_registry_url = need("SLUICE_SCHEMA_REGISTRY_URL");
-        let connstr = need("SLUICE_COUCHBASE_CONNSTR");
-        let username = need("SLUICE_COUCHBASE_USERNAME");
-        let password = Secret::new(need("SLUICE_COUCHBASE_PASSWORD"));
-        let clickhouse_url = need("SLUICE_CLICKHOUSE_URL");
+        let kafka_brokers = need("SLUICE_KAFKA_BROKERS", services.kafka);
+        let schema_registry_url = need("SLUICE_SCHEMA_REGISTRY_URL", services.registry);
+        let connstr = need("SLUICE_COUCHBASE_CONNSTR", services.couchbase);
+        let username = need("SLUICE_COUCHBASE_USERNAME", services.couchbase);
+        let password = Secret::new(need("SLUICE_COUCHBASE_PASSWORD", services.couchbase));
+        let clickhouse_url = need("SLUICE_CLICKHOUSE_URL", services.clickhouse);
         if !missing.is_empty() {
             return Err(EnvError::Missing(missing));
         }
@@ -290,6 +337,22 @@ mod tests {
         }
         assert!(!msg.contains("SLUICE_KAFKA_BROKERS"), "{msg}");
         assert!(msg.contains("dev/up"), "{msg}");
+    }
+
+    #[test]
+    fn requires_only_the_services_asked_for() {
+        let kafka_and_registry = Services::KAFKA.and(Services::REGISTRY);
+        let c = Connections::for_services(
+            &env(&[("SLUICE_KAFKA_BROKERS", "k:1"), ("SLUICE_SCHEMA_REGISTRY_URL", "http://r")]),
+            kafka_and_registry,
+        )
+        .expect("kafka and registry suffice");
+        assert_eq!((c.kafka_brokers.as_str(), c.couchbase.connstr.as_str()), ("k:1", ""));
+        let err = Connections::for_services(&env(&[("SLUICE_KAFKA_BROKERS", "k:1")]), Services::COUCHBASE)
+            .expect_err("couchbase asked for")
+            .to_string();
+        assert!(err.contains("SLUICE_COUCHBASE_CONNSTR") && err.contains("SLUICE_COUCHBASE_PASSWORD"), "{err}");
+        assert!(!err.contains("SLUICE_CLICKHOUSE_URL") && !err.contains("SLUICE_SCHEMA_REGISTRY_URL"), "{err}");
     }
 
     #[test]

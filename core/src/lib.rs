@@ -33,4 +33,4 @@ pub mod state;
 mod suggest;
 pub mod topology;
 
-pub use connections::{Connections, Env, Secret};
+pub use connections::{Connections, Env, Secret, Services};

@@ -3,7 +3,7 @@
 //! Events come from a service's code ([`Publisher::publish`] with an [`EventDraft`]) or as JSON
 //! ([`Publisher::publish_json`], `sluice publish`). The topology says which topic and schema an
 //! event type has; the registry gives the schema's id once per event type (cached for the
-//! publisher's life); [`crate::record`] builds the record; an idempotent producer
+//! publisher's life); the `record` module builds the record; an idempotent producer
 //! (`enable.idempotence`, `acks=all`) writes it; the delivery report comes back as a [`Delivery`]
 //! with partition and offset, or as a [`PublishError`] saying whether a retry can help. A record
 //! larger than its topic takes is refused before it is sent ([`crate::limits`]), and so is an

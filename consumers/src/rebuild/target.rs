@@ -3,7 +3,7 @@
 //! A *version* is one generation of a projection's storage ([`Generation`]): for ClickHouse the
 //! projection's tables and views with the generation's suffix (`events__v2`, …; the live one has
 //! the topology's names), for Couchbase a collection (`<projection>__v2`; generation 1 is the
-//! topology's collection) that the live-collection [`pointer`] names when it is live.
+//! topology's collection) that the live-collection [`pointer`](mod@pointer) names when it is live.
 //!
 //! The ClickHouse statements come from [`swap`] (pure); this module runs them. Every operation is
 //! idempotent (`IF NOT EXISTS`/`IF EXISTS`, "already there" tolerated), so a step interrupted

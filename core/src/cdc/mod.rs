@@ -26,14 +26,14 @@
 //!   snapshot read of the same row until the row changes again (Debezium's `source.lsn` does not
 //!   carry the commit LSN). A record without `source.lsn` is an error: there is no safe version
 //!   to give it.
-//! - `event_id`: derived, so a redelivery is the same event (see [`id`]): for c, u and d from
-//!   (topic, table, aggregate id, LSN, op); for r from (topic, table, aggregate id, the mapped
-//!   row), so re-snapshotting an unchanged row yields the ids of the first snapshot and changes
-//!   nothing, not even the raw events table.
+//! - `event_id`: derived, so a redelivery is the same event (see the `id` module): for c, u and
+//!   d from (topic, table, aggregate id, LSN, op); for r from (topic, table, aggregate id, the
+//!   mapped row), so re-snapshotting an unchanged row yields the ids of the first snapshot and
+//!   changes nothing, not even the raw events table.
 //! - `occurred_at`: `source.ts_ms` (the commit time; for a snapshot read, when it was read),
 //!   else the envelope's `ts_ms`. `producer`: the source's `producer`, else
 //!   `debezium:<source.name>`. No correlation or causation id.
-//! - Columns are converted as [`convert`] describes, then the event is built with
+//! - Columns are converted as the `convert` module describes, then the event is built with
 //!   [`crate::avro::json_to_avro`] against the event type's schema and read back with
 //!   [`crate::avro::avro_to_json`], exactly as a producer's event would be: a column that does
 //!   not fit is an error naming the field and the column. A column holding Debezium's

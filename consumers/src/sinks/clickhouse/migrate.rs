@@ -1,4 +1,4 @@
-//! Runs the [`schema`](super::schema) plan against a server: creates what is missing, then checks
+//! Runs the [`schema`](mod@super::schema) plan against a server: creates what is missing, then checks
 //! that what exists is what the sink writes and analysts read.
 //!
 //! Input: a connected [`ClickHouse`], the database, the projection's `clickhouse` block. It reads

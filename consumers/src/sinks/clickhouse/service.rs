@@ -118,7 +118,7 @@ pub fn exception_code(text: &str) -> Option<u32> {
 /// What a failed request (`what`: which one, for the message) means for the worker.
 ///
 /// - Transient (retry the batch): network errors, timeouts, HTTP 5xx/408/429 without a server
-///   exception, and server exceptions other than the [configuration codes](CONFIG_CODES) — those
+///   exception, and server exceptions other than the configuration codes (`CONFIG_CODES`) — those
 ///   are overload and availability (memory limit, too many parts, a replica being away).
 /// - Config (stop): the configuration codes; HTTP 4xx without an exception (401/403: the
 ///   credentials); and client-side refusals (the row type does not match the table) — retrying

@@ -1,7 +1,7 @@
 //! The statements of a blue/green swap of a ClickHouse projection, and of removing a version
 //! (pure, so every server's variant is unit-tested).
 //!
-//! Input: the [`Plan`](super::schema::Plan) of the live names and of a suffixed version (from
+//! Input: the [`Plan`] of the live names and of a suffixed version (from
 //! [`super::schema::plan_named`]), and the [`SwapStrategy`] the server allows. Output: SQL that
 //! `sluice_consumers::rebuild` runs in order.
 //!

@@ -1,5 +1,5 @@
 //! [`LiveProjection`]: the sink of `sluice work` for a Couchbase projection — a
-//! [`CouchbaseProjection`] that follows the projection's live-collection [`pointer`](super::pointer).
+//! [`CouchbaseProjection`] that follows the projection's live-collection [`pointer`](mod@super::pointer).
 //!
 //! Before every flush it reads the pointer document (one KV get per flush, not per event) and,
 //! when `sluice rebuild` swapped a new version in, moves its writes to that collection. A flush

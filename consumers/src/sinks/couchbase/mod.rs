@@ -8,7 +8,7 @@
 //! - [`sink`]: the [`Sink`](crate::sink::Sink): read, fold, write with CAS, erase with tombstones.
 //! - [`setup`](mod@setup): `sluice couchbase setup`, creating the projections' scopes and collections.
 //! - [`service`]: connecting with deadlines (network).
-//! - [`pointer`]: the document naming a projection's live collection (blue/green rebuilds).
+//! - [`pointer`](mod@pointer): the document naming a projection's live collection (blue/green rebuilds).
 //! - [`live`]: the worker's sink, following that pointer.
 
 pub mod live;
