@@ -30,7 +30,10 @@ use apache_avro::{Duration, Schema, Uuid};
 use serde_json::{Map, Number, Value as Json};
 use thiserror::Error;
 
-use super::{DecodeError, avro_to_json, decode, has_ref, hex, time_json};
+use super::names::has_ref;
+use super::scalars::hex;
+use super::to_json::time_json;
+use super::{DecodeError, avro_to_json, decode};
 use crate::calendar::{Unit, format_date, format_date_time};
 use crate::event::{ENVELOPE_FIELDS, Envelope, Event, EventError, Position, millis_of};
 
