@@ -17,6 +17,7 @@ use super::error::{ConvertError, ConvertErrorKind};
 use super::fail::{Fail, Segment};
 use super::scalars::{parse_decimal, parse_hex};
 use crate::calendar::{Unit, Zone, parse_date, parse_date_time, parse_time_of_day};
+use crate::suggest::closest;
 
 /// Converts a user's JSON event into an Avro value of `schema` (see the module docs for the
 /// mapping and the strictness rules).
@@ -200,7 +201,8 @@ impl<'s> Converter<'_, 's> {
         for key in object.keys() {
             if !record.fields.iter().any(|f| f.name == *key) {
                 let alias_of = record.lookup.get(key).and_then(|&i| record.fields.get(i)).map(|f| f.name.clone());
-                let suggestion = alias_of.or_else(|| suggest(key, record.fields.iter().map(|f| f.name.as_str())));
+                let suggestion =
+                    alias_of.or_else(|| closest(key, record.fields.iter().map(|f| f.name.as_str())).map(str::to_owned));
                 return Err(Fail::here(ConvertErrorKind::UnknownField { name: key.clone(), suggestion }));
             }
         }
@@ -397,7 +399,7 @@ impl<'s> Converter<'_, 's> {
         if let Some(key) = object.keys().find(|k| !PARTS.contains(&k.as_str())) {
             return Err(Fail::here(ConvertErrorKind::UnknownField {
                 name: key.clone(),
-                suggestion: suggest(key, PARTS.into_iter()),
+                suggestion: closest(key, PARTS).map(str::to_owned),
             }));
         }
         let mut parts = [0u32; 3];
@@ -527,21 +529,4 @@ pub(super) fn excerpt(json: &Json) -> String {
 /// not worth quoting in a one-line error.
 pub(super) fn scalar_excerpt(json: &Json) -> Option<String> {
     matches!(json, Json::Bool(_) | Json::Number(_) | Json::String(_)).then(|| excerpt(json))
-}
-
-/// The candidate `name` most likely meant: the same once case and `_`/`-` are ignored
-/// (`amountCents`), or within an edit distance of a third of its length (`amont_cents`).
-pub(super) fn suggest<'c>(name: &str, candidates: impl Iterator<Item = &'c str>) -> Option<String> {
-    fn squash(s: &str) -> String {
-        s.chars().filter(|c| !matches!(c, '_' | '-')).flat_map(char::to_lowercase).collect()
-    }
-    let squashed = squash(name);
-    let limit = (name.chars().count() / 3).max(1);
-    candidates
-        .filter_map(|candidate| {
-            let distance = if squash(candidate) == squashed { 0 } else { crate::suggest::levenshtein(name, candidate) };
-            (distance <= limit).then_some((distance, candidate))
-        })
-        .min_by_key(|(distance, _)| *distance)
-        .map(|(_, candidate)| candidate.to_owned())
 }

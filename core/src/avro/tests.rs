@@ -5,7 +5,6 @@ use apache_avro::types::Value;
 use apache_avro::{Days, Decimal, Duration, Millis, Months, Schema, Uuid};
 use serde_json::{Map, Value as Json};
 
-use super::from_json::suggest;
 use super::scalars::{decimal_text, parse_decimal};
 use super::*;
 use crate::calendar::Unit;
@@ -527,11 +526,11 @@ fn encode_resolves_loose_values_and_explains_mismatches() {
 #[test]
 fn suggestions() {
     let fields = ["amount_cents", "currency", "items", "user_id"];
-    let s = |name: &str| suggest(name, fields.into_iter());
-    assert_eq!(s("amountCents").as_deref(), Some("amount_cents"));
-    assert_eq!(s("curency").as_deref(), Some("currency"));
-    assert_eq!(s("item").as_deref(), Some("items"));
-    assert_eq!(s("userid").as_deref(), Some("user_id"));
+    let s = |name: &str| crate::suggest::closest(name, fields);
+    assert_eq!(s("amountCents"), Some("amount_cents"));
+    assert_eq!(s("curency"), Some("currency"));
+    assert_eq!(s("item"), Some("items"));
+    assert_eq!(s("userid"), Some("user_id"));
     assert_eq!(s("price"), None);
 }
 
