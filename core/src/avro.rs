@@ -1,7 +1,7 @@
 //! Avro values: built from a user's JSON, written as the Avro body, read back, turned into JSON.
 //!
 //! Events enter as plain JSON (`sluice publish`, the HTTP gateway). [`json_to_avro`] turns that
-//! JSON into an Avro [`Value`] guided by the event's schema and rejects everything the schema
+//! JSON into an Avro [`Value`](apache_avro::types::Value) guided by the event's schema and rejects everything the schema
 //! does not describe, with an error naming the exact place (`$.items[0].amount_cents: expected
 //! long, found string "12"`). [`encode`] writes the value as the body that
 //! [`crate::framing::frame`] wraps. On the consuming side [`decode`] reads a body split off by

@@ -7,11 +7,11 @@
 //! computes a [`LagSnapshot`]: per partition the lag in messages (high watermark − committed
 //! offset) and its age (now − timestamp of the record at the committed offset), per projection the
 //! sum and the maximum, and a [`BackpressureState`] decided from the projection's
-//! [`BackpressureConfig`] with hysteresis ([`LOW_WATER_PERCENT`]) so it does not flap. The snapshot
+//! [`BackpressureConfig`](crate::topology::BackpressureConfig) with hysteresis ([`LOW_WATER_PERCENT`]) so it does not flap. The snapshot
 //! goes to the workers, the gateway and `sluice lag`; [`decide`] turns it into an
 //! [`IntakeDecision`] for one event type, and a [`TokenBucket`] paces intake while it is slowed.
 //!
-//! Time is always passed in (`now_ms`, an [`Instant`]): nothing here reads a clock or a socket.
+//! Time is always passed in (`now_ms`, an [`Instant`](std::time::Instant)): nothing here reads a clock or a socket.
 
 mod intake;
 mod measure;

@@ -4,7 +4,7 @@
 //! registry once; [`EventDecoder::new`] then compiles that writer schema (and the reader schema
 //! of the topology, when they differ) into a decode plan, once per schema id. Each body is read
 //! by the plan directly into the `serde_json` values [`avro_to_json`] makes, and the envelope
-//! fields directly into the [`Envelope`] — no apache-avro `Value` in between, no schema names
+//! fields directly into the [`Envelope`](crate::event::Envelope) — no apache-avro `Value` in between, no schema names
 //! resolved per record, no map built only to take the envelope out of it again. The payload keeps
 //! the reader schema's field order.
 //!

@@ -171,7 +171,7 @@ enum Miss {
 
 type Write = Result<(), Miss>;
 
-/// The schema-guided walk: [`super::Converter`]'s rules, writing bytes instead of values.
+/// The schema-guided walk: [`Converter`](super::from_json::Converter)'s rules, writing bytes instead of values.
 #[derive(Debug, Clone, Copy)]
 struct Walk {
     source: Source,

@@ -45,7 +45,7 @@ pub(super) fn decimal_text(decimal: &Decimal, scale: usize) -> String {
 
 /// The Avro bytes (the unscaled value's big-endian two's complement) of a plain decimal number
 /// (`-12.34`, `5`, `.5`; no exponent) at `scale`, with at most `precision` digits: what
-/// [`avro_to_json`] writes reads back to the same bytes, at any width.
+/// [`avro_to_json`](super::avro_to_json) writes reads back to the same bytes, at any width.
 pub(super) fn parse_decimal(text: &str, precision: usize, scale: usize) -> Result<Vec<u8>, String> {
     crate::decimal::unscaled_be_bytes(text, scale, precision).map_err(|e| e.to_string())
 }

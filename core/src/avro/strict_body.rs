@@ -9,7 +9,7 @@ use std::io::{self, Read};
 /// so a body cut short before its last nullable fields would decode, those fields null (a
 /// truncated record would erase data in the sinks). Reading past the end here fails with an error
 /// of another kind than `UnexpectedEof`, which apache-avro passes on like any read error, and
-/// `ran_out` tells [`decode`] why.
+/// `ran_out` tells [`decode`](super::decode) why.
 pub(super) struct StrictBody<'a> {
     pub(super) rest: &'a [u8],
     pub(super) ran_out: bool,

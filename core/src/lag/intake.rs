@@ -82,7 +82,7 @@ pub enum IntakeDecision {
         /// How deep into the soft band the projection is, 0 (at the soft threshold) to 1 (at the
         /// hard one); `rate` and `delay` follow from it.
         pressure: f64,
-        /// Events per second to let through for this event type (a [`TokenBucket`] rate).
+        /// Events per second to let through for this event type (a [`TokenBucket`](super::TokenBucket) rate).
         rate: f64,
         /// Delay one publisher should wait before sending it.
         delay: Duration,

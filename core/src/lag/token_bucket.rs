@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 /// A token bucket with the time passed in: `rate` tokens per second, at most `burst` saved up.
-/// The gateway keeps one per slowed event type and sets its rate from [`IntakeDecision::Slow`].
+/// The gateway keeps one per slowed event type and sets its rate from [`IntakeDecision::Slow`](super::IntakeDecision::Slow).
 #[derive(Debug, Clone, PartialEq)]
 pub struct TokenBucket {
     rate: f64,

@@ -2,7 +2,7 @@
 //! (pure, so it is unit-tested) and how what a server reports differs from it ([`check`]).
 //!
 //! Input: the projection's `[projections.<name>.clickhouse]` block and the server's
-//! [`Capabilities`]. Output: an ordered [`Plan`] of `CREATE … IF NOT EXISTS` statements (tables
+//! [`Capabilities`](super::capabilities::Capabilities). Output: an ordered [`Plan`] of `CREATE … IF NOT EXISTS` statements (tables
 //! first, then the materialized views and views reading them) with the columns each object must
 //! have. [`super::migrate`] runs the plan and feeds what `system.tables` / `system.columns` say
 //! back into [`check`], which names every drifted table and column.

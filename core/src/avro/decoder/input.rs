@@ -101,7 +101,7 @@ impl<'a> Input<'a> {
         Ok(len)
     }
 
-    /// Reads one value as the JSON [`avro_to_json`] makes of it. The common types are read
+    /// Reads one value as the JSON [`avro_to_json`](crate::avro::avro_to_json) makes of it. The common types are read
     /// here, the rest in functions of their own (which keeps this one small and quick).
     pub(super) fn read(&mut self, node: &Node) -> Read<Json> {
         let json = match node {

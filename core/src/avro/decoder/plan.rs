@@ -117,7 +117,7 @@ pub(super) struct ReaderField {
 #[derive(Debug)]
 pub(super) struct Out {
     pub(super) name: String,
-    /// Its position in [`ENVELOPE_FIELDS`], for an envelope field.
+    /// Its position in [`ENVELOPE_FIELDS`](crate::event::ENVELOPE_FIELDS), for an envelope field.
     pub(super) envelope: Option<usize>,
 }
 

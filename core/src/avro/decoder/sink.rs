@@ -16,7 +16,7 @@ pub(super) fn envelope_slot(name: &str) -> Option<usize> {
 pub(super) struct Slots(pub(super) [Option<Json>; ENVELOPE_FIELDS.len()]);
 
 impl Slots {
-    /// The same checks, in the same order, with the same errors as [`Event::from_record`].
+    /// The same checks, in the same order, with the same errors as [`Event::from_record`](crate::event::Event::from_record).
     pub(super) fn take_envelope(&mut self) -> Result<Envelope, EventError> {
         let [
             event_id,

@@ -94,7 +94,7 @@ pub(super) fn normalized(ty: &str) -> String {
 /// `described`: its columns) with the plan. Objects the server lacks are not reported (migrate
 /// creates them); extra columns are allowed (an operator may add some for analysts).
 /// The `ALTER TABLE … ADD COLUMN` statements that give the existing objects which evolve (see
-/// [`Object::evolves`]) the stored columns they lack, as `(object, column, statement)`.
+/// [`Object::evolves`](super::Object::evolves)) the stored columns they lack, as `(object, column, statement)`.
 pub fn additions(plan: &Plan, described: &[DescribedColumn]) -> Vec<(String, String, String)> {
     let mut out = Vec::new();
     for object in plan.objects.iter().filter(|o| o.evolves) {

@@ -80,7 +80,7 @@ impl Column {
 /// What kind of object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ObjectKind {
-    /// The database itself (only in [`super::MigrationLine`]s).
+    /// The database itself (only in [`MigrationLine`](super::super::MigrationLine)s).
     Database,
     /// A table with a storage engine.
     Table,
