@@ -21,10 +21,11 @@ use apache_avro::{Schema, Uuid};
 use serde_json::Value as Json;
 use thiserror::Error;
 
-use super::{
-    ConvertError, Converter, EncodeError, Render, Source, as_integer, encode, has_ref, json_to_avro, parse_date,
-    parse_hex,
-};
+use super::from_json::{Converter, Source, as_integer};
+use super::names::has_ref;
+use super::scalars::parse_hex;
+use super::to_json::Render;
+use super::{ConvertError, EncodeError, encode, json_to_avro, parse_date};
 use crate::calendar::{Unit, Zone, parse_date_time, parse_time_of_day};
 
 /// Why a JSON event could not be written as an Avro body.
@@ -170,7 +171,7 @@ enum Miss {
 
 type Write = Result<(), Miss>;
 
-/// The schema-guided walk: [`super::Converter`]'s rules, writing bytes instead of values.
+/// The schema-guided walk: [`Converter`](super::from_json::Converter)'s rules, writing bytes instead of values.
 #[derive(Debug, Clone, Copy)]
 struct Walk {
     source: Source,

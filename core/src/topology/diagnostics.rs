@@ -5,10 +5,11 @@
 //! hint); [`Report::new`] turns them into [`Diagnostic`]s with line and column, sorted by
 //! position, for `sluice topology check` to print. Pure code.
 
-use crate::suggest::levenshtein;
 use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+
+pub(crate) use crate::suggest::closest;
 
 /// How bad a problem is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -184,23 +185,12 @@ impl LineIndex {
     }
 }
 
-/// The closest candidate within edit distance 2 (ignoring case), for "did you mean …" hints. A
-/// candidate must also keep more than half of its characters, so `ab` never suggests `xy`.
-pub(crate) fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
-    let lower = word.to_lowercase();
-    candidates
-        .into_iter()
-        .map(|c| (levenshtein(&lower, &c.to_lowercase()), c))
-        .filter(|(d, c)| *d <= 2 && *d * 2 < c.chars().count().max(2))
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, c)| c)
-}
-
 fn show(candidate: &str, quote: bool) -> String {
     if quote { format!("\"{candidate}\"") } else { format!("`{candidate}`") }
 }
 
-/// "did you mean `x`?" when a candidate is close; `quote` shows it as a TOML string instead.
+/// "did you mean `x`?" when a candidate is close (by the one rule of [`closest`]); `quote` shows
+/// it as a TOML string instead.
 pub(crate) fn did_you_mean(word: &str, candidates: &[&str], quote: bool) -> Option<String> {
     closest(word, candidates.iter().copied()).map(|best| format!("did you mean {}?", show(best, quote)))
 }

@@ -5,6 +5,7 @@ use serde_json::json;
 
 use super::*;
 use crate::avro::arbitrary::{self, test_schemas};
+use crate::event::ENVELOPE_FIELDS;
 
 /// The schemas and their decoders, built once.
 static SCHEMAS: LazyLock<Vec<(String, Arc<Schema>, EventDecoder)>> = LazyLock::new(|| {

@@ -10,7 +10,8 @@ use super::super::model::{
     CdcEncoding, CdcFormat, CdcSourceConfig, ColumnKind, ColumnMapping, DEBEZIUM_UNAVAILABLE_VALUE, DebeziumConfig,
     DecimalHandling, FieldRef, OutboxConfig, TimeUnit,
 };
-use super::{Secrets, Table, Walker, display_path, valid_event_type};
+use super::names::{display_path, valid_event_type};
+use super::walker::{Secrets, Table, Walker};
 
 /// The keys only one format has, to tell which format a stray key belongs to.
 const DEBEZIUM_KEYS: &[&str] =

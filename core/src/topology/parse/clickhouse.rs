@@ -11,7 +11,8 @@ use super::super::model::{
     ClickHouseSink, DEFAULT_KEY_COLUMN, DEFAULT_PARTITION_BY, DEFAULT_ROLLUP_TIME, DeclaredTable, FilterValue, Measure,
     Rollup, StateTable, TableEngine, TimeBucket,
 };
-use super::{Secrets, Table, Walker, display_path, valid_clickhouse_identifier};
+use super::names::{display_path, valid_clickhouse_identifier};
+use super::walker::{Secrets, Table, Walker};
 
 const IDENTIFIER: &str = "a ClickHouse identifier (letters, digits, `_`)";
 

@@ -1,0 +1,54 @@
+//! Reading `[topics.<name>]` (see [`crate::topology::TopicConfig`]): partitions, replication,
+//! retention and the envelope field that keys the records.
+
+use super::super::diagnostics::{Issue, suggest};
+use super::super::duration::Retention;
+use super::super::model::{CleanupPolicy, DEFAULT_KEY, KeyMismatchPolicy, SubjectStrategy, TopicConfig};
+use super::super::schema::KEY_FIELDS;
+use super::names::display_path;
+use super::walker::{Table, Walker};
+
+impl Walker<'_> {
+    pub(super) fn topic(&mut self, t: &mut Table<'_, '_>) -> TopicConfig {
+        let partitions = self.uint(t, "partitions", 1, 1_000_000);
+        let partitions = t.require(self, "partitions", partitions, "3");
+        // Kafka stores the replication factor as an int16.
+        let replication_factor = self.uint(t, "replication_factor", 1, 32_767);
+        let replication_factor = t.require(self, "replication_factor", replication_factor, "1");
+        let cleanup_policy = self.choice(t, "cleanup_policy", CleanupPolicy::NAMES);
+        let retention: Option<Retention> = self.parsed_duration(t, "retention");
+        if let Some(Retention::For(d)) = retention
+            && d.is_zero()
+        {
+            let span = t.span_of("retention");
+            self.issues.push(
+                Issue::error(span, format!("`{}` must be longer than zero", display_path(&t.child("retention"))))
+                    .hint("write \"forever\" to keep records forever, or leave it out for the broker's default"),
+            );
+        }
+        let key = self.string(t, "key");
+        if let Some(k) = &key
+            && !KEY_FIELDS.contains(&k.as_str())
+        {
+            let span = t.span_of("key");
+            self.issues.push(
+                Issue::error(
+                    span,
+                    format!("`{}` = {k:?} is not an envelope field that is never null", display_path(&t.child("key"))),
+                )
+                .maybe_hint(suggest(k, KEY_FIELDS, true)),
+            );
+        }
+        let subject_strategy = self.choice(t, "subject_strategy", SubjectStrategy::NAMES);
+        let key_mismatch = self.choice(t, "key_mismatch", KeyMismatchPolicy::NAMES);
+        TopicConfig {
+            partitions: partitions.and_then(|n| u32::try_from(n).ok()).unwrap_or(1),
+            replication_factor: replication_factor.and_then(|n| u16::try_from(n).ok()).unwrap_or(1),
+            cleanup_policy: cleanup_policy.unwrap_or_default(),
+            retention,
+            key: key.unwrap_or_else(|| DEFAULT_KEY.to_owned()),
+            subject_strategy: subject_strategy.unwrap_or_default(),
+            key_mismatch: key_mismatch.unwrap_or_default(),
+        }
+    }
+}
