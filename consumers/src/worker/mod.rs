@@ -105,7 +105,10 @@ pub struct WorkerConfig {
     pub max_buffered_bytes: usize,
     /// Test failpoint: after this many batches were written, die before committing them (the
     /// crash between a sink write and its commit that at-least-once delivery must survive).
-    /// Set from `SLUICE_FAILPOINT_CRASH_AFTER_BATCHES` by the CLI; never in production.
+    /// Set from [`CRASH_AFTER_BATCHES`](crate::failpoint::CRASH_AFTER_BATCHES) by the CLI. Exists
+    /// in debug builds only (the integration tests run those): a release build cannot crash on
+    /// purpose.
+    #[cfg(debug_assertions)]
     pub crash_after_batches: Option<u64>,
 }
 
@@ -318,11 +321,8 @@ impl<S: Sink> Worker<S> {
                         (flight.started.elapsed() / slots as u32).clamp(MIN_LINGER, batching.linger.max(MIN_LINGER));
                     stats += ledger.land(flight, landed?, &shared)?;
                     last_ack = Some(Instant::now());
-                    if self.cfg.crash_after_batches.is_some_and(|n| stats.batches >= n) {
-                        // Like SIGKILL: no drain, no commit. The written batches will be re-delivered.
-                        error!(batches = stats.batches, "failpoint: crashing after the sink write, before the commit");
-                        std::process::abort();
-                    }
+                    #[cfg(debug_assertions)]
+                    crate::failpoint::crash_after(stats.batches, self.cfg.crash_after_batches);
                 }
             }
             if last_commit.elapsed() >= COMMIT_INTERVAL {
