@@ -270,9 +270,9 @@ impl Run<'_> {
             spans: spans.to_vec(),
             key: None,
             max_batch: sluice_consumers::sink::Batching::of(self.projection).max_records,
-            crash_after_batches: std::env::var("SLUICE_FAILPOINT_CRASH_AFTER_BATCHES")
-                .ok()
-                .and_then(|v| v.parse().ok()),
+            // Test failpoint, debug builds only (the integration tests run the debug binary).
+            #[cfg(debug_assertions)]
+            crash_after_batches: sluice_consumers::failpoint::crash_after_batches(),
         };
         let bars = Bars::new(what, spans);
         let result = runner::run(&cfg, &sink, &self.decoder, &bars, &self.token).await;
@@ -357,6 +357,7 @@ fn bounded_for_key(ctx: &Context, name: &str, projection: &ProjectionConfig, spa
         spans: spans.to_vec(),
         key: Some(key.as_bytes().to_vec()),
         max_batch: sluice_consumers::sink::Batching::of(projection).max_records,
+        #[cfg(debug_assertions)]
         crash_after_batches: None,
     }
 }

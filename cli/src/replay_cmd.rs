@@ -119,6 +119,7 @@ async fn bounded(
         spans: spans.clone(),
         key: None,
         max_batch: sluice_consumers::sink::Batching::of(projection).max_records,
+        #[cfg(debug_assertions)]
         crash_after_batches: None,
     };
     let token = CancellationToken::new();

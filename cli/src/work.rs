@@ -189,7 +189,9 @@ async fn run_on(
             0 => sluice_consumers::worker::DEFAULT_MAX_BUFFERED_BYTES,
             n => n,
         },
-        crash_after_batches: std::env::var("SLUICE_FAILPOINT_CRASH_AFTER_BATCHES").ok().and_then(|v| v.parse().ok()),
+        // Test failpoint, debug builds only (the integration tests run the debug binary).
+        #[cfg(debug_assertions)]
+        crash_after_batches: sluice_consumers::failpoint::crash_after_batches(),
     };
     let decoder = decoder(topology, name, &ctx.connections.schema_registry_url)?;
     match &projection.sink {

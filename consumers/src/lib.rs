@@ -9,6 +9,10 @@
 //! - [`rebuild`]: bounded re-projection (`replay --to`, `rebuild --key`) and blue/green rebuilds.
 
 pub mod decode;
+// Test hooks, compiled only in debug builds (the ones the integration tests run): a release
+// build carries neither the code nor the variable names.
+#[cfg(debug_assertions)]
+pub mod failpoint;
 pub mod lag;
 pub mod rebuild;
 pub mod replay;

@@ -23,7 +23,7 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 use sluice_core::event::Position;
 use sluice_core::rebuild::Span;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 
 use super::RebuildError;
 use crate::decode::{Decoded, Decoder, Refused};
@@ -55,8 +55,10 @@ pub struct Bounded {
     pub key: Option<Vec<u8>>,
     /// Most records written in one batch.
     pub max_batch: usize,
-    /// Test failpoint (`SLUICE_FAILPOINT_CRASH_AFTER_BATCHES`): after this many batches were
-    /// written, die before committing them, like a `kill -9`.
+    /// Test failpoint ([`CRASH_AFTER_BATCHES`](crate::failpoint::CRASH_AFTER_BATCHES)): after
+    /// this many batches were written, die before committing them, like a `kill -9`. Debug
+    /// builds only: a release build has no failpoints.
+    #[cfg(debug_assertions)]
     pub crash_after_batches: Option<u64>,
 }
 
@@ -171,10 +173,8 @@ pub async fn run<S: Sink>(
         let due = flush_at.is_some_and(|t| Instant::now() >= t);
         if buffered > 0 && (buffered >= cfg.max_batch || due || open == 0) {
             summary += flush(cfg, sink, decoder, &dlq, &mut parts, shutdown).await?;
-            if cfg.crash_after_batches.is_some_and(|n| summary.batches >= n) {
-                error!(batches = summary.batches, "failpoint: crashing after the sink write, before the commit");
-                std::process::abort();
-            }
+            #[cfg(debug_assertions)]
+            crate::failpoint::crash_after(summary.batches, cfg.crash_after_batches);
             commit(&consumer, cfg.group.is_some(), &parts)?;
             for ((topic, partition), p) in &parts {
                 progress.advanced(topic, *partition, p.position);

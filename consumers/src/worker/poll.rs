@@ -1,0 +1,147 @@
+//! The poll stage: the projection's consumer group, where records come from, and what wakes the
+//! loop next ([`Step`]).
+//!
+//! A full next batch stops the polling — a full stage simply stops receiving — while every write
+//! slot is taken. If that lasts longer than [`STALL_GRACE`], or the sink or the DLQ is failing,
+//! the assigned partitions are paused and polling goes on: group membership holds and rebalances
+//! are served, but nothing more is fetched, until a write lands.
+
+use std::time::Duration;
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::OwnedMessage;
+use rdkafka::{Message, TopicPartitionList};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use super::commit::WorkerContext;
+use super::launch::{Landing, Writes};
+use super::metrics::WorkerMetrics;
+use super::{WorkerConfig, WorkerError};
+
+/// How long the next batch may stay full while every write slot is taken before the partitions
+/// are paused. A slow write just stops the polling (far below `max.poll.interval.ms`, so membership
+/// holds); pausing purges librdkafka's fetch queue, which is refetched on resume, so it is kept
+/// for writes that take really long. A failing sink pauses at once.
+pub(super) const STALL_GRACE: Duration = Duration::from_secs(5);
+
+/// What woke the loop.
+pub(super) enum Step {
+    /// A record.
+    Polled(OwnedMessage),
+    /// A consumer error report: librdkafka retries on its own (broker down, …), not fatal.
+    Error(KafkaError),
+    /// No record within the poll's wait: the local fetch queue is empty.
+    Idle,
+    /// The next batch stayed full for [`STALL_GRACE`] with every write slot taken.
+    Stalled,
+    /// A write in flight finished.
+    Landed(Landing),
+}
+
+/// The group consumer, and the partitions it paused.
+pub(super) struct Intake {
+    consumer: StreamConsumer<WorkerContext>,
+    paused: Option<TopicPartitionList>,
+    metrics: WorkerMetrics,
+}
+
+impl Intake {
+    /// Joins the projection's group and subscribes to its topics; offsets are committed only by
+    /// the commit stage (`context`).
+    pub(super) fn subscribe(
+        cfg: &WorkerConfig,
+        context: WorkerContext,
+        metrics: WorkerMetrics,
+    ) -> Result<Self, WorkerError> {
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", &cfg.brokers)
+            .set("group.id", &cfg.group)
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("partition.assignment.strategy", "cooperative-sticky")
+            // librdkafka's own prefetch queue is part of the worker's memory: keep it well below
+            // its 64 MiB default (still several batches' worth).
+            .set("queued.max.messages.kbytes", "16384")
+            // At a steady rate the broker would answer every fetch as soon as one record is
+            // there: hundreds of small fetches a second per worker, broker CPU the services on a
+            // small machine share. Waiting up to 10 ms for 64 KiB costs at most that much latency
+            // and makes fetches a few times fewer (a backlog fills 64 KiB at once anyway).
+            .set("fetch.wait.max.ms", "10")
+            .set("fetch.min.bytes", "65536")
+            .set("client.id", format!("sluice-{}", cfg.projection));
+        for (k, v) in &cfg.consumer_overrides {
+            config.set(k, v);
+        }
+        let consumer: StreamConsumer<WorkerContext> = config.create_with_context(context)?;
+        let topics: Vec<&str> = cfg.topics.iter().map(String::as_str).collect();
+        consumer.subscribe(&topics)?;
+        Ok(Self { consumer, paused: None, metrics })
+    }
+
+    /// The consumer, for the commit stage.
+    pub(super) fn consumer(&self) -> &StreamConsumer<WorkerContext> {
+        &self.consumer
+    }
+
+    /// Waits for the next step, or `None` once `shutdown` is cancelled. A poll waits at most
+    /// `wait`; with the next batch `full`, only a landing (or, when paused, a poll) wakes it.
+    pub(super) async fn next(
+        &self,
+        writes: &mut Writes<'_>,
+        wait: Duration,
+        full: bool,
+        shutdown: &CancellationToken,
+    ) -> Option<Step> {
+        let paused = self.paused.is_some();
+        let step = tokio::select! {
+            biased;
+            () = shutdown.cancelled() => return None,
+            Some(landing) = writes.next(), if writes.len() > 0 => Step::Landed(landing),
+            // Once paused, polling goes on so the group membership holds and rebalances are served.
+            polled = tokio::time::timeout(wait, self.consumer.recv()), if !full || paused => match polled {
+                Err(_) => Step::Idle,
+                Ok(Err(e)) => Step::Error(e),
+                Ok(Ok(m)) => {
+                    self.metrics.consumed.increment(1);
+                    self.metrics.record_read(m.timestamp().to_millis());
+                    Step::Polled(m.detach())
+                }
+            },
+            () = tokio::time::sleep(STALL_GRACE), if full && !paused => Step::Stalled,
+        };
+        Some(step)
+    }
+
+    /// Whether the partitions are paused.
+    pub(super) fn is_paused(&self) -> bool {
+        self.paused.is_some()
+    }
+
+    /// Pauses every assigned partition: nothing more is fetched, memory stays flat however long
+    /// the sink takes, and the loop keeps polling so the worker stays in its group.
+    pub(super) fn pause(&mut self, reason: &'static str) {
+        match self.consumer.assignment().and_then(|tpl| self.consumer.pause(&tpl).map(|()| tpl)) {
+            Ok(tpl) => {
+                warn!(partitions = tpl.count(), reason, "partitions paused until the write in flight lands");
+                self.metrics.paused.set(tpl.count() as f64);
+                self.metrics.paused_because(reason);
+                self.paused = Some(tpl);
+            }
+            Err(e) => error!(error = %e, "cannot pause the partitions"),
+        }
+    }
+
+    /// Resumes the paused partitions, if any.
+    pub(super) fn resume(&mut self) {
+        let Some(tpl) = self.paused.take() else { return };
+        match self.consumer.resume(&tpl) {
+            Ok(()) => info!(partitions = tpl.count(), "write landed: partitions resumed"),
+            Err(e) => error!(error = %e, "cannot resume the paused partitions"),
+        }
+        self.metrics.paused.set(0.0);
+    }
+}
