@@ -4,7 +4,7 @@
 //! Input: the projection's `[projections.<name>.clickhouse]` block and the server's
 //! [`Capabilities`](super::capabilities::Capabilities). Output: an ordered [`Plan`] of `CREATE … IF NOT EXISTS` statements (tables
 //! first, then the materialized views and views reading them) with the columns each object must
-//! have. [`super::migrate`] runs the plan and feeds what `system.tables` / `system.columns` say
+//! have. [`super::migrate`](mod@super::migrate) runs the plan and feeds what `system.tables` / `system.columns` say
 //! back into [`check`], which names every drifted table and column.
 //!
 //! # The objects
