@@ -188,6 +188,25 @@ struct Row {
     read_ms: Option<(f64, f64)>,
 }
 
+impl Row {
+    /// The publisher's row of a phase.
+    fn publish(phase: String, events: u64, per_sec: f64) -> Self {
+        Self {
+            phase,
+            projection: "(publish)".into(),
+            sink: "kafka",
+            events,
+            per_sec,
+            tail: None,
+            not_visible: None,
+            p50_ms: None,
+            p99_ms: None,
+            write_ms: None,
+            read_ms: None,
+        }
+    }
+}
+
 /// A latency quantile, or only its lower bound when it falls among the events never seen.
 #[derive(Debug, Clone, Copy)]
 enum Latency {
@@ -350,19 +369,7 @@ async fn measure(
         events.truncate(args.backlog);
         let rate = publish(publisher, &mut events, None).await?;
         eprintln!("phase 1: published {} events at {rate:.0}/s; draining each projection alone", events.len());
-        rows.push(Row {
-            phase: "backlog".into(),
-            projection: "(publish)".into(),
-            sink: "kafka",
-            events: events.len() as u64,
-            per_sec: rate,
-            tail: None,
-            not_visible: None,
-            p50_ms: None,
-            p99_ms: None,
-            write_ms: None,
-            read_ms: None,
-        });
+        rows.push(Row::publish("backlog".into(), events.len() as u64, rate));
         take(snapshotter);
         for (name, sink) in projections {
             let opts =
@@ -433,19 +440,7 @@ async fn measure(
         };
         let (results, phase) = tokio::join!(all, driver);
         let (rate, elapsed, during, tail, behind) = phase?;
-        rows.push(Row {
-            phase: format!("{}/s", args.rate),
-            projection: "(publish)".into(),
-            sink: "kafka",
-            events: events.len() as u64,
-            per_sec: rate,
-            tail: None,
-            not_visible: None,
-            p50_ms: None,
-            p99_ms: None,
-            write_ms: None,
-            read_ms: None,
-        });
+        rows.push(Row::publish(format!("{}/s", args.rate), events.len() as u64, rate));
         let count = |samples: &Samples, metric: &str, name: &str| {
             samples.get(&(metric.to_owned(), name.to_owned())).map_or(0, Vec::len) as u64
         };

@@ -27,6 +27,7 @@ use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use serde_json::Value as Json;
 use sluice_core::Services;
+use sluice_core::avro::json_type;
 use sluice_core::json::{StrictJsonError, from_slice_strict};
 use sluice_producers::admin::topics::TopicAdmin;
 use sluice_producers::{PublishError, Publisher, PublisherOptions, fill_envelope_defaults};
@@ -100,7 +101,7 @@ fn parse_line(bytes: &[u8], default_type: Option<&str>) -> Result<LineEvent, Lin
         duplicate @ StrictJsonError::DuplicateKey { .. } => fail(None, duplicate.to_string()),
     })?;
     let Json::Object(mut event) = json else {
-        return Err(fail(None, format!("$: expected an event object, found {}", kind(&json))));
+        return Err(fail(None, format!("$: expected an event object, found {}", json_type(&json))));
     };
     let event_type = match (event.get("event_type"), default_type) {
         (Some(Json::String(t)), Some(d)) if t != d => {
@@ -115,22 +116,11 @@ fn parse_line(bytes: &[u8], default_type: Option<&str>) -> Result<LineEvent, Lin
             return Err(fail(None, "$: no event_type field (add one, or pass --event-type)".to_owned()));
         }
         (Some(other), _) => {
-            return Err(fail(None, format!("$.event_type: expected string, found {}", kind(other))));
+            return Err(fail(None, format!("$.event_type: expected string, found {}", json_type(other))));
         }
     };
     fill_envelope_defaults(&mut event, PRODUCER);
     Ok(LineEvent { event_type, event: Json::Object(event) })
-}
-
-fn kind(json: &Json) -> &'static str {
-    match json {
-        Json::Null => "null",
-        Json::Bool(_) => "boolean",
-        Json::Number(_) => "number",
-        Json::String(_) => "string",
-        Json::Array(_) => "array",
-        Json::Object(_) => "object",
-    }
 }
 
 /// Counts per event type.

@@ -74,7 +74,7 @@ pub use body::{decode, encode};
 pub use decoder::{EventDecoder, ReadEventError};
 pub use encoder::{EncodeJsonError, encode_json, encode_json_into, field_json};
 pub use error::{ConvertError, ConvertErrorKind, DecodeError, EncodeError};
-pub use from_json::json_to_avro;
+pub use from_json::{json_to_avro, json_type};
 pub use to_json::avro_to_json;
 pub(crate) use to_json::connect_json;
 

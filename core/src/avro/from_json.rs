@@ -504,7 +504,9 @@ pub(super) fn index(i: usize) -> u32 {
     u32::try_from(i).unwrap_or(u32::MAX)
 }
 
-pub(super) fn json_type(json: &Json) -> &'static str {
+/// The JSON type of a value as messages name it: `null`, `boolean`, `number`, `string`, `array`,
+/// `object`.
+pub fn json_type(json: &Json) -> &'static str {
     match json {
         Json::Null => "null",
         Json::Bool(_) => "boolean",

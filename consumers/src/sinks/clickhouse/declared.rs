@@ -190,22 +190,27 @@ pub fn encode<'a>(
     rows: &mut [DeclaredRows],
 ) -> Vec<Rejected> {
     let mut refused = Vec::new();
+    // Where each table's rows ended before this event: a refusal cuts every table back to it,
+    // and a table that grew took the event's row. One buffer for the whole batch.
+    let mut marks = Vec::with_capacity(rows.len());
     for event in events {
-        let marks: Vec<usize> = rows.iter().map(|r| r.bytes.len()).collect();
-        let mut written = Vec::new();
-        let outcome = tables.iter().zip(rows.iter_mut()).enumerate().try_for_each(|(i, (table, out))| {
-            if !table.takes(&event.envelope.event_type) {
-                return Ok(());
-            }
-            table.write_row(event, &mut out.bytes)?;
-            written.push(i);
-            Ok::<(), String>(())
-        });
+        marks.clear();
+        marks.extend(rows.iter().map(|r| r.bytes.len()));
+        let event_type = &event.envelope.event_type;
+        let outcome = tables
+            .iter()
+            .zip(rows.iter_mut())
+            .filter(|(table, _)| table.takes(event_type))
+            .try_for_each(|(table, out)| table.write_row(event, &mut out.bytes));
         match outcome {
-            Ok(()) => written.iter().for_each(|&i| rows[i].count += 1),
+            Ok(()) => rows
+                .iter_mut()
+                .zip(&marks)
+                .filter(|(out, mark)| out.bytes.len() > **mark)
+                .for_each(|(out, _)| out.count += 1),
             Err(reason) => {
-                for (out, mark) in rows.iter_mut().zip(marks) {
-                    out.bytes.truncate(mark);
+                for (out, mark) in rows.iter_mut().zip(&marks) {
+                    out.bytes.truncate(*mark);
                 }
                 refused.push(Rejected { offset: event.position.offset, reason });
             }
