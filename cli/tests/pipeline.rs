@@ -163,6 +163,7 @@ async fn analytics_end_to_end(url: &str) {
         user: None,
         password: None,
         database: database.clone(),
+        cluster: None,
     };
     let ch = sluice_consumers::sinks::clickhouse::ClickHouse::connect(&conn).await.expect("clickhouse");
     let client = ch.client.clone().with_database(&database);
@@ -277,6 +278,7 @@ async fn worker_pauses_while_clickhouse_is_down_and_loses_nothing() {
         user: None,
         password: None,
         database: "default".into(),
+        cluster: None,
     };
     let ch = sluice_consumers::sinks::clickhouse::ClickHouse::connect(&conn).await.expect("clickhouse");
     let n: u64 =

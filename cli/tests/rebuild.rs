@@ -380,6 +380,7 @@ async fn clickhouse_rebuild(url: &str, swap: &str) {
         user: None,
         password: None,
         database: database.clone(),
+        cluster: None,
     };
     let ch = sluice_consumers::sinks::clickhouse::ClickHouse::connect(&conn).await.expect("clickhouse");
     let client = ch.client.clone().with_database(&database);

@@ -171,6 +171,9 @@ pub struct ClickHouseConnection {
     pub user: Option<String>,
     /// Password (`SLUICE_CLICKHOUSE_PASSWORD`).
     pub password: Option<Secret>,
+    /// The cluster the server belongs to (`SLUICE_CLICKHOUSE_CLUSTER`, a `<remote_servers>` entry):
+    /// tables are then replicated and sharded across it, DDL runs `ON CLUSTER`. `None`: one server.
+    pub cluster: Option<String>,
 }
 
 /// How to reach the Couchbase cluster.
@@ -213,6 +216,7 @@ pub const VARIABLES: &[(&str, &str)] = &[
     ("SLUICE_CLICKHOUSE_USER", "ClickHouse user (optional)"),
     ("SLUICE_CLICKHOUSE_PASSWORD", "ClickHouse password (optional, secret)"),
     ("SLUICE_CLICKHOUSE_DATABASE", "ClickHouse database (default: default)"),
+    ("SLUICE_CLICKHOUSE_CLUSTER", "ClickHouse cluster to place tables on (optional; one server when unset)"),
     ("SLUICE_CLICKHOUSE_COMPAT_URL", "a second, older ClickHouse (dev rig's compatibility target; optional)"),
 ];
 
@@ -287,6 +291,7 @@ impl Connections {
             database: env.get("SLUICE_CLICKHOUSE_DATABASE").unwrap_or_else(|| "default".to_owned()),
             user: env.get("SLUICE_CLICKHOUSE_USER"),
             password: env.get("SLUICE_CLICKHOUSE_PASSWORD").map(Secret::new),
+            cluster: env.get("SLUICE_CLICKHOUSE_CLUSTER"),
         };
         Ok(Self {
             kafka_brokers,

@@ -15,7 +15,7 @@ use sluice_core::topology::{COUCHBASE_DEFAULT_COLLECTION, ClickHouseSink, Couchb
 use tracing::info;
 
 use super::RebuildError;
-use crate::sinks::clickhouse::schema::{Layout, Names, Plan, plan_named, qualified};
+use crate::sinks::clickhouse::schema::{Names, Plan, qualified};
 use crate::sinks::clickhouse::swap::{self, SwapStrategy};
 use crate::sinks::clickhouse::{self as ch, ClickHouse};
 use crate::sinks::couchbase::{Couchbase, pointer, setup};
@@ -89,8 +89,7 @@ impl Storage {
         let Self::ClickHouse { server, database, config } = self else {
             return Err(RebuildError::State("not a ClickHouse projection".to_owned()));
         };
-        let layout = Layout::of(&server.capabilities);
-        Ok(plan_named(database, config, layout, &Names::versioned(config, suffix)).map_err(ch::Error::from)?)
+        Ok(server.plan(database, config, &Names::versioned(config, suffix)).map_err(ch::Error::from)?)
     }
 
     async fn execute(server: &ClickHouse, statements: &[String]) -> Result<(), RebuildError> {
@@ -154,9 +153,10 @@ impl Storage {
     /// Whether generation `g` is already live (a swap interrupted after it took effect).
     pub async fn is_live(&self, g: Generation) -> Result<bool, RebuildError> {
         match self {
-            Self::ClickHouse { server, database, config } => {
-                // After a swap the old version's raw table carries its suffix and the new one's
-                // suffix is gone.
+            Self::ClickHouse { server, database, .. } => {
+                // After a swap the old version's raw table (on a cluster: its local table) carries
+                // its suffix and the new one's suffix is gone.
+                let raw = self.plan(&g.suffix())?.objects.first().map(|o| o.name.clone()).unwrap_or_default();
                 let count = |name: String| {
                     server
                         .client
@@ -165,7 +165,7 @@ impl Storage {
                         .bind(name)
                         .fetch_one::<u64>()
                 };
-                let building = count(g.name(&config.table)).await.map_err(clickhouse("listing tables".to_owned()))?;
+                let building = count(raw).await.map_err(clickhouse("listing tables".to_owned()))?;
                 Ok(building == 0)
             }
             Self::Couchbase { bucket, projection, config, .. } => {

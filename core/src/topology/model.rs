@@ -71,6 +71,9 @@ pub struct ConnectionDefaults {
     /// ClickHouse database of projections that name none (`SLUICE_CLICKHOUSE_DATABASE`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub clickhouse_database: Option<String>,
+    /// ClickHouse cluster the tables are placed on (`SLUICE_CLICKHOUSE_CLUSTER`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clickhouse_cluster: Option<String>,
 }
 
 impl ConnectionDefaults {
@@ -82,6 +85,7 @@ impl ConnectionDefaults {
         ("couchbase_bucket", "SLUICE_COUCHBASE_BUCKET"),
         ("clickhouse_url", "SLUICE_CLICKHOUSE_URL"),
         ("clickhouse_database", "SLUICE_CLICKHOUSE_DATABASE"),
+        ("clickhouse_cluster", "SLUICE_CLICKHOUSE_CLUSTER"),
     ];
 
     /// The values set here as `(SLUICE_* variable, value)` pairs, for
@@ -95,6 +99,7 @@ impl ConnectionDefaults {
             &self.couchbase_bucket,
             &self.clickhouse_url,
             &self.clickhouse_database,
+            &self.clickhouse_cluster,
         ];
         Self::VARIABLES
             .iter()

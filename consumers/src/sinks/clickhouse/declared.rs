@@ -245,12 +245,7 @@ pub fn object(database: &str, name: &str, table: &DeclaredTable, l: Layout) -> (
     if table.engine == TableEngine::ReplacingMergeTree && !key.iter().any(|k| k == "event_id" || k == "`event_id`") {
         key.push("event_id".to_owned());
     }
-    let mut engine = format!(
-        "ENGINE = {}\nPARTITION BY {}\nORDER BY ({})",
-        table.engine.as_str(),
-        table.partition_by,
-        key.join(", ")
-    );
+    let mut engine = format!("\nPARTITION BY {}\nORDER BY ({})", table.partition_by, key.join(", "));
     let mut note = None;
     if let Some(ttl) = table.ttl {
         if l.types.ttl {

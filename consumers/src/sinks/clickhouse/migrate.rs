@@ -15,7 +15,7 @@ use serde::Deserialize;
 use sluice_core::topology::ClickHouseSink;
 use tracing::info;
 
-use super::schema::{self, DescribedColumn, Layout, Names, ObjectKind, qualified, quote};
+use super::schema::{self, DescribedColumn, Layout, Names, ObjectKind, Plan, PlanError, qualified, quote};
 use super::{ClickHouse, Error};
 
 /// What [`migrate`] did with one object.
@@ -105,6 +105,23 @@ async fn columns(ch: &ClickHouse, database: &str) -> Result<Vec<DescribedColumn>
         .collect())
 }
 
+impl ClickHouse {
+    /// The objects of the version of `sink` that `names` names in `database`, as this server
+    /// (or its cluster) has them.
+    pub fn plan(&self, database: &str, sink: &ClickHouseSink, names: &Names) -> Result<Plan, PlanError> {
+        let plan = schema::plan_named(database, sink, Layout::of(&self.capabilities), names)?;
+        Ok(match &self.cluster {
+            Some(cluster) => schema::on_cluster(plan, cluster),
+            None => plan,
+        })
+    }
+}
+
+/// `CREATE DATABASE IF NOT EXISTS` (on every server of the plan's cluster).
+fn create_database(plan: &Plan) -> String {
+    format!("CREATE DATABASE IF NOT EXISTS {}{}", quote(&plan.database), plan.on_cluster())
+}
+
 /// Creates the database and every table and view `sink` needs that does not exist yet (in the
 /// layout of this server), then checks that all of them have the expected engine and columns.
 /// Idempotent. Returns one line per object; fails with [`Error::Drift`] listing every difference.
@@ -120,7 +137,7 @@ pub async fn migrate_named(
     names: &Names,
 ) -> Result<Vec<MigrationLine>, Error> {
     let layout = Layout::of(&ch.capabilities);
-    let plan = schema::plan_named(database, sink, layout, names)?;
+    let plan = ch.plan(database, sink, names)?;
     for note in &plan.notes {
         tracing::warn!("{note}");
     }
@@ -128,9 +145,8 @@ pub async fn migrate_named(
 
     let exists = database_exists(ch, database).await?;
     let action = if !exists {
-        let create = format!("CREATE DATABASE IF NOT EXISTS {}", quote(database));
         ch.client
-            .query_raw(&create)
+            .query_raw(&create_database(&plan))
             .execute()
             .await
             .map_err(failed(format!("creating database {}", quote(database))))?;
@@ -183,6 +199,7 @@ pub async fn migrate_named(
         datetime64 = layout.datetime64,
         low_cardinality = layout.low_cardinality,
         insert_deduplication = layout.insert_deduplication,
+        cluster = ch.cluster.as_deref().unwrap_or("-"),
         "ClickHouse schema migrated"
     );
     Ok(lines)
@@ -196,11 +213,11 @@ pub async fn statements(
     sink: &ClickHouseSink,
     names: &Names,
 ) -> Result<Vec<String>, Error> {
-    let plan = schema::plan_named(database, sink, Layout::of(&ch.capabilities), names)?;
+    let plan = ch.plan(database, sink, names)?;
     let exists = database_exists(ch, database).await?;
     let mut out = Vec::new();
     if !exists {
-        out.push(format!("CREATE DATABASE IF NOT EXISTS {}", quote(database)));
+        out.push(create_database(&plan));
     }
     let existing = engines(ch, database).await?;
     out.extend(plan.objects.iter().filter(|o| !existing.contains_key(&o.name)).map(|o| o.create.clone()));

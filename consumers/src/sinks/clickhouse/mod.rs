@@ -48,6 +48,17 @@ pub enum Error {
         /// The client's error.
         source: clickhouse::error::Error,
     },
+    /// The cluster named by `SLUICE_CLICKHOUSE_CLUSTER` is not one of the server's.
+    #[error(
+        "ClickHouse at {url} has no cluster `{cluster}` in its <remote_servers> (SLUICE_CLICKHOUSE_CLUSTER): \
+         name one of `SELECT DISTINCT cluster FROM system.clusters`, or unset it for a single server"
+    )]
+    UnknownCluster {
+        /// The server's URL.
+        url: String,
+        /// The cluster asked for.
+        cluster: String,
+    },
     /// `SELECT version()` returned something that is not a version.
     #[error("ClickHouse reported an unparseable version {0:?}")]
     BadVersion(String),

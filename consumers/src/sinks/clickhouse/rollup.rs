@@ -87,11 +87,8 @@ pub fn objects(database: &str, name: &str, r: &Rollup, source: &Object, names: &
     }
     let mut columns = vec![Column::stored(bucket_name, bucket_type), Column::stored("event_id", "UUID")];
     columns.extend(carried.iter().map(|c| Column::stored(*c, type_of(c))));
-    let engine = format!(
-        "ENGINE = ReplacingMergeTree\nPARTITION BY toYYYYMM({b})\nORDER BY ({b}, event_id){}",
-        l.settings(),
-        b = quote(bucket_name)
-    );
+    let engine =
+        format!("\nPARTITION BY toYYYYMM({b})\nORDER BY ({b}, event_id){}", l.settings(), b = quote(bucket_name));
     let table = Object::table(database, &by_event, columns, "ReplacingMergeTree", &engine);
 
     let mut select = vec![format!("{bucket_expr} AS {}", quote(bucket_name)), "event_id".to_owned()];
@@ -106,8 +103,8 @@ pub fn objects(database: &str, name: &str, r: &Rollup, source: &Object, names: &
         conditions.push(format!("{} IN ({})", quote(column), values.join(", ")));
     }
     let filter = if conditions.is_empty() { String::new() } else { format!("\nWHERE {}", conditions.join(" AND ")) };
-    let query = format!("SELECT {}\nFROM {}{filter}", select.join(", "), qualified(database, &source.name));
-    let materialized = Object::materialized_view(database, &mv, &by_event, &query);
+    let select = format!("SELECT {}", select.join(", "));
+    let materialized = Object::materialized_view(database, &mv, &by_event, &select, &source.name, &filter);
 
     let mut groups = vec![quote(bucket_name)];
     groups.extend(r.dimensions.iter().map(|d| quote(d)));

@@ -29,7 +29,14 @@
 //! only where it is not experimental (19.9+), plain `String` before. Servers with
 //! `insert_deduplication_token` also get `non_replicated_deduplication_window`, so a re-sent batch
 //! is dropped at insert time; on older ones it collapses at merge time (or `FINAL`) instead.
+//!
+//! # Clusters
+//!
+//! With a cluster named, the same objects are placed on its shards and replicas — replicated
+//! local tables, `Distributed` tables under the names analysts use, DDL `ON CLUSTER` — by
+//! [`cluster::on_cluster`].
 
+pub mod cluster;
 mod ddl;
 mod drift;
 mod layout;
@@ -38,6 +45,7 @@ mod objects;
 #[cfg(test)]
 mod tests;
 
+pub use cluster::{local_name, on_cluster};
 pub(super) use ddl::{envelope_head, literal};
 pub use ddl::{plan, plan_named, qualified, quote};
 pub use drift::{DescribedColumn, Drift, DriftProblem, additions, check};

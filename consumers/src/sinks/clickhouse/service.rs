@@ -20,11 +20,16 @@ pub struct ClickHouse {
     pub client: Client,
     /// What the server can do.
     pub capabilities: Capabilities,
+    /// The cluster the tables are placed on (see [`super::schema::cluster`]), if any.
+    pub cluster: Option<String>,
 }
 
 impl std::fmt::Debug for ClickHouse {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ClickHouse").field("capabilities", &self.capabilities).finish_non_exhaustive()
+        f.debug_struct("ClickHouse")
+            .field("capabilities", &self.capabilities)
+            .field("cluster", &self.cluster)
+            .finish_non_exhaustive()
     }
 }
 
@@ -69,14 +74,36 @@ impl ClickHouse {
             // turns such errors into a proper error status.
             client = client.with_setting("wait_end_of_query", "1");
         }
+        if let Some(cluster) = &conn.cluster {
+            check_cluster(&probe, &conn.url, cluster).await?;
+            // An insert into a `Distributed` table returns once every shard it touches has its
+            // rows, rather than once they are queued on this server's disk: the worker commits
+            // its offsets only after that.
+            client = client.with_setting("insert_distributed_sync", "1");
+        }
         tracing::info!(
             url = %conn.url, %version,
+            cluster = conn.cluster.as_deref().unwrap_or("-"),
             validation = capabilities.row_binary_with_names_and_types,
             dedup_token = capabilities.insert_deduplication_token,
             "connected to ClickHouse; strategy chosen from its version"
         );
-        Ok(Self { client, capabilities })
+        Ok(Self { client, capabilities, cluster: conn.cluster.clone() })
     }
+}
+
+/// Fails unless the server knows `cluster` (an entry of its `<remote_servers>`).
+async fn check_cluster(probe: &Client, url: &str, cluster: &str) -> Result<(), Error> {
+    let servers: u64 = probe
+        .query("SELECT count() FROM system.clusters WHERE cluster = ?")
+        .bind(cluster)
+        .fetch_one()
+        .await
+        .map_err(|source| Error::Unreachable { url: url.to_owned(), source })?;
+    if servers == 0 {
+        return Err(Error::UnknownCluster { url: url.to_owned(), cluster: cluster.to_owned() });
+    }
+    Ok(())
 }
 
 /// Server error codes that retrying cannot fix: the target or the statement is wrong (a missing

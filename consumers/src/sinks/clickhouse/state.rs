@@ -156,8 +156,7 @@ pub fn objects(database: &str, base: &str, state: &StateTable, names: &Names, l:
     update_columns.extend(markers());
     update_columns.extend(physical.iter().map(|p| Column::stored(&p.name, format!("Nullable({})", p.sql))));
     // Key: an entity's history in version order; the event id collapses re-deliveries.
-    let engine =
-        format!("ENGINE = ReplacingMergeTree\nORDER BY (aggregate_id, aggregate_version, event_id){}", l.settings());
+    let engine = format!("\nORDER BY (aggregate_id, aggregate_version, event_id){}", l.settings());
     let updates_table = Object::table(database, &updates, update_columns, "ReplacingMergeTree", &engine);
 
     let arg_max_if = |ty: &str| format!("AggregateFunction(argMaxIf, {ty}, Int64, UInt8)");
@@ -167,7 +166,7 @@ pub fn objects(database: &str, base: &str, state: &StateTable, names: &Names, l:
     folded_columns.push(Column::stored("is_deleted", arg_max_if("UInt8")));
     folded_columns.push(Column::stored("updated_at", format!("AggregateFunction(argMax, {}, Int64)", l.time_type())));
     // Key: one row per entity once parts merge; a lookup by key reads one granule.
-    let clause = format!("ENGINE = AggregatingMergeTree\nORDER BY {key}");
+    let clause = format!("\nORDER BY {key}");
     let folded_table = Object::table(database, &folded, folded_columns, "AggregatingMergeTree", &clause);
 
     // The version's state column is `version`, not `aggregate_version`: an alias equal to a column
@@ -187,8 +186,8 @@ pub fn objects(database: &str, base: &str, state: &StateTable, names: &Names, l:
         "argMaxIfState(assumeNotNull(is_deleted), aggregate_version, isNotNull(is_deleted)) AS is_deleted".into(),
     );
     select.push("argMaxState(occurred_at, aggregate_version) AS updated_at".into());
-    let query = format!("SELECT {}\nFROM {}\nGROUP BY aggregate_id", select.join(", "), qualified(database, &updates));
-    let materialized = Object::materialized_view(database, &mv, &folded, &query);
+    let select = format!("SELECT {}", select.join(", "));
+    let materialized = Object::materialized_view(database, &mv, &folded, &select, &updates, "\nGROUP BY aggregate_id");
 
     let mut merged = vec![key.clone(), "maxMerge(version) AS aggregate_version".to_owned()];
     merged.extend(physical.iter().map(|p| {

@@ -23,8 +23,16 @@
 //! rollup row: the rebuild's catch-up pass after the swap re-inserts every record up to the high
 //! watermarks read *after* the re-creation, so nothing stays missing (duplicates collapse, see
 //! [`super::schema`]).
+//!
+//! # On a cluster
+//!
+//! What moves are the replicated local tables, on every server (`… ON CLUSTER`). The
+//! `Distributed` tables stay where they are: they name their local tables, so the live ones read
+//! the new version's data as soon as it carries the live local names. The new version's
+//! `Distributed` tables would now name local tables that are gone: they are dropped, and the old
+//! version gets its own over its renamed local tables.
 
-use super::schema::{ObjectKind, Plan, qualified};
+use super::schema::{Object, ObjectKind, Plan, qualified};
 
 /// How tables change names on this server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,15 +51,26 @@ impl SwapStrategy {
     }
 }
 
-/// The tables of a plan, in plan order.
+/// The objects of a plan of one kind, in plan order.
+fn of_kind(plan: &Plan, kind: ObjectKind) -> impl Iterator<Item = &Object> {
+    plan.objects.iter().filter(move |o| o.kind == kind)
+}
+
+/// The tables of a plan (on a cluster: the local tables), in plan order.
 fn tables(plan: &Plan) -> impl Iterator<Item = &str> {
-    plan.objects.iter().filter(|o| o.kind == ObjectKind::Table).map(|o| o.name.as_str())
+    of_kind(plan, ObjectKind::Table).map(|o| o.name.as_str())
+}
+
+/// `DROP TABLE IF EXISTS` of `object` of `plan` (on every server of its cluster).
+fn drop(plan: &Plan, object: &Object) -> String {
+    format!("DROP TABLE IF EXISTS {}{}", qualified(&plan.database, &object.name), plan.on_cluster())
 }
 
 /// The swap: `live` holds the live names, `new` the version to swap in, `old` the names the live
 /// version gets (its generation's suffix). All three are plans of the same config.
 pub fn swap(live: &Plan, new: &Plan, old: &Plan, strategy: SwapStrategy) -> Vec<String> {
     let db = &live.database;
+    let on = live.on_cluster();
     let moves: Vec<(&str, &str, &str)> =
         tables(live).zip(tables(new)).zip(tables(old)).map(|((l, n), o)| (l, n, o)).collect();
     let mut sql = Vec::new();
@@ -59,11 +78,11 @@ pub fn swap(live: &Plan, new: &Plan, old: &Plan, strategy: SwapStrategy) -> Vec<
         SwapStrategy::Exchange => {
             let pairs: Vec<String> =
                 moves.iter().map(|(l, n, _)| format!("{} AND {}", qualified(db, l), qualified(db, n))).collect();
-            sql.push(format!("EXCHANGE TABLES {}", pairs.join(", ")));
+            sql.push(format!("EXCHANGE TABLES {}{on}", pairs.join(", ")));
             // The old version's data now sits under the new version's names: give it its own.
             let renames: Vec<String> =
                 moves.iter().map(|(_, n, o)| format!("{} TO {}", qualified(db, n), qualified(db, o))).collect();
-            sql.push(format!("RENAME TABLE {}", renames.join(", ")));
+            sql.push(format!("RENAME TABLE {}{on}", renames.join(", ")));
         }
         SwapStrategy::Rename => {
             let renames: Vec<String> = moves
@@ -75,24 +94,21 @@ pub fn swap(live: &Plan, new: &Plan, old: &Plan, strategy: SwapStrategy) -> Vec<
                     ]
                 })
                 .collect();
-            sql.push(format!("RENAME TABLE {}", renames.join(", ")));
+            sql.push(format!("RENAME TABLE {}{on}", renames.join(", ")));
         }
     }
+    // On a cluster: the new version's distributed tables name local tables that moved away; the
+    // old version's data gets distributed tables of its own.
+    sql.extend(of_kind(new, ObjectKind::Distributed).map(|o| drop(new, o)));
+    sql.extend(of_kind(old, ObjectKind::Distributed).map(|o| o.create.clone()));
     // Materialized views of both versions go; the live ones are made again over the live names.
     for plan in [live, new] {
-        for o in plan.objects.iter().filter(|o| o.kind == ObjectKind::MaterializedView) {
-            sql.push(format!("DROP TABLE IF EXISTS {}", qualified(db, &o.name)));
-        }
+        sql.extend(of_kind(plan, ObjectKind::MaterializedView).map(|o| drop(plan, o)));
     }
-    sql.extend(live.objects.iter().filter(|o| o.kind == ObjectKind::MaterializedView).map(|o| o.create.clone()));
+    sql.extend(of_kind(live, ObjectKind::MaterializedView).map(|o| o.create.clone()));
     // The new version's own views would now read the old data: they go too (the live views read
     // the live names).
-    sql.extend(
-        new.objects
-            .iter()
-            .filter(|o| o.kind == ObjectKind::View)
-            .map(|o| format!("DROP TABLE IF EXISTS {}", qualified(db, &o.name))),
-    );
+    sql.extend(of_kind(new, ObjectKind::View).map(|o| drop(new, o)));
     sql
 }
 
@@ -100,12 +116,7 @@ pub fn swap(live: &Plan, new: &Plan, old: &Plan, strategy: SwapStrategy) -> Vec<
 /// new version) and `--drop-old` (the old one after a swap). `IF EXISTS` throughout, so running it
 /// again after an interruption finishes the job.
 pub fn drop_version(version: &Plan) -> Vec<String> {
-    version
-        .objects
-        .iter()
-        .rev()
-        .map(|o| format!("DROP TABLE IF EXISTS {}", qualified(&version.database, &o.name)))
-        .collect()
+    version.objects.iter().rev().map(|o| drop(version, o)).collect()
 }
 
 #[cfg(test)]

@@ -235,6 +235,7 @@ fn connections(out: &mut Text, inventory: &Inventory) {
     out.raw("# couchbase_bucket = \"default\"");
     out.raw("# clickhouse_url = \"http://127.0.0.1:8123\"");
     out.raw("# clickhouse_database = \"default\"");
+    out.raw("# clickhouse_cluster = \"sluice\"  # on a ClickHouse cluster: replicated, sharded tables");
     out.blank();
 }
 

@@ -20,6 +20,12 @@ impl Walker<'_> {
             valid_clickhouse_identifier,
             "a ClickHouse identifier (letters, digits, `_`)",
         );
+        let clickhouse_cluster = self.checked_string(
+            t,
+            "clickhouse_cluster",
+            valid_clickhouse_identifier,
+            "a cluster of the servers' <remote_servers> (letters, digits, `_`)",
+        );
         ConnectionDefaults {
             kafka_brokers,
             schema_registry_url,
@@ -27,6 +33,7 @@ impl Walker<'_> {
             couchbase_bucket,
             clickhouse_url,
             clickhouse_database,
+            clickhouse_cluster,
         }
     }
 

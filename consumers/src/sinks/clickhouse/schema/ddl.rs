@@ -31,14 +31,20 @@ pub(in crate::sinks::clickhouse) fn literal(text: &str) -> String {
     format!("'{}'", text.replace('\\', "\\\\").replace('\'', "\\'"))
 }
 
+/// `CREATE TABLE` (`on_cluster`: empty, or ` ON CLUSTER …`).
 pub(in crate::sinks::clickhouse) fn create_table(
     database: &str,
     name: &str,
+    on_cluster: &str,
     columns: &[Column],
     engine_clause: &str,
 ) -> String {
     let body: Vec<String> = columns.iter().map(|c| format!("    {}", c.ddl())).collect();
-    format!("CREATE TABLE IF NOT EXISTS {} (\n{}\n) {engine_clause}", qualified(database, name), body.join(",\n"))
+    format!(
+        "CREATE TABLE IF NOT EXISTS {}{on_cluster} (\n{}\n) {engine_clause}",
+        qualified(database, name),
+        body.join(",\n")
+    )
 }
 
 /// The columns every table of events starts with: the event's identity and time
@@ -80,7 +86,7 @@ fn events_table(database: &str, name: &str, l: Layout) -> Object {
     // (a session's timeline, a user's changes). `event_id` last makes the key unique per event,
     // so exactly a re-delivery collapses. Only envelope fields: the key of a re-delivered event
     // never depends on how this version of sluice derives a column.
-    let mut engine = "ENGINE = ReplacingMergeTree\nPARTITION BY toYYYYMM(occurred_at)\n\
+    let mut engine = "\nPARTITION BY toYYYYMM(occurred_at)\n\
                       ORDER BY (event_type, toDate(occurred_at), aggregate_id, event_id)"
         .to_owned();
     engine.push_str(&l.settings());
@@ -112,5 +118,5 @@ pub fn plan_named(database: &str, sink: &ClickHouseSink, layout: Layout, names: 
     for (base, state) in &sink.state {
         objects.extend(super::super::state::objects(database, base, state, names, layout));
     }
-    Ok(Plan { database: database.to_owned(), objects, notes })
+    Ok(Plan { database: database.to_owned(), objects, notes, cluster: None })
 }

@@ -104,7 +104,12 @@ pub fn additions(plan: &Plan, described: &[DescribedColumn]) -> Vec<(String, Str
         }
         for column in object.columns.iter().filter(|c| c.kind == ColumnKind::Stored && !have.contains(&c.name.as_str()))
         {
-            let sql = format!("ALTER TABLE {} ADD COLUMN {}", qualified(&plan.database, &object.name), column.ddl());
+            let sql = format!(
+                "ALTER TABLE {}{} ADD COLUMN {}",
+                qualified(&plan.database, &object.name),
+                plan.on_cluster(),
+                column.ddl()
+            );
             out.push((qualified(&plan.database, &object.name), column.name.clone(), sql));
         }
     }
@@ -116,10 +121,10 @@ pub fn check(plan: &Plan, engines: &BTreeMap<String, String>, described: &[Descr
     for object in &plan.objects {
         let Some(engine) = engines.get(&object.name) else { continue };
         let name = qualified(&plan.database, &object.name);
-        if engine != object.engine {
+        if *engine != object.engine {
             drift.push(Drift {
                 object: name,
-                problem: DriftProblem::Engine { expected: object.engine.to_owned(), found: engine.clone() },
+                problem: DriftProblem::Engine { expected: object.engine.clone(), found: engine.clone() },
             });
             continue;
         }
@@ -137,7 +142,7 @@ pub fn check(plan: &Plan, engines: &BTreeMap<String, String>, described: &[Descr
                 }),
                 // A view's columns are its query's: their kind is not the server's business.
                 Some(found)
-                    if object.kind == ObjectKind::Table
+                    if matches!(object.kind, ObjectKind::Table | ObjectKind::Distributed)
                         && ColumnKind::from_server(&found.default_kind) != Some(column.kind) =>
                 {
                     Some(DriftProblem::ColumnKind {

@@ -88,6 +88,9 @@ pub enum ObjectKind {
     MaterializedView,
     /// A plain view (a stored query).
     View,
+    /// A `Distributed` table over the local tables of a cluster's shards (only on a cluster,
+    /// see [`super::cluster`]).
+    Distributed,
 }
 
 impl fmt::Display for ObjectKind {
@@ -97,6 +100,7 @@ impl fmt::Display for ObjectKind {
             Self::Table => "table",
             Self::MaterializedView => "materialized view",
             Self::View => "view",
+            Self::Distributed => "distributed table",
         })
     }
 }
@@ -109,7 +113,7 @@ pub struct Object {
     /// Table, materialized view or view.
     pub kind: ObjectKind,
     /// The engine `system.tables` must report (`ReplacingMergeTree`, `View`, …).
-    pub engine: &'static str,
+    pub engine: String,
     /// The columns it must have (a view's: those of its query; none checked for a materialized
     /// view, whose target table is checked instead). Others may exist.
     pub columns: Vec<Column>,
@@ -118,47 +122,69 @@ pub struct Object {
     /// Columns it lacks are added online (`ALTER TABLE … ADD COLUMN`): a declared table whose
     /// event types gained a field. Other objects' drift is reported, never changed.
     pub evolves: bool,
+    /// What it is made of, for making it again on a cluster ([`super::cluster`]).
+    pub(in crate::sinks::clickhouse) spec: Spec,
+}
+
+/// What an object is made of, apart from its name and columns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(in crate::sinks::clickhouse) enum Spec {
+    /// A table: what follows its engine's name (`PARTITION BY …`, `ORDER BY …`, `SETTINGS …`).
+    Table { clause: String },
+    /// A `Distributed` table over `local` on every shard.
+    Distributed { local: String },
+    /// A materialized view: `select`, `FROM source`, then `rest`, written into `target`.
+    MaterializedView { target: String, select: String, source: String, rest: String },
+    /// A view of `query`.
+    View { query: String },
 }
 
 impl Object {
-    /// A table: `engine` as `system.tables` reports it, `clause` the DDL after the columns.
+    /// A table: `engine` as `system.tables` reports it, `clause` what follows the engine's name
+    /// in its DDL (`\nORDER BY …`).
     pub(in crate::sinks::clickhouse) fn table(
         database: &str,
         name: &str,
         columns: Vec<Column>,
-        engine: &'static str,
+        engine: &str,
         clause: &str,
     ) -> Self {
         Self {
             evolves: false,
             name: name.to_owned(),
             kind: ObjectKind::Table,
-            engine,
-            create: create_table(database, name, &columns, clause),
+            engine: engine.to_owned(),
+            create: create_table(database, name, "", &columns, &format!("ENGINE = {engine}{clause}")),
             columns,
+            spec: Spec::Table { clause: clause.to_owned() },
         }
     }
 
-    /// A materialized view writing what `query` selects into `target`. Its columns are its
+    /// A materialized view writing into `target` what `select` (the query up to its `FROM`)
+    /// selects from `source`, followed by `rest` (`WHERE …`, `GROUP BY …`). Its columns are its
     /// query's output types, which differ by server; what analysts read is its target, checked
     /// instead.
     pub(in crate::sinks::clickhouse) fn materialized_view(
         database: &str,
         name: &str,
         target: &str,
-        query: &str,
+        select: &str,
+        source: &str,
+        rest: &str,
     ) -> Self {
         Self {
             evolves: false,
             name: name.to_owned(),
             kind: ObjectKind::MaterializedView,
-            engine: "MaterializedView",
-            create: format!(
-                "CREATE MATERIALIZED VIEW IF NOT EXISTS {} TO {} AS\n{query}",
-                qualified(database, name),
-                qualified(database, target)
-            ),
+            engine: "MaterializedView".to_owned(),
+            create: create_materialized_view(database, name, "", target, select, source, rest),
             columns: Vec::new(),
+            spec: Spec::MaterializedView {
+                target: target.to_owned(),
+                select: select.to_owned(),
+                source: source.to_owned(),
+                rest: rest.to_owned(),
+            },
         }
     }
 
@@ -168,11 +194,35 @@ impl Object {
             evolves: false,
             name: name.to_owned(),
             kind: ObjectKind::View,
-            engine: "View",
-            create: format!("CREATE VIEW IF NOT EXISTS {} AS\n{query}", qualified(database, name)),
+            engine: "View".to_owned(),
+            create: create_view(database, name, "", query),
             columns,
+            spec: Spec::View { query: query.to_owned() },
         }
     }
+}
+
+/// `CREATE MATERIALIZED VIEW` (`on_cluster`: empty, or ` ON CLUSTER …`).
+pub(in crate::sinks::clickhouse) fn create_materialized_view(
+    database: &str,
+    name: &str,
+    on_cluster: &str,
+    target: &str,
+    select: &str,
+    source: &str,
+    rest: &str,
+) -> String {
+    format!(
+        "CREATE MATERIALIZED VIEW IF NOT EXISTS {}{on_cluster} TO {} AS\n{select}\nFROM {}{rest}",
+        qualified(database, name),
+        qualified(database, target),
+        qualified(database, source)
+    )
+}
+
+/// `CREATE VIEW` (`on_cluster`: empty, or ` ON CLUSTER …`).
+pub(in crate::sinks::clickhouse) fn create_view(database: &str, name: &str, on_cluster: &str, query: &str) -> String {
+    format!("CREATE VIEW IF NOT EXISTS {}{on_cluster} AS\n{query}", qualified(database, name))
 }
 
 /// The names of the objects a projection writes and analysts read.
@@ -214,6 +264,16 @@ pub struct Plan {
     pub objects: Vec<Object>,
     /// What of the declaration this server cannot have (for `migrate` to say).
     pub notes: Vec<String>,
+    /// The cluster every statement runs on (`ON CLUSTER`), or `None` on a single server.
+    pub cluster: Option<String>,
+}
+
+impl Plan {
+    /// ` ON CLUSTER \`name\`` on a cluster, else empty: what every DDL statement of the plan
+    /// carries after the object it names.
+    pub fn on_cluster(&self) -> String {
+        self.cluster.as_deref().map(|c| format!(" ON CLUSTER {}", quote(c))).unwrap_or_default()
+    }
 }
 
 /// Why a plan cannot be made.

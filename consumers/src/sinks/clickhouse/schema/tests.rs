@@ -12,16 +12,16 @@ use proptest::prelude::*;
 
 /// The analytics projection of the repository's topology: a raw table, a declared table, a
 /// rollup of it and a state table.
-fn sink() -> ClickHouseSink {
+pub(super) fn sink() -> ClickHouseSink {
     crate::sinks::clickhouse::declared::tests::repository_sink()
 }
 
-fn layout(major: u32) -> Layout {
+pub(super) fn layout(major: u32) -> Layout {
     Layout::of(&Capabilities::of(Version { major, minor: 9, patch: 1 }))
 }
 
 /// What a server that ran the plan would report.
-fn described(plan: &Plan) -> (BTreeMap<String, String>, Vec<DescribedColumn>) {
+pub(super) fn described(plan: &Plan) -> (BTreeMap<String, String>, Vec<DescribedColumn>) {
     let engines = plan.objects.iter().map(|o| (o.name.clone(), o.engine.to_owned())).collect();
     let columns = plan
         .objects
