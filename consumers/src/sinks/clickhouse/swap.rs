@@ -196,6 +196,43 @@ mod tests {
     }
 
     #[test]
+    fn on_a_cluster_the_local_tables_move_on_every_server_and_each_version_keeps_distributed_tables() {
+        let (live, new, old) = plans(18);
+        let on = |p: Plan| super::super::schema::on_cluster(p, "c1");
+        let (live, new, old) = (on(live), on(new), on(old));
+        let sql = swap(&live, &new, &old, SwapStrategy::Rename);
+        assert!(
+            sql[0].starts_with(
+                "RENAME TABLE `db`.`events_local` TO `db`.`events__v1_local`, \
+                 `db`.`events__v2_local` TO `db`.`events_local`, "
+            ),
+            "{}",
+            sql[0]
+        );
+        assert!(
+            sql[0]
+                .ends_with("`db`.`users_current_state__v2_local` TO `db`.`users_current_state_local` ON CLUSTER `c1`")
+        );
+        // The distributed tables are not renamed: the live ones name the live local tables.
+        assert!(!sql[0].contains("`db`.`events` "), "{}", sql[0]);
+        let distributed = 5;
+        assert_eq!(sql[1], "DROP TABLE IF EXISTS `db`.`events__v2` ON CLUSTER `c1`");
+        assert!(
+            sql[1 + distributed].starts_with(
+                "CREATE TABLE IF NOT EXISTS `db`.`events__v1` ON CLUSTER `c1` AS `db`.`events__v1_local`\n\
+             ENGINE = Distributed('c1', 'db', 'events__v1_local', cityHash64(aggregate_id))"
+            ),
+            "{}",
+            sql[1 + distributed]
+        );
+        let rest = &sql[1 + 2 * distributed..];
+        assert_eq!(rest[0], "DROP TABLE IF EXISTS `db`.`daily_engagement_mv` ON CLUSTER `c1`");
+        assert!(rest[4].contains("TO `db`.`daily_engagement_by_event_local`"), "{}", rest[4]);
+        assert!(rest.iter().all(|s| s.contains(" ON CLUSTER `c1`")));
+        assert_eq!(rest.len(), 4 + 2 + 2);
+    }
+
+    #[test]
     fn dropping_a_version_removes_dependents_first_and_never_the_live_names() {
         let (live, new, _) = plans(26);
         let sql = drop_version(&new);
