@@ -130,10 +130,6 @@ async fn couchbase_projection_survives_crashes_duplicates_and_poison() {
     assert!(out.contains(&format!("consumed {}, projected {}, dead-lettered 3", 2 * n + 4, 2 * n + 1)), "{out}");
 }
 
-fn day_of(ms: i64) -> i64 {
-    ms.div_euclid(86_400_000)
-}
-
 /// The whole pipeline into ClickHouse at `url`: the analyst queries equal the model, after a
 /// crash between write and commit and with every event published twice.
 async fn analytics_end_to_end(url: &str) {
@@ -168,41 +164,7 @@ async fn analytics_end_to_end(url: &str) {
     let ch = sluice_consumers::sinks::clickhouse::ClickHouse::connect(&conn).await.expect("clickhouse");
     let client = ch.client.clone().with_database(&database);
 
-    let by_type: Vec<(String, u64)> = client
-        .query(&format!(
-            "SELECT event_type, toUInt64(count()) FROM events_{sfx} FINAL GROUP BY event_type ORDER BY event_type"
-        ))
-        .fetch_all()
-        .await
-        .expect("events by type");
-    let expected: Vec<(String, u64)> = model.by_type.iter().map(|(k, v)| (k.clone(), *v)).collect();
-    assert_eq!(by_type, expected, "every event once, whatever was re-delivered");
-
-    let daily: Vec<(i64, String, u64, u64, u64, i64)> = client
-        .query(
-            "SELECT toInt64(toUInt32(day)), user_id, toUInt64(page_views), toUInt64(clicks), toUInt64(purchases), \
-             toInt64(revenue_cents) FROM daily_engagement ORDER BY day, user_id",
-        )
-        .fetch_all()
-        .await
-        .expect("daily engagement");
-    let expected: Vec<(i64, String, u64, u64, u64, i64)> =
-        model.daily.iter().map(|((d, u), (pv, c, p, r))| (day_of(*d), u.clone(), *pv, *c, *p, *r)).collect();
-    assert_eq!(daily, expected, "the rollup counts each event once");
-
-    let users: Vec<(String, String, u8)> = client
-        .query(&format!("SELECT user_id, email, toUInt8(is_deleted) FROM users_current_{sfx} ORDER BY user_id"))
-        .fetch_all()
-        .await
-        .expect("users_current");
-    let mut expected: Vec<(String, String, u8)> = model
-        .users
-        .iter()
-        .map(|(u, d)| (u.clone(), d["email"].as_str().unwrap_or_default().to_owned(), 0))
-        .chain(model.erased.iter().map(|u| (u.clone(), String::new(), 1)))
-        .collect();
-    expected.sort();
-    assert_eq!(users, expected, "the latest e-mail of each user; erased users flagged and blanked");
+    assert_analysts_see_the_model(&client, &sfx, &model).await;
 
     let (status, out) = w.terminate();
     assert!(status.success(), "clean shutdown: {status}\n{out}");

@@ -16,6 +16,9 @@ use sluice_consumers::sinks::couchbase::{Couchbase, Error as CbError};
 use sluice_tests::domain::Model;
 use sluice_tests::{connections, unique};
 
+pub mod analytics;
+pub use analytics::assert_analysts_see_the_model;
+
 /// The binary under test, on `topology`.
 pub fn sluice(topology: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_sluice"));
