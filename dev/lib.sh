@@ -32,10 +32,11 @@ die() { printf '[dev] error: %s\n' "$*" >&2; exit 1; }
 pid_file() { echo "$RUN_DIR/$1.pid"; }
 
 # pid_alive PID : 0 when PID is a live process that start_bg started. Not `kill -0`, which also
-# succeeds on a zombie: this machine's PID 1 never reaps orphans, so a service killed with SIGKILL
-# (or crashed) stays a zombie for good, and `kill -0` kept calling it running (dev/up then waited
-# for its health and gave up). Also false for a pid reused by another process: start_bg makes each
-# service a session leader (setsid), so its session id is its pid.
+# succeeds on a zombie: a service is an orphan of PID 1 once dev/up exits, and this machine's PID 1
+# (a VM agent, not an init) reaps orphans only every second or so. Right after a SIGKILL `dev/up`
+# saw the zombie as running, waited for its health, saw it vanish and died with its message sent
+# to /dev/null: exit 1, no output, service down. Also false for a pid reused by another process:
+# start_bg makes each service a session leader (setsid), so its session id is its pid.
 pid_alive() {
   local stat state sid
   [[ ${1:-} =~ ^[0-9]+$ ]] || return 1
@@ -59,7 +60,7 @@ stopped_why() {
   state="$(sed -n 's/.*) \([A-Z]\).*/\1/p' "/proc/$pid/stat" 2>/dev/null || true)"
   case "$state" in
     "") echo "pid $pid is gone" ;;
-    Z|X) echo "pid $pid is dead (a zombie nobody reaps)" ;;
+    Z|X) echo "pid $pid is dead (a zombie not reaped yet)" ;;
     *) echo "pid $pid now belongs to another process ($(cat "/proc/$pid/comm" 2>/dev/null))" ;;
   esac
 }
