@@ -335,6 +335,10 @@ cluster_node_kill() {
     if ! is_running "$svc"; then log "cluster: $n is not running"; continue; fi
     pid="$(cat "$(pid_file "$svc")")"
     kill -KILL -- -"$pid" 2>/dev/null || kill -KILL "$pid"
+    # The kernel tears the process down asynchronously (a big JVM takes a moment): return once it
+    # is dead (a zombie counts), so a `start` right after does not find it still "running".
+    for _ in $(seq 1 100); do pid_alive "$pid" || break; sleep 0.1; done
+    pid_alive "$pid" && die "cluster: $n (pid $pid) still alive 10s after SIGKILL"
     log "cluster: $n killed (SIGKILL, pid $pid)"
   done
 }
