@@ -26,10 +26,10 @@
 #   SLUICE_DEV_CLUSTER_CLICKHOUSE_INTERSERVER_PORT (29011)  replica fetches: 29011..29014
 # Fixed, never replaced by a free one: every node's config lists the others' ports.
 #
-# State: $DEV_DIR/cluster/<node>/ (rendered config + data; the ClickHouse data in RAM like the
-# single-node servers', see ram_data_dir), pid $RUN_DIR/cluster-<node>.pid, log
-# $LOG_DIR/cluster-<node>.log. Every pid/health/stop goes through lib.sh (pid_alive, wait_for,
-# stop_service), the same code as the single-node services.
+# State: $DEV_DIR/cluster/<node>/ (rendered config + data; ClickHouse's and ZooKeeper's data in
+# RAM like the single-node ClickHouse servers', see ram_data_dir), pid
+# $RUN_DIR/cluster-<node>.pid, log $LOG_DIR/cluster-<node>.log. Every pid/health/stop goes through
+# lib.sh (pid_alive, wait_for, stop_service), the same code as the single-node services.
 
 # shellcheck source=dev/services/kafka.sh
 source "$ROOT/dev/services/kafka.sh"
@@ -94,7 +94,10 @@ cluster_install() {
 
 _cl_zookeeper_launch() {
   local home="$CLUSTER_HOME/zookeeper"
-  mkdir -p "$home/data"
+  # In RAM like the ClickHouse servers' data: it holds their replicas' metadata, so both have to
+  # go together (after a reboot a replica's table is gone but ZooKeeper would still list it, and
+  # re-creating the table would fail with "Replica ... already exists").
+  ram_data_dir cluster/zookeeper >/dev/null
   # Rewritten on every start (port changes apply). No admin server (it wants 0.0.0.0:8080); srvr
   # for the health check; snapshots/logs purged hourly so a long-lived rig does not grow.
   cat > "$home/zoo.cfg" <<EOF
@@ -371,9 +374,10 @@ cluster_down() {
 # Data of every node (installed software stays), RAM directories included.
 cluster_purge() {
   local n ram
-  for n in "${CLUSTER_CLICKHOUSE[@]}"; do
+  for n in zookeeper "${CLUSTER_CLICKHOUSE[@]}"; do
     if [[ -L "$CLUSTER_HOME/$n/data" ]]; then
       ram="$(readlink -f "$CLUSTER_HOME/$n/data")"; rm -rf "$ram"
+      rmdir --ignore-fail-on-non-empty "$(dirname "$ram")" 2>/dev/null || true
     fi
   done
   rm -rf "${CLUSTER_HOME:?}"
