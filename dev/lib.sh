@@ -31,10 +31,38 @@ die() { printf '[dev] error: %s\n' "$*" >&2; exit 1; }
 
 pid_file() { echo "$RUN_DIR/$1.pid"; }
 
-# 0 when the process recorded for service $1 is alive.
+# pid_alive PID : 0 when PID is a live process that start_bg started. Not `kill -0`, which also
+# succeeds on a zombie: a service is an orphan of PID 1 once dev/up exits, and this machine's PID 1
+# (a VM agent, not an init) reaps orphans only every second or so. Right after a SIGKILL `dev/up`
+# saw the zombie as running, waited for its health, saw it vanish and died with its message sent
+# to /dev/null: exit 1, no output, service down. Also false for a pid reused by another process:
+# start_bg makes each service a session leader (setsid), so its session id is its pid.
+pid_alive() {
+  local stat state sid
+  [[ ${1:-} =~ ^[0-9]+$ ]] || return 1
+  stat="$(cat "/proc/$1/stat" 2>/dev/null)" || return 1
+  # Fields after the command name (which may hold spaces): state ppid pgrp session ...
+  read -r state _ _ sid _ <<<"${stat##*) }"
+  [[ $state != [ZX] && $sid == "$1" ]]
+}
+
+# 0 when the process recorded for service $1 is alive (see pid_alive).
 is_running() {
   local f; f="$(pid_file "$1")"
-  [[ -f "$f" ]] && kill -0 "$(cat "$f")" 2>/dev/null
+  [[ -f "$f" ]] && pid_alive "$(cat "$f")"
+}
+
+# Why service $1 counts as stopped, for messages: no pid file, a dead pid, a zombie or a reused pid.
+stopped_why() {
+  local f pid state; f="$(pid_file "$1")"
+  [[ -f "$f" ]] || { echo "no pid file $f"; return; }
+  pid="$(cat "$f")"
+  state="$(sed -n 's/.*) \([A-Z]\).*/\1/p' "/proc/$pid/stat" 2>/dev/null || true)"
+  case "$state" in
+    "") echo "pid $pid is gone" ;;
+    Z|X) echo "pid $pid is dead (a zombie not reaped yet)" ;;
+    *) echo "pid $pid now belongs to another process ($(cat "/proc/$pid/comm" 2>/dev/null))" ;;
+  esac
 }
 
 # start_bg SVC CMD... : run CMD detached in its own session, stdout+stderr to the service log.
@@ -50,20 +78,58 @@ start_bg() {
   echo $! > "$(pid_file "$svc")"
 }
 
-# wait_for SVC SECONDS : poll <svc>_health until it answers or the deadline passes; fail with the
-# tail of the service's log so the reason is on screen.
-wait_for() {
-  local svc="$1" secs="$2" i
+# await_health SVC SECONDS [CMD...] : poll CMD (default <svc>_health) until it answers (0), or
+# the process is gone or the deadline passes (1, the reason in $HEALTH_WHY). Never exits.
+HEALTH_WHY=""
+await_health() {
+  local svc="$1" secs="$2" i; shift 2
+  [[ $# -gt 0 ]] || set -- "${svc}_health"
   for ((i = 0; i < secs * 2; i++)); do
-    if "${svc}_health" >/dev/null 2>&1; then return 0; fi
+    if "$@" >/dev/null 2>&1; then HEALTH_WHY=""; return 0; fi
     if ! is_running "$svc"; then
-      tail -n 40 "$LOG_DIR/$svc.log" >&2 || true
-      die "$svc exited during start-up (log: $LOG_DIR/$svc.log)"
+      HEALTH_WHY="$svc exited during start-up ($(stopped_why "$svc"))"
+      return 1
     fi
     sleep 0.5
   done
-  tail -n 40 "$LOG_DIR/$svc.log" >&2 || true
-  die "$svc did not become healthy within ${secs}s (log: $LOG_DIR/$svc.log)"
+  HEALTH_WHY="$svc did not become healthy within ${secs}s"
+  return 1
+}
+
+# wait_for SVC SECONDS [CMD...] : await_health, failing with the reason and the tail of the
+# service's log so it is on screen.
+wait_for() {
+  await_health "$@" && return 0
+  tail -n 40 "$LOG_DIR/$1.log" >&2 || true
+  die "$HEALTH_WHY (log: $LOG_DIR/$1.log)"
+}
+
+# stop_service SVC GRACE [SVC GRACE ...] : SIGTERM to the process group of each service (dev/up
+# starts each in its own session, so its pid is the group: helper processes go too), all at
+# once, then wait up to its GRACE seconds for each and SIGKILL what is left. Removes the pid and
+# env files. Logs what it did; quiet for services that were not running.
+stop_service() {
+  local -a svcs=() graces=() pids=()
+  local i svc pid
+  while [[ $# -ge 2 ]]; do svcs+=("$1"); graces+=("$2"); shift 2; done
+  for i in "${!svcs[@]}"; do
+    svc="${svcs[i]}"; pids[i]=""
+    is_running "$svc" || continue
+    pids[i]="$(cat "$(pid_file "$svc")")"
+    kill -TERM -- -"${pids[i]}" 2>/dev/null || kill -TERM "${pids[i]}" 2>/dev/null || true
+  done
+  for i in "${!svcs[@]}"; do
+    svc="${svcs[i]}"; pid="${pids[i]}"
+    if [[ -n $pid ]]; then
+      for _ in $(seq 1 $((graces[i] * 4))); do pid_alive "$pid" || break; sleep 0.25; done
+      if pid_alive "$pid"; then
+        log "$svc (pid $pid) ignored SIGTERM for ${graces[i]}s; sending SIGKILL"
+        kill -KILL -- -"$pid" 2>/dev/null || true
+      fi
+      log "$svc stopped (pid $pid)"
+    fi
+    rm -f "$(pid_file "$svc")" "$RUN_DIR/$svc.env"
+  done
 }
 
 # apt_install PKG... : install Debian packages that are missing (runs `apt-get update` once).
