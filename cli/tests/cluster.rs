@@ -35,12 +35,8 @@ fn cluster_env() -> Env {
 
 /// The HTTP URLs of the ClickHouse servers, by shard: `[[s1r1, s1r2], [s2r1, s2r2]]`.
 fn shards(env: &Env) -> Vec<Vec<String>> {
-    let urls: Vec<String> = env
-        .get("SLUICE_DEV_CLUSTER_CLICKHOUSE_URLS")
-        .unwrap_or_default()
-        .split(',')
-        .map(str::to_owned)
-        .collect();
+    let urls: Vec<String> =
+        env.get("SLUICE_DEV_CLUSTER_CLICKHOUSE_URLS").unwrap_or_default().split(',').map(str::to_owned).collect();
     urls.chunks(2).map(<[String]>::to_vec).collect()
 }
 
@@ -137,7 +133,8 @@ async fn analytics_on_a_sharded_replicated_cluster_equal_the_model_through_fault
     let out = run_ok(sluice(&topology).args(["clickhouse", "migrate"]));
     assert!(String::from_utf8_lossy(&out.stdout).contains("0 created"), "a second migrate changes nothing");
     for url in shards.iter().flatten() {
-        let objects = count(url, &database, "SELECT count() FROM system.tables WHERE database = currentDatabase()").await;
+        let objects =
+            count(url, &database, "SELECT count() FROM system.tables WHERE database = currentDatabase()").await;
         assert_eq!(objects, 14, "every server has every object ({url})");
     }
 
@@ -168,9 +165,20 @@ async fn analytics_on_a_sharded_replicated_cluster_equal_the_model_through_fault
 
     let (status, out) = w.terminate();
     assert!(status.success(), "clean shutdown: {status}\n{out}");
+    let cluster = conn.cluster.unwrap_or_default();
     client(&shards[0][0], "default")
-        .query(&format!("DROP DATABASE IF EXISTS {database} ON CLUSTER {}", conn.cluster.unwrap_or_default()))
+        .query(&format!("DROP DATABASE IF EXISTS {database} ON CLUSTER {cluster}"))
         .execute()
         .await
         .expect("drop database");
+}
+
+/// A blue/green rebuild on the cluster while events flow: the local tables swap on every server,
+/// readers of the `Distributed` tables never fail nor see fewer events, the old version is
+/// dropped everywhere on request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebuild_swaps_every_shard_while_events_flow() {
+    let env = cluster_env();
+    let (url, cluster) = (shards(&env)[0][0].clone(), env.get("SLUICE_CLICKHOUSE_CLUSTER"));
+    clickhouse_rebuild(&url, "Rename", cluster.as_deref()).await;
 }

@@ -15,7 +15,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Output, Stdio};
+use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -30,15 +30,6 @@ use sluice_tests::{connections, fresh_topology, unique, within};
 
 mod common;
 use common::*;
-
-fn text(out: &Output) -> String {
-    format!(
-        "status {}\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
 
 /// A fresh topology whose user_state projection writes to its own named collection (so its old
 /// version can be dropped) with batches of `batch` events.
@@ -121,20 +112,6 @@ async fn await_docs(cb: &Couchbase, projection: &str, fallback: &str, model: &Mo
 
 async fn collection_exists(cb: &Couchbase, name: &str) -> bool {
     Couchbase::collection_exists(&cb.bucket, "_default", name).await.expect("list collections")
-}
-
-fn publish(topology: &Path, name: &str, events: &[&Value]) {
-    let dir = topology.parent().expect("dir");
-    run_ok(sluice(topology).args(["publish", "--file"]).arg(write_jsonl(dir, name, events)));
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn setup(topology: &Path) {
-    run_ok(sluice(topology).args(["topics", "apply"]));
-    run_ok(sluice(topology).args(["schemas", "register"]));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -344,156 +321,13 @@ async fn rebuilding_one_key_restores_a_corrupted_document_and_touches_no_other()
     assert!(printed.contains(&format!("applied {victim_events},")), "{printed}");
 }
 
-/// The last lines of the log of the `sluice work` started by [`WorkerProcess::start`].
-fn live_log(topology: &std::path::Path, projection: &str) -> String {
-    let log = std::fs::read_to_string(topology.with_file_name(format!("{projection}.log"))).unwrap_or_default();
-    let lines: Vec<&str> = log.lines().collect();
-    lines[lines.len().saturating_sub(40)..].join("\n")
-}
-
-/// Analytics rebuilt while events flow on the ClickHouse at `url`; readers never fail nor see
-/// fewer events than before; the tables are swapped; the old ones dropped on request.
-async fn clickhouse_rebuild(url: &str, swap: &str) {
-    let sfx = unique("rbch");
-    let topology = fresh_topology(&sfx);
-    let dir = topology.parent().expect("dir").to_path_buf();
-    let database = format!("db_{sfx}");
-    std::fs::write(
-        dir.join("clickhouse.env"),
-        format!("SLUICE_CLICKHOUSE_URL={url}\nSLUICE_CLICKHOUSE_DATABASE={database}\n"),
-    )
-    .expect("clickhouse.env");
-    let projection = format!("analytics_{sfx}");
-    setup(&topology);
-    run_ok(sluice(&topology).args(["clickhouse", "migrate"]));
-    let (events, model) = generate(40, 3, &uuid_hex8(), &format!("{sfx}-"));
-    let all: Vec<&Value> = events.iter().collect();
-    let (wave1, rest) = all.split_at(all.len() / 2);
-    let (wave2, wave3) = rest.split_at(rest.len() / 2);
-    publish(&topology, "wave1.jsonl", wave1);
-    let out = run_ok(sluice(&topology).args(["work", "--projection", &projection, "--exit-at-end"]));
-    assert!(stdout(&out).contains("consumed"), "{}", text(&out));
-    let mut live = WorkerProcess::start(&topology, &projection, None);
-
-    let conn = sluice_core::connections::ClickHouseConnection {
-        url: url.to_owned(),
-        user: None,
-        password: None,
-        database: database.clone(),
-        cluster: None,
-    };
-    let ch = sluice_consumers::sinks::clickhouse::ClickHouse::connect(&conn).await.expect("clickhouse");
-    let client = ch.client.clone().with_database(&database);
-    let count_sql = format!("SELECT toUInt64(uniqExact(event_id)) FROM events_{sfx}");
-    let floor: u64 = client.query(&count_sql).fetch_one().await.expect("count");
-    assert_eq!(floor, wave1.len() as u64);
-    let stop = Arc::new(AtomicBool::new(false));
-    let reader = {
-        let (stop, client, sql) = (stop.clone(), client.clone(), count_sql.clone());
-        tokio::spawn(async move {
-            let mut reads = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                let n: u64 = client.query(&sql).fetch_one().await.expect("a reader never fails during the swap");
-                assert!(n >= floor, "a reader saw {n} events, fewer than the {floor} before the rebuild");
-                reads += 1;
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            reads
-        })
-    };
-    let rebuild = sluice(&topology)
-        .args(["rebuild", "--projection", &projection])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn rebuild");
-    publish(&topology, "wave2.jsonl", wave2);
-    let out = rebuild.wait_with_output().expect("rebuild");
-    assert!(out.status.success(), "{}", text(&out));
-    let printed = stdout(&out);
-    println!("{printed}");
-    assert!(printed.contains(&format!("swap ({swap})")), "{printed}");
-    assert!(printed.contains("skipped as duplicates n/a"), "{printed}");
-    // After the swap the live worker writes into the new tables.
-    publish(&topology, "wave3.jsonl", wave3);
-    let total: u64 = model.by_type.values().sum();
-    let start = Instant::now();
-    loop {
-        let n: u64 = client.query(&count_sql).fetch_one().await.expect("count");
-        if n == total {
-            break;
-        }
-        // The swap must not stop the live worker (it once did: an insert between two renames
-        // found no table).
-        if let Some(status) = live.0.try_wait().expect("try_wait") {
-            panic!(
-                "the live worker exited ({status}) with {n} of {total} events:\n{}",
-                live_log(&topology, &projection)
-            );
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(90),
-            "{n} of {total} events after the swap; the live worker's log:\n{}",
-            live_log(&topology, &projection)
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    stop.store(true, Ordering::Relaxed);
-    assert!(reader.await.expect("reader") > 0);
-
-    let by_type: Vec<(String, u64)> = client
-        .query(&format!(
-            "SELECT event_type, toUInt64(count()) FROM events_{sfx} FINAL GROUP BY event_type ORDER BY event_type"
-        ))
-        .fetch_all()
-        .await
-        .expect("events by type");
-    assert_eq!(by_type, model.by_type.iter().map(|(k, v)| (k.clone(), *v)).collect::<Vec<_>>());
-    let daily: Vec<(String, u64, u64, u64, i64)> = client
-        .query("SELECT user_id, toUInt64(page_views), toUInt64(clicks), toUInt64(purchases), toInt64(revenue_cents) FROM daily_engagement ORDER BY day, user_id")
-        .fetch_all()
-        .await
-        .expect("daily");
-    let expected: Vec<(String, u64, u64, u64, i64)> =
-        model.daily.iter().map(|((_, u), (pv, c, p, r))| (u.clone(), *pv, *c, *p, *r)).collect();
-    assert_eq!(daily, expected, "the rollup of the new version counts every event once");
-    let users: Vec<(String, String)> = client
-        .query(&format!("SELECT user_id, email FROM users_current_{sfx} WHERE is_deleted = 0 ORDER BY user_id"))
-        .fetch_all()
-        .await
-        .expect("users_current");
-    let expected: Vec<(String, String)> =
-        model.users.iter().map(|(u, d)| (u.clone(), d["email"].as_str().unwrap_or_default().to_owned())).collect();
-    assert_eq!(users, expected);
-
-    let tables = |client: clickhouse::Client, database: String| async move {
-        client
-            .query("SELECT name FROM system.tables WHERE database = ? ORDER BY name")
-            .bind(database)
-            .fetch_all::<String>()
-            .await
-            .expect("tables")
-    };
-    let before_drop = tables(client.clone(), database.clone()).await;
-    assert!(before_drop.contains(&format!("events_{sfx}__v1")), "the old version is kept: {before_drop:?}");
-    assert!(!before_drop.iter().any(|t| t.ends_with("__v2")), "{before_drop:?}");
-    run_ok(sluice(&topology).args(["rebuild", "--projection", &projection, "--drop-old"]));
-    let after_drop = tables(client.clone(), database.clone()).await;
-    assert!(!after_drop.iter().any(|t| t.ends_with("__v1")), "{after_drop:?}");
-    let n: u64 = client.query(&count_sql).fetch_one().await.expect("count");
-    assert_eq!(n, total, "dropping the old version leaves the live one");
-    let (status, out) = live.terminate();
-    assert!(status.success(), "{out}");
-    client.query(&format!("DROP DATABASE IF EXISTS {database}")).execute().await.expect("drop database");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clickhouse_rebuild_on_the_modern_engine() {
-    clickhouse_rebuild(&connections().clickhouse.url, "Exchange").await;
+    clickhouse_rebuild(&connections().clickhouse.url, "Exchange", None).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clickhouse_rebuild_on_clickhouse_18() {
     let url = connections().clickhouse_compat.expect("SLUICE_CLICKHOUSE_COMPAT_URL: start the rig with dev/up").url;
-    clickhouse_rebuild(&url, "Rename").await;
+    clickhouse_rebuild(&url, "Rename", None).await;
 }

@@ -14,6 +14,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use crate::retry::{is_transient_kafka, retry_blocking};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -131,7 +132,13 @@ fn list_offsets(
 }
 
 /// Watermarks and the group's committed offset of every source partition.
+/// Retried through transient errors (a leader moving after a broker restart).
 fn read_offsets(c: &BaseConsumer, group: &str, sources: &[String]) -> Result<Vec<PartitionOffsets>, ReplayError> {
+    let transient = |e: &ReplayError| matches!(e, ReplayError::Kafka { source, .. } if is_transient_kafka(source));
+    retry_blocking(transient, || read_offsets_once(c, group, sources))
+}
+
+fn read_offsets_once(c: &BaseConsumer, group: &str, sources: &[String]) -> Result<Vec<PartitionOffsets>, ReplayError> {
     let mut all = Vec::new();
     for topic in sources {
         all.extend(partitions(c, topic)?.into_iter().map(|p| (topic.clone(), p)));

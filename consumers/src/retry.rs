@@ -1,9 +1,11 @@
 //! Waiting between attempts, shared by the worker and the re-projection runner: exponential
-//! backoff with jitter, and a sleep that a cancellation token cuts short.
+//! backoff with jitter, a sleep that a cancellation token cuts short, and the retry of a blocking
+//! Kafka request through a moment of trouble (a leader moving after a broker restart).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rand::Rng;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use tokio_util::sync::CancellationToken;
 
 /// Exponential backoff with "equal jitter", capped at 30 s: a random wait between half the
@@ -20,5 +22,86 @@ pub(crate) async fn sleep_or_cancel(d: Duration, shutdown: &CancellationToken) -
     tokio::select! {
         () = shutdown.cancelled() => false,
         () = tokio::time::sleep(d) => true,
+    }
+}
+
+/// How long a blocking Kafka request is retried through transient errors: a partition's
+/// leadership moves within the brokers' session timeout (9 s by default) after a broker dies.
+const TRANSIENT_DEADLINE: Duration = Duration::from_secs(30);
+
+/// Whether a Kafka error is one that a moment fixes: a partition's leader moving or not elected
+/// yet (a broker restarted), a coordinator loading, a broker unreachable or a request timing out.
+pub(crate) fn is_transient_kafka(error: &KafkaError) -> bool {
+    use RDKafkaErrorCode as C;
+    matches!(
+        error.rdkafka_error_code(),
+        Some(
+            C::NotLeaderForPartition
+                | C::LeaderNotAvailable
+                | C::ReplicaNotAvailable
+                | C::FencedLeaderEpoch
+                | C::UnknownLeaderEpoch
+                | C::NotCoordinator
+                | C::CoordinatorNotAvailable
+                | C::CoordinatorLoadInProgress
+                | C::BrokerNotAvailable
+                | C::NetworkException
+                | C::RequestTimedOut
+                | C::OperationTimedOut
+                | C::BrokerTransportFailure
+                | C::AllBrokersDown
+        )
+    )
+}
+
+/// Runs the blocking `attempt` until it succeeds, fails with an error `transient` refuses, or
+/// has failed for [`TRANSIENT_DEADLINE`]; waits [`backoff`] between attempts. Returns the last
+/// result.
+pub(crate) fn retry_blocking<T, E>(
+    transient: impl Fn(&E) -> bool,
+    mut attempt: impl FnMut() -> Result<T, E>,
+) -> Result<T, E> {
+    let start = Instant::now();
+    let mut n = 0;
+    loop {
+        match attempt() {
+            Err(e) if transient(&e) && start.elapsed() < TRANSIENT_DEADLINE => {
+                std::thread::sleep(backoff(n));
+                n += 1;
+            }
+            done => return done,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_moving_leader_is_waited_out_and_a_missing_topic_is_not() {
+        let e = |code| KafkaError::MetadataFetch(code);
+        assert!(is_transient_kafka(&e(RDKafkaErrorCode::NotLeaderForPartition)));
+        assert!(is_transient_kafka(&e(RDKafkaErrorCode::LeaderNotAvailable)));
+        assert!(!is_transient_kafka(&e(RDKafkaErrorCode::UnknownTopicOrPartition)));
+        assert!(!is_transient_kafka(&e(RDKafkaErrorCode::TopicAuthorizationFailed)));
+
+        let mut failures = 2;
+        let result = retry_blocking(is_transient_kafka, || {
+            if failures == 0 {
+                return Ok(7);
+            }
+            failures -= 1;
+            Err(e(RDKafkaErrorCode::NotLeaderForPartition))
+        });
+        assert_eq!((result.ok(), failures), (Some(7), 0), "retried until it succeeded");
+
+        let mut attempts = 0;
+        let result: Result<(), _> = retry_blocking(is_transient_kafka, || {
+            attempts += 1;
+            Err(e(RDKafkaErrorCode::UnknownTopicOrPartition))
+        });
+        assert!(result.is_err());
+        assert_eq!(attempts, 1, "a lasting error is returned at once");
     }
 }

@@ -1,6 +1,6 @@
 //! Helpers shared by the end-to-end tests of the `sluice` binary (each `cli/tests/*.rs` file is
 //! its own test crate; not every one uses every helper).
-#![allow(dead_code, unreachable_pub)]
+#![allow(dead_code, unreachable_pub, unused_imports)]
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -17,7 +17,9 @@ use sluice_tests::domain::Model;
 use sluice_tests::{connections, unique};
 
 pub mod analytics;
+pub mod clickhouse_rebuild;
 pub use analytics::assert_analysts_see_the_model;
+pub use clickhouse_rebuild::{clickhouse_rebuild, live_log, publish, setup, stdout, text};
 
 /// The binary under test, on `topology`.
 pub fn sluice(topology: &Path) -> Command {

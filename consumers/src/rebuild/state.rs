@@ -19,6 +19,7 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 use sluice_core::rebuild::RebuildState;
 
 use super::RebuildError;
+use crate::retry::{is_transient_kafka, retry_blocking};
 
 /// The topic of rebuild states.
 pub const STATE_TOPIC: &str = "sluice.rebuilds";
@@ -32,7 +33,8 @@ fn kafka(what: &'static str) -> impl FnOnce(rdkafka::error::KafkaError) -> Rebui
 /// The stored state of `projection`'s last rebuild; `None` when it was never rebuilt.
 pub async fn load(brokers: &str, projection: &str) -> Result<Option<RebuildState>, RebuildError> {
     let (brokers, projection) = (brokers.to_owned(), projection.to_owned());
-    tokio::task::spawn_blocking(move || load_blocking(&brokers, &projection))
+    let transient = |e: &RebuildError| matches!(e, RebuildError::Kafka { source, .. } if is_transient_kafka(source));
+    tokio::task::spawn_blocking(move || retry_blocking(transient, || load_blocking(&brokers, &projection)))
         .await
         .map_err(|e| RebuildError::Task(e.to_string()))?
 }
