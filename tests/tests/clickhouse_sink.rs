@@ -674,8 +674,11 @@ async fn errors_are_classified(conn: &ClickHouseConnection) {
             other => panic!("expected a configuration error, got {other:?}"),
         }
         // No server at all: transient, the worker retries.
-        let gone =
-            ClickHouse { client: ch.client.clone().with_url("http://127.0.0.1:9"), capabilities: ch.capabilities };
+        let gone = ClickHouse {
+            client: ch.client.clone().with_url("http://127.0.0.1:9"),
+            capabilities: ch.capabilities,
+            cluster: None,
+        };
         let unreachable = ClickHouseProjection::new(gone, "default", &projection(&db)).expect("projection");
         match within("write", 60, unreachable.write(&batch)).await {
             Err(SinkError::Transient(_)) => {}
