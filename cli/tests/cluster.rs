@@ -3,8 +3,10 @@
 //! Run with `SLUICE_ENV_FILE=.dev/cluster.env`, as `dev/test` does; against any other rig these
 //! tests fail and say so.
 //!
-//! Faults while events flow: a ClickHouse replica stopped and brought back, the leader of a busy
-//! partition SIGKILLed and brought back, a worker crashed between its write and its commit.
+//! Faults while events flow: the ClickHouse server the worker writes to stopped and brought back
+//! (the worker goes on through the next server it knows, the shard through its other replica),
+//! the leader of a busy partition SIGKILLed and brought back, a worker crashed between its write
+//! and its commit.
 //! Afterwards the `Distributed` tables (read `FINAL`), the rollup and the state table equal a
 //! model of the published events — none lost, none visible twice — from any server, and the two
 //! replicas of each shard hold the same rows.
@@ -122,7 +124,13 @@ async fn analytics_on_a_sharded_replicated_cluster_equal_the_model_through_fault
     std::fs::write(&topology, text.replace("replication_factor = 1", "replication_factor = 3")).expect("write");
     let dir = topology.parent().expect("dir").to_path_buf();
     let database = format!("db_{sfx}");
-    std::fs::write(dir.join("clickhouse.env"), format!("SLUICE_CLICKHOUSE_DATABASE={database}\n")).expect("env");
+    // The worker knows both servers of shard 1: when the first is away it writes through the second.
+    let servers = format!("{},{}", shards[0][0], shards[0][1]);
+    std::fs::write(
+        dir.join("clickhouse.env"),
+        format!("SLUICE_CLICKHOUSE_DATABASE={database}\nSLUICE_CLICKHOUSE_URL={servers}\n"),
+    )
+    .expect("env");
     let projection = format!("analytics_{sfx}");
     let topics: Vec<String> = ["users", "sessions", "engagement"].iter().map(|t| format!("{t}_{sfx}")).collect();
     run_ok(sluice(&topology).args(["topics", "apply"]));
@@ -142,8 +150,9 @@ async fn analytics_on_a_sharded_replicated_cluster_equal_the_model_through_fault
     let (first, second) = events.split_at(events.len() / 2);
     let w = publish_twice_through_a_crash(&topology, &projection, first, &topics).await;
 
-    // A replica away: each insert goes to its shard's other replica.
-    dev_cluster(&["stop", "clickhouse-s1r2"]);
+    // The server the worker writes to goes away: it writes through the next one it knows, and
+    // shard 1's rows go to that shard's other replica.
+    dev_cluster(&["stop", "clickhouse-s1r1"]);
     let half: Vec<&Value> = second[..second.len() / 2].iter().collect();
     run_ok(sluice(&topology).args(["publish", "--file"]).arg(write_jsonl(&dir, "second.jsonl", &half)));
     // The leader of a busy partition crashes while the rest is published.
@@ -152,8 +161,8 @@ async fn analytics_on_a_sharded_replicated_cluster_equal_the_model_through_fault
     let rest: Vec<&Value> = second[second.len() / 2..].iter().collect();
     run_ok(sluice(&topology).args(["publish", "--file"]).arg(write_jsonl(&dir, "rest.jsonl", &rest)));
     await_caught_up(&format!("sluice.{projection}"), &topics, 180).await;
-    dev_cluster(&["start", "clickhouse-s1r2", &leader]);
-    await_healthy(&shards[0][1], 60).await;
+    dev_cluster(&["start", "clickhouse-s1r1", &leader]);
+    await_healthy(&shards[0][0], 60).await;
 
     let conn = connections().clickhouse;
     assert_eq!(conn.cluster.as_deref(), env.get("SLUICE_CLICKHOUSE_CLUSTER").as_deref());

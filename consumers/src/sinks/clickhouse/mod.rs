@@ -11,7 +11,8 @@
 //! - [`request_builder`]: events → the raw table's rows per layout (pure).
 //! - [`declared`], [`state`], [`rollup`]: the tables declared in `topology.toml` (pure).
 //! - [`typing`], [`row_binary`]: their columns' server types and encodings (pure).
-//! - [`service`]: the client, the version probe and error classification (network).
+//! - [`service`]: the client, the version probe and error classification (network); several
+//!   servers of a cluster behind one client (`servers`).
 //! - [`migrate`](mod@migrate): runs the schema plan (network).
 //! - [`sink`]: the [`Sink`](crate::sink::Sink) implementation.
 //! - [`swap`]: the statements of a blue/green swap and of dropping a version (pure).
@@ -25,6 +26,7 @@ pub mod request_builder;
 pub mod rollup;
 pub mod row_binary;
 pub mod schema;
+mod servers;
 pub mod service;
 pub mod sink;
 pub mod state;
@@ -59,6 +61,9 @@ pub enum Error {
         /// The cluster asked for.
         cluster: String,
     },
+    /// `SLUICE_CLICKHOUSE_URL` lists servers in a form the client cannot use.
+    #[error("SLUICE_CLICKHOUSE_URL: {0}")]
+    BadUrl(String),
     /// `SELECT version()` returned something that is not a version.
     #[error("ClickHouse reported an unparseable version {0:?}")]
     BadVersion(String),

@@ -11,6 +11,7 @@ use sluice_core::connections::ClickHouseConnection;
 
 use super::Error;
 use super::capabilities::{Capabilities, Version};
+use super::servers::Servers;
 use crate::sink::SinkError;
 
 /// A client tuned to the server it talks to.
@@ -36,30 +37,44 @@ impl std::fmt::Debug for ClickHouse {
 /// How long an idle pooled connection is kept (the server closes its side after 3 s).
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// How long one connection attempt may take: a server that does not answer (stopped, or
+/// unreachable) is given up on, and the next listed server tried.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// A client for `conn` (no validation decided yet). Its transport is the crate's default one
 /// plus `TCP_NODELAY`: an insert streams its body in chunks, and with Nagle's algorithm the last
 /// small chunk waited for the server's delayed ACK — about 40 ms added to every insert, most of a
-/// small batch's write time.
-fn base_client(conn: &ClickHouseConnection) -> Client {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    connector.set_keepalive(Some(Duration::from_secs(60)));
-    let http = HyperClient::builder(TokioExecutor::new()).pool_idle_timeout(POOL_IDLE_TIMEOUT).build(connector);
-    let mut client = Client::with_http_client(http).with_url(&conn.url);
+/// small batch's write time. A list of servers gets a resolver to all of them ([`Servers`]).
+fn base_client(conn: &ClickHouseConnection) -> Result<Client, Error> {
+    let servers = Servers::parse(&conn.url).map_err(Error::BadUrl)?;
+    let builder = HyperClient::builder(TokioExecutor::new()).pool_idle_timeout(POOL_IDLE_TIMEOUT).clone();
+    let mut client = match servers {
+        Some(servers) => Client::with_http_client(builder.build(tuned(HttpConnector::new_with_resolver(servers))))
+            .with_url(Servers::url()),
+        None => Client::with_http_client(builder.build(tuned(HttpConnector::new()))).with_url(&conn.url),
+    };
     if let Some(user) = &conn.user {
         client = client.with_user(user);
     }
     if let Some(password) = &conn.password {
         client = client.with_password(password.expose());
     }
-    client
+    Ok(client)
+}
+
+/// `connector` tuned as [`base_client`] says.
+fn tuned<R>(mut connector: HttpConnector<R>) -> HttpConnector<R> {
+    connector.set_nodelay(true);
+    connector.set_keepalive(Some(Duration::from_secs(60)));
+    connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
+    connector
 }
 
 impl ClickHouse {
     /// Connects: asks the server's version (in a format every version speaks) and configures the
     /// client for it. Fails when the server does not answer.
     pub async fn connect(conn: &ClickHouseConnection) -> Result<Self, Error> {
-        let probe = base_client(conn).with_validation(false);
+        let probe = base_client(conn)?.with_validation(false);
         let text: String = probe
             .query("SELECT version()")
             .fetch_one()
@@ -67,7 +82,7 @@ impl ClickHouse {
             .map_err(|source| Error::Unreachable { url: conn.url.clone(), source })?;
         let version = Version::parse(&text).ok_or_else(|| Error::BadVersion(text.clone()))?;
         let capabilities = Capabilities::of(version);
-        let mut client = base_client(conn).with_validation(capabilities.row_binary_with_names_and_types);
+        let mut client = base_client(conn)?.with_validation(capabilities.row_binary_with_names_and_types);
         if !capabilities.exception_in_stream_header {
             // Old servers report an error that happens mid-stream by appending its text to a 200
             // body, which the crate would decode as rows. Buffering the whole result server-side
