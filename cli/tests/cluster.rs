@@ -174,6 +174,13 @@ async fn analytics_on_a_sharded_replicated_cluster_equal_the_model_through_fault
 
     let (status, out) = w.terminate();
     assert!(status.success(), "clean shutdown: {status}\n{out}");
+
+    // `--key` re-inserts one aggregate's events through the Distributed tables: nothing doubles.
+    let user = model.users.keys().next().expect("a user");
+    let out = run_ok(sluice(&topology).args(["rebuild", "--projection", &projection, "--key", user]));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("applied"), "{}", String::from_utf8_lossy(&out.stdout));
+    assert_analysts_see_the_model(&client(&shards[1][0], &database), &sfx, &model).await;
+
     let cluster = conn.cluster.unwrap_or_default();
     client(&shards[0][0], "default")
         .query(&format!("DROP DATABASE IF EXISTS {database} ON CLUSTER {cluster}"))
