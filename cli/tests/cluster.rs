@@ -7,8 +7,8 @@
 //! (the worker goes on through the next server it knows, the shard through its other replica),
 //! the leader of a busy partition SIGKILLed and brought back, a worker crashed between its write
 //! and its commit.
-//! Afterwards the `Distributed` tables (read `FINAL`), the rollup and the state table equal a
-//! model of the published events — none lost, none visible twice — from any server, and the two
+//! Afterwards the Couchbase documents, the `Distributed` tables (read `FINAL`), the rollup and
+//! the state table equal a model of the published events — none lost, none visible twice — from any server, and the two
 //! replicas of each shard hold the same rows.
 
 use std::path::{Path, PathBuf};
@@ -17,9 +17,10 @@ use std::time::{Duration, Instant};
 
 use clickhouse::Client;
 use serde_json::Value;
+use sluice_consumers::sinks::couchbase::Couchbase;
 use sluice_core::connections::Env;
 use sluice_tests::domain::generate;
-use sluice_tests::{connections, fresh_topology, unique};
+use sluice_tests::{connections, fresh_topology, unique, within};
 
 mod common;
 use common::*;
@@ -146,6 +147,8 @@ async fn analytics_on_a_sharded_replicated_cluster_equal_the_model_through_fault
         assert_eq!(objects, 14, "every server has every object ({url})");
     }
 
+    // The operational projection runs all along, through the same faults.
+    let users = WorkerProcess::start(&topology, &format!("user_state_{sfx}"), None);
     let (events, model) = generate(60, 7, &uuid_hex8(), &format!("{sfx}-"));
     let (first, second) = events.split_at(events.len() / 2);
     let w = publish_twice_through_a_crash(&topology, &projection, first, &topics).await;
@@ -172,8 +175,12 @@ async fn analytics_on_a_sharded_replicated_cluster_equal_the_model_through_fault
         assert_analysts_see_the_model(&client(url, &database), &sfx, &model).await;
     }
 
-    let (status, out) = w.terminate();
-    assert!(status.success(), "clean shutdown: {status}\n{out}");
+    let cb = within("couchbase", 30, Couchbase::connect(&connections().couchbase)).await.expect("couchbase");
+    await_user_docs(&cb, &model, 120).await;
+    for worker in [w, users] {
+        let (status, out) = worker.terminate();
+        assert!(status.success(), "clean shutdown: {status}\n{out}");
+    }
 
     // `--key` re-inserts one aggregate's events through the Distributed tables: nothing doubles.
     let user = model.users.keys().next().expect("a user");
