@@ -94,6 +94,7 @@ mod failures;
 mod handlers;
 mod health;
 pub mod metrics;
+mod other_routes;
 mod write_stall;
 
 use std::future::Future;
@@ -302,13 +303,13 @@ pub fn router(state: Arc<GatewayState>) -> Router {
         .route("/v1/events/{event_type}", post(handlers::post_event))
         .route("/v1/events/{event_type}/batch", post(handlers::post_typed_batch))
         .route("/v1/batch", post(handlers::post_mixed_batch))
-        .route("/healthz", get(handlers::healthz))
-        .route("/readyz", get(handlers::readyz))
-        .route("/metrics", get(handlers::metrics))
-        .fallback(handlers::not_found)
-        .method_not_allowed_fallback(handlers::method_not_allowed)
+        .route("/healthz", get(other_routes::healthz))
+        .route("/readyz", get(other_routes::readyz))
+        .route("/metrics", get(other_routes::metrics))
+        .fallback(other_routes::not_found)
+        .method_not_allowed_fallback(other_routes::method_not_allowed)
         .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, backstop))
-        .layer(CatchPanicLayer::custom(handlers::panic_response))
+        .layer(CatchPanicLayer::custom(other_routes::panic_response))
         .layer(trace)
         .layer(axum::middleware::from_fn(metrics::track))
         .with_state(state)
