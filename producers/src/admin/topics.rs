@@ -5,11 +5,13 @@
 //! [`TopicAdmin::apply`] carries the plan out through the Kafka admin API.
 //!
 //! What is changed, and what is only reported:
-//! - a missing topic is created with its partitions, replication factor, `cleanup.policy` and
-//!   `retention.ms` (left to the broker default when the topology has no `retention`);
+//! - a missing topic is created with its partitions, replication factor, `cleanup.policy`,
+//!   `min.insync.replicas` and `retention.ms` (left to the broker default when the topology has
+//!   no `retention`);
 //! - too few partitions are increased (keys of existing events then map to other partitions:
 //!   per-key order holds for new events only, which is why it is said in the output);
-//! - a differing `cleanup.policy` or `retention.ms` is altered. rdkafka offers only the
+//! - a differing `cleanup.policy`, `min.insync.replicas` or `retention.ms` is altered (each is
+//!   compared with the topic's effective value, its own or the broker's). rdkafka offers only the
 //!   non-incremental `AlterConfigs`, which resets every topic-level setting it is not given, so
 //!   the request carries the topic's other overrides unchanged;
 //! - too many partitions (Kafka cannot remove partitions) and a different replication factor
@@ -28,7 +30,7 @@ use rdkafka::error::RDKafkaErrorCode;
 use sluice_core::topology::{TopicConfig, Topology};
 
 /// The topic configs the topology manages.
-pub const MANAGED_CONFIGS: [&str; 2] = ["cleanup.policy", "retention.ms"];
+pub const MANAGED_CONFIGS: [&str; 3] = ["cleanup.policy", "min.insync.replicas", "retention.ms"];
 
 /// Why the cluster could not be inspected.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -75,7 +77,7 @@ pub enum Change {
     },
     /// Set a topic config.
     SetConfig {
-        /// `cleanup.policy` or `retention.ms`.
+        /// One of [`MANAGED_CONFIGS`].
         key: String,
         /// The cluster's value.
         from: Option<String>,
@@ -152,12 +154,17 @@ impl TopicPlan {
     }
 }
 
-/// The managed configs a declaration asks for: `cleanup.policy` always, `retention.ms` when
-/// the topology sets a retention.
+/// The managed configs a declaration asks for: `cleanup.policy` and `min.insync.replicas`
+/// always (the topology fills in their defaults), `retention.ms` when the topology sets a
+/// retention.
 pub fn declared_configs(config: &TopicConfig) -> Vec<(&'static str, String)> {
-    let mut configs = vec![(MANAGED_CONFIGS[0], config.cleanup_policy.as_str().to_owned())];
+    let [cleanup, min_insync, retention_ms] = MANAGED_CONFIGS;
+    let mut configs = vec![
+        (cleanup, config.cleanup_policy.as_str().to_owned()),
+        (min_insync, config.min_insync_replicas.to_string()),
+    ];
     if let Some(retention) = config.retention {
-        configs.push((MANAGED_CONFIGS[1], retention.kafka_retention_ms().to_string()));
+        configs.push((retention_ms, retention.kafka_retention_ms().to_string()));
     }
     configs
 }
@@ -508,7 +515,15 @@ schema = "schemas/users/registered.avsc"
         let mut cluster = BTreeMap::new();
         cluster.insert(
             "orders".to_owned(),
-            existing(6, 1, &[("cleanup.policy", "delete", false), ("retention.ms", "604800000", true)]),
+            existing(
+                6,
+                1,
+                &[
+                    ("cleanup.policy", "delete", false),
+                    ("min.insync.replicas", "1", false),
+                    ("retention.ms", "604800000", true),
+                ],
+            ),
         );
         let plans = plan(&t, &cluster);
         let by_name: BTreeMap<&str, &TopicPlan> = plans.iter().map(|p| (p.topic.as_str(), p)).collect();
@@ -516,7 +531,11 @@ schema = "schemas/users/registered.avsc"
         assert_eq!(by_name["forever"].changes, vec![Change::Create]);
         assert_eq!(
             declared_configs(&by_name["forever"].config),
-            vec![("cleanup.policy", "compact".to_owned()), ("retention.ms", "-1".to_owned())]
+            vec![
+                ("cleanup.policy", "compact".to_owned()),
+                ("min.insync.replicas", "1".to_owned()),
+                ("retention.ms", "-1".to_owned())
+            ]
         );
     }
 
@@ -526,11 +545,27 @@ schema = "schemas/users/registered.avsc"
         let mut cluster = BTreeMap::new();
         cluster.insert(
             "orders".to_owned(),
-            existing(3, 1, &[("cleanup.policy", "delete", false), ("retention.ms", "1000", true)]),
+            existing(
+                3,
+                1,
+                &[
+                    ("cleanup.policy", "delete", false),
+                    ("min.insync.replicas", "1", false),
+                    ("retention.ms", "1000", true),
+                ],
+            ),
         );
         cluster.insert(
             "forever".to_owned(),
-            existing(4, 3, &[("cleanup.policy", "compact", true), ("retention.ms", "-1", true)]),
+            existing(
+                4,
+                3,
+                &[
+                    ("cleanup.policy", "compact", true),
+                    ("min.insync.replicas", "1", false),
+                    ("retention.ms", "-1", true),
+                ],
+            ),
         );
         let plans = plan(&t, &cluster);
         let by_name: BTreeMap<&str, &TopicPlan> = plans.iter().map(|p| (p.topic.as_str(), p)).collect();
@@ -555,6 +590,27 @@ schema = "schemas/users/registered.avsc"
     }
 
     #[test]
+    fn a_differing_min_insync_replicas_is_altered_in_place() {
+        let t = topology();
+        let mut cluster = BTreeMap::new();
+        let orders = [("cleanup.policy", "delete", false), ("retention.ms", "604800000", true)];
+        // Raised on the broker by hand, and a broker default of 2 under a topology asking 1.
+        let raised: Vec<_> = orders.iter().copied().chain([("min.insync.replicas", "2", true)]).collect();
+        cluster.insert("orders".to_owned(), existing(6, 1, &raised));
+        let forever = [("cleanup.policy", "compact", true), ("retention.ms", "-1", true)];
+        let inherited: Vec<_> = forever.iter().copied().chain([("min.insync.replicas", "2", false)]).collect();
+        cluster.insert("forever".to_owned(), existing(2, 1, &inherited));
+        let plans = plan(&t, &cluster);
+        for p in &plans {
+            let change =
+                Change::SetConfig { key: "min.insync.replicas".into(), from: Some("2".into()), to: "1".into() };
+            assert_eq!(p.changes, vec![change], "{}", p.topic);
+            assert!(p.drift.is_empty(), "fixable, so not left as drift: {:?}", p.drift);
+            assert_eq!(p.changes[0].to_string(), "min.insync.replicas 2 → 1");
+        }
+    }
+
+    #[test]
     fn implied_dead_letter_topics_are_planned() {
         let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         let t = Topology::load(&repo.join("topology.toml")).unwrap_or_else(|e| panic!("{e}"));
@@ -562,5 +618,7 @@ schema = "schemas/users/registered.avsc"
         let dlq = plans.iter().find(|p| p.topic == "user_state.dlq").expect("implied DLQ topic");
         assert_eq!(dlq.changes, vec![Change::Create]);
         assert_eq!(dlq.config.partitions, 1);
+        let min_insync = declared_configs(&dlq.config).into_iter().find(|(k, _)| *k == "min.insync.replicas");
+        assert_eq!(min_insync, Some(("min.insync.replicas", "1".to_owned())), "set on the DLQ too");
     }
 }
