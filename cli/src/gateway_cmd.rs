@@ -88,7 +88,8 @@ pub(crate) struct GatewayArgs {
     #[arg(long)]
     auto_register: bool,
 
-    /// A librdkafka producer setting, `KEY=VALUE`, repeatable.
+    /// A librdkafka producer setting, `KEY=VALUE`, repeatable. `acks` and `enable.idempotence`
+    /// stay `all` and `true`: a value weakening them is refused.
     #[arg(long = "producer-config", value_name = "KEY=VALUE", value_parser = key_value)]
     producer_config: Vec<(String, String)>,
 

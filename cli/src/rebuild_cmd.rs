@@ -30,9 +30,9 @@ use sluice_consumers::rebuild::target::{Storage, couchbase_place};
 use sluice_consumers::rebuild::{RebuildError, state};
 use sluice_consumers::replay::source_offsets;
 use sluice_consumers::sinks::clickhouse::ClickHouse;
-use sluice_consumers::sinks::couchbase::request_builder;
 use sluice_consumers::sinks::couchbase::service::{KV_TIMEOUT, deadline};
 use sluice_consumers::sinks::couchbase::{Couchbase, pointer};
+use sluice_consumers::sinks::couchbase::{durability, request_builder};
 use sluice_core::rebuild::{
     Command, Phase, RebuildState, Span, Step, catch_up, decide, partition_of_key, ready_to_swap, remaining, start,
     total,
@@ -327,11 +327,16 @@ async fn repair_key(
         let ids = document_ids(ctx, name, projection, &spans, key, decoder, token).await?;
         for id in &ids {
             for doc in [id.clone(), request_builder::tombstone_id(id)] {
-                match deadline("remove", KV_TIMEOUT, collection.remove(&doc, None)).await {
+                let options = durability::remove_options(couchbase.durability, None);
+                match deadline("remove", KV_TIMEOUT, collection.remove(&doc, options)).await {
                     Ok(_) => println!("removed {doc} from {}.{}", live.scope, live.collection),
                     Err(sluice_consumers::sinks::couchbase::Error::Couchbase { source, .. })
                         if *source.kind() == couchbase::error::ErrorKind::DocumentNotFound => {}
-                    Err(e) => return Err(e).with_context(|| format!("removing {doc}")),
+                    Err(e) => {
+                        return Err(e).with_context(|| {
+                            format!("removing {doc} (projection {name}, durability = \"{}\")", couchbase.durability)
+                        });
+                    }
                 }
             }
         }

@@ -17,9 +17,10 @@ pub(crate) enum TopicsCommand {
     /// Create missing topics and fix what can be fixed on existing ones.
     ///
     /// Every topic of the topology, including the projections' dead-letter topics, is created
-    /// with its partitions, replication factor, cleanup.policy and retention.ms. On an existing
-    /// topic, too few partitions are increased and a differing cleanup.policy or retention.ms is
-    /// altered (other topic-level settings are kept). Too many partitions (Kafka cannot remove
+    /// with its partitions, replication factor, cleanup.policy, min.insync.replicas and
+    /// retention.ms. On an existing topic, too few partitions are increased and a differing
+    /// cleanup.policy, min.insync.replicas or retention.ms is altered (other topic-level settings
+    /// are kept). Too many partitions (Kafka cannot remove
     /// any) or another replication factor are reported and left alone, and make the command
     /// exit non-zero. A second run reports every topic "up to date".
     Apply {
@@ -56,12 +57,16 @@ pub(crate) async fn run(args: &GlobalArgs, cmd: TopicsCommand) -> anyhow::Result
             p.topic.clone(),
             p.config.partitions.to_string(),
             p.config.replication_factor.to_string(),
+            p.config.min_insync_replicas.to_string(),
             p.config.cleanup_policy.to_string(),
             p.config.retention.map_or_else(|| "broker default".to_owned(), |r| r.to_string()),
             status,
         ]);
     }
-    crate::table::print_table(&["TOPIC", "PARTITIONS", "REPLICATION", "CLEANUP", "RETENTION", "STATUS"], &rows);
+    crate::table::print_table(
+        &["TOPIC", "PARTITIONS", "REPLICATION", "MIN INSYNC", "CLEANUP", "RETENTION", "STATUS"],
+        &rows,
+    );
     println!();
     let verb = if dry_run { "would change" } else { "changed" };
     println!(

@@ -82,6 +82,49 @@ impl PublisherOptions {
     }
 }
 
+/// The producer settings that make an acknowledged event durable, which
+/// [`PublisherOptions::kafka`] may not change: `acks=all` (every in-sync replica has the record,
+/// and at least the topic's `min.insync.replicas` of them; see `sluice topics apply`) and the
+/// idempotent producer (a retried send is never written twice, and order within a partition
+/// holds across retries). `request.required.acks` is librdkafka's other name for `acks`.
+pub const DURABLE_PRODUCER: [(&str, &str); 2] = [("acks", "all"), ("enable.idempotence", "true")];
+
+/// The librdkafka configuration of a publisher: [`DURABLE_PRODUCER`], the options, and
+/// `opts.kafka` last. An extra setting that would weaken [`DURABLE_PRODUCER`] is refused
+/// ([`PublishError::Config`]) rather than silently applied or silently overridden.
+fn producer_config(brokers: &str, opts: &PublisherOptions) -> Result<ClientConfig, PublishError> {
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", brokers);
+    for (key, value) in DURABLE_PRODUCER {
+        config.set(key, value);
+    }
+    config
+        .set("linger.ms", opts.linger.as_millis().to_string())
+        .set("compression.type", &opts.compression)
+        .set("message.timeout.ms", opts.delivery_timeout.as_millis().to_string())
+        // Topics are created by `sluice topics apply` with the topology's settings, never by
+        // a first publish with the broker's defaults.
+        .set("allow.auto.create.topics", "false");
+    for (key, value) in &opts.kafka {
+        let required = match key.trim() {
+            "acks" | "request.required.acks" => Some(("acks", ["all", "-1"].as_slice())),
+            "enable.idempotence" => Some(("enable.idempotence", ["true"].as_slice())),
+            _ => None,
+        };
+        if let Some((name, allowed)) = required
+            && !allowed.contains(&value.trim())
+        {
+            return Err(PublishError::Config(format!(
+                "`{key}={value}` would weaken the producer's durability: sluice publishes with {name}={} \
+                 (leave the setting out)",
+                allowed[0]
+            )));
+        }
+        config.set(key, value);
+    }
+    Ok(config)
+}
+
 /// Where an event was written.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delivery {
@@ -134,20 +177,7 @@ impl Publisher {
         connections: &Connections,
         opts: PublisherOptions,
     ) -> Result<Self, PublishError> {
-        let mut config = ClientConfig::new();
-        config
-            .set("bootstrap.servers", &connections.kafka_brokers)
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("linger.ms", opts.linger.as_millis().to_string())
-            .set("compression.type", &opts.compression)
-            .set("message.timeout.ms", opts.delivery_timeout.as_millis().to_string())
-            // Topics are created by `sluice topics apply` with the topology's settings, never by
-            // a first publish with the broker's defaults.
-            .set("allow.auto.create.topics", "false");
-        for (key, value) in &opts.kafka {
-            config.set(key, value);
-        }
+        let config = producer_config(&connections.kafka_brokers, &opts)?;
         // The effective value, librdkafka's default included, so the check below matches the
         // one librdkafka makes at send time.
         let message_max_bytes = config
@@ -431,6 +461,28 @@ fn kafka_error(e: &KafkaError, topic: &str, timeout: Duration, size: Size) -> Pu
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_producer_waits_for_every_in_sync_replica_and_is_idempotent() {
+        let opts = PublisherOptions::new("tests").kafka_config("client.id", "checkout");
+        let config = producer_config("127.0.0.1:1", &opts).expect("valid");
+        assert_eq!(config.get("acks"), Some("all"));
+        assert_eq!(config.get("enable.idempotence"), Some("true"));
+        assert_eq!(config.get("allow.auto.create.topics"), Some("false"));
+        assert_eq!(config.get("client.id"), Some("checkout"), "other settings pass through");
+        // Restating the durable values is fine.
+        let same = PublisherOptions::new("tests").kafka_config("acks", "-1").kafka_config("enable.idempotence", "true");
+        assert!(producer_config("127.0.0.1:1", &same).is_ok());
+    }
+
+    #[test]
+    fn a_setting_weakening_durability_is_refused() {
+        for (key, value) in [("acks", "1"), ("request.required.acks", "0"), ("enable.idempotence", "false")] {
+            let opts = PublisherOptions::new("tests").kafka_config(key, value);
+            let e = producer_config("127.0.0.1:1", &opts).map(drop).expect_err("refused");
+            assert!(matches!(&e, PublishError::Config(m) if m.contains("weaken the producer's durability")), "{e}");
+        }
+    }
 
     #[test]
     fn kafkas_size_refusals_are_the_events_size() {

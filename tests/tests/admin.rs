@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{AdminClient, AdminOptions, AlterConfig, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use sluice_core::topology::Topology;
@@ -144,6 +144,68 @@ async fn topics_apply_fixes_what_it_can_and_reports_the_rest() {
     let by_name: BTreeMap<&str, _> = again.iter().map(|p| (p.topic.as_str(), p)).collect();
     assert!(by_name[grow.as_str()].is_up_to_date(), "{again:?}");
     assert_eq!(by_name[shrink.as_str()].drift.len(), 1, "still reported, still untouched");
+}
+
+/// Sets topic configs behind the topology's back (non-incremental: `configs` are all the topic's
+/// overrides afterwards).
+async fn alter_raw(name: &str, configs: &[(&str, &str)]) {
+    let raw: AdminClient<DefaultClientContext> =
+        ClientConfig::new().set("bootstrap.servers", connections().kafka_brokers).create().expect("admin client");
+    let alter = configs.iter().fold(AlterConfig::new(ResourceSpecifier::Topic(name)), |a, (k, v)| a.set(k, v));
+    let results = within("alter configs", 30, raw.alter_configs([&alter], &AdminOptions::new())).await.expect("alter");
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+}
+
+#[tokio::test]
+async fn min_insync_replicas_is_set_on_create_and_restored_when_changed_on_the_broker() {
+    let (topic, projection) = (unique("admin_isr"), unique("admin_isr_proj"));
+    // The single dev broker takes one replica only, so the default is 1; the broker accepts a
+    // larger `min.insync.replicas` (it only refuses writes then), which is the drift made below.
+    let text = format!(
+        "[topics.{topic}]\npartitions = 1\nreplication_factor = 1\n\n\
+         [events.\"user.registered\"]\ntopic = \"{topic}\"\nschema = \"schemas/users/registered.avsc\"\n\n\
+         [projections.{projection}]\nsources = [\"{topic}\"]\nsink = \"couchbase\"\n\n\
+         [projections.{projection}.couchbase]\ndocument_id = \"user::{{aggregate_id}}\"\n"
+    );
+    let topology = topology_with(&text, |_, s| s);
+    let dlq = format!("{projection}.dlq");
+    let admin = admin();
+
+    let plans = within("plan", 60, admin.plan(&topology)).await.expect("plan");
+    let outcomes = within("apply", 60, admin.apply(plans)).await.expect("apply");
+    assert!(outcomes.iter().all(|o| o.failures.is_empty()), "{outcomes:?}");
+    let cluster = within("describe", 60, admin.describe(&[&topic, &dlq])).await.expect("describe");
+    for name in [&topic, &dlq] {
+        assert_eq!(
+            cluster[name].configs["min.insync.replicas"],
+            (Some("1".to_owned()), true),
+            "{name}: set on the topic itself at creation"
+        );
+    }
+
+    // Someone raises it on the broker (keeping the topic's other override).
+    alter_raw(&topic, &[("cleanup.policy", "delete"), ("min.insync.replicas", "2")]).await;
+    let cluster = within("describe", 60, admin.describe(&[&topic])).await.expect("describe");
+    assert_eq!(cluster[&topic].configs["min.insync.replicas"].0.as_deref(), Some("2"));
+
+    let plans = within("plan", 60, admin.plan(&topology)).await.expect("plan");
+    let by_name: BTreeMap<&str, _> = plans.iter().map(|p| (p.topic.as_str(), p)).collect();
+    let drifted = by_name[topic.as_str()];
+    assert_eq!(
+        drifted.changes,
+        vec![Change::SetConfig { key: "min.insync.replicas".into(), from: Some("2".into()), to: "1".into() }],
+        "reported as a change apply makes"
+    );
+    assert!(drifted.drift.is_empty(), "{:?}", drifted.drift);
+    assert!(by_name[dlq.as_str()].is_up_to_date(), "{plans:?}");
+
+    let outcomes = within("apply", 60, admin.apply(plans)).await.expect("apply");
+    assert!(outcomes.iter().all(|o| o.failures.is_empty()), "{outcomes:?}");
+    let cluster = within("describe", 60, admin.describe(&[&topic])).await.expect("describe");
+    assert_eq!(cluster[&topic].configs["min.insync.replicas"], (Some("1".to_owned()), true), "altered in place");
+    assert_eq!(cluster[&topic].configs["cleanup.policy"].0.as_deref(), Some("delete"));
+    let again = within("plan again", 60, admin.plan(&topology)).await.expect("plan");
+    assert!(again.iter().all(|p| p.is_up_to_date()), "{again:?}");
 }
 
 /// A topology of two fresh topic-named subjects.

@@ -144,7 +144,7 @@ impl Storage {
             Self::Couchbase { bucket, projection, config, .. } => {
                 let (scope, collection) = couchbase_place(projection, config, new);
                 let at = pointer::Pointer { scope, collection, generation: new.0 };
-                Box::pin(pointer::write(bucket, projection, &at)).await?;
+                Box::pin(pointer::write(bucket, projection, &at, config.durability)).await?;
                 Ok("pointer".to_owned())
             }
         }

@@ -33,13 +33,13 @@ pub use diagnostics::{Diagnostic, Report, Severity};
 pub use duration::{DurationError, HumanDuration, Retention};
 pub use model::{
     Aggregate, BackpressureConfig, COUCHBASE_DEFAULT_COLLECTION, CdcEncoding, CdcFormat, CdcSourceConfig,
-    CleanupPolicy, ClickHouseSink, ColumnKind, ColumnMapping, Compatibility, ConnectionDefaults, CouchbaseSink,
-    DEBEZIUM_UNAVAILABLE_VALUE, DEFAULT_BATCH_SIZE, DEFAULT_KEY, DEFAULT_KEY_COLUMN, DEFAULT_LINGER,
+    CleanupPolicy, ClickHouseSink, ColumnKind, ColumnMapping, Compatibility, ConnectionDefaults, CouchbaseDurability,
+    CouchbaseSink, DEBEZIUM_UNAVAILABLE_VALUE, DEFAULT_BATCH_SIZE, DEFAULT_KEY, DEFAULT_KEY_COLUMN, DEFAULT_LINGER,
     DEFAULT_MAX_IN_FLIGHT, DEFAULT_PARTITION_BY, DEFAULT_ROLLUP_TIME, DebeziumConfig, DecimalHandling, DeclaredTable,
     DocumentField, DocumentId, EventConfig, FieldRef, FieldSource, FilterValue, IdPart, KeyMismatchPolicy,
     MAX_IN_FLIGHT_LIMIT, Measure, MeasureError, OutboxConfig, ProjectionConfig, RegistryConfig, Rollup,
     STATE_RESERVED_COLUMNS, SinkConfig, SinkKind, StateChange, StateColumn, StateTable, SubjectStrategy, TableEngine,
-    TemplateError, TimeBucket, TimeUnit, TopicConfig, TopologyConfig,
+    TemplateError, TimeBucket, TimeUnit, TopicConfig, TopologyConfig, default_min_insync_replicas,
 };
 pub use schema::{KEY_FIELDS, is_envelope_field};
 

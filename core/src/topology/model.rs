@@ -12,8 +12,8 @@ use std::str::FromStr;
 
 use serde::{Serialize, Serializer};
 
-use super::columns::{FieldPath, TableColumn};
-use super::duration::{HumanDuration, Retention};
+use super::columns::TableColumn;
+use super::duration::HumanDuration;
 
 /// Default `batch_size` of a projection.
 pub const DEFAULT_BATCH_SIZE: u32 = 1000;
@@ -166,6 +166,8 @@ macro_rules! spelled_enum {
 // Declared after the macro it uses.
 mod analytics;
 mod cdc;
+mod couchbase;
+mod topics;
 pub use analytics::{
     Aggregate, DEFAULT_KEY_COLUMN, DEFAULT_ROLLUP_TIME, FilterValue, Measure, MeasureError, Rollup,
     STATE_RESERVED_COLUMNS, StateChange, StateColumn, StateTable, TimeBucket,
@@ -174,6 +176,10 @@ pub use cdc::{
     CdcEncoding, CdcFormat, CdcSourceConfig, ColumnKind, ColumnMapping, DEBEZIUM_UNAVAILABLE_VALUE, DebeziumConfig,
     DecimalHandling, FieldRef, OutboxConfig, TimeUnit,
 };
+pub use couchbase::{
+    CouchbaseDurability, CouchbaseSink, DocumentField, DocumentId, FieldSource, IdPart, TemplateError,
+};
+pub use topics::{CleanupPolicy, KeyMismatchPolicy, SubjectStrategy, TopicConfig, default_min_insync_replicas};
 
 spelled_enum! {
     /// A schema registry compatibility level.
@@ -198,100 +204,12 @@ spelled_enum! {
 }
 
 spelled_enum! {
-    /// Kafka's `cleanup.policy`.
-    #[derive(Default)]
-    CleanupPolicy {
-        /// Delete segments older than the retention.
-        #[default]
-        Delete = "delete",
-        /// Keep the latest record per key.
-        Compact = "compact",
-        /// Both: compact, and delete by age.
-        CompactDelete = "compact,delete",
-    }
-}
-
-spelled_enum! {
-    /// How the registry subject of an event type's schema is named.
-    #[derive(Default)]
-    SubjectStrategy {
-        /// `TopicNameStrategy`: `<topic>-value`; one schema lineage per topic, so one event type.
-        #[default]
-        Topic = "topic",
-        /// `RecordNameStrategy`: the record's full name; several event types share a topic.
-        Record = "record",
-    }
-}
-
-impl SubjectStrategy {
-    /// The subject of the value schema `record_name` (an Avro full name) on `topic`.
-    pub fn subject(self, topic: &str, record_name: &str) -> String {
-        match self {
-            Self::Topic => format!("{topic}-value"),
-            Self::Record => record_name.to_owned(),
-        }
-    }
-}
-
-spelled_enum! {
-    /// What a projection does with a record whose Kafka key is not its topic's key field (see
-    /// [`crate::admission`]).
-    #[derive(Default)]
-    KeyMismatchPolicy {
-        /// To the dead-letter topic, reason `key_mismatch`: the record may sit in another
-        /// partition than its entity's other events, so their order is not guaranteed.
-        #[default]
-        Refuse = "dlq",
-        /// Applied anyway, counted (`sluice_worker_key_mismatches_total`) and logged: for topics
-        /// written by producers that key otherwise, where the sinks' version checks are trusted
-        /// to order an entity's events.
-        Accept = "accept",
-    }
-}
-
-spelled_enum! {
     /// Where a projection writes.
     SinkKind {
         /// Latest state per entity, one document each.
         Couchbase = "couchbase",
         /// Every event as a row, plus rollups and current-state tables.
         ClickHouse = "clickhouse",
-    }
-}
-
-/// `[topics.<name>]`: a Kafka topic and how its records are keyed and their schemas registered.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct TopicConfig {
-    /// Number of partitions (≥ 1); events of one key stay in one partition, in order.
-    pub partitions: u32,
-    /// Copies of each partition (≥ 1; 1 on the single-broker dev rig, 3 in production).
-    pub replication_factor: u16,
-    /// Kafka `cleanup.policy` (default `delete`).
-    pub cleanup_policy: CleanupPolicy,
-    /// Kafka `retention.ms` as a duration or `forever`; the broker default when absent.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub retention: Option<Retention>,
-    /// The envelope field used as the Kafka key (default `aggregate_id`).
-    pub key: String,
-    /// How the value schemas on this topic are named in the registry (default `topic`).
-    pub subject_strategy: SubjectStrategy,
-    /// What projections do with a record whose key is not its `key` field (default `dlq`).
-    pub key_mismatch: KeyMismatchPolicy,
-}
-
-impl TopicConfig {
-    /// The configuration of a dead-letter topic nobody declared: one partition (order does not
-    /// matter there), replicated like the topics it takes failures from, kept four weeks.
-    pub fn implied_dlq(replication_factor: u16) -> Self {
-        Self {
-            partitions: 1,
-            replication_factor,
-            cleanup_policy: CleanupPolicy::Delete,
-            retention: Some(Retention::For(HumanDuration::from_millis(28 * 24 * 3_600_000))),
-            key: DEFAULT_KEY.to_owned(),
-            subject_strategy: SubjectStrategy::Topic,
-            key_mismatch: KeyMismatchPolicy::Refuse,
-        }
     }
 }
 
@@ -389,86 +307,6 @@ impl BackpressureConfig {
     }
 }
 
-/// `[projections.<name>.couchbase]`: one document per entity.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct CouchbaseSink {
-    /// Bucket; the connection's bucket when absent.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub bucket: Option<String>,
-    /// Scope (default `_default`).
-    pub scope: String,
-    /// Collection (default `_default`).
-    pub collection: String,
-    /// Document key template, e.g. `user::{aggregate_id}`.
-    pub document_id: DocumentId,
-    /// Expiry, renewed by every write; documents never expire when absent.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub ttl: Option<HumanDuration>,
-    /// Event types that delete the document.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub erase_on: Vec<String>,
-    /// Document field → where its value comes from. When absent, every non-envelope field of an
-    /// event is merged into the document under its own name, a null meaning "unchanged".
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub fields: Option<BTreeMap<String, DocumentField>>,
-}
-
-/// Where a Couchbase document field takes its value (a `fields` entry of
-/// `[projections.<name>.couchbase]`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DocumentField {
-    /// `"customer.id"`, or a list of candidates `["email", "new_email"]`: the first the event
-    /// carries with a non-null value ([`crate::state::first_set`], the rule of a ClickHouse state
-    /// table's columns); when none does, the document field is left unchanged. A candidate is an
-    /// envelope field (`occurred_at`) or a path into the payload: a field (`total`), a nested one
-    /// (`customer.id`), an array element (`items[0].sku`), every element (`items[].sku`).
-    First(Vec<FieldPath>),
-    /// `{ set_by = ["order.shipped"], cleared_by = ["order.returned"] }`: `true` when an event of
-    /// a `set_by` type is applied, `false` for a `cleared_by` one, unchanged by any other.
-    Flag {
-        /// Event types that set the flag.
-        set_by: Vec<String>,
-        /// Event types that clear it.
-        cleared_by: Vec<String>,
-    },
-}
-
-impl Serialize for DocumentField {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap as _;
-        match self {
-            Self::First(paths) => match paths.as_slice() {
-                [one] => s.serialize_str(&one.to_string()),
-                many => s.collect_seq(many.iter().map(ToString::to_string)),
-            },
-            Self::Flag { set_by, cleared_by } => {
-                let mut map = s.serialize_map(None)?;
-                if !set_by.is_empty() {
-                    map.serialize_entry("set_by", set_by)?;
-                }
-                if !cleared_by.is_empty() {
-                    map.serialize_entry("cleared_by", cleared_by)?;
-                }
-                map.end()
-            }
-        }
-    }
-}
-
-/// Where a document field takes its value: the first of these event fields that the event
-/// carries with a non-null value; when none does, the document field is left unchanged.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FieldSource(pub Vec<String>);
-
-impl Serialize for FieldSource {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match self.0.as_slice() {
-            [one] => s.serialize_str(one),
-            many => many.serialize(s),
-        }
-    }
-}
-
 /// `[projections.<name>.clickhouse]`: rows in ClickHouse.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ClickHouseSink {
@@ -546,154 +384,9 @@ impl ClickHouseSink {
     }
 }
 
-/// One piece of a document id template.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum IdPart {
-    /// Text copied as is.
-    Literal(String),
-    /// `{field}`: the value of an event field.
-    Field(String),
-}
-
-/// A document key template: text with `{field}` placeholders; `{{` and `}}` are literal braces.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DocumentId {
-    text: String,
-    parts: Vec<IdPart>,
-    placeholders: Vec<(usize, String)>,
-}
-
-/// Why a document id template does not parse: a message and the byte offset in the template.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TemplateError {
-    /// Byte offset of the problem in the template.
-    pub offset: usize,
-    /// What is wrong.
-    pub message: String,
-}
-
-impl DocumentId {
-    /// Parses a template.
-    pub fn parse(text: &str) -> Result<Self, TemplateError> {
-        let mut parts = Vec::new();
-        let mut placeholders = Vec::new();
-        let mut literal = String::new();
-        let mut chars = text.char_indices().peekable();
-        while let Some((i, c)) = chars.next() {
-            match c {
-                '{' if chars.peek().is_some_and(|(_, n)| *n == '{') => {
-                    chars.next();
-                    literal.push('{');
-                }
-                '}' if chars.peek().is_some_and(|(_, n)| *n == '}') => {
-                    chars.next();
-                    literal.push('}');
-                }
-                '}' => {
-                    return Err(TemplateError {
-                        offset: i,
-                        message: "unmatched `}` (write `}}` for a literal brace)".into(),
-                    });
-                }
-                '{' => {
-                    let start = i + 1;
-                    let end = text[start..].find('}').map(|n| start + n).ok_or_else(|| TemplateError {
-                        offset: i,
-                        message: "unclosed `{` (write `{{` for a literal brace)".into(),
-                    })?;
-                    let name = &text[start..end];
-                    let valid = !name.is_empty()
-                        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-                        && !name.starts_with(|c: char| c.is_ascii_digit());
-                    if !valid {
-                        return Err(TemplateError {
-                            offset: i,
-                            message: format!("`{{{name}}}` is not a field placeholder: write `{{field_name}}`"),
-                        });
-                    }
-                    while chars.peek().is_some_and(|(j, _)| *j <= end) {
-                        chars.next();
-                    }
-                    if !literal.is_empty() {
-                        parts.push(IdPart::Literal(std::mem::take(&mut literal)));
-                    }
-                    parts.push(IdPart::Field(name.to_owned()));
-                    placeholders.push((i, name.to_owned()));
-                }
-                c => literal.push(c),
-            }
-        }
-        if !literal.is_empty() {
-            parts.push(IdPart::Literal(literal));
-        }
-        if placeholders.is_empty() {
-            return Err(TemplateError {
-                offset: 0,
-                message: "no `{field}` placeholder: every event would write the same document".into(),
-            });
-        }
-        Ok(Self { text: text.to_owned(), parts, placeholders })
-    }
-
-    /// Stands in for a template that is missing or wrong (an issue was filed, so it never
-    /// leaves validation).
-    pub(crate) fn missing() -> Self {
-        Self { text: String::new(), parts: Vec::new(), placeholders: Vec::new() }
-    }
-
-    /// The template as written.
-    pub fn as_str(&self) -> &str {
-        &self.text
-    }
-
-    /// The pieces, in order.
-    pub fn parts(&self) -> &[IdPart] {
-        &self.parts
-    }
-
-    /// The placeholders with the byte offset of their `{` in the template.
-    pub fn fields(&self) -> impl Iterator<Item = (usize, &str)> {
-        self.placeholders.iter().map(|(at, name)| (*at, name.as_str()))
-    }
-
-    /// The key of one event: `value` gives the text of a field, `None` when the event lacks it
-    /// (then there is no key, and the event cannot be applied).
-    pub fn render(&self, mut value: impl FnMut(&str) -> Option<String>) -> Result<String, &str> {
-        let mut key = String::new();
-        for part in &self.parts {
-            match part {
-                IdPart::Literal(text) => key.push_str(text),
-                IdPart::Field(name) => key.push_str(&value(name).ok_or(name.as_str())?),
-            }
-        }
-        Ok(key)
-    }
-}
-
-impl fmt::Display for DocumentId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.text)
-    }
-}
-
-impl Serialize for DocumentId {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.text)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn subjects_per_strategy() {
-        assert_eq!(SubjectStrategy::Topic.subject("sessions", "sluice.sessions.SessionStarted"), "sessions-value");
-        assert_eq!(
-            SubjectStrategy::Record.subject("users", "sluice.users.UserRegistered"),
-            "sluice.users.UserRegistered"
-        );
-    }
 
     #[test]
     fn spelled_enums_roundtrip() {
@@ -703,25 +396,5 @@ mod tests {
         assert_eq!("compact,delete".parse(), Ok(CleanupPolicy::CompactDelete));
         assert_eq!("backward".parse::<Compatibility>(), Err(()));
         assert_eq!(Compatibility::default(), Compatibility::Backward);
-    }
-
-    #[test]
-    fn document_id_templates() {
-        let id = DocumentId::parse("user::{aggregate_id}").expect("valid");
-        assert_eq!(id.parts(), [IdPart::Literal("user::".into()), IdPart::Field("aggregate_id".into())]);
-        assert_eq!(id.fields().collect::<Vec<_>>(), vec![(6, "aggregate_id")]);
-        assert_eq!(id.render(|f| (f == "aggregate_id").then(|| "42".to_owned())), Ok("user::42".into()));
-        assert_eq!(id.render(|_| None), Err("aggregate_id"));
-
-        let braces = DocumentId::parse("{{x}}:{a}-{b}").expect("valid");
-        assert_eq!(braces.fields().collect::<Vec<_>>(), vec![(6, "a"), (10, "b")]);
-        assert_eq!(braces.render(|f| Some(f.to_uppercase())), Ok("{x}:A-B".into()));
-
-        let err = |t: &str| DocumentId::parse(t).map(|_| ()).map_err(|e| e.offset);
-        assert_eq!(err("user::"), Err(0));
-        assert_eq!(err("user::{aggregate_id"), Err(6));
-        assert_eq!(err("a}"), Err(1));
-        assert_eq!(err("a{}"), Err(1));
-        assert_eq!(err("a{b c}"), Err(1));
     }
 }

@@ -75,18 +75,22 @@ pub(crate) fn validate(
             }
         }
     }
-    let implied: Vec<(String, u16)> = config
+    let implied: Vec<(String, u16, u16)> = config
         .projections
         .values()
         .filter(|p| !config.topics.contains_key(&p.dlq_topic))
         .map(|p| {
-            let rf = p.sources.iter().filter_map(|s| config.topics.get(s)).map(|t| t.replication_factor).max();
-            (p.dlq_topic.clone(), rf.unwrap_or(1))
+            let sources = || p.sources.iter().filter_map(|s| config.topics.get(s));
+            let rf = sources().map(|t| t.replication_factor).max().unwrap_or(1);
+            // Each source's is at most its replication factor, so at most `rf`.
+            let min_insync = sources().map(|t| t.min_insync_replicas).max().unwrap_or(1);
+            (p.dlq_topic.clone(), rf, min_insync)
         })
         .collect();
-    for (dlq, rf) in implied {
-        let entry = config.topics.entry(dlq).or_insert_with(|| TopicConfig::implied_dlq(rf));
+    for (dlq, rf, min_insync) in implied {
+        let entry = config.topics.entry(dlq).or_insert_with(|| TopicConfig::implied_dlq(rf, min_insync));
         entry.replication_factor = entry.replication_factor.max(rf);
+        entry.min_insync_replicas = entry.min_insync_replicas.max(min_insync);
     }
 
     let events = schemas

@@ -103,6 +103,9 @@ pub async fn discover(
                 name: name.clone(),
                 partitions: u32::try_from(*partitions).unwrap_or(u32::MAX),
                 replication_factor: u16::try_from(*replication).unwrap_or(u16::MAX),
+                min_insync_replicas: config("min.insync.replicas")
+                    .and_then(|(v, _)| v.as_deref())
+                    .and_then(|v| v.parse().ok()),
                 cleanup_policy: config("cleanup.policy").and_then(|(v, _)| v.clone()),
                 retention_ms: config("retention.ms")
                     .filter(|(_, own)| *own)

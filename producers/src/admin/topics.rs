@@ -5,11 +5,13 @@
 //! [`TopicAdmin::apply`] carries the plan out through the Kafka admin API.
 //!
 //! What is changed, and what is only reported:
-//! - a missing topic is created with its partitions, replication factor, `cleanup.policy` and
-//!   `retention.ms` (left to the broker default when the topology has no `retention`);
+//! - a missing topic is created with its partitions, replication factor, `cleanup.policy`,
+//!   `min.insync.replicas` and `retention.ms` (left to the broker default when the topology has
+//!   no `retention`);
 //! - too few partitions are increased (keys of existing events then map to other partitions:
 //!   per-key order holds for new events only, which is why it is said in the output);
-//! - a differing `cleanup.policy` or `retention.ms` is altered. rdkafka offers only the
+//! - a differing `cleanup.policy`, `min.insync.replicas` or `retention.ms` is altered (each is
+//!   compared with the topic's effective value, its own or the broker's). rdkafka offers only the
 //!   non-incremental `AlterConfigs`, which resets every topic-level setting it is not given, so
 //!   the request carries the topic's other overrides unchanged;
 //! - too many partitions (Kafka cannot remove partitions) and a different replication factor
@@ -28,7 +30,7 @@ use rdkafka::error::RDKafkaErrorCode;
 use sluice_core::topology::{TopicConfig, Topology};
 
 /// The topic configs the topology manages.
-pub const MANAGED_CONFIGS: [&str; 2] = ["cleanup.policy", "retention.ms"];
+pub const MANAGED_CONFIGS: [&str; 3] = ["cleanup.policy", "min.insync.replicas", "retention.ms"];
 
 /// Why the cluster could not be inspected.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -75,7 +77,7 @@ pub enum Change {
     },
     /// Set a topic config.
     SetConfig {
-        /// `cleanup.policy` or `retention.ms`.
+        /// One of [`MANAGED_CONFIGS`].
         key: String,
         /// The cluster's value.
         from: Option<String>,
@@ -152,12 +154,17 @@ impl TopicPlan {
     }
 }
 
-/// The managed configs a declaration asks for: `cleanup.policy` always, `retention.ms` when
-/// the topology sets a retention.
+/// The managed configs a declaration asks for: `cleanup.policy` and `min.insync.replicas`
+/// always (the topology fills in their defaults), `retention.ms` when the topology sets a
+/// retention.
 pub fn declared_configs(config: &TopicConfig) -> Vec<(&'static str, String)> {
-    let mut configs = vec![(MANAGED_CONFIGS[0], config.cleanup_policy.as_str().to_owned())];
+    let [cleanup, min_insync, retention_ms] = MANAGED_CONFIGS;
+    let mut configs = vec![
+        (cleanup, config.cleanup_policy.as_str().to_owned()),
+        (min_insync, config.min_insync_replicas.to_string()),
+    ];
     if let Some(retention) = config.retention {
-        configs.push((MANAGED_CONFIGS[1], retention.kafka_retention_ms().to_string()));
+        configs.push((retention_ms, retention.kafka_retention_ms().to_string()));
     }
     configs
 }
@@ -466,101 +473,4 @@ fn per_topic(
 }
 
 #[cfg(test)]
-mod tests {
-    use std::path::Path;
-
-    use super::*;
-
-    const TOPOLOGY: &str = r#"
-[topics.orders]
-partitions = 6
-replication_factor = 1
-retention = "7d"
-
-[topics.forever]
-partitions = 2
-replication_factor = 1
-cleanup_policy = "compact"
-retention = "forever"
-
-[events."user.registered"]
-topic = "orders"
-schema = "schemas/users/registered.avsc"
-"#;
-
-    fn topology() -> Topology {
-        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-        Topology::from_parts(TOPOLOGY, &repo.join("topology.toml"), |p| std::fs::read_to_string(p))
-            .unwrap_or_else(|report| panic!("{report}"))
-    }
-
-    fn existing(partitions: usize, rf: usize, configs: &[(&str, &str, bool)]) -> ExistingTopic {
-        ExistingTopic {
-            partitions,
-            replication_factor: rf,
-            configs: configs.iter().map(|(k, v, o)| ((*k).to_owned(), (Some((*v).to_owned()), *o))).collect(),
-        }
-    }
-
-    #[test]
-    fn creates_what_is_missing_and_leaves_matching_topics_alone() {
-        let t = topology();
-        let mut cluster = BTreeMap::new();
-        cluster.insert(
-            "orders".to_owned(),
-            existing(6, 1, &[("cleanup.policy", "delete", false), ("retention.ms", "604800000", true)]),
-        );
-        let plans = plan(&t, &cluster);
-        let by_name: BTreeMap<&str, &TopicPlan> = plans.iter().map(|p| (p.topic.as_str(), p)).collect();
-        assert!(by_name["orders"].is_up_to_date(), "{:?}", by_name["orders"]);
-        assert_eq!(by_name["forever"].changes, vec![Change::Create]);
-        assert_eq!(
-            declared_configs(&by_name["forever"].config),
-            vec![("cleanup.policy", "compact".to_owned()), ("retention.ms", "-1".to_owned())]
-        );
-    }
-
-    #[test]
-    fn grows_partitions_alters_configs_and_reports_what_it_cannot_fix() {
-        let t = topology();
-        let mut cluster = BTreeMap::new();
-        cluster.insert(
-            "orders".to_owned(),
-            existing(3, 1, &[("cleanup.policy", "delete", false), ("retention.ms", "1000", true)]),
-        );
-        cluster.insert(
-            "forever".to_owned(),
-            existing(4, 3, &[("cleanup.policy", "compact", true), ("retention.ms", "-1", true)]),
-        );
-        let plans = plan(&t, &cluster);
-        let by_name: BTreeMap<&str, &TopicPlan> = plans.iter().map(|p| (p.topic.as_str(), p)).collect();
-        assert_eq!(
-            by_name["orders"].changes,
-            vec![
-                Change::AddPartitions { from: 3, to: 6 },
-                Change::SetConfig { key: "retention.ms".into(), from: Some("1000".into()), to: "604800000".into() },
-            ]
-        );
-        assert!(by_name["orders"].drift.is_empty());
-        assert!(by_name["forever"].changes.is_empty());
-        assert_eq!(
-            by_name["forever"].drift,
-            vec![
-                Drift::TooManyPartitions { actual: 4, declared: 2 },
-                Drift::ReplicationFactor { actual: 3, declared: 1 }
-            ]
-        );
-        assert!(by_name["forever"].drift[0].to_string().contains("Kafka cannot remove partitions"));
-        assert_eq!(by_name["orders"].changes[1].to_string(), "retention.ms 1000 → 604800000");
-    }
-
-    #[test]
-    fn implied_dead_letter_topics_are_planned() {
-        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-        let t = Topology::load(&repo.join("topology.toml")).unwrap_or_else(|e| panic!("{e}"));
-        let plans = plan(&t, &BTreeMap::new());
-        let dlq = plans.iter().find(|p| p.topic == "user_state.dlq").expect("implied DLQ topic");
-        assert_eq!(dlq.changes, vec![Change::Create]);
-        assert_eq!(dlq.config.partitions, 1);
-    }
-}
+mod tests;

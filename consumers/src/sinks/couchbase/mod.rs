@@ -6,11 +6,15 @@
 //!
 //! - [`request_builder`]: event → document id and fold change (pure).
 //! - [`sink`]: the [`Sink`](crate::sink::Sink): read, fold, write with CAS, erase with tombstones.
+//! - `group`: one document's events folded into its stored state (pure).
+//! - [`durability`]: the projection's `durability` on every write, and its errors (pure).
 //! - [`setup`](mod@setup): `sluice couchbase setup`, creating the projections' scopes and collections.
 //! - [`service`]: connecting with deadlines (network).
 //! - [`pointer`](mod@pointer): the document naming a projection's live collection (blue/green rebuilds).
 //! - [`live`]: the worker's sink, following that pointer.
 
+pub mod durability;
+mod group;
 pub mod live;
 pub mod pointer;
 pub mod request_builder;

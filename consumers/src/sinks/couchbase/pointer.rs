@@ -11,7 +11,7 @@
 use couchbase::bucket::Bucket;
 use couchbase::error::ErrorKind;
 use serde::{Deserialize, Serialize};
-use sluice_core::topology::CouchbaseSink;
+use sluice_core::topology::{CouchbaseDurability, CouchbaseSink};
 
 use super::Error;
 use super::service::{KV_TIMEOUT, deadline};
@@ -62,10 +62,17 @@ pub async fn live(bucket: &Bucket, projection: &str, config: &CouchbaseSink) -> 
     Ok(read(bucket, projection).await?.unwrap_or_else(|| Pointer::of_config(config)))
 }
 
-/// Points readers and the live worker of `projection` at `pointer`.
-pub async fn write(bucket: &Bucket, projection: &str, pointer: &Pointer) -> Result<(), Error> {
+/// Points readers and the live worker of `projection` at `pointer`, written with the
+/// projection's `durability` (a swap lost in a failover would silently undo the rebuild).
+pub async fn write(
+    bucket: &Bucket,
+    projection: &str,
+    pointer: &Pointer,
+    durability: CouchbaseDurability,
+) -> Result<(), Error> {
     let coll = bucket.default_collection();
-    deadline("write pointer", KV_TIMEOUT, coll.upsert(pointer_key(projection), pointer, None)).await.map(drop)
+    let options = super::durability::upsert_options(durability);
+    deadline("write pointer", KV_TIMEOUT, coll.upsert(pointer_key(projection), pointer, options)).await.map(drop)
 }
 
 #[cfg(test)]

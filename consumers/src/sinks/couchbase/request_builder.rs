@@ -209,7 +209,7 @@ mod tests {
     use serde_json::json;
     use sluice_core::event::{Envelope, Position};
     use sluice_core::topology::columns::FieldPath;
-    use sluice_core::topology::{DocumentId, HumanDuration};
+    use sluice_core::topology::{CouchbaseDurability, DocumentId, HumanDuration};
 
     use super::*;
 
@@ -235,6 +235,7 @@ mod tests {
             ttl: None,
             erase_on: vec!["user.deleted".into()],
             fields: Some(fields),
+            durability: CouchbaseDurability::None,
         }
     }
 

@@ -15,10 +15,12 @@
 //! two documents are written in an order that keeps every interleaving safe: the tombstone before
 //! the removal, and after an insert over a tombstone, a check that no newer erase landed meanwhile.
 //!
+//! Every insert, replace and remove carries the projection's `durability` ([`super::durability`]).
+//!
 //! Errors say what the worker does next: timeouts and unexplained server failures are
-//! [`SinkError::Transient`]; bad credentials, a missing bucket or collection are
-//! [`SinkError::Config`]; per-event problems (no key, a foreign document in the way, a document
-//! over 20 MiB) are [`Rejected`].
+//! [`SinkError::Transient`]; bad credentials, a missing bucket or collection, and a bucket that
+//! cannot give the projection's `durability` are [`SinkError::Config`]; per-event problems (no
+//! key, a foreign document in the way, a document over 20 MiB) are [`Rejected`].
 
 use std::collections::HashMap;
 use std::fmt;
@@ -29,16 +31,18 @@ use std::time::Duration;
 use couchbase::bucket::Bucket;
 use couchbase::collection::Collection;
 use couchbase::error::ErrorKind;
-use couchbase::options::kv_options::{InsertOptions, RemoveOptions, ReplaceOptions};
 use couchbase::transcoding::raw_json;
 use futures::{StreamExt, TryStreamExt, stream};
 use rand::Rng;
-use serde_json::{Map, Value};
-use sluice_core::fold::{self, Change, FoldEvent, Meta, Outcome, State};
-use sluice_core::topology::{CouchbaseSink, ProjectionConfig, SinkConfig};
+use serde_json::Value;
+use sluice_core::fold::{self, Change, FoldEvent, State};
+use sluice_core::topology::{CouchbaseDurability, CouchbaseSink, ProjectionConfig, SinkConfig};
 use tracing::{debug, warn};
 
 use super::Error;
+use super::durability::{self, DurabilityError};
+pub use super::group::MAX_DOCUMENT_BYTES;
+use super::group::{Pending, count_unchanged, encode, fold_group, merge_tombstone};
 use super::request_builder::{self, DocumentChange};
 use super::service::{Couchbase, KV_TIMEOUT, deadline};
 use crate::sink::{Batch, Batching, Rejected, Sink, SinkError};
@@ -53,10 +57,6 @@ pub const MAX_DOCUMENTS_IN_FLIGHT: usize = 64;
 /// failed attempt means another writer changed the document meanwhile, so the bound is only hit
 /// under pathological contention; the worker then backs off and writes the batch again.
 pub const MAX_ATTEMPTS: u32 = 32;
-
-/// The largest document Couchbase stores (20 MiB). The local mock does not enforce it, so the
-/// sink does: a bigger document is refused per event instead of failing the batch forever.
-pub const MAX_DOCUMENT_BYTES: usize = 20 * 1024 * 1024;
 
 /// A projection writing the latest state of each entity to a Couchbase collection.
 pub struct CouchbaseProjection {
@@ -79,13 +79,6 @@ impl fmt::Debug for CouchbaseProjection {
             .field("batching", &self.batching)
             .finish_non_exhaustive()
     }
-}
-
-/// One event of a document's group: where it came from (for rejections) and its fold change.
-#[derive(Debug, Clone)]
-struct Pending {
-    offset: i64,
-    fold: FoldEvent,
 }
 
 /// Why a document could not be written: what the whole batch reports.
@@ -406,10 +399,7 @@ impl CouchbaseProjection {
 
     async fn insert(&self, key: &str, bytes: &[u8]) -> Result<(), OpError> {
         let (value, flags) = raw_json::encode(&bytes).map_err(|e| self.classify_sdk("insert", e))?;
-        let mut options = InsertOptions::new();
-        if let Some(expiry) = self.expiry() {
-            options = options.expiry(expiry);
-        }
+        let options = durability::insert_options(self.config.durability, self.expiry());
         deadline("insert", KV_TIMEOUT, self.collection.insert_raw(key, value, flags, options))
             .await
             .map(drop)
@@ -419,10 +409,7 @@ impl CouchbaseProjection {
     async fn replace(&self, key: &str, bytes: &[u8], cas: u64) -> Result<(), OpError> {
         let (value, flags) = raw_json::encode(&bytes).map_err(|e| self.classify_sdk("replace", e))?;
         // Every write sets the expiry again: a TTL counts from the entity's latest change.
-        let mut options = ReplaceOptions::new().cas(cas);
-        if let Some(expiry) = self.expiry() {
-            options = options.expiry(expiry);
-        }
+        let options = durability::replace_options(self.config.durability, self.expiry(), cas);
         deadline("replace", KV_TIMEOUT, self.collection.replace_raw(key, value, flags, options))
             .await
             .map(drop)
@@ -430,7 +417,8 @@ impl CouchbaseProjection {
     }
 
     async fn remove(&self, key: &str, cas: u64) -> Result<(), OpError> {
-        deadline("remove", KV_TIMEOUT, self.collection.remove(key, RemoveOptions::new().cas(cas)))
+        let options = durability::remove_options(self.config.durability, Some(cas));
+        deadline("remove", KV_TIMEOUT, self.collection.remove(key, options))
             .await
             .map(drop)
             .map_err(|e| self.classify(e))
@@ -442,21 +430,7 @@ impl CouchbaseProjection {
 
     /// What an operation's error means for the write loop.
     fn classify(&self, e: Error) -> OpError {
-        let Error::Couchbase { source, .. } = &e else {
-            return match e {
-                Error::Timeout { .. } => OpError::Fail(Failure::Timeout(format!("{e} (on {})", self.keyspace))),
-                other => OpError::Fail(Failure::Transient(other.to_string())),
-            };
-        };
-        match source.kind() {
-            ErrorKind::CasMismatch | ErrorKind::DocumentExists | ErrorKind::DocumentNotFound => OpError::Conflict,
-            ErrorKind::AuthenticationFailure
-            | ErrorKind::BucketNotFound
-            | ErrorKind::ScopeNotFound
-            | ErrorKind::CollectionNotFound => OpError::Fail(Failure::Config(format!("{e} (on {})", self.keyspace))),
-            ErrorKind::ValueTooLarge | ErrorKind::InvalidArgument(_) => OpError::Reject(e.to_string()),
-            _ => OpError::Fail(Failure::Transient(format!("{e} (on {})", self.keyspace))),
-        }
+        classify(e, &self.name, &self.keyspace, self.config.durability)
     }
 }
 
@@ -478,150 +452,63 @@ impl Sink for CouchbaseProjection {
     }
 }
 
-/// How many of `events`, folded in order into `base`, change nothing.
-fn count_unchanged(base: Option<State>, events: &[Pending]) -> u64 {
-    let mut current = base;
-    let mut unchanged = 0;
-    for p in events {
-        match fold::apply(current.as_ref(), &p.fold) {
-            Outcome::Write(next) => current = Some(next),
-            Outcome::Unchanged => unchanged += 1,
-        }
-    }
-    unchanged
-}
-
-/// Folds a document's events into `base`, then the erase learned from a concurrent writer if any.
-/// Returns the state to write with its encoding (`None` when nothing changed) and the events
-/// refused because they would make the document too large.
-fn fold_group(
-    base: Option<State>,
-    events: &[Pending],
-    learned_erase: Option<&FoldEvent>,
-) -> (Option<(State, Vec<u8>)>, Vec<Rejected>) {
-    let mut current = base;
-    let mut encoded: Option<Vec<u8>> = None;
-    let mut rejected = Vec::new();
-    let learned = learned_erase.map(|fold| (None, fold));
-    for (offset, event) in events.iter().map(|p| (Some(p.offset), &p.fold)).chain(learned) {
-        let Outcome::Write(next) = fold::apply(current.as_ref(), event) else { continue };
-        match encode(&next) {
-            Ok(bytes) if bytes.len() <= MAX_DOCUMENT_BYTES => {
-                current = Some(next);
-                encoded = Some(bytes);
-            }
-            Ok(bytes) => {
-                if let Some(offset) = offset {
-                    let reason = format!(
-                        "the document would be {} bytes, over Couchbase's limit of {MAX_DOCUMENT_BYTES} bytes",
-                        bytes.len()
-                    );
-                    rejected.push(Rejected { offset, reason });
-                }
-            }
-            Err(reason) => {
-                if let Some(offset) = offset {
-                    rejected.push(Rejected { offset, reason });
-                }
-            }
-        }
-    }
-    (current.zip(encoded), rejected)
-}
-
-/// The document bytes of a state.
-fn encode(state: &State) -> Result<Vec<u8>, String> {
-    serde_json::to_vec(&state.to_document()).map_err(|e| format!("the document cannot be encoded as JSON: {e}"))
-}
-
-/// The tombstone to store after erasing to `next`: only bookkeeping, the newest version and
-/// erase of the stored tombstone and `next`. `None` when the stored one already says as much
-/// (tombstones only move forward, whatever order concurrent erasers write them in).
-fn merge_tombstone(stored: Option<&State>, next: &State) -> Option<State> {
-    let (version, source) = match stored {
-        Some(s) if s.meta.version >= next.meta.version => (s.meta.version, s.meta.source.clone()),
-        _ => (next.meta.version, next.meta.source.clone()),
+/// What an operation's error means for the write loop of projection `projection` writing to
+/// `keyspace` with `durability`.
+fn classify(e: Error, projection: &str, keyspace: &str, durability: CouchbaseDurability) -> OpError {
+    let Error::Couchbase { source, .. } = &e else {
+        return match e {
+            Error::Timeout { .. } => OpError::Fail(Failure::Timeout(format!("{e} (on {keyspace})"))),
+            other => OpError::Fail(Failure::Transient(other.to_string())),
+        };
     };
-    let erased_at = stored.and_then(|s| s.meta.erased_at).max(next.meta.erased_at);
-    let tombstone = State { fields: Map::new(), meta: Meta { version, fields: Default::default(), erased_at, source } };
-    (stored != Some(&tombstone)).then_some(tombstone)
+    match durability::classify(source.kind()) {
+        Some(DurabilityError::Unsatisfiable) => {
+            let message = durability::unsatisfiable(projection, keyspace, durability, &e.to_string());
+            return OpError::Fail(Failure::Config(message));
+        }
+        Some(DurabilityError::Ambiguous) => {
+            return OpError::Fail(Failure::Transient(format!("{e} (on {keyspace}): writing the batch again")));
+        }
+        Some(DurabilityError::InProgress) => return OpError::Conflict,
+        None => {}
+    }
+    match source.kind() {
+        ErrorKind::CasMismatch | ErrorKind::DocumentExists | ErrorKind::DocumentNotFound => OpError::Conflict,
+        ErrorKind::AuthenticationFailure
+        | ErrorKind::BucketNotFound
+        | ErrorKind::ScopeNotFound
+        | ErrorKind::CollectionNotFound => OpError::Fail(Failure::Config(format!("{e} (on {keyspace})"))),
+        ErrorKind::ValueTooLarge | ErrorKind::InvalidArgument(_) => OpError::Reject(e.to_string()),
+        _ => OpError::Fail(Failure::Transient(format!("{e} (on {keyspace})"))),
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
-    use sluice_core::fold::Position;
+    use couchbase::error::Error as SdkError;
 
     use super::*;
 
-    fn pos(offset: i64) -> Position {
-        Position { topic: "users".into(), partition: 0, offset }
-    }
-
-    fn pending(version: i64, change: Change) -> Pending {
-        Pending { offset: version * 10, fold: FoldEvent { version, change, position: pos(version * 10) } }
-    }
-
-    fn set(version: i64, fields: Value) -> Pending {
-        let Value::Object(map) = fields else { panic!("object") };
-        pending(version, Change::Set(map))
+    fn classified(kind: ErrorKind) -> OpError {
+        let e = Error::Couchbase { what: "replace", source: SdkError::new(kind) };
+        classify(e, "user_state", "default._default.users", CouchbaseDurability::Majority)
     }
 
     #[test]
-    fn a_group_folds_like_the_core_fold() {
-        let events = [set(1, json!({"a": 1, "b": 1})), set(3, json!({"a": 3})), set(2, json!({"b": 2}))];
-        let (state, rejected) = fold_group(None, &events, None);
-        let (state, bytes) = state.expect("changed");
-        assert!(rejected.is_empty());
-        assert_eq!(Some(state.clone()), fold::fold(events.iter().map(|p| &p.fold)));
-        let doc: Value = serde_json::from_slice(&bytes).expect("json");
-        assert_eq!(State::from_document(&doc), Some(state));
-        // Folding the same events again changes nothing: no write.
-        let again = fold::fold(events.iter().map(|p| &p.fold));
-        assert_eq!(fold_group(again, &events, None).0, None);
-    }
-
-    #[test]
-    fn an_event_making_the_document_too_large_is_refused_alone() {
-        let huge = "x".repeat(MAX_DOCUMENT_BYTES);
-        let events = [set(1, json!({"a": 1})), set(2, json!({"blob": huge})), set(3, json!({"c": 3}))];
-        let (state, rejected) = fold_group(None, &events, None);
-        let (state, _) = state.expect("changed");
-        assert_eq!(rejected.len(), 1);
-        assert_eq!(rejected[0].offset, 20);
-        assert!(rejected[0].reason.contains("over Couchbase's limit"), "{}", rejected[0].reason);
-        assert_eq!(Value::Object(state.fields), json!({"a": 1, "c": 3}));
-    }
-
-    #[test]
-    fn a_learned_erase_is_folded_in_without_a_rejection() {
-        let events = [set(1, json!({"a": 1})), set(5, json!({"b": 5}))];
-        let erase = FoldEvent { version: 3, change: Change::Erase, position: pos(30) };
-        let (state, rejected) = fold_group(None, &events, Some(&erase));
-        let (state, _) = state.expect("changed");
-        assert!(rejected.is_empty());
-        assert_eq!(Value::Object(state.fields), json!({"b": 5}));
-        assert_eq!(state.meta.erased_at, Some(3));
-    }
-
-    #[test]
-    fn tombstones_hold_no_personal_data_and_only_move_forward() {
-        let erased = |version: i64, erased_at: i64| State {
-            fields: Map::new(),
-            meta: Meta { version, fields: Default::default(), erased_at: Some(erased_at), source: pos(version) },
-        };
-        let first = merge_tombstone(None, &erased(4, 4)).expect("new tombstone");
-        assert_eq!(first, erased(4, 4));
-        assert_eq!(
-            first.to_document(),
-            json!({"_sluice": {"version": 4, "fields": {}, "erased_at": 4,
-            "source": {"topic": "users", "partition": 0, "offset": 4}}})
-        );
-        assert_eq!(merge_tombstone(Some(&erased(9, 9)), &erased(4, 4)), None, "an older erase changes nothing");
-        assert_eq!(merge_tombstone(Some(&erased(4, 4)), &erased(4, 4)), None, "the same erase changes nothing");
-        assert_eq!(merge_tombstone(Some(&erased(4, 4)), &erased(9, 9)), Some(erased(9, 9)));
-        // A newer version whose erase is older (an event after the erase that set nothing).
-        let mixed = merge_tombstone(Some(&erased(9, 9)), &erased(12, 4)).expect("newer version");
-        assert_eq!((mixed.meta.version, mixed.meta.erased_at), (12, Some(9)));
+    fn a_durability_the_bucket_cannot_give_stops_the_worker_naming_projection_and_level() {
+        for kind in [ErrorKind::DurabilityImpossible, ErrorKind::DurabilityLevelNotAvailable] {
+            let OpError::Fail(Failure::Config(message)) = classified(kind.clone()) else {
+                panic!("{kind:?} must be a configuration error, not retried nor refused per event");
+            };
+            assert!(message.contains("projection `user_state`"), "{message}");
+            assert!(message.contains("durability = \"majority\""), "{message}");
+            assert!(message.contains("default._default.users"), "{message}");
+        }
+        assert!(matches!(classified(ErrorKind::DurabilityAmbiguous), OpError::Fail(Failure::Transient(_))));
+        assert!(matches!(classified(ErrorKind::DurabilityWriteInProgress), OpError::Conflict));
+        // What was there before stays as it was.
+        assert!(matches!(classified(ErrorKind::CasMismatch), OpError::Conflict));
+        assert!(matches!(classified(ErrorKind::CollectionNotFound), OpError::Fail(Failure::Config(_))));
+        assert!(matches!(classified(ErrorKind::ValueTooLarge), OpError::Reject(_)));
     }
 }

@@ -109,6 +109,8 @@ pub struct KafkaTopic {
     pub partitions: u32,
     /// Replication factor.
     pub replication_factor: u16,
+    /// `min.insync.replicas` as the cluster reports it (the topic's own or the broker's), if read.
+    pub min_insync_replicas: Option<u16>,
     /// `cleanup.policy` as the cluster reports it (the topic's own or the broker's), if read.
     pub cleanup_policy: Option<String>,
     /// `retention.ms` when set on the topic itself (`-1`: forever); `None` for the broker's.

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use super::super::model::SubjectStrategy;
+use super::super::model::{SubjectStrategy, default_min_insync_replicas};
 use super::super::parse::{valid_kafka_brokers, valid_projection_name};
 use super::super::{CleanupPolicy, Compatibility, HumanDuration, Retention};
 use super::bind::{Plan, PlannedEvent};
@@ -303,7 +303,18 @@ fn cleanup_policy(value: &str) -> Option<CleanupPolicy> {
 fn topic(out: &mut Text, t: &KafkaTopic, strategy: SubjectStrategy) {
     out.raw(&format!("[topics.{}]", key(&t.name)));
     out.raw(&format!("partitions = {}", t.partitions.max(1)));
-    out.raw(&format!("replication_factor = {}", t.replication_factor.max(1)));
+    let replicas = t.replication_factor.max(1);
+    out.raw(&format!("replication_factor = {replicas}"));
+    // Written only where the topology's default would change the cluster.
+    let default = default_min_insync_replicas(replicas);
+    match t.min_insync_replicas {
+        Some(m) if m != default && (1..=replicas).contains(&m) => out.raw(&format!("min_insync_replicas = {m}")),
+        Some(m) if m > replicas => out.comment(&format!(
+            "min.insync.replicas is {m} on the cluster, more than the {replicas} replicas, so no write is \
+             acknowledged: `sluice topics apply` sets {default}"
+        )),
+        _ => {}
+    }
     if let Some(policy) = t.cleanup_policy.as_deref().and_then(cleanup_policy) {
         out.raw(&format!("cleanup_policy = {}", toml_str(policy.as_str())));
     }

@@ -47,6 +47,7 @@ fn topic(name: &str, partitions: u32, ids: &[(u32, u64)]) -> KafkaTopic {
         name: name.to_owned(),
         partitions,
         replication_factor: 1,
+        min_insync_replicas: Some(1),
         cleanup_policy: Some("delete".to_owned()),
         retention_ms: None,
         sample: Some(TopicSample { records, unframed: 0, schema_ids: ids.iter().copied().collect(), partial: false }),
@@ -410,18 +411,20 @@ fn payload_fields_named_like_envelope_columns_are_renamed() {
 fn topics_as_the_cluster_has_them() {
     let schema = event_schema("acme.Moved", Some("parcel.moved"), "");
     let mut t = topic("legacy.public.parcels", 12, &[]);
-    t.replication_factor = 3;
+    (t.replication_factor, t.min_insync_replicas) = (3, Some(1));
     t.cleanup_policy = Some("delete,compact".into());
     t.retention_ms = Some(604_800_000);
     let inv = inventory(vec![subject("legacy.public.parcels-value", 1, &schema)], vec![t]);
     let (out, topology) = generated(&inv, &Filter::default());
-    assert!(out.topology.contains("[topics.\"legacy.public.parcels\"]\npartitions = 12\nreplication_factor = 3\ncleanup_policy = \"compact,delete\"\nretention = \"7d\"\n"), "{}", out.topology);
+    assert!(out.topology.contains("[topics.\"legacy.public.parcels\"]\npartitions = 12\nreplication_factor = 3\nmin_insync_replicas = 1\ncleanup_policy = \"compact,delete\"\nretention = \"7d\"\n"), "{}", out.topology);
     assert_eq!(topology.topic("legacy.public.parcels").map(|t| t.replication_factor), Some(3));
 
     let mut inv = inv;
     inv.topics[0].retention_ms = Some(-1);
     inv.topics[0].cleanup_policy = Some("compact".into());
+    inv.topics[0].min_insync_replicas = Some(2); // the default for 3 replicas: left out
     let (out, _) = generated(&inv, &Filter::default());
+    assert!(out.topology.contains("replication_factor = 3\ncleanup_policy"), "{}", out.topology);
     assert!(out.topology.contains("cleanup_policy = \"compact\"\nretention = \"forever\"\n"), "{}", out.topology);
 }
 

@@ -1,5 +1,6 @@
 //! Reading `[projections.<name>.couchbase]` (see [`crate::topology::CouchbaseSink`]): bucket,
-//! scope and collection, the document id template, and the document's fields.
+//! scope and collection, the document id template, the document's fields, and the durability of
+//! the writes.
 
 use std::collections::BTreeMap;
 
@@ -8,7 +9,9 @@ use toml::de::DeValue;
 
 use super::super::columns::FieldPath;
 use super::super::diagnostics::Issue;
-use super::super::model::{COUCHBASE_DEFAULT_COLLECTION, CouchbaseSink, DocumentField, DocumentId};
+use super::super::model::{
+    COUCHBASE_DEFAULT_COLLECTION, CouchbaseDurability, CouchbaseSink, DocumentField, DocumentId,
+};
 use super::names::{display_path, valid_couchbase_bucket, valid_couchbase_collection};
 use super::string_offset;
 use super::walker::{Secrets, Table, Walker};
@@ -32,6 +35,7 @@ impl Walker<'_> {
         let ttl = self.duration(t, "ttl", false);
         let erase_on = self.strings(t, "erase_on").unwrap_or_default();
         let fields = self.fields(t);
+        let durability = self.choice(t, "durability", CouchbaseDurability::NAMES);
         CouchbaseSink {
             bucket,
             scope: scope.unwrap_or_else(|| COUCHBASE_DEFAULT_COLLECTION.to_owned()),
@@ -40,6 +44,7 @@ impl Walker<'_> {
             ttl,
             erase_on,
             fields,
+            durability: durability.unwrap_or_default(),
         }
     }
 
