@@ -24,9 +24,14 @@
 //! that lasts long, or the sink or the DLQ reports failures, the assigned partitions are paused
 //! and polling goes on (group membership holds, nothing more is fetched) until a write lands.
 //!
-//! Rebalance: on revocation the consumer context commits what is acknowledged, synchronously,
-//! and the loop drops what it had buffered for those partitions (the next owner reads them again
-//! — sinks are idempotent). Shutdown: the cancellation token stops polling; buffered records are
+//! Rebalance: partitions move with the cooperative-sticky assignor — rust-rdkafka's rebalance
+//! callback calls `incremental_assign` / `incremental_unassign` under the COOPERATIVE protocol —
+//! so a revocation names only the partitions that change owner, and the others keep flowing. On
+//! revocation the consumer context commits what is acknowledged, synchronously, and the loop
+//! drops what it had buffered for those partitions; a write in flight for them still lands but
+//! acknowledges nothing (the ledger counts revocations), so it is not committed and the next
+//! owner writes those records again — sinks are idempotent. With an instance id (static
+//! membership) a restarted worker takes its partitions back without a rebalance. Shutdown: the cancellation token stops polling; buffered records are
 //! written and committed synchronously within the drain deadline.
 
 mod batch;
