@@ -187,7 +187,9 @@ fn table(snapshot: &LagSnapshot, groups: &Groups) -> String {
                         m.member_id.clone(),
                     ]);
                 }
-                if view.state != "Stable" && view.state != "Empty" {
+                // Stable, Empty (no member) and Dead (never joined) need no word; a rebalance
+                // explains owners that are about to change.
+                if view.state.contains("Rebalance") {
                     notes.push(format!("{name}: consumer group {} is {}", p.group, view.state));
                 }
             }
