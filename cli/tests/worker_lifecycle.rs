@@ -123,21 +123,68 @@ async fn a_worker_waits_for_an_absent_clickhouse_and_starts_once_it_answers() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_worker_waits_for_an_absent_couchbase_and_stops_cleanly_meanwhile() {
+async fn a_worker_waits_for_an_absent_couchbase_and_starts_once_it_answers() {
     let (topology, sfx) = prepare("wait_cb");
     let projection = format!("user_state_{sfx}");
-    let metrics_addr = format!("127.0.0.1:{}", free_port());
-    let env = [("SLUICE_COUCHBASE_CONNSTR", format!("couchbase://127.0.0.1:{}", free_port()))];
+    let (port, metrics_addr) = (free_port(), format!("127.0.0.1:{}", free_port()));
+    let env = [("SLUICE_COUCHBASE_CONNSTR", format!("couchbase://127.0.0.1:{port}"))];
     let mut w = WorkerProcess::spawn(&topology, &projection, &["--metrics-addr", &metrics_addr], &env, "cb");
     // One attempt lasts up to the connect deadline (20 s) against an address where nobody answers.
-    let log = await_log(&topology, "cb", WAITING, 2, 90).await;
+    let log = await_log(&topology, "cb", WAITING, 1, 60).await;
     assert!(w.is_running(), "the worker must wait, not exit; log:\n{log}");
-    assert!(log.contains("Couchbase at couchbase://127.0.0.1:"), "the reason names the sink:\n{log}");
+    assert!(log.contains(&format!("Couchbase at couchbase://127.0.0.1:{port} is unreachable")), "{log}");
     assert_eq!(metric(&metrics_addr, "sluice_worker_ready"), 0.0);
+
+    let (events, model) = generate(10, 9, &uuid_hex8(), &format!("{sfx}-"));
+    let users: Vec<Value> =
+        events.into_iter().filter(|e| e["event_type"].as_str().is_some_and(|t| t.starts_with("user."))).collect();
+    publish(&topology, "users.jsonl", &users);
+    // The cluster comes up at that address: the proxy leads the SDK's bootstrap to a real node,
+    // whose cluster map then names the others.
+    let connstr = connections().couchbase.connstr;
+    let node = authority(&connstr).split(',').next().unwrap_or_default().to_owned();
+    let stop = CancellationToken::new();
+    proxy(port, node, stop.clone()).await;
+    let cb = within("couchbase", 30, Couchbase::connect(&connections().couchbase)).await.expect("couchbase");
+    await_user_docs(&cb, &model, 90).await;
+    assert_eq!(metric(&metrics_addr, "sluice_worker_ready"), 1.0);
+    let (status, out) = w.terminate();
+    assert!(status.success(), "{out}");
+    stop.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_waiting_for_its_sink_stops_at_once_on_sigterm() {
+    let (topology, sfx) = prepare("wait_stop");
+    let env = [("SLUICE_CLICKHOUSE_URL", format!("http://127.0.0.1:{}", free_port()))];
+    let mut w = WorkerProcess::spawn(&topology, &format!("analytics_{sfx}"), &[], &env, "stop");
+    let log = await_log(&topology, "stop", WAITING, 1, 30).await;
+    assert!(w.is_running(), "{log}");
     let started = Instant::now();
     let (status, out) = w.terminate();
     assert!(status.success(), "SIGTERM while waiting is a clean stop: {status}\n{out}");
     assert!(started.elapsed() < Duration::from_secs(10), "stopped in {:?}", started.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_live_worker_with_the_same_instance_id_stops_the_first_with_a_clear_message() {
+    let (topology, sfx) = prepare("fenced");
+    let projection = format!("user_state_{sfx}");
+    let args = ["--instance-id", "twin"];
+    let mut first = WorkerProcess::spawn(&topology, &projection, &args, &[], "first");
+    await_log(&topology, "first", "worker started", 1, 60).await;
+    // Give the first one its partitions before the twin shows up.
+    let cb = within("couchbase", 30, Couchbase::connect(&connections().couchbase)).await.expect("couchbase");
+    project_next(&cb, &topology, &sfx, 1, 60).await;
+    let second = WorkerProcess::spawn(&topology, &projection, &args, &[], "second");
+    let status = first.wait_exit(60);
+    let log = log_of(&topology, "first");
+    assert!(!status.success(), "{log}");
+    assert!(log.contains("another worker joined the group with this worker's instance id \"twin\""), "{log}");
+    // The newer one projects.
+    project_next(&cb, &topology, &sfx, 2, 30).await;
+    let (status, out) = second.terminate();
+    assert!(status.success(), "{out}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

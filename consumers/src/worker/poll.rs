@@ -64,6 +64,8 @@ pub(super) struct Intake {
     consumer: StreamConsumer<WorkerContext>,
     paused: Option<TopicPartitionList>,
     metrics: WorkerMetrics,
+    /// Its `group.instance.id`, for the message when another worker takes it.
+    instance_id: Option<String>,
 }
 
 impl Intake {
@@ -103,7 +105,7 @@ impl Intake {
         let consumer: StreamConsumer<WorkerContext> = config.create_with_context(context)?;
         let topics: Vec<&str> = cfg.topics.iter().map(String::as_str).collect();
         consumer.subscribe(&topics)?;
-        Ok(Self { consumer, paused: None, metrics })
+        Ok(Self { consumer, paused: None, metrics, instance_id: cfg.instance_id.clone() })
     }
 
     /// The fatal error librdkafka raised, if any: the consumer is unusable past it.
@@ -112,7 +114,8 @@ impl Intake {
         error!(%code, %reason, "fatal Kafka consumer error: the worker stops");
         Some(WorkerError::Fatal(match code {
             RDKafkaErrorCode::FencedInstanceId => format!(
-                "{reason}: another worker joined the group with the same instance id (give each replica its own)"
+                "another worker joined the group with this worker's instance id {:?} (give each replica its own): {reason}",
+                self.instance_id.as_deref().unwrap_or_default()
             ),
             _ => format!("{code}: {reason}"),
         }))
