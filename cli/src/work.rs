@@ -42,7 +42,9 @@ pub(crate) struct WorkArgs {
     instance_id: Option<String>,
 
     /// A librdkafka consumer setting, `KEY=VALUE`, repeatable (like Kafka Connect's
-    /// `consumer.override.*`), e.g. `--consumer-config session.timeout.ms=10000`.
+    /// `consumer.override.*`), e.g. `--consumer-config session.timeout.ms=10000` (default 45000:
+    /// how long a dead worker's partitions wait before they move to the others; a restart with
+    /// the same --instance-id takes them back at once).
     #[arg(long = "consumer-config", value_name = "KEY=VALUE", value_parser = key_value)]
     consumer_config: Vec<(String, String)>,
 

@@ -31,8 +31,12 @@
 //! drops what it had buffered for those partitions; a write in flight for them still lands but
 //! acknowledges nothing (the ledger counts revocations), so it is not committed and the next
 //! owner writes those records again — sinks are idempotent. With an instance id (static
-//! membership) a restarted worker takes its partitions back without a rebalance. Shutdown: the cancellation token stops polling; buffered records are
-//! written and committed synchronously within the drain deadline.
+//! membership) a restarted worker takes its partitions back without a rebalance.
+//!
+//! Shutdown: the cancellation token stops polling; buffered records are written and committed
+//! synchronously within the drain deadline. Before any of this, `ready` waits for a sink that
+//! does not answer yet (the CLI connects through it), and a fatal consumer error (a twin
+//! instance id) stops the loop.
 
 mod batch;
 mod commit;
@@ -175,7 +179,8 @@ impl<S: Sink> Worker<S> {
         let intake = Intake::subscribe(&self.cfg, commits.context(), self.metrics.clone())?;
         let dlq = DeadLetterQueue::connect(&self.cfg.brokers, self.cfg.dlq_topic.clone(), self.cfg.projection.clone())?;
         info!(projection = %self.cfg.projection, group = %self.cfg.group, topics = ?self.cfg.topics,
-              sink = self.sink.kind(), dlq = %self.cfg.dlq_topic, instance_id = ?self.cfg.instance_id, "worker started");
+              sink = self.sink.kind(), dlq = %self.cfg.dlq_topic, instance_id = ?self.cfg.instance_id,
+              "worker started");
         self.metrics.ready.set(1.0);
         let batching = self.sink.batching();
         let (batcher, writes) =

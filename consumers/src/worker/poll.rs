@@ -114,7 +114,8 @@ impl Intake {
         error!(%code, %reason, "fatal Kafka consumer error: the worker stops");
         Some(WorkerError::Fatal(match code {
             RDKafkaErrorCode::FencedInstanceId => format!(
-                "another worker joined the group with this worker's instance id {:?} (give each replica its own): {reason}",
+                "another worker joined the group with this worker's instance id {:?} \
+                 (give each replica its own): {reason}",
                 self.instance_id.as_deref().unwrap_or_default()
             ),
             _ => format!("{code}: {reason}"),
