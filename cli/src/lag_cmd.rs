@@ -2,14 +2,18 @@
 //!
 //! The numbers come from the lag monitor (`sluice_consumers::lag`): once, or refreshed with
 //! `--watch` until Ctrl-C. Output is a table for people or, with `--json`, the snapshot as one
-//! JSON document (one per line with `--watch`) for scripts.
+//! JSON document (one per line with `--watch`) for scripts. Each projection's consumer group is
+//! described too (`sluice_consumers::group`): the OWNER column names the member that owns each
+//! partition — its instance id, else the start of its member id — and a members table lists them.
 
+use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use sluice_consumers::group::{GroupView, describe};
 use sluice_consumers::lag::LagMonitor;
 use sluice_core::lag::{LagSnapshot, fmt_ms};
 use tokio_util::sync::CancellationToken;
@@ -22,7 +26,9 @@ use crate::Context;
                         before a first commit); its age is how long ago the oldest unprocessed record was \
                         written. STATE is the projection's backpressure state against the thresholds of \
                         [projections.<name>.backpressure]; with --watch it has hysteresis, like the \
-                        gateway's. Exits non-zero when a projection's lag cannot be read.")]
+                        gateway's. OWNER is the group member that owns the partition: its --instance-id, \
+                        else the start of its member id (the members table below names them all). \
+                        Exits non-zero when a projection's lag cannot be read.")]
 pub(crate) struct LagArgs {
     /// Only this projection (a `[projections.<name>]` of the topology).
     #[arg(long, short)]
@@ -57,7 +63,8 @@ pub(crate) async fn run(ctx: &Context, args: LagArgs) -> anyhow::Result<ExitCode
     if !args.watch {
         let snapshot = LagMonitor::snapshot_once(topology, brokers).await.context("reading the lag")?;
         let snapshot = only(snapshot, args.projection.as_deref());
-        print(&snapshot, args.json, false)?;
+        let groups = groups(&snapshot, brokers).await;
+        print(&snapshot, &groups, args.json, false)?;
         return Ok(if has_errors(&snapshot) { ExitCode::FAILURE } else { ExitCode::SUCCESS });
     }
 
@@ -77,12 +84,13 @@ pub(crate) async fn run(ctx: &Context, args: LagArgs) -> anyhow::Result<ExitCode
             changed = rx.changed() => if changed.is_err() { break },
         }
         let snapshot = only(rx.borrow_and_update().clone(), args.projection.as_deref());
+        let groups = groups(&snapshot, brokers).await;
         if !args.json && !redraw && !first {
             // Not a terminal: successive tables, one blank line apart.
             println!();
         }
         first = false;
-        print(&snapshot, args.json, redraw)?;
+        print(&snapshot, &groups, args.json, redraw)?;
         if redraw {
             println!("\nevery {}; Ctrl-C to stop", fmt_ms(args.interval.as_millis() as u64));
         }
@@ -98,35 +106,103 @@ fn only(mut snapshot: LagSnapshot, projection: Option<&str>) -> LagSnapshot {
     snapshot
 }
 
+/// Each projection's consumer group, or why it could not be described.
+type Groups = BTreeMap<String, Result<GroupView, String>>;
+
+/// Describes the consumer group of every projection in `snapshot` (on the blocking pool).
+async fn groups(snapshot: &LagSnapshot, brokers: &str) -> Groups {
+    let wanted: Vec<(String, String)> =
+        snapshot.projections.iter().map(|(n, p)| (n.clone(), p.group.clone())).collect();
+    let brokers = brokers.to_owned();
+    let described = tokio::task::spawn_blocking(move || {
+        wanted.into_iter().map(|(name, group)| (name, describe(&brokers, &group).map_err(|e| e.to_string()))).collect()
+    });
+    described.await.unwrap_or_else(|e| {
+        let why = format!("describing the consumer groups failed: {e}");
+        snapshot.projections.keys().map(|n| (n.clone(), Err(why.clone()))).collect()
+    })
+}
+
 fn has_errors(snapshot: &LagSnapshot) -> bool {
     snapshot.projections.values().any(|p| p.error.is_some())
 }
 
-fn print(snapshot: &LagSnapshot, json: bool, redraw: bool) -> anyhow::Result<()> {
+fn print(snapshot: &LagSnapshot, groups: &Groups, json: bool, redraw: bool) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     if json {
-        serde_json::to_writer(&mut out, snapshot)?;
+        serde_json::to_writer(&mut out, &with_groups(snapshot, groups)?)?;
         writeln!(out)?;
     } else {
         if redraw {
             // Home and clear: the table is redrawn in place.
             write!(out, "\x1b[H\x1b[2J")?;
         }
-        write!(out, "{}", table(snapshot))?;
+        write!(out, "{}", table(snapshot, groups))?;
     }
     out.flush()?;
     Ok(())
 }
 
-/// The table: one row per projection and partition, then a total row per projection; the reasons
-/// and errors below it.
-fn table(snapshot: &LagSnapshot) -> String {
-    const HEADER: [&str; 8] = ["PROJECTION", "STATE", "TOPIC", "PARTITION", "COMMITTED", "END", "LAG", "AGE"];
+/// The snapshot as JSON, each projection with its consumer group (`group_members`: state and
+/// members) or why it could not be described (`group_error`).
+fn with_groups(snapshot: &LagSnapshot, groups: &Groups) -> anyhow::Result<serde_json::Value> {
+    let mut doc = serde_json::to_value(snapshot)?;
+    for (name, group) in groups {
+        if let Some(p) = doc.pointer_mut(&format!("/projections/{}", name.replace('~', "~0").replace('/', "~1")))
+            && let Some(p) = p.as_object_mut()
+        {
+            match group {
+                Ok(view) => p.insert("group_members".to_owned(), serde_json::to_value(view)?),
+                Err(e) => p.insert("group_error".to_owned(), e.clone().into()),
+            };
+        }
+    }
+    Ok(doc)
+}
+
+/// The table: one row per projection and partition with its owner, then a total row per
+/// projection; the group members, the reasons and errors below it.
+fn table(snapshot: &LagSnapshot, groups: &Groups) -> String {
+    const HEADER: [&str; 9] = ["PROJECTION", "STATE", "TOPIC", "PARTITION", "COMMITTED", "END", "LAG", "AGE", "OWNER"];
+    const MEMBERS: [&str; 6] = ["PROJECTION", "OWNER", "HOST", "PARTITIONS", "CLIENT", "MEMBER"];
     let age = |a: Option<Duration>| a.map_or_else(|| "?".to_owned(), |a| fmt_ms(a.as_millis() as u64));
-    let mut rows: Vec<[String; 8]> = Vec::new();
+    let mut rows: Vec<[String; 9]> = Vec::new();
+    let mut members: Vec<[String; 6]> = Vec::new();
     let mut notes = Vec::new();
     for (name, p) in &snapshot.projections {
+        let group = groups.get(name);
+        let owners = match group {
+            Some(Ok(view)) => sluice_core::group::owners(&view.members),
+            _ => BTreeMap::new(),
+        };
+        match group {
+            Some(Ok(view)) => {
+                for m in &view.members {
+                    members.push([
+                        name.clone(),
+                        m.owner(),
+                        m.host.clone(),
+                        m.partitions.len().to_string(),
+                        m.client_id.clone(),
+                        m.member_id.clone(),
+                    ]);
+                }
+                // Stable, Empty (no member) and Dead (never joined) need no word; a rebalance
+                // explains owners that are about to change.
+                if view.state.contains("Rebalance") {
+                    notes.push(format!("{name}: consumer group {} is {}", p.group, view.state));
+                }
+            }
+            Some(Err(e)) => notes.push(format!("{name}: cannot describe the consumer group: {e}")),
+            None => {}
+        }
         for part in &p.partitions {
+            let owner = match group {
+                Some(Ok(_)) => {
+                    owners.get(&(part.topic.clone(), part.partition)).cloned().unwrap_or_else(|| "-".to_owned())
+                }
+                _ => "?".to_owned(),
+            };
             rows.push([
                 name.clone(),
                 p.state.to_string(),
@@ -136,6 +212,7 @@ fn table(snapshot: &LagSnapshot) -> String {
                 part.high_watermark.to_string(),
                 part.lag_messages.to_string(),
                 age(part.age),
+                owner,
             ]);
         }
         rows.push([
@@ -147,6 +224,7 @@ fn table(snapshot: &LagSnapshot) -> String {
             String::new(),
             p.lag_messages.to_string(),
             age(p.age),
+            String::new(),
         ]);
         if let Some(t) = &p.trigger {
             notes.push(format!("{name}: {} — {t}", p.state));
@@ -156,9 +234,13 @@ fn table(snapshot: &LagSnapshot) -> String {
         }
     }
     // Names left-aligned, numbers right-aligned.
-    let mut text = crate::table::render(&HEADER, &rows, 3);
+    let mut text = crate::table::render_with(&HEADER, &rows, |i| i < 3 || i == 8);
     if snapshot.projections.is_empty() {
         text.push_str("(no projections)\n");
+    }
+    if !members.is_empty() {
+        text.push('\n');
+        text.push_str(&crate::table::render_with(&MEMBERS, &members, |i| i != 3));
     }
     if !notes.is_empty() {
         text.push('\n');
@@ -203,18 +285,42 @@ mod tests {
                 error: None,
             },
         );
+        let members = vec![
+            sluice_core::group::Member::new(
+                "w-0-4e1f",
+                "sluice-user_state/w-0",
+                "/10.0.0.7",
+                vec![("users".into(), 0)],
+            ),
+            sluice_core::group::Member::new("sluice-user_state-9f8e7d6c-5b", "sluice-user_state", "/10.0.0.8", vec![]),
+        ];
+        let groups =
+            Groups::from([("user_state".to_owned(), Ok(GroupView { state: "PreparingRebalance".into(), members }))]);
         let expected = "\
-PROJECTION  STATE  TOPIC    PARTITION  COMMITTED  END  LAG    AGE
-user_state  soft   users            0          -   10   10  35.2s
-user_state  soft   users            1          5    7    2      ?
+PROJECTION  STATE  TOPIC    PARTITION  COMMITTED  END  LAG    AGE  OWNER
+user_state  soft   users            0          -   10   10  35.2s  w-0
+user_state  soft   users            1          5    7    2      ?  -
 user_state  soft   (total)                              12  35.2s
 
+PROJECTION  OWNER     HOST      PARTITIONS  CLIENT                 MEMBER
+user_state  w-0       10.0.0.7           1  sluice-user_state/w-0  w-0-4e1f
+user_state  9f8e7d6c  10.0.0.8           0  sluice-user_state      sluice-user_state-9f8e7d6c-5b
+
+user_state: consumer group sluice.user_state is PreparingRebalance
 user_state: soft — lag 12 messages ≥ soft_lag 10
 ";
-        assert_eq!(table(&snapshot), expected);
+        assert_eq!(table(&snapshot, &groups), expected);
         assert_eq!(
-            table(&LagSnapshot::empty()),
-            "PROJECTION  STATE  TOPIC  PARTITION  COMMITTED  END  LAG  AGE\n(no projections)\n"
+            table(&LagSnapshot::empty(), &Groups::new()),
+            "PROJECTION  STATE  TOPIC  PARTITION  COMMITTED  END  LAG  AGE  OWNER\n(no projections)\n"
         );
+        let unknown = Groups::from([("user_state".to_owned(), Err("broker away".to_owned()))]);
+        let text = table(&snapshot, &unknown);
+        assert!(
+            text.contains("35.2s  ?\n") && text.contains("cannot describe the consumer group: broker away"),
+            "{text}"
+        );
+        let json = with_groups(&snapshot, &unknown).expect("json");
+        assert_eq!(json["projections"]["user_state"]["group_error"], "broker away");
     }
 }

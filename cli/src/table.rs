@@ -3,6 +3,12 @@
 /// `headers` and `rows` as text, one line each; the first `left` columns are left-aligned (names),
 /// the others right-aligned (numbers).
 pub(crate) fn render<R: AsRef<[String]>>(headers: &[&str], rows: &[R], left: usize) -> String {
+    render_with(headers, rows, |i| i < left)
+}
+
+/// `headers` and `rows` as text, one line each; the columns `is_left` says are left-aligned, the
+/// others right-aligned.
+pub(crate) fn render_with<R: AsRef<[String]>>(headers: &[&str], rows: &[R], is_left: impl Fn(usize) -> bool) -> String {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row.as_ref()) {
@@ -13,7 +19,7 @@ pub(crate) fn render<R: AsRef<[String]>>(headers: &[&str], rows: &[R], left: usi
     let mut line = |cells: &mut dyn Iterator<Item = &str>| {
         let mut l = String::new();
         for (i, (cell, &w)) in cells.zip(&widths).enumerate() {
-            if i < left { l.push_str(&format!("{cell:<w$}  ")) } else { l.push_str(&format!("{cell:>w$}  ")) }
+            if is_left(i) { l.push_str(&format!("{cell:<w$}  ")) } else { l.push_str(&format!("{cell:>w$}  ")) }
         }
         text.push_str(l.trim_end());
         text.push('\n');

@@ -7,8 +7,9 @@ use anyhow::Context as _;
 use schema_registry_converter::async_impl::schema_registry::SrSettings;
 use sluice_consumers::Sink;
 use sluice_consumers::decode::Decoder;
-use sluice_consumers::sinks::clickhouse::ClickHouseProjection;
-use sluice_consumers::sinks::couchbase::{Couchbase, LiveProjection};
+use sluice_consumers::sinks::clickhouse::{ClickHouseProjection, Error as ClickHouseError};
+use sluice_consumers::sinks::couchbase::{Couchbase, Error as CouchbaseError, LiveProjection};
+use sluice_consumers::worker::ready::wait_for_sink;
 use sluice_consumers::worker::{Stats, Worker, WorkerConfig};
 use sluice_core::topology::{SinkConfig, Topology};
 use tokio_util::sync::CancellationToken;
@@ -18,8 +19,11 @@ use crate::Context;
 /// Options of `sluice work`.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Each projection has its own consumer group: run more processes with the same \
-                        --projection to spread its partitions; stop one with SIGTERM (Ctrl-C) and it \
-                        writes what it buffered and commits before exiting.")]
+                        --projection to spread its partitions (give each its own --instance-id); stop one \
+                        with SIGTERM (Ctrl-C) and it writes what it buffered and commits before exiting. \
+                        A worker whose sink does not answer waits for it (WARN once per attempt, \
+                        sluice_worker_ready 0) and starts once it does; only a configuration the sink \
+                        refuses stops it.")]
 pub(crate) struct WorkArgs {
     /// The projection to run (a `[projections.<name>]` of the topology).
     #[arg(long, short)]
@@ -29,8 +33,18 @@ pub(crate) struct WorkArgs {
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     drain_deadline: Duration,
 
+    /// This replica's stable identity in the projection's consumer group (Kafka static
+    /// membership, `group.instance.id`): one per replica that stays the same across its restarts,
+    /// e.g. the StatefulSet pod name. With it a restarted worker takes its partitions back at once
+    /// instead of waiting out the session of the process it replaces. Two live workers must never
+    /// share one: the newer fences the older, which stops.
+    #[arg(long, env = "SLUICE_WORKER_INSTANCE_ID", value_name = "ID")]
+    instance_id: Option<String>,
+
     /// A librdkafka consumer setting, `KEY=VALUE`, repeatable (like Kafka Connect's
-    /// `consumer.override.*`), e.g. `--consumer-config session.timeout.ms=10000`.
+    /// `consumer.override.*`), e.g. `--consumer-config session.timeout.ms=10000` (default 45000:
+    /// how long a dead worker's partitions wait before they move to the others; a restart with
+    /// the same --instance-id takes them back at once).
     #[arg(long = "consumer-config", value_name = "KEY=VALUE", value_parser = key_value)]
     consumer_config: Vec<(String, String)>,
 
@@ -125,6 +139,8 @@ pub(crate) struct RunOptions {
     /// Byte budget of the next batch; 0 means the default.
     pub(crate) max_buffered_bytes: usize,
     pub(crate) consumer_config: Vec<(String, String)>,
+    /// Static group membership (`--instance-id`).
+    pub(crate) instance_id: Option<String>,
     pub(crate) exit_at_end: bool,
     /// How often to look for a changed topology (see [`crate::reload`]); zero: never.
     pub(crate) reload_every: Duration,
@@ -184,6 +200,7 @@ async fn run_on(
         dlq_topic: projection.dlq_topic.clone(),
         brokers: ctx.connections.kafka_brokers.clone(),
         drain_deadline: opts.drain_deadline,
+        instance_id: opts.instance_id,
         consumer_overrides: opts.consumer_config,
         max_buffered_bytes: match opts.max_buffered_bytes {
             0 => sluice_consumers::worker::DEFAULT_MAX_BUFFERED_BYTES,
@@ -194,19 +211,34 @@ async fn run_on(
         crash_after_batches: sluice_consumers::failpoint::crash_after_batches(),
     };
     let decoder = decoder(topology, name, &ctx.connections.schema_registry_url)?;
+    // A sink that does not answer yet is waited for (see `ready`): under a supervisor, exiting
+    // would only turn its outage into a crash loop.
     match &projection.sink {
         SinkConfig::Couchbase { .. } => {
-            let cb = Couchbase::connect(&ctx.connections.couchbase).await?;
-            // Follows the live-collection pointer, so a rebuild's swap moves its writes.
-            let sink = LiveProjection::from_projection(&cb, name, projection).await?;
+            let connect = || async {
+                let cb = Box::pin(Couchbase::connect(&ctx.connections.couchbase)).await?;
+                // Follows the live-collection pointer, so a rebuild's swap moves its writes.
+                let sink = Box::pin(LiveProjection::from_projection(&cb, name, projection)).await?;
+                // The cluster handle lives as long as the sink: its bucket needs it.
+                Ok::<_, CouchbaseError>((cb, sink))
+            };
+            let Some((_cb, sink)) = wait_for_sink(name, "couchbase", &token, connect).await? else {
+                return Ok(Stats::default());
+            };
             run_with(cfg, sink, decoder, opts.exit_at_end, token).await
         }
         SinkConfig::ClickHouse { .. } => {
-            let sink = ClickHouseProjection::connect(&ctx.connections.clickhouse, projection).await?;
-            // The tables are the worker's to keep: create what is missing, refuse drift.
-            for line in sink.migrate().await? {
-                tracing::info!(projection = %name, "{line}");
-            }
+            let connect = || async {
+                let sink = ClickHouseProjection::connect(&ctx.connections.clickhouse, projection).await?;
+                // The tables are the worker's to keep: create what is missing, refuse drift.
+                for line in sink.migrate().await? {
+                    tracing::info!(projection = %name, "{line}");
+                }
+                Ok::<_, ClickHouseError>(sink)
+            };
+            let Some(sink) = wait_for_sink(name, "clickhouse", &token, connect).await? else {
+                return Ok(Stats::default());
+            };
             run_with(cfg, sink, decoder, opts.exit_at_end, token).await
         }
     }
@@ -221,6 +253,7 @@ pub(crate) async fn run(ctx: &Context, args: WorkArgs) -> anyhow::Result<ExitCod
     let opts = RunOptions {
         drain_deadline: args.drain_deadline,
         consumer_config: args.consumer_config,
+        instance_id: args.instance_id,
         exit_at_end: args.exit_at_end,
         max_buffered_bytes: args.max_buffered_bytes,
         reload_every: args.reload_every,

@@ -7,6 +7,8 @@
 //! - [`connections`]: where the services are (`SLUICE_*` variables over an env file).
 //! - [`decimal`]: exact decimal numbers (Avro bytes, Debezium columns, text), one codec.
 //! - [`event`]: a decoded event split into envelope and payload.
+//! - [`group`]: a consumer group's members and the partitions each owns (Kafka's consumer
+//!   protocol, parsed).
 //! - [`fold`]: how an event changes an entity's latest-state document (Couchbase projection).
 //! - [`json`]: the strict JSON parser for input from outside (a repeated key is refused).
 //! - [`offsets`]: the commit point of a partition, never past an unacknowledged message.
@@ -24,6 +26,7 @@ pub mod decimal;
 pub mod event;
 pub mod fold;
 pub mod framing;
+pub mod group;
 pub mod json;
 pub mod lag;
 pub mod offsets;

@@ -81,6 +81,33 @@ impl WorkerProcess {
         Self(cmd.stdout(Stdio::piped()).stderr(log).spawn().expect("spawn worker"))
     }
 
+    /// A `sluice work --projection <projection> <args>` with `env` set, its stderr (the log)
+    /// appended to `<log>.log` next to the topology (see [`log_of`]).
+    pub fn spawn(topology: &Path, projection: &str, args: &[&str], env: &[(&str, String)], log: &str) -> Self {
+        let mut cmd = sluice(topology);
+        cmd.stdin(Stdio::null()).args(["work", "--projection", projection]).args(args).env("SLUICE_LOG", "info");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(topology.with_file_name(format!("{log}.log")))
+            .expect("log");
+        Self(cmd.stdout(Stdio::piped()).stderr(log).spawn().expect("spawn worker"))
+    }
+
+    /// Whether the process still runs.
+    pub fn is_running(&mut self) -> bool {
+        self.0.try_wait().expect("try_wait").is_none()
+    }
+
+    /// SIGKILL: no drain, no commit, no leaving the group.
+    pub fn kill(mut self) {
+        self.0.kill().expect("SIGKILL");
+        self.0.wait().expect("reap");
+    }
+
     /// Waits for the process to exit by itself (the failpoint), up to `secs`.
     pub fn wait_exit(&mut self, secs: u64) -> std::process::ExitStatus {
         let start = Instant::now();
@@ -111,6 +138,11 @@ impl Drop for WorkerProcess {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// The log a worker started with [`WorkerProcess::spawn`]`(.., log)` wrote so far.
+pub fn log_of(topology: &Path, log: &str) -> String {
+    std::fs::read_to_string(topology.with_file_name(format!("{log}.log"))).unwrap_or_default()
 }
 
 /// The documents of every user in the model, read back without their `_sluice` bookkeeping;

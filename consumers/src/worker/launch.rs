@@ -206,7 +206,9 @@ impl<S: Sink> Worker<S> {
             let started = Instant::now();
             match self.sink.write_all(batches).await {
                 Ok(rejected) => {
-                    self.sink_failing.store(false, Ordering::Relaxed);
+                    if self.sink_failing.swap(false, Ordering::Relaxed) {
+                        self.metrics.ready.set(1.0);
+                    }
                     self.metrics.write_seconds.record(started.elapsed().as_secs_f64());
                     debug!(batches = batches.len(), took = ?started.elapsed(), "batches written");
                     for b in batches {
@@ -219,6 +221,7 @@ impl<S: Sink> Worker<S> {
                 }
                 Err(SinkError::Transient(reason)) => {
                     self.sink_failing.store(true, Ordering::Relaxed);
+                    self.metrics.ready.set(0.0);
                     self.metrics.write_retries.increment(1);
                     warn!(%reason, attempt, batches = batches.len(), "sink write failed; retrying");
                     if !sleep_or_cancel(backoff(attempt), token).await {

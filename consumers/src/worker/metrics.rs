@@ -42,6 +42,8 @@ pub mod names {
     /// From a record's Kafka timestamp (its publish time, for producers that leave it to the
     /// client) to the worker reading it: the Kafka share of publish → visible.
     pub const READ_SECONDS: &str = "sluice_record_read_latency_seconds";
+    /// 1 while the worker projects; 0 while it waits for its sink at start-up or its writes fail.
+    pub const READY: &str = "sluice_worker_ready";
 }
 
 /// Handles to one worker's metrics.
@@ -54,6 +56,7 @@ pub struct WorkerMetrics {
     pub(crate) write_retries: Counter,
     pub(crate) paused: Gauge,
     pub(crate) dlq_write_failures: Counter,
+    pub(crate) ready: Gauge,
     visible: Histogram,
     read: Histogram,
     projection: String,
@@ -73,6 +76,7 @@ impl WorkerMetrics {
         describe_counter!(names::WRITE_RETRIES, "Sink writes that failed transiently and were retried.");
         describe_gauge!(names::PAUSED, "Partitions paused: the sink is failing, or the next batch is full.");
         describe_counter!(names::PAUSES, "Times the worker paused its partitions, by reason.");
+        describe_gauge!(names::READY, "1 while the worker projects; 0 while it waits for its sink or its writes fail.");
         describe_histogram!(
             names::VISIBLE_SECONDS,
             metrics::Unit::Seconds,
@@ -92,6 +96,7 @@ impl WorkerMetrics {
             write_retries: counter!(names::WRITE_RETRIES, "projection" => p.clone(), "sink" => sink),
             paused: gauge!(names::PAUSED, "projection" => p.clone()),
             dlq_write_failures: counter!(names::DLQ_WRITE_FAILURES, "projection" => p.clone()),
+            ready: gauge!(names::READY, "projection" => p.clone()),
             visible: histogram!(names::VISIBLE_SECONDS, "projection" => p.clone()),
             read: histogram!(names::READ_SECONDS, "projection" => p.clone()),
             projection: p,

@@ -24,10 +24,19 @@
 //! that lasts long, or the sink or the DLQ reports failures, the assigned partitions are paused
 //! and polling goes on (group membership holds, nothing more is fetched) until a write lands.
 //!
-//! Rebalance: on revocation the consumer context commits what is acknowledged, synchronously,
-//! and the loop drops what it had buffered for those partitions (the next owner reads them again
-//! — sinks are idempotent). Shutdown: the cancellation token stops polling; buffered records are
-//! written and committed synchronously within the drain deadline.
+//! Rebalance: partitions move with the cooperative-sticky assignor — rust-rdkafka's rebalance
+//! callback calls `incremental_assign` / `incremental_unassign` under the COOPERATIVE protocol —
+//! so a revocation names only the partitions that change owner, and the others keep flowing. On
+//! revocation the consumer context commits what is acknowledged, synchronously, and the loop
+//! drops what it had buffered for those partitions; a write in flight for them still lands but
+//! acknowledges nothing (the ledger counts revocations), so it is not committed and the next
+//! owner writes those records again — sinks are idempotent. With an instance id (static
+//! membership) a restarted worker takes its partitions back without a rebalance.
+//!
+//! Shutdown: the cancellation token stops polling; buffered records are written and committed
+//! synchronously within the drain deadline. Before any of this, `ready` waits for a sink that
+//! does not answer yet (the CLI connects through it), and a fatal consumer error (a twin
+//! instance id) stops the loop.
 
 mod batch;
 mod commit;
@@ -38,6 +47,7 @@ mod launch;
 pub mod metrics;
 mod poll;
 mod progress;
+pub mod ready;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -54,6 +64,7 @@ use commit::Commits;
 use dlq::DeadLetterQueue;
 use land::Ledger;
 use launch::Writes;
+pub use poll::DEFAULT_SESSION_TIMEOUT;
 use poll::{Intake, Step};
 use progress::Progress;
 pub use progress::Stats;
@@ -82,6 +93,10 @@ pub struct WorkerConfig {
     pub brokers: String,
     /// How long a shutdown may spend writing and committing what is buffered.
     pub drain_deadline: Duration,
+    /// Static group membership (`group.instance.id`): one stable id per replica (a StatefulSet
+    /// pod's name). A worker restarted with the id of one that died takes its partitions back at
+    /// once instead of waiting out the dead one's session; `None`: dynamic membership.
+    pub instance_id: Option<String>,
     /// Extra librdkafka settings for the consumer (e.g. `session.timeout.ms`).
     pub consumer_overrides: Vec<(String, String)>,
     /// Byte budget (keys + values) of the records collected while writes are in flight; with the
@@ -111,6 +126,10 @@ pub enum WorkerError {
         /// Its message.
         message: String,
     },
+    /// librdkafka raised a fatal error: the consumer cannot go on (another worker took this
+    /// worker's instance id).
+    #[error("kafka: fatal: {0}")]
+    Fatal(String),
     /// A partition's offsets went wrong: a bug, reported rather than committing wrong.
     #[error("offset tracking: {0}")]
     Offsets(#[from] sluice_core::offsets::OffsetError),
@@ -160,7 +179,9 @@ impl<S: Sink> Worker<S> {
         let intake = Intake::subscribe(&self.cfg, commits.context(), self.metrics.clone())?;
         let dlq = DeadLetterQueue::connect(&self.cfg.brokers, self.cfg.dlq_topic.clone(), self.cfg.projection.clone())?;
         info!(projection = %self.cfg.projection, group = %self.cfg.group, topics = ?self.cfg.topics,
-              sink = self.sink.kind(), dlq = %self.cfg.dlq_topic, "worker started");
+              sink = self.sink.kind(), dlq = %self.cfg.dlq_topic, instance_id = ?self.cfg.instance_id,
+              "worker started");
+        self.metrics.ready.set(1.0);
         let batching = self.sink.batching();
         let (batcher, writes) =
             (Batcher::new(&batching, self.cfg.max_buffered_bytes), Writes::new(batching.max_in_flight));
@@ -180,6 +201,10 @@ impl<S: Sink> Worker<S> {
                     s.batcher.push(msg, Instant::now());
                 }
                 Step::Error(e) => {
+                    if let Some(fatal) = s.intake.fatal() {
+                        self.metrics.ready.set(0.0);
+                        return Err(fatal);
+                    }
                     warn!(error = %e, "kafka consumer error");
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
@@ -192,13 +217,14 @@ impl<S: Sink> Worker<S> {
                     crate::failpoint::crash_after(s.progress.batches(), self.cfg.crash_after_batches);
                 }
             }
+            // Revoked partitions first: their trackers must not reach the periodic commit.
+            s.forget_revoked();
             s.commits.tick(s.intake.consumer(), &mut s.ledger.trackers, Instant::now());
             if !s.intake.is_paused()
                 && let Some(reason) = self.failing()
             {
                 s.intake.pause(reason);
             }
-            s.forget_revoked();
             if s.writes.has_slot() && s.batcher.is_due(Instant::now(), idle) {
                 s.writes.push(self.launch(s.batcher.take(), &mut s.ledger, &dlq, &write_token)?);
             }
@@ -210,6 +236,7 @@ impl<S: Sink> Worker<S> {
             s.progress.report_if_due(Instant::now());
         }
         self.drain(&mut s, &dlq, &write_token).await;
+        self.metrics.ready.set(0.0);
         Ok(s.progress.finish())
     }
 

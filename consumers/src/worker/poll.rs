@@ -12,6 +12,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::OwnedMessage;
+use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Message, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
@@ -26,6 +27,23 @@ use super::{WorkerConfig, WorkerError};
 /// holds); pausing purges librdkafka's fetch queue, which is refetched on resume, so it is kept
 /// for writes that take really long. A failing sink pauses at once.
 pub(super) const STALL_GRACE: Duration = Duration::from_secs(5);
+
+/// The consumer's `session.timeout.ms` unless overridden: how long the group waits for a member
+/// that stopped heart-beating before its partitions go to the others. librdkafka's and Kafka's
+/// default, kept: heart-beats come from librdkafka's own thread, so a busy worker never misses
+/// them, and only a dead one costs this long. A restart of a worker with an instance id takes its
+/// partitions back at once, however long this is; it must only outlast such a restart (a pod
+/// rescheduled, a worker waiting for its sink), or the partitions move away and back for nothing.
+pub const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_secs(45);
+
+/// The consumer's `client.id`: `sluice-<projection>`, and `/<instance id>` with one, so
+/// `sluice lag` can tell which replica owns a partition.
+pub(super) fn client_id(projection: &str, instance_id: Option<&str>) -> String {
+    match instance_id {
+        Some(id) => format!("sluice-{projection}/{id}"),
+        None => format!("sluice-{projection}"),
+    }
+}
 
 /// What woke the loop.
 pub(super) enum Step {
@@ -46,6 +64,8 @@ pub(super) struct Intake {
     consumer: StreamConsumer<WorkerContext>,
     paused: Option<TopicPartitionList>,
     metrics: WorkerMetrics,
+    /// Its `group.instance.id`, for the message when another worker takes it.
+    instance_id: Option<String>,
 }
 
 impl Intake {
@@ -72,14 +92,34 @@ impl Intake {
             // and makes fetches a few times fewer (a backlog fills 64 KiB at once anyway).
             .set("fetch.wait.max.ms", "10")
             .set("fetch.min.bytes", "65536")
-            .set("client.id", format!("sluice-{}", cfg.projection));
+            .set("session.timeout.ms", DEFAULT_SESSION_TIMEOUT.as_millis().to_string())
+            .set("client.id", client_id(&cfg.projection, cfg.instance_id.as_deref()));
+        if let Some(id) = &cfg.instance_id {
+            // Static membership: a restart with this id takes the partitions back without a
+            // rebalance; a second live worker with it fences the first (a fatal error there).
+            config.set("group.instance.id", id);
+        }
         for (k, v) in &cfg.consumer_overrides {
             config.set(k, v);
         }
         let consumer: StreamConsumer<WorkerContext> = config.create_with_context(context)?;
         let topics: Vec<&str> = cfg.topics.iter().map(String::as_str).collect();
         consumer.subscribe(&topics)?;
-        Ok(Self { consumer, paused: None, metrics })
+        Ok(Self { consumer, paused: None, metrics, instance_id: cfg.instance_id.clone() })
+    }
+
+    /// The fatal error librdkafka raised, if any: the consumer is unusable past it.
+    pub(super) fn fatal(&self) -> Option<WorkerError> {
+        let (code, reason) = self.consumer.client().fatal_error()?;
+        error!(%code, %reason, "fatal Kafka consumer error: the worker stops");
+        Some(WorkerError::Fatal(match code {
+            RDKafkaErrorCode::FencedInstanceId => format!(
+                "another worker joined the group with this worker's instance id {:?} \
+                 (give each replica its own): {reason}",
+                self.instance_id.as_deref().unwrap_or_default()
+            ),
+            _ => format!("{code}: {reason}"),
+        }))
     }
 
     /// The consumer, for the commit stage.

@@ -13,6 +13,7 @@ use super::Error;
 use super::capabilities::{Capabilities, Version};
 use super::servers::Servers;
 use crate::sink::SinkError;
+use crate::worker::ready::StartupError;
 
 /// A client tuned to the server it talks to.
 #[derive(Clone)]
@@ -191,6 +192,21 @@ pub fn classify(what: &str, error: &clickhouse::error::Error) -> SinkError {
     }
 }
 
+/// At start-up (connect, version probe, migration): a server that does not answer or is
+/// overloaded is waited for; credentials, a database or tables it refuses, a plan it cannot
+/// build stop the worker.
+impl StartupError for Error {
+    fn at_startup(&self) -> SinkError {
+        match self {
+            Error::Unreachable { source, .. } => classify("connecting", source),
+            Error::Query { what, source } => classify(what, source),
+            Error::BadVersion(_) | Error::Plan(_) | Error::Drift { .. } | Error::NotClickHouse(_) => {
+                SinkError::Config(self.to_string())
+            }
+        }
+    }
+}
+
 /// Whether the request failed because its table does not exist (`UNKNOWN_TABLE`).
 pub fn is_missing_table(error: &clickhouse::error::Error) -> bool {
     matches!(error, clickhouse::error::Error::BadResponse(text) if exception_code(text) == Some(60))
@@ -203,6 +219,19 @@ mod tests {
 
     fn is_config(e: &E) -> bool {
         matches!(classify("insert", e), SinkError::Config(_))
+    }
+
+    #[test]
+    fn at_start_up_an_absent_server_is_waited_for_and_bad_credentials_stop() {
+        let unreachable = |source| Error::Unreachable { url: "http://ch".into(), source };
+        assert!(matches!(unreachable(E::Network("refused".into())).at_startup(), SinkError::Transient(_)));
+        assert!(matches!(
+            unreachable(E::BadResponse("503 Service Unavailable".into())).at_startup(),
+            SinkError::Transient(_)
+        ));
+        let wrong_password = E::BadResponse("Code: 516. DB::Exception: default: Authentication failed".into());
+        assert!(matches!(unreachable(wrong_password).at_startup(), SinkError::Config(_)));
+        assert!(matches!(Error::BadVersion("x".into()).at_startup(), SinkError::Config(_)));
     }
 
     #[test]

@@ -34,12 +34,12 @@ pub use sink::CouchbaseProjection;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The cluster could not be reached.
-    #[error("Couchbase at {connstr} is unreachable: {reason}")]
+    #[error("Couchbase at {connstr} is unreachable: {source}")]
     Unreachable {
         /// The connection string used.
         connstr: String,
-        /// Why.
-        reason: String,
+        /// Why: the failed step.
+        source: Box<Error>,
     },
     /// An operation failed.
     #[error("Couchbase {what} failed: {source}")]

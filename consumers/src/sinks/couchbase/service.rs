@@ -16,6 +16,8 @@ use couchbase::options::cluster_options::ClusterOptions;
 use sluice_core::connections::CouchbaseConnection;
 
 use super::Error;
+use crate::sink::SinkError;
+use crate::worker::ready::StartupError;
 
 /// How long connecting may take before we call the cluster unreachable.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
@@ -54,6 +56,33 @@ pub async fn deadline<T>(
     }
 }
 
+/// At start-up (connect, open the bucket, read the live pointer, check the collection): a
+/// cluster that does not answer in time or is busy is waited for; credentials, a bucket, scope
+/// or collection it does not have stop the worker.
+impl StartupError for Error {
+    fn at_startup(&self) -> SinkError {
+        use couchbase::error::ErrorKind as K;
+        match self {
+            Error::Unreachable { source, .. } => match source.at_startup() {
+                SinkError::Config(_) => SinkError::Config(self.to_string()),
+                SinkError::Transient(_) => SinkError::Transient(self.to_string()),
+            },
+            Error::Timeout { .. } => SinkError::Transient(self.to_string()),
+            Error::Couchbase { source, .. } => match source.kind() {
+                K::AuthenticationFailure
+                | K::BucketNotFound
+                | K::ScopeNotFound
+                | K::CollectionNotFound
+                | K::InvalidArgument(_)
+                | K::FeatureNotAvailable(_)
+                | K::UnsupportedOperation => SinkError::Config(self.to_string()),
+                _ => SinkError::Transient(self.to_string()),
+            },
+            Error::NotCouchbase { .. } | Error::MissingCollection { .. } => SinkError::Config(self.to_string()),
+        }
+    }
+}
+
 impl Couchbase {
     /// Connects and opens the configured bucket.
     pub async fn connect(conn: &CouchbaseConnection) -> Result<Self, Error> {
@@ -61,13 +90,13 @@ impl Couchbase {
         let opts = ClusterOptions::new(auth.into());
         let cluster = deadline("connect", CONNECT_TIMEOUT, Cluster::connect(&conn.connstr, opts))
             .await
-            .map_err(|e| Error::Unreachable { connstr: conn.connstr.clone(), reason: e.to_string() })?;
+            .map_err(|e| Error::Unreachable { connstr: conn.connstr.clone(), source: Box::new(e) })?;
         let bucket = cluster.bucket(&conn.bucket);
         // Opening a bucket happens in the background; waiting here turns a wrong bucket name into
         // an error at start-up rather than a hang on the first write.
         deadline("open bucket", CONNECT_TIMEOUT, bucket.wait_until_ready(None))
             .await
-            .map_err(|e| Error::Unreachable { connstr: conn.connstr.clone(), reason: e.to_string() })?;
+            .map_err(|e| Error::Unreachable { connstr: conn.connstr.clone(), source: Box::new(e) })?;
         Ok(Self { cluster, bucket, bucket_name: conn.bucket.clone() })
     }
 
