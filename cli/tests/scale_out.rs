@@ -136,8 +136,13 @@ async fn workers_scaled_1_2_3_1_with_a_kill_project_every_event_once() {
     await_owners(&topology, &projection, &[&ida], 90);
     await_caught_up(&format!("sluice.{projection}"), &topics, 180).await;
 
-    let conn =
-        sluice_core::connections::ClickHouseConnection { url, user: None, password: None, database: database.clone() };
+    let conn = sluice_core::connections::ClickHouseConnection {
+        url,
+        user: None,
+        password: None,
+        database: database.clone(),
+        cluster: None,
+    };
     let ch = sluice_consumers::sinks::clickhouse::ClickHouse::connect(&conn).await.expect("clickhouse");
     let client = ch.client.clone().with_database(&database);
     let by_type: Vec<(String, u64)> = client

@@ -200,9 +200,12 @@ impl StartupError for Error {
         match self {
             Error::Unreachable { source, .. } => classify("connecting", source),
             Error::Query { what, source } => classify(what, source),
-            Error::BadVersion(_) | Error::Plan(_) | Error::Drift { .. } | Error::NotClickHouse(_) => {
-                SinkError::Config(self.to_string())
-            }
+            Error::BadVersion(_)
+            | Error::Plan(_)
+            | Error::Drift { .. }
+            | Error::NotClickHouse(_)
+            | Error::UnknownCluster { .. }
+            | Error::BadUrl(_) => SinkError::Config(self.to_string()),
         }
     }
 }
