@@ -205,3 +205,11 @@ async fn a_rebuild_swaps_every_shard_while_events_flow() {
     let (url, cluster) = (shards(&env)[0][0].clone(), env.get("SLUICE_CLICKHOUSE_CLUSTER"));
     clickhouse_rebuild(&url, "Rename", cluster.as_deref()).await;
 }
+
+/// Workers of one projection scaled 1 → 2 → 3 → 1 on the cluster while events flow, one
+/// SIGKILLed: every event once in the `Distributed` tables.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_scaled_1_2_3_1_with_a_kill_on_the_cluster() {
+    cluster_env();
+    common::scale_out::workers_scaled_1_2_3_1_with_a_kill().await;
+}

@@ -35,6 +35,8 @@ use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
+use crate::retry::is_transient_kafka;
+
 /// Metric names (`sluice_<what>_<unit>`), so dashboards refer to one spelling.
 pub mod names {
     /// Records not yet processed, by projection, topic and partition.
@@ -361,11 +363,18 @@ impl Fetcher {
             for (t, p) in &all {
                 tpl.add_partition_offset(t, *p, at).map_err(|e| e.to_string())?;
             }
-            // Leadership moves (a topic just created, a broker restarting) fail the whole request
-            // for a moment: a few quick retries spare the refresh.
+            // Leadership moves (a topic just created, a broker restarting) fail the request, or
+            // some of its partitions, for a moment: a few quick retries spare the refresh.
             let mut attempt = 0;
             let got = loop {
-                match self.reader.offsets_for_times(tpl.clone(), REQUEST_TIMEOUT) {
+                // A partition whose leader is moving answers with an error of its own.
+                let answer = self.reader.offsets_for_times(tpl.clone(), REQUEST_TIMEOUT).and_then(|got| {
+                    match got.elements().iter().find_map(|e| e.error().err().filter(is_transient_kafka)) {
+                        Some(moving) => Err(moving),
+                        None => Ok(got),
+                    }
+                });
+                match answer {
                     Ok(got) => break got,
                     Err(e) if attempt < LIST_RETRIES => {
                         debug!(error = %e, attempt, "listing offsets failed; retrying");
