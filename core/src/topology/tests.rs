@@ -341,6 +341,15 @@ fn credentials_are_refused() {
 }
 
 #[test]
+fn a_clickhouse_cluster_is_a_connection_default() {
+    let t = valid(&format!("[connections]\nclickhouse_cluster = \"c1\"\n{BASE}"));
+    assert!(t.connections().env_defaults().contains(&("SLUICE_CLICKHOUSE_CLUSTER".to_owned(), "c1".to_owned())));
+    let (line, column, message, _) = error(&format!("[connections]\nclickhouse_cluster = \"my cluster\"\n{BASE}"));
+    assert_eq!((line, column), (2, 22));
+    assert!(message.contains("clickhouse_cluster"), "{message}");
+}
+
+#[test]
 fn several_topic_events_need_the_record_strategy() {
     let text = base_with("subject_strategy = \"record\"", "");
     let (line, column, message, hint) = error(&text);
