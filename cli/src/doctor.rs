@@ -76,8 +76,21 @@ async fn couchbase(conns: &Connections) -> Result<String, String> {
 async fn clickhouse(conn: &ClickHouseConnection) -> Result<String, String> {
     let ch = ClickHouse::connect(conn).await.map_err(|e| e.to_string())?;
     let caps = ch.capabilities;
+    let cluster = match &ch.cluster {
+        Some(name) => {
+            let servers: u64 = ch
+                .client
+                .query("SELECT count() FROM system.clusters WHERE cluster = ?")
+                .bind(name.as_str())
+                .fetch_one()
+                .await
+                .map_err(|e| e.to_string())?;
+            format!(", cluster {name} of {servers} server(s)")
+        }
+        None => String::new(),
+    };
     Ok(format!(
-        "ClickHouse {}{}",
+        "ClickHouse {}{}{cluster}",
         caps.version,
         if caps.insert_deduplication_token { "" } else { " (compat mode: no dedup tokens)" }
     ))
