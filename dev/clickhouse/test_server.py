@@ -266,17 +266,34 @@ def test_corrupted_checksum_is_refused(ch, table):
     assert ch.ok(f"SELECT count() FROM {table}") == b"0\n"
 
 
-def test_other_compression_is_refused(ch, table):
-    # zstd native blocks (method 0x90): the crate is built without its zstd feature.
-    block = bytearray(native_block(row_binary(ROWS)))
-    block[16] = 0x90
-    h = CityHash128(bytes(block[16:]))
-    block[:16] = struct.pack("<QQ", h >> 64, h & 0xFFFFFFFFFFFFFFFF)
-    resp = ch.request(bytes(block), {"query": f"INSERT INTO {table} FORMAT RowBinary",
-                                     "decompress": "1"})
-    assert_clickhouse_error(resp, 400, 89, "UNKNOWN_COMPRESSION_METHOD")
-    resp = ch.request("SELECT 1", headers={"Content-Encoding": "gzip"})
-    assert_clickhouse_error(resp, 400, 89, "UNKNOWN_COMPRESSION_METHOD")
+def test_zstd_blocks_and_a_gzip_body_are_read_and_an_unknown_method_is_refused(ch, table):
+    # Outside clients (clickhouse-connect, a crate built with zstd) compress otherwise than sluice.
+    import gzip
+    import zstandard
+    payload = row_binary(ROWS)
+    body = bytes([0x90]) + struct.pack("<II", 9 + len(z := zstandard.ZstdCompressor().compress(payload)), len(payload)) + z
+    h = CityHash128(body)
+    block = struct.pack("<QQ", h >> 64, h & 0xFFFFFFFFFFFFFFFF) + body
+    ch.ok(block, query=f"INSERT INTO {table} FORMAT RowBinary", decompress="1")
+    assert ch.ok(f"SELECT count() FROM {table}") == str(len(ROWS)).encode() + b"\n"
+    resp = ch.request(gzip.compress(b"SELECT 41 + 1"), headers={"Content-Encoding": "gzip"})
+    assert resp[0] == 200 and resp[2] == b"42\n", resp
+    unknown = bytearray(native_block(payload))
+    unknown[16] = 0x99
+    h = CityHash128(bytes(unknown[16:]))
+    unknown[:16] = struct.pack("<QQ", h >> 64, h & 0xFFFFFFFFFFFFFFFF)
+    resp = ch.request(bytes(unknown), {"query": f"INSERT INTO {table} FORMAT RowBinary", "decompress": "1"})
+    assert resp[0] != 200 and resp[2].startswith(b"Code: "), resp
+
+
+def test_a_session_keeps_its_state_across_requests(ch):
+    # clickhouse-connect opens an HTTP session by default.
+    session = {"session_id": "test-session-1"}
+    ch.ok("CREATE TEMPORARY TABLE t_session (x UInt8)", **session)
+    ch.ok("INSERT INTO t_session VALUES (7)", **session)
+    assert ch.ok("SELECT x FROM t_session", **session) == b"7\n"
+    resp = ch.request("SELECT x FROM t_session")
+    assert resp[0] != 200, "a temporary table stays in its session"
 
 
 def test_insert_deduplication_token_reaches_the_insert(ch, table):

@@ -50,7 +50,7 @@ clickhouse_install() {
   { "${pip[@]}" --no-deps "$CH_CHDB_SPEC" && "${pip[@]}" -r "$CH_SRC/requirements.txt"; } \
     >>"$LOG_DIR/clickhouse.log" 2>&1 \
     || { tail -n 30 "$LOG_DIR/clickhouse.log" >&2; die "clickhouse: pip install failed"; }
-  "$CH_VENV/bin/python" -c 'import chdb, lz4.frame, clickhouse_cityhash.cityhash, pytest' \
+  "$CH_VENV/bin/python" -c 'import chdb, lz4.frame, clickhouse_cityhash.cityhash, zstandard, pytest' \
     || die "clickhouse: the venv does not import its packages"
   echo "$want" > "$CH_VENV/.sluice-installed"
 }
