@@ -174,7 +174,9 @@ async fn clickhouse_down_refuses_its_event_types_keeps_couchbase_going_and_loses
     let analytics_worker = WorkerProcess(cmd.spawn().expect("analytics worker"));
     let user_worker = WorkerProcess::start(&topology, &user_state, None);
     let gateway = Gateway::start(&topology).await;
-    tokio::time::sleep(Duration::from_secs(3)).await; // the workers join their groups
+    // The workers joined their groups and own their partitions before ClickHouse goes away.
+    await_members(&topology, &analytics, 1, 90);
+    await_members(&topology, &user_state, 1, 90);
 
     let (events, model) = generate(300, 5, &uuid_hex8(), &format!("{sfx}-"));
     let (users, engagement) = (of_kind(&events, "user."), of_kind(&events, "engagement."));
@@ -217,11 +219,16 @@ async fn clickhouse_down_refuses_its_event_types_keeps_couchbase_going_and_loses
     // The ClickHouse worker paused instead of buffering: it read about two batches, no more,
     // while its lag is past the hard threshold; its memory is that of an idle process.
     let paused_by = Instant::now();
-    while metric(&metrics_addr, "sluice_paused_partitions") < 1.0 {
+    // Not `metric(..) < 1.0`: NaN (no answer from the metrics endpoint) is no pause.
+    let paused = || metric(&metrics_addr, "sluice_paused_partitions") >= 1.0;
+    while !paused() {
         assert!(paused_by.elapsed() < Duration::from_secs(60), "the analytics worker did not pause");
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    let consumed = metric(&metrics_addr, "sluice_events_consumed_total") as u64;
+    let consumed = metric(&metrics_addr, "sluice_events_consumed_total");
+    // A NaN (no answer) would read as 0 below.
+    assert!(consumed.is_finite(), "sluice_events_consumed_total: {consumed}");
+    let consumed = consumed as u64;
     let accepted_engagement =
         accepted.iter().filter(|e| e["event_type"].as_str().is_some_and(|t| t.starts_with("engagement."))).count()
             as u64;

@@ -177,8 +177,20 @@ async fn alter_topic(topic: &str, entries: &[(&str, &str)]) {
     for r in results {
         r.unwrap_or_else(|(e, code)| panic!("alter {topic}: {e:?} {code}"));
     }
-    // The broker applies topic configs asynchronously.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The brokers apply topic configs shortly after the controller accepted them: wait until
+    // they report every new value.
+    let start = Instant::now();
+    loop {
+        let described = admin.describe_configs([&ResourceSpecifier::Topic(topic)], &AdminOptions::new()).await;
+        let config = described.expect("describe configs").into_iter().next().expect("one resource");
+        let config = config.unwrap_or_else(|e| panic!("describe {topic}: {e:?}"));
+        let applied = entries.iter().all(|(k, v)| config.get(k).and_then(|e| e.value.as_deref()) == Some(*v));
+        if applied {
+            return;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "{topic}: {entries:?} not applied within 30s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 async fn user_doc(cb: &Couchbase, user: &str) -> Option<Value> {

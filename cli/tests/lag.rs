@@ -132,8 +132,11 @@ async fn lag_counts_unprocessed_events_until_a_worker_catches_up() {
     for p in &published {
         expected.entry(p.partition).or_insert((0, p)).0 += 1;
     }
-    // Some age to measure.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Some age to measure: time itself must pass (an age is the wall-clock distance to a record's
+    // timestamp, stamped with this process's clock), until the first record of every partition is
+    // at least 1.5 s old — what the checks below ask of each partition's age.
+    let ripe = expected.values().map(|(_, first)| first.acked_ms).max().expect("published") + 1_500;
+    tokio::time::sleep(Duration::from_millis(u64::try_from(ripe - now_ms()).unwrap_or(0))).await;
 
     let s = within("snapshot", 60, LagMonitor::snapshot_once(&topology, &brokers)).await.expect("snapshot");
     let p = projection(&s, &user_state);
@@ -305,21 +308,48 @@ async fn states_follow_the_thresholds_and_the_gate_follows_the_states() {
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn lag --watch");
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let _ = Command::new("kill").args(["-INT", &watch.id().to_string()]).status();
+    // Three documents printed (the first and two refreshes), then Ctrl-C.
     let out = tokio::task::spawn_blocking(move || {
+        let stdout = watch.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)).map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        let mut lines = Vec::new();
+        let started = Instant::now();
+        while lines.len() < 3 {
+            match rx.recv_timeout(Duration::from_secs(30).saturating_sub(started.elapsed())) {
+                Ok(line) => lines.push(line),
+                Err(e) => {
+                    let _ = watch.kill();
+                    panic!("sluice lag --watch printed {} of 3 documents within 30 s ({e}): {lines:?}", lines.len());
+                }
+            }
+        }
+        let _ = Command::new("kill").args(["-INT", &watch.id().to_string()]).status();
+        // What it printed until its stdout closed, then its exit status.
         let started = Instant::now();
         loop {
-            if let Some(status) = watch.try_wait().expect("try_wait") {
-                let mut text = String::new();
-                if let Some(mut s) = watch.stdout.take() {
-                    std::io::Read::read_to_string(&mut s, &mut text).expect("read");
+            match rx.recv_timeout(Duration::from_secs(10).saturating_sub(started.elapsed())) {
+                Ok(line) => lines.push(line),
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    let _ = watch.kill();
+                    panic!("sluice lag --watch did not stop on SIGINT");
                 }
-                return (status, text);
+            }
+        }
+        loop {
+            if let Some(status) = watch.try_wait().expect("try_wait") {
+                return (status, lines);
             }
             if started.elapsed() > Duration::from_secs(10) {
                 let _ = watch.kill();
-                panic!("sluice lag --watch did not stop on SIGINT");
+                panic!("sluice lag --watch closed its stdout but did not exit on SIGINT");
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -328,8 +358,7 @@ async fn states_follow_the_thresholds_and_the_gate_follows_the_states() {
     .expect("join");
     assert!(out.0.success(), "Ctrl-C ends --watch cleanly: {}", out.0);
     let docs: Vec<LagSnapshot> =
-        out.1.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"))).collect();
-    assert!(docs.len() >= 3, "refreshed every 300 ms for 3 s: {} documents", docs.len());
+        out.1.iter().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"))).collect();
     assert!(docs.iter().all(|d| d.projections.len() == 1 && projection(d, &user_state).lag_messages == 22));
     assert!(docs.windows(2).all(|w| w[0].taken_at_ms < w[1].taken_at_ms));
 

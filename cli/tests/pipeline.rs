@@ -203,14 +203,17 @@ async fn worker_pauses_while_clickhouse_is_down_and_loses_nothing() {
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
     let w = WorkerProcess(cmd.spawn().expect("worker"));
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // The worker is up, in its group and owns every partition before the server goes away.
+    await_members(&topology, &projection, 1, 90);
 
     server.dev(&["down"]);
     let (events, model) = generate(30, 11, &uuid_hex8(), &format!("{sfx}-"));
     let all: Vec<&Value> = events.iter().collect();
     run_ok(sluice(&topology).args(["publish", "--file"]).arg(write_jsonl(&dir, "all.jsonl", &all)));
     let start = Instant::now();
-    while metric(&metrics_addr, "sluice_paused_partitions") < 1.0 {
+    // Not `metric(..) < 1.0`: NaN (no answer from the metrics endpoint) is no pause.
+    let paused = || metric(&metrics_addr, "sluice_paused_partitions") >= 1.0;
+    while !paused() {
         assert!(start.elapsed() < Duration::from_secs(60), "the worker did not pause its partitions");
         tokio::time::sleep(Duration::from_millis(300)).await;
     }

@@ -99,9 +99,15 @@ async fn replay_from_a_timestamp_re_projects_exactly_what_followed_it() {
     // Two waves, T between them; Kafka stamps each record when the producer sends it.
     run_ok(sluice(&topology).args(["publish", "--file"]).arg(write_jsonl(&dir, "wave1.jsonl", wave1)));
     let after_wave1 = offsets(&topology, &projection);
-    std::thread::sleep(Duration::from_millis(1500));
-    let t = fmt_rfc3339_ms(now_ms());
-    std::thread::sleep(Duration::from_millis(1500));
+    // T strictly between the waves. Time itself must pass, but only a millisecond each side: the
+    // records carry CreateTime stamps from the producer's clock (this machine's, millisecond
+    // resolution) taken when `sluice publish` sent them, so every wave-1 record is stamped at or
+    // before `published` (the process has exited), and every wave-2 record at or after its start.
+    let published = now_ms();
+    wait_until("the clock moves past the end of wave 1", 5, || now_ms() > published);
+    let t_ms = now_ms();
+    let t = fmt_rfc3339_ms(t_ms);
+    wait_until("the clock moves past T", 5, || now_ms() > t_ms);
     run_ok(sluice(&topology).args(["publish", "--file"]).arg(write_jsonl(&dir, "wave2.jsonl", wave2)));
     let after_wave2 = offsets(&topology, &projection);
     let second: BTreeMap<i32, u64> = after_wave2

@@ -636,12 +636,13 @@ async fn readiness_and_503s_follow_kafka_and_the_registry() {
     good.stop().await;
 }
 
-/// Holds every request 800 ms.
-#[derive(Debug)]
-struct Slow;
+/// Holds every request 800 ms, counting the requests it was asked about.
+#[derive(Debug, Default)]
+struct Slow(std::sync::atomic::AtomicUsize);
 
 impl IntakeGate for Slow {
     fn check(&self, _: &str) -> Decision {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         Decision::Delay(Duration::from_millis(800))
     }
 }
@@ -649,7 +650,8 @@ impl IntakeGate for Slow {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_finishes_the_requests_in_flight() {
     let rig = rig("gw_drain").await;
-    let gate: Arc<dyn IntakeGate> = Arc::new(Slow);
+    let slow = Arc::new(Slow::default());
+    let gate: Arc<dyn IntakeGate> = slow.clone();
     let gw = start(&rig, Options { gate: Some(gate), ..Options::default() }).await;
     let before = watermarks(&rig);
 
@@ -661,7 +663,12 @@ async fn shutdown_finishes_the_requests_in_flight() {
             tokio::spawn(async move { request.send().await.map(|r| r.status()) })
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Stop once all three are in the gateway's hands: each asked the gate, which holds it 800 ms.
+    let asked = std::time::Instant::now();
+    while slow.0.load(std::sync::atomic::Ordering::SeqCst) < 3 {
+        assert!(asked.elapsed() < Duration::from_secs(10), "the 3 requests did not reach the gate within 10 s");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let base = gw.base.clone();
     gw.stop().await;
     let mut statuses = BTreeMap::new();
@@ -886,7 +893,10 @@ async fn slow_clients_are_cut_off_and_connections_beyond_the_limit_wait() {
     for _ in 0..2 {
         idle.push(tokio::net::TcpStream::connect(&addr).await.expect("connect"));
     }
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // No wait needed for them to take the slots: `connect` returns once the kernel queued the
+    // connection in the listen backlog, which the gateway accepts first in, first out, so both
+    // idle ones are accepted before the request below (even if one waits for the slow
+    // connection's slot to come back).
     let started = std::time::Instant::now();
     let (status, _) = gw.get("/healthz").await;
     assert_eq!(status, StatusCode::OK, "served once a slot freed");
@@ -897,6 +907,23 @@ async fn slow_clients_are_cut_off_and_connections_beyond_the_limit_wait() {
     let (_, text) = gw.get("/metrics").await;
     assert!(text.contains("sluice_gateway_connection_limit_waits_total"), "{text}");
     gw.stop().await;
+}
+
+/// Whether the kernel has an established TCP connection from `local` to `remote` (IPv4, read
+/// from `/proc/net/tcp`, which prints an address as its network-order bytes read as a native
+/// `u32`, and a port in host order): here, the gateway's socket of a test client's connection.
+fn established(local: std::net::SocketAddr, remote: std::net::SocketAddr) -> bool {
+    let hex = |a: std::net::SocketAddr| match a {
+        std::net::SocketAddr::V4(v4) => format!("{:08X}:{:04X}", u32::from_ne_bytes(v4.ip().octets()), v4.port()),
+        std::net::SocketAddr::V6(_) => panic!("an IPv4 address: {a}"),
+    };
+    let (local, remote) = (hex(local), hex(remote));
+    let table = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp");
+    table.lines().skip(1).any(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        // 01: TCP_ESTABLISHED.
+        f.len() > 3 && f[1] == local && f[2] == remote && f[3] == "01"
+    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -926,6 +953,8 @@ async fn a_client_that_stops_reading_is_cut_off() {
     let socket = tokio::net::TcpSocket::new_v4().expect("socket");
     socket.set_recv_buffer_size(4096).expect("receive buffer");
     let mut tcp = socket.connect(addr).await.expect("connect");
+    let client = tcp.local_addr().expect("local address");
+    assert!(established(addr, client), "the gateway's end of {client} → {addr} is in /proc/net/tcp");
     let requests = 16;
     let request = format!(
         "POST {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {ALL_TOKEN}\r\n\
@@ -935,7 +964,16 @@ async fn a_client_that_stops_reading_is_cut_off() {
     let all_answers = requests * answer_len;
     assert!(all_answers > 16 << 20, "{all_answers} bytes of answers must overflow the buffers");
     let _ = tokio::time::timeout(Duration::from_secs(10), tcp.write_all(request.repeat(requests).as_bytes())).await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Not reading until the gateway gave up on its stalled writes and closed its end (with a FIN
+    // or, requests still unread, a reset): its socket of this connection is no longer established.
+    let stalled = std::time::Instant::now();
+    while established(addr, client) {
+        assert!(
+            stalled.elapsed() < Duration::from_secs(20),
+            "the gateway still holds the stalled connection after 20 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     // Reading now gets what was buffered, then the close, long before every answer.
     let mut read = 0usize;

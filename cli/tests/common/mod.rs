@@ -21,6 +21,7 @@ pub mod clickhouse_rebuild;
 pub mod scale_out;
 pub use analytics::assert_analysts_see_the_model;
 pub use clickhouse_rebuild::{clickhouse_rebuild, live_log, publish, setup, stdout, text};
+pub use scale_out::{await_members, await_owners};
 
 /// The binary under test, on `topology`.
 pub fn sluice(topology: &Path) -> Command {
@@ -58,6 +59,17 @@ pub fn write_jsonl(dir: &Path, name: &str, events: &[&Value]) -> PathBuf {
         writeln!(f, "{e}").expect("write line");
     }
     path
+}
+
+/// Polls `cond` every 100 ms until it holds; after `secs`, fails saying `what` did not happen.
+/// Blocking: from an async test, call it where blocking a runtime thread briefly is fine (the
+/// tests run on a multi-threaded runtime) or wrap it in `spawn_blocking`.
+pub fn wait_until(what: &str, secs: u64, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < Duration::from_secs(secs), "{what}: not within {secs}s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// A running `sluice work`, killed when dropped so a failing test leaves nothing behind.

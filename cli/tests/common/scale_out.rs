@@ -38,6 +38,30 @@ pub fn worker(topology: &Path, projection: &str, id: &str) -> WorkerProcess {
 /// `sluice lag --json` of `projection`, once the group is stable with `owners` members whose
 /// partitions are every partition of the projection, each once; fails with the last answer.
 pub fn await_owners(topology: &Path, projection: &str, owners: &[&str], secs: u64) -> Value {
+    let wanted: BTreeSet<Option<String>> = owners.iter().map(|o| Some((*o).to_owned())).collect();
+    let what = format!("owners {owners:?} in place");
+    await_group(topology, projection, &what, secs, |ids| ids.iter().cloned().collect::<BTreeSet<_>>() == wanted)
+}
+
+/// `sluice lag --json` of `projection`, once its group is stable with `n` members (workers with
+/// or without `--instance-id`) that own every partition of the projection, each once: the
+/// workers joined and were assigned. Fails with the last answer.
+pub fn await_members(topology: &Path, projection: &str, n: usize, secs: u64) -> Value {
+    let what = format!("{n} worker(s) of {projection} joined its group and own every partition");
+    await_group(topology, projection, &what, secs, |ids| ids.len() == n)
+}
+
+/// Polls `sluice lag --json` of `projection` until its group is stable, every partition of the
+/// projection is assigned to exactly one member, and `members_ok` holds for the members'
+/// instance ids (`None` for a worker without one); fails after `secs` with `what` and the last
+/// answer.
+fn await_group(
+    topology: &Path,
+    projection: &str,
+    what: &str,
+    secs: u64,
+    members_ok: impl Fn(&[Option<String>]) -> bool,
+) -> Value {
     let start = Instant::now();
     loop {
         let out = run_ok(sluice(topology).args(["lag", "--json", "--projection", projection]));
@@ -53,19 +77,18 @@ pub fn await_owners(topology: &Path, projection: &str, owners: &[&str], secs: u6
             .unwrap_or_default();
         let members = p["group_members"]["members"].as_array().cloned().unwrap_or_default();
         let mut assigned = Vec::new();
-        let mut ids = BTreeSet::new();
+        let mut ids = Vec::new();
         for m in &members {
-            ids.insert(m["client_id"].as_str().and_then(|c| c.rsplit_once('/')).map(|(_, id)| id.to_owned()));
+            ids.push(m["client_id"].as_str().and_then(|c| c.rsplit_once('/')).map(|(_, id)| id.to_owned()));
             for tp in m["partitions"].as_array().into_iter().flatten() {
                 assigned.push((tp[0].as_str().unwrap_or("").to_owned(), tp[1].as_i64().unwrap_or(-1)));
             }
         }
-        let wanted: BTreeSet<Option<String>> = owners.iter().map(|o| Some((*o).to_owned())).collect();
         let each_once = assigned.len() == all.len() && assigned.iter().cloned().collect::<BTreeSet<_>>() == all;
-        if p["group_members"]["state"] == "Stable" && ids == wanted && each_once && !all.is_empty() {
+        if p["group_members"]["state"] == "Stable" && members_ok(&ids) && each_once && !all.is_empty() {
             return doc;
         }
-        assert!(start.elapsed() < Duration::from_secs(secs), "owners {owners:?} not in place within {secs}s:\n{doc:#}");
+        assert!(start.elapsed() < Duration::from_secs(secs), "{what}: not within {secs}s:\n{doc:#}");
         std::thread::sleep(Duration::from_millis(500));
     }
 }
