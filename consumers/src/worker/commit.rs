@@ -1,8 +1,13 @@
 //! The commit stage: the commit points the land stage acknowledged go to Kafka — once a
 //! [`COMMIT_INTERVAL`] while the worker runs, synchronously at shutdown, and from the rebalance
 //! callback before a partition is revoked (which also tells the loop what to forget).
+//!
+//! A background commit returns before Kafka answered; its outcome arrives later through the
+//! context's commit callback. A refused one (typically during a rebalance: "generation id is not
+//! valid") is offered again with the next commit — otherwise an idle partition's committed offset
+//! would stay behind for good, and its lag never reach zero.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -27,6 +32,28 @@ pub(super) struct Shared {
     pub(super) acked: HashMap<Tp, i64>,
     /// Partitions revoked since the loop last looked.
     revoked: Vec<Tp>,
+    /// Commit points Kafka refused since the loop last looked (from the commit callback).
+    refused: Vec<Tp>,
+    /// The partitions assigned to this worker: a refusal arriving after its partition moved on
+    /// is not this worker's to retry.
+    owned: HashSet<Tp>,
+}
+
+impl Shared {
+    /// What the commit callback learnt: the partitions of `offsets` whose commit failed (all of
+    /// them when the whole request did) are offered again, and kept for a commit at revocation.
+    fn commit_answered(&mut self, result: &KafkaResult<()>, offsets: &TopicPartitionList) {
+        for e in offsets.elements() {
+            let (Offset::Offset(point), true) = (e.offset(), result.is_err() || e.error().is_err()) else { continue };
+            let tp = (e.topic().to_owned(), e.partition());
+            if !self.owned.contains(&tp) {
+                continue;
+            }
+            let kept = self.acked.entry(tp.clone()).or_insert(point);
+            *kept = (*kept).max(point);
+            self.refused.push(tp);
+        }
+    }
 }
 
 /// The consumer's context: commits what is acknowledged before a revocation takes it away.
@@ -39,21 +66,40 @@ impl ClientContext for WorkerContext {}
 impl ConsumerContext for WorkerContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         let Rebalance::Revoke(tpl) = rebalance else { return };
-        let Ok(mut shared) = self.shared.lock() else { return };
         let mut commit = TopicPartitionList::new();
-        for e in tpl.elements() {
-            let tp = (e.topic().to_owned(), e.partition());
-            if let Some(offset) = shared.acked.remove(&tp) {
-                let _ = commit.add_partition_offset(&tp.0, tp.1, Offset::Offset(offset));
+        {
+            let Ok(mut shared) = self.shared.lock() else { return };
+            for e in tpl.elements() {
+                let tp = (e.topic().to_owned(), e.partition());
+                if let Some(offset) = shared.acked.remove(&tp) {
+                    let _ = commit.add_partition_offset(&tp.0, tp.1, Offset::Offset(offset));
+                }
+                shared.owned.remove(&tp);
+                shared.revoked.push(tp);
             }
-            shared.revoked.push(tp);
-        }
+        } // Unlocked before committing: the commit's own callback takes the lock.
         if commit.count() > 0 {
             match consumer.commit(&commit, CommitMode::Sync) {
                 Ok(()) => info!(partitions = commit.count(), "committed acknowledged offsets before revocation"),
                 // Not fatal: the next owner re-reads from the last commit; sinks are idempotent.
                 Err(e) => warn!(error = %e, "commit before revocation failed; records will be re-delivered"),
             }
+        }
+    }
+
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let Rebalance::Assign(tpl) = rebalance else { return };
+        if let Ok(mut shared) = self.shared.lock() {
+            shared.owned.extend(tpl.elements().iter().map(|e| (e.topic().to_owned(), e.partition())));
+        }
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
+        if let Err(e) = &result {
+            warn!(error = %e, partitions = offsets.count(), "offset commit refused; offered again with the next one");
+        }
+        if let Ok(mut shared) = self.shared.lock() {
+            shared.commit_answered(&result, offsets);
         }
     }
 }
@@ -89,7 +135,8 @@ impl Commits {
         }
     }
 
-    /// Commits, in the background, every commit point that moved, once per [`COMMIT_INTERVAL`].
+    /// Commits, in the background, every commit point that moved or that Kafka refused, once per
+    /// [`COMMIT_INTERVAL`].
     pub(super) fn tick(
         &mut self,
         consumer: &StreamConsumer<WorkerContext>,
@@ -97,14 +144,30 @@ impl Commits {
         now: Instant,
     ) {
         if now.duration_since(self.last) >= COMMIT_INTERVAL {
+            self.offer_refused(trackers);
             self.commit(consumer, trackers, CommitMode::Async);
             self.last = now;
         }
     }
 
-    /// Commits every commit point that moved, and waits for it (shutdown).
+    /// Commits every commit point that moved or was refused, and waits for it (shutdown).
     pub(super) fn sync(&self, consumer: &StreamConsumer<WorkerContext>, trackers: &mut HashMap<Tp, OffsetTracker>) {
+        self.offer_refused(trackers);
         self.commit(consumer, trackers, CommitMode::Sync);
+    }
+
+    /// The partitions whose commit Kafka refused (and that this worker still holds) offer their
+    /// commit point again.
+    fn offer_refused(&self, trackers: &mut HashMap<Tp, OffsetTracker>) {
+        let refused = match self.shared.lock() {
+            Ok(mut s) => std::mem::take(&mut s.refused),
+            Err(_) => Vec::new(),
+        };
+        for tp in refused {
+            if let Some(t) = trackers.get_mut(&tp) {
+                t.commit_failed();
+            }
+        }
     }
 
     fn commit(
@@ -192,6 +255,32 @@ mod tests {
         let again = to_commit(&mut ts);
         assert_eq!(offsets(&again), [(0, Offset::Offset(3))]);
         commits.settle(&again, Ok(()), &mut ts);
+        assert!(commits.shared().lock().expect("lock").acked.is_empty());
+    }
+
+    #[test]
+    fn a_background_commit_refused_later_is_offered_again_and_kept_for_revocation() {
+        let commits = Commits::new(Instant::now());
+        let mut ts = trackers(4);
+        let tpl = to_commit(&mut ts);
+        // Queued: the background commit returns Ok at once.
+        commits.settle(&tpl, Ok(()), &mut ts);
+        assert_eq!(to_commit(&mut ts).count(), 0, "nothing moved, nothing offered");
+        // Kafka's answer comes later: refused during a rebalance.
+        let refused = Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::IllegalGeneration));
+        commits.shared().lock().expect("lock").owned.insert(("t".to_owned(), 0));
+        commits.shared().lock().expect("lock").commit_answered(&refused, &tpl);
+        assert_eq!(commits.shared().lock().expect("lock").acked.get(&("t".to_owned(), 0)), Some(&4));
+        commits.offer_refused(&mut ts);
+        assert_eq!(offsets(&to_commit(&mut ts)), [(0, Offset::Offset(4))], "offered again though idle");
+        // An accepted answer changes nothing.
+        commits.shared().lock().expect("lock").commit_answered(&Ok(()), &tpl);
+        commits.offer_refused(&mut ts);
+        assert_eq!(to_commit(&mut ts).count(), 0);
+        // A refusal for a partition that has moved on is not this worker's to retry.
+        commits.shared().lock().expect("lock").owned.clear();
+        commits.shared().lock().expect("lock").acked.clear();
+        commits.shared().lock().expect("lock").commit_answered(&refused, &tpl);
         assert!(commits.shared().lock().expect("lock").acked.is_empty());
     }
 }
