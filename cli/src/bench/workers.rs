@@ -26,9 +26,10 @@ use sluice_core::topology::{CouchbaseSink, Topology};
 use super::Row;
 use crate::Context;
 
-/// How long one run may take to drain its backlog before the bench gives up: generous, since a
-/// run of three processes on two cores may drain far slower than one.
-const RUN_TIMEOUT: Duration = Duration::from_secs(600);
+/// How long one run may take to drain its backlog before the bench gives up: generous (the
+/// slowest run measured, Couchbase's ~110 k events, took 15 s), since a run of three processes on
+/// two cores may drain far slower than one.
+const RUN_TIMEOUT: Duration = Duration::from_secs(180);
 
 /// How long a SIGTERMed worker has to drain, commit and exit before it is killed.
 const STOP_TIMEOUT: Duration = Duration::from_secs(60);
@@ -203,26 +204,45 @@ async fn drain(
     let mut children = Children::spawn(env_file, path, projection, n, database, dir)?;
     let start = Instant::now();
     let mut startup = None;
+    // The group as last described, told when it was never seen Stable with every worker.
+    let mut last_seen = String::from("not described");
     loop {
         children.check_running()?;
         if startup.is_none() {
             let (brokers, group) = (brokers.clone(), group.clone());
-            let view = tokio::task::spawn_blocking(move || describe(&brokers, &group)).await?;
-            if view.is_ok_and(|v| v.state == "Stable" && v.members.len() == n) {
-                startup = Some(start.elapsed());
+            match tokio::task::spawn_blocking(move || describe(&brokers, &group)).await? {
+                Ok(v) if v.state == "Stable" && v.members.len() == n => startup = Some(start.elapsed()),
+                Ok(v) => last_seen = format!("{} with {} members at {:.2?}", v.state, v.members.len(), start.elapsed()),
+                Err(e) => last_seen = e.to_string(),
             }
         }
         let snapshot = LagMonitor::snapshot_once(topology, &brokers).await?;
-        let lag = snapshot.projections.get(projection).filter(|p| p.error.is_none()).map(|p| p.lag_messages);
-        if lag == Some(0) {
+        let lag = snapshot.projections.get(projection).filter(|p| p.error.is_none());
+        if lag.is_some_and(|p| p.lag_messages == 0) {
             break;
         }
         if start.elapsed() > RUN_TIMEOUT {
-            anyhow::bail!("{n} workers of {projection} did not drain the backlog in {RUN_TIMEOUT:?} ({lag:?} left)");
+            let behind: Vec<String> = lag
+                .iter()
+                .flat_map(|p| &p.partitions)
+                .filter(|p| p.lag_messages > 0)
+                .map(|p| format!("{}[{}] at {:?} of {}", p.topic, p.partition, p.committed, p.high_watermark))
+                .collect();
+            anyhow::bail!(
+                "{n} workers of {projection} did not drain the backlog in {RUN_TIMEOUT:?}; behind: {} \
+                 (their logs: {}; group {last_seen})",
+                behind.join(", "),
+                dir.display()
+            );
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let elapsed = start.elapsed();
+    if startup.is_none() {
+        eprintln!(
+            "    {projection}: the group was not seen Stable with {n} members before it caught up (last: {last_seen})"
+        );
+    }
     children.stop().await?;
     Ok(Run { events, elapsed, startup })
 }
