@@ -602,7 +602,8 @@ fn print_table(rows: &[Row], suffix: &str) {
             "backlog ×n: n `sluice work` processes drain the backlog with a group of their own; \
              EVENTS = records in the projection's sources, EVENTS/S = EVENTS / (spawning the \
              processes → the group committed them all), process start and the group join \
-             included; START s = spawning → the group Stable with n members (? = not seen)"
+             included; START s = spawning → the group Stable with n members (? = not seen); \
+             UNSEEN = records the group had still not committed when the run gave up"
         );
     }
     if rows.iter().any(|r| r.tail.is_some()) {
