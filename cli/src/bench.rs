@@ -23,8 +23,14 @@
 //! `<name>_json`, drained from the same backlog, so the cost of the typed tables is read off one
 //! run (the last line says how fast the typed projection drains relative to it).
 //!
+//! With `--workers 1,2,3`, phase 1 instead drains the backlog of each projection (baselines
+//! left out) with 1, then 2, then 3 `sluice work` processes, each run with a consumer group and a
+//! sink target of its own (see [`workers`]); its clock includes process start and the group join.
+//!
 //! The copy's topics, its ClickHouse database and its Couchbase collection (both
 //! `sluice_<suffix>`) are dropped at the end unless `--keep`.
+
+mod workers;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::ExitCode;
@@ -72,6 +78,16 @@ pub(crate) struct BenchArgs {
     /// of dropping it at the end, e.g. to query what was written.
     #[arg(long)]
     keep: bool,
+    /// Drain phase 1's backlog with this many `sluice work` processes per projection instead of
+    /// one in-process worker, one run per count, e.g. `1,2,3`. Each run has its own consumer group
+    /// and sink target, so every run starts from the same backlog and an empty sink; its time runs
+    /// from spawning the processes until their group committed the whole backlog. The JSON-only
+    /// baselines are not run.
+    #[arg(long, value_name = "LIST", value_parser = workers::parse_counts)]
+    workers: Option<workers::WorkerCounts>,
+    /// The global `--env-file`, passed on to the `--workers` processes.
+    #[arg(skip)]
+    env_file: Option<std::path::PathBuf>,
 }
 
 const MAX_IN_FLIGHT: usize = 10_000;
@@ -186,6 +202,8 @@ struct Row {
     write_ms: Option<(f64, f64)>,
     /// Kafka timestamp → read by the worker, p50/p99 (ms): the Kafka share of the latency.
     read_ms: Option<(f64, f64)>,
+    /// `--workers` runs: spawn → the group `Stable` with every worker (`None` inside: never seen).
+    startup: Option<Option<Duration>>,
 }
 
 impl Row {
@@ -203,6 +221,17 @@ impl Row {
             p99_ms: None,
             write_ms: None,
             read_ms: None,
+            startup: None,
+        }
+    }
+
+    /// A row of `events` drained in `elapsed`.
+    fn drained(phase: String, projection: String, sink: &'static str, events: u64, elapsed: Duration) -> Self {
+        Self {
+            projection,
+            sink,
+            per_sec: events as f64 / elapsed.as_secs_f64().max(1e-9),
+            ..Self::publish(phase, events, 0.0)
         }
     }
 }
@@ -235,7 +264,8 @@ fn p50_p99(samples: &Samples, metric: &str, projection: &str) -> Option<(f64, f6
     Some((quantile(&v, 0.5) * 1000.0, quantile(&v, 0.99) * 1000.0))
 }
 
-pub(crate) async fn run(global: &GlobalArgs, args: BenchArgs) -> anyhow::Result<ExitCode> {
+pub(crate) async fn run(global: &GlobalArgs, mut args: BenchArgs) -> anyhow::Result<ExitCode> {
+    args.env_file.clone_from(&global.env_file);
     let recorder = DebuggingRecorder::new();
     let snapshotter = recorder.snapshotter();
     metrics::set_global_recorder(recorder).context("installing the metrics recorder")?;
@@ -341,7 +371,7 @@ async fn clean_up(
         drop_collection(&bucket, scope, collection).await?;
     }
     let conn = &ctx.connections.clickhouse;
-    let drop = format!("DROP DATABASE IF EXISTS `{}`", conn.database);
+    let drop = drop_database(&conn.database, conn.cluster.as_deref());
     ClickHouse::connect(conn).await?.client.query_raw(&drop).execute().await.with_context(|| drop.clone())?;
     // A set: the dead-letter topics may be declared topics too, and Kafka refuses a request
     // naming a topic twice.
@@ -350,6 +380,13 @@ async fn clean_up(
     let topics: Vec<&str> = topics.into_iter().collect();
     TopicAdmin::new(&ctx.connections.kafka_brokers, Duration::from_secs(30))?.delete(&topics).await?;
     Ok(())
+}
+
+/// `DROP DATABASE` of `database`, on every server of `cluster` when given (else the tables would
+/// stay on the other servers, and their replicas in ZooKeeper).
+fn drop_database(database: &str, cluster: Option<&str>) -> String {
+    let on = cluster.map(|c| format!(" ON CLUSTER `{c}`")).unwrap_or_default();
+    format!("DROP DATABASE IF EXISTS `{database}`{on}")
 }
 
 /// Both phases; the table's rows.
@@ -371,7 +408,13 @@ async fn measure(
         eprintln!("phase 1: published {} events at {rate:.0}/s; draining each projection alone", events.len());
         rows.push(Row::publish("backlog".into(), events.len() as u64, rate));
         take(snapshotter);
-        for (name, sink) in projections {
+        if let Some(counts) = &args.workers {
+            let own: Vec<(String, &'static str)> =
+                projections.iter().filter(|(n, _)| !n.contains(&format!("{BASELINE}_{suffix}"))).cloned().collect();
+            eprintln!("  draining each projection with {:?} `sluice work` processes in turn", counts.0);
+            rows.extend(workers::backlog_rows(args.env_file.as_deref(), ctx, &own, counts, suffix, args.keep).await?);
+        }
+        for (name, sink) in projections.iter().filter(|_| args.workers.is_none()) {
             let opts =
                 RunOptions { drain_deadline: Duration::from_secs(30), exit_at_end: true, ..RunOptions::default() };
             let stats = run_projection(ctx, name, opts, CancellationToken::new()).await?;
@@ -390,6 +433,7 @@ async fn measure(
                 p99_ms: None,
                 write_ms,
                 read_ms: None,
+                startup: None,
             });
         }
         take(snapshotter); // discard phase 1's samples
@@ -475,6 +519,7 @@ async fn measure(
                 p99_ms: Some(at(0.99)),
                 write_ms: p50_p99(&samples, names::WRITE_SECONDS, name),
                 read_ms: p50_p99(&samples, names::READ_SECONDS, name),
+                startup: None,
             });
         }
     }
@@ -499,8 +544,11 @@ fn print_rows(rows: &[Row], suffix: &str) {
 }
 
 fn print_table(rows: &[Row], suffix: &str) {
+    // The start-up column only when some run was made of worker processes.
+    let startup = rows.iter().any(|r| r.startup.is_some());
+    let start_column = |v: String| if startup { format!(" {v:>8}") } else { String::new() };
     println!(
-        "\n{:<10} {:<16} {:<11} {:>9} {:>10} {:>7} {:>8} {:>9} {:>9} {:>15} {:>15}",
+        "\n{:<10} {:<16} {:<11} {:>9} {:>10} {:>7} {:>8} {:>9} {:>9} {:>15} {:>15}{}",
         "PHASE",
         "PROJECTION",
         "SINK",
@@ -511,7 +559,8 @@ fn print_table(rows: &[Row], suffix: &str) {
         "P50 ms",
         "P99 ms",
         "READ p50/p99",
-        "WRITE p50/p99"
+        "WRITE p50/p99",
+        start_column("START s".to_owned())
     );
     for r in rows {
         let ms = |v: Option<Latency>| match v {
@@ -527,8 +576,13 @@ fn print_table(rows: &[Row], suffix: &str) {
             Some(None) => "?".to_owned(),
             Some(Some(n)) => n.to_string(),
         };
+        let start = match r.startup {
+            None => "-".to_owned(),
+            Some(None) => "?".to_owned(),
+            Some(Some(d)) => format!("{:.2}", d.as_secs_f64()),
+        };
         println!(
-            "{:<10} {:<16} {:<11} {:>9} {:>10.0} {:>7} {:>8} {:>9} {:>9} {:>15} {:>15}",
+            "{:<10} {:<16} {:<11} {:>9} {:>10.0} {:>7} {:>8} {:>9} {:>9} {:>15} {:>15}{}",
             r.phase,
             projection,
             r.sink,
@@ -539,7 +593,17 @@ fn print_table(rows: &[Row], suffix: &str) {
             ms(r.p50_ms),
             ms(r.p99_ms),
             pair(r.read_ms),
-            pair(r.write_ms)
+            pair(r.write_ms),
+            start_column(start)
+        );
+    }
+    if startup {
+        println!(
+            "backlog ×n: n `sluice work` processes drain the backlog with a group of their own; \
+             EVENTS = records in the projection's sources, EVENTS/S = EVENTS / (spawning the \
+             processes → the group committed them all), process start and the group join \
+             included; START s = spawning → the group Stable with n members (? = not seen); \
+             UNSEEN = records the group had still not committed when the run gave up"
         );
     }
     if rows.iter().any(|r| r.tail.is_some()) {
