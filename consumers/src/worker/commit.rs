@@ -25,6 +25,13 @@ use super::Tp;
 /// A crash re-delivers at most this much more, which the idempotent sinks absorb.
 pub(super) const COMMIT_INTERVAL: Duration = Duration::from_secs(1);
 
+/// How often every held partition's commit point is committed again, moved or not. A
+/// background commit is only queued when `commit` returns, and Kafka may refuse it later (during
+/// a rebalance: "generation id is not valid") without the refusal always reaching the commit
+/// callback; committing the same points again within this interval heals that, so an idle
+/// partition's committed offset never stays behind for good. One small request per interval.
+pub(super) const RECOMMIT_INTERVAL: Duration = Duration::from_secs(5);
+
 /// State shared with the rebalance callback, which runs inside `recv()` on the polling task.
 #[derive(Debug, Default)]
 pub(super) struct Shared {
@@ -37,6 +44,8 @@ pub(super) struct Shared {
     /// The partitions assigned to this worker: a refusal arriving after its partition moved on
     /// is not this worker's to retry.
     owned: HashSet<Tp>,
+    /// Partitions assigned since the loop last looked.
+    assigned: Vec<Tp>,
 }
 
 impl Shared {
@@ -90,7 +99,9 @@ impl ConsumerContext for WorkerContext {
     fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         let Rebalance::Assign(tpl) = rebalance else { return };
         if let Ok(mut shared) = self.shared.lock() {
-            shared.owned.extend(tpl.elements().iter().map(|e| (e.topic().to_owned(), e.partition())));
+            let tps: Vec<Tp> = tpl.elements().iter().map(|e| (e.topic().to_owned(), e.partition())).collect();
+            shared.owned.extend(tps.iter().cloned());
+            shared.assigned.extend(tps);
         }
     }
 
@@ -109,12 +120,14 @@ impl ConsumerContext for WorkerContext {
 pub(super) struct Commits {
     shared: Arc<Mutex<Shared>>,
     last: Instant,
+    /// When every commit point was last offered again.
+    last_full: Instant,
 }
 
 impl Commits {
     /// Nothing acknowledged yet; the interval starts `now`.
     pub(super) fn new(now: Instant) -> Self {
-        Self { shared: Arc::default(), last: now }
+        Self { shared: Arc::default(), last: now, last_full: now }
     }
 
     /// The consumer context sharing this stage's state.
@@ -125,6 +138,14 @@ impl Commits {
     /// Where the land stage hands acknowledged commit points to the rebalance callback.
     pub(super) fn shared(&self) -> &Mutex<Shared> {
         &self.shared
+    }
+
+    /// Partitions assigned since the last call.
+    pub(super) fn assigned(&self) -> Vec<Tp> {
+        match self.shared.lock() {
+            Ok(mut s) => std::mem::take(&mut s.assigned),
+            Err(_) => Vec::new(),
+        }
     }
 
     /// Partitions revoked since the last call.
@@ -145,6 +166,10 @@ impl Commits {
     ) {
         if now.duration_since(self.last) >= COMMIT_INTERVAL {
             self.offer_refused(trackers);
+            if now.duration_since(self.last_full) >= RECOMMIT_INTERVAL {
+                trackers.values_mut().for_each(OffsetTracker::commit_failed);
+                self.last_full = now;
+            }
             self.commit(consumer, trackers, CommitMode::Async);
             self.last = now;
         }
@@ -256,6 +281,24 @@ mod tests {
         assert_eq!(offsets(&again), [(0, Offset::Offset(3))]);
         commits.settle(&again, Ok(()), &mut ts);
         assert!(commits.shared().lock().expect("lock").acked.is_empty());
+    }
+
+    #[test]
+    fn every_commit_point_is_offered_again_after_the_recommit_interval() {
+        let start = Instant::now();
+        let mut commits = Commits::new(start);
+        let mut ts = trackers(2);
+        let _ = to_commit(&mut ts); // committed (the background commit was queued)
+        assert_eq!(to_commit(&mut ts).count(), 0, "an idle partition is not committed every second");
+        // The tick's own schedule, without a broker: the full re-offer happens at the interval.
+        commits.offer_refused(&mut ts);
+        assert_eq!(to_commit(&mut ts).count(), 0);
+        let later = start + RECOMMIT_INTERVAL;
+        if later.duration_since(commits.last_full) >= RECOMMIT_INTERVAL {
+            ts.values_mut().for_each(OffsetTracker::commit_failed);
+            commits.last_full = later;
+        }
+        assert_eq!(offsets(&to_commit(&mut ts)), [(0, Offset::Offset(2))], "offered again, though idle");
     }
 
     #[test]

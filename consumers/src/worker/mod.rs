@@ -219,6 +219,7 @@ impl<S: Sink> Worker<S> {
             }
             // Revoked partitions first: their trackers must not reach the periodic commit.
             s.forget_revoked();
+            s.intake.adopt(&s.commits.assigned());
             s.commits.tick(s.intake.consumer(), &mut s.ledger.trackers, Instant::now());
             if !s.intake.is_paused()
                 && let Some(reason) = self.failing()

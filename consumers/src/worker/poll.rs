@@ -17,6 +17,7 @@ use rdkafka::{Message, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
+use super::Tp;
 use super::commit::WorkerContext;
 use super::launch::{Landing, Writes};
 use super::metrics::WorkerMetrics;
@@ -175,13 +176,40 @@ impl Intake {
         }
     }
 
-    /// Resumes the paused partitions, if any.
+    /// Resumes the paused partitions, if any: every partition assigned now, so one that was
+    /// paused, revoked and assigned back meanwhile is resumed too.
     pub(super) fn resume(&mut self) {
-        let Some(tpl) = self.paused.take() else { return };
+        let Some(paused) = self.paused.take() else { return };
+        let tpl = self.consumer.assignment().unwrap_or(paused);
         match self.consumer.resume(&tpl) {
             Ok(()) => info!(partitions = tpl.count(), "write landed: partitions resumed"),
             Err(e) => error!(error = %e, "cannot resume the paused partitions"),
         }
         self.metrics.paused.set(0.0);
+    }
+
+    /// Partitions just assigned take the worker's state: paused with the others while it is
+    /// paused, else resumed — librdkafka keeps a partition's pause across a revocation, so one
+    /// paused before it moved away and back would otherwise never be fetched again.
+    pub(super) fn adopt(&mut self, assigned: &[Tp]) {
+        if assigned.is_empty() {
+            return;
+        }
+        let mut tpl = TopicPartitionList::new();
+        for (topic, partition) in assigned {
+            tpl.add_partition(topic, *partition);
+        }
+        let done = match &mut self.paused {
+            Some(paused) => {
+                for (topic, partition) in assigned {
+                    paused.add_partition(topic, *partition);
+                }
+                self.consumer.pause(&tpl)
+            }
+            None => self.consumer.resume(&tpl),
+        };
+        if let Err(e) = done {
+            error!(error = %e, partitions = tpl.count(), "cannot align the newly assigned partitions");
+        }
     }
 }
