@@ -1,0 +1,94 @@
+//! The bench's table: one row per phase and projection, printed to stdout, with the JSON-only
+//! baselines' ratio line.
+
+use super::{BASELINE, Latency, Row};
+
+/// The table of `rows` (the isolated copy's `suffix` taken off the names), then how each typed
+/// projection's backlog rate compares with its JSON-only baseline.
+pub(super) fn print_rows(rows: &[Row], suffix: &str) {
+    print_table(rows, suffix);
+    for r in rows.iter().filter(|r| r.phase == "backlog") {
+        let baseline = format!("{}{BASELINE}_{suffix}", r.projection.trim_end_matches(&format!("_{suffix}")));
+        if let Some(b) = rows.iter().find(|b| b.phase == "backlog" && b.projection == baseline) {
+            let name = r.projection.trim_end_matches(&format!("_{suffix}"));
+            println!(
+                "{name}: typed tables drain at {:.0}% of the JSON-only rate ({:.0} vs {:.0} events/s)",
+                100.0 * r.per_sec / b.per_sec.max(1e-9),
+                r.per_sec,
+                b.per_sec
+            );
+        }
+    }
+}
+
+fn print_table(rows: &[Row], suffix: &str) {
+    // The start-up column only when some run was made of worker processes.
+    let startup = rows.iter().any(|r| r.startup.is_some());
+    let start_column = |v: String| if startup { format!(" {v:>8}") } else { String::new() };
+    println!(
+        "\n{:<10} {:<16} {:<11} {:>9} {:>10} {:>7} {:>8} {:>9} {:>9} {:>15} {:>15}{}",
+        "PHASE",
+        "PROJECTION",
+        "SINK",
+        "EVENTS",
+        "EVENTS/S",
+        "TAIL",
+        "UNSEEN",
+        "P50 ms",
+        "P99 ms",
+        "READ p50/p99",
+        "WRITE p50/p99",
+        start_column("START s".to_owned())
+    );
+    for r in rows {
+        let ms = |v: Option<Latency>| match v {
+            None => "-".to_owned(),
+            Some(Latency::Ms(v)) => format!("{v:.1}"),
+            Some(Latency::AtLeast(d)) => format!(">{}", d.as_millis()),
+        };
+        let projection = r.projection.trim_end_matches(&format!("_{suffix}"));
+        let pair = |v: Option<(f64, f64)>| v.map_or("-".to_owned(), |(a, b)| format!("{a:.0}/{b:.0} ms"));
+        let count = |v: Option<u64>| v.map_or("-".to_owned(), |n| n.to_string());
+        let unseen = match r.not_visible {
+            None => "-".to_owned(),
+            Some(None) => "?".to_owned(),
+            Some(Some(n)) => n.to_string(),
+        };
+        let start = match r.startup {
+            None => "-".to_owned(),
+            Some(None) => "?".to_owned(),
+            Some(Some(d)) => format!("{:.2}", d.as_secs_f64()),
+        };
+        println!(
+            "{:<10} {:<16} {:<11} {:>9} {:>10.0} {:>7} {:>8} {:>9} {:>9} {:>15} {:>15}{}",
+            r.phase,
+            projection,
+            r.sink,
+            r.events,
+            r.per_sec,
+            count(r.tail),
+            unseen,
+            ms(r.p50_ms),
+            ms(r.p99_ms),
+            pair(r.read_ms),
+            pair(r.write_ms),
+            start_column(start)
+        );
+    }
+    if startup {
+        println!(
+            "backlog ×n: n `sluice work` processes drain the backlog with a group of their own; \
+             EVENTS = records in the projection's sources, EVENTS/S = EVENTS / (spawning the \
+             processes → the group committed them all), process start and the group join \
+             included; START s = spawning → the group Stable with n members (? = not seen); \
+             UNSEEN = records the group had still not committed when the run gave up"
+        );
+    }
+    if rows.iter().any(|r| r.tail.is_some()) {
+        println!(
+            "steady phase: EVENTS/S = events a projection made visible during the phase / its length; \
+             TAIL = made visible after publishing ended (in the latency); UNSEEN = still not visible \
+             at the end of --catch-up (counted in the latency as longer than it)"
+        );
+    }
+}
