@@ -17,90 +17,13 @@ use sluice_tests::domain::generate;
 use sluice_tests::{connections, fresh_topology, unique, within};
 
 mod common;
+use common::gateway::Gateway;
 use common::*;
 
 /// The analytics projection's batch size in this test: small, so "bounded" is visible in counts.
 const BATCH: u64 = 100;
 /// Its hard lag threshold (messages).
 const HARD_LAG: u64 = 300;
-const TOKEN: &str = "bp-test-secret-0123456789";
-
-/// A running `sluice gateway`, killed when dropped.
-struct Gateway {
-    process: WorkerProcess,
-    base: String,
-    http: reqwest::Client,
-}
-
-impl Gateway {
-    async fn start(topology: &std::path::Path) -> Self {
-        let addr = format!("127.0.0.1:{}", PrivateClickHouse::free_port());
-        let log = std::fs::File::create(topology.with_file_name("gateway.log")).expect("log");
-        let mut cmd = sluice(topology);
-        cmd.args(["gateway", "--listen", &addr])
-            .env("SLUICE_GATEWAY_TOKENS", format!("test:{TOKEN}:*"))
-            .env("SLUICE_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log);
-        let mut gw = Self {
-            process: WorkerProcess(cmd.spawn().expect("spawn gateway")),
-            base: format!("http://{addr}"),
-            http: reqwest::Client::new(),
-        };
-        let start = Instant::now();
-        loop {
-            if let Ok(Some(status)) = gw.process.0.try_wait() {
-                panic!("the gateway exited with {status}: see {}", topology.with_file_name("gateway.log").display());
-            }
-            let ready = gw.http.get(format!("{}/readyz", gw.base)).send().await;
-            if ready.is_ok_and(|r| r.status() == 200) {
-                return gw;
-            }
-            assert!(start.elapsed() < Duration::from_secs(60), "the gateway did not become ready (see gateway.log)");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-
-    /// `POST /v1/batch`: the status of each event, in order.
-    async fn batch(&self, events: &[&Value]) -> Vec<u16> {
-        let resp = self
-            .http
-            .post(format!("{}/v1/batch", self.base))
-            .bearer_auth(TOKEN)
-            .json(&events)
-            .send()
-            .await
-            .expect("post batch");
-        let status = resp.status().as_u16();
-        let body: Value = resp.json().await.expect("json body");
-        assert!(matches!(status, 200 | 207 | 429), "batch answered {status}: {body}");
-        let statuses: Vec<u16> = body["results"]
-            .as_array()
-            .unwrap_or_else(|| panic!("no results in {body}"))
-            .iter()
-            .map(|r| r["status"].as_u64().expect("status") as u16)
-            .collect();
-        assert_eq!(statuses.len(), events.len(), "{body}");
-        statuses
-    }
-
-    /// `POST /v1/events/{type}` of one event: status, `Retry-After` header, body.
-    async fn single(&self, event: &Value) -> (u16, Option<String>, Value) {
-        let event_type = event["event_type"].as_str().expect("type");
-        let resp = self
-            .http
-            .post(format!("{}/v1/events/{event_type}", self.base))
-            .bearer_auth(TOKEN)
-            .json(event)
-            .send()
-            .await
-            .expect("post event");
-        let status = resp.status().as_u16();
-        let retry_after = resp.headers().get("retry-after").map(|v| v.to_str().expect("ascii").to_owned());
-        (status, retry_after, resp.json().await.expect("json body"))
-    }
-}
 
 /// The topology of this test: the repository's, isolated by `sfx`, with the analytics projection
 /// reading only engagement events in small batches and refusing intake past `HARD_LAG`.

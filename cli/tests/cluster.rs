@@ -3,8 +3,9 @@
 //! Run with `SLUICE_ENV_FILE=.dev/cluster.env`, as `dev/test` does; against any other rig these
 //! tests fail and say so.
 //!
-//! Faults while events flow: the ClickHouse server the worker writes to stopped and brought back
-//! (the worker goes on through the next server it knows, the shard through its other replica),
+//! Faults while events flow through the gateway: the ClickHouse server the worker writes to stopped
+//! for 30 s and brought back (the worker goes on through the next server it knows, the shard
+//! through its other replica),
 //! the leader of a busy partition SIGKILLed and brought back, a worker crashed between its write
 //! and its commit.
 //! Afterwards the Couchbase documents, the `Distributed` tables (read `FINAL`), the rollup and
@@ -23,6 +24,7 @@ use sluice_tests::domain::generate;
 use sluice_tests::{connections, fresh_topology, unique, within};
 
 mod common;
+use common::gateway::Gateway;
 use common::*;
 
 /// The cluster rig's variables, or a failure saying how to get them.
@@ -153,19 +155,24 @@ async fn analytics_on_a_sharded_replicated_cluster_equal_the_model_through_fault
     let (first, second) = events.split_at(events.len() / 2);
     let w = publish_twice_through_a_crash(&topology, &projection, first, &topics).await;
 
-    // The server the worker writes to goes away: it writes through the next one it knows, and
-    // shard 1's rows go to that shard's other replica.
+    // The rest flows through the gateway while the server the worker writes to is away for 30 s
+    // (the worker writes through the next one it knows, shard 1 through its other replica) and
+    // the leader of a busy partition crashes.
+    let gateway = Gateway::start(&topology).await;
     dev_cluster(&["stop", "clickhouse-s1r1"]);
+    let stopped = Instant::now();
     let half: Vec<&Value> = second[..second.len() / 2].iter().collect();
-    run_ok(sluice(&topology).args(["publish", "--file"]).arg(write_jsonl(&dir, "second.jsonl", &half)));
-    // The leader of a busy partition crashes while the rest is published.
+    gateway.publish_all(&half, 50, 120).await;
     let leader = dev_cluster(&["leader", &topics[0], "0"]);
     dev_cluster(&["kill", &leader]);
     let rest: Vec<&Value> = second[second.len() / 2..].iter().collect();
-    run_ok(sluice(&topology).args(["publish", "--file"]).arg(write_jsonl(&dir, "rest.jsonl", &rest)));
+    gateway.publish_all(&rest, 50, 120).await;
     await_caught_up(&format!("sluice.{projection}"), &topics, 180).await;
+    // An outage of 30 s: time itself must pass here, it is what is being survived.
+    tokio::time::sleep(Duration::from_secs(30).saturating_sub(stopped.elapsed())).await;
     dev_cluster(&["start", "clickhouse-s1r1", &leader]);
     await_healthy(&shards[0][0], 60).await;
+    drop(gateway);
 
     let conn = connections().clickhouse;
     assert_eq!(conn.cluster.as_deref(), env.get("SLUICE_CLICKHOUSE_CLUSTER").as_deref());
