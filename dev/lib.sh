@@ -24,7 +24,7 @@ LOG_DIR="$DEV_DIR/log"
 mkdir -p "$RUN_DIR" "$LOG_DIR"
 
 # Every service of the rig, in start order.
-SERVICES=(kafka registry couchbase clickhouse clickhouse_compat postgres connect)
+SERVICES=(kafka registry registry_tls couchbase clickhouse clickhouse_compat postgres connect)
 
 log() { printf '[dev] %s\n' "$*" >&2; }
 die() { printf '[dev] error: %s\n' "$*" >&2; exit 1; }
@@ -143,14 +143,15 @@ apt_install() {
   DEBIAN_FRONTEND=noninteractive $sudo apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
-# write_env WHO : $DEV_DIR/env from the endpoints of every service still running (removed when
-# none is).
+# write_env WHO : $DEV_DIR/env from the endpoints of every service still running, plus the TLS
+# material's files (dev/tls/tls.sh) (removed when no service is running).
 write_env() {
   local svc lines=""
   for svc in "${SERVICES[@]}"; do
     if [[ -f "$RUN_DIR/$svc.env" ]] && is_running "$svc"; then lines+="$(cat "$RUN_DIR/$svc.env")"$'\n'; fi
   done
   if [[ -z $lines ]]; then rm -f "$DEV_DIR/env"; return 0; fi
+  [[ -f "$TLS_DIR/env" ]] && lines="$(cat "$TLS_DIR/env")"$'\n'"$lines"
   printf '# Written by %s %s. Source it: . .dev/env\n%s' "$1" "$(date -u +%FT%TZ)" "$lines" > "$DEV_DIR/env"
 }
 
@@ -183,3 +184,7 @@ ram_data_dir() {
   fi
   echo "$link"
 }
+
+# The rig's CA, certificates and secrets for the secured endpoints (tls_ensure, tls_secret).
+# shellcheck source=dev/tls/tls.sh
+source "$ROOT/dev/tls/tls.sh"

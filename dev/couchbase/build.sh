@@ -13,7 +13,11 @@
 #     request, every SASL step) only when GOCAVES_TRACE is set: an idle SDK client polls the
 #     cluster config every 2.5 s and would otherwise grow the log by ~12 KB/s;
 #   * listeners bind 127.0.0.1 instead of every interface (the cluster config advertises
-#     127.0.0.1 anyway).
+#     127.0.0.1 anyway);
+#   * the TLS listeners' certificate and key come from the PEM files named by GOCAVES_TLS_CERT
+#     and GOCAVES_TLS_KEY when set (the start fails when they do not load), instead of the
+#     hard-coded certificate (expired in 2018). TLS listeners (kvSSL, mgmtSSL, ... in nodesExt)
+#     are on by default: every node feature is when a node's feature list is empty.
 #
 # Leaves OUT_DIR/gocaves and OUT_DIR/VERSION containing STAMP (written last, so an interrupted
 # build is redone by the next install).
@@ -83,6 +87,39 @@ for f in mock/mockimpl/servers/memdserver.go mock/mockimpl/servers/httpserver.go
   sed -i 's/fmt\.Sprintf(":%d", s\.listenPort)/fmt.Sprintf("127.0.0.1:%d", s.listenPort)/' "$f"
   expect "$f" '"127.0.0.1:%d", s.listenPort' 1
 done
+
+sed -i 's/cert, _ := tls\.X509KeyPair(certPem, keyPem)/cert := sluiceTLSCert(certPem, keyPem)/' mock/mockimpl/cluster.go
+expect mock/mockimpl/cluster.go 'cert := sluiceTLSCert(certPem, keyPem)' 1
+expect mock/mockimpl/cluster.go 'Certificates: \[\]tls.Certificate{cert}' 1
+# TLS listeners need the node feature "tls", which an empty feature list (the default nodes') grants.
+sed -n '/^func clusterFeatureListContains/,/^}/p' mock/mockimpl/utils.go >"$out/feature-check.go"
+expect "$out/feature-check.go" 'if len(list) == 0 {' 1
+rm -f "$out/feature-check.go"
+cat >mock/mockimpl/zz_sluice_tls.go <<'EOF'
+package mockimpl
+
+import (
+	"crypto/tls"
+	"log"
+	"os"
+)
+
+// Added by sluice dev/couchbase/build.sh: the TLS listeners' certificate from the PEM files named
+// by GOCAVES_TLS_CERT and GOCAVES_TLS_KEY when set, else the built-in (expired) one.
+func sluiceTLSCert(certPem, keyPem []byte) tls.Certificate {
+	certFile, keyFile := os.Getenv("GOCAVES_TLS_CERT"), os.Getenv("GOCAVES_TLS_KEY")
+	if certFile == "" && keyFile == "" {
+		cert, _ := tls.X509KeyPair(certPem, keyPem)
+		return cert
+	}
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		log.Fatalf("GOCAVES_TLS_CERT=%q GOCAVES_TLS_KEY=%q: %s", certFile, keyFile, err)
+	}
+	log.Printf("TLS certificate from %s", certFile)
+	return cert
+}
+EOF
 
 # --- generate + build ----------------------------------------------------------------------
 go run ./tools/prebuildstep.go >/dev/null

@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """Health probe for the gocaves mock Couchbase cluster (python3 stdlib only).
 
-    health.py CONNSTR MGMT_PORT USERNAME PASSWORD BUCKET
+    health.py CONNSTR MGMT_PORT USERNAME PASSWORD BUCKET [TLS_CONNSTR MGMT_SSL_PORT CA_FILE]
 
-Two real requests, both must answer correctly:
+Two real requests, both must answer correctly (and with the TLS arguments both again over TLS,
+the server certificate verified against CA_FILE, host name 127.0.0.1):
   * KV (memcached binary protocol) on the first host of CONNSTR: HELLO, SASL PLAIN auth,
     SELECT_BUCKET BUCKET, NOOP -- each must return status 0;
   * cluster manager HTTP: GET /pools/default/buckets/BUCKET with basic auth on 127.0.0.1:MGMT_PORT
@@ -13,6 +14,7 @@ Exit 0 when healthy, 1 with a reason on stderr otherwise.
 import base64
 import json
 import socket
+import ssl
 import struct
 import sys
 import urllib.request
@@ -54,9 +56,10 @@ def call(sock, opcode, opaque, key=b"", value=b""):
             return status, body[extlen + keylen:]
 
 
-def check_kv(connstr, user, password, bucket):
+def check_kv(connstr, user, password, bucket, tls=None):
     host, port = first_kv_host(connstr)
-    with socket.create_connection((host, port), timeout=TIMEOUT) as s:
+    with socket.create_connection((host, port), timeout=TIMEOUT) as raw:
+        s = tls.wrap_socket(raw, server_hostname=host) if tls else raw
         s.settimeout(TIMEOUT)
         steps = [
             ("HELLO", OP_HELLO, b"sluice-health", b""),
@@ -71,12 +74,12 @@ def check_kv(connstr, user, password, bucket):
                 raise RuntimeError("kv %s:%d %s -> status 0x%04x %r" % (host, port, name, status, body[:200]))
 
 
-def check_mgmt(mgmt_port, user, password, bucket):
-    url = "http://127.0.0.1:%d/pools/default/buckets/%s" % (mgmt_port, bucket)
+def check_mgmt(mgmt_port, user, password, bucket, tls=None):
+    url = "%s://127.0.0.1:%d/pools/default/buckets/%s" % ("https" if tls else "http", mgmt_port, bucket)
     req = urllib.request.Request(url)
     token = base64.b64encode(("%s:%s" % (user, password)).encode()).decode()
     req.add_header("Authorization", "Basic " + token)
-    with urllib.request.urlopen(req, timeout=TIMEOUT) as resp:
+    with urllib.request.urlopen(req, timeout=TIMEOUT, context=tls) as resp:
         if resp.status != 200:
             raise RuntimeError("GET %s -> %d" % (url, resp.status))
         doc = json.loads(resp.read())
@@ -85,13 +88,18 @@ def check_mgmt(mgmt_port, user, password, bucket):
 
 
 def main(argv):
-    if len(argv) != 6:
+    if len(argv) not in (6, 9):
         print(__doc__.strip().splitlines()[2].strip(), file=sys.stderr)
         return 2
-    connstr, mgmt_port, user, password, bucket = argv[1:]
+    connstr, mgmt_port, user, password, bucket = argv[1:6]
     try:
         check_kv(connstr, user, password, bucket)
         check_mgmt(int(mgmt_port), user, password, bucket)
+        if len(argv) == 9:
+            tls_connstr, mgmt_ssl_port, ca_file = argv[6:]
+            tls = ssl.create_default_context(cafile=ca_file)
+            check_kv(tls_connstr, user, password, bucket, tls)
+            check_mgmt(int(mgmt_ssl_port), user, password, bucket, tls)
     except Exception as e:  # noqa: BLE001 - any failure means unhealthy
         print("couchbase health: %s: %s" % (type(e).__name__, e), file=sys.stderr)
         return 1

@@ -6,6 +6,9 @@
 # Ports: SLUICE_DEV_CLICKHOUSE_COMPAT_PORT (HTTP, default 18124), SLUICE_DEV_CLICKHOUSE_COMPAT_TCP_PORT
 # (native, default 19001). A default that is already taken is replaced by a free port; an explicitly
 # set one is used as is.
+# Secured endpoint (issue #15): HTTPS on SLUICE_DEV_CLICKHOUSE_COMPAT_HTTPS_PORT (default 18444) with
+# the rig's certificate (dev/tls/tls.sh), and a user `sluice` with the rig's random password (secret
+# clickhouse) next to the passwordless `default`.
 
 CHC_HOME="$DEV_DIR/clickhouse_compat"
 CHC_TEMPLATES="$ROOT/dev/clickhouse_compat"
@@ -25,6 +28,14 @@ _chc_url() {
 }
 
 # _chc_port VAR DEFAULT : $VAR if set, else DEFAULT unless something already listens there.
+# The HTTPS URL, its port read back from the rendered config like _chc_url's.
+_chc_https_url() {
+  local port=""
+  [[ -f "$CHC_HOME/etc/config.xml" ]] &&
+    port="$(sed -n 's|.*<https_port>\([0-9]*\)</https_port>.*|\1|p' "$CHC_HOME/etc/config.xml")"
+  echo "https://127.0.0.1:${port:-$(port_of SLUICE_DEV_CLICKHOUSE_COMPAT_HTTPS_PORT 18444)}"
+}
+
 _chc_port() {
   if [[ -n "${!1:-}" ]]; then echo "${!1}"; return; fi
   if (exec 3<>"/dev/tcp/127.0.0.1/$2") 2>/dev/null; then free_port; else echo "$2"; fi
@@ -50,20 +61,23 @@ clickhouse_compat_start() {
     log "clickhouse_compat already running"
     wait_for clickhouse_compat 60; _chc_write_env "$(_chc_url)"; return 0
   fi
-  local http tcp
+  local http tcp https pwhash
   http="$(_chc_port SLUICE_DEV_CLICKHOUSE_COMPAT_PORT 18124)"
   tcp="$(_chc_port SLUICE_DEV_CLICKHOUSE_COMPAT_TCP_PORT 19001)"
+  https="$(_chc_port SLUICE_DEV_CLICKHOUSE_COMPAT_HTTPS_PORT 18444)"
+  pwhash="$(printf '%s' "$(tls_secret clickhouse)" | sha256sum | cut -d' ' -f1)"
 
   # Config is re-rendered on every start so template edits and port changes take effect; data persists.
   mkdir -p "$CHC_HOME/etc"
   ram_data_dir clickhouse_compat >/dev/null
   sed -e "s|@HTTP_PORT@|$http|" -e "s|@TCP_PORT@|$tcp|" -e "s|@DATA_DIR@|$CHC_HOME/data|g" \
+    -e "s|@HTTPS_PORT@|$https|" -e "s|@TLS_CERT@|$TLS_SERVER_CERT|" -e "s|@TLS_KEY@|$TLS_SERVER_KEY|" \
     "$CHC_TEMPLATES/config.xml" > "$CHC_HOME/etc/config.xml"
-  cp "$CHC_TEMPLATES/users.xml" "$CHC_HOME/etc/users.xml"
+  (umask 077 && sed -e "s|@SLUICE_PASSWORD_SHA256@|$pwhash|" "$CHC_TEMPLATES/users.xml" > "$CHC_HOME/etc/users.xml")
 
   # Foreground (no --daemon, no --pid-file) so the pid start_bg records is the server itself.
   # Running as root is fine for 18.16 (checked): it has no user switch and the data dir is ours.
-  log "starting clickhouse_compat (ClickHouse 18.16) http=$http tcp=$tcp"
+  log "starting clickhouse_compat (ClickHouse 18.16) http=$http tcp=$tcp https=$https"
   start_bg clickhouse_compat "$CHC_BIN" --config-file="$CHC_HOME/etc/config.xml"
   wait_for clickhouse_compat 60
   _chc_renice_merges "$(cat "$(pid_file clickhouse_compat)")"
@@ -87,13 +101,20 @@ _chc_renice_merges() {
 }
 
 _chc_write_env() {
-  echo "export SLUICE_CLICKHOUSE_COMPAT_URL=$1" > "$RUN_DIR/clickhouse_compat.env"
+  cat > "$RUN_DIR/clickhouse_compat.env" <<EOF
+export SLUICE_CLICKHOUSE_COMPAT_URL=$1
+export SLUICE_DEV_CLICKHOUSE_HTTPS_URL=$(_chc_https_url)
+export SLUICE_DEV_CLICKHOUSE_HTTPS_USER=sluice
+export SLUICE_DEV_CLICKHOUSE_HTTPS_PASSWORD=$(tls_secret clickhouse)
+EOF
 }
 
-# Healthy = /ping answers "Ok." and a real query runs.
+# Healthy = /ping answers "Ok." and a real query runs, and over HTTPS (rig CA, user sluice) too.
 clickhouse_compat_health() {
   [[ "$(curl -sS --max-time 2 "$(_chc_url)/ping" 2>/dev/null)" == "Ok." ]] || return 1
-  [[ "$(_chc_query 'SELECT 1' 2>/dev/null)" == "1" ]]
+  [[ "$(_chc_query 'SELECT 1' 2>/dev/null)" == "1" ]] || return 1
+  [[ "$(curl -sS --max-time 3 --cacert "$TLS_CA" -u "sluice:$(tls_secret clickhouse)" \
+    "$(_chc_https_url)/?query=SELECT+1" 2>/dev/null)" == "1" ]]
 }
 
 clickhouse_compat_version() {
@@ -104,5 +125,5 @@ clickhouse_compat_version() {
 }
 
 clickhouse_compat_endpoint() {
-  echo "$(_chc_url) (ClickHouse 18.16 HTTP)"
+  echo "$(_chc_url) (ClickHouse 18.16 HTTP; HTTPS $(_chc_https_url), user sluice)"
 }

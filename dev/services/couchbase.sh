@@ -4,14 +4,19 @@
 # Two nodes, bucket `default`, user Administrator/password; it picks random ports on every start
 # and prints the connection string (a {"connstr":...} JSON line) on stderr, i.e. into the log.
 # Data lives in memory only: every start is an empty cluster.
+# Secured endpoint (issue #15): every node also has TLS listeners (kvSSL, mgmtSSL, ... in the
+# cluster config's nodesExt; random ports too) presenting the rig's server certificate
+# (dev/tls/tls.sh, passed as GOCAVES_TLS_CERT/GOCAVES_TLS_KEY, see dev/couchbase/build.sh):
+# SLUICE_DEV_COUCHBASE_TLS_CONNSTR=couchbases://127.0.0.1:<kvSSL node 1>,127.0.0.1:<kvSSL node 2>,
+# same user and bucket, CA $SLUICE_DEV_TLS_CA_FILE.
 
 # Only v0.0.1-75 is served by the Go module proxy (v0.0.1-76..79 answer 403 "not available").
 COUCHBASE_GOCAVES_VERSION="v0.0.1-75"
 # Bump when dev/couchbase/build.sh changes what it builds, so installed binaries are rebuilt.
-COUCHBASE_BUILD_STAMP="gocaves $COUCHBASE_GOCAVES_VERSION (sluice build 1)"
+COUCHBASE_BUILD_STAMP="gocaves $COUCHBASE_GOCAVES_VERSION (sluice build 2)"
 COUCHBASE_DIR="$DEV_DIR/couchbase"
 COUCHBASE_BIN="$COUCHBASE_DIR/gocaves"
-COUCHBASE_STATE="$COUCHBASE_DIR/state" # CONNSTR=... MGMT_PORT=... of the running instance
+COUCHBASE_STATE="$COUCHBASE_DIR/state" # CONNSTR= MGMT_PORT= TLS_CONNSTR= MGMT_SSL_PORT= of the running instance
 COUCHBASE_USER="Administrator"
 COUCHBASE_PASS="password"
 COUCHBASE_BUCKET="default"
@@ -33,19 +38,23 @@ couchbase_install() {
     || die "couchbase: building gocaves failed"
 }
 
-# Reads CONNSTR and MGMT_PORT of the running instance into the caller's scope.
+# Reads CONNSTR, MGMT_PORT, TLS_CONNSTR and MGMT_SSL_PORT of the running instance into the
+# caller's scope.
 _couchbase_state() {
   [[ -f "$COUCHBASE_STATE" ]] || return 1
   CONNSTR="$(sed -n 's/^CONNSTR=//p' "$COUCHBASE_STATE")"
   MGMT_PORT="$(sed -n 's/^MGMT_PORT=//p' "$COUCHBASE_STATE")"
-  [[ -n "$CONNSTR" && -n "$MGMT_PORT" ]]
+  TLS_CONNSTR="$(sed -n 's/^TLS_CONNSTR=//p' "$COUCHBASE_STATE")"
+  MGMT_SSL_PORT="$(sed -n 's/^MGMT_SSL_PORT=//p' "$COUCHBASE_STATE")"
+  [[ -n "$CONNSTR" && -n "$MGMT_PORT" && -n "$TLS_CONNSTR" && -n "$MGMT_SSL_PORT" ]]
 }
 
 _couchbase_write_env() {
-  local CONNSTR MGMT_PORT
+  local CONNSTR MGMT_PORT TLS_CONNSTR MGMT_SSL_PORT
   _couchbase_state || die "couchbase: no state file $COUCHBASE_STATE"
   cat >"$RUN_DIR/couchbase.env" <<EOF
 export SLUICE_COUCHBASE_CONNSTR=$CONNSTR
+export SLUICE_DEV_COUCHBASE_TLS_CONNSTR=$TLS_CONNSTR
 export SLUICE_COUCHBASE_USERNAME=$COUCHBASE_USER
 export SLUICE_COUCHBASE_PASSWORD=$COUCHBASE_PASS
 export SLUICE_COUCHBASE_BUCKET=$COUCHBASE_BUCKET
@@ -63,12 +72,14 @@ couchbase_start() {
     sleep 1
   fi
   [[ -x "$COUCHBASE_BIN" ]] || die "couchbase: $COUCHBASE_BIN missing (run couchbase_install)"
+  tls_ready || die "couchbase: no TLS material in $TLS_DIR (dev/up makes it)"
   rm -f "$COUCHBASE_STATE" "$RUN_DIR/couchbase.env"
 
   # The log is appended to across starts: read only what this start writes.
   local logf="$LOG_DIR/couchbase.log" offset=0 out connstr mgmt i
   [[ -f "$logf" ]] && offset="$(stat -c %s "$logf")"
-  start_bg couchbase "$COUCHBASE_BIN" --mock-only
+  GOCAVES_TLS_CERT="$TLS_SERVER_CERT" GOCAVES_TLS_KEY="$TLS_SERVER_KEY" \
+    start_bg couchbase "$COUCHBASE_BIN" --mock-only
 
   for ((i = 0; i < 60; i++)); do
     out="$(tail -c "+$((offset + 1))" "$logf" 2>/dev/null || true)"
@@ -84,17 +95,26 @@ couchbase_start() {
   # The first mgmt listener is node 1's plain-HTTP one (the second is its TLS one).
   mgmt="$(sed -n 's/.*starting listener for mgmt (http) server on port \([0-9]*\)$/\1/p;T;q' <<<"$out")"
   [[ -n "$mgmt" ]] || die "couchbase: no mgmt port in $logf"
-  printf 'CONNSTR=%s\nMGMT_PORT=%s\n' "$connstr" "$mgmt" >"$COUCHBASE_STATE"
+  # The TLS ports as the cluster config advertises them (nodesExt): kvSSL of every node, node 1's
+  # mgmtSSL. Printed as "TLS_CONNSTR MGMT_SSL_PORT".
+  local tls
+  tls="$(curl -fsS --max-time 5 -u "$COUCHBASE_USER:$COUCHBASE_PASS" "http://127.0.0.1:$mgmt/pools/default/nodeServices" |
+    python3 -c 'import json,sys
+nodes = json.load(sys.stdin)["nodesExt"]
+kv = ["%s:%d" % (n.get("hostname") or "127.0.0.1", n["services"]["kvSSL"]) for n in nodes]
+print("couchbases://" + ",".join(kv), nodes[0]["services"]["mgmtSSL"])')" \
+    || die "couchbase: no kvSSL/mgmtSSL ports in the cluster config (http://127.0.0.1:$mgmt/pools/default/nodeServices)"
+  printf 'CONNSTR=%s\nMGMT_PORT=%s\nTLS_CONNSTR=%s\nMGMT_SSL_PORT=%s\n' "$connstr" "$mgmt" "${tls% *}" "${tls##* }" >"$COUCHBASE_STATE"
 
   wait_for couchbase 30
   _couchbase_write_env
 }
 
 couchbase_health() {
-  local CONNSTR MGMT_PORT
+  local CONNSTR MGMT_PORT TLS_CONNSTR MGMT_SSL_PORT
   _couchbase_state || return 1
   python3 "$ROOT/dev/couchbase/health.py" "$CONNSTR" "$MGMT_PORT" \
-    "$COUCHBASE_USER" "$COUCHBASE_PASS" "$COUCHBASE_BUCKET"
+    "$COUCHBASE_USER" "$COUCHBASE_PASS" "$COUCHBASE_BUCKET" "$TLS_CONNSTR" "$MGMT_SSL_PORT" "$TLS_CA"
 }
 
 couchbase_version() {
@@ -103,9 +123,9 @@ couchbase_version() {
 }
 
 couchbase_endpoint() {
-  local CONNSTR MGMT_PORT
+  local CONNSTR MGMT_PORT TLS_CONNSTR MGMT_SSL_PORT
   if _couchbase_state; then
-    echo "$CONNSTR (bucket $COUCHBASE_BUCKET, $COUCHBASE_USER/$COUCHBASE_PASS; mgmt http://127.0.0.1:$MGMT_PORT)"
+    echo "$CONNSTR (bucket $COUCHBASE_BUCKET, $COUCHBASE_USER/$COUCHBASE_PASS; mgmt http://127.0.0.1:$MGMT_PORT; TLS $TLS_CONNSTR, mgmt https://127.0.0.1:$MGMT_SSL_PORT)"
   else
     echo "not started"
   fi

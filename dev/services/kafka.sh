@@ -3,6 +3,15 @@
 # only. Jars come from Maven Central (dev/kafka/pom.xml), so no tarball mirror is needed.
 #   SLUICE_DEV_KAFKA_PORT (19092)             clients (PLAINTEXT)
 #   SLUICE_DEV_KAFKA_CONTROLLER_PORT (19093)  KRaft controller
+#   SLUICE_DEV_KAFKA_SASL_SSL_PORT (19094)    clients, SASL_SSL: SCRAM-SHA-256, SCRAM-SHA-512 and
+#                                             PLAIN, user `sluice` with the rig's random password
+#                                             (dev/tls/tls.sh: secret kafka-sasl)
+#   SLUICE_DEV_KAFKA_MTLS_PORT (19095)        clients, SSL with a client certificate required (mTLS)
+# Both secured listeners present the rig's server certificate (PEM keystore, SAN IP:127.0.0.1) and
+# trust the rig CA; no authorizer (any authenticated client may do anything); the broker and the
+# controller talk PLAINTEXT among themselves. The SCRAM credentials live in the metadata log: set
+# with ConfigCommand after the start whenever $KAFKA_DATA/.sluice-scram does not hold the hash of
+# the current password (a fresh log dir, a new password).
 # Hand-poking: `kafka_tool org.apache.kafka.tools.TopicCommand --bootstrap-server ... --list`.
 
 KAFKA_HOME="$DEV_DIR/kafka"
@@ -12,6 +21,9 @@ KAFKA_CONF="$KAFKA_HOME/server.properties"
 
 kafka_port() { port_of SLUICE_DEV_KAFKA_PORT 19092; }
 kafka_controller_port() { port_of SLUICE_DEV_KAFKA_CONTROLLER_PORT 19093; }
+kafka_sasl_ssl_port() { port_of SLUICE_DEV_KAFKA_SASL_SSL_PORT 19094; }
+kafka_mtls_port() { port_of SLUICE_DEV_KAFKA_MTLS_PORT 19095; }
+KAFKA_SASL_USER=sluice
 
 # kafka_tool CLASS ARGS... : run a Kafka main class (CLI tools log at WARN only).
 kafka_tool() {
@@ -35,9 +47,11 @@ kafka_install() {
 }
 
 kafka_start() {
-  local port cport; port="$(kafka_port)"; cport="$(kafka_controller_port)"
+  local port cport sport mport pw
+  port="$(kafka_port)"; cport="$(kafka_controller_port)"; sport="$(kafka_sasl_ssl_port)"; mport="$(kafka_mtls_port)"
+  pw="$(tls_secret kafka-sasl)"
   # Else the health check below could be answered by whatever already holds the port.
-  local p; for p in "$port" "$cport"; do
+  local p; for p in "$port" "$cport" "$sport" "$mport"; do
     ! (: <>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || die "kafka: 127.0.0.1:$p is already in use"
   done
   mkdir -p "$KAFKA_DATA"
@@ -48,11 +62,21 @@ kafka_start() {
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$cport
-listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
-advertised.listeners=PLAINTEXT://127.0.0.1:$port
+listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport,SASL_SSL://127.0.0.1:$sport,SSL://127.0.0.1:$mport
+advertised.listeners=PLAINTEXT://127.0.0.1:$port,SASL_SSL://127.0.0.1:$sport,SSL://127.0.0.1:$mport
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL,SSL:SSL
+# The secured listeners (issue #15): the rig's certificate, the rig CA trusted (dev/tls/tls.sh).
+ssl.keystore.type=PEM
+ssl.keystore.location=$TLS_SERVER_KEYSTORE
+ssl.truststore.type=PEM
+ssl.truststore.location=$TLS_CA
+listener.name.ssl.ssl.client.auth=required
+sasl.enabled.mechanisms=SCRAM-SHA-256,SCRAM-SHA-512,PLAIN
+listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_$KAFKA_SASL_USER="$pw";
 log.dirs=$KAFKA_DATA
 num.partitions=3
 auto.create.topics.enable=false
@@ -77,7 +101,32 @@ EOF
     -cp "$KAFKA_LIBS/*" kafka.Kafka "$KAFKA_CONF"
   # A broker with many partitions (a dev box after many test runs) recovers its logs for minutes.
   wait_for kafka 300
-  echo "export SLUICE_KAFKA_BROKERS=127.0.0.1:$port" > "$RUN_DIR/kafka.env"
+  _kafka_scram "$pw"
+  cat > "$RUN_DIR/kafka.env" <<EOF
+export SLUICE_KAFKA_BROKERS=127.0.0.1:$port
+export SLUICE_DEV_KAFKA_SASL_SSL_BROKERS=127.0.0.1:$sport
+export SLUICE_DEV_KAFKA_SASL_USERNAME=$KAFKA_SASL_USER
+export SLUICE_DEV_KAFKA_SASL_PASSWORD=$pw
+export SLUICE_DEV_KAFKA_MTLS_BROKERS=127.0.0.1:$mport
+EOF
+}
+
+# _kafka_scram PASSWORD : the SCRAM-SHA-256/512 credentials of $KAFKA_SASL_USER, set through the
+# PLAINTEXT listener (a JVM start, so only when the marker says the metadata log lacks them).
+_kafka_scram() {
+  local want marker="$KAFKA_DATA/.sluice-scram"
+  want="$(printf '%s:%s' "$KAFKA_SASL_USER" "$1" | sha256sum | cut -d' ' -f1)"
+  [[ "$(cat "$marker" 2>/dev/null)" == "$want" ]] && return 0
+  log "kafka: setting the SCRAM credentials of user $KAFKA_SASL_USER"
+  # One mechanism per call: both in one request fail ("A user credential cannot be altered twice
+  # in the same request").
+  local mech
+  for mech in SCRAM-SHA-256 SCRAM-SHA-512; do
+    kafka_tool org.apache.kafka.tools.ConfigCommand --bootstrap-server "127.0.0.1:$(kafka_port)" --alter \
+      --entity-type users --entity-name "$KAFKA_SASL_USER" --add-config "$mech=[iterations=8192,password=$1]" \
+      >>"$LOG_DIR/kafka.log" 2>&1 || { tail -n 20 "$LOG_DIR/kafka.log" >&2; die "kafka: setting the $mech credential failed"; }
+  done
+  echo "$want" >"$marker"
 }
 
 # ApiVersions + Metadata over a socket (python, no JVM): answers only once the broker is unfenced.
@@ -90,4 +139,6 @@ kafka_version() {
   local v="${jars[0]##*/kafka_2.13-}"; echo "${v%.jar}"
 }
 
-kafka_endpoint() { echo "127.0.0.1:$(kafka_port) (controller 127.0.0.1:$(kafka_controller_port))"; }
+kafka_endpoint() {
+  echo "127.0.0.1:$(kafka_port) (controller 127.0.0.1:$(kafka_controller_port); SASL_SSL 127.0.0.1:$(kafka_sasl_ssl_port), mTLS 127.0.0.1:$(kafka_mtls_port))"
+}
