@@ -130,7 +130,22 @@ _kafka_scram() {
 }
 
 # ApiVersions + Metadata over a socket (python, no JVM): answers only once the broker is unfenced.
-kafka_health() { python3 "$ROOT/dev/kafka/health.py" "127.0.0.1:$(kafka_port)"; }
+# Then a TLS handshake with each secured listener (rig CA, host 127.0.0.1; the client certificate
+# for the mTLS one): a broker started by an older dev/up, without them, counts as unhealthy.
+kafka_health() {
+  python3 "$ROOT/dev/kafka/health.py" "127.0.0.1:$(kafka_port)" || return 1
+  python3 - "$(kafka_sasl_ssl_port)" "$(kafka_mtls_port)" "$TLS_CA" "$TLS_CLIENT_CERT" "$TLS_CLIENT_KEY" <<'PY'
+import socket, ssl, sys
+sport, mport, ca, cert, key = sys.argv[1:]
+for port, client_cert in ((int(sport), False), (int(mport), True)):
+    ctx = ssl.create_default_context(cafile=ca)
+    if client_cert:
+        ctx.load_cert_chain(cert, key)
+    with socket.create_connection(("127.0.0.1", port), timeout=3) as raw:
+        with ctx.wrap_socket(raw, server_hostname="127.0.0.1"):
+            pass
+PY
+}
 
 # The version of the installed kafka_2.13 jar, e.g. 4.4.0.
 kafka_version() {
