@@ -45,6 +45,7 @@ use sluice_consumers::lag::LagMonitor;
 use sluice_consumers::sinks::clickhouse::ClickHouse;
 use sluice_consumers::sinks::couchbase::{Couchbase, drop_collection, setup};
 use sluice_consumers::worker::metrics::names;
+use sluice_core::connections::KafkaConnection;
 use sluice_core::topology::{CouchbaseSink, SinkConfig, Topology};
 use sluice_producers::admin::topics::TopicAdmin;
 use sluice_producers::{Publisher, PublisherOptions};
@@ -141,13 +142,13 @@ fn take(snapshotter: &Snapshotter) -> Samples {
 /// until every one is at 0 or `within` has passed.
 async fn wait_caught_up(
     topology: &Topology,
-    brokers: &str,
+    kafka: &KafkaConnection,
     projections: &[&str],
     within: Duration,
 ) -> anyhow::Result<BTreeMap<String, Option<u64>>> {
     let start = Instant::now();
     loop {
-        let snapshot = LagMonitor::snapshot_once(topology, brokers).await?;
+        let snapshot = LagMonitor::snapshot_once(topology, kafka).await?;
         let behind: BTreeMap<String, Option<u64>> = projections
             .iter()
             .map(|name| {
@@ -163,8 +164,13 @@ async fn wait_caught_up(
 }
 
 /// Waits until the consumer groups of `projections` have committed everything published so far.
-async fn caught_up(topology: &Topology, brokers: &str, projections: &[&str], within: Duration) -> anyhow::Result<()> {
-    let behind: Vec<String> = wait_caught_up(topology, brokers, projections, within)
+async fn caught_up(
+    topology: &Topology,
+    kafka: &KafkaConnection,
+    projections: &[&str],
+    within: Duration,
+) -> anyhow::Result<()> {
+    let behind: Vec<String> = wait_caught_up(topology, kafka, projections, within)
         .await?
         .into_iter()
         .filter_map(|(name, lag)| match lag {
@@ -288,12 +294,12 @@ pub(crate) async fn run(global: &GlobalArgs, mut args: BenchArgs) -> anyhow::Res
     std::fs::write(&path, isolated)?;
     let mut global = global.clone();
     global.topology = path;
-    let mut ctx = Context::load(&global)?;
+    let mut ctx = Context::load(&global).await?;
     // A database of its own: the copy's tables never meet the live ones (the rollups' names do
     // not carry the table suffix), and dropping it removes all of them.
     ctx.connections.clickhouse.database = format!("sluice_{suffix}");
     let topology = Arc::new(ctx.topology()?.clone());
-    let admin = TopicAdmin::new(&ctx.connections.kafka_brokers, Duration::from_secs(30))?;
+    let admin = TopicAdmin::new(&ctx.connections.kafka, Duration::from_secs(30))?;
     admin.apply(admin.plan(&topology).await?).await?;
     let couchbase: Vec<(&str, &CouchbaseSink)> = topology.couchbase_projections().collect();
     let cb = Couchbase::connect(&ctx.connections.couchbase).await?;
@@ -380,7 +386,7 @@ async fn clean_up(
     let mut topics: BTreeSet<&str> = topology.topics().map(|(n, _)| n).collect();
     topics.extend(topology.projections().map(|(_, p)| p.dlq_topic.as_str()));
     let topics: Vec<&str> = topics.into_iter().collect();
-    TopicAdmin::new(&ctx.connections.kafka_brokers, Duration::from_secs(30))?.delete(&topics).await?;
+    TopicAdmin::new(&ctx.connections.kafka, Duration::from_secs(30))?.delete(&topics).await?;
     Ok(())
 }
 
@@ -468,7 +474,7 @@ async fn measure(
                     sample::generate((args.rate as usize).div_ceil(12), 3, "0a11ce00", &format!("{suffix}-w-"));
                 warm.truncate(args.rate as usize);
                 publish(publisher, &mut warm, Some(args.rate)).await?;
-                caught_up(topology, &ctx.connections.kafka_brokers, &names, Duration::from_secs(120)).await?;
+                caught_up(topology, &ctx.connections.kafka, &names, Duration::from_secs(120)).await?;
                 take(snapshotter);
                 eprintln!("phase 2: publishing {} events at {}/s", events.len(), args.rate);
                 let started = Instant::now();
@@ -477,7 +483,7 @@ async fn measure(
                 // What each projection made visible while the phase ran, apart from the tail.
                 let during = take(snapshotter);
                 eprintln!("  published at {rate:.0}/s; waiting up to {:?} for the projections", args.catch_up);
-                let behind = wait_caught_up(topology, &ctx.connections.kafka_brokers, &names, args.catch_up).await?;
+                let behind = wait_caught_up(topology, &ctx.connections.kafka, &names, args.catch_up).await?;
                 Ok::<_, anyhow::Error>((rate, elapsed, during, take(snapshotter), behind))
             }
             .await;

@@ -54,16 +54,19 @@ pub(crate) fn load_topology(args: &GlobalArgs) -> anyhow::Result<Topology> {
 
 impl Context {
     /// Topology and every service's endpoint; the topology's `[connections]` are the lowest layer.
-    pub(crate) fn load(args: &GlobalArgs) -> anyhow::Result<Self> {
-        Self::load_for(args, Services::ALL)
+    pub(crate) async fn load(args: &GlobalArgs) -> anyhow::Result<Self> {
+        Self::load_for(args, Services::ALL).await
     }
 
     /// Topology and the endpoints of `services`, the ones the command talks to: a variable of
     /// another service may be unset (`sluice publish` needs no Couchbase or ClickHouse settings).
-    pub(crate) fn load_for(args: &GlobalArgs, services: Services) -> anyhow::Result<Self> {
+    /// Kafka and the registry are contacted once ([`crate::preflight`]): a refused login or
+    /// certificate stops the command here.
+    pub(crate) async fn load_for(args: &GlobalArgs, services: Services) -> anyhow::Result<Self> {
         let topology = load_topology(args)?;
         let env = env(args)?.with_defaults(topology.connections().env_defaults());
         let connections = Connections::for_services(&env, services).context("finding the services")?;
+        crate::preflight::check(&connections, services).await?;
         Ok(Self { topology: Some(topology), connections })
     }
 

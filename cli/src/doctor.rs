@@ -1,16 +1,18 @@
-//! `sluice doctor`: one real request to each service, printed as a table.
+//! `sluice doctor`: one real request to each service, printed as a table, then how sluice
+//! authenticates to each and what TLS it negotiated (protocol, cipher, peer verified). Never a
+//! secret: users and mechanisms only.
 
 use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
-use rdkafka::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use schema_registry_converter::async_impl::schema_registry::{SrSettings, get_all_subjects};
 use sluice_consumers::sinks::clickhouse::ClickHouse;
-use sluice_consumers::sinks::couchbase::service::deadline;
+use sluice_consumers::sinks::couchbase::service::{deadline, first_tls_host};
 use sluice_consumers::sinks::couchbase::{Couchbase, Error as CouchbaseError};
 use sluice_core::Connections;
-use sluice_core::connections::{ClickHouseConnection, VARIABLES};
+use sluice_core::connections::{ClickHouseConnection, KafkaConnection, RegistryConnection, TlsFiles, VARIABLES};
+use sluice_producers::kafka::{Reached, preflight};
+use sluice_producers::registry::Registry;
+use sluice_producers::tls;
 
 /// The variables table for `--help`.
 pub(crate) static VARIABLES_HELP: LazyLock<String> = LazyLock::new(|| {
@@ -40,21 +42,18 @@ async fn timed(service: &'static str, endpoint: &str, fut: impl Future<Output = 
     Check { service, endpoint: endpoint.to_owned(), outcome, took: start.elapsed() }
 }
 
-async fn kafka(brokers: String) -> Result<String, String> {
+async fn kafka(kafka: KafkaConnection) -> Result<String, String> {
     // librdkafka's metadata call blocks; keep it off the async workers.
-    tokio::task::spawn_blocking(move || {
-        let consumer: BaseConsumer =
-            ClientConfig::new().set("bootstrap.servers", &brokers).create().map_err(|e| e.to_string())?;
-        let md = consumer.fetch_metadata(None, TIMEOUT).map_err(|e| e.to_string())?;
-        Ok(format!("{} broker(s), {} topic(s)", md.brokers().len(), md.topics().len()))
-    })
-    .await
-    .map_err(|e| e.to_string())?
+    let reached = tokio::task::spawn_blocking(move || preflight(&kafka, TIMEOUT)).await.map_err(|e| e.to_string())?;
+    match reached.map_err(|e| e.to_string())? {
+        Reached::Brokers(n) => Ok(format!("{n} broker(s)")),
+        Reached::NoAnswer(reason) => Err(reason),
+    }
 }
 
-async fn registry(url: String) -> Result<String, String> {
-    let sr = SrSettings::new(url);
-    let subjects = get_all_subjects(&sr).await.map_err(|e| e.to_string())?;
+async fn registry(conn: &RegistryConnection) -> Result<String, String> {
+    let subjects =
+        Registry::new(conn, TIMEOUT).map_err(|e| e.to_string())?.subjects().await.map_err(|e| e.to_string())?;
     Ok(format!("{} subject(s)", subjects.len()))
 }
 
@@ -96,7 +95,53 @@ async fn clickhouse(conn: &ClickHouseConnection) -> Result<String, String> {
     ))
 }
 
-/// Checks every service concurrently and prints the table; true when all answered.
+/// How sluice authenticates to one service and what its TLS handshake gives.
+struct Security {
+    service: &'static str,
+    auth: String,
+    tls: String,
+}
+
+/// A TLS handshake with `target` (host and port), described for the table; `plain` when the
+/// service is not reached over TLS.
+async fn handshake(target: Option<(String, u16)>, files: &TlsFiles, service: &'static str, plain: &str) -> String {
+    let Some((host, port)) = target else { return format!("none ({plain})") };
+    let trust = files.ca_file.as_ref().map_or_else(|| "system CAs".to_owned(), |ca| format!("CA {}", ca.display()));
+    let client = if files.client_auth() { ", client certificate" } else { "" };
+    match tls::probe(&host, port, files, service, TIMEOUT).await {
+        Ok(h) => format!("{} {}, peer verified ({trust}, name {host}){client}", h.protocol, h.cipher),
+        Err(e) => format!("FAILED: {e}"),
+    }
+}
+
+async fn security(conns: &Connections) -> Vec<Security> {
+    let kafka = &conns.kafka;
+    let first_broker = kafka.brokers.split(',').next().and_then(|b| tls::host_port(b.trim(), 9092));
+    let kafka_tls = if kafka.uses_tls() { first_broker } else { None };
+    let registry = &conns.registry;
+    let couchbase = &conns.couchbase;
+    let clickhouse = &conns.clickhouse;
+    let (kafka_files, kafka_protocol) = (kafka.tls_files(), kafka.protocol().to_ascii_uppercase());
+    let (k, r, c, ch) = tokio::join!(
+        handshake(kafka_tls, &kafka_files, "Kafka", &kafka_protocol),
+        handshake(tls::https_host_port(&registry.url), &registry.tls, "schema registry", "http://"),
+        handshake(first_tls_host(&couchbase.connstr), &couchbase.tls, "Couchbase", "couchbase://"),
+        handshake(tls::https_host_port(&clickhouse.url), &clickhouse.tls, "ClickHouse", "http://"),
+    );
+    let kafka_auth = match (kafka.sasl(), kafka.client_certificate()) {
+        (Some(sasl), _) => format!("SASL {sasl}"),
+        (None, true) => "client certificate".to_owned(),
+        (None, false) => "none".to_owned(),
+    };
+    vec![
+        Security { service: "kafka", auth: kafka_auth, tls: k },
+        Security { service: "schema registry", auth: registry.auth.describe(), tls: r },
+        Security { service: "couchbase", auth: couchbase.describe_auth(), tls: c },
+        Security { service: "clickhouse", auth: clickhouse.describe_auth(), tls: ch },
+    ]
+}
+
+/// Checks every service concurrently and prints the tables; true when all answered.
 pub(crate) async fn run(conns: &Connections) -> bool {
     let compat = async {
         match &conns.clickhouse_compat {
@@ -105,8 +150,8 @@ pub(crate) async fn run(conns: &Connections) -> bool {
         }
     };
     let (k, r, c, ch, compat) = tokio::join!(
-        timed("kafka", &conns.kafka_brokers, kafka(conns.kafka_brokers.clone())),
-        timed("schema registry", &conns.schema_registry_url, registry(conns.schema_registry_url.clone())),
+        timed("kafka", &conns.kafka.brokers, kafka(conns.kafka.clone())),
+        timed("schema registry", &conns.registry.url, registry(&conns.registry)),
         timed("couchbase", &conns.couchbase.connstr, couchbase(conns)),
         timed("clickhouse", &conns.clickhouse.url, clickhouse(&conns.clickhouse)),
         compat,
@@ -120,6 +165,11 @@ pub(crate) async fn run(conns: &Connections) -> bool {
         };
         let endpoint: String = c.endpoint.chars().take(45).collect();
         println!("{:<20} {:<6} {:>6}ms  {:<45} {}", c.service, status, c.took.as_millis(), endpoint, detail);
+    }
+    println!();
+    println!("{:<20} {:<40} TLS", "SERVICE", "AUTHENTICATION");
+    for s in security(conns).await {
+        println!("{:<20} {:<40} {}", s.service, s.auth, s.tls);
     }
     checks.iter().all(|c| c.outcome.is_ok())
 }

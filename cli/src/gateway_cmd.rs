@@ -179,7 +179,7 @@ pub(crate) async fn run(ctx: &Context, args: GatewayArgs) -> anyhow::Result<Exit
         None
     } else {
         Some(
-            LagMonitor::spawn(topology.clone(), &ctx.connections.kafka_brokers, DEFAULT_INTERVAL, monitor_stop.clone())
+            LagMonitor::spawn(topology.clone(), &ctx.connections.kafka, DEFAULT_INTERVAL, monitor_stop.clone())
                 .context("starting the lag monitor")?,
         )
     };

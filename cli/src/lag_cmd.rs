@@ -15,6 +15,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use sluice_consumers::group::{GroupView, describe};
 use sluice_consumers::lag::LagMonitor;
+use sluice_core::connections::KafkaConnection;
 use sluice_core::lag::{LagSnapshot, fmt_ms};
 use tokio_util::sync::CancellationToken;
 
@@ -59,11 +60,11 @@ pub(crate) async fn run(ctx: &Context, args: LagArgs) -> anyhow::Result<ExitCode
         let known: Vec<&str> = topology.projections().map(|(n, _)| n).collect();
         anyhow::bail!("no projection {name:?} in the topology (known: {})", known.join(", "));
     }
-    let brokers = &ctx.connections.kafka_brokers;
+    let kafka = &ctx.connections.kafka;
     if !args.watch {
-        let snapshot = LagMonitor::snapshot_once(topology, brokers).await.context("reading the lag")?;
+        let snapshot = LagMonitor::snapshot_once(topology, kafka).await.context("reading the lag")?;
         let snapshot = only(snapshot, args.projection.as_deref());
-        let groups = groups(&snapshot, brokers).await;
+        let groups = groups(&snapshot, kafka).await;
         print(&snapshot, &groups, args.json, false)?;
         return Ok(if has_errors(&snapshot) { ExitCode::FAILURE } else { ExitCode::SUCCESS });
     }
@@ -74,7 +75,7 @@ pub(crate) async fn run(ctx: &Context, args: LagArgs) -> anyhow::Result<ExitCode
         let _ = tokio::signal::ctrl_c().await;
         stop.cancel();
     });
-    let mut rx = LagMonitor::spawn(Arc::new(topology.clone()), brokers, args.interval, shutdown.clone())
+    let mut rx = LagMonitor::spawn(Arc::new(topology.clone()), kafka, args.interval, shutdown.clone())
         .context("starting the lag monitor")?;
     let redraw = !args.json && std::io::stdout().is_terminal();
     let mut first = true;
@@ -84,7 +85,7 @@ pub(crate) async fn run(ctx: &Context, args: LagArgs) -> anyhow::Result<ExitCode
             changed = rx.changed() => if changed.is_err() { break },
         }
         let snapshot = only(rx.borrow_and_update().clone(), args.projection.as_deref());
-        let groups = groups(&snapshot, brokers).await;
+        let groups = groups(&snapshot, kafka).await;
         if !args.json && !redraw && !first {
             // Not a terminal: successive tables, one blank line apart.
             println!();
@@ -110,12 +111,12 @@ fn only(mut snapshot: LagSnapshot, projection: Option<&str>) -> LagSnapshot {
 type Groups = BTreeMap<String, Result<GroupView, String>>;
 
 /// Describes the consumer group of every projection in `snapshot` (on the blocking pool).
-async fn groups(snapshot: &LagSnapshot, brokers: &str) -> Groups {
+async fn groups(snapshot: &LagSnapshot, kafka: &KafkaConnection) -> Groups {
     let wanted: Vec<(String, String)> =
         snapshot.projections.iter().map(|(n, p)| (n.clone(), p.group.clone())).collect();
-    let brokers = brokers.to_owned();
+    let kafka = kafka.clone();
     let described = tokio::task::spawn_blocking(move || {
-        wanted.into_iter().map(|(name, group)| (name, describe(&brokers, &group).map_err(|e| e.to_string()))).collect()
+        wanted.into_iter().map(|(name, group)| (name, describe(&kafka, &group).map_err(|e| e.to_string()))).collect()
     });
     described.await.unwrap_or_else(|e| {
         let why = format!("describing the consumer groups failed: {e}");

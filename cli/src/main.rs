@@ -14,6 +14,7 @@ mod gateway_cmd;
 mod lag_cmd;
 mod loadgen;
 mod metrics;
+mod preflight;
 mod publish;
 mod rebuild_cmd;
 mod reload;
@@ -201,17 +202,20 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Schemas(cmd) => schemas_cmd::run(&cli.global, cmd).await,
         Command::Topics(cmd) => topics_cmd::run(&cli.global, cmd).await,
         Command::ClickHouse(cmd) => {
-            clickhouse_cmd::run(&Context::load_for(&cli.global, Services::CLICKHOUSE)?, cmd).await
+            clickhouse_cmd::run(&Context::load_for(&cli.global, Services::CLICKHOUSE).await?, cmd).await
         }
-        Command::Couchbase(cmd) => couchbase_cmd::run(&Context::load_for(&cli.global, Services::COUCHBASE)?, cmd).await,
+        Command::Couchbase(cmd) => {
+            couchbase_cmd::run(&Context::load_for(&cli.global, Services::COUCHBASE).await?, cmd).await
+        }
         Command::Bench(args) => bench::run(&cli.global, args).await,
         Command::Sample(args) => sample_cmd::run(&args),
-        Command::Lag(args) => lag_cmd::run(&Context::load_for(&cli.global, Services::KAFKA)?, args).await,
-        Command::Replay(args) => replay_cmd::run(&Context::load(&cli.global)?, args).await,
-        Command::Rebuild(args) => rebuild_cmd::run(&Context::load(&cli.global)?, args).await,
-        Command::Work(args) => work::run(&Context::load(&cli.global)?, args).await,
+        Command::Lag(args) => lag_cmd::run(&Context::load_for(&cli.global, Services::KAFKA).await?, args).await,
+        Command::Replay(args) => replay_cmd::run(&Context::load(&cli.global).await?, args).await,
+        Command::Rebuild(args) => rebuild_cmd::run(&Context::load(&cli.global).await?, args).await,
+        Command::Work(args) => work::run(&Context::load(&cli.global).await?, args).await,
         Command::Gateway(args) => {
-            gateway_cmd::run(&Context::load_for(&cli.global, Services::KAFKA.and(Services::REGISTRY))?, args).await
+            gateway_cmd::run(&Context::load_for(&cli.global, Services::KAFKA.and(Services::REGISTRY)).await?, args)
+                .await
         }
         Command::Loadgen(args) => loadgen::run(args).await,
     }

@@ -153,13 +153,13 @@ impl Tally {
 }
 
 pub(crate) async fn run(global: &GlobalArgs, args: PublishArgs) -> anyhow::Result<ExitCode> {
-    let mut ctx = Context::load_for(global, Services::KAFKA.and(Services::REGISTRY))?;
+    let mut ctx = Context::load_for(global, Services::KAFKA.and(Services::REGISTRY)).await?;
     let topology = Arc::new(ctx.topology.take().context("no topology loaded")?);
     let max_in_flight = args.max_in_flight.max(1);
     let publisher = Publisher::new(topology, &ctx.connections, PublisherOptions::new(PRODUCER))?;
     // So a line too large for its topic is rejected before it is sent; without the topics'
     // limits (the cluster unreachable now) the producer's still applies.
-    let limits = match TopicAdmin::new(&ctx.connections.kafka_brokers, TOPIC_LIMITS_TIMEOUT) {
+    let limits = match TopicAdmin::new(&ctx.connections.kafka, TOPIC_LIMITS_TIMEOUT) {
         Ok(admin) => publisher.read_topic_limits(&admin).await,
         Err(e) => Err(e),
     };

@@ -33,6 +33,7 @@ use sluice_consumers::sinks::clickhouse::ClickHouse;
 use sluice_consumers::sinks::couchbase::service::{KV_TIMEOUT, deadline};
 use sluice_consumers::sinks::couchbase::{Couchbase, pointer};
 use sluice_consumers::sinks::couchbase::{durability, request_builder};
+use sluice_core::connections::KafkaConnection;
 use sluice_core::rebuild::{
     Command, Phase, RebuildState, Span, Step, catch_up, decide, partition_of_key, ready_to_swap, remaining, start,
     total,
@@ -104,14 +105,14 @@ pub(crate) async fn run(ctx: &Context, args: RebuildArgs) -> anyhow::Result<Exit
         let known: Vec<&str> = topology.projections().map(|(n, _)| n).collect();
         format!("no projection {name:?} in the topology (known: {})", known.join(", "))
     })?;
-    let brokers = &ctx.connections.kafka_brokers;
+    let kafka = &ctx.connections.kafka;
     let token = CancellationToken::new();
     crate::work::cancel_on_signals(token.clone());
-    let decoder = crate::work::decoder(topology, name, &ctx.connections.schema_registry_url)?;
+    let decoder = crate::work::decoder(topology, name, &ctx.connections.registry)?;
     if let Some(key) = &args.key {
         return repair_key(ctx, name, projection, key, args.all_partitions, &decoder, &token).await;
     }
-    let stored = state::load(brokers, name).await?;
+    let stored = state::load(kafka, name).await?;
     if args.status {
         match &stored {
             None => println!("projection {name} was never rebuilt"),
@@ -140,7 +141,7 @@ pub(crate) async fn run(ctx: &Context, args: RebuildArgs) -> anyhow::Result<Exit
     let run = Run { ctx, name, projection, storage, decoder, token };
     let mut st = match (step, stored) {
         (Step::Start { live, last }, _) => {
-            let offsets = source_offsets(brokers, &projection.group, &projection.sources).await?;
+            let offsets = source_offsets(kafka, &projection.group, &projection.sources).await?;
             let st = start(name, &projection.group, live, last, &offsets, now_ms());
             println!(
                 "planned: rebuilding {name} into {} ({}) with consumer group {}, up to the current end of \
@@ -152,7 +153,7 @@ pub(crate) async fn run(ctx: &Context, args: RebuildArgs) -> anyhow::Result<Exit
                 total(&st.targets),
                 st.live
             );
-            state::save(brokers, &st).await?;
+            state::save(kafka, &st).await?;
             st
         }
         (_, None) => anyhow::bail!("the stored rebuild state of {name} vanished; run the command again"),
@@ -162,18 +163,18 @@ pub(crate) async fn run(ctx: &Context, args: RebuildArgs) -> anyhow::Result<Exit
         }
         (Step::Abort, Some(mut st)) => {
             println!("{}", run.storage.drop_version(st.building).await?);
-            if let Err(e) = state::delete_group(brokers, &st.group).await {
+            if let Err(e) = state::delete_group(kafka, &st.group).await {
                 tracing::warn!(error = %e, "the rebuild's consumer group was not deleted");
             }
             st.advance(Phase::Aborted, now_ms())?;
-            state::save(brokers, &st).await?;
+            state::save(kafka, &st).await?;
             println!("aborted: the rebuild of {name} into {} is removed; live {} untouched", st.building, st.live);
             return Ok(ExitCode::SUCCESS);
         }
         (Step::DropOld, Some(mut st)) => {
             println!("{}", run.storage.drop_version(st.live).await?);
             st.advance(Phase::OldDropped, now_ms())?;
-            state::save(brokers, &st).await?;
+            state::save(kafka, &st).await?;
             println!("old version {} of {name} dropped; live is {}", st.live, st.building);
             return Ok(ExitCode::SUCCESS);
         }
@@ -198,13 +199,13 @@ pub(crate) async fn run(ctx: &Context, args: RebuildArgs) -> anyhow::Result<Exit
 }
 
 impl Run<'_> {
-    fn brokers(&self) -> &str {
-        &self.ctx.connections.kafka_brokers
+    fn kafka(&self) -> &KafkaConnection {
+        &self.ctx.connections.kafka
     }
 
     async fn save(&self, st: &mut RebuildState, phase: Phase) -> Result<(), RebuildError> {
         st.advance(phase, now_ms())?;
-        state::save(self.brokers(), st).await
+        state::save(self.kafka(), st).await
     }
 
     /// Carries the rebuild from its stored phase to swapped.
@@ -216,7 +217,7 @@ impl Run<'_> {
             self.save(st, Phase::Building).await?;
         }
         if st.phase == Phase::Building {
-            let offsets = source_offsets(self.brokers(), &st.group, &self.projection.sources).await.map_err(replay)?;
+            let offsets = source_offsets(self.kafka(), &st.group, &self.projection.sources).await.map_err(replay)?;
             let left = remaining(&st.targets, &offsets);
             *sum += self.pass(st, &left, false, &format!("building {} {}", self.name, st.building)).await?;
             self.save(st, Phase::CaughtUp).await?;
@@ -228,7 +229,7 @@ impl Run<'_> {
                 loop {
                     passes += 1;
                     let offsets =
-                        source_offsets(self.brokers(), &st.group, &self.projection.sources).await.map_err(replay)?;
+                        source_offsets(self.kafka(), &st.group, &self.projection.sources).await.map_err(replay)?;
                     let pass =
                         self.pass(st, &catch_up(&offsets), false, &format!("catching up {}", st.building)).await?;
                     *sum += pass;
@@ -239,10 +240,10 @@ impl Run<'_> {
                 let how = self.storage.swap(st.live, st.building).await?;
                 println!("swap ({how}): {} is live", self.storage.describe(st.building, true));
             }
-            let offsets = source_offsets(self.brokers(), &st.group, &self.projection.sources).await.map_err(replay)?;
+            let offsets = source_offsets(self.kafka(), &st.group, &self.projection.sources).await.map_err(replay)?;
             *sum += self.pass(st, &catch_up(&offsets), true, &format!("after the swap, {}", st.building)).await?;
             self.save(st, Phase::Swapped).await?;
-            if let Err(e) = state::delete_group(self.brokers(), &st.group).await {
+            if let Err(e) = state::delete_group(self.kafka(), &st.group).await {
                 tracing::warn!(error = %e, "the finished rebuild's consumer group was not deleted");
             }
         }
@@ -264,7 +265,7 @@ impl Run<'_> {
         })?;
         let cfg = Bounded {
             projection: self.name.to_owned(),
-            brokers: self.brokers().to_owned(),
+            kafka: self.kafka().clone(),
             group: Some(st.group.clone()),
             dlq_topic: self.projection.dlq_topic.clone(),
             spans: spans.to_vec(),
@@ -299,8 +300,8 @@ async fn repair_key(
     decoder: &Decoder,
     token: &CancellationToken,
 ) -> anyhow::Result<ExitCode> {
-    let brokers = &ctx.connections.kafka_brokers;
-    let offsets = source_offsets(brokers, &projection.group, &projection.sources).await?;
+    let kafka = &ctx.connections.kafka;
+    let offsets = source_offsets(kafka, &projection.group, &projection.sources).await?;
     let spans: Vec<Span> =
         projection
             .sources
@@ -356,7 +357,7 @@ async fn repair_key(
 fn bounded_for_key(ctx: &Context, name: &str, projection: &ProjectionConfig, spans: &[Span], key: &str) -> Bounded {
     Bounded {
         projection: name.to_owned(),
-        brokers: ctx.connections.kafka_brokers.clone(),
+        kafka: ctx.connections.kafka.clone(),
         group: None,
         dlq_topic: projection.dlq_topic.clone(),
         spans: spans.to_vec(),

@@ -74,10 +74,9 @@ pub(crate) async fn run(ctx: &Context, args: ReplayArgs) -> anyhow::Result<ExitC
         let known: Vec<&str> = topology.projections().map(|(n, _)| n).collect();
         format!("no projection {name:?} in the topology (known: {})", known.join(", "))
     })?;
-    let brokers = &ctx.connections.kafka_brokers;
+    let kafka = &ctx.connections.kafka;
     println!("reading the offsets of consumer group {} (projection {name}, from {})", projection.group, args.from);
-    let plan =
-        read_plan(brokers, name, projection, &args.from, args.to.as_ref()).await.context("planning the replay")?;
+    let plan = read_plan(kafka, name, projection, &args.from, args.to.as_ref()).await.context("planning the replay")?;
     print!("{}", table(&plan));
     if !args.yes {
         println!("dry run: pass --yes to apply");
@@ -86,7 +85,7 @@ pub(crate) async fn run(ctx: &Context, args: ReplayArgs) -> anyhow::Result<ExitC
     if args.to.is_some() {
         return bounded(ctx, name, projection, &plan).await;
     }
-    let committed = apply(brokers, &plan).await?;
+    let committed = apply(kafka, &plan).await?;
     println!(
         "applied: committed new offsets of consumer group {} on {committed} partition(s); start `sluice work \
          --projection {name}` to re-project {} event(s)",
@@ -113,7 +112,7 @@ async fn bounded(
             .await?;
     let cfg = Bounded {
         projection: name.to_owned(),
-        brokers: ctx.connections.kafka_brokers.clone(),
+        kafka: ctx.connections.kafka.clone(),
         group: None,
         dlq_topic: projection.dlq_topic.clone(),
         spans: spans.clone(),
@@ -124,7 +123,7 @@ async fn bounded(
     };
     let token = CancellationToken::new();
     crate::work::cancel_on_signals(token.clone());
-    let decoder = crate::work::decoder(ctx.topology()?, name, &ctx.connections.schema_registry_url)?;
+    let decoder = crate::work::decoder(ctx.topology()?, name, &ctx.connections.registry)?;
     let bars = Bars::new(&format!("replaying {name}"), &spans);
     let result = runner::run(&cfg, &sink, &decoder, &bars, &token).await;
     bars.finish();

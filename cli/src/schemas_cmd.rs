@@ -34,9 +34,9 @@ pub(crate) enum SchemasCommand {
 const TIMEOUT: Duration = Duration::from_secs(15);
 
 pub(crate) async fn run(args: &GlobalArgs, cmd: SchemasCommand) -> anyhow::Result<ExitCode> {
-    let ctx = Context::load_for(args, Services::REGISTRY)?;
+    let ctx = Context::load_for(args, Services::REGISTRY).await?;
     let topology = ctx.topology()?;
-    let registry = Registry::new(&ctx.connections.schema_registry_url, TIMEOUT)?;
+    let registry = Registry::new(&ctx.connections.registry, TIMEOUT)?;
     let level = topology.compatibility();
     match cmd {
         SchemasCommand::Register => {

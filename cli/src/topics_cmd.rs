@@ -35,9 +35,9 @@ const TIMEOUT: Duration = Duration::from_secs(30);
 
 pub(crate) async fn run(args: &GlobalArgs, cmd: TopicsCommand) -> anyhow::Result<ExitCode> {
     let TopicsCommand::Apply { dry_run } = cmd;
-    let ctx = Context::load_for(args, Services::KAFKA)?;
+    let ctx = Context::load_for(args, Services::KAFKA).await?;
     let topology = ctx.topology()?;
-    let admin = TopicAdmin::new(&ctx.connections.kafka_brokers, TIMEOUT)?;
+    let admin = TopicAdmin::new(&ctx.connections.kafka, TIMEOUT)?;
     let plans = admin.plan(topology).await?;
     let outcomes = if dry_run {
         plans.into_iter().map(|plan| TopicOutcome { plan, failures: Vec::new() }).collect()

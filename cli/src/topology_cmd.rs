@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use clap::Subcommand;
+use sluice_core::connections::{KafkaConnection, RegistryAuth, RegistryConnection, split_userinfo};
 use sluice_core::topology::init::{Filter, Generated, Naming, generate};
 use sluice_core::topology::{DEFAULT_FILE, HumanDuration, Topology, TopologyError};
 use sluice_producers::Registry;
@@ -178,9 +179,20 @@ async fn init(args: &GlobalArgs, a: InitArgs) -> anyhow::Result<ExitCode> {
         bail!("{} exists: pass --force to overwrite it, or --out another directory", target.display());
     }
     let env = crate::context::env_with_topology_defaults(args)?;
-    let registry_url = a.registry_url.or_else(|| env.get("SLUICE_SCHEMA_REGISTRY_URL"));
-    let brokers = a.brokers.or_else(|| env.get("SLUICE_KAFKA_BROKERS"));
-    let (Some(registry_url), Some(brokers)) = (registry_url, brokers) else {
+    // The same security settings as every other command; the flags only change where.
+    let mut kafka = KafkaConnection::from_env(&env)?;
+    let mut registry_conn = RegistryConnection::from_env(&env)?;
+    if let Some(brokers) = a.brokers {
+        kafka.brokers = brokers;
+    }
+    if let Some(url) = a.registry_url {
+        let (url, credentials) = split_userinfo(&url);
+        registry_conn.url = url;
+        if let Some((username, password)) = credentials {
+            registry_conn.auth = RegistryAuth::Basic { username, password };
+        }
+    }
+    if kafka.brokers.is_empty() || registry_conn.url.is_empty() {
         bail!(
             "where are the registry and Kafka? pass --registry-url and --brokers, or set SLUICE_SCHEMA_REGISTRY_URL \
              and SLUICE_KAFKA_BROKERS (the environment, the env file, or [connections] of --topology)"
@@ -194,9 +206,9 @@ async fn init(args: &GlobalArgs, a: InitArgs) -> anyhow::Result<ExitCode> {
         records_deadline: a.sample_timeout.get(),
         kafka_timeout: TIMEOUT,
     };
-    eprintln!("reading the registry at {registry_url} and the Kafka cluster at {brokers} …");
-    let registry = Registry::new(&registry_url, TIMEOUT)?;
-    let inventory = discover(&registry, &brokers, &options).await.context("reading the registry and the cluster")?;
+    eprintln!("reading the registry at {} and the Kafka cluster at {} …", registry_conn.url, kafka.brokers);
+    let registry = Registry::new(&registry_conn, TIMEOUT)?;
+    let inventory = discover(&registry, &kafka, &options).await.context("reading the registry and the cluster")?;
     let generated = generate(&inventory, &filter);
     if let Err(report) = generated.check(&a.out) {
         eprint!("{report}");

@@ -4,14 +4,15 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use schema_registry_converter::async_impl::schema_registry::SrSettings;
 use sluice_consumers::Sink;
 use sluice_consumers::decode::Decoder;
 use sluice_consumers::sinks::clickhouse::{ClickHouseProjection, Error as ClickHouseError};
 use sluice_consumers::sinks::couchbase::{Couchbase, Error as CouchbaseError, LiveProjection};
 use sluice_consumers::worker::ready::wait_for_sink;
 use sluice_consumers::worker::{Stats, Worker, WorkerConfig};
+use sluice_core::connections::RegistryConnection;
 use sluice_core::topology::{SinkConfig, Topology};
+use sluice_producers::registry::sr_settings;
 use tokio_util::sync::CancellationToken;
 
 use crate::Context;
@@ -118,15 +119,20 @@ async fn run_with<S: Sink>(
     token: CancellationToken,
 ) -> anyhow::Result<Stats> {
     if exit_at_end {
-        sluice_consumers::worker::end::cancel_at_end(&cfg.brokers, &cfg.group, &cfg.topics, token.clone());
+        sluice_consumers::worker::end::cancel_at_end(&cfg.kafka, &cfg.group, &cfg.topics, token.clone());
     }
     Ok(Worker::new(cfg, sink, decoder).run(token).await?)
 }
 
+/// How long one registry call of a worker's decoder may take (a schema is fetched once per id,
+/// then cached); a registry that does not answer is retried by the worker like any transient error.
+const REGISTRY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// The decoder of `projection`: reader schemas of every event type (so older writer schemas
 /// resolve to the current ones), the CDC sources, and the projection's admission rules.
-pub(crate) fn decoder(topology: &Topology, projection: &str, registry_url: &str) -> anyhow::Result<Decoder> {
-    Decoder::new(SrSettings::new(registry_url.to_owned()), topology.events().map(|e| e.schema.clone()))
+pub(crate) fn decoder(topology: &Topology, projection: &str, registry: &RegistryConnection) -> anyhow::Result<Decoder> {
+    let settings = sr_settings(registry, REGISTRY_TIMEOUT)?;
+    Decoder::new(settings, topology.events().map(|e| e.schema.clone()))
         .with_cdc(topology)
         .for_projection(topology, projection)
         .with_context(|| format!("no projection {projection:?} in the topology"))
@@ -198,7 +204,7 @@ async fn run_on(
         group: projection.group.clone(),
         topics: projection.sources.clone(),
         dlq_topic: projection.dlq_topic.clone(),
-        brokers: ctx.connections.kafka_brokers.clone(),
+        kafka: ctx.connections.kafka.clone(),
         drain_deadline: opts.drain_deadline,
         instance_id: opts.instance_id,
         consumer_overrides: opts.consumer_config,
@@ -210,7 +216,7 @@ async fn run_on(
         #[cfg(debug_assertions)]
         crash_after_batches: sluice_consumers::failpoint::crash_after_batches(),
     };
-    let decoder = decoder(topology, name, &ctx.connections.schema_registry_url)?;
+    let decoder = decoder(topology, name, &ctx.connections.registry)?;
     // A sink that does not answer yet is waited for (see `ready`): under a supervisor, exiting
     // would only turn its outage into a crash loop.
     match &projection.sink {

@@ -203,13 +203,7 @@ async fn clickhouse_down_refuses_its_event_types_keeps_couchbase_going_and_loses
 
     // Nothing lost, nothing doubled: ClickHouse holds exactly the engagement events (all of
     // them accepted in the end), each once.
-    let conn = ClickHouseConnection {
-        url: server.url(),
-        user: None,
-        password: None,
-        database: "default".into(),
-        cluster: None,
-    };
+    let conn = ClickHouseConnection::plain(server.url());
     let ch = ClickHouse::connect(&conn).await.expect("clickhouse");
     let ids: Vec<String> = ch
         .client

@@ -250,7 +250,7 @@ fn rand_u16() -> u16 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn table_changes_and_outbox_events_project_like_sluice_events_and_a_resnapshot_changes_nothing() {
-    let brokers = connections().kafka_brokers;
+    let brokers = connections().kafka.brokers;
     let table = CdcRun::new(&unique("cdct")).await;
     let outbox = CdcRun::new(&unique("cdco")).await;
     let outcome = AssertUnwindSafe(scenario(&table, &outbox)).catch_unwind().await;

@@ -54,9 +54,9 @@ impl Rig {
         .expect("clickhouse.env");
         run_ok(sluice(&topology).args(["topics", "apply"]));
         run_ok(sluice(&topology).args(["schemas", "register"]));
-        let registry = Registry::new(&connections().schema_registry_url, Duration::from_secs(10)).expect("registry");
+        let registry = Registry::new(&connections().registry, Duration::from_secs(10)).expect("registry");
         let producer = ClientConfig::new()
-            .set("bootstrap.servers", connections().kafka_brokers)
+            .set("bootstrap.servers", connections().kafka.brokers)
             // Records up to the broker's own limit, past librdkafka's default of 1,000,000 bytes.
             .set("message.max.bytes", "10000000")
             .create()
@@ -145,7 +145,7 @@ fn event(event_type: &str, aggregate_id: &str, version: i64, payload: Value) -> 
 /// The DLQ records of `topic`, by their original key, with their headers.
 async fn dead_letters(topic: &str, n: usize) -> Vec<(String, OwnedMessage)> {
     let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", connections().kafka_brokers)
+        .set("bootstrap.servers", connections().kafka.brokers)
         .set("group.id", unique("dlq_reader"))
         .set("auto.offset.reset", "earliest")
         .set("fetch.max.bytes", "20000000")
@@ -171,7 +171,7 @@ fn header(m: &OwnedMessage, name: &str) -> Option<String> {
 /// broker's defaults, which these test topics use anyway).
 async fn alter_topic(topic: &str, entries: &[(&str, &str)]) {
     let admin: AdminClient<DefaultClientContext> =
-        ClientConfig::new().set("bootstrap.servers", connections().kafka_brokers).create().expect("admin");
+        ClientConfig::new().set("bootstrap.servers", connections().kafka.brokers).create().expect("admin");
     let alter = entries.iter().fold(AlterConfig::new(ResourceSpecifier::Topic(topic)), |a, (k, v)| a.set(k, v));
     let results = admin.alter_configs([&alter], &AdminOptions::new()).await.expect("alter configs");
     for r in results {

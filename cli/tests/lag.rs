@@ -117,10 +117,10 @@ async fn lag_counts_unprocessed_events_until_a_worker_catches_up() {
     let user_state = format!("user_state_{sfx}");
     let analytics = format!("analytics_{sfx}");
     let users = format!("users_{sfx}");
-    let brokers = connections().kafka_brokers;
+    let kafka = connections().kafka;
 
     // Nothing published yet: no lag anywhere.
-    let empty = within("snapshot", 60, LagMonitor::snapshot_once(&topology, &brokers)).await.expect("snapshot");
+    let empty = within("snapshot", 60, LagMonitor::snapshot_once(&topology, &kafka)).await.expect("snapshot");
     for (name, p) in &empty.projections {
         assert_eq!((p.lag_messages, p.state, &p.error), (0, BackpressureState::Normal, &None), "{name}");
         assert_eq!(p.age, Some(Duration::ZERO), "{name}");
@@ -138,7 +138,7 @@ async fn lag_counts_unprocessed_events_until_a_worker_catches_up() {
     let ripe = expected.values().map(|(_, first)| first.acked_ms).max().expect("published") + 1_500;
     tokio::time::sleep(Duration::from_millis(u64::try_from(ripe - now_ms()).unwrap_or(0))).await;
 
-    let s = within("snapshot", 60, LagMonitor::snapshot_once(&topology, &brokers)).await.expect("snapshot");
+    let s = within("snapshot", 60, LagMonitor::snapshot_once(&topology, &kafka)).await.expect("snapshot");
     let p = projection(&s, &user_state);
     assert_eq!(p.error, None);
     assert_eq!(p.group, format!("sluice.{user_state}"));
@@ -196,7 +196,7 @@ async fn lag_counts_unprocessed_events_until_a_worker_catches_up() {
     // A worker catches up: the watched lag drains to zero, the state is normal, every partition
     // committed at its high watermark. analytics, without a worker, still lags.
     let shutdown = CancellationToken::new();
-    let mut rx = LagMonitor::spawn(Arc::clone(&topology), &brokers, Duration::from_millis(500), shutdown.clone())
+    let mut rx = LagMonitor::spawn(Arc::clone(&topology), &kafka, Duration::from_millis(500), shutdown.clone())
         .expect("monitor");
     let worker = WorkerProcess::start(&path, &user_state, None);
     let s = await_snapshot(&mut rx, 120, "user_state caught up", |s| {
@@ -226,10 +226,10 @@ async fn states_follow_the_thresholds_and_the_gate_follows_the_states() {
     });
     let user_state = format!("user_state_{sfx}");
     let session_state = format!("session_state_{sfx}");
-    let brokers = connections().kafka_brokers;
+    let kafka = connections().kafka;
     prometheus();
     let shutdown = CancellationToken::new();
-    let mut rx = LagMonitor::spawn(Arc::clone(&topology), &brokers, Duration::from_millis(300), shutdown.clone())
+    let mut rx = LagMonitor::spawn(Arc::clone(&topology), &kafka, Duration::from_millis(300), shutdown.clone())
         .expect("monitor");
     let gate = LagGate::new(rx.clone(), Arc::clone(&topology), IntakePolicy::default());
     let publisher = publisher(&topology);

@@ -58,7 +58,7 @@ async fn couchbase_projection_survives_crashes_duplicates_and_poison() {
     run_ok(sluice(&topology).args(["publish", "--file"]).arg(&file));
 
     // 4. Poison records between valid ones: wrong magic byte, unknown schema id, truncated body.
-    let brokers = connections().kafka_brokers;
+    let brokers = connections().kafka.brokers;
     let producer: FutureProducer = ClientConfig::new().set("bootstrap.servers", &brokers).create().expect("producer");
     let poison: [(&str, Vec<u8>); 3] = [
         ("wrong magic", b"{\"not\":\"avro\"}".to_vec()),
@@ -155,11 +155,8 @@ async fn analytics_end_to_end(url: &str) {
     let w = publish_twice_through_a_crash(&topology, &projection, &events, &topics).await;
 
     let conn = sluice_core::connections::ClickHouseConnection {
-        url: url.to_owned(),
-        user: None,
-        password: None,
         database: database.clone(),
-        cluster: None,
+        ..sluice_core::connections::ClickHouseConnection::plain(url.to_owned())
     };
     let ch = sluice_consumers::sinks::clickhouse::ClickHouse::connect(&conn).await.expect("clickhouse");
     let client = ch.client.clone().with_database(&database);
@@ -238,13 +235,7 @@ async fn worker_pauses_while_clickhouse_is_down_and_loses_nothing() {
     )
     .await;
 
-    let conn = sluice_core::connections::ClickHouseConnection {
-        url: server.url(),
-        user: None,
-        password: None,
-        database: "default".into(),
-        cluster: None,
-    };
+    let conn = sluice_core::connections::ClickHouseConnection::plain(server.url());
     let ch = sluice_consumers::sinks::clickhouse::ClickHouse::connect(&conn).await.expect("clickhouse");
     let n: u64 =
         ch.client.query(&format!("SELECT toUInt64(count()) FROM events_{sfx} FINAL")).fetch_one().await.expect("count");

@@ -253,7 +253,7 @@ fn publish_needs_only_kafka_and_the_registry() {
         &env_file,
         format!(
             "export SLUICE_KAFKA_BROKERS={}\nexport SLUICE_SCHEMA_REGISTRY_URL={}\n",
-            rig.kafka_brokers, rig.schema_registry_url
+            rig.kafka.brokers, rig.registry.url
         ),
     )
     .expect("write env file");

@@ -140,7 +140,7 @@ async fn init_writes_a_topology_of_what_exists() {
     // published through sluice's producer path, and two subjects nothing publishes.
     run_ok(sluice(&l.seed).args(["topics", "apply"]));
     run_ok(sluice(&l.seed).args(["schemas", "register"]));
-    let registry = Registry::new(&c.schema_registry_url, Duration::from_secs(15)).expect("registry client");
+    let registry = Registry::new(&c.registry, Duration::from_secs(15)).expect("registry client");
     let not_an_event = r#"{"type": "record", "name": "Row", "fields": [{"name": "id", "type": "string"}]}"#;
     let legacy_subject = format!("{}_legacy-value", l.prefix);
     within("register", 30, registry.register(&legacy_subject, not_an_event, "Row")).await.expect("register");
@@ -225,7 +225,7 @@ async fn init_writes_a_topology_of_what_exists() {
     assert!(String::from_utf8_lossy(&again.stderr).contains("exists: pass --force"), "{again:?}");
     run_ok(&mut init(&["--force"]));
 
-    let admin = TopicAdmin::new(&c.kafka_brokers, Duration::from_secs(30)).expect("admin");
+    let admin = TopicAdmin::new(&c.kafka, Duration::from_secs(30)).expect("admin");
     let _ = within("delete topics", 60, admin.delete(&[&l.accounts, &l.pings])).await;
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -5,9 +5,10 @@
 //! of each member → [`sluice_core::group::parse_assignment`] (pure) → [`GroupView`]. A blocking
 //! call: run it on the blocking pool.
 
+use sluice_core::connections::KafkaConnection;
+use sluice_producers::kafka::client_config as kafka_config;
 use std::time::Duration;
 
-use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use serde::Serialize;
@@ -49,16 +50,12 @@ pub struct GroupView {
     pub members: Vec<Member>,
 }
 
-/// Describes consumer group `group` on `brokers`. A group nobody joined yet is `Dead` with no
+/// Describes consumer group `group` on `kafka`. A group nobody joined yet is `Dead` with no
 /// members.
-pub fn describe(brokers: &str, group: &str) -> Result<GroupView, GroupError> {
-    let kafka = |source| GroupError::Kafka { group: group.to_owned(), source };
-    let client: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("client.id", "sluice-lag-members")
-        .create()
-        .map_err(kafka)?;
-    let list = client.fetch_group_list(Some(group), TIMEOUT).map_err(kafka)?;
+pub fn describe(kafka: &KafkaConnection, group: &str) -> Result<GroupView, GroupError> {
+    let failed = |source| GroupError::Kafka { group: group.to_owned(), source };
+    let client: BaseConsumer = kafka_config(kafka).set("client.id", "sluice-lag-members").create().map_err(failed)?;
+    let list = client.fetch_group_list(Some(group), TIMEOUT).map_err(failed)?;
     let Some(info) = list.groups().iter().find(|g| g.name() == group) else {
         return Ok(GroupView { state: "Dead".to_owned(), members: Vec::new() });
     };

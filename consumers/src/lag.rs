@@ -20,6 +20,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use metrics::{describe_counter, describe_gauge, gauge};
 use rdkafka::error::KafkaError;
+use sluice_core::connections::KafkaConnection;
 use sluice_core::lag::{BackpressureState, LagSnapshot};
 use sluice_core::topology::Topology;
 use tokio::sync::watch;
@@ -106,23 +107,23 @@ impl LagMonitor {
     /// cancelled, even with no receiver left (the gauges still need it).
     pub fn spawn(
         topology: Arc<Topology>,
-        brokers: &str,
+        kafka: &KafkaConnection,
         interval: Duration,
         shutdown: CancellationToken,
     ) -> Result<watch::Receiver<LagSnapshot>, LagError> {
-        let fetcher = Fetcher::new(brokers)?;
+        let fetcher = Fetcher::new(kafka)?;
         let (tx, rx) = watch::channel(LagSnapshot::empty());
         describe();
         let task =
-            refresh_loop(topology, brokers.to_owned(), fetcher, interval.max(Duration::from_millis(10)), tx, shutdown);
+            refresh_loop(topology, kafka.clone(), fetcher, interval.max(Duration::from_millis(10)), tx, shutdown);
         tokio::spawn(task.instrument(info_span!("lag_monitor")));
         Ok(rx)
     }
 
     /// One snapshot of every projection of `topology`, states decided from normal (no history, so
     /// no hysteresis).
-    pub async fn snapshot_once(topology: &Topology, brokers: &str) -> Result<LagSnapshot, LagError> {
-        let mut fetcher = Fetcher::new(brokers)?;
+    pub async fn snapshot_once(topology: &Topology, kafka: &KafkaConnection) -> Result<LagSnapshot, LagError> {
+        let mut fetcher = Fetcher::new(kafka)?;
         let projections = watched(topology);
         let observed = tokio::task::spawn_blocking(move || fetcher.observe(&projections))
             .await
@@ -141,7 +142,7 @@ fn describe() {
 
 async fn refresh_loop(
     topology: Arc<Topology>,
-    brokers: String,
+    kafka: KafkaConnection,
     fetcher: Fetcher,
     interval: Duration,
     tx: watch::Sender<LagSnapshot>,
@@ -161,7 +162,7 @@ async fn refresh_loop(
         }
         let mut f = match fetcher.take() {
             Some(f) => f,
-            None => match Fetcher::new(&brokers) {
+            None => match Fetcher::new(&kafka) {
                 Ok(f) => f,
                 Err(e) => {
                     error!(error = %e, "cannot create the lag monitor's Kafka clients; retrying");

@@ -11,11 +11,12 @@
 //!
 //! librdkafka's calls block, so everything runs on the blocking pool.
 
+use sluice_core::connections::KafkaConnection;
+use sluice_producers::kafka::client_config as kafka_config;
 use std::collections::HashMap;
 use std::time::Duration;
 
 use crate::retry::{is_transient_kafka, retry_blocking};
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::{Offset, TopicPartitionList};
@@ -76,28 +77,28 @@ pub enum ReplayError {
     Task(String),
 }
 
-fn kafka(what: impl Into<String>) -> impl FnOnce(KafkaError) -> ReplayError {
+fn kafka_failed(what: impl Into<String>) -> impl FnOnce(KafkaError) -> ReplayError {
     let what = what.into();
     move |source| ReplayError::Kafka { what, source }
 }
 
 /// A client of `group` that never subscribes: Kafka answers committed offsets, and takes commits,
 /// only from a client naming the group.
-fn group_client(brokers: &str, group: &str) -> Result<BaseConsumer, ReplayError> {
-    ClientConfig::new()
-        .set("bootstrap.servers", brokers)
+fn group_client(kafka: &KafkaConnection, group: &str) -> Result<BaseConsumer, ReplayError> {
+    kafka_config(kafka)
         .set("client.id", "sluice-replay")
         .set("group.id", group)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("allow.auto.create.topics", "false")
         .create()
-        .map_err(kafka(format!("creating a client of group {group}")))
+        .map_err(kafka_failed(format!("creating a client of group {group}")))
 }
 
 /// The partitions of `topic`, or why it cannot be read.
 fn partitions(c: &BaseConsumer, topic: &str) -> Result<Vec<i32>, ReplayError> {
-    let md = c.fetch_metadata(Some(topic), REQUEST_TIMEOUT).map_err(kafka(format!("reading metadata of {topic}")))?;
+    let md =
+        c.fetch_metadata(Some(topic), REQUEST_TIMEOUT).map_err(kafka_failed(format!("reading metadata of {topic}")))?;
     match md.topics().iter().find(|t| t.name() == topic) {
         Some(t) if t.error().is_none() && !t.partitions().is_empty() => {
             Ok(t.partitions().iter().map(|p| p.id()).collect())
@@ -119,14 +120,14 @@ fn list_offsets(
 ) -> Result<HashMap<(String, i32), Offset>, ReplayError> {
     let mut tpl = TopicPartitionList::new();
     for (t, p) in all {
-        tpl.add_partition_offset(t, *p, at()).map_err(kafka(what))?;
+        tpl.add_partition_offset(t, *p, at()).map_err(kafka_failed(what))?;
     }
-    let got = c.offsets_for_times(tpl, REQUEST_TIMEOUT).map_err(kafka(what))?;
+    let got = c.offsets_for_times(tpl, REQUEST_TIMEOUT).map_err(kafka_failed(what))?;
     got.elements()
         .iter()
         .map(|e| match e.error() {
             Ok(()) => Ok(((e.topic().to_owned(), e.partition()), e.offset())),
-            Err(err) => Err(kafka(format!("{what} of {}:{}", e.topic(), e.partition()))(err)),
+            Err(err) => Err(kafka_failed(format!("{what} of {}:{}", e.topic(), e.partition()))(err)),
         })
         .collect()
 }
@@ -151,7 +152,7 @@ fn read_offsets_once(c: &BaseConsumer, group: &str, sources: &[String]) -> Resul
     }
     let committed = c
         .committed_offsets(tpl, REQUEST_TIMEOUT)
-        .map_err(kafka(format!("reading the committed offsets of group {group}")))?;
+        .map_err(kafka_failed(format!("reading the committed offsets of group {group}")))?;
     let mut out = Vec::new();
     for (topic, partition) in all {
         let key = (topic.clone(), partition);
@@ -186,17 +187,17 @@ async fn blocking<T: Send + 'static>(
 /// The plan of replaying `projection` (its topology entry `config`) from `from`, counted up to
 /// `to` (the high watermarks when `None`), from the offsets in Kafka now. Changes nothing.
 pub async fn read_plan(
-    brokers: &str,
+    kafka: &KafkaConnection,
     projection: &str,
     config: &ProjectionConfig,
     from: &Position,
     to: Option<&Position>,
 ) -> Result<ReplayPlan, ReplayError> {
-    let (brokers, projection, group, sources) =
-        (brokers.to_owned(), projection.to_owned(), config.group.clone(), config.sources.clone());
+    let (kafka, projection, group, sources) =
+        (kafka.clone(), projection.to_owned(), config.group.clone(), config.sources.clone());
     let (from, to) = (from.clone(), to.cloned());
     blocking(move || {
-        let c = group_client(&brokers, &group)?;
+        let c = group_client(&kafka, &group)?;
         let parts = read_offsets(&c, &group, &sources)?;
         let from_times = time_offsets(&c, &from, &parts)?;
         let to_times = match &to {
@@ -211,13 +212,13 @@ pub async fn read_plan(
 /// Watermarks of every partition of `sources` and `group`'s committed offsets on them (a rebuild
 /// reads its own group's progress with this).
 pub async fn source_offsets(
-    brokers: &str,
+    kafka: &KafkaConnection,
     group: &str,
     sources: &[String],
 ) -> Result<Vec<PartitionOffsets>, ReplayError> {
-    let (brokers, group, sources) = (brokers.to_owned(), group.to_owned(), sources.to_vec());
+    let (kafka, group, sources) = (kafka.clone(), group.to_owned(), sources.to_vec());
     blocking(move || {
-        let c = group_client(&brokers, &group)?;
+        let c = group_client(&kafka, &group)?;
         read_offsets(&c, &group, &sources)
     })
     .await
@@ -225,13 +226,13 @@ pub async fn source_offsets(
 
 /// The live members of consumer group `group`, as `client-id@host`; empty when none (or when the
 /// group does not exist yet).
-pub async fn group_members(brokers: &str, group: &str) -> Result<Vec<String>, ReplayError> {
-    let (brokers, group) = (brokers.to_owned(), group.to_owned());
+pub async fn group_members(kafka: &KafkaConnection, group: &str) -> Result<Vec<String>, ReplayError> {
+    let (kafka, group) = (kafka.clone(), group.to_owned());
     blocking(move || {
-        let c = group_client(&brokers, &group)?;
+        let c = group_client(&kafka, &group)?;
         let list = c
             .fetch_group_list(Some(&group), REQUEST_TIMEOUT)
-            .map_err(kafka(format!("describing consumer group {group}")))?;
+            .map_err(kafka_failed(format!("describing consumer group {group}")))?;
         Ok(list
             .groups()
             .iter()
@@ -246,8 +247,8 @@ pub async fn group_members(brokers: &str, group: &str) -> Result<Vec<String>, Re
 
 /// Applies `plan`: refuses while its group has live members, then commits the new offset of every
 /// partition whose offset changes. Returns how many partitions were committed.
-pub async fn apply(brokers: &str, plan: &ReplayPlan) -> Result<usize, ReplayError> {
-    let members = group_members(brokers, &plan.group).await?;
+pub async fn apply(kafka: &KafkaConnection, plan: &ReplayPlan) -> Result<usize, ReplayError> {
+    let members = group_members(kafka, &plan.group).await?;
     if !members.is_empty() {
         return Err(ReplayError::GroupActive {
             group: plan.group.clone(),
@@ -258,15 +259,15 @@ pub async fn apply(brokers: &str, plan: &ReplayPlan) -> Result<usize, ReplayErro
     let mut tpl = TopicPartitionList::new();
     for p in plan.changes() {
         tpl.add_partition_offset(&p.topic, p.partition, Offset::Offset(p.new))
-            .map_err(kafka(format!("preparing the offset of {}:{}", p.topic, p.partition)))?;
+            .map_err(kafka_failed(format!("preparing the offset of {}:{}", p.topic, p.partition)))?;
     }
     let count = tpl.count();
     if count == 0 {
         return Ok(0);
     }
-    let (brokers, group, projection) = (brokers.to_owned(), plan.group.clone(), plan.projection.clone());
+    let (kafka, group, projection) = (kafka.clone(), plan.group.clone(), plan.projection.clone());
     blocking(move || {
-        let c = group_client(&brokers, &group)?;
+        let c = group_client(&kafka, &group)?;
         match c.commit(&tpl, CommitMode::Sync) {
             Ok(()) => Ok(count),
             // A member joined between the check and the commit: the broker protects the group.
@@ -276,7 +277,7 @@ pub async fn apply(brokers: &str, plan: &ReplayPlan) -> Result<usize, ReplayErro
                 | RDKafkaErrorCode::RebalanceInProgress
                 | RDKafkaErrorCode::NonEmptyGroup),
             )) => Err(ReplayError::CommitRefused { group, projection, code }),
-            Err(e) => Err(kafka(format!("committing the new offsets of group {group}"))(e)),
+            Err(e) => Err(kafka_failed(format!("committing the new offsets of group {group}"))(e)),
         }
     })
     .await

@@ -36,6 +36,13 @@ pub enum RegistryError {
     /// Any other refusal (invalid schema, bad request): a bug or a misconfiguration.
     #[error("the schema registry refused the request: {0}")]
     Rejected(String),
+    /// The registry (or the TLS handshake with it) refused sluice itself: wrong credentials, an
+    /// untrusted certificate, a name the certificate does not carry. Retrying will not help.
+    #[error(
+        "the schema registry refused sluice: {0} (check SLUICE_SCHEMA_REGISTRY_USERNAME/_PASSWORD or _TOKEN, \
+         and SLUICE_SCHEMA_REGISTRY_TLS_CA_FILE)"
+    )]
+    Refused(String),
 }
 
 impl RegistryError {

@@ -78,10 +78,12 @@ pub mod draft;
 mod error;
 pub mod gateway;
 pub mod intake;
+pub mod kafka;
 pub mod limits;
 pub mod publisher;
 mod record;
 pub mod registry;
+pub mod tls;
 
 pub use draft::{EventDraft, fill_envelope_defaults};
 pub use error::{PublishError, RegistryError};

@@ -13,6 +13,7 @@
 //! (`sluice publish` keeps up to 10 000): it returns once the record is in the producer's queue,
 //! with a [`PendingDelivery`] to await.
 
+use sluice_core::connections::KafkaConnection;
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
@@ -92,9 +93,8 @@ pub const DURABLE_PRODUCER: [(&str, &str); 2] = [("acks", "all"), ("enable.idemp
 /// The librdkafka configuration of a publisher: [`DURABLE_PRODUCER`], the options, and
 /// `opts.kafka` last. An extra setting that would weaken [`DURABLE_PRODUCER`] is refused
 /// ([`PublishError::Config`]) rather than silently applied or silently overridden.
-fn producer_config(brokers: &str, opts: &PublisherOptions) -> Result<ClientConfig, PublishError> {
-    let mut config = ClientConfig::new();
-    config.set("bootstrap.servers", brokers);
+fn producer_config(kafka: &KafkaConnection, opts: &PublisherOptions) -> Result<ClientConfig, PublishError> {
+    let mut config = crate::kafka::client_config(kafka);
     for (key, value) in DURABLE_PRODUCER {
         config.set(key, value);
     }
@@ -177,7 +177,7 @@ impl Publisher {
         connections: &Connections,
         opts: PublisherOptions,
     ) -> Result<Self, PublishError> {
-        let config = producer_config(&connections.kafka_brokers, &opts)?;
+        let config = producer_config(&connections.kafka, &opts)?;
         // The effective value, librdkafka's default included, so the check below matches the
         // one librdkafka makes at send time.
         let message_max_bytes = config
@@ -187,7 +187,7 @@ impl Publisher {
             .and_then(|v| v.parse().ok())
             .unwrap_or(DEFAULT_MESSAGE_MAX_BYTES);
         let producer: FutureProducer = config.create().map_err(|e| PublishError::Config(e.to_string()))?;
-        let registry = Registry::new(&connections.schema_registry_url, opts.registry_timeout)?;
+        let registry = Registry::new(&connections.registry, opts.registry_timeout)?;
         let ids = topology.events().map(|e| (e.event_type.clone(), OnceCell::new())).collect();
         Ok(Self {
             topology,
@@ -465,21 +465,21 @@ mod tests {
     #[test]
     fn the_producer_waits_for_every_in_sync_replica_and_is_idempotent() {
         let opts = PublisherOptions::new("tests").kafka_config("client.id", "checkout");
-        let config = producer_config("127.0.0.1:1", &opts).expect("valid");
+        let config = producer_config(&KafkaConnection::plaintext("127.0.0.1:1"), &opts).expect("valid");
         assert_eq!(config.get("acks"), Some("all"));
         assert_eq!(config.get("enable.idempotence"), Some("true"));
         assert_eq!(config.get("allow.auto.create.topics"), Some("false"));
         assert_eq!(config.get("client.id"), Some("checkout"), "other settings pass through");
         // Restating the durable values is fine.
         let same = PublisherOptions::new("tests").kafka_config("acks", "-1").kafka_config("enable.idempotence", "true");
-        assert!(producer_config("127.0.0.1:1", &same).is_ok());
+        assert!(producer_config(&KafkaConnection::plaintext("127.0.0.1:1"), &same).is_ok());
     }
 
     #[test]
     fn a_setting_weakening_durability_is_refused() {
         for (key, value) in [("acks", "1"), ("request.required.acks", "0"), ("enable.idempotence", "false")] {
             let opts = PublisherOptions::new("tests").kafka_config(key, value);
-            let e = producer_config("127.0.0.1:1", &opts).map(drop).expect_err("refused");
+            let e = producer_config(&KafkaConnection::plaintext("127.0.0.1:1"), &opts).map(drop).expect_err("refused");
             assert!(matches!(&e, PublishError::Config(m) if m.contains("weaken the producer's durability")), "{e}");
         }
     }

@@ -16,9 +16,14 @@ use schema_registry_converter::async_impl::schema_registry::{
 use schema_registry_converter::error::SRCError;
 use schema_registry_converter::schema_registry_common::{RawError, SchemaType, SrCall, SuppliedSchema};
 use serde::Deserialize;
+use sluice_core::connections::{RegistryAuth, RegistryConnection};
 use sluice_core::topology::Compatibility;
 
 use crate::RegistryError;
+
+mod connect;
+
+pub use connect::{is_refusal, sr_settings, tls_client_builder};
 
 /// A schema registered under a subject.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,6 +44,7 @@ pub struct Registry {
     settings: SrSettings,
     http: reqwest::Client,
     base_url: String,
+    auth: RegistryAuth,
 }
 
 /// What a registry call failed with, once the response is read.
@@ -51,6 +57,10 @@ enum Failure {
 /// The status-like code of a failed call: the registry's `error_code` (40401, 409, …) when it
 /// sent an error body.
 fn classify(e: &SRCError, subject: &str) -> Failure {
+    let chain = format!("{}: {}", describe(e), e.source().map(|s| error_chain(s)).unwrap_or_default());
+    if is_refusal(&chain) {
+        return Failure::Other(RegistryError::Refused(describe(e)));
+    }
     let raw = e.source().and_then(|s| s.downcast_ref::<RawError>());
     match raw {
         Some(raw) if raw.error_code == 404 || (40_400..40_500).contains(&raw.error_code) => Failure::NotFound,
@@ -103,17 +113,11 @@ struct CompatibilityBody {
 impl Registry {
     /// A client of the registry at `url` (the Confluent API base, e.g.
     /// `http://127.0.0.1:18081/apis/ccompat/v7`); every call gives up after `timeout`.
-    pub fn new(url: &str, timeout: Duration) -> Result<Self, RegistryError> {
-        let base_url = url.trim_end_matches('/').to_owned();
-        let settings = SrSettings::new_builder(base_url.clone())
-            .set_timeout(timeout)
-            .build()
-            .map_err(|e| RegistryError::Rejected(format!("cannot build the registry client: {}", describe(&e))))?;
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .build()
-            .map_err(|e| RegistryError::Rejected(format!("cannot build the registry client: {e}")))?;
-        Ok(Self { settings, http, base_url })
+    pub fn new(conn: &RegistryConnection, timeout: Duration) -> Result<Self, RegistryError> {
+        let base_url = conn.url.trim_end_matches('/').to_owned();
+        let settings = sr_settings(conn, timeout)?;
+        let http = connect::http_client(conn, timeout)?;
+        Ok(Self { settings, http, base_url, auth: conn.auth.clone() })
     }
 
     /// The registry's URL.
@@ -266,18 +270,23 @@ impl Registry {
     /// answer within the timeout, as when the registry stalls under load) is tried again twice:
     /// every call here is idempotent (registering the same schema returns its id).
     async fn send(&self, request: reqwest::RequestBuilder, subject: &str) -> Result<Option<String>, RegistryError> {
+        let request = connect::authorize(request, &self.auth);
+        let unreachable = |e: reqwest::Error| {
+            let chain = error_chain(&e);
+            if is_refusal(&chain) { RegistryError::Refused(chain) } else { RegistryError::Unavailable(chain) }
+        };
         let mut attempt = 0u32;
         let response = loop {
             let Some(this) = request.try_clone() else {
-                break request.send().await.map_err(|e| RegistryError::Unavailable(error_chain(&e)))?;
+                break request.send().await.map_err(unreachable)?;
             };
             match this.send().await {
                 Ok(r) => break r,
-                Err(_) if attempt < 2 => {
+                Err(e) if attempt < 2 && !is_refusal(&error_chain(&e)) => {
                     attempt += 1;
                     tokio::time::sleep(std::time::Duration::from_millis(100 * u64::from(attempt))).await;
                 }
-                Err(e) => return Err(RegistryError::Unavailable(error_chain(&e))),
+                Err(e) => return Err(unreachable(e)),
             }
         };
         let status = response.status();
@@ -291,6 +300,7 @@ impl Registry {
         match status.as_u16() {
             200..=299 => Ok(Some(body)),
             404 => Ok(None),
+            401 | 403 => Err(RegistryError::Refused(format!("{status}: {}", message()))),
             409 => Err(RegistryError::Incompatible { subject: subject.to_owned(), message: message() }),
             500..=599 => Err(RegistryError::Unavailable(format!("{status}: {}", message()))),
             _ => Err(RegistryError::Rejected(format!("{status}: {}", message()))),

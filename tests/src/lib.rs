@@ -22,7 +22,7 @@ pub fn connections() -> Connections {
 pub fn high_watermarks(topic: &str) -> i64 {
     use rdkafka::consumer::{BaseConsumer, Consumer};
     let consumer: BaseConsumer =
-        rdkafka::ClientConfig::new().set("bootstrap.servers", connections().kafka_brokers).create().expect("consumer");
+        rdkafka::ClientConfig::new().set("bootstrap.servers", connections().kafka.brokers).create().expect("consumer");
     let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).expect("metadata");
     metadata.topics()[0]
         .partitions()

@@ -30,17 +30,17 @@ fn topology_with(text: &str, edit: impl Fn(&Path, String) -> String) -> Topology
 }
 
 fn admin() -> TopicAdmin {
-    TopicAdmin::new(&connections().kafka_brokers, Duration::from_secs(30)).expect("admin client")
+    TopicAdmin::new(&connections().kafka, Duration::from_secs(30)).expect("admin client")
 }
 
 fn registry() -> Registry {
-    Registry::new(&connections().schema_registry_url, Duration::from_secs(15)).expect("registry client")
+    Registry::new(&connections().registry, Duration::from_secs(15)).expect("registry client")
 }
 
 /// Creates a topic behind the topology's back, with its own settings.
 async fn create_raw(name: &str, partitions: i32, configs: &[(&str, &str)]) {
     let raw: AdminClient<DefaultClientContext> =
-        ClientConfig::new().set("bootstrap.servers", connections().kafka_brokers).create().expect("admin client");
+        ClientConfig::new().set("bootstrap.servers", connections().kafka.brokers).create().expect("admin client");
     let topic =
         configs.iter().fold(NewTopic::new(name, partitions, TopicReplication::Fixed(1)), |t, (k, v)| t.set(k, v));
     let results = within("create topic", 30, raw.create_topics([&topic], &AdminOptions::new())).await.expect("create");
@@ -150,7 +150,7 @@ async fn topics_apply_fixes_what_it_can_and_reports_the_rest() {
 /// overrides afterwards).
 async fn alter_raw(name: &str, configs: &[(&str, &str)]) {
     let raw: AdminClient<DefaultClientContext> =
-        ClientConfig::new().set("bootstrap.servers", connections().kafka_brokers).create().expect("admin client");
+        ClientConfig::new().set("bootstrap.servers", connections().kafka.brokers).create().expect("admin client");
     let alter = configs.iter().fold(AlterConfig::new(ResourceSpecifier::Topic(name)), |a, (k, v)| a.set(k, v));
     let results = within("alter configs", 30, raw.alter_configs([&alter], &AdminOptions::new())).await.expect("alter");
     assert!(results.iter().all(Result::is_ok), "{results:?}");
@@ -337,7 +337,11 @@ async fn schemas_check_names_the_field_that_breaks_compatibility() {
 
 #[tokio::test]
 async fn an_unreachable_registry_is_a_retriable_error() {
-    let registry = Registry::new("http://127.0.0.1:9/apis/ccompat/v7", Duration::from_secs(2)).expect("client");
+    let registry = Registry::new(
+        &sluice_core::connections::RegistryConnection::plain("http://127.0.0.1:9/apis/ccompat/v7"),
+        Duration::from_secs(2),
+    )
+    .expect("client");
     let err = registry.latest("anything").await.expect_err("nothing listens on port 9");
     assert!(matches!(err, RegistryError::Unavailable(_)), "{err:?}");
     assert!(err.is_retriable());

@@ -55,11 +55,11 @@ async fn rig(name: &str) -> Rig {
     let path: PathBuf = fresh_topology(&sfx);
     let topology = Topology::load(&path).unwrap_or_else(|e| panic!("{e}"));
     let conns = connections();
-    let admin = TopicAdmin::new(&conns.kafka_brokers, Duration::from_secs(30)).expect("admin client");
+    let admin = TopicAdmin::new(&conns.kafka, Duration::from_secs(30)).expect("admin client");
     let plans = within("plan topics", 60, admin.plan(&topology)).await.expect("plan");
     let outcomes = within("create topics", 60, admin.apply(plans)).await.expect("apply");
     assert!(outcomes.iter().all(|o| o.failures.is_empty()), "{outcomes:?}");
-    let registry = Registry::new(&conns.schema_registry_url, Duration::from_secs(30)).expect("registry client");
+    let registry = Registry::new(&conns.registry, Duration::from_secs(30)).expect("registry client");
     for outcome in within("register schemas", 60, schemas::register(&registry, &topology)).await {
         assert!(outcome.result.is_ok(), "{}: {:?}", outcome.event_type, outcome.result);
     }
@@ -197,7 +197,7 @@ fn registration(user: &str) -> Value {
 /// the topic was created, a partition may not have its leader yet.
 fn high_watermarks(topic: &str) -> i64 {
     let consumer: BaseConsumer =
-        ClientConfig::new().set("bootstrap.servers", &connections().kafka_brokers).create().expect("consumer");
+        ClientConfig::new().set("bootstrap.servers", &connections().kafka.brokers).create().expect("consumer");
     let mut last_error = None;
     for _ in 0..40 {
         let sum = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).and_then(|metadata| {
@@ -224,7 +224,7 @@ fn watermarks(rig: &Rig) -> (i64, i64) {
 async fn read_at(topic: &str, partition: i32, offset: i64) -> (String, Value) {
     let conns = connections();
     let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &conns.kafka_brokers)
+        .set("bootstrap.servers", &conns.kafka.brokers)
         .set("group.id", unique("gateway_test_reader"))
         .set("enable.auto.commit", "false")
         .create()
@@ -235,7 +235,7 @@ async fn read_at(topic: &str, partition: i32, offset: i64) -> (String, Value) {
     let msg = within("consume", 60, consumer.recv()).await.expect("the record");
     assert_eq!((msg.partition(), msg.offset()), (partition, offset));
     let framed = unframe(msg.payload().expect("a value")).expect("Confluent framing");
-    let registry = SrSettings::new(conns.schema_registry_url);
+    let registry = SrSettings::new(conns.registry.url);
     let registered = within("schema by id", 30, get_schema_by_id(framed.schema_id, &registry)).await.expect("schema");
     let schema = Schema::parse_str(&registered.schema).expect("schema");
     let key = String::from_utf8(msg.key().expect("a key").to_vec()).expect("utf-8 key");
@@ -592,7 +592,7 @@ async fn readiness_and_503s_follow_kafka_and_the_registry() {
     // Kafka away: not ready, and a publish times out into a 503 with Retry-After and the
     // event_id to retry with.
     let mut no_kafka = Options::default();
-    no_kafka.connections.kafka_brokers = closed_port().await;
+    no_kafka.connections.kafka.brokers = closed_port().await;
     no_kafka.config.request_timeout = Duration::from_secs(2);
     no_kafka.delivery_timeout = Duration::from_secs(2);
     let gw = start(&rig, no_kafka).await;
@@ -610,7 +610,7 @@ async fn readiness_and_503s_follow_kafka_and_the_registry() {
 
     // The registry away: not ready, and a first publish of a type cannot resolve its schema.
     let mut no_registry = Options::default();
-    no_registry.connections.schema_registry_url = format!("http://{}/apis/ccompat/v7", closed_port().await);
+    no_registry.connections.registry.url = format!("http://{}/apis/ccompat/v7", closed_port().await);
     let gw = start(&rig, no_registry).await;
     let report = await_ready(&gw, StatusCode::SERVICE_UNAVAILABLE).await;
     assert_eq!(
@@ -795,14 +795,14 @@ async fn set_max_message_bytes(topic: &str, bytes: usize) {
     use rdkafka::admin::{AdminClient, AdminOptions, AlterConfig, ResourceSpecifier};
     use rdkafka::client::DefaultClientContext;
     let admin: AdminClient<DefaultClientContext> =
-        ClientConfig::new().set("bootstrap.servers", &connections().kafka_brokers).create().expect("admin client");
+        ClientConfig::new().set("bootstrap.servers", &connections().kafka.brokers).create().expect("admin client");
     let value = bytes.to_string();
     let change = AlterConfig::new(ResourceSpecifier::Topic(topic)).set("max.message.bytes", &value);
     let results =
         within("alter topic config", 30, admin.alter_configs(&[change], &AdminOptions::new())).await.expect("alter");
     assert!(results.iter().all(Result::is_ok), "{results:?}");
     // The brokers apply it shortly after the controller accepted it: wait until they say so.
-    let topics = TopicAdmin::new(&connections().kafka_brokers, Duration::from_secs(10)).expect("admin client");
+    let topics = TopicAdmin::new(&connections().kafka, Duration::from_secs(10)).expect("admin client");
     for _ in 0..40 {
         let described = within("describe topic", 30, topics.describe(&[topic])).await.expect("describe");
         if described.get(topic).and_then(|t| t.max_message_bytes()) == Some(bytes) {

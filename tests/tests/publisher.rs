@@ -66,7 +66,7 @@ schema = "schemas/users/registered.avsc"
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let topology = Topology::from_parts(&text, &repo.join("topology.toml"), |p| std::fs::read_to_string(p))
         .unwrap_or_else(|report| panic!("{report}"));
-    let admin = TopicAdmin::new(&connections().kafka_brokers, Duration::from_secs(30)).expect("admin client");
+    let admin = TopicAdmin::new(&connections().kafka, Duration::from_secs(30)).expect("admin client");
     let plans = within("plan topics", 60, admin.plan(&topology)).await.expect("plan");
     let outcomes = within("create topics", 60, admin.apply(plans)).await.expect("apply");
     assert!(outcomes.iter().all(|o| o.failures.is_empty()), "{outcomes:?}");
@@ -116,7 +116,7 @@ struct ReadBack {
 async fn read_back(topic: &str, n: usize) -> Vec<ReadBack> {
     let conns = connections();
     let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &conns.kafka_brokers)
+        .set("bootstrap.servers", &conns.kafka.brokers)
         .set("group.id", unique("publisher_test_reader"))
         .set("enable.auto.commit", "false")
         .create()
@@ -127,7 +127,7 @@ async fn read_back(topic: &str, n: usize) -> Vec<ReadBack> {
         assignment.add_partition_offset(topic, p.id(), Offset::Beginning).expect("assign partition");
     }
     consumer.assign(&assignment).expect("assign");
-    let registry = SrSettings::new(conns.schema_registry_url);
+    let registry = SrSettings::new(conns.registry.url);
     let mut schemas: BTreeMap<u32, Schema> = BTreeMap::new();
     let mut out = Vec::new();
     while out.len() < n {
@@ -205,7 +205,7 @@ async fn typed_and_json_events_read_back_as_published() {
     );
 
     // The id is the registry's for the subject (same schema, same id).
-    let registry = Registry::new(&connections().schema_registry_url, Duration::from_secs(10)).expect("registry");
+    let registry = Registry::new(&connections().registry, Duration::from_secs(10)).expect("registry");
     let info = topology.event(PURCHASE).expect("event type");
     let registered = registry.lookup(&info.subject, &info.schema_text).await.expect("lookup").expect("registered");
     assert_eq!(registered.id, purchase_id);
@@ -335,9 +335,8 @@ hard_lag = 5
     })
     .await;
     let stop = tokio_util::sync::CancellationToken::new();
-    let snapshots =
-        LagMonitor::spawn(Arc::clone(&topology), &connections().kafka_brokers, DEFAULT_INTERVAL, stop.clone())
-            .expect("lag monitor");
+    let snapshots = LagMonitor::spawn(Arc::clone(&topology), &connections().kafka, DEFAULT_INTERVAL, stop.clone())
+        .expect("lag monitor");
     let gate = Arc::new(LagGate::new(snapshots, Arc::clone(&topology), IntakePolicy::default()));
     let publisher = publisher(&topology).with_gate(gate.clone());
 

@@ -18,7 +18,7 @@ use sluice_tests::{connections, unique, within};
 /// Runs `body` against a fresh schema and connector from `config_file`, then cleans up (connector,
 /// slot, publication, schema, topics) whether it passed or not.
 async fn with_connector(prefix: &str, config_file: &str, body: impl AsyncFnOnce(&CdcRun, String)) {
-    let brokers = connections().kafka_brokers;
+    let brokers = connections().kafka.brokers;
     let run = CdcRun::new(&unique(prefix)).await;
     let outcome = AssertUnwindSafe(async {
         run.start_connector(&run.connector_config(config_file)).await;
@@ -84,7 +84,7 @@ async fn raw_changes_as_avro_in_the_confluent_wire_format() {
     with_connector("cdc_avro", "raw-avro.json", async |run, brokers| {
         let (id, records) = capture_user_lifecycle(run, &brokers).await;
         let registry = reqwest::Client::new();
-        let registry_url = connections().schema_registry_url;
+        let registry_url = connections().registry.url;
         let (mut keys, mut values) = (Vec::new(), Vec::new());
         for r in &records {
             keys.push(decode(&registry, &registry_url, r.key().expect("a key")).await);

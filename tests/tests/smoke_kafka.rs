@@ -15,7 +15,7 @@ const N: i64 = 20;
 
 #[tokio::test]
 async fn produce_consume_commit_and_read_offsets() {
-    let brokers = connections().kafka_brokers;
+    let brokers = connections().kafka.brokers;
     let topic = unique("smoke_kafka");
     let group = unique("smoke_group");
 

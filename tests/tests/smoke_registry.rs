@@ -20,7 +20,7 @@ const SCHEMA: &str = r#"{
 
 #[tokio::test]
 async fn register_read_back_and_roundtrip_a_record() {
-    let sr = SrSettings::new(connections().schema_registry_url);
+    let sr = SrSettings::new(connections().registry.url);
     let topic = unique("smoke_registry");
     let subject = format!("{topic}-value");
 

@@ -197,10 +197,10 @@ async fn drain(
     n: usize,
     database: &str,
 ) -> anyhow::Result<Run> {
-    let brokers = ctx.connections.kafka_brokers.clone();
+    let kafka = ctx.connections.kafka.clone();
     let group = topology.projection(projection).map(|p| p.group.clone()).context("the projection is gone")?;
     // The group has committed nothing yet: its lag is everything in the sources.
-    let before = LagMonitor::snapshot_once(topology, &brokers).await?;
+    let before = LagMonitor::snapshot_once(topology, &kafka).await?;
     let events = before.projections.get(projection).map_or(0, |p| p.lag_messages);
     let dir = path.parent().unwrap_or(Path::new("."));
     let mut children = Children::spawn(env_file, path, projection, n, database, dir)?;
@@ -212,8 +212,8 @@ async fn drain(
     loop {
         children.check_running()?;
         if startup.is_none() {
-            let (brokers, group) = (brokers.clone(), group.clone());
-            match tokio::task::spawn_blocking(move || describe(&brokers, &group)).await? {
+            let (kafka, group) = (kafka.clone(), group.clone());
+            match tokio::task::spawn_blocking(move || describe(&kafka, &group)).await? {
                 Ok(v) if v.state == "Stable" && v.members.len() == n => {
                     startup = Some(start.elapsed());
                     last_seen = format!("Stable with {n} members at {:.2?}", start.elapsed());
@@ -222,7 +222,7 @@ async fn drain(
                 Err(e) => last_seen = e.to_string(),
             }
         }
-        let snapshot = LagMonitor::snapshot_once(topology, &brokers).await?;
+        let snapshot = LagMonitor::snapshot_once(topology, &kafka).await?;
         let lag = snapshot.projections.get(projection).filter(|p| p.error.is_none());
         if lag.is_some_and(|p| p.lag_messages == 0) {
             break;

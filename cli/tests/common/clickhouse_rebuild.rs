@@ -73,11 +73,9 @@ pub async fn clickhouse_rebuild(url: &str, swap: &str, cluster: Option<&str>) {
     let mut live = WorkerProcess::start(&topology, &projection, None);
 
     let conn = sluice_core::connections::ClickHouseConnection {
-        url: url.to_owned(),
-        user: None,
-        password: None,
         database: database.clone(),
         cluster: cluster.map(str::to_owned),
+        ..sluice_core::connections::ClickHouseConnection::plain(url.to_owned())
     };
     let ch = sluice_consumers::sinks::clickhouse::ClickHouse::connect(&conn).await.expect("clickhouse");
     let client = ch.client.clone().with_database(&database);

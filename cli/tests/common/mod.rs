@@ -222,7 +222,7 @@ pub async fn await_user_docs(cb: &Couchbase, model: &Model, secs: u64) {
 /// Waits until the group's committed offsets reach the high watermarks of `topics`: every record
 /// published so far was projected and acknowledged.
 pub async fn await_caught_up(group: &str, topics: &[String], secs: u64) {
-    let brokers = connections().kafka_brokers;
+    let brokers = connections().kafka.brokers;
     let (group, topics) = (group.to_owned(), topics.to_vec());
     let check = move || -> Result<(i64, i64), String> {
         let c: rdkafka::consumer::BaseConsumer = ClientConfig::new()

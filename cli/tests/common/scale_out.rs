@@ -162,11 +162,9 @@ pub async fn workers_scaled_1_2_3_1_with_a_kill() {
     await_caught_up(&format!("sluice.{projection}"), &topics, 180).await;
 
     let conn = sluice_core::connections::ClickHouseConnection {
-        url,
-        user: None,
-        password: None,
         database: database.clone(),
         cluster: cluster.clone(),
+        ..sluice_core::connections::ClickHouseConnection::plain(url)
     };
     let ch = sluice_consumers::sinks::clickhouse::ClickHouse::connect(&conn).await.expect("clickhouse");
     let client = ch.client.clone().with_database(&database);

@@ -3,6 +3,8 @@
 //! offsets (one offsets-only client per group), and the timestamp of the record at each lagging
 //! partition's committed offset (cached by partition and offset).
 
+use sluice_core::connections::KafkaConnection;
+use sluice_producers::kafka::client_config as kafka_config;
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
@@ -22,7 +24,7 @@ type Marks = BTreeMap<String, Result<Vec<(i32, i64, i64)>, String>>;
 
 /// The Kafka side of a refresh, all blocking calls.
 pub(super) struct Fetcher {
-    brokers: String,
+    kafka: KafkaConnection,
     /// Metadata, watermarks and oldest records; it only ever assigns, never commits.
     reader: BaseConsumer,
     /// One offsets-only client per consumer group.
@@ -32,10 +34,9 @@ pub(super) struct Fetcher {
 }
 
 /// A client that only reads: no auto-commit, no offset store, small fetches (it wants one record).
-fn client_config(brokers: &str, client_id: &str) -> ClientConfig {
-    let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", brokers)
-        .set("client.id", client_id)
+fn client_config(kafka: &KafkaConnection, client_id: &str) -> ClientConfig {
+    let mut c = kafka_config(kafka);
+    c.set("client.id", client_id)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("enable.partition.eof", "false")
@@ -47,10 +48,10 @@ fn client_config(brokers: &str, client_id: &str) -> ClientConfig {
 }
 
 impl Fetcher {
-    pub(super) fn new(brokers: &str) -> Result<Self, KafkaError> {
+    pub(super) fn new(kafka: &KafkaConnection) -> Result<Self, KafkaError> {
         // librdkafka wants a group for assign(); this one never joins (no subscribe) nor commits.
-        let reader = client_config(brokers, "sluice-lag-monitor").set("group.id", READER_GROUP).create()?;
-        Ok(Self { brokers: brokers.to_owned(), reader, groups: HashMap::new(), timestamps: HashMap::new() })
+        let reader = client_config(kafka, "sluice-lag-monitor").set("group.id", READER_GROUP).create()?;
+        Ok(Self { kafka: kafka.clone(), reader, groups: HashMap::new(), timestamps: HashMap::new() })
     }
 
     /// One refresh of every projection in `watched`.
@@ -195,7 +196,7 @@ impl Fetcher {
         let group = match self.groups.entry(w.group.clone()) {
             Entry::Occupied(e) => e.into_mut(),
             Entry::Vacant(e) => {
-                let mut config = client_config(&self.brokers, "sluice-lag-monitor");
+                let mut config = client_config(&self.kafka, "sluice-lag-monitor");
                 config.set("group.id", &w.group);
                 e.insert(config.create().map_err(|e| format!("creating a client of group {}: {e}", w.group))?)
             }

@@ -13,10 +13,11 @@
 //! commit to its own group while the live one keeps running, and both report progress per
 //! partition; a small assign-based loop does all three without touching the worker.
 
+use sluice_core::connections::KafkaConnection;
+use sluice_producers::kafka::client_config as kafka_config;
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::OwnedMessage;
 use rdkafka::{Message, Offset, TopicPartitionList};
@@ -42,7 +43,7 @@ pub struct Bounded {
     /// Projection name (logs, DLQ headers).
     pub projection: String,
     /// Kafka bootstrap servers.
-    pub brokers: String,
+    pub kafka: KafkaConnection,
     /// Commit positions for this group after every batch (a rebuild's own group, so it can
     /// resume); `None` commits nothing (a replay with `--to` or a single-key rebuild just runs
     /// again after an interruption).
@@ -146,8 +147,7 @@ pub async fn run<S: Sink>(
         return Ok(summary);
     }
     let group = cfg.group.clone().unwrap_or_else(|| format!("sluice.{}.replay", cfg.projection));
-    let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &cfg.brokers)
+    let consumer: StreamConsumer = kafka_config(&cfg.kafka)
         .set("group.id", &group)
         .set("client.id", format!("sluice-rebuild-{}", cfg.projection))
         .set("enable.auto.commit", "false")
@@ -162,7 +162,7 @@ pub async fn run<S: Sink>(
             .map_err(kafka(format!("assigning {topic}:{partition}")))?;
     }
     consumer.assign(&tpl).map_err(kafka("assigning the partitions"))?;
-    let dlq = DeadLetterQueue::connect(&cfg.brokers, cfg.dlq_topic.clone(), cfg.projection.clone())
+    let dlq = DeadLetterQueue::connect(&cfg.kafka, cfg.dlq_topic.clone(), cfg.projection.clone())
         .map_err(kafka("creating the DLQ producer"))?;
     info!(projection = %cfg.projection, partitions = parts.len(), group = ?cfg.group, "bounded re-projection started");
 

@@ -7,11 +7,12 @@
 //! reading a topic of a few records to its end. The topic is created on first use (one partition:
 //! writes are rare and must be read in order; replicated like the cluster allows).
 
+use sluice_core::connections::KafkaConnection;
+use sluice_producers::kafka::client_config as kafka_config;
 use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -26,42 +27,43 @@ pub const STATE_TOPIC: &str = "sluice.rebuilds";
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
-fn kafka(what: &'static str) -> impl FnOnce(rdkafka::error::KafkaError) -> RebuildError {
+fn kafka_failed(what: &'static str) -> impl FnOnce(rdkafka::error::KafkaError) -> RebuildError {
     move |source| RebuildError::Kafka { what: what.to_owned(), source }
 }
 
 /// The stored state of `projection`'s last rebuild; `None` when it was never rebuilt.
-pub async fn load(brokers: &str, projection: &str) -> Result<Option<RebuildState>, RebuildError> {
-    let (brokers, projection) = (brokers.to_owned(), projection.to_owned());
+pub async fn load(kafka: &KafkaConnection, projection: &str) -> Result<Option<RebuildState>, RebuildError> {
+    let (kafka, projection) = (kafka.clone(), projection.to_owned());
     let transient = |e: &RebuildError| matches!(e, RebuildError::Kafka { source, .. } if is_transient_kafka(source));
-    tokio::task::spawn_blocking(move || retry_blocking(transient, || load_blocking(&brokers, &projection)))
+    tokio::task::spawn_blocking(move || retry_blocking(transient, || load_blocking(&kafka, &projection)))
         .await
         .map_err(|e| RebuildError::Task(e.to_string()))?
 }
 
-fn load_blocking(brokers: &str, projection: &str) -> Result<Option<RebuildState>, RebuildError> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
+fn load_blocking(kafka: &KafkaConnection, projection: &str) -> Result<Option<RebuildState>, RebuildError> {
+    let consumer: BaseConsumer = kafka_config(kafka)
         .set("group.id", "sluice.rebuilds.reader")
         .set("enable.auto.commit", "false")
         .set("allow.auto.create.topics", "false")
         .create()
-        .map_err(kafka("creating the rebuild-state reader"))?;
-    let md =
-        consumer.fetch_metadata(Some(STATE_TOPIC), TIMEOUT).map_err(kafka("reading the state topic's metadata"))?;
+        .map_err(kafka_failed("creating the rebuild-state reader"))?;
+    let md = consumer
+        .fetch_metadata(Some(STATE_TOPIC), TIMEOUT)
+        .map_err(kafka_failed("reading the state topic's metadata"))?;
     let exists =
         md.topics().iter().any(|t| t.name() == STATE_TOPIC && t.error().is_none() && !t.partitions().is_empty());
     if !exists {
         return Ok(None);
     }
-    let (low, high) =
-        consumer.fetch_watermarks(STATE_TOPIC, 0, TIMEOUT).map_err(kafka("reading the state topic's watermarks"))?;
+    let (low, high) = consumer
+        .fetch_watermarks(STATE_TOPIC, 0, TIMEOUT)
+        .map_err(kafka_failed("reading the state topic's watermarks"))?;
     if high <= low {
         return Ok(None);
     }
     let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(STATE_TOPIC, 0, Offset::Beginning).map_err(kafka("assigning the state topic"))?;
-    consumer.assign(&tpl).map_err(kafka("assigning the state topic"))?;
+    tpl.add_partition_offset(STATE_TOPIC, 0, Offset::Beginning).map_err(kafka_failed("assigning the state topic"))?;
+    consumer.assign(&tpl).map_err(kafka_failed("assigning the state topic"))?;
     let mut latest: Option<RebuildState> = None;
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
@@ -71,7 +73,7 @@ fn load_blocking(brokers: &str, projection: &str) -> Result<Option<RebuildState>
             }
             continue;
         };
-        let m = polled.map_err(kafka("reading the state topic"))?;
+        let m = polled.map_err(kafka_failed("reading the state topic"))?;
         if m.key() == Some(projection.as_bytes()) {
             latest = match m.payload() {
                 None => None,
@@ -90,14 +92,13 @@ fn load_blocking(brokers: &str, projection: &str) -> Result<Option<RebuildState>
 }
 
 /// Stores `state` as its projection's latest, creating the topic on first use.
-pub async fn save(brokers: &str, state: &RebuildState) -> Result<(), RebuildError> {
-    ensure_topic(brokers).await?;
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
+pub async fn save(kafka: &KafkaConnection, state: &RebuildState) -> Result<(), RebuildError> {
+    ensure_topic(kafka).await?;
+    let producer: FutureProducer = kafka_config(kafka)
         .set("enable.idempotence", "true")
         .set("acks", "all")
         .create()
-        .map_err(kafka("creating the rebuild-state writer"))?;
+        .map_err(kafka_failed("creating the rebuild-state writer"))?;
     let value = serde_json::to_vec(state).map_err(|e| RebuildError::State(e.to_string()))?;
     let record = FutureRecord::to(STATE_TOPIC).key(state.projection.as_bytes()).payload(&value).partition(0);
     producer.send(record, TIMEOUT).await.map(drop).map_err(|(source, _)| RebuildError::Kafka {
@@ -106,13 +107,13 @@ pub async fn save(brokers: &str, state: &RebuildState) -> Result<(), RebuildErro
     })
 }
 
-async fn ensure_topic(brokers: &str) -> Result<(), RebuildError> {
+async fn ensure_topic(kafka: &KafkaConnection) -> Result<(), RebuildError> {
     let admin: AdminClient<DefaultClientContext> =
-        ClientConfig::new().set("bootstrap.servers", brokers).create().map_err(kafka("creating an admin client"))?;
+        kafka_config(kafka).create().map_err(kafka_failed("creating an admin client"))?;
     let md = admin
         .inner()
         .fetch_metadata(Some(STATE_TOPIC), TIMEOUT)
-        .map_err(kafka("reading the state topic's metadata"))?;
+        .map_err(kafka_failed("reading the state topic's metadata"))?;
     if md.topics().iter().any(|t| t.name() == STATE_TOPIC && t.error().is_none() && !t.partitions().is_empty()) {
         return Ok(());
     }
@@ -121,7 +122,7 @@ async fn ensure_topic(brokers: &str) -> Result<(), RebuildError> {
     let results = admin
         .create_topics([&topic], &AdminOptions::new().operation_timeout(Some(TIMEOUT)))
         .await
-        .map_err(kafka("creating the state topic"))?;
+        .map_err(kafka_failed("creating the state topic"))?;
     for result in results {
         match result {
             Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
@@ -133,13 +134,13 @@ async fn ensure_topic(brokers: &str) -> Result<(), RebuildError> {
 
 /// Deletes consumer group `group` (a finished or aborted rebuild's), best effort: an empty group
 /// costs the broker nothing, so a failure is only reported.
-pub async fn delete_group(brokers: &str, group: &str) -> Result<(), RebuildError> {
+pub async fn delete_group(kafka: &KafkaConnection, group: &str) -> Result<(), RebuildError> {
     let admin: AdminClient<DefaultClientContext> =
-        ClientConfig::new().set("bootstrap.servers", brokers).create().map_err(kafka("creating an admin client"))?;
+        kafka_config(kafka).create().map_err(kafka_failed("creating an admin client"))?;
     let results = admin
         .delete_groups(&[group], &AdminOptions::new().operation_timeout(Some(TIMEOUT)))
         .await
-        .map_err(kafka("deleting the rebuild's consumer group"))?;
+        .map_err(kafka_failed("deleting the rebuild's consumer group"))?;
     for result in results {
         match result {
             Ok(_) | Err((_, RDKafkaErrorCode::GroupIdNotFound)) => {}

@@ -11,10 +11,11 @@
 //! header, the source coordinates as always — the original stays readable there while the source
 //! topic retains it.
 
+use sluice_core::connections::KafkaConnection;
+use sluice_producers::kafka::client_config as kafka_config;
 use std::time::Duration;
 
 use rdkafka::Message;
-use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -110,9 +111,8 @@ impl std::fmt::Debug for DeadLetterQueue {
 
 impl DeadLetterQueue {
     /// A DLQ writing to `topic` for `projection` through its own idempotent producer.
-    pub fn connect(brokers: &str, topic: String, projection: String) -> Result<Self, KafkaError> {
-        let producer = ClientConfig::new()
-            .set("bootstrap.servers", brokers)
+    pub fn connect(kafka: &KafkaConnection, topic: String, projection: String) -> Result<Self, KafkaError> {
+        let producer = kafka_config(kafka)
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("message.max.bytes", DLQ_MESSAGE_MAX_BYTES)

@@ -6,9 +6,10 @@
 //! captured end, the token is cancelled and the worker drains and exits as on SIGTERM. Because the
 //! check reads the group's commits, it works with several workers sharing the projection.
 
+use sluice_core::connections::KafkaConnection;
+use sluice_producers::kafka::client_config as kafka_config;
 use std::time::Duration;
 
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
@@ -57,8 +58,8 @@ fn remaining(consumer: &BaseConsumer, ends: &TopicPartitionList) -> Result<usize
 }
 
 /// Cancels `token` once the group `group` committed up to the ends of `topics` as of now.
-pub fn cancel_at_end(brokers: &str, group: &str, topics: &[String], token: CancellationToken) {
-    let config = ClientConfig::new().set("bootstrap.servers", brokers).set("group.id", group).clone();
+pub fn cancel_at_end(kafka: &KafkaConnection, group: &str, topics: &[String], token: CancellationToken) {
+    let config = kafka_config(kafka).set("group.id", group).clone();
     let topics = topics.to_vec();
     std::thread::spawn(move || {
         let consumer: BaseConsumer = match config.create() {

@@ -49,6 +49,7 @@ mod poll;
 mod progress;
 pub mod ready;
 
+use sluice_core::connections::KafkaConnection;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -90,7 +91,7 @@ pub struct WorkerConfig {
     /// Dead-letter topic.
     pub dlq_topic: String,
     /// Kafka bootstrap servers.
-    pub brokers: String,
+    pub kafka: KafkaConnection,
     /// How long a shutdown may spend writing and committing what is buffered.
     pub drain_deadline: Duration,
     /// Static group membership (`group.instance.id`): one stable id per replica (a StatefulSet
@@ -177,7 +178,7 @@ impl<S: Sink> Worker<S> {
     pub async fn run(self, shutdown: CancellationToken) -> Result<Stats, WorkerError> {
         let commits = Commits::new(Instant::now());
         let intake = Intake::subscribe(&self.cfg, commits.context(), self.metrics.clone())?;
-        let dlq = DeadLetterQueue::connect(&self.cfg.brokers, self.cfg.dlq_topic.clone(), self.cfg.projection.clone())?;
+        let dlq = DeadLetterQueue::connect(&self.cfg.kafka, self.cfg.dlq_topic.clone(), self.cfg.projection.clone())?;
         info!(projection = %self.cfg.projection, group = %self.cfg.group, topics = ?self.cfg.topics,
               sink = self.sink.kind(), dlq = %self.cfg.dlq_topic, instance_id = ?self.cfg.instance_id,
               "worker started");

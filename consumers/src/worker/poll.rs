@@ -6,9 +6,9 @@
 //! the assigned partitions are paused and polling goes on: group membership holds and rebalances
 //! are served, but nothing more is fetched, until a write lands.
 
+use sluice_producers::kafka::client_config as kafka_config;
 use std::time::Duration;
 
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::OwnedMessage;
@@ -77,9 +77,8 @@ impl Intake {
         context: WorkerContext,
         metrics: WorkerMetrics,
     ) -> Result<Self, WorkerError> {
-        let mut config = ClientConfig::new();
+        let mut config = kafka_config(&cfg.kafka);
         config
-            .set("bootstrap.servers", &cfg.brokers)
             .set("group.id", &cfg.group)
             .set("enable.auto.commit", "false")
             .set("auto.offset.reset", "earliest")

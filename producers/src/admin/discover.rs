@@ -8,11 +8,12 @@
 //! one consumer that never joins its group nor commits, from the last `n` offsets of every
 //! partition up to the partition's end, within a deadline.
 
+use crate::kafka::client_config as kafka_config;
+use sluice_core::connections::KafkaConnection;
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use futures::stream::{self, StreamExt, TryStreamExt};
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::{Message, Offset, TopicPartitionList};
@@ -61,7 +62,7 @@ pub enum DiscoverError {
 /// Reads the registry at `registry` and the cluster at `brokers`.
 pub async fn discover(
     registry: &Registry,
-    brokers: &str,
+    kafka: &KafkaConnection,
     options: &DiscoverOptions,
 ) -> Result<Inventory, DiscoverError> {
     let filter = &options.filter;
@@ -77,7 +78,7 @@ pub async fn discover(
         None
     });
 
-    let admin = TopicAdmin::new(brokers, options.kafka_timeout)?;
+    let admin = TopicAdmin::new(kafka, options.kafka_timeout)?;
     let listed = admin.list().await?;
     let kept: Vec<&str> = listed.keys().map(String::as_str).filter(|t| filter.keeps_topic(t)).collect();
     let described = admin.describe(&kept).await?;
@@ -85,7 +86,7 @@ pub async fn discover(
     let mut samples = if sample {
         let wanted: Vec<(String, usize)> =
             kept.iter().map(|t| ((*t).to_owned(), listed.get(*t).map_or(0, |(p, _)| *p))).collect();
-        let (brokers, n, deadline) = (brokers.to_owned(), options.records_per_partition, options.records_deadline);
+        let (brokers, n, deadline) = (kafka.clone(), options.records_per_partition, options.records_deadline);
         let timeout = options.kafka_timeout;
         tokio::task::spawn_blocking(move || read_records(&brokers, &wanted, n, deadline, timeout))
             .await
@@ -117,7 +118,7 @@ pub async fn discover(
         .collect();
     Ok(Inventory {
         registry_url: registry.url().to_owned(),
-        kafka_brokers: brokers.to_owned(),
+        kafka_brokers: kafka.brokers.clone(),
         compatibility,
         subjects,
         topics,
@@ -157,22 +158,21 @@ async fn subject(registry: &Registry, name: String) -> Result<Option<RegistrySub
 /// The schema ids in the last `n` records of every partition of `topics` (name, partitions),
 /// read until each partition's end or `deadline`. Blocking: librdkafka's consumer.
 fn read_records(
-    brokers: &str,
+    kafka: &KafkaConnection,
     topics: &[(String, usize)],
     n: u64,
     deadline: Duration,
     timeout: Duration,
 ) -> Result<BTreeMap<String, TopicSample>, DiscoverError> {
-    let kafka = |what: &'static str| move |e: KafkaError| DiscoverError::Records(format!("{what}: {e}"));
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
+    let failed = |what: &'static str| move |e: KafkaError| DiscoverError::Records(format!("{what}: {e}"));
+    let consumer: BaseConsumer = kafka_config(kafka)
         .set("group.id", READER_GROUP)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("enable.partition.eof", "false")
         .set("allow.auto.create.topics", "false")
         .create()
-        .map_err(kafka("creating the consumer"))?;
+        .map_err(failed("creating the consumer"))?;
     let mut samples: BTreeMap<String, TopicSample> =
         topics.iter().map(|(t, _)| (t.clone(), TopicSample::default())).collect();
     // The end of each partition to read, by (topic, partition): the offset of its last record.
@@ -180,26 +180,26 @@ fn read_records(
     let mut tpl = TopicPartitionList::new();
     for (topic, partitions) in topics {
         for p in 0..i32::try_from(*partitions).unwrap_or(i32::MAX) {
-            let (low, high) = consumer.fetch_watermarks(topic, p, timeout).map_err(kafka("reading watermarks"))?;
+            let (low, high) = consumer.fetch_watermarks(topic, p, timeout).map_err(failed("reading watermarks"))?;
             if high <= low {
                 continue;
             }
             let start = low.max(high.saturating_sub(i64::try_from(n).unwrap_or(i64::MAX)));
-            tpl.add_partition_offset(topic, p, Offset::Offset(start)).map_err(kafka("assigning"))?;
+            tpl.add_partition_offset(topic, p, Offset::Offset(start)).map_err(failed("assigning"))?;
             open.insert((topic.clone(), p), high - 1);
         }
     }
     if open.is_empty() {
         return Ok(samples);
     }
-    consumer.assign(&tpl).map_err(kafka("assigning"))?;
+    consumer.assign(&tpl).map_err(failed("assigning"))?;
     let until = Instant::now() + deadline;
     while !open.is_empty() && Instant::now() < until {
         match consumer.poll(Duration::from_millis(200)) {
             // Idle: a partition whose position passed its last offset is done. That is how a
             // partition ends whose last offset is a transaction marker, at which no record is read.
             None => {
-                let positions = consumer.position().map_err(kafka("reading positions"))?;
+                let positions = consumer.position().map_err(failed("reading positions"))?;
                 for e in positions.elements() {
                     let key = (e.topic().to_owned(), e.partition());
                     if let (Offset::Offset(at), Some(last)) = (e.offset(), open.get(&key))

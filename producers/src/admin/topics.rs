@@ -17,6 +17,8 @@
 //! - too many partitions (Kafka cannot remove partitions) and a different replication factor
 //!   (a partition reassignment, not a config change) are reported as drift and left alone.
 
+use crate::kafka::client_config as kafka_config;
+use sluice_core::connections::KafkaConnection;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,7 +27,6 @@ use rdkafka::admin::{
     AdminClient, AdminOptions, AlterConfig, ConfigSource, NewPartitions, NewTopic, ResourceSpecifier, TopicReplication,
 };
 use rdkafka::client::DefaultClientContext;
-use rdkafka::config::ClientConfig;
 use rdkafka::error::RDKafkaErrorCode;
 use sluice_core::topology::{TopicConfig, Topology};
 
@@ -228,9 +229,8 @@ impl std::fmt::Debug for TopicAdmin {
 
 impl TopicAdmin {
     /// An admin client of the cluster at `brokers`; each request gives up after `timeout`.
-    pub fn new(brokers: &str, timeout: Duration) -> Result<Self, TopicsError> {
-        let admin = ClientConfig::new()
-            .set("bootstrap.servers", brokers)
+    pub fn new(kafka: &KafkaConnection, timeout: Duration) -> Result<Self, TopicsError> {
+        let admin = kafka_config(kafka)
             .create()
             .map_err(|e| TopicsError::Kafka(format!("cannot create the admin client: {e}")))?;
         Ok(Self { admin: Arc::new(admin), timeout })

@@ -14,12 +14,12 @@
 //! Before the first probe finishes, and from the moment shutdown starts (draining), `/readyz`
 //! answers 503.
 
+use crate::kafka::client_config as kafka_config;
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use rdkafka::ClientConfig;
 use rdkafka::producer::{DefaultProducerContext, Producer, ThreadedProducer};
 use serde::Serialize;
 use sluice_core::Connections;
@@ -119,13 +119,12 @@ impl Probe {
     ) -> Result<Self, GatewayError> {
         // A threaded producer polls its own event queue, so a long outage does not pile up
         // undelivered error events in memory; it never sends a message.
-        let kafka: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
-            .set("bootstrap.servers", &connections.kafka_brokers)
+        let kafka: ThreadedProducer<DefaultProducerContext> = kafka_config(&connections.kafka)
             .set("allow.auto.create.topics", "false")
             .create()
             .map_err(|e| GatewayError::Config(format!("cannot create the Kafka probe client: {e}")))?;
-        let registry = Registry::new(&connections.schema_registry_url, timeout)?;
-        let admin = TopicAdmin::new(&connections.kafka_brokers, timeout)
+        let registry = Registry::new(&connections.registry, timeout)?;
+        let admin = TopicAdmin::new(&connections.kafka, timeout)
             .map_err(|e| GatewayError::Config(format!("cannot create the Kafka admin client: {e}")))?;
         let topology = publisher.topology();
         let topics = topology.events().map(|e| e.topic.clone()).collect();

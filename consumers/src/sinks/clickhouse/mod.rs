@@ -64,6 +64,9 @@ pub enum Error {
     /// `SLUICE_CLICKHOUSE_URL` lists servers in a form the client cannot use.
     #[error("SLUICE_CLICKHOUSE_URL: {0}")]
     BadUrl(String),
+    /// The TLS files (`SLUICE_CLICKHOUSE_TLS_*`) cannot be used.
+    #[error("{0}")]
+    Tls(String),
     /// `SELECT version()` returned something that is not a version.
     #[error("ClickHouse reported an unparseable version {0:?}")]
     BadVersion(String),

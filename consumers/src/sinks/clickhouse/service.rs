@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use clickhouse::Client;
+use hyper_rustls::HttpsConnectorBuilder;
 use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -49,10 +50,16 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 fn base_client(conn: &ClickHouseConnection) -> Result<Client, Error> {
     let servers = Servers::parse(&conn.url).map_err(Error::BadUrl)?;
     let builder = HyperClient::builder(TokioExecutor::new()).pool_idle_timeout(POOL_IDLE_TIMEOUT).clone();
+    let tls = sluice_producers::tls::client_config(&conn.tls, "ClickHouse").map_err(Error::Tls)?;
+    // http:// and https:// alike: the scheme of the URL decides, per request.
+    let https = |tls| HttpsConnectorBuilder::new().with_tls_config(tls).https_or_http().enable_http1();
     let mut client = match servers {
-        Some(servers) => Client::with_http_client(builder.build(tuned(HttpConnector::new_with_resolver(servers))))
-            .with_url(Servers::url()),
-        None => Client::with_http_client(builder.build(tuned(HttpConnector::new()))).with_url(&conn.url),
+        Some(servers) => Client::with_http_client(
+            builder.build(https(tls).wrap_connector(tuned(HttpConnector::new_with_resolver(servers)))),
+        )
+        .with_url(Servers::url()),
+        None => Client::with_http_client(builder.build(https(tls).wrap_connector(tuned(HttpConnector::new()))))
+            .with_url(&conn.url),
     };
     if let Some(user) = &conn.user {
         client = client.with_user(user);
@@ -65,6 +72,7 @@ fn base_client(conn: &ClickHouseConnection) -> Result<Client, Error> {
 
 /// `connector` tuned as [`base_client`] says.
 fn tuned<R>(mut connector: HttpConnector<R>) -> HttpConnector<R> {
+    connector.enforce_http(false);
     connector.set_nodelay(true);
     connector.set_keepalive(Some(Duration::from_secs(60)));
     connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
@@ -168,8 +176,13 @@ pub fn exception_code(text: &str) -> Option<u32> {
 ///   the same rows against the same table fails the same way.
 pub fn classify(what: &str, error: &clickhouse::error::Error) -> SinkError {
     use clickhouse::error::Error as E;
-    let message = format!("{what}: {error}");
+    let chain = sluice_producers::tls::error_chain(error);
+    let message = format!("{what}: {chain}");
     match error {
+        // The server's certificate is not trusted, or not for this name: the same next time.
+        E::Network(_) if sluice_producers::tls::is_certificate_refusal(&chain) => SinkError::Config(format!(
+            "{message} (check SLUICE_CLICKHOUSE_URL's host and SLUICE_CLICKHOUSE_TLS_CA_FILE)"
+        )),
         E::BadResponse(text) => match exception_code(text) {
             Some(code) if CONFIG_CODES.iter().any(|(c, _)| *c == code) => SinkError::Config(message),
             Some(_) => SinkError::Transient(message),
@@ -205,6 +218,7 @@ impl StartupError for Error {
             | Error::Drift { .. }
             | Error::NotClickHouse(_)
             | Error::UnknownCluster { .. }
+            | Error::Tls(_)
             | Error::BadUrl(_) => SinkError::Config(self.to_string()),
         }
     }

@@ -68,6 +68,15 @@ pub enum Error {
         /// The collection.
         collection: String,
     },
+    /// TLS to the cluster cannot work: the files (`SLUICE_COUCHBASE_TLS_*`) are unusable, or the
+    /// cluster's certificate is refused (untrusted issuer, another name).
+    #[error("Couchbase at {connstr}: {reason}")]
+    Tls {
+        /// The connection string used.
+        connstr: String,
+        /// Why.
+        reason: String,
+    },
     /// An operation did not finish in time.
     #[error("Couchbase {what} did not finish within {after:?}")]
     Timeout {

@@ -8,12 +8,13 @@
 use std::future::Future;
 use std::time::Duration;
 
-use couchbase::authenticator::PasswordAuthenticator;
+use couchbase::authenticator::{Authenticator, CertificateAuthenticator, PasswordAuthenticator};
 use couchbase::bucket::Bucket;
 use couchbase::cluster::Cluster;
 use couchbase::collection::Collection;
-use couchbase::options::cluster_options::ClusterOptions;
+use couchbase::options::cluster_options::{ClusterOptions, TlsOptions};
 use sluice_core::connections::CouchbaseConnection;
+use sluice_producers::tls;
 
 use super::Error;
 use crate::sink::SinkError;
@@ -56,6 +57,22 @@ pub async fn deadline<T>(
     }
 }
 
+/// The first host of a `couchbases://` connection string and its KV TLS port (11207 unless given).
+pub fn first_tls_host(connstr: &str) -> Option<(String, u16)> {
+    let first = connstr.strip_prefix("couchbases://")?.split(['/', '?', ',']).next()?.trim();
+    tls::host_port(first, 11207)
+}
+
+/// A TLS handshake with the cluster's first node: refused certificates fail here, clearly.
+/// A node that does not answer is left to the SDK (and the worker's wait for an absent sink).
+async fn check_certificate(conn: &CouchbaseConnection) -> Result<(), String> {
+    let Some((host, port)) = first_tls_host(&conn.connstr) else { return Ok(()) };
+    match tls::probe(&host, port, &conn.tls, "Couchbase", CONNECT_TIMEOUT).await {
+        Err(reason) if tls::is_certificate_refusal(&reason) => Err(reason),
+        _ => Ok(()),
+    }
+}
+
 /// At start-up (connect, open the bucket, read the live pointer, check the collection): a
 /// cluster that does not answer in time or is busy is waited for; credentials, a bucket, scope
 /// or collection it does not have stop the worker.
@@ -78,7 +95,9 @@ impl StartupError for Error {
                 | K::UnsupportedOperation => SinkError::Config(self.to_string()),
                 _ => SinkError::Transient(self.to_string()),
             },
-            Error::NotCouchbase { .. } | Error::MissingCollection { .. } => SinkError::Config(self.to_string()),
+            Error::NotCouchbase { .. } | Error::MissingCollection { .. } | Error::Tls { .. } => {
+                SinkError::Config(self.to_string())
+            }
         }
     }
 }
@@ -86,8 +105,25 @@ impl StartupError for Error {
 impl Couchbase {
     /// Connects and opens the configured bucket.
     pub async fn connect(conn: &CouchbaseConnection) -> Result<Self, Error> {
-        let auth = PasswordAuthenticator::new(&conn.username, conn.password.expose());
-        let opts = ClusterOptions::new(auth.into());
+        let tls_error = |reason| Error::Tls { connstr: conn.connstr.clone(), reason };
+        if conn.uses_tls() {
+            // The SDK answers an untrusted certificate with a connect timeout after retrying; one
+            // handshake of our own, with the same roots, names the cause at once.
+            check_certificate(conn).await.map_err(tls_error)?;
+        }
+        let auth: Authenticator = match (&conn.tls.cert_file, &conn.tls.key_file) {
+            (Some(cert), Some(key)) => CertificateAuthenticator::new(
+                tls::read_certs(cert, "Couchbase").map_err(tls_error)?,
+                tls::read_key(key, "Couchbase").map_err(tls_error)?,
+            )
+            .into(),
+            _ => PasswordAuthenticator::new(&conn.username, conn.password.expose()).into(),
+        };
+        let mut opts = ClusterOptions::new(auth);
+        if let Some(ca) = &conn.tls.ca_file {
+            let roots = tls::read_certs(ca, "Couchbase").map_err(tls_error)?;
+            opts = opts.tls_options(TlsOptions::new().add_ca_certificates(roots));
+        }
         let cluster = deadline("connect", CONNECT_TIMEOUT, Cluster::connect(&conn.connstr, opts))
             .await
             .map_err(|e| Error::Unreachable { connstr: conn.connstr.clone(), source: Box::new(e) })?;
@@ -133,5 +169,24 @@ impl Couchbase {
                 self.bucket.scope(scope.unwrap_or("_default")).collection(collection.unwrap_or("_default"))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::first_tls_host;
+
+    #[test]
+    fn the_first_tls_host_of_a_connection_string() {
+        assert_eq!(
+            first_tls_host("couchbases://127.0.0.1:40699,127.0.0.1:41731"),
+            Some(("127.0.0.1".to_owned(), 40699))
+        );
+        assert_eq!(
+            first_tls_host("couchbases://cb.example.com/bucket?x=1"),
+            Some(("cb.example.com".to_owned(), 11207))
+        );
+        assert_eq!(first_tls_host("couchbases://[::1]:11207"), Some(("::1".to_owned(), 11207)));
+        assert_eq!(first_tls_host("couchbase://plain"), None);
     }
 }

@@ -1,201 +1,105 @@
-//! Where the services are: Kafka, the schema registry, Couchbase and ClickHouse endpoints.
+//! Where the services are and how to reach them securely: Kafka, the schema registry, Couchbase
+//! and ClickHouse endpoints, credentials and TLS files.
 //!
 //! Values come from `SLUICE_*` environment variables, layered over an env file (`dev/up` writes
 //! `.dev/env`; a deployment may point `SLUICE_ENV_FILE` at its own). The process environment always
 //! wins, so a user can override one endpoint without editing the file. Credentials come only from
-//! here, never from `topology.toml`, and [`Secret`] keeps them out of logs.
+//! here (or from the files `…_FILE` variables name), never from `topology.toml`, and [`Secret`]
+//! keeps them out of logs, errors and `sluice doctor`.
 
-use std::collections::BTreeMap;
-use std::fmt;
-use std::path::{Path, PathBuf};
+mod env;
+mod kafka;
+mod registry;
+mod secret;
+mod tls;
 
-use thiserror::Error;
+pub use env::{Env, EnvError, parse_env_file};
+pub use kafka::{KafkaConnection, parse_properties};
+pub use registry::{RegistryAuth, RegistryConnection, split_userinfo};
+pub use secret::Secret;
+pub use tls::TlsFiles;
 
-/// Errors reading the environment.
-#[derive(Debug, Error)]
-pub enum EnvError {
-    /// The env file could not be read.
-    #[error("cannot read env file {path}: {source}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// A line of the env file is not `[export ]NAME=value`.
-    #[error("{path}:{line}: expected `export NAME=value`, got {text:?}")]
-    Syntax {
-        /// The file.
-        path: PathBuf,
-        /// 1-based line number.
-        line: usize,
-        /// The offending line.
-        text: String,
-    },
-    /// Required variables are not set anywhere.
-    #[error(
-        "missing {}: start the local services with `dev/up` (it writes .dev/env), \
-         or set them to point at your clusters (see README, 'Environment')",
-        .0.join(", ")
-    )]
-    Missing(Vec<&'static str>),
-}
-
-/// A string that never shows itself in `Debug` or `Display` output.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret value.
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-    /// The value itself, for handing to a client library.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("\"<redacted>\"")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
-
-/// Parses an env file: `NAME=value` or `export NAME=value` lines; blank lines and `#` comments are
-/// skipped; a value may be wrapped in single or double quotes. Pure, so it is tested without files.
-pub fn parse_env_file(path: &Path, text: &str) -> Result<BTreeMap<String, String>, EnvError> {
-    let mut vars = BTreeMap::new();
-    for (i, raw) in text.lines().enumerate() {
-        let line = raw.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let body = line.strip_prefix("export ").map_or(line, str::trim_start);
-        let syntax = || EnvError::Syntax { path: path.to_owned(), line: i + 1, text: raw.to_owned() };
-        let (name, value) = body.split_once('=').ok_or_else(syntax)?;
-        let valid_name = !name.is_empty()
-            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-            && !name.starts_with(|c: char| c.is_ascii_digit());
-        if !valid_name {
-            return Err(syntax());
-        }
-        let value = value.trim();
-        let unquoted = [('"', '"'), ('\'', '\'')]
-            .iter()
-            .find_map(|(l, r)| value.strip_prefix(*l).and_then(|v| v.strip_suffix(*r)))
-            .unwrap_or(value);
-        vars.insert(name.to_owned(), unquoted.to_owned());
-    }
-    Ok(vars)
-}
-
-/// The process environment layered over an optional env file, over optional defaults (the
-/// topology's `[connections]`).
-#[derive(Debug, Clone, Default)]
-pub struct Env {
-    file: BTreeMap<String, String>,
-    path: Option<PathBuf>,
-    defaults: BTreeMap<String, String>,
-}
-
-impl Env {
-    /// Only the process environment.
-    pub fn process() -> Self {
-        Self::default()
-    }
-
-    /// The process environment over the variables of `path`.
-    pub fn with_file(path: &Path) -> Result<Self, EnvError> {
-        let text = std::fs::read_to_string(path).map_err(|source| EnvError::Read { path: path.to_owned(), source })?;
-        Ok(Self { file: parse_env_file(path, &text)?, path: Some(path.to_owned()), defaults: BTreeMap::new() })
-    }
-
-    /// From explicit variables (tests, or a caller that already parsed a file).
-    pub fn from_vars(vars: impl IntoIterator<Item = (String, String)>) -> Self {
-        Self { file: vars.into_iter().collect(), path: None, defaults: BTreeMap::new() }
-    }
-
-    /// Adds a lowest layer: values used only when neither the process environment nor the file
-    /// sets the variable (e.g. `Topology::connections().env_defaults()`).
-    #[must_use]
-    pub fn with_defaults(mut self, defaults: impl IntoIterator<Item = (String, String)>) -> Self {
-        self.defaults.extend(defaults);
-        self
-    }
-
-    /// The process environment over `$SLUICE_ENV_FILE`, or else over the nearest `.dev/env` in the
-    /// current directory or one of its parents (so `cargo test` in any crate finds the rig's file).
-    pub fn discover() -> Result<Self, EnvError> {
-        if let Some(path) = std::env::var_os("SLUICE_ENV_FILE") {
-            return Self::with_file(Path::new(&path));
-        }
-        let cwd = std::env::current_dir().unwrap_or_default();
-        match cwd.ancestors().map(|dir| dir.join(".dev/env")).find(|p| p.is_file()) {
-            Some(path) => Self::with_file(&path),
-            None => Ok(Self::process()),
-        }
-    }
-
-    /// The env file in use, if any.
-    pub fn file(&self) -> Option<&Path> {
-        self.path.as_deref()
-    }
-
-    /// A variable: the process environment first, then the file, then the defaults; empty counts
-    /// as unset.
-    pub fn get(&self, name: &str) -> Option<String> {
-        let non_empty = |v: &String| !v.is_empty();
-        std::env::var(name)
-            .ok()
-            .filter(non_empty)
-            .or_else(|| self.file.get(name).filter(|v| non_empty(v)).cloned())
-            .or_else(|| self.defaults.get(name).filter(|v| non_empty(v)).cloned())
-    }
-}
-
-/// How to reach a ClickHouse server over HTTP.
+/// How to reach a ClickHouse server over HTTP(S).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClickHouseConnection {
-    /// `http://host:8123`.
+    /// `http://host:8123` or `https://host:8443`; a comma list names several servers of one
+    /// cluster.
     pub url: String,
     /// Database of tables that name none (`SLUICE_CLICKHOUSE_DATABASE`, default `default`).
     pub database: String,
     /// User (`SLUICE_CLICKHOUSE_USER`); the server's default user when unset.
     pub user: Option<String>,
-    /// Password (`SLUICE_CLICKHOUSE_PASSWORD`).
+    /// Password (`SLUICE_CLICKHOUSE_PASSWORD` or `_PASSWORD_FILE`).
     pub password: Option<Secret>,
     /// The cluster the server belongs to (`SLUICE_CLICKHOUSE_CLUSTER`, a `<remote_servers>` entry):
     /// tables are then replicated and sharded across it, DDL runs `ON CLUSTER`. `None`: one server.
     pub cluster: Option<String>,
+    /// TLS files for `https://` servers (`SLUICE_CLICKHOUSE_TLS_*`).
+    pub tls: TlsFiles,
+}
+
+impl ClickHouseConnection {
+    /// A server reached as the default user over plain HTTP (tests, the dev rig).
+    pub fn plain(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            database: "default".to_owned(),
+            user: None,
+            password: None,
+            cluster: None,
+            tls: TlsFiles::default(),
+        }
+    }
+
+    /// For `sluice doctor`: who sluice is there, never the password.
+    pub fn describe_auth(&self) -> String {
+        match (&self.user, &self.password) {
+            (Some(user), Some(_)) => format!("user {user:?} with a password"),
+            (Some(user), None) => format!("user {user:?} without a password"),
+            (None, _) => "the server's default user".to_owned(),
+        }
+    }
 }
 
 /// How to reach the Couchbase cluster.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CouchbaseConnection {
-    /// `couchbase://host` connection string.
+    /// `couchbase://host` or `couchbases://host` connection string.
     pub connstr: String,
-    /// RBAC user name.
+    /// RBAC user name (unused with a client certificate).
     pub username: String,
-    /// RBAC password.
+    /// RBAC password (unused with a client certificate).
     pub password: Secret,
     /// Default bucket for projections that do not name one.
     pub bucket: String,
+    /// TLS files for `couchbases://` (`SLUICE_COUCHBASE_TLS_*`); a client certificate replaces
+    /// the user and password (certificate authentication).
+    pub tls: TlsFiles,
+}
+
+impl CouchbaseConnection {
+    /// Whether the connection string asks for TLS.
+    pub fn uses_tls(&self) -> bool {
+        self.connstr.starts_with("couchbases://")
+    }
+
+    /// For `sluice doctor`: the mechanism and user, never the password.
+    pub fn describe_auth(&self) -> String {
+        if self.tls.client_auth() {
+            "client certificate".to_owned()
+        } else {
+            format!("user {:?} with a password", self.username)
+        }
+    }
 }
 
 /// Every endpoint sluice talks to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Connections {
-    /// Kafka bootstrap servers, `host:port[,host:port…]`.
-    pub kafka_brokers: String,
-    /// Confluent-API schema registry base URL.
-    pub schema_registry_url: String,
+    /// Kafka: brokers and client security.
+    pub kafka: KafkaConnection,
+    /// The Confluent-API schema registry.
+    pub registry: RegistryConnection,
     /// The Couchbase cluster.
     pub couchbase: CouchbaseConnection,
     /// The ClickHouse server projections write to.
@@ -205,19 +109,58 @@ pub struct Connections {
 }
 
 /// The variables [`Connections::from_env`] reads, with their meaning (for `--help` and the README).
+/// Every one marked secret may instead be given as `NAME_FILE`, a file holding the value.
 pub const VARIABLES: &[(&str, &str)] = &[
     ("SLUICE_KAFKA_BROKERS", "Kafka bootstrap servers, host:port[,host:port…]"),
+    (
+        "SLUICE_KAFKA_SECURITY_PROTOCOL",
+        "plaintext, ssl, sasl_plaintext or sasl_ssl (default: sasl_ssl with a SASL user, ssl with TLS files, else plaintext)",
+    ),
+    ("SLUICE_KAFKA_SASL_MECHANISM", "PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER"),
+    ("SLUICE_KAFKA_SASL_USERNAME", "Kafka SASL user (an API key on Confluent Cloud)"),
+    ("SLUICE_KAFKA_SASL_PASSWORD", "Kafka SASL password (secret)"),
+    ("SLUICE_KAFKA_TLS_CA_FILE", "CA bundle (PEM) to verify the brokers with (default: the system's)"),
+    ("SLUICE_KAFKA_TLS_CERT_FILE", "client certificate (PEM) for mutual TLS"),
+    ("SLUICE_KAFKA_TLS_KEY_FILE", "the client certificate's key (PEM)"),
+    ("SLUICE_KAFKA_TLS_KEY_PASSWORD", "the key's password, if it is encrypted (secret)"),
+    ("SLUICE_KAFKA_TLS_VERIFY_HOSTNAME", "check the broker's name against its certificate (default: true)"),
+    (
+        "SLUICE_KAFKA_PROPERTIES_FILE",
+        "librdkafka properties file applied to every Kafka client, under the variables above",
+    ),
     ("SLUICE_SCHEMA_REGISTRY_URL", "Confluent-API schema registry base URL"),
-    ("SLUICE_COUCHBASE_CONNSTR", "Couchbase connection string, couchbase://host"),
+    ("SLUICE_SCHEMA_REGISTRY_USERNAME", "registry basic-auth user (an API key on Confluent Cloud)"),
+    ("SLUICE_SCHEMA_REGISTRY_PASSWORD", "registry basic-auth password (secret)"),
+    ("SLUICE_SCHEMA_REGISTRY_TOKEN", "registry bearer token, instead of basic auth (secret)"),
+    (
+        "SLUICE_SCHEMA_REGISTRY_TLS_CA_FILE",
+        "CA bundle (PEM) to verify the registry with; also _TLS_CERT_FILE/_TLS_KEY_FILE",
+    ),
+    ("SLUICE_COUCHBASE_CONNSTR", "Couchbase connection string, couchbase://host or couchbases://host"),
     ("SLUICE_COUCHBASE_USERNAME", "Couchbase user"),
     ("SLUICE_COUCHBASE_PASSWORD", "Couchbase password (secret)"),
     ("SLUICE_COUCHBASE_BUCKET", "Couchbase bucket (default: default)"),
-    ("SLUICE_CLICKHOUSE_URL", "ClickHouse HTTP URL, http://host:8123"),
+    (
+        "SLUICE_COUCHBASE_TLS_CA_FILE",
+        "CA bundle (PEM) for couchbases://; _TLS_CERT_FILE/_TLS_KEY_FILE: certificate auth",
+    ),
+    ("SLUICE_CLICKHOUSE_URL", "ClickHouse HTTP(S) URL, http://host:8123 or https://host:8443"),
     ("SLUICE_CLICKHOUSE_USER", "ClickHouse user (optional)"),
     ("SLUICE_CLICKHOUSE_PASSWORD", "ClickHouse password (optional, secret)"),
     ("SLUICE_CLICKHOUSE_DATABASE", "ClickHouse database (default: default)"),
     ("SLUICE_CLICKHOUSE_CLUSTER", "ClickHouse cluster to place tables on (optional; one server when unset)"),
+    ("SLUICE_CLICKHOUSE_TLS_CA_FILE", "CA bundle (PEM) for https:// servers; also _TLS_CERT_FILE/_TLS_KEY_FILE"),
     ("SLUICE_CLICKHOUSE_COMPAT_URL", "a second, older ClickHouse (dev rig's compatibility target; optional)"),
+];
+
+/// The variables that hold secrets: each may be given as `NAME_FILE` instead.
+pub const SECRET_VARIABLES: &[&str] = &[
+    "SLUICE_KAFKA_SASL_PASSWORD",
+    "SLUICE_KAFKA_TLS_KEY_PASSWORD",
+    "SLUICE_SCHEMA_REGISTRY_PASSWORD",
+    "SLUICE_SCHEMA_REGISTRY_TOKEN",
+    "SLUICE_COUCHBASE_PASSWORD",
+    "SLUICE_CLICKHOUSE_PASSWORD",
 ];
 
 /// Which services a command talks to: [`Connections::for_services`] requires the variables of
@@ -266,41 +209,55 @@ impl Connections {
 
     /// Reads the endpoints, requiring only the variables of `services` (all missing ones named at
     /// once). A service not asked for is read as far as it is set; what is unset stays empty, and
-    /// a client given it fails to connect, so a command asks for every service it talks to.
+    /// a client given it fails to connect, so a command asks for every service it talks to. A
+    /// value that is set but wrong (an unreadable CA file, a half-given credential) is an error
+    /// whichever services are asked for: it would fail later, further from its cause.
     pub fn for_services(env: &Env, services: Services) -> Result<Self, EnvError> {
+        let kafka = KafkaConnection::from_env(env)?;
+        let registry = RegistryConnection::from_env(env)?;
+        let couchbase_tls = TlsFiles::from_env(env, "SLUICE_COUCHBASE")?;
+        let couchbase_password = env.secret("SLUICE_COUCHBASE_PASSWORD")?;
         let mut missing = Vec::new();
-        let mut need = |name: &'static str, required: bool| {
-            env.get(name).unwrap_or_else(|| {
+        let mut need = |name: &'static str, value: Option<String>, required: bool| {
+            value.unwrap_or_else(|| {
                 if required {
                     missing.push(name);
                 }
                 String::new()
             })
         };
-        let kafka_brokers = need("SLUICE_KAFKA_BROKERS", services.kafka);
-        let schema_registry_url = need("SLUICE_SCHEMA_REGISTRY_URL", services.registry);
-        let connstr = need("SLUICE_COUCHBASE_CONNSTR", services.couchbase);
-        let username = need("SLUICE_COUCHBASE_USERNAME", services.couchbase);
-        let password = Secret::new(need("SLUICE_COUCHBASE_PASSWORD", services.couchbase));
-        let clickhouse_url = need("SLUICE_CLICKHOUSE_URL", services.clickhouse);
+        let _ = need("SLUICE_KAFKA_BROKERS", Some(kafka.brokers.clone()).filter(|b| !b.is_empty()), services.kafka);
+        let _ =
+            need("SLUICE_SCHEMA_REGISTRY_URL", Some(registry.url.clone()).filter(|u| !u.is_empty()), services.registry);
+        let connstr = need("SLUICE_COUCHBASE_CONNSTR", env.get("SLUICE_COUCHBASE_CONNSTR"), services.couchbase);
+        // A client certificate is the credential on its own (Couchbase certificate auth).
+        let by_password = services.couchbase && !couchbase_tls.client_auth();
+        let username = need("SLUICE_COUCHBASE_USERNAME", env.get("SLUICE_COUCHBASE_USERNAME"), by_password);
+        let password =
+            need("SLUICE_COUCHBASE_PASSWORD", couchbase_password.map(|s| s.expose().to_owned()), by_password);
+        let clickhouse_url = need("SLUICE_CLICKHOUSE_URL", env.get("SLUICE_CLICKHOUSE_URL"), services.clickhouse);
         if !missing.is_empty() {
             return Err(EnvError::Missing(missing));
         }
+        let clickhouse_tls = TlsFiles::from_env(env, "SLUICE_CLICKHOUSE")?;
+        let clickhouse_password = env.secret("SLUICE_CLICKHOUSE_PASSWORD")?;
         let clickhouse = |url| ClickHouseConnection {
             url,
             database: env.get("SLUICE_CLICKHOUSE_DATABASE").unwrap_or_else(|| "default".to_owned()),
             user: env.get("SLUICE_CLICKHOUSE_USER"),
-            password: env.get("SLUICE_CLICKHOUSE_PASSWORD").map(Secret::new),
+            password: clickhouse_password.clone(),
             cluster: env.get("SLUICE_CLICKHOUSE_CLUSTER"),
+            tls: clickhouse_tls.clone(),
         };
         Ok(Self {
-            kafka_brokers,
-            schema_registry_url,
+            kafka,
+            registry,
             couchbase: CouchbaseConnection {
                 connstr,
                 username,
-                password,
+                password: Secret::new(password),
                 bucket: env.get("SLUICE_COUCHBASE_BUCKET").unwrap_or_else(|| "default".to_owned()),
+                tls: couchbase_tls,
             },
             clickhouse: clickhouse(clickhouse_url),
             clickhouse_compat: env.get("SLUICE_CLICKHOUSE_COMPAT_URL").map(clickhouse),
@@ -310,6 +267,8 @@ impl Connections {
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Env {
@@ -352,7 +311,7 @@ mod tests {
             kafka_and_registry,
         )
         .expect("kafka and registry suffice");
-        assert_eq!((c.kafka_brokers.as_str(), c.couchbase.connstr.as_str()), ("k:1", ""));
+        assert_eq!((c.kafka.brokers.as_str(), c.couchbase.connstr.as_str()), ("k:1", ""));
         let err = Connections::for_services(&env(&[("SLUICE_KAFKA_BROKERS", "k:1")]), Services::COUCHBASE)
             .expect_err("couchbase asked for")
             .to_string();
@@ -389,5 +348,39 @@ mod tests {
         assert_eq!(e.get("SLUICE_TEST_EMPTY").as_deref(), Some("default"));
         assert_eq!(e.get("SLUICE_TEST_ONLY_DEFAULT").as_deref(), Some("default"));
         assert_eq!(e.get("SLUICE_TEST_UNSET"), None);
+    }
+
+    #[test]
+    fn a_secret_may_come_from_a_file_but_not_from_both() {
+        let dir = std::env::temp_dir().join(format!("sluice-secret-file-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let file = dir.join("password");
+        std::fs::write(&file, "from-a-file\n").expect("write");
+        let path = file.display().to_string();
+        let e = env(&[("SLUICE_CLICKHOUSE_PASSWORD_FILE", &path)]);
+        assert_eq!(e.secret("SLUICE_CLICKHOUSE_PASSWORD").expect("read").expect("set").expose(), "from-a-file");
+        let both = env(&[("SLUICE_CLICKHOUSE_PASSWORD_FILE", &path), ("SLUICE_CLICKHOUSE_PASSWORD", "inline")]);
+        let err = both.secret("SLUICE_CLICKHOUSE_PASSWORD").expect_err("both").to_string();
+        assert!(err.contains("not both") && !err.contains("inline") && !err.contains("from-a-file"), "{err}");
+        let gone = env(&[("SLUICE_COUCHBASE_PASSWORD_FILE", "/no/such/secret")]);
+        let err = Connections::from_env(&gone).expect_err("unreadable").to_string();
+        assert!(err.starts_with("SLUICE_COUCHBASE_PASSWORD_FILE=/no/such/secret: cannot read the file"), "{err}");
+        std::fs::remove_dir_all(&dir).expect("cleanup");
+    }
+
+    #[test]
+    fn a_client_certificate_replaces_the_couchbase_password() {
+        let pem = std::env::current_exe().expect("exe").display().to_string();
+        let c = Connections::for_services(
+            &env(&[
+                ("SLUICE_COUCHBASE_CONNSTR", "couchbases://c"),
+                ("SLUICE_COUCHBASE_TLS_CERT_FILE", &pem),
+                ("SLUICE_COUCHBASE_TLS_KEY_FILE", &pem),
+            ]),
+            Services::COUCHBASE,
+        )
+        .expect("certificate auth needs no password");
+        assert!(c.couchbase.uses_tls());
+        assert_eq!(c.couchbase.describe_auth(), "client certificate");
     }
 }
