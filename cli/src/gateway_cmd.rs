@@ -1,9 +1,11 @@
 //! `sluice gateway`: run the HTTP ingest gateway until SIGTERM/SIGINT, then drain.
 //!
-//! Reads the tokens (`SLUICE_GATEWAY_TOKENS` and/or `--tokens-file`), builds the publisher of
-//! the topology (schemas must be registered beforehand unless `--auto-register`), installs the
-//! Prometheus recorder served on the gateway's own `/metrics`, and hands everything to
-//! [`sluice_producers::gateway::serve`].
+//! Reads the tokens (`SLUICE_GATEWAY_TOKENS` and/or `--tokens-file`) and, with `--tls-cert` and
+//! `--tls-key`, the TLS pair; builds the publisher of the topology (schemas must be registered
+//! beforehand unless `--auto-register`), installs the Prometheus recorder served on the
+//! gateway's own `/metrics`, and hands everything to [`sluice_producers::gateway::serve`].
+//! SIGHUP re-reads the tokens file and the TLS pair ([`gateway::Reloader`]); the library also
+//! watches the TLS files for a change.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -14,7 +16,9 @@ use std::time::Duration;
 use anyhow::Context as _;
 use sluice_consumers::lag::{DEFAULT_INTERVAL, LagGate, LagMonitor};
 use sluice_core::lag::IntakePolicy;
-use sluice_producers::gateway::{self, GatewayConfig, GatewayState, Tokens};
+use sluice_producers::gateway::{
+    self, GatewayConfig, GatewayState, Reloader, TlsCertificate, TlsFiles, TokenSource, Tokens,
+};
 use sluice_producers::{Publisher, PublisherOptions};
 
 use crate::Context;
@@ -24,9 +28,21 @@ const TOKENS_VAR: &str = "SLUICE_GATEWAY_TOKENS";
 
 /// Options of `sluice gateway`.
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Tokens: SLUICE_GATEWAY_TOKENS='web:<secret>:user.*,session.*;etl:<secret>:*' \
-                        and/or --tokens-file (one entry per line, # comments). A scope is an event \
-                        type or a glob with *. Tokens are never logged: log lines name the entry.\n\
+#[command(after_help = "Tokens: entries name:token:scope[,scope...], e.g. \
+                        SLUICE_GATEWAY_TOKENS='web:<secret>:user.*,session.*;etl:<secret>:*' \
+                        (entries separated by ;) and/or --tokens-file (one entry per line, blank \
+                        lines and lines starting with # skipped). A token is at least 16 \
+                        characters; a scope is an event type or a glob with *. Tokens are never \
+                        logged: log lines and errors name the entry (file, line, name).\n\n\
+                        TLS: --tls-cert and --tls-key (both or neither) serve HTTPS (TLS 1.2/1.3) \
+                        instead of plain HTTP, from a PEM certificate chain (server certificate \
+                        first) and a PEM private key (PKCS#8, RSA or EC).\n\n\
+                        Reloading without a restart: SIGHUP re-reads the tokens file and the TLS \
+                        pair; the TLS files are also checked every --tls-watch-interval and \
+                        re-read when they change (a rotated Kubernetes secret). Requests in \
+                        flight finish; open connections keep their certificate. A file that does \
+                        not load is logged as an error and the previous tokens or certificate stay \
+                        in use. SLUICE_GATEWAY_TOKENS is read at start only.\n\n\
                         Routes: POST /v1/events/{event_type}, POST /v1/events/{event_type}/batch, \
                         POST /v1/batch, GET /healthz, GET /readyz, GET /metrics.")]
 pub(crate) struct GatewayArgs {
@@ -35,9 +51,22 @@ pub(crate) struct GatewayArgs {
     listen: SocketAddr,
 
     /// A secret file of tokens, one `name:token:scope[,scope…]` per line (added to
-    /// SLUICE_GATEWAY_TOKENS).
+    /// SLUICE_GATEWAY_TOKENS). Re-read on SIGHUP.
     #[arg(long, env = "SLUICE_GATEWAY_TOKENS_FILE", value_name = "PATH")]
     tokens_file: Option<PathBuf>,
+
+    /// Serve HTTPS with this PEM certificate chain (the server's certificate first); needs
+    /// --tls-key. Re-read on SIGHUP and when the file changes.
+    #[arg(long, env = "SLUICE_GATEWAY_TLS_CERT_FILE", value_name = "PATH", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+
+    /// The PEM private key (PKCS#8, RSA or EC) of --tls-cert; needs --tls-cert.
+    #[arg(long, env = "SLUICE_GATEWAY_TLS_KEY_FILE", value_name = "PATH", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+
+    /// How often the TLS files are checked for a change (modification time, size, inode).
+    #[arg(long, default_value = "5s", value_parser = duration)]
+    tls_watch_interval: Duration,
 
     /// Largest single-event body, e.g. `1MiB`, `512KiB`, `65536`, as sent and once decompressed
     /// (`Content-Encoding: gzip` or `deflate`).
@@ -129,18 +158,47 @@ pub(crate) fn byte_size(s: &str) -> Result<usize, String> {
     n.checked_mul(factor).filter(|&b| b > 0).ok_or_else(|| format!("size {s:?} is zero or too large"))
 }
 
-fn tokens(args: &GatewayArgs) -> anyhow::Result<Tokens> {
-    let mut tokens = Tokens::default();
+/// The tokens' source (the variable's, fixed for the process's life, and the file's) and the
+/// tokens it gives now.
+fn tokens(args: &GatewayArgs) -> anyhow::Result<(TokenSource, Tokens)> {
+    let mut fixed = Tokens::default();
     if let Ok(text) = std::env::var(TOKENS_VAR) {
-        tokens.add(&text, TOKENS_VAR)?;
+        fixed.add(&text, TOKENS_VAR)?;
     }
-    if let Some(path) = &args.tokens_file {
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("reading the tokens file {}", path.display()))?;
-        tokens.add(&text, &format!("tokens file {}", path.display()))?;
+    let source = TokenSource::new(fixed, args.tokens_file.clone());
+    let tokens = source.load()?;
+    Ok((source, tokens))
+}
+
+/// The TLS pair, when both files are given (clap refuses one without the other).
+fn tls(args: &GatewayArgs) -> anyhow::Result<Option<Arc<TlsCertificate>>> {
+    let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) else {
+        return Ok(None);
+    };
+    let tls = TlsCertificate::load(TlsFiles { cert: cert.clone(), key: key.clone() })?;
+    tracing::info!(cert = %cert.display(), sha256 = %tls.fingerprint(), "serving TLS");
+    Ok(Some(Arc::new(tls)))
+}
+
+/// Reloads on every SIGHUP until the process ends. The handler is installed before this returns:
+/// SIGHUP's default action ends the process, so it must be in place before anyone is told the
+/// gateway runs.
+fn reload_on_hangup(reloader: Reloader) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut hup = signal(SignalKind::hangup()).context("listening for SIGHUP")?;
+        Ok(tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                let report = reloader.reload("SIGHUP");
+                if report.tokens.is_none() && report.tls.is_none() {
+                    tracing::info!("SIGHUP: nothing to reload (no --tokens-file, no TLS)");
+                }
+            }
+        }))
     }
-    anyhow::ensure!(!tokens.is_empty(), "no bearer tokens: set {TOKENS_VAR} or pass --tokens-file");
-    Ok(tokens)
+    #[cfg(not(unix))]
+    Ok(tokio::spawn(async move { drop(reloader) }))
 }
 
 /// Completes on SIGTERM or SIGINT.
@@ -166,10 +224,11 @@ async fn stop_signal() {
 }
 
 pub(crate) async fn run(ctx: &Context, args: GatewayArgs) -> anyhow::Result<ExitCode> {
-    let tokens = tokens(&args)?;
+    let (token_source, tokens) = tokens(&args)?;
     for p in tokens.principals() {
         tracing::info!(token = p.name(), scopes = %p.scopes().join(","), "accepting token");
     }
+    let tls = tls(&args)?;
     let topology = Arc::new(ctx.topology()?.clone());
     // Lag-based backpressure: the lag monitor refreshes every projection's lag about once a
     // second; the gate slows (soft threshold) or refuses with 429 (hard threshold) the event
@@ -200,17 +259,29 @@ pub(crate) async fn run(ctx: &Context, args: GatewayArgs) -> anyhow::Result<Exit
     config.max_connections = args.max_connections;
     config.drain_deadline = args.drain_deadline;
     config.ready_interval = args.ready_interval;
+    config.tls_watch_interval = args.tls_watch_interval;
 
     let metrics =
         gateway::metrics::prometheus_builder().install_recorder().context("installing the metrics recorder")?;
-    let mut state = GatewayState::new(publisher, &ctx.connections, tokens, config)?.with_metrics(metrics);
+    let mut state = GatewayState::new(publisher, &ctx.connections, tokens, config)?
+        .with_metrics(metrics)
+        .with_token_source(token_source);
     if let Some(rx) = snapshots {
         state = state.with_gate(Arc::new(LagGate::new(rx, gate_topology, IntakePolicy::default())));
     }
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    if let Some(tls) = tls {
+        state = state.with_tls(tls);
+    }
+    let hangups = reload_on_hangup(state.reloader())?;
     let listener =
         tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
-    eprintln!("sluice gateway on http://{} (SIGTERM or Ctrl-C stops it after draining)", listener.local_addr()?);
+    eprintln!(
+        "sluice gateway on {scheme}://{} (SIGTERM or Ctrl-C stops it after draining; SIGHUP reloads the tokens file and TLS pair)",
+        listener.local_addr()?
+    );
     gateway::serve(listener, state, stop_signal()).await?;
+    hangups.abort();
     monitor_stop.cancel();
     eprintln!("sluice gateway stopped");
     Ok(ExitCode::SUCCESS)
@@ -229,5 +300,26 @@ mod tests {
         assert!(byte_size("0").is_err());
         assert!(byte_size("1 parsec").is_err());
         assert!(byte_size("MiB").is_err());
+    }
+
+    #[derive(Debug, clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        gateway: GatewayArgs,
+    }
+
+    #[test]
+    fn tls_takes_both_files_or_neither() {
+        use clap::Parser as _;
+        let plain = Cli::try_parse_from(["sluice"]).expect("plain HTTP by default");
+        assert!(plain.gateway.tls_cert.is_none() && plain.gateway.tls_key.is_none());
+        let both = Cli::try_parse_from(["sluice", "--tls-cert", "c.pem", "--tls-key", "k.pem"]).expect("both");
+        assert_eq!(both.gateway.tls_key.as_deref(), Some(std::path::Path::new("k.pem")));
+        for half in [["sluice", "--tls-cert", "c.pem"], ["sluice", "--tls-key", "k.pem"]] {
+            let err = Cli::try_parse_from(half).expect_err("one without the other");
+            assert_eq!(err.kind(), clap::error::ErrorKind::MissingRequiredArgument, "{err}");
+            let text = err.to_string();
+            assert!(text.contains("--tls-key") || text.contains("--tls-cert"), "{text}");
+        }
     }
 }

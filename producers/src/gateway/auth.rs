@@ -8,16 +8,18 @@
 //! never the token.
 //!
 //! The tokens themselves are kept only as SHA-256 digests: nothing in memory can print them, the
-//! lookup compares digests (so its timing says nothing about how much of a guess was right), and
-//! a log line about an unknown token carries only a short fingerprint of its digest. Pure code,
-//! apart from reading the file.
+//! lookup compares the presented token's digest with every configured one in constant time (see
+//! [`Tokens::authenticate`]), and a log line about an unknown token carries only a short
+//! fingerprint of its digest. The gateway holds its `Tokens` behind a swap (`super::reload`), so a
+//! tokens file re-read on SIGHUP replaces them while requests already authenticated finish with
+//! the [`Principal`] they got. Pure code, apart from reading the file.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
+use subtle::{ConditionallySelectable, ConstantTimeEq};
 use thiserror::Error;
 
 /// The shortest token accepted: shorter ones are guessable.
@@ -36,20 +38,34 @@ pub enum TokensError {
         source: std::io::Error,
     },
     /// An entry is not `name:token:scope[,scope…]`, or a part of it is not allowed.
-    #[error("{origin}, entry {entry}{}: {reason}", name_suffix(.name.as_deref()))]
+    #[error("{origin}, {}{}: {reason}", position(*.line, *.entry, *.entries_on_line), name_suffix(.name.as_deref()))]
     Entry {
         /// Where the entry came from (`SLUICE_GATEWAY_TOKENS`, or the file).
         origin: String,
-        /// 1-based position among the entries of that origin.
+        /// 1-based line of the text.
+        line: usize,
+        /// 1-based position among the entries of that line (entries may share a line, `;`
+        /// between them).
         entry: usize,
+        /// How many entries the line holds.
+        entries_on_line: usize,
         /// The entry's name, when it has a readable one.
         name: Option<String>,
         /// What is wrong.
         reason: String,
     },
+    /// No token would be left (an empty or truncated file, and none from the environment).
+    #[error("no bearer tokens: set SLUICE_GATEWAY_TOKENS or give a tokens file with at least one entry")]
+    Empty,
     /// Two entries share a name (so logs could not tell them apart) or a token.
     #[error("two tokens are named {0:?}, or share their secret: each client gets its own")]
     Duplicate(String),
+}
+
+/// `line 3` when the line holds one entry (a tokens file), `line 1, entry 2` otherwise (the
+/// variable, entries separated by `;`).
+fn position(line: usize, entry: usize, entries_on_line: usize) -> String {
+    if entries_on_line > 1 { format!("line {line}, entry {entry}") } else { format!("line {line}") }
 }
 
 fn name_suffix(name: Option<&str>) -> String {
@@ -95,15 +111,16 @@ pub enum AuthFailure {
     },
 }
 
-/// The configured tokens, by digest.
+/// The configured tokens: each one's digest and principal.
 #[derive(Clone, Default)]
 pub struct Tokens {
-    by_digest: HashMap<[u8; 32], Arc<Principal>>,
+    /// A list, not a map: [`Tokens::authenticate`] compares with every entry anyway.
+    entries: Vec<([u8; 32], Arc<Principal>)>,
 }
 
 impl fmt::Debug for Tokens {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut names: Vec<(&str, &[String])> = self.by_digest.values().map(|p| (p.name(), p.scopes())).collect();
+        let mut names: Vec<(&str, &[String])> = self.entries.iter().map(|(_, p)| (p.name(), p.scopes())).collect();
         names.sort_unstable();
         f.debug_struct("Tokens").field("principals", &names).finish_non_exhaustive()
     }
@@ -128,70 +145,85 @@ impl Tokens {
 
     /// Adds the entries of `text` (see [`Tokens::parse`]) to these.
     pub fn add(&mut self, text: &str, origin: &str) -> Result<(), TokensError> {
-        let entries = text
-            .lines()
-            .filter(|line| !line.trim_start().starts_with('#'))
-            .flat_map(|line| line.split(';'))
-            .map(str::trim)
-            .filter(|entry| !entry.is_empty());
-        for (i, entry) in entries.enumerate() {
-            let fail = |name: Option<&str>, reason: String| TokensError::Entry {
-                origin: origin.to_owned(),
-                entry: i + 1,
-                name: name.map(str::to_owned),
-                reason,
-            };
-            let (Some((name, rest)), true) = (entry.split_once(':'), entry.matches(':').count() >= 2) else {
-                return Err(fail(None, "expected name:token:scope[,scope…]".to_owned()));
-            };
-            let name = name.trim();
-            let Some((token, scopes)) = rest.rsplit_once(':') else {
-                return Err(fail(None, "expected name:token:scope[,scope…]".to_owned()));
-            };
-            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
-                return Err(fail(None, "the name must be letters, digits, `-`, `_` or `.`".to_owned()));
+        for (l, line) in text.lines().enumerate() {
+            if line.trim_start().starts_with('#') {
+                continue;
             }
-            if token.chars().count() < MIN_TOKEN_LEN || token.chars().any(char::is_whitespace) {
-                return Err(fail(
-                    Some(name),
-                    format!("the token must be at least {MIN_TOKEN_LEN} characters, without spaces"),
-                ));
-            }
-            let scopes: Vec<String> = scopes.split(',').map(|s| s.trim().to_owned()).collect();
-            if let Some(bad) = scopes
-                .iter()
-                .find(|s| s.is_empty() || !s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.*".contains(c)))
-            {
-                return Err(fail(
-                    Some(name),
-                    format!("scope {bad:?} is not an event type or a glob like `invoice.*` or `*`"),
-                ));
-            }
-            let principal = Arc::new(Principal { name: Arc::from(name), scopes });
-            if self.by_digest.values().any(|p| p.name() == name) {
-                return Err(TokensError::Duplicate(name.to_owned()));
-            }
-            if self.by_digest.insert(digest(token), principal).is_some() {
-                return Err(TokensError::Duplicate(name.to_owned()));
+            let entries: Vec<&str> = line.split(';').map(str::trim).filter(|entry| !entry.is_empty()).collect();
+            for (i, entry) in entries.iter().enumerate() {
+                self.add_entry(entry, |name: Option<&str>, reason: String| TokensError::Entry {
+                    origin: origin.to_owned(),
+                    line: l + 1,
+                    entry: i + 1,
+                    entries_on_line: entries.len(),
+                    name: name.map(str::to_owned),
+                    reason,
+                })?;
             }
         }
         Ok(())
     }
 
+    /// Adds one `name:token:scope[,scope…]` entry; `fail` makes the error naming its position.
+    fn add_entry(
+        &mut self,
+        entry: &str,
+        fail: impl Fn(Option<&str>, String) -> TokensError,
+    ) -> Result<(), TokensError> {
+        let (Some((name, rest)), true) = (entry.split_once(':'), entry.matches(':').count() >= 2) else {
+            return Err(fail(None, "expected name:token:scope[,scope…]".to_owned()));
+        };
+        let name = name.trim();
+        let Some((token, scopes)) = rest.rsplit_once(':') else {
+            return Err(fail(None, "expected name:token:scope[,scope…]".to_owned()));
+        };
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+            return Err(fail(None, "the name must be letters, digits, `-`, `_` or `.`".to_owned()));
+        }
+        if token.chars().count() < MIN_TOKEN_LEN || token.chars().any(char::is_whitespace) {
+            return Err(fail(
+                Some(name),
+                format!("the token must be at least {MIN_TOKEN_LEN} characters, without spaces"),
+            ));
+        }
+        let scopes: Vec<String> = scopes.split(',').map(|s| s.trim().to_owned()).collect();
+        if let Some(bad) =
+            scopes.iter().find(|s| s.is_empty() || !s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.*".contains(c)))
+        {
+            return Err(fail(
+                Some(name),
+                format!("scope {bad:?} is not an event type or a glob like `invoice.*` or `*`"),
+            ));
+        }
+        let digest = digest(token);
+        if self.entries.iter().any(|(d, p)| p.name() == name || *d == digest) {
+            return Err(TokensError::Duplicate(name.to_owned()));
+        }
+        self.entries.push((digest, Arc::new(Principal { name: Arc::from(name), scopes })));
+        Ok(())
+    }
+
     /// True when no token is configured (the gateway refuses to start so).
     pub fn is_empty(&self) -> bool {
-        self.by_digest.is_empty()
+        self.entries.is_empty()
     }
 
     /// Every principal, sorted by name (for the startup log line).
     pub fn principals(&self) -> Vec<&Principal> {
-        let mut all: Vec<&Principal> = self.by_digest.values().map(AsRef::as_ref).collect();
+        let mut all: Vec<&Principal> = self.entries.iter().map(|(_, p)| p.as_ref()).collect();
         all.sort_unstable_by(|a, b| a.name.cmp(&b.name));
         all
     }
 
     /// The principal of an `Authorization` header value (`Bearer <token>`, the scheme in any
     /// case).
+    ///
+    /// The presented token's digest is compared with *every* configured digest, each comparison
+    /// in constant time, and the match is picked without a branch or an early exit. A map lookup
+    /// or `==` stops at the first differing byte, so its timing tells a caller how many leading
+    /// bytes of a digest a guess got right. Through SHA-256 that is hard to turn into the token,
+    /// but it is a timing oracle on a secret all the same; with a handful of tokens the
+    /// constant-time scan costs nanoseconds, so there is no reason to reason about it.
     pub fn authenticate(&self, header: Option<&[u8]>) -> Result<Arc<Principal>, AuthFailure> {
         let header = header.ok_or(AuthFailure::Missing)?;
         let text = std::str::from_utf8(header).map_err(|_| AuthFailure::Malformed)?;
@@ -201,7 +233,19 @@ impl Tokens {
             return Err(AuthFailure::Malformed);
         }
         let d = digest(token);
-        self.by_digest.get(&d).cloned().ok_or_else(|| AuthFailure::Unknown { fingerprint: fingerprint(&d) })
+        self.find(&d).cloned().ok_or_else(|| AuthFailure::Unknown { fingerprint: fingerprint(&d) })
+    }
+
+    /// The entry whose digest is `d`, found in time independent of where (or whether) it
+    /// matches.
+    fn find(&self, d: &[u8; 32]) -> Option<&Arc<Principal>> {
+        // `u32::MAX`: no entry (there are never that many).
+        let mut found = u32::MAX;
+        for (i, (candidate, _)) in self.entries.iter().enumerate() {
+            let i = u32::try_from(i).unwrap_or(u32::MAX);
+            found.conditional_assign(&i, candidate.as_slice().ct_eq(d.as_slice()));
+        }
+        self.entries.get(usize::try_from(found).ok()?).map(|(_, p)| p)
     }
 }
 
@@ -310,8 +354,37 @@ mod tests {
             assert!(!err.contains(A) && !err.contains("short") && !err.contains(B), "{err}");
         }
         let err = Tokens::parse("x;web:tooshort:*", "SLUICE_GATEWAY_TOKENS").expect_err("bad");
-        assert!(err.to_string().starts_with("SLUICE_GATEWAY_TOKENS, entry 1:"), "{err}");
+        assert!(err.to_string().starts_with("SLUICE_GATEWAY_TOKENS, line 1, entry 1:"), "{err}");
         let tokens = Tokens::parse(&format!("web:{A}:*"), "t").expect("valid");
         assert!(!format!("{tokens:?}").contains(A));
+    }
+
+    #[test]
+    fn a_file_error_names_its_line() {
+        let text = format!("# tokens\nweb:{A}:*\n\nbatch:{B}:user.*,\n");
+        let err = Tokens::parse(&text, "tokens file /run/secrets/tokens").expect_err("bad scope").to_string();
+        assert!(err.starts_with("tokens file /run/secrets/tokens, line 4 (\"batch\"): scope \"\""), "{err}");
+        assert!(!err.contains(B), "{err}");
+        let text = format!("web:{A}:*\nx:y:z:*;batch:{B}:*\n");
+        let err = Tokens::parse(&text, "f").expect_err("short token").to_string();
+        assert!(err.starts_with("f, line 2, entry 1 (\"x\"):"), "{err}");
+    }
+
+    #[test]
+    fn the_constant_time_lookup_finds_every_entry_and_only_it() {
+        let secrets: Vec<String> = (0..5).map(|i| format!("secret-number-{i}-0123456789")).collect();
+        let text: Vec<String> = secrets.iter().enumerate().map(|(i, t)| format!("t{i}:{t}:*")).collect();
+        let tokens = Tokens::parse(&text.join("\n"), "test").expect("valid");
+        for (i, secret) in secrets.iter().enumerate() {
+            let p = tokens.authenticate(Some(format!("Bearer {secret}").as_bytes())).expect("known");
+            assert_eq!(p.name(), format!("t{i}"), "the first, a middle and the last entry alike");
+        }
+        // A digest one bit away from a configured one, at either end, is no match.
+        for byte in [0, 31] {
+            let mut near = tokens.entries[2].0;
+            near[byte] ^= 1;
+            assert!(tokens.find(&near).is_none());
+        }
+        assert!(Tokens::default().find(&digest(A)).is_none());
     }
 }

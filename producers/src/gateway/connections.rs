@@ -4,6 +4,10 @@
 //! The gateway runs its own accept loop (rather than `axum::serve`, which offers neither knob)
 //! over hyper's HTTP/1 connection builder:
 //!
+//! - **TLS** (when configured): the handshake comes first, on the accepted socket, and must end
+//!   within the header-read timeout too (a client that connects and never says hello holds a
+//!   connection slot like one that never sends headers). A failed handshake (a plain-HTTP
+//!   client, an untrusting one) is the client's business: logged at DEBUG, the socket closed.
 //! - **Header-read timeout** ([`GatewayConfig::header_read_timeout`]): from the moment the
 //!   gateway waits for a request's headers (a new connection, or a kept-alive one after its
 //!   previous answer) to the end of those headers. It is one deadline, not an idle timer, so a
@@ -34,11 +38,13 @@ use axum::Router;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use super::metrics::names;
+use super::tls::TlsCertificate;
 use super::write_stall::WriteStall;
 
 /// The limits of the accept loop.
@@ -49,8 +55,15 @@ pub(crate) struct Limits {
     pub(crate) max_connections: usize,
 }
 
-/// Serves `app` on `listener` until `stop`, then waits for every open connection to close.
-pub(crate) async fn serve_connections(listener: TcpListener, app: Router, limits: Limits, stop: CancellationToken) {
+/// Serves `app` on `listener` (over TLS with `tls`'s current pair) until `stop`, then waits for every open
+/// connection to close.
+pub(crate) async fn serve_connections(
+    listener: TcpListener,
+    tls: Option<Arc<TlsCertificate>>,
+    app: Router,
+    limits: Limits,
+    stop: CancellationToken,
+) {
     // Semaphore permits are u32; the configuration is validated to fit.
     let max = limits.max_connections.clamp(1, Semaphore::MAX_PERMITS).min(u32::MAX as usize);
     let slots = Arc::new(Semaphore::new(max));
@@ -84,9 +97,9 @@ pub(crate) async fn serve_connections(listener: TcpListener, app: Router, limits
             () = stop.cancelled() => break,
         };
         open.increment(1.0);
-        let (app, stop, open) = (app.clone(), stop.clone(), open.clone());
+        let (app, stop, open, tls) = (app.clone(), stop.clone(), open.clone(), tls.clone());
         tokio::spawn(async move {
-            serve_one(tcp, app, limits, stop).await;
+            serve_socket(tcp, tls, app, limits, stop).await;
             open.decrement(1.0);
             drop::<OwnedSemaphorePermit>(permit);
         });
@@ -97,15 +110,51 @@ pub(crate) async fn serve_connections(listener: TcpListener, app: Router, limits
     let _ = slots.acquire_many(all).await;
 }
 
-/// One connection, until the client or the header-read timeout closes it, or shutdown does.
-async fn serve_one(tcp: TcpStream, app: Router, limits: Limits, stop: CancellationToken) {
+/// One accepted socket: the TLS handshake first when there is an acceptor, then HTTP.
+async fn serve_socket(
+    tcp: TcpStream,
+    tls: Option<Arc<TlsCertificate>>,
+    app: Router,
+    limits: Limits,
+    stop: CancellationToken,
+) {
     // Answers are small and latency is the point: no Nagle delay.
     if let Err(e) = tcp.set_nodelay(true) {
         tracing::debug!(error = %e, "cannot set TCP_NODELAY");
     }
+    // Under TLS, a client that stopped reading stalls the socket's writes: the stall is watched
+    // below the TLS layer, where the bytes wait.
+    let io = WriteStall::new(tcp, limits.write_stall_timeout);
+    let Some(tls) = tls else {
+        return serve_one(io, app, limits, stop).await;
+    };
+    // The pair current now: a reload during the handshake applies to the next connection.
+    let handshake = tokio::time::timeout(limits.header_read_timeout, tls.acceptor().accept(io));
+    let stream = tokio::select! {
+        done = handshake => match done {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "TLS handshake failed");
+                return;
+            }
+            Err(_elapsed) => {
+                tracing::debug!(timeout = ?limits.header_read_timeout, "TLS handshake timed out");
+                return;
+            }
+        },
+        () = stop.cancelled() => return,
+    };
+    serve_one(stream, app, limits, stop).await;
+}
+
+/// One connection, until the client or the header-read timeout closes it, or shutdown does.
+async fn serve_one<S>(io: S, app: Router, limits: Limits, stop: CancellationToken)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let mut builder = http1::Builder::new();
     builder.timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout);
-    let io = TokioIo::new(WriteStall::new(tcp, limits.write_stall_timeout));
+    let io = TokioIo::new(io);
     let conn = builder.serve_connection(io, TowerToHyperService::new(app));
     let mut conn = std::pin::pin!(conn);
     let result = tokio::select! {

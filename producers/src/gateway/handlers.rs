@@ -460,7 +460,7 @@ fn remaining(deadline: Instant) -> Duration {
 impl GatewayState {
     fn authenticate(&self, headers: &HeaderMap) -> Result<Arc<Principal>, ApiError> {
         let header = headers.get(header::AUTHORIZATION).map(HeaderValue::as_bytes);
-        self.tokens.authenticate(header).map_err(|failure| match failure {
+        self.tokens.load().authenticate(header).map_err(|failure| match failure {
             AuthFailure::Missing => ApiError::unauthorized("no bearer token: send `Authorization: Bearer <token>`"),
             AuthFailure::Malformed => ApiError::unauthorized("the Authorization header is not `Bearer <token>`"),
             AuthFailure::Unknown { fingerprint } => {

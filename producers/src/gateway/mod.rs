@@ -8,9 +8,12 @@
 //! mini-redis), so tests run a real gateway in-process on `127.0.0.1:0`.
 //!
 //! - [`auth`]: bearer tokens, their scopes, the 401/403 decisions. Pure.
+//! - [`tls`]: the optional TLS certificate and key, re-read without a restart.
+//! - [`reload`]: re-reading the tokens file (on the caller's signal) and the TLS pair (on the
+//!   caller's signal and when its files change), the old ones staying when the new do not load.
 //! - [`crate::intake`]: the [`IntakeGate`] hook consulted before publishing ([`AlwaysAllow`] by default).
 //! - `body` (private): content type and coding, size limit, strict JSON parsing.
-//! - `connections` (private): the accept loop: header-read timeout, connection limit.
+//! - `connections` (private): the accept loop: TLS handshake, header-read timeout, connection limit.
 //! - `write_stall` (private): a connection whose client stopped reading is closed.
 //! - `handlers` (private): the routes.
 //! - `error` (private): every refusal's status and JSON body.
@@ -80,6 +83,14 @@
 //! so with the registry unreachable and the id not yet cached (the readiness probe resolves every
 //! id at start), even an invalid event gets 503.
 //!
+//! # TLS and reloading
+//!
+//! With [`GatewayState::with_tls`] every connection is TLS (1.2 or 1.3); without it, plain HTTP.
+//! [`GatewayState::reloader`] gives the handle that re-reads the tokens file and the TLS pair
+//! (`sluice gateway` calls it on SIGHUP); [`serve`] also watches the TLS files and reloads the
+//! pair when they change. A pair or tokens file that does not load is logged and the previous
+//! one stays in use.
+//!
 //! # Shutdown
 //!
 //! When the shutdown future completes, `/readyz` turns 503, the listener stops accepting,
@@ -95,12 +106,15 @@ mod handlers;
 mod health;
 pub mod metrics;
 mod other_routes;
+pub mod reload;
+pub mod tls;
 mod write_stall;
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use axum::Router;
 use axum::extract::{MatchedPath, Request};
 use axum::http::StatusCode;
@@ -116,6 +130,8 @@ use tower_http::trace::{DefaultOnFailure, TraceLayer};
 
 pub use crate::intake::{AlwaysAllow, Decision, IntakeGate};
 pub use auth::{Principal, Tokens, TokensError};
+pub use reload::{ReloadReport, Reloader, TokenSource};
+pub use tls::{TlsCertificate, TlsError, TlsFiles};
 
 use crate::{Publisher, RegistryError};
 
@@ -128,6 +144,9 @@ pub enum GatewayError {
     /// The tokens could not be read.
     #[error(transparent)]
     Tokens(#[from] TokensError),
+    /// The TLS certificate or key could not be used.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
     /// The readiness probe's registry client could not be built.
     #[error(transparent)]
     Registry(#[from] RegistryError),
@@ -170,6 +189,10 @@ pub struct GatewayConfig {
     /// listen backlog until one closes (they are not refused). Default 4096; keep it under the
     /// process's open-file limit (`ulimit -n`), which Kafka's sockets share.
     pub max_connections: usize,
+    /// How often the TLS certificate and key files are checked for a change (modification time
+    /// and size); a change reloads them. Default 5 s: a rotated Kubernetes secret is served
+    /// within seconds of the kubelet writing it, for two `stat`s per interval.
+    pub tls_watch_interval: Duration,
 }
 
 impl Default for GatewayConfig {
@@ -185,6 +208,7 @@ impl Default for GatewayConfig {
             probe_timeout: Duration::from_secs(3),
             header_read_timeout: Duration::from_secs(10),
             max_connections: 4096,
+            tls_watch_interval: Duration::from_secs(5),
         }
     }
 }
@@ -200,8 +224,11 @@ impl GatewayConfig {
             || self.ready_interval.is_zero()
             || self.probe_timeout.is_zero()
             || self.header_read_timeout.is_zero()
+            || self.tls_watch_interval.is_zero()
         {
-            return fail("the request and header-read timeouts, readiness interval and probe timeout must be positive");
+            return fail(
+                "the request and header-read timeouts, readiness interval, probe timeout and TLS watch interval must be positive",
+            );
         }
         if self.max_connections == 0 || u32::try_from(self.max_connections).is_err() {
             return fail("the connection limit must be between 1 and 4294967295");
@@ -215,7 +242,10 @@ impl GatewayConfig {
 #[derive(Debug)]
 pub struct GatewayState {
     publisher: Arc<Publisher>,
-    tokens: Tokens,
+    /// Swapped whole by a reload; a request holds the principal it authenticated as.
+    tokens: Arc<ArcSwap<Tokens>>,
+    token_source: Option<Arc<TokenSource>>,
+    tls: Option<Arc<TlsCertificate>>,
     gate: Arc<dyn IntakeGate>,
     config: GatewayConfig,
     readiness: Arc<health::Readiness>,
@@ -246,7 +276,9 @@ impl GatewayState {
         let counters = metrics::EventCounters::new(publisher.topology().events().map(|e| e.event_type.as_str()));
         Ok(Self {
             publisher,
-            tokens,
+            tokens: Arc::new(ArcSwap::from_pointee(tokens)),
+            token_source: None,
+            tls: None,
             gate: Arc::new(AlwaysAllow),
             config,
             readiness: Arc::new(health::Readiness::new()),
@@ -270,6 +302,26 @@ impl GatewayState {
     pub fn with_metrics(mut self, handle: PrometheusHandle) -> Self {
         self.metrics = Some(handle);
         self
+    }
+
+    /// Re-reads tokens from `source` on [`Reloader::reload`] (the tokens given to
+    /// [`GatewayState::new`] are those it loaded at start).
+    #[must_use]
+    pub fn with_token_source(mut self, source: TokenSource) -> Self {
+        self.token_source = Some(Arc::new(source));
+        self
+    }
+
+    /// Serves HTTPS with `tls` rather than plain HTTP.
+    #[must_use]
+    pub fn with_tls(mut self, tls: Arc<TlsCertificate>) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
+    /// The handle that re-reads the tokens file and the TLS pair of this gateway.
+    pub fn reloader(&self) -> Reloader {
+        Reloader { tokens: Arc::clone(&self.tokens), source: self.token_source.clone(), tls: self.tls.clone() }
     }
 
     /// The settings.
@@ -342,6 +394,9 @@ pub async fn serve(
             }
         });
     }
+    if state.tls.is_some() {
+        background.spawn(state.reloader().watch_tls(state.config.tls_watch_interval, stop.clone()));
+    }
     let state = Arc::new(state);
     let readiness = Arc::clone(&state.readiness);
     let trigger = stop.clone();
@@ -357,13 +412,14 @@ pub async fn serve(
     });
 
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, "gateway listening");
+    let tls = state.tls.clone();
+    tracing::info!(%addr, tls = tls.is_some(), "gateway listening");
     let limits = connections::Limits {
         header_read_timeout: state.config.header_read_timeout,
         write_stall_timeout: state.config.request_timeout,
         max_connections: state.config.max_connections,
     };
-    let server = connections::serve_connections(listener, router(Arc::clone(&state)), limits, stop.clone());
+    let server = connections::serve_connections(listener, tls, router(Arc::clone(&state)), limits, stop.clone());
     let drain = async {
         stop.cancelled().await;
         tokio::time::sleep(drain_deadline).await;
