@@ -87,7 +87,7 @@ async fn replay_from_a_timestamp_re_projects_exactly_what_followed_it() {
     let projection = format!("user_state_{sfx}");
     let users = format!("users_{sfx}");
     let group = format!("sluice.{projection}");
-    let brokers = connections().kafka.brokers;
+    let kafka = connections().kafka;
     run_ok(sluice(&topology).args(["topics", "apply"]));
     run_ok(sluice(&topology).args(["schemas", "register"]));
 
@@ -142,7 +142,7 @@ async fn replay_from_a_timestamp_re_projects_exactly_what_followed_it() {
     // A running worker: refused, with how to stop it; nothing changes.
     let worker = WorkerProcess::start(&topology, &projection, None);
     let start = Instant::now();
-    while group_members(&connections().kafka, &group).await.expect("members").is_empty() {
+    while group_members(&kafka, &group).await.expect("members").is_empty() {
         assert!(start.elapsed() < Duration::from_secs(60), "the worker did not join its group");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -158,7 +158,7 @@ async fn replay_from_a_timestamp_re_projects_exactly_what_followed_it() {
 
     // Stopped: applied. The committed offsets are the plan's.
     let start = Instant::now();
-    while !group_members(&connections().kafka, &group).await.expect("members").is_empty() {
+    while !group_members(&kafka, &group).await.expect("members").is_empty() {
         assert!(start.elapsed() < Duration::from_secs(60), "the worker did not leave its group");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
