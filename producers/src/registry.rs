@@ -59,7 +59,7 @@ enum Failure {
 fn classify(e: &SRCError, subject: &str) -> Failure {
     let chain = format!("{}: {}", describe(e), e.source().map(|s| error_chain(s)).unwrap_or_default());
     if is_refusal(&chain) {
-        return Failure::Other(RegistryError::Refused(describe(e)));
+        return Failure::Other(RegistryError::Refused(chain));
     }
     let raw = e.source().and_then(|s| s.downcast_ref::<RawError>());
     match raw {

@@ -15,7 +15,7 @@ pub const TOKEN: &str = "bp-test-secret-0123456789";
 /// A running `sluice gateway`, killed when dropped.
 pub struct Gateway {
     process: WorkerProcess,
-    base: String,
+    pub base: String,
     http: reqwest::Client,
 }
 

@@ -42,8 +42,8 @@ pub use sink::ClickHouseProjection;
 /// Errors of the ClickHouse sink.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The server did not answer a query.
-    #[error("ClickHouse at {url} did not answer: {source}")]
+    /// A query at connect time failed: no answer, or a refusal (credentials, certificate).
+    #[error("ClickHouse at {url}: {source}")]
     Unreachable {
         /// The server's URL.
         url: String,
