@@ -59,10 +59,15 @@ fn secure_vars(database: &str) -> Vec<(String, String)> {
 
 /// The secrets a test must never see printed.
 fn secrets() -> Vec<String> {
-    ["SLUICE_DEV_KAFKA_SASL_PASSWORD", "SLUICE_DEV_REGISTRY_PASSWORD", "SLUICE_DEV_REGISTRY_TOKEN", "SLUICE_DEV_CLICKHOUSE_HTTPS_PASSWORD"]
-        .iter()
-        .map(|name| rig(name))
-        .collect()
+    [
+        "SLUICE_DEV_KAFKA_SASL_PASSWORD",
+        "SLUICE_DEV_REGISTRY_PASSWORD",
+        "SLUICE_DEV_REGISTRY_TOKEN",
+        "SLUICE_DEV_CLICKHOUSE_HTTPS_PASSWORD",
+    ]
+    .iter()
+    .map(|name| rig(name))
+    .collect()
 }
 
 /// A fresh sample-domain topology whose every command reaches the secured endpoints: the
@@ -114,7 +119,9 @@ async fn the_sample_domain_flows_end_to_end_over_secured_connections_only() {
     let by_type: Vec<(String, u64)> = ch
         .client
         .with_database(&database)
-        .query(&format!("SELECT event_type, toUInt64(count()) FROM events_{sfx} FINAL GROUP BY event_type ORDER BY event_type"))
+        .query(&format!(
+            "SELECT event_type, toUInt64(count()) FROM events_{sfx} FINAL GROUP BY event_type ORDER BY event_type"
+        ))
         .fetch_all()
         .await
         .expect("events by type");
@@ -158,23 +165,65 @@ fn wrong_credentials_untrusted_certificates_and_wrong_names_fail_fast_naming_the
     let clickhouse_by_name = rig("SLUICE_DEV_CLICKHOUSE_HTTPS_URL").replace("127.0.0.1", "localhost");
     let topics = ["topics", "apply", "--dry-run"];
     let kafka = ["Kafka (", "SASL SCRAM-SHA-512 as"];
-    fails_fast(&topology, &topics, "SLUICE_KAFKA_SASL_PASSWORD", "wrong", &[kafka[0], kafka[1], "Authentication failed"], 15);
+    fails_fast(
+        &topology,
+        &topics,
+        "SLUICE_KAFKA_SASL_PASSWORD",
+        "wrong",
+        &[kafka[0], kafka[1], "Authentication failed"],
+        15,
+    );
     fails_fast(&topology, &topics, "SLUICE_KAFKA_TLS_CA_FILE", &other_ca, &[kafka[0], "certificate verify failed"], 15);
-    fails_fast(&topology, &topics, "SLUICE_KAFKA_BROKERS", &kafka_by_name, &[kafka[0], "certificate verify failed"], 15);
+    fails_fast(
+        &topology,
+        &topics,
+        "SLUICE_KAFKA_BROKERS",
+        &kafka_by_name,
+        &[kafka[0], "certificate verify failed"],
+        15,
+    );
 
     let schemas = ["schemas", "check"];
     let refused = "the schema registry refused sluice";
     fails_fast(&topology, &schemas, "SLUICE_SCHEMA_REGISTRY_PASSWORD", "wrong", &[refused, "401"], 10);
     fails_fast(&topology, &schemas, "SLUICE_SCHEMA_REGISTRY_TLS_CA_FILE", &other_ca, &[refused, "UnknownIssuer"], 10);
-    fails_fast(&topology, &schemas, "SLUICE_SCHEMA_REGISTRY_URL", &registry_by_name, &[refused, "not valid for name"], 10);
+    fails_fast(
+        &topology,
+        &schemas,
+        "SLUICE_SCHEMA_REGISTRY_URL",
+        &registry_by_name,
+        &[refused, "not valid for name"],
+        10,
+    );
 
     let migrate = ["clickhouse", "migrate"];
     fails_fast(&topology, &migrate, "SLUICE_CLICKHOUSE_PASSWORD", "wrong", &["ClickHouse at", "Wrong password"], 10);
-    fails_fast(&topology, &migrate, "SLUICE_CLICKHOUSE_TLS_CA_FILE", &other_ca, &["ClickHouse at", "UnknownIssuer"], 10);
-    fails_fast(&topology, &migrate, "SLUICE_CLICKHOUSE_URL", &clickhouse_by_name, &["ClickHouse at", "not valid for name"], 10);
+    fails_fast(
+        &topology,
+        &migrate,
+        "SLUICE_CLICKHOUSE_TLS_CA_FILE",
+        &other_ca,
+        &["ClickHouse at", "UnknownIssuer"],
+        10,
+    );
+    fails_fast(
+        &topology,
+        &migrate,
+        "SLUICE_CLICKHOUSE_URL",
+        &clickhouse_by_name,
+        &["ClickHouse at", "not valid for name"],
+        10,
+    );
 
     let couchbase = ["couchbase", "setup"];
-    fails_fast(&topology, &couchbase, "SLUICE_COUCHBASE_TLS_CA_FILE", &other_ca, &["Couchbase at", "UnknownIssuer"], 10);
+    fails_fast(
+        &topology,
+        &couchbase,
+        "SLUICE_COUCHBASE_TLS_CA_FILE",
+        &other_ca,
+        &["Couchbase at", "UnknownIssuer"],
+        10,
+    );
 
     // A worker, too, stops instead of waiting for a sink that will never let it in.
     let work = ["work", "--projection", &format!("analytics_{sfx}"), "--exit-at-end"];

@@ -105,10 +105,13 @@ pub async fn check_reachable(kafka: &KafkaConnection) -> Result<(), KafkaAccessE
 /// refused login arrives within ~100 ms on loopback, a TLS failure sooner.
 pub const PREFLIGHT_WINDOW: Duration = Duration::from_secs(5);
 
+/// A librdkafka global error: its code, if it has one, and its reason.
+type GlobalError = (Option<RDKafkaErrorCode>, String);
+
 /// Collects librdkafka's global errors for the preflight.
 #[derive(Debug, Clone, Default)]
 struct Capture {
-    errors: Arc<Mutex<Vec<(Option<RDKafkaErrorCode>, String)>>>,
+    errors: Arc<Mutex<Vec<GlobalError>>>,
 }
 
 impl Capture {

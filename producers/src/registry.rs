@@ -57,7 +57,7 @@ enum Failure {
 /// The status-like code of a failed call: the registry's `error_code` (40401, 409, …) when it
 /// sent an error body.
 fn classify(e: &SRCError, subject: &str) -> Failure {
-    let chain = format!("{}: {}", describe(e), e.source().map(|s| error_chain(s)).unwrap_or_default());
+    let chain = format!("{}: {}", describe(e), e.source().map(error_chain).unwrap_or_default());
     if is_refusal(&chain) {
         return Failure::Other(RegistryError::Refused(chain));
     }
