@@ -200,9 +200,13 @@ _cl_clickhouse_launch() {
   ram_data_dir "cluster/$node" >/dev/null
   # The single-node 18.16 server's config (dev/clickhouse_compat/), plus the cluster's parts in
   # config.d/ (merged over it by the server, element by element). Re-rendered on every start.
+  # No HTTPS on the cluster's servers: the single-node server's TLS port and certificate are left out.
   sed -e "s|@HTTP_PORT@|$http|" -e "s|@TCP_PORT@|$tcp|" -e "s|@DATA_DIR@|$home/data|g" \
+    -e '/<https_port>/d' -e '/<openSSL>/,/<\/openSSL>/d' \
     "$CHC_TEMPLATES/config.xml" > "$home/etc/config.xml"
-  cp "$CHC_TEMPLATES/users.xml" "$home/etc/users.xml"
+  # The cluster's servers have only the passwordless default user: the password user of the
+  # single-node server (clickhouse_compat.sh, for the secured-connection tests) is left out.
+  sed -e '/<sluice>/,/<\/sluice>/d' "$CHC_TEMPLATES/users.xml" > "$home/etc/users.xml"
   for s in 1 2; do
     shards+="            <shard>
                 <internal_replication>true</internal_replication>
