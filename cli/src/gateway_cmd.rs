@@ -5,7 +5,7 @@
 //! beforehand unless `--auto-register`), installs the Prometheus recorder served on the
 //! gateway's own `/metrics`, and hands everything to [`sluice_producers::gateway::serve`].
 //! SIGHUP re-reads the tokens file and the TLS pair ([`gateway::Reloader`]); the library also
-//! watches the TLS files for a change.
+//! watches those files for a change.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -38,8 +38,8 @@ const TOKENS_VAR: &str = "SLUICE_GATEWAY_TOKENS";
                         instead of plain HTTP, from a PEM certificate chain (server certificate \
                         first) and a PEM private key (PKCS#8, RSA or EC).\n\n\
                         Reloading without a restart: SIGHUP re-reads the tokens file and the TLS \
-                        pair; the TLS files are also checked every --tls-watch-interval and \
-                        re-read when they change (a rotated Kubernetes secret). Requests in \
+                        pair; both are also checked every --watch-interval and re-read when they \
+                        change (a rotated Kubernetes secret). Requests in \
                         flight finish; open connections keep their certificate. A file that does \
                         not load is logged as an error and the previous tokens or certificate stay \
                         in use. SLUICE_GATEWAY_TOKENS is read at start only.\n\n\
@@ -51,7 +51,7 @@ pub(crate) struct GatewayArgs {
     listen: SocketAddr,
 
     /// A secret file of tokens, one `name:token:scope[,scope…]` per line (added to
-    /// SLUICE_GATEWAY_TOKENS). Re-read on SIGHUP.
+    /// SLUICE_GATEWAY_TOKENS). Re-read on SIGHUP and when the file changes.
     #[arg(long, env = "SLUICE_GATEWAY_TOKENS_FILE", value_name = "PATH")]
     tokens_file: Option<PathBuf>,
 
@@ -64,9 +64,10 @@ pub(crate) struct GatewayArgs {
     #[arg(long, env = "SLUICE_GATEWAY_TLS_KEY_FILE", value_name = "PATH", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
 
-    /// How often the TLS files are checked for a change (modification time, size, inode).
+    /// How often the TLS files and the tokens file are checked for a change (modification time,
+    /// size, inode); a change re-reads what changed.
     #[arg(long, default_value = "5s", value_parser = duration)]
-    tls_watch_interval: Duration,
+    watch_interval: Duration,
 
     /// Largest single-event body, e.g. `1MiB`, `512KiB`, `65536`, as sent and once decompressed
     /// (`Content-Encoding: gzip` or `deflate`).
@@ -259,7 +260,7 @@ pub(crate) async fn run(ctx: &Context, args: GatewayArgs) -> anyhow::Result<Exit
     config.max_connections = args.max_connections;
     config.drain_deadline = args.drain_deadline;
     config.ready_interval = args.ready_interval;
-    config.tls_watch_interval = args.tls_watch_interval;
+    config.watch_interval = args.watch_interval;
 
     let metrics =
         gateway::metrics::prometheus_builder().install_recorder().context("installing the metrics recorder")?;

@@ -16,6 +16,7 @@ use anyhow::Context as _;
 use sluice_consumers::group::{GroupView, describe};
 use sluice_consumers::lag::LagMonitor;
 use sluice_core::connections::KafkaConnection;
+use sluice_core::consistency::ConsistencyToken;
 use sluice_core::lag::{LagSnapshot, fmt_ms};
 use tokio_util::sync::CancellationToken;
 
@@ -46,6 +47,17 @@ pub(crate) struct LagArgs {
     /// Refresh interval of --watch, e.g. `1s`, `500ms`.
     #[arg(long, default_value = "1s", value_parser = duration)]
     interval: Duration,
+
+    /// Instead of the lag: whether each projection reading the token's topics (or --projection)
+    /// includes the write of this consistency token (the `consistency_token` the gateway and
+    /// `sluice publish` return). Exit 0 when all do, 2 when one does not yet, 1 on an error (a
+    /// malformed token, or one about topics or offsets these projections cannot have).
+    #[arg(long, value_name = "TOKEN", conflicts_with = "watch")]
+    after: Option<String>,
+
+    /// With --after: wait up to this long for the projections to include the write, e.g. `10s`.
+    #[arg(long, default_value = "0s", value_parser = duration, requires = "after")]
+    wait: Duration,
 }
 
 fn duration(s: &str) -> Result<Duration, String> {
@@ -61,6 +73,11 @@ pub(crate) async fn run(ctx: &Context, args: LagArgs) -> anyhow::Result<ExitCode
         anyhow::bail!("no projection {name:?} in the topology (known: {})", known.join(", "));
     }
     let kafka = &ctx.connections.kafka;
+    if let Some(token) = &args.after {
+        // Parsed here rather than by clap: clap's usage errors exit 2, which is "not yet".
+        let token: ConsistencyToken = token.parse().with_context(|| format!("--after {token:?}"))?;
+        return crate::lag_after::run(topology, kafka, &token, args.projection.as_deref(), args.wait, args.json).await;
+    }
     if !args.watch {
         let snapshot = LagMonitor::snapshot_once(topology, kafka).await.context("reading the lag")?;
         let snapshot = only(snapshot, args.projection.as_deref());

@@ -7,8 +7,9 @@
 //! bounded by a request count and a duration, and only loopback addresses are accepted: this is
 //! a benchmark of the local stack, never a tool to point at someone else's server.
 //!
-//! The client is hyper's bare HTTP/1 connection (no pool, no TLS, bodies built once), to leave
-//! as much of the machine as possible to the gateway; latency is measured from the moment a
+//! The client is hyper's bare HTTP/1 connection (no pool, bodies built once; TLS only for an
+//! `https://` URL, to measure the gateway's TLS), to leave as much of the machine as possible to
+//! the gateway; latency is measured from the moment a
 //! request was due (with `--rate`, the schedule; otherwise its send), so a stalled server cannot
 //! hide behind a client that waited for it.
 
@@ -28,8 +29,11 @@ use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HOST, HeaderValue};
 use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde_json::Value as Json;
+use sluice_core::connections::TlsFiles;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::rustls::pki_types::ServerName;
 
 use crate::table::print_table;
 
@@ -54,9 +58,13 @@ enum Mode {
                         then: SLUICE_LOADGEN_TOKEN=<token> sluice loadgen --url http://127.0.0.1:8080. \
                         Only loopback addresses are accepted.")]
 pub(crate) struct LoadgenArgs {
-    /// The gateway's base URL (http, loopback only).
+    /// The gateway's base URL (http or https, loopback only).
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     url: String,
+
+    /// CA certificate (PEM) to verify an `https://` gateway with; the system's roots when absent.
+    #[arg(long, value_name = "FILE")]
+    ca_file: Option<std::path::PathBuf>,
 
     /// The event type to post (one the sample generator makes).
     #[arg(long, default_value = "engagement.page_viewed")]
@@ -106,19 +114,30 @@ fn duration(s: &str) -> Result<Duration, String> {
 }
 
 /// Where and how to send.
-#[derive(Debug)]
 struct Target {
     addr: SocketAddr,
     host: HeaderValue,
     auth: HeaderValue,
+    /// For an `https://` URL: the connector and the name the certificate must carry.
+    tls: Option<(TlsConnector, ServerName<'static>)>,
+}
+
+impl std::fmt::Debug for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Target").field("addr", &self.addr).field("tls", &self.tls.is_some()).finish_non_exhaustive()
+    }
 }
 
 /// The address of `url`, refused unless every address it names is loopback.
 async fn loopback_target(url: &str) -> anyhow::Result<(SocketAddr, HeaderValue)> {
     let uri: hyper::Uri = url.parse().with_context(|| format!("not a URL: {url:?}"))?;
-    anyhow::ensure!(uri.scheme_str() == Some("http"), "only http:// URLs (the gateway on this machine)");
+    let default_port = match uri.scheme_str() {
+        Some("http") => 80,
+        Some("https") => 443,
+        _ => bail!("only http:// or https:// URLs (the gateway on this machine)"),
+    };
     let host = uri.host().context("the URL has no host")?;
-    let port = uri.port_u16().unwrap_or(80);
+    let port = uri.port_u16().unwrap_or(default_port);
     let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.trim_matches(['[', ']']), port))
         .await
         .with_context(|| format!("resolving {host}"))?
@@ -174,10 +193,20 @@ fn histogram() -> anyhow::Result<Histogram<u64>> {
     Histogram::new_with_bounds(1, 60_000_000, 3).context("latency histogram")
 }
 
-async fn connect(addr: SocketAddr) -> anyhow::Result<SendRequest<Full<Bytes>>> {
+async fn connect(target: &Target) -> anyhow::Result<SendRequest<Full<Bytes>>> {
+    let addr = target.addr;
     let stream = TcpStream::connect(addr).await.with_context(|| format!("connecting to {addr}"))?;
     stream.set_nodelay(true)?;
-    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    let Some((tls, name)) = &target.tls else { return handshake(TokioIo::new(stream)).await };
+    let stream = tls.connect(name.clone(), stream).await.with_context(|| format!("TLS handshake with {addr}"))?;
+    handshake(TokioIo::new(stream)).await
+}
+
+async fn handshake<T>(io: T) -> anyhow::Result<SendRequest<Full<Bytes>>>
+where
+    T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let (sender, connection) = hyper::client::conn::http1::handshake(io).await?;
     tokio::spawn(async move {
         let _ = connection.await;
     });
@@ -214,7 +243,7 @@ async fn run_phase(target: &Arc<Target>, phase: &Phase, measure: bool) -> anyhow
         let offset = interval.map(|i| i.mul_f64(w as f64 / phase.connections as f64)).unwrap_or_default();
         workers.spawn(async move {
             let mut stats = WorkerStats { latency_us: histogram()?, statuses: BTreeMap::new(), errors: 0, events: 0 };
-            let mut sender = connect(target.addr).await?;
+            let mut sender = connect(&target).await?;
             let mut due = started + offset;
             let mut i = w;
             while Instant::now() < end && budget.fetch_add(1, Ordering::Relaxed) < max {
@@ -256,7 +285,7 @@ async fn run_phase(target: &Arc<Target>, phase: &Phase, measure: bool) -> anyhow
                             return Err(e.context("too many failed requests"));
                         }
                         tokio::time::sleep(Duration::from_millis(10)).await;
-                        sender = connect(target.addr).await?;
+                        sender = connect(&target).await?;
                     }
                 }
                 if let Some(interval) = interval {
@@ -310,7 +339,22 @@ pub(crate) async fn run(args: LoadgenArgs) -> anyhow::Result<ExitCode> {
     let (addr, host) = loopback_target(&args.url).await?;
     let mut auth = HeaderValue::from_str(&format!("Bearer {token}")).context("the token is not a header value")?;
     auth.set_sensitive(true);
-    let target = Arc::new(Target { addr, host, auth });
+    let tls = match args.url.starts_with("https://") {
+        true => {
+            let files = TlsFiles { ca_file: args.ca_file.clone(), ..TlsFiles::default() };
+            let config = sluice_producers::tls::client_config(&files, "gateway").map_err(anyhow::Error::msg)?;
+            let host = args
+                .url
+                .parse::<hyper::Uri>()?
+                .host()
+                .context("the URL has no host")?
+                .trim_matches(['[', ']'])
+                .to_owned();
+            Some((TlsConnector::from(Arc::new(config)), ServerName::try_from(host)?))
+        }
+        false => None,
+    };
+    let target = Arc::new(Target { addr, host, auth, tls });
     let events = sample_events(&args.event_type)?;
     let t = &args.event_type;
 
@@ -414,7 +458,8 @@ mod tests {
         assert!(loopback_target("http://[::1]:8080").await.is_ok());
         assert!(loopback_target("http://localhost:8080").await.is_ok());
         assert!(loopback_target("http://10.0.0.1:8080").await.is_err());
-        assert!(loopback_target("https://127.0.0.1:8443").await.is_err());
+        assert!(loopback_target("https://127.0.0.1:8443").await.is_ok());
+        assert!(loopback_target("ftp://127.0.0.1:21").await.is_err());
     }
 
     #[test]

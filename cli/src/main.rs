@@ -11,6 +11,7 @@ mod context;
 mod couchbase_cmd;
 mod doctor;
 mod gateway_cmd;
+mod lag_after;
 mod lag_cmd;
 mod loadgen;
 mod metrics;

@@ -28,9 +28,10 @@ use futures::stream::FuturesUnordered;
 use serde_json::Value as Json;
 use sluice_core::Services;
 use sluice_core::avro::json_type;
+use sluice_core::consistency::ConsistencyToken;
 use sluice_core::json::{StrictJsonError, from_slice_strict};
 use sluice_producers::admin::topics::TopicAdmin;
-use sluice_producers::{PublishError, Publisher, PublisherOptions, fill_envelope_defaults};
+use sluice_producers::{Delivery, PublishError, Publisher, PublisherOptions, fill_envelope_defaults};
 use tokio::sync::mpsc;
 
 use crate::table::print_table;
@@ -134,6 +135,8 @@ struct Counts {
 #[derive(Debug, Default)]
 struct Tally {
     by_type: BTreeMap<String, Counts>,
+    /// Covers every event published: `sluice lag --after` takes it.
+    token: ConsistencyToken,
     published: u64,
     rejected: u64,
     failed: u64,
@@ -188,24 +191,26 @@ pub(crate) async fn run(global: &GlobalArgs, args: PublishArgs) -> anyhow::Resul
     progress.tick().await;
     let mut reading = true;
 
-    let settle = |tally: &mut Tally, (line, event_type, result): (u64, String, Result<_, PublishError>)| match result {
-        Ok(_) => {
-            tally.published += 1;
-            tally.of(Some(&event_type)).published += 1;
-        }
-        // Kafka refused the record for what it is (its size): the line's fault, like a
-        // refusal before sending.
-        Err(e) if e.is_invalid_event() => tally.reject(line, Some(&event_type), &e.to_string()),
-        Err(e) => {
-            tally.failed += 1;
-            tally.of(Some(&event_type)).failed += 1;
-            if tally.failed <= SHOWN_DELIVERY_FAILURES {
-                eprintln!("line {line}: delivery failed: {e}");
-            } else if tally.failed == SHOWN_DELIVERY_FAILURES + 1 {
-                eprintln!("(further delivery failures are counted, not shown)");
+    let settle =
+        |tally: &mut Tally, (line, event_type, result): (u64, String, Result<Delivery, PublishError>)| match result {
+            Ok(delivery) => {
+                tally.token.include(&delivery.topic, delivery.partition, delivery.offset);
+                tally.published += 1;
+                tally.of(Some(&event_type)).published += 1;
             }
-        }
-    };
+            // Kafka refused the record for what it is (its size): the line's fault, like a
+            // refusal before sending.
+            Err(e) if e.is_invalid_event() => tally.reject(line, Some(&event_type), &e.to_string()),
+            Err(e) => {
+                tally.failed += 1;
+                tally.of(Some(&event_type)).failed += 1;
+                if tally.failed <= SHOWN_DELIVERY_FAILURES {
+                    eprintln!("line {line}: delivery failed: {e}");
+                } else if tally.failed == SHOWN_DELIVERY_FAILURES + 1 {
+                    eprintln!("(further delivery failures are counted, not shown)");
+                }
+            }
+        };
 
     while reading || !in_flight.is_empty() {
         if in_flight.len() >= max_in_flight {
@@ -310,6 +315,9 @@ pub(crate) async fn run(global: &GlobalArgs, args: PublishArgs) -> anyhow::Resul
         tally.rejected,
         elapsed.as_secs_f64()
     );
+    if !tally.token.is_empty() {
+        println!("consistency token: {} (wait for it with `sluice lag --after`)", tally.token);
+    }
     Ok(if tally.rejected + tally.failed > 0 || stopped.is_some() { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
 

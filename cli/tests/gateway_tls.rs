@@ -202,7 +202,7 @@ async fn https_events_and_a_certificate_rotated_on_sighup() {
     // The file watch is out of the way (an hour): what changes the certificate here is SIGHUP.
     let mut gw = Gateway::spawn(
         &topology,
-        &["--tls-cert", cert.to_str().expect("utf-8"), "--tls-watch-interval", "1h"],
+        &["--tls-cert", cert.to_str().expect("utf-8"), "--watch-interval", "1h"],
         &[
             ("SLUICE_GATEWAY_TLS_KEY_FILE", key.to_str().expect("utf-8")),
             ("SLUICE_GATEWAY_TOKENS", &format!("env:{ENV_TOKEN}:*")),
@@ -268,7 +268,7 @@ async fn a_rotated_secret_is_served_without_a_signal() {
             cert.to_str().expect("utf-8"),
             "--tls-key",
             key.to_str().expect("utf-8"),
-            "--tls-watch-interval",
+            "--watch-interval",
             "200ms",
         ],
         &[("SLUICE_GATEWAY_TOKENS", &format!("env:{ENV_TOKEN}:*"))],

@@ -3,12 +3,15 @@
 //! Data path: Kafka (Confluent-framed Avro) → worker (decode, fold) → [`sinks`] (Couchbase for
 //! the latest state of each entity, ClickHouse for analytics).
 //!
+//! - [`consistency`]: whether a projection includes a write (a consistency token against its
+//!   committed offsets).
 //! - [`group`]: a projection's consumer group members and the partitions each owns.
 //! - [`lag`]: the lag monitor (lag per projection and partition, backpressure state) and the
 //!   intake gate over it.
 //! - [`replay`]: reads a replay plan's offsets and commits them for a stopped projection group.
 //! - [`rebuild`]: bounded re-projection (`replay --to`, `rebuild --key`) and blue/green rebuilds.
 
+pub mod consistency;
 pub mod decode;
 pub mod group;
 // Test hooks, compiled only in debug builds (the ones the integration tests run): a release

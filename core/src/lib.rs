@@ -4,7 +4,9 @@
 //! - [`admission`]: which decoded events a projection applies, skips or refuses (to the DLQ).
 //! - [`avro`]: user JSON ⇄ Avro values, and the Avro body written and read (with schema resolution).
 //! - [`cdc`]: Debezium change events and outbox events from a legacy database → sluice events.
-//! - [`connections`]: where the services are (`SLUICE_*` variables over an env file).
+//! - [`connections`]: where the services are and how to reach them securely (`SLUICE_*` variables
+//!   over an env file, TLS files, credentials).
+//! - [`consistency`]: consistency tokens: the log positions of a write, for reading it back.
 //! - [`decimal`]: exact decimal numbers (Avro bytes, Debezium columns, text), one codec.
 //! - [`event`]: a decoded event split into envelope and payload.
 //! - [`group`]: a consumer group's members and the partitions each owns (Kafka's consumer
@@ -22,6 +24,7 @@ pub mod avro;
 pub mod calendar;
 pub mod cdc;
 pub mod connections;
+pub mod consistency;
 pub mod decimal;
 pub mod event;
 pub mod fold;

@@ -28,6 +28,7 @@ use rdkafka::producer::future_producer::OwnedDeliveryResult;
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use serde_json::Value as Json;
 use sluice_core::Connections;
+use sluice_core::consistency::{AggregateVersion, ConsistencyToken};
 use sluice_core::topology::{DEFAULT_KEY, EventInfo, Topology};
 use tokio::sync::OnceCell;
 
@@ -136,6 +137,16 @@ pub struct Delivery {
     pub offset: i64,
     /// The event's `event_id`.
     pub event_id: String,
+    /// The event's aggregate and the version it gave it (when the event names both).
+    pub aggregate: Option<AggregateVersion>,
+}
+
+impl Delivery {
+    /// The consistency token of this write: hand it to a reader that must see it
+    /// ([`sluice_core::consistency`]).
+    pub fn token(&self) -> ConsistencyToken {
+        ConsistencyToken::single(&self.topic, self.partition, self.offset, self.aggregate.clone())
+    }
 }
 
 /// Publishes events of one topology. Cheap to share: wrap it in an `Arc`; every method takes
@@ -297,6 +308,7 @@ impl Publisher {
                         inner,
                         topic: info.topic.clone(),
                         event_id: record.event_id,
+                        aggregate: aggregate_of(json),
                         timeout: self.opts.delivery_timeout,
                         size,
                     });
@@ -375,8 +387,16 @@ pub struct PendingDelivery {
     inner: DeliveryFuture,
     topic: String,
     event_id: String,
+    aggregate: Option<AggregateVersion>,
     timeout: Duration,
     size: Size,
+}
+
+/// The aggregate an event names: its `aggregate_id` and `aggregate_version`, both present.
+fn aggregate_of(json: &Json) -> Option<AggregateVersion> {
+    let id = json.get("aggregate_id")?.as_str()?;
+    let version = json.get("aggregate_version")?.as_i64()?;
+    Some(AggregateVersion { id: id.to_owned(), version })
 }
 
 /// A record's size and the limit it was checked against, for a refusal that comes from Kafka.
@@ -411,6 +431,7 @@ impl PendingDelivery {
                 partition: d.partition,
                 offset: d.offset,
                 event_id: std::mem::take(&mut self.event_id),
+                aggregate: self.aggregate.take(),
             }),
             Err((e, _)) => Err(kafka_error(&e, &self.topic, self.timeout, self.size)),
         }

@@ -11,7 +11,7 @@
 //! lookup compares the presented token's digest with every configured one in constant time (see
 //! [`Tokens::authenticate`]), and a log line about an unknown token carries only a short
 //! fingerprint of its digest. The gateway holds its `Tokens` behind a swap (`super::reload`), so a
-//! tokens file re-read on SIGHUP replaces them while requests already authenticated finish with
+//! tokens file re-read (on SIGHUP, or when it changes) replaces them while requests already authenticated finish with
 //! the [`Principal`] they got. Pure code, apart from reading the file.
 
 use std::fmt;

@@ -30,6 +30,7 @@ use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use serde::Serialize;
 use serde_json::Value as Json;
+use sluice_core::consistency::ConsistencyToken;
 use tokio::time::{Instant, timeout_at};
 
 use super::GatewayState;
@@ -51,6 +52,8 @@ struct Published {
     topic: String,
     partition: i32,
     offset: i64,
+    /// Hand it to a read that must include this event (see `sluice_core::consistency`).
+    consistency_token: String,
 }
 
 /// One event's outcome in a batch answer.
@@ -71,6 +74,8 @@ struct EventResult {
     #[serde(skip_serializing_if = "Option::is_none")]
     offset: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    consistency_token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<ErrorBody>,
 }
 
@@ -79,6 +84,7 @@ impl EventResult {
         Self {
             index,
             status: StatusCode::CREATED.as_u16(),
+            consistency_token: Some(d.token().to_string()),
             event_id: Some(d.event_id),
             event_type: Some(event_type),
             topic: Some(d.topic),
@@ -97,6 +103,7 @@ impl EventResult {
             topic: None,
             partition: None,
             offset: None,
+            consistency_token: None,
             error: Some(error.body().clone()),
         }
     }
@@ -107,6 +114,9 @@ impl EventResult {
 struct BatchAnswer {
     published: usize,
     failed: usize,
+    /// One token covering every published event of the batch (absent when none was).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    consistency_token: Option<String>,
     results: Vec<EventResult>,
 }
 
@@ -199,6 +209,7 @@ async fn single(
     let delivery = gw.publish(event_type, &event, deadline).await.map_err(|e| (e, event_id))?;
     gw.counters.published(event_type, 1);
     Ok(Published {
+        consistency_token: delivery.token().to_string(),
         event_id: delivery.event_id,
         event_type: event_type.to_owned(),
         topic: delivery.topic,
@@ -356,13 +367,15 @@ impl Future for Queued {
 struct Outcomes<'a> {
     gw: &'a GatewayState,
     results: Vec<Option<EventResult>>,
+    /// Covers every event published so far.
+    token: ConsistencyToken,
 }
 
 impl<'a> Outcomes<'a> {
     fn new(gw: &'a GatewayState, n: usize) -> Self {
         let mut results = Vec::with_capacity(n);
         results.resize_with(n, || None);
-        Self { gw, results }
+        Self { gw, results, token: ConsistencyToken::default() }
     }
 
     fn fail(&mut self, i: usize, event_type: Option<&str>, event_id: Option<String>, error: ApiError) {
@@ -374,6 +387,7 @@ impl<'a> Outcomes<'a> {
     }
 
     fn published(&mut self, i: usize, event_type: String, delivery: Delivery) {
+        self.token.include(&delivery.topic, delivery.partition, delivery.offset);
         if let Some(slot) = self.results.get_mut(i) {
             *slot = Some(EventResult::published(i, event_type, delivery));
         }
@@ -395,7 +409,8 @@ impl<'a> Outcomes<'a> {
             self.gw.counters.published(event_type, n);
         }
         let published = results.iter().filter(|r| r.error.is_none()).count();
-        BatchAnswer { published, failed: results.len() - published, results }
+        let consistency_token = (!self.token.is_empty()).then(|| self.token.to_string());
+        BatchAnswer { published, failed: results.len() - published, consistency_token, results }
     }
 }
 

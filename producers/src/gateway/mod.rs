@@ -87,8 +87,8 @@
 //!
 //! With [`GatewayState::with_tls`] every connection is TLS (1.2 or 1.3); without it, plain HTTP.
 //! [`GatewayState::reloader`] gives the handle that re-reads the tokens file and the TLS pair
-//! (`sluice gateway` calls it on SIGHUP); [`serve`] also watches the TLS files and reloads the
-//! pair when they change. A pair or tokens file that does not load is logged and the previous
+//! (`sluice gateway` calls it on SIGHUP); [`serve`] also watches the TLS files and the tokens
+//! file and reloads what changed. A pair or tokens file that does not load is logged and the previous
 //! one stays in use.
 //!
 //! # Shutdown
@@ -189,10 +189,11 @@ pub struct GatewayConfig {
     /// listen backlog until one closes (they are not refused). Default 4096; keep it under the
     /// process's open-file limit (`ulimit -n`), which Kafka's sockets share.
     pub max_connections: usize,
-    /// How often the TLS certificate and key files are checked for a change (modification time
-    /// and size); a change reloads them. Default 5 s: a rotated Kubernetes secret is served
-    /// within seconds of the kubelet writing it, for two `stat`s per interval.
-    pub tls_watch_interval: Duration,
+    /// How often the TLS certificate and key files and the tokens file are checked for a change
+    /// (modification time, size, inode); a change reloads what changed. Default 5 s: a rotated
+    /// Kubernetes secret is served within seconds of the kubelet writing it, for three `stat`s
+    /// per interval.
+    pub watch_interval: Duration,
 }
 
 impl Default for GatewayConfig {
@@ -208,7 +209,7 @@ impl Default for GatewayConfig {
             probe_timeout: Duration::from_secs(3),
             header_read_timeout: Duration::from_secs(10),
             max_connections: 4096,
-            tls_watch_interval: Duration::from_secs(5),
+            watch_interval: Duration::from_secs(5),
         }
     }
 }
@@ -224,10 +225,10 @@ impl GatewayConfig {
             || self.ready_interval.is_zero()
             || self.probe_timeout.is_zero()
             || self.header_read_timeout.is_zero()
-            || self.tls_watch_interval.is_zero()
+            || self.watch_interval.is_zero()
         {
             return fail(
-                "the request and header-read timeouts, readiness interval, probe timeout and TLS watch interval must be positive",
+                "the request and header-read timeouts, readiness interval, probe timeout and file watch interval must be positive",
             );
         }
         if self.max_connections == 0 || u32::try_from(self.max_connections).is_err() {
@@ -394,8 +395,9 @@ pub async fn serve(
             }
         });
     }
-    if state.tls.is_some() {
-        background.spawn(state.reloader().watch_tls(state.config.tls_watch_interval, stop.clone()));
+    let reloader = state.reloader();
+    if reloader.watches_files() {
+        background.spawn(reloader.watch_files(state.config.watch_interval, stop.clone()));
     }
     let state = Arc::new(state);
     let readiness = Arc::clone(&state.readiness);

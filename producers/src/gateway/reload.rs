@@ -1,10 +1,10 @@
 //! Re-reading the tokens file and the TLS pair while the gateway runs.
 //!
 //! Two triggers: the caller's (`sluice gateway` calls [`Reloader::reload`] on SIGHUP), which
-//! re-reads both; and a watch of the TLS files (`serve` polls their modification time and size
-//! every [`GatewayConfig::tls_watch_interval`](super::GatewayConfig::tls_watch_interval)), because
-//! Kubernetes rotates a mounted secret in place and signals nobody. The tokens file is re-read
-//! on SIGHUP only.
+//! re-reads both; and a watch of the files (`serve` polls the TLS pair's and the tokens file's
+//! modification time, size and inode every
+//! [`GatewayConfig::watch_interval`](super::GatewayConfig::watch_interval)), because Kubernetes
+//! rotates a mounted secret in place and signals nobody. A change re-reads only what changed.
 //!
 //! Whatever fails to load is logged as an error and changes nothing: the tokens and the
 //! certificate in use stay. A reload swaps the tokens atomically, so a request authenticated
@@ -102,25 +102,55 @@ impl Reloader {
         }
     }
 
-    /// Watches the TLS files until `stop`, reloading the pair each time they change.
-    pub(crate) async fn watch_tls(self, interval: Duration, stop: CancellationToken) {
-        let Some(tls) = self.tls else { return };
-        let files = tls.files().paths();
-        let mut watch = Watch::new(tls.stamps_at_load().to_vec());
+    /// Whether there is a file to watch (a TLS pair or a tokens file).
+    pub(crate) fn watches_files(&self) -> bool {
+        self.tls.is_some() || self.tokens_file().is_some()
+    }
+
+    fn tokens_file(&self) -> Option<PathBuf> {
+        self.source.as_ref().and_then(|s| s.file().map(Path::to_path_buf))
+    }
+
+    /// Watches the TLS files and the tokens file until `stop`, reloading each when it changes.
+    /// The tokens file's stamp is taken here, when the watch is made (not when it first runs): a
+    /// rewrite between the two is still a change. One between the start-up read and this call is
+    /// missed until the next change or SIGHUP; the gateway makes the watch right after loading.
+    pub(crate) fn watch_files(self, interval: Duration, stop: CancellationToken) -> impl Future<Output = ()> + Send {
+        let tls_files: Vec<PathBuf> = self.tls.as_ref().map(|tls| tls.files().paths().to_vec()).unwrap_or_default();
+        let tokens_file: Vec<PathBuf> = self.tokens_file().into_iter().collect();
+        let tls_watch = Watch::new(self.tls.as_ref().map(|tls| tls.stamps_at_load().to_vec()).unwrap_or_default());
+        let tokens_watch = Watch::new(stamps(&tokens_file));
+        self.watch_loop(interval, stop, (tls_files, tls_watch), (tokens_file, tokens_watch))
+    }
+
+    async fn watch_loop(
+        self,
+        interval: Duration,
+        stop: CancellationToken,
+        (tls_files, mut tls_watch): (Vec<PathBuf>, Watch),
+        (tokens_file, mut tokens_watch): (Vec<PathBuf>, Watch),
+    ) {
         loop {
             tokio::select! {
                 () = stop.cancelled() => return,
                 () = tokio::time::sleep(interval) => {}
             }
-            let now = tokio::task::spawn_blocking({
-                let files = files.clone();
-                move || stamps(&files)
-            })
-            .await;
-            if let Ok(now) = now
-                && watch.changed(now)
+            let (tls_now, tokens_now) = {
+                let (tls_files, tokens_file) = (tls_files.clone(), tokens_file.clone());
+                match tokio::task::spawn_blocking(move || (stamps(&tls_files), stamps(&tokens_file))).await {
+                    Ok(now) => now,
+                    Err(_) => continue,
+                }
+            };
+            if let Some(tls) = &self.tls
+                && tls_watch.changed(tls_now)
             {
-                let _ = reload_tls(&tls, "the files changed");
+                let _ = reload_tls(tls, "the files changed");
+            }
+            if let (Some(source), Some(file)) = (&self.source, tokens_file.first())
+                && tokens_watch.changed(tokens_now)
+            {
+                let _ = self.reload_tokens(source, file, "the file changed");
             }
         }
     }
@@ -304,7 +334,7 @@ mod tests {
         let r = Reloader { tokens: Arc::default(), source: None, tls: Some(Arc::clone(&tls)) };
         let before = tls.fingerprint();
         let stop = CancellationToken::new();
-        let task = tokio::spawn(r.watch_tls(Duration::from_millis(20), stop.clone()));
+        let task = tokio::spawn(r.watch_files(Duration::from_millis(20), stop.clone()));
         // Written within the clock tick of the load, possibly: the size differs (a longer name).
         write(&files, &self_signed("the-second-pair.test"));
         let rotated = tokio::time::timeout(Duration::from_secs(10), async {
@@ -316,5 +346,26 @@ mod tests {
         stop.cancel();
         task.await.expect("the watch stops");
         assert!(rotated.is_ok(), "the rotated pair was not picked up");
+    }
+
+    #[tokio::test]
+    async fn the_watch_loop_reloads_a_rewritten_tokens_file() {
+        let file = tokens_file(A);
+        let r = reloader(TokenSource::new(Tokens::default(), Some(file.clone())), None);
+        assert!(r.watches_files());
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(r.clone().watch_files(Duration::from_millis(20), stop.clone()));
+        // A longer file: its size differs even within the clock tick of the first write.
+        std::fs::write(&file, format!("# rotated by the kubelet\n{B}\n")).expect("rewrite");
+        let picked_up = tokio::time::timeout(Duration::from_secs(10), async {
+            while !accepts(&r, B) {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+        stop.cancel();
+        task.await.expect("the watch stops");
+        assert!(picked_up.is_ok(), "the rewritten tokens file was not picked up");
+        assert!(!accepts(&r, A));
     }
 }

@@ -1,0 +1,157 @@
+//! Consistency tokens (issue #16, first slice), through the real binary against the rig: what
+//! `sluice publish` and the gateway return for accepted writes, and `sluice lag --after` saying
+//! whether each projection includes them — "not yet" before its worker ran and within the promised
+//! wait, "yes" after; a token that cannot be about the projection is refused at once.
+
+mod common;
+
+use std::path::Path;
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+use common::gateway::Gateway;
+use common::{run_ok, setup, sluice, text, uuid_hex8, write_jsonl};
+use serde_json::Value;
+use sluice_core::consistency::ConsistencyToken;
+use sluice_tests::domain::generate;
+use sluice_tests::{fresh_topology, unique};
+
+/// The token `sluice publish` printed.
+fn token_of(out: &Output) -> ConsistencyToken {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("consistency token: "))
+        .unwrap_or_else(|| panic!("no token in\n{stdout}"));
+    line.split_whitespace().next().expect("the token").parse().expect("a valid token")
+}
+
+fn lag_after(topology: &Path, token: &str, extra: &[&str]) -> (Output, Duration) {
+    let start = Instant::now();
+    let out = sluice(topology).args(["lag", "--after", token]).args(extra).output().expect("run sluice");
+    (out, start.elapsed())
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn a_published_write_is_not_yet_included_then_included_once_its_worker_ran() {
+    let sfx = unique("cons");
+    let topology = fresh_topology(&sfx);
+    setup(&topology);
+    let (events, _) = generate(20, 2, &uuid_hex8(), &format!("{sfx}-"));
+    let all: Vec<&Value> = events.iter().collect();
+    let file = write_jsonl(topology.parent().expect("dir"), "events.jsonl", &all);
+    let token = token_of(&run_ok(sluice(&topology).args(["publish", "--file"]).arg(&file)));
+    assert!(token.topics().all(|t| t.ends_with(&sfx)), "{token:?}");
+    let text_token = token.to_string();
+    let user_state = format!("user_state_{sfx}");
+
+    // Nothing consumed yet: every projection reading those topics says "not yet"; exit 2.
+    let (out, _) = lag_after(&topology, &text_token, &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(stdout(&out).contains(&user_state) && stdout(&out).contains("not yet"), "{}", text(&out));
+
+    // A bounded wait answers "not yet" in the promised time, not later.
+    let (out, took) = lag_after(&topology, &text_token, &["--projection", &user_state, "--wait", "2s"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(took >= Duration::from_secs(2) && took < Duration::from_secs(12), "{took:?}");
+
+    run_ok(sluice(&topology).args(["work", "--projection", &user_state, "--exit-at-end"]));
+    let (out, _) = lag_after(&topology, &text_token, &["--projection", &user_state, "--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let doc: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(doc[0]["projection"], user_state.as_str());
+    assert_eq!(doc[0]["included"], true, "{doc}");
+}
+
+#[test]
+fn a_token_that_cannot_be_about_the_projection_is_refused_at_once() {
+    let sfx = unique("consb");
+    let topology = fresh_topology(&sfx);
+    setup(&topology);
+    let (events, _) = generate(4, 1, &uuid_hex8(), &format!("{sfx}-"));
+    let all: Vec<&Value> = events.iter().collect();
+    let file = write_jsonl(topology.parent().expect("dir"), "events.jsonl", &all);
+    let token = token_of(&run_ok(sluice(&topology).args(["publish", "--file"]).arg(&file)));
+    let users = format!("users_{sfx}");
+    let (topic, partition, _) = token.positions().find(|(t, _, _)| *t == users).expect("a users position");
+    let user_state = format!("user_state_{sfx}");
+    let truncated = token.to_string();
+    let cases: Vec<(String, Vec<&str>, &str)> = vec![
+        ("not-a-token".to_owned(), vec![], "not a sluice consistency token"),
+        (truncated[..truncated.len() - 4].to_owned(), vec![], "truncated"),
+        (
+            ConsistencyToken::single("someone.elses.topic", 0, 1, None).to_string(),
+            vec![],
+            "no projection of the topology reads",
+        ),
+        (ConsistencyToken::single(topic, 999, 0, None).to_string(), vec!["--projection", &user_state], "which has"),
+        (
+            ConsistencyToken::single(topic, partition, 1 << 40, None).to_string(),
+            vec!["--projection", &user_state],
+            "past the partition's end",
+        ),
+        (
+            ConsistencyToken::single(&format!("events_{sfx}_unread"), 0, 0, None).to_string(),
+            vec!["--projection", &user_state],
+            "none of which projection",
+        ),
+    ];
+    for (bad, extra, says) in cases {
+        let mut args = extra.clone();
+        args.extend(["--wait", "30s"]);
+        let (out, took) = lag_after(&topology, &bad, &args);
+        let all = format!("{}{}", stdout(&out), String::from_utf8_lossy(&out.stderr));
+        assert!(!out.status.success(), "{bad}: {all}");
+        assert_eq!(out.status.code(), Some(1), "{bad}: an error, not a 'not yet': {all}");
+        assert!(all.contains(says), "{bad}: {says:?} not in\n{all}");
+        assert!(took < Duration::from_secs(15), "{bad}: refused after {took:?}, not at once");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_returns_a_token_per_event_and_one_per_batch() {
+    let sfx = unique("consg");
+    let topology = fresh_topology(&sfx);
+    setup(&topology);
+    let (events, _) = generate(6, 1, &uuid_hex8(), &format!("{sfx}-"));
+    let gateway = Gateway::start(&topology).await;
+
+    let (status, _, body) = gateway.single(&events[0]).await;
+    assert_eq!(status, 201, "{body}");
+    let token: ConsistencyToken = body["consistency_token"].as_str().expect("a token").parse().expect("valid");
+    let (topic, partition, offset) = token.positions().next().expect("one position");
+    assert_eq!(
+        (topic, i64::from(partition), offset),
+        (
+            body["topic"].as_str().expect("topic"),
+            body["partition"].as_i64().expect("partition"),
+            body["offset"].as_i64().expect("offset")
+        )
+    );
+    let aggregate = token.aggregate().expect("the event's aggregate");
+    assert_eq!(aggregate.id, events[0]["aggregate_id"].as_str().expect("id"));
+
+    let rest: Vec<&Value> = events[1..].iter().collect();
+    let resp = reqwest::Client::new()
+        .post(format!("{}/v1/batch", gateway.base))
+        .bearer_auth(common::gateway::TOKEN)
+        .json(&rest)
+        .send()
+        .await
+        .expect("batch");
+    let body: Value = resp.json().await.expect("json");
+    let batch: ConsistencyToken = body["consistency_token"].as_str().expect("a batch token").parse().expect("valid");
+    for r in body["results"].as_array().expect("results") {
+        let (t, p, o) = (
+            r["topic"].as_str().expect("topic"),
+            r["partition"].as_i64().expect("p"),
+            r["offset"].as_i64().expect("o"),
+        );
+        let covered = batch.positions().any(|(bt, bp, bo)| bt == t && i64::from(bp) == p && bo >= o);
+        assert!(covered, "{r} is not covered by the batch token");
+    }
+}
