@@ -68,6 +68,40 @@ fn a_published_write_is_not_yet_included_then_included_once_its_worker_ran() {
 }
 
 #[test]
+fn a_read_after_a_token_waits_for_the_write_and_never_returns_the_stale_document() {
+    let sfx = unique("consr");
+    let topology = fresh_topology(&sfx);
+    setup(&topology);
+    run_ok(sluice(&topology).args(["couchbase", "setup"]));
+    let (events, model) = generate(10, 1, &uuid_hex8(), &format!("{sfx}-"));
+    let all: Vec<&Value> = events.iter().collect();
+    let file = write_jsonl(topology.parent().expect("dir"), "events.jsonl", &all);
+    let token = token_of(&run_ok(sluice(&topology).args(["publish", "--file"]).arg(&file))).to_string();
+    let user_state = format!("user_state_{sfx}");
+    let (uid, expected) = model.users.iter().next().expect("a user the model keeps");
+    let key = format!("user::{uid}");
+    let get = |wait: &str| {
+        sluice(&topology)
+            .args(["couchbase", "get", &key, "--projection", &user_state, "--after", &token, "--wait", wait])
+            .output()
+            .expect("run sluice")
+    };
+
+    let start = Instant::now();
+    let out = get("1s");
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(stdout(&out).starts_with("not yet: projection"), "{}", text(&out));
+    assert!(start.elapsed() < Duration::from_secs(10), "not yet answered late: {:?}", start.elapsed());
+
+    let _worker = common::WorkerProcess::start(&topology, &user_state, None);
+    let out = get("60s");
+    assert!(out.status.success(), "{}", text(&out));
+    let mut doc: Value = serde_json::from_slice(&out.stdout).expect("the document as JSON");
+    doc.as_object_mut().expect("object").remove("_sluice");
+    assert_eq!(doc, Value::Object(expected.clone()), "the read includes every write the token names");
+}
+
+#[test]
 fn a_token_that_cannot_be_about_the_projection_is_refused_at_once() {
     let sfx = unique("consb");
     let topology = fresh_topology(&sfx);
