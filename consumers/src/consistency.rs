@@ -172,7 +172,7 @@ impl<'p> Checker<'p> {
             .into_iter()
             .filter_map(|(topic, partition, offset)| {
                 let committed = by_partition.get(&(topic.to_owned(), partition)).copied();
-                (!committed.is_some_and(|c| c > offset)).then(|| Behind {
+                committed.is_none_or(|c| c <= offset).then(|| Behind {
                     topic: topic.to_owned(),
                     partition,
                     offset,
