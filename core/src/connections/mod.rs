@@ -241,13 +241,19 @@ impl Connections {
         }
         let clickhouse_tls = TlsFiles::from_env(env, "SLUICE_CLICKHOUSE")?;
         let clickhouse_password = env.secret("SLUICE_CLICKHOUSE_PASSWORD")?;
-        let clickhouse = |url| ClickHouseConnection {
-            url,
-            database: env.get("SLUICE_CLICKHOUSE_DATABASE").unwrap_or_else(|| "default".to_owned()),
-            user: env.get("SLUICE_CLICKHOUSE_USER"),
-            password: clickhouse_password.clone(),
-            cluster: env.get("SLUICE_CLICKHOUSE_CLUSTER"),
-            tls: clickhouse_tls.clone(),
+        let clickhouse = |url: String| {
+            // `https://user:password@host` is accepted, its credentials moved out of the URL (which
+            // is logged and shown by `sluice doctor`); SLUICE_CLICKHOUSE_USER/_PASSWORD win.
+            let (url, in_url) = split_userinfo(&url);
+            let (url_user, url_password) = in_url.map_or((None, None), |(u, p)| (Some(u), Some(p)));
+            ClickHouseConnection {
+                url,
+                database: env.get("SLUICE_CLICKHOUSE_DATABASE").unwrap_or_else(|| "default".to_owned()),
+                user: env.get("SLUICE_CLICKHOUSE_USER").or(url_user),
+                password: clickhouse_password.clone().or(url_password),
+                cluster: env.get("SLUICE_CLICKHOUSE_CLUSTER"),
+                tls: clickhouse_tls.clone(),
+            }
         };
         Ok(Self {
             kafka,
@@ -382,5 +388,18 @@ mod tests {
         .expect("certificate auth needs no password");
         assert!(c.couchbase.uses_tls());
         assert_eq!(c.couchbase.describe_auth(), "client certificate");
+    }
+
+    #[test]
+    fn credentials_in_the_clickhouse_url_move_out_of_it() {
+        let c = Connections::for_services(
+            &env(&[("SLUICE_CLICKHOUSE_URL", "https://analyst:s3cr%40t@ch.example:8443")]),
+            Services::CLICKHOUSE,
+        )
+        .expect("valid");
+        assert_eq!(c.clickhouse.url, "https://ch.example:8443");
+        assert_eq!(c.clickhouse.user.as_deref(), Some("analyst"));
+        assert_eq!(c.clickhouse.password.as_ref().map(Secret::expose), Some("s3cr@t"));
+        assert!(!format!("{c:?}").contains("s3cr"));
     }
 }
