@@ -6,12 +6,10 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Subcommand;
-use couchbase::error::ErrorKind;
-use sluice_consumers::consistency::wait;
 use sluice_consumers::sinks::couchbase::service::{KV_TIMEOUT, deadline};
-use sluice_consumers::sinks::couchbase::{Couchbase, Error as CbError, pointer, setup};
+use sluice_consumers::sinks::couchbase::{Couchbase, reads, setup};
 use sluice_core::consistency::ConsistencyToken;
-use sluice_core::topology::SinkConfig;
+use sluice_producers::gateway::reads::ReadError;
 
 use crate::Context;
 
@@ -49,31 +47,6 @@ fn duration(s: &str) -> Result<Duration, String> {
 /// The exit status of "not yet" (as `sluice lag --after`).
 const NOT_YET: u8 = 2;
 
-/// Waits until `projection` includes `token` (at most `within`); `Some(table of what is behind)`
-/// when it did not.
-async fn not_yet(ctx: &Context, projection: &str, token: &str, within: Duration) -> anyhow::Result<Option<String>> {
-    let token: ConsistencyToken = token.parse().with_context(|| format!("--after {token:?}"))?;
-    let config = ctx.topology()?.projection(projection).context("no such projection")?.clone();
-    let (kafka, name) = (ctx.connections.kafka.clone(), projection.to_owned());
-    let inclusion = tokio::task::spawn_blocking(move || wait(&kafka, &name, &config, &token, within, WAIT_EVERY))
-        .await
-        .context("the check did not finish")??;
-    Ok((!inclusion.included()).then(|| {
-        let behind: Vec<String> = inclusion
-            .behind
-            .iter()
-            .map(|b| {
-                let committed = b.committed.map_or_else(|| "nothing".to_owned(), |c| c.to_string());
-                format!("{}/{} at {} (committed {committed})", b.topic, b.partition, b.offset)
-            })
-            .collect();
-        behind.join(", ")
-    }))
-}
-
-/// How often a waiting read asks Kafka again.
-const WAIT_EVERY: Duration = Duration::from_millis(100);
-
 pub(crate) async fn run(ctx: &Context, cmd: CouchbaseCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         CouchbaseCommand::Setup => {
@@ -90,17 +63,28 @@ pub(crate) async fn run(ctx: &Context, cmd: CouchbaseCommand) -> anyhow::Result<
             Ok(ExitCode::SUCCESS)
         }
         CouchbaseCommand::Get { key, projection, after, wait } => {
-            let behind = match (&after, &projection) {
-                (Some(token), Some(name)) => not_yet(ctx, name, token, wait).await?,
-                _ => None,
+            let cb = Couchbase::connect(&ctx.connections.couchbase).await?;
+            let Some(name) = projection else {
+                let got = deadline("get", KV_TIMEOUT, cb.collection(None, None).get(&key, None)).await;
+                let doc = got.with_context(|| format!("reading {key}"))?;
+                let value: serde_json::Value = doc.content_as().context("the document is not JSON")?;
+                println!("{}", serde_json::to_string_pretty(&value)?);
+                return Ok(ExitCode::SUCCESS);
             };
-            let value = read(ctx, &key, projection.as_deref()).await?;
-            if let (Some(behind), Some(name)) = (behind, &projection) {
+            let topology = ctx.topology()?;
+            let behind = match &after {
+                Some(token) => {
+                    let token: ConsistencyToken = token.parse().with_context(|| format!("--after {token:?}"))?;
+                    let config = topology.projection(&name).with_context(|| format!("no projection {name:?}"))?;
+                    reads::behind(&ctx.connections.kafka, &name, config, &token, wait).await.map_err(read_error)?
+                }
+                None => None,
+            };
+            let value = reads::read_live(&cb, topology, &name, &key).await.map_err(read_error)?;
+            if let Some(behind) = behind {
                 // Never the stale document: its version only, so the caller knows what it would have got.
-                let version = value
-                    .as_ref()
-                    .and_then(|v| v.pointer("/_sluice/version"))
-                    .map_or_else(|| "none".to_owned(), ToString::to_string);
+                let version =
+                    value.as_ref().and_then(reads::version_of).map_or_else(|| "none".to_owned(), |v| v.to_string());
                 println!(
                     "not yet: projection {name} has not included the write within {wait:?} (behind: {behind}); {key} holds version {version}"
                 );
@@ -113,24 +97,10 @@ pub(crate) async fn run(ctx: &Context, cmd: CouchbaseCommand) -> anyhow::Result<
     }
 }
 
-/// The document `key` (`None`: there is none) from the default collection, or from `projection`'s
-/// live collection (after a rebuild, the one its pointer names).
-async fn read(ctx: &Context, key: &str, projection: Option<&str>) -> anyhow::Result<Option<serde_json::Value>> {
-    let cb = Couchbase::connect(&ctx.connections.couchbase).await?;
-    let coll = match projection {
-        None => cb.collection(None, None),
-        Some(name) => match ctx.topology()?.projection(name).map(|p| &p.sink) {
-            Some(SinkConfig::Couchbase { couchbase }) => {
-                let bucket = cb.open_bucket(couchbase.bucket.as_deref()).await?;
-                let live = pointer::live(&bucket, name, couchbase).await?;
-                bucket.scope(&live.scope).collection(&live.collection)
-            }
-            _ => anyhow::bail!("{name:?} is not a Couchbase projection of the topology"),
-        },
-    };
-    match deadline("get", KV_TIMEOUT, coll.get(key, None)).await {
-        Ok(doc) => Ok(Some(doc.content_as().context("the document is not JSON")?)),
-        Err(CbError::Couchbase { source, .. }) if source.kind() == &ErrorKind::DocumentNotFound => Ok(None),
-        Err(e) => Err(e).with_context(|| format!("reading {key}")),
+fn read_error(e: ReadError) -> anyhow::Error {
+    match e {
+        ReadError::UnknownProjection(why) | ReadError::Unavailable(why) | ReadError::Token { message: why, .. } => {
+            anyhow::anyhow!(why)
+        }
     }
 }

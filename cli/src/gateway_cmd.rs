@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use sluice_consumers::lag::{DEFAULT_INTERVAL, LagGate, LagMonitor};
+use sluice_consumers::sinks::couchbase::reads::CouchbaseReads;
 use sluice_core::lag::IntakePolicy;
 use sluice_producers::gateway::{
     self, GatewayConfig, GatewayState, Reloader, TlsCertificate, TlsFiles, TokenSource, Tokens,
@@ -43,8 +44,16 @@ const TOKENS_VAR: &str = "SLUICE_GATEWAY_TOKENS";
                         flight finish; open connections keep their certificate. A file that does \
                         not load is logged as an error and the previous tokens or certificate stay \
                         in use. SLUICE_GATEWAY_TOKENS is read at start only.\n\n\
+                        Every accepted event answers with a consistency_token (a batch with one \
+                        covering all its events).\n\n\
+                        Reads (when SLUICE_COUCHBASE_* is set): GET \
+                        /v1/projections/{projection}/documents/{key}?after=TOKEN&wait=5s answers \
+                        the document once the projection includes the write, 409 not_yet (with \
+                        the version it holds) when not within wait; the bearer token needs the \
+                        scope projection:<name> (or a glob matching it).\n\n\
                         Routes: POST /v1/events/{event_type}, POST /v1/events/{event_type}/batch, \
-                        POST /v1/batch, GET /healthz, GET /readyz, GET /metrics.")]
+                        POST /v1/batch, GET /v1/projections/{projection}/documents/{key}, \
+                        GET /healthz, GET /readyz, GET /metrics.")]
 pub(crate) struct GatewayArgs {
     /// Address to listen on.
     #[arg(long, env = "SLUICE_GATEWAY_ADDR", default_value = "127.0.0.1:8080", value_name = "HOST:PORT")]
@@ -269,6 +278,16 @@ pub(crate) async fn run(ctx: &Context, args: GatewayArgs) -> anyhow::Result<Exit
         .with_token_source(token_source);
     if let Some(rx) = snapshots {
         state = state.with_gate(Arc::new(LagGate::new(rx, gate_topology, IntakePolicy::default())));
+    }
+    // Reads of Couchbase projections (`GET /v1/projections/…/documents/…`) when Couchbase is
+    // configured: the gateway then connects to it on the first read.
+    if !ctx.connections.couchbase.connstr.is_empty() {
+        let reads = CouchbaseReads::new(
+            Arc::new(ctx.topology()?.clone()),
+            ctx.connections.kafka.clone(),
+            ctx.connections.couchbase.clone(),
+        );
+        state = state.with_reads(Arc::new(reads));
     }
     let scheme = if tls.is_some() { "https" } else { "http" };
     if let Some(tls) = tls {

@@ -81,15 +81,7 @@ fn print(rows: &[(&str, Inclusion)], json: bool) {
     }
     println!("{:<32} {:<9} BEHIND", "PROJECTION", "INCLUDED");
     for (name, i) in rows {
-        let behind: Vec<String> = i
-            .behind
-            .iter()
-            .map(|b| {
-                let committed = b.committed.map_or_else(|| "nothing".to_owned(), |c| c.to_string());
-                format!("{}/{} at {} (committed {committed})", b.topic, b.partition, b.offset)
-            })
-            .collect();
-        let behind = if behind.is_empty() { "-".to_owned() } else { behind.join(", ") };
+        let behind = if i.included() { "-".to_owned() } else { i.describe_behind() };
         println!("{:<32} {:<9} {behind}", name, if i.included() { "yes" } else { "not yet" });
     }
 }

@@ -189,3 +189,63 @@ async fn the_gateway_returns_a_token_per_event_and_one_per_batch() {
         assert!(covered, "{r} is not covered by the batch token");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_reads_a_document_only_once_it_includes_the_write() {
+    let sfx = unique("consgr");
+    let topology = fresh_topology(&sfx);
+    setup(&topology);
+    run_ok(sluice(&topology).args(["couchbase", "setup"]));
+    let (events, model) = generate(6, 1, &uuid_hex8(), &format!("{sfx}-"));
+    let gateway = Gateway::start(&topology).await;
+    let user = events
+        .iter()
+        .find(|e| {
+            e["event_type"] == "user.registered"
+                && model.users.contains_key(e["aggregate_id"].as_str().unwrap_or_default())
+        })
+        .expect("a registration of a user the model keeps");
+    let (status, _, body) = gateway.single(user).await;
+    assert_eq!(status, 201, "{body}");
+    let token = body["consistency_token"].as_str().expect("a token").to_owned();
+    let uid = user["aggregate_id"].as_str().expect("id");
+    let user_state = format!("user_state_{sfx}");
+    let http = reqwest::Client::new();
+    let get = |key: String, query: String| {
+        let url = format!("{}/v1/projections/{user_state}/documents/{key}?{query}", gateway.base);
+        let http = http.clone();
+        async move {
+            let resp = http.get(url).bearer_auth(common::gateway::TOKEN).send().await.expect("get");
+            let status = resp.status().as_u16();
+            let retry_after = resp.headers().get("retry-after").is_some();
+            (status, retry_after, resp.json::<Value>().await.expect("json"))
+        }
+    };
+
+    // No worker yet: "not yet" within the wait, with Retry-After, and no document in the body.
+    let start = Instant::now();
+    let (status, retry_after, body) = get(format!("user::{uid}"), format!("after={token}&wait=1s")).await;
+    assert_eq!((status, retry_after), (409, true), "{body}");
+    assert_eq!(body["error"]["code"], "not_yet", "{body}");
+    assert!(body.get("document").is_none());
+    assert!(start.elapsed() < Duration::from_secs(8), "{:?}", start.elapsed());
+
+    // Bad tokens are refused at once.
+    for (bad, code) in [
+        ("nope".to_owned(), "token_prefix"),
+        (ConsistencyToken::single("elsewhere", 0, 0, None).to_string(), "token_foreign"),
+    ] {
+        let (status, _, body) = get(format!("user::{uid}"), format!("after={bad}&wait=10s")).await;
+        assert_eq!((status, body["error"]["code"].as_str()), (400, Some(code)), "{body}");
+    }
+
+    let _worker = common::WorkerProcess::start(&topology, &user_state, None);
+    let (status, _, body) = get(format!("user::{uid}"), format!("after={token}&wait=30s")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["version"], user["aggregate_version"], "{body}");
+    assert_eq!(body["document"]["_sluice"]["version"], user["aggregate_version"], "{body}");
+
+    // Included, and no such document: 404, not a wait.
+    let (status, _, body) = get(format!("user::{sfx}-nobody"), format!("after={token}&wait=10s")).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (404, Some("not_found")), "{body}");
+}

@@ -95,6 +95,21 @@ impl Inclusion {
     pub fn included(&self) -> bool {
         self.behind.is_empty()
     }
+
+    /// Where it is behind, e.g. `users/1 at 5310 (committed 5290), users/2 at 17 (committed nothing)`.
+    pub fn describe_behind(&self) -> String {
+        let parts: Vec<String> = self.behind.iter().map(ToString::to_string).collect();
+        parts.join(", ")
+    }
+}
+
+impl std::fmt::Display for Behind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.committed {
+            Some(c) => write!(f, "{}/{} at {} (committed {c})", self.topic, self.partition, self.offset),
+            None => write!(f, "{}/{} at {} (committed nothing)", self.topic, self.partition, self.offset),
+        }
+    }
 }
 
 /// Checks `token` against `projection` once. Blocking (librdkafka): call from `spawn_blocking`.

@@ -991,3 +991,29 @@ async fn a_client_that_stops_reading_is_cut_off() {
     assert!(read < all_answers / 2, "cut off after {read} of {all_answers} bytes");
     gw.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_needs_the_projection_scope_and_a_gateway_that_serves_reads() {
+    let rig = rig("gwreads").await;
+    let gw = start(&rig, Options::default()).await;
+    let get = |token: &'static str| {
+        let url = format!("{}/v1/projections/user_state/documents/user::u-1", gw.base);
+        let http = gw.http.clone();
+        async move {
+            let resp = within("read", 30, http.get(url).bearer_auth(token).send()).await.expect("an answer");
+            let status = resp.status();
+            (status, within("body", 30, resp.json::<Value>()).await.expect("json"))
+        }
+    };
+    // `user.*` may post user events, not read projections.
+    let (status, body) = get(USERS_TOKEN).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(body["error"]["message"].as_str().unwrap_or_default().contains("projection:user_state"), "{body}");
+    // `*` may, but this gateway was given no reader.
+    let (status, body) = get(ALL_TOKEN).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::NOT_IMPLEMENTED, Some("reads_disabled")),
+        "{body}"
+    );
+}

@@ -54,6 +54,9 @@ pub(crate) struct ErrorBody {
     /// 503, post the event again with it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) event_id: Option<String>,
+    /// The aggregate version a document holds (409 `not_yet` of a read).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) version: Option<i64>,
 }
 
 /// A refusal: status, body, and the headers that go with it.
@@ -87,6 +90,7 @@ impl ApiError {
                 limit_bytes: None,
                 retry_after_seconds: None,
                 event_id: None,
+                version: None,
             }),
         }
     }
@@ -108,6 +112,11 @@ impl ApiError {
 
     pub(crate) fn value(mut self, value: Option<String>) -> Self {
         self.body.value = value;
+        self
+    }
+
+    pub(crate) fn version(mut self, version: Option<i64>) -> Self {
+        self.body.version = version;
         self
     }
 

@@ -473,7 +473,7 @@ fn remaining(deadline: Instant) -> Duration {
 }
 
 impl GatewayState {
-    fn authenticate(&self, headers: &HeaderMap) -> Result<Arc<Principal>, ApiError> {
+    pub(crate) fn authenticate(&self, headers: &HeaderMap) -> Result<Arc<Principal>, ApiError> {
         let header = headers.get(header::AUTHORIZATION).map(HeaderValue::as_bytes);
         self.tokens.load().authenticate(header).map_err(|failure| match failure {
             AuthFailure::Missing => ApiError::unauthorized("no bearer token: send `Authorization: Bearer <token>`"),

@@ -106,6 +106,7 @@ mod handlers;
 mod health;
 pub mod metrics;
 mod other_routes;
+pub mod reads;
 pub mod reload;
 pub mod tls;
 mod write_stall;
@@ -254,6 +255,8 @@ pub struct GatewayState {
     metrics: Option<PrometheusHandle>,
     counters: metrics::EventCounters,
     failures: failures::FailureLog,
+    /// What serves `GET /v1/projections/…/documents/…`, if anything.
+    reads: Option<Arc<dyn reads::DocumentReads>>,
 }
 
 impl GatewayState {
@@ -287,6 +290,7 @@ impl GatewayState {
             metrics: None,
             counters,
             failures: failures::FailureLog::default(),
+            reads: None,
         })
     }
 
@@ -294,6 +298,13 @@ impl GatewayState {
     #[must_use]
     pub fn with_gate(mut self, gate: Arc<dyn IntakeGate>) -> Self {
         self.gate = gate;
+        self
+    }
+
+    /// Serves reads of projection documents with `reads` ([`reads`]).
+    #[must_use]
+    pub fn with_reads(mut self, reads: Arc<dyn reads::DocumentReads>) -> Self {
+        self.reads = Some(reads);
         self
     }
 
@@ -356,6 +367,7 @@ pub fn router(state: Arc<GatewayState>) -> Router {
         .route("/v1/events/{event_type}", post(handlers::post_event))
         .route("/v1/events/{event_type}/batch", post(handlers::post_typed_batch))
         .route("/v1/batch", post(handlers::post_mixed_batch))
+        .route("/v1/projections/{projection}/documents/{key}", get(reads::get_document))
         .route("/healthz", get(other_routes::healthz))
         .route("/readyz", get(other_routes::readyz))
         .route("/metrics", get(other_routes::metrics))

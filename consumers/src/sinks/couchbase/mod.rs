@@ -12,11 +12,14 @@
 //! - [`service`]: connecting with deadlines (network).
 //! - [`pointer`](mod@pointer): the document naming a projection's live collection (blue/green rebuilds).
 //! - [`live`]: the worker's sink, following that pointer.
+//! - [`reads`]: documents read back through the pointer, after a consistency token (the gateway's
+//!   reads, `sluice couchbase get --after`).
 
 pub mod durability;
 mod group;
 pub mod live;
 pub mod pointer;
+pub mod reads;
 pub mod request_builder;
 pub mod service;
 pub mod setup;
