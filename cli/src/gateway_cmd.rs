@@ -49,7 +49,8 @@ const TOKENS_VAR: &str = "SLUICE_GATEWAY_TOKENS";
                         Reads (when SLUICE_COUCHBASE_* is set): GET \
                         /v1/projections/{projection}/documents/{key}?after=TOKEN&wait=5s answers \
                         the document once the projection includes the write, 409 not_yet (with \
-                        the version it holds) when not within wait; the bearer token needs the \
+                        the version it holds) when not within wait (at most 30s and the request \
+                        timeout less a second); the bearer token needs the \
                         scope projection:<name> (or a glob matching it).\n\n\
                         Routes: POST /v1/events/{event_type}, POST /v1/events/{event_type}/batch, \
                         POST /v1/batch, GET /v1/projections/{projection}/documents/{key}, \

@@ -239,8 +239,17 @@ async fn the_gateway_reads_a_document_only_once_it_includes_the_write() {
         assert_eq!((status, body["error"]["code"].as_str()), (400, Some(code)), "{body}");
     }
 
+    // A worker starts; the reader does what Retry-After tells it until the write is in (the
+    // gateway bounds one wait by its request timeout, 9 s here).
     let _worker = common::WorkerProcess::start(&topology, &user_state, None);
-    let (status, _, body) = get(format!("user::{uid}"), format!("after={token}&wait=30s")).await;
+    let start = Instant::now();
+    let (status, body) = loop {
+        let (status, _, body) = get(format!("user::{uid}"), format!("after={token}&wait=30s")).await;
+        if status != 409 || start.elapsed() > Duration::from_secs(60) {
+            break (status, body);
+        }
+        assert_eq!(body["error"]["code"], "not_yet", "{body}");
+    };
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["version"], user["aggregate_version"], "{body}");
     assert_eq!(body["document"]["_sluice"]["version"], user["aggregate_version"], "{body}");

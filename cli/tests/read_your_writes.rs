@@ -65,7 +65,7 @@ async fn every_write_is_read_back_fresh_while_the_worker_is_replaced() {
     waits.sort();
     let at = |q: f64| waits[((waits.len() - 1) as f64 * q) as usize];
     eprintln!(
-        "read-your-writes: {} fresh reads, {not_yet} not yet (wait 20s), wait p50 {:?}, p99 {:?}, max {:?}",
+        "read-your-writes: {} fresh reads, {not_yet} not yet (wait 9s: the request timeout less a second), wait p50 {:?}, p99 {:?}, max {:?}",
         waits.len(),
         at(0.5),
         at(0.99),
@@ -90,7 +90,7 @@ async fn write_then_read(gateway: &Gateway, projection: &str, uid: &str, round: 
     let (status, _, body) = gateway.single(&update).await;
     assert_eq!(status, 201, "{body}");
     let token = body["consistency_token"].as_str().expect("a token").to_owned();
-    let url = format!("{}/v1/projections/{projection}/documents/user::{uid}?after={token}&wait=20s", gateway.base);
+    let url = format!("{}/v1/projections/{projection}/documents/user::{uid}?after={token}&wait=9s", gateway.base);
     let start = Instant::now();
     let resp = reqwest::Client::new().get(url).bearer_auth(TOKEN).send().await.expect("read");
     let waited = start.elapsed();

@@ -6,7 +6,8 @@
 //! Couchbase is configured). The answers:
 //! - 200 `{projection, key, version, document}`: the document, including the write;
 //! - 409 `not_yet` (with `version`, the version the document holds, and `Retry-After`): the
-//!   projection has not included the write within `wait` — never the stale document;
+//!   projection has not included the write within `wait` (at most 30 s, and at most the
+//!   gateway's request timeout less a second) — never the stale document;
 //! - 404 `not_found`: the projection includes the write and has no such document;
 //! - 400 `token_*`: a token that is malformed, or cannot be about this projection;
 //! - 403: the bearer token lacks the scope `projection:<name>` (or a glob matching it);
@@ -136,7 +137,9 @@ async fn read(
             "this gateway serves no reads: configure Couchbase (SLUICE_COUCHBASE_*) for it",
         )
     })?;
-    let wait = parse_wait(query.wait.as_deref())?;
+    // The request's own deadline (`request_timeout`, plus the backstop's margin) bounds the wait:
+    // "not yet" must come back before the gateway would cut the request off with a 503.
+    let wait = parse_wait(query.wait.as_deref())?.min(gw.config.request_timeout.saturating_sub(Duration::from_secs(1)));
     let token =
         match &query.after {
             None => None,
