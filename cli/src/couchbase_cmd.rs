@@ -35,17 +35,10 @@ pub(crate) enum CouchbaseCommand {
         #[arg(long, value_name = "TOKEN", requires = "projection")]
         after: Option<String>,
         /// With --after: how long to wait for the projection to include the write.
-        #[arg(long, default_value = "5s", value_parser = duration, requires = "after")]
+        #[arg(long, default_value = "5s", value_parser = crate::lag_cmd::duration, requires = "after")]
         wait: Duration,
     },
 }
-
-fn duration(s: &str) -> Result<Duration, String> {
-    s.parse::<sluice_core::topology::HumanDuration>().map(Into::into).map_err(|e| e.to_string())
-}
-
-/// The exit status of "not yet" (as `sluice lag --after`).
-const NOT_YET: u8 = 2;
 
 pub(crate) async fn run(ctx: &Context, cmd: CouchbaseCommand) -> anyhow::Result<ExitCode> {
     match cmd {
@@ -88,7 +81,7 @@ pub(crate) async fn run(ctx: &Context, cmd: CouchbaseCommand) -> anyhow::Result<
                 println!(
                     "not yet: projection {name} has not included the write within {wait:?} (behind: {behind}); {key} holds version {version}"
                 );
-                return Ok(ExitCode::from(NOT_YET));
+                return Ok(ExitCode::from(crate::lag_after::NOT_YET));
             }
             let value = value.with_context(|| format!("no document {key}"))?;
             println!("{}", serde_json::to_string_pretty(&value)?);

@@ -12,8 +12,8 @@ use sluice_core::connections::KafkaConnection;
 use sluice_core::consistency::ConsistencyToken;
 use sluice_core::topology::{ProjectionConfig, Topology};
 
-/// The exit status of "not yet" (1 is an error).
-const NOT_YET: u8 = 2;
+/// The exit status of "not yet" (1 is an error), here and in `sluice couchbase get --after`.
+pub(crate) const NOT_YET: u8 = 2;
 
 /// How often a waiting check asks Kafka again.
 const EVERY: Duration = Duration::from_millis(200);

@@ -60,7 +60,7 @@ pub(crate) struct LagArgs {
     wait: Duration,
 }
 
-fn duration(s: &str) -> Result<Duration, String> {
+pub(crate) fn duration(s: &str) -> Result<Duration, String> {
     s.parse::<sluice_core::topology::HumanDuration>().map(Into::into).map_err(|e| e.to_string())
 }
 

@@ -36,15 +36,27 @@ fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-#[test]
-fn a_published_write_is_not_yet_included_then_included_once_its_worker_ran() {
-    let sfx = unique("cons");
+/// A fresh sample-domain topology with `users` users' events published by `sluice publish`
+/// (topics and schemas applied, Couchbase set up): its path, suffix, model and the token printed.
+fn published(
+    prefix: &str,
+    users: usize,
+    per_user: u64,
+) -> (std::path::PathBuf, String, sluice_tests::domain::Model, ConsistencyToken) {
+    let sfx = unique(prefix);
     let topology = fresh_topology(&sfx);
     setup(&topology);
-    let (events, _) = generate(20, 2, &uuid_hex8(), &format!("{sfx}-"));
+    run_ok(sluice(&topology).args(["couchbase", "setup"]));
+    let (events, model) = generate(users, per_user, &uuid_hex8(), &format!("{sfx}-"));
     let all: Vec<&Value> = events.iter().collect();
     let file = write_jsonl(topology.parent().expect("dir"), "events.jsonl", &all);
     let token = token_of(&run_ok(sluice(&topology).args(["publish", "--file"]).arg(&file)));
+    (topology, sfx, model, token)
+}
+
+#[test]
+fn a_published_write_is_not_yet_included_then_included_once_its_worker_ran() {
+    let (topology, sfx, _, token) = published("cons", 20, 2);
     assert!(token.topics().all(|t| t.ends_with(&sfx)), "{token:?}");
     let text_token = token.to_string();
     let user_state = format!("user_state_{sfx}");
@@ -69,14 +81,8 @@ fn a_published_write_is_not_yet_included_then_included_once_its_worker_ran() {
 
 #[test]
 fn a_read_after_a_token_waits_for_the_write_and_never_returns_the_stale_document() {
-    let sfx = unique("consr");
-    let topology = fresh_topology(&sfx);
-    setup(&topology);
-    run_ok(sluice(&topology).args(["couchbase", "setup"]));
-    let (events, model) = generate(10, 1, &uuid_hex8(), &format!("{sfx}-"));
-    let all: Vec<&Value> = events.iter().collect();
-    let file = write_jsonl(topology.parent().expect("dir"), "events.jsonl", &all);
-    let token = token_of(&run_ok(sluice(&topology).args(["publish", "--file"]).arg(&file))).to_string();
+    let (topology, sfx, model, token) = published("consr", 10, 1);
+    let token = token.to_string();
     let user_state = format!("user_state_{sfx}");
     let (uid, expected) = model.users.iter().next().expect("a user the model keeps");
     let key = format!("user::{uid}");
@@ -103,13 +109,7 @@ fn a_read_after_a_token_waits_for_the_write_and_never_returns_the_stale_document
 
 #[test]
 fn a_token_that_cannot_be_about_the_projection_is_refused_at_once() {
-    let sfx = unique("consb");
-    let topology = fresh_topology(&sfx);
-    setup(&topology);
-    let (events, _) = generate(4, 1, &uuid_hex8(), &format!("{sfx}-"));
-    let all: Vec<&Value> = events.iter().collect();
-    let file = write_jsonl(topology.parent().expect("dir"), "events.jsonl", &all);
-    let token = token_of(&run_ok(sluice(&topology).args(["publish", "--file"]).arg(&file)));
+    let (topology, sfx, _, token) = published("consb", 4, 1);
     let users = format!("users_{sfx}");
     let (topic, partition, _) = token.positions().find(|(t, _, _)| *t == users).expect("a users position");
     let user_state = format!("user_state_{sfx}");

@@ -119,7 +119,7 @@ pub fn check(
     projection: &ProjectionConfig,
     token: &ConsistencyToken,
 ) -> Result<Inclusion, InclusionError> {
-    Checker::new(kafka, name, projection)?.check(token)
+    wait(kafka, name, projection, token, Duration::ZERO, Duration::ZERO)
 }
 
 /// Waits until `projection` includes `token` or `within` passes, checking every `every`; the
@@ -133,9 +133,11 @@ pub fn wait(
     every: Duration,
 ) -> Result<Inclusion, InclusionError> {
     let checker = Checker::new(kafka, name, projection)?;
+    // Validated once: a token valid now stays valid; only the committed offsets move.
+    let positions = checker.validated(token)?;
     let deadline = Instant::now() + within;
     loop {
-        let inclusion = checker.check(token)?;
+        let inclusion = checker.committed(&positions)?;
         if inclusion.included() || Instant::now() >= deadline {
             return Ok(inclusion);
         }
@@ -166,11 +168,17 @@ impl<'p> Checker<'p> {
         token.positions().filter(|(topic, _, _)| self.projection.sources.iter().any(|s| s == topic)).collect()
     }
 
-    fn check(&self, token: &ConsistencyToken) -> Result<Inclusion, InclusionError> {
+    /// The token's positions this projection answers for, once checked (see [`Self::validate`]).
+    fn validated<'t>(&self, token: &'t ConsistencyToken) -> Result<Vec<(&'t str, i32, i64)>, InclusionError> {
         let positions = self.relevant(token);
         self.validate(token, &positions)?;
+        Ok(positions)
+    }
+
+    /// Where the projection's committed offsets stand against `positions`.
+    fn committed(&self, positions: &[(&str, i32, i64)]) -> Result<Inclusion, InclusionError> {
         let mut tpl = TopicPartitionList::new();
-        for (topic, partition, _) in &positions {
+        for (topic, partition, _) in positions {
             tpl.add_partition(topic, *partition);
         }
         let committed = self
@@ -184,8 +192,8 @@ impl<'p> Checker<'p> {
             }
         }
         let behind = positions
-            .into_iter()
-            .filter_map(|(topic, partition, offset)| {
+            .iter()
+            .filter_map(|&(topic, partition, offset)| {
                 let committed = by_partition.get(&(topic.to_owned(), partition)).copied();
                 committed.is_none_or(|c| c <= offset).then(|| Behind {
                     topic: topic.to_owned(),
