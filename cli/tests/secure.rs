@@ -116,17 +116,7 @@ async fn the_sample_domain_flows_end_to_end_over_secured_connections_only() {
     }
 
     let ch = ClickHouse::connect(&secure_clickhouse(&database)).await.expect("ClickHouse over HTTPS");
-    let by_type: Vec<(String, u64)> = ch
-        .client
-        .with_database(&database)
-        .query(&format!(
-            "SELECT event_type, toUInt64(count()) FROM events_{sfx} FINAL GROUP BY event_type ORDER BY event_type"
-        ))
-        .fetch_all()
-        .await
-        .expect("events by type");
-    let expected: Vec<(String, u64)> = model.by_type.iter().map(|(k, v)| (k.clone(), *v)).collect();
-    assert_eq!(by_type, expected, "every event once, over HTTPS");
+    common::analytics::assert_every_event_once(&ch.client.clone().with_database(&database), &sfx, &model).await;
 
     let cb = Couchbase::connect(&secure_couchbase()).await.expect("Couchbase over TLS");
     await_user_docs(&cb, &model, 60).await;
@@ -284,4 +274,49 @@ async fn no_command_prints_a_secret() {
     no_secret_in(&metrics, "/metrics");
     drop(gateway);
     no_secret_in(&std::fs::read_to_string(dir.join("gateway.log")).unwrap_or_default(), "the gateway's log");
+}
+
+#[test]
+fn every_kafka_login_the_rig_offers_works_and_mutual_tls_needs_the_client_certificate() {
+    let sfx = unique("seck");
+    let (topology, _) = secure_topology(&sfx);
+    let topics = ["topics", "apply", "--dry-run"];
+    let ok = |vars: &[(&str, String)]| {
+        let mut cmd = sluice(&topology);
+        cmd.args(topics).env("SLUICE_LOG", "warn");
+        for (k, v) in vars {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().expect("run sluice");
+        assert!(out.status.success(), "{vars:?}: {}", text(&out));
+        no_secret_in(
+            &format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
+            "topics",
+        );
+    };
+    ok(&[("SLUICE_KAFKA_SASL_MECHANISM", "PLAIN".to_owned())]);
+    ok(&[("SLUICE_KAFKA_SASL_MECHANISM", "SCRAM-SHA-256".to_owned())]);
+    // Mutual TLS: no SASL user, a client certificate instead.
+    let mtls = [
+        ("SLUICE_KAFKA_BROKERS", rig("SLUICE_DEV_KAFKA_MTLS_BROKERS")),
+        ("SLUICE_KAFKA_SECURITY_PROTOCOL", "ssl".to_owned()),
+        ("SLUICE_KAFKA_SASL_MECHANISM", String::new()),
+        ("SLUICE_KAFKA_SASL_USERNAME", String::new()),
+        ("SLUICE_KAFKA_SASL_PASSWORD", String::new()),
+        ("SLUICE_KAFKA_TLS_CERT_FILE", rig("SLUICE_DEV_TLS_CLIENT_CERT_FILE")),
+        ("SLUICE_KAFKA_TLS_KEY_FILE", rig("SLUICE_DEV_TLS_CLIENT_KEY_FILE")),
+    ];
+    ok(&mtls);
+    // Without the certificate the broker refuses the handshake: fast, and named.
+    let start = Instant::now();
+    let out = sluice(&topology)
+        .args(topics)
+        .envs(mtls[..5].iter().map(|(k, v)| (*k, v.as_str())))
+        .env("SLUICE_LOG", "warn")
+        .output()
+        .expect("run sluice");
+    let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(!out.status.success(), "{all}");
+    assert!(all.contains("Kafka (") && all.contains("SSL"), "{all}");
+    assert!(start.elapsed() < Duration::from_secs(15), "{:?}", start.elapsed());
 }

@@ -142,8 +142,16 @@ impl ClientContext for Capture {
 /// hostname), as opposed to not answering. librdkafka reports TLS failures as transport errors
 /// whose reason says so, hence the look at the text.
 pub fn is_refusal(code: Option<RDKafkaErrorCode>, reason: &str) -> bool {
-    const MARKS: &[&str] =
-        &["SSL handshake failed", "certificate verify failed", "SASL authentication", "Authentication failed"];
+    const MARKS: &[&str] = &[
+        "SSL handshake failed",
+        "certificate verify failed",
+        // The broker refused our certificate (mutual TLS): an alert in the first read after the handshake.
+        "alert bad certificate",
+        "alert certificate required",
+        "alert unknown ca",
+        "SASL authentication",
+        "Authentication failed",
+    ];
     matches!(code, Some(RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SaslAuthenticationFailed))
         || MARKS.iter().any(|m| reason.contains(m))
 }
@@ -158,6 +166,10 @@ mod tests {
         assert!(is_refusal(
             Some(RDKafkaErrorCode::BrokerTransportFailure),
             "ssl://127.0.0.1:19094/bootstrap: SSL handshake failed: error:0A000086:SSL routines::certificate verify failed"
+        ));
+        assert!(is_refusal(
+            Some(RDKafkaErrorCode::BrokerTransportFailure),
+            "ssl://127.0.0.1:19095/bootstrap: Receive failed: error:0A000412:SSL routines::sslv3 alert bad certificate: SSL alert number 42"
         ));
         assert!(!is_refusal(Some(RDKafkaErrorCode::AllBrokersDown), "1/1 brokers are down"));
         assert!(!is_refusal(
