@@ -2,14 +2,16 @@
 //! optionally only once the projection includes a given write (`get --after TOKEN`).
 
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Subcommand;
+use sluice_consumers::reads::Reads;
 use sluice_consumers::sinks::couchbase::service::{KV_TIMEOUT, deadline};
-use sluice_consumers::sinks::couchbase::{Couchbase, reads, setup};
+use sluice_consumers::sinks::couchbase::{Couchbase, setup};
 use sluice_core::consistency::ConsistencyToken;
-use sluice_producers::gateway::reads::ReadError;
+use sluice_producers::gateway::reads::ReadOutcome;
 
 use crate::Context;
 
@@ -56,44 +58,50 @@ pub(crate) async fn run(ctx: &Context, cmd: CouchbaseCommand) -> anyhow::Result<
             Ok(ExitCode::SUCCESS)
         }
         CouchbaseCommand::Get { key, projection, after, wait } => {
-            let cb = Couchbase::connect(&ctx.connections.couchbase).await?;
             let Some(name) = projection else {
+                let cb = Couchbase::connect(&ctx.connections.couchbase).await?;
                 let got = deadline("get", KV_TIMEOUT, cb.collection(None, None).get(&key, None)).await;
                 let doc = got.with_context(|| format!("reading {key}"))?;
                 let value: serde_json::Value = doc.content_as().context("the document is not JSON")?;
                 println!("{}", serde_json::to_string_pretty(&value)?);
                 return Ok(ExitCode::SUCCESS);
             };
-            let topology = ctx.topology()?;
-            let behind = match &after {
-                Some(token) => {
-                    let token: ConsistencyToken = token.parse().with_context(|| format!("--after {token:?}"))?;
-                    let config = topology.projection(&name).with_context(|| format!("no projection {name:?}"))?;
-                    reads::behind(&ctx.connections.kafka, &name, config, &token, wait).await.map_err(read_error)?
-                }
+            let reads = Reads::new(
+                Arc::new(ctx.topology()?.clone()),
+                ctx.connections.kafka.clone(),
+                Some(ctx.connections.couchbase.clone()),
+            );
+            let token = match &after {
+                Some(text) => Some(text.parse::<ConsistencyToken>().with_context(|| format!("--after {text:?}"))?),
                 None => None,
             };
-            let value = reads::read_live(&cb, topology, &name, &key).await.map_err(read_error)?;
-            if let Some(behind) = behind {
-                // Never the stale document: its version only, so the caller knows what it would have got.
-                let version =
-                    value.as_ref().and_then(reads::version_of).map_or_else(|| "none".to_owned(), |v| v.to_string());
-                println!(
-                    "not yet: projection {name} has not included the write within {wait:?} (behind: {behind}); {key} holds version {version}"
-                );
-                return Ok(ExitCode::from(crate::lag_after::NOT_YET));
+            match reads.document(&name, &key, token.as_ref(), wait).await? {
+                ReadOutcome::Found { document, .. } => {
+                    println!("{}", serde_json::to_string_pretty(&document)?);
+                    Ok(ExitCode::SUCCESS)
+                }
+                ReadOutcome::NotFound => anyhow::bail!("no document {key} in projection {name}"),
+                ReadOutcome::Gone { version } => {
+                    anyhow::bail!(
+                        "gone: the aggregate of {key} was erased from projection {name} (version {})",
+                        shown(version)
+                    )
+                }
+                ReadOutcome::NotYet { version, behind } => {
+                    // Never the stale document: its version only, so the caller knows what it would have got.
+                    let behind: Vec<String> = behind.iter().map(ToString::to_string).collect();
+                    println!(
+                        "not yet: projection {name} has not included the write within {wait:?} (behind: {}); {key} holds version {}",
+                        behind.join(", "),
+                        shown(version)
+                    );
+                    Ok(ExitCode::from(crate::lag_after::NOT_YET))
+                }
             }
-            let value = value.with_context(|| format!("no document {key}"))?;
-            println!("{}", serde_json::to_string_pretty(&value)?);
-            Ok(ExitCode::SUCCESS)
         }
     }
 }
 
-fn read_error(e: ReadError) -> anyhow::Error {
-    match e {
-        ReadError::UnknownProjection(why) | ReadError::Unavailable(why) | ReadError::Token { message: why, .. } => {
-            anyhow::anyhow!(why)
-        }
-    }
+fn shown(version: Option<i64>) -> String {
+    version.map_or_else(|| "none".to_owned(), |v| v.to_string())
 }

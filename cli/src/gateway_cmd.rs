@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use sluice_consumers::lag::{DEFAULT_INTERVAL, LagGate, LagMonitor};
-use sluice_consumers::sinks::couchbase::reads::CouchbaseReads;
+use sluice_consumers::reads::Reads;
 use sluice_core::lag::IntakePolicy;
 use sluice_producers::gateway::{
     self, GatewayConfig, GatewayState, Reloader, TlsCertificate, TlsFiles, TokenSource, Tokens,
@@ -280,16 +280,11 @@ pub(crate) async fn run(ctx: &Context, args: GatewayArgs) -> anyhow::Result<Exit
     if let Some(rx) = snapshots {
         state = state.with_gate(Arc::new(LagGate::new(rx, gate_topology, IntakePolicy::default())));
     }
-    // Reads of Couchbase projections (`GET /v1/projections/…/documents/…`) when Couchbase is
-    // configured: the gateway then connects to it on the first read.
-    if !ctx.connections.couchbase.connstr.is_empty() {
-        let reads = CouchbaseReads::new(
-            Arc::new(ctx.topology()?.clone()),
-            ctx.connections.kafka.clone(),
-            ctx.connections.couchbase.clone(),
-        );
-        state = state.with_reads(Arc::new(reads));
-    }
+    // Reads of projections: `GET /v1/projections/…/progress` always (from Kafka's committed
+    // offsets), `…/documents/…` when Couchbase is configured (connected on the first read).
+    let couchbase = (!ctx.connections.couchbase.connstr.is_empty()).then(|| ctx.connections.couchbase.clone());
+    let reads = Reads::new(Arc::new(ctx.topology()?.clone()), ctx.connections.kafka.clone(), couchbase);
+    state = state.with_reads(Arc::new(reads));
     let scheme = if tls.is_some() { "https" } else { "http" };
     if let Some(tls) = tls {
         state = state.with_tls(tls);

@@ -7,16 +7,14 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use sluice_consumers::consistency::{Inclusion, wait};
+use sluice_consumers::consistency::Progress;
 use sluice_core::connections::KafkaConnection;
 use sluice_core::consistency::ConsistencyToken;
+use sluice_core::inclusion::Inclusion;
 use sluice_core::topology::{ProjectionConfig, Topology};
 
 /// The exit status of "not yet" (1 is an error), here and in `sluice couchbase get --after`.
 pub(crate) const NOT_YET: u8 = 2;
-
-/// How often a waiting check asks Kafka again.
-const EVERY: Duration = Duration::from_millis(200);
 
 /// The projections to check: `only`, or every one reading a topic of the token.
 fn projections<'t>(
@@ -48,16 +46,13 @@ pub(crate) async fn run(
     within: Duration,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
+    let progress = Progress::new(kafka.clone());
+    let chosen = projections(topology, token, only)?;
+    // Every projection waits at once, so --wait bounds the whole command, not each projection.
+    let waits = chosen.iter().map(|(name, projection)| progress.wait(name, projection, token, within));
     let mut rows = Vec::new();
-    for (name, projection) in projections(topology, token, only)? {
-        let (kafka, name_owned, projection_owned, token) =
-            (kafka.clone(), name.to_owned(), projection.clone(), token.clone());
-        let inclusion: Inclusion =
-            tokio::task::spawn_blocking(move || wait(&kafka, &name_owned, &projection_owned, &token, within, EVERY))
-                .await
-                .context("the check did not finish")?
-                .with_context(|| format!("projection {name}"))?;
-        rows.push((name, inclusion));
+    for ((name, _), inclusion) in chosen.iter().zip(futures::future::join_all(waits).await) {
+        rows.push((*name, inclusion.with_context(|| format!("projection {name}"))?));
     }
     print(&rows, json);
     Ok(if rows.iter().all(|(_, i)| i.included()) { ExitCode::SUCCESS } else { ExitCode::from(NOT_YET) })

@@ -5,6 +5,7 @@
 //!
 //! - [`consistency`]: whether a projection includes a write (a consistency token against its
 //!   committed offsets).
+//! - [`reads`]: reading projections back after a write (the gateway's and the CLI's reads).
 //! - [`group`]: a projection's consumer group members and the partitions each owns.
 //! - [`lag`]: the lag monitor (lag per projection and partition, backpressure state) and the
 //!   intake gate over it.
@@ -19,6 +20,7 @@ pub mod group;
 #[cfg(debug_assertions)]
 pub mod failpoint;
 pub mod lag;
+pub mod reads;
 pub mod rebuild;
 pub mod replay;
 mod retry;

@@ -9,6 +9,7 @@
 //! - [`consistency`]: consistency tokens: the log positions of a write, for reading it back.
 //! - [`decimal`]: exact decimal numbers (Avro bytes, Debezium columns, text), one codec.
 //! - [`event`]: a decoded event split into envelope and payload.
+//! - [`inclusion`]: whether a projection's committed offsets include a token's writes.
 //! - [`group`]: a consumer group's members and the partitions each owns (Kafka's consumer
 //!   protocol, parsed).
 //! - [`fold`]: how an event changes an entity's latest-state document (Couchbase projection).
@@ -30,6 +31,7 @@ pub mod event;
 pub mod fold;
 pub mod framing;
 pub mod group;
+pub mod inclusion;
 pub mod json;
 pub mod lag;
 pub mod offsets;

@@ -1,6 +1,11 @@
-//! The commit stage: the commit points the land stage acknowledged go to Kafka — once a
-//! [`COMMIT_INTERVAL`] while the worker runs, synchronously at shutdown, and from the rebalance
-//! callback before a partition is revoked (which also tells the loop what to forget).
+//! The commit stage: the commit points the land stage acknowledged go to Kafka — within
+//! [`COMMIT_AFTER_LANDING`] of a landed write (at most that often), once a [`COMMIT_INTERVAL`]
+//! otherwise, synchronously at shutdown, and from the rebalance callback before a partition is
+//! revoked (which also tells the loop what to forget).
+//!
+//! The committed offsets are also what readers with a consistency token wait on
+//! ([`crate::consistency`]): the sooner a landed write is committed, the sooner a read that
+//! waits for it answers.
 //!
 //! A background commit returns before Kafka answered; its outcome arrives later through the
 //! context's commit callback. A refused one (typically during a rebalance: "generation id is not
@@ -19,11 +24,16 @@ use tracing::{info, warn};
 
 use super::Tp;
 
-/// How often acknowledged offsets are committed while the worker runs (and at every revocation
-/// and shutdown, synchronously). Each commit is a write to `__consumer_offsets`; committing after
-/// every landed write would cost the broker more than the records themselves at a steady rate.
-/// A crash re-delivers at most this much more, which the idempotent sinks absorb.
+/// How often acknowledged offsets are committed while the worker runs and nothing new landed
+/// (and at every revocation and shutdown, synchronously). A crash re-delivers at most what landed
+/// since the last commit, which the idempotent sinks absorb.
 pub(super) const COMMIT_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How soon a landed write is committed: at most this long after it landed, and no more often
+/// than this. Each commit is one small write to `__consumer_offsets`, so a busy worker commits at
+/// most 10 times a second (Kafka Streams' commit interval under exactly-once is the same 100 ms),
+/// while a write read back with its consistency token waits at most this long for its commit.
+pub(super) const COMMIT_AFTER_LANDING: Duration = Duration::from_millis(100);
 
 /// How often every held partition's commit point is committed again, moved or not. A
 /// background commit is only queued when `commit` returns, and Kafka may refuse it later (during
@@ -122,12 +132,14 @@ pub(super) struct Commits {
     last: Instant,
     /// When every commit point was last offered again.
     last_full: Instant,
+    /// A write landed since the last commit.
+    landed: bool,
 }
 
 impl Commits {
     /// Nothing acknowledged yet; the interval starts `now`.
     pub(super) fn new(now: Instant) -> Self {
-        Self { shared: Arc::default(), last: now, last_full: now }
+        Self { shared: Arc::default(), last: now, last_full: now, landed: false }
     }
 
     /// The consumer context sharing this stage's state.
@@ -156,15 +168,27 @@ impl Commits {
         }
     }
 
-    /// Commits, in the background, every commit point that moved or that Kafka refused, once per
-    /// [`COMMIT_INTERVAL`].
+    /// A write landed: its commit point goes out within [`COMMIT_AFTER_LANDING`].
+    pub(super) fn landed(&mut self) {
+        self.landed = true;
+    }
+
+    /// How long until a commit is due (the loop waits no longer than that for records).
+    pub(super) fn due_in(&self, now: Instant) -> Duration {
+        let interval = if self.landed { COMMIT_AFTER_LANDING } else { COMMIT_INTERVAL };
+        (self.last + interval).saturating_duration_since(now)
+    }
+
+    /// Commits, in the background, every commit point that moved or that Kafka refused, when one
+    /// is due ([`Self::due_in`]).
     pub(super) fn tick(
         &mut self,
         consumer: &StreamConsumer<WorkerContext>,
         trackers: &mut HashMap<Tp, OffsetTracker>,
         now: Instant,
     ) {
-        if now.duration_since(self.last) >= COMMIT_INTERVAL {
+        if self.due_in(now).is_zero() {
+            self.landed = false;
             self.offer_refused(trackers);
             if now.duration_since(self.last_full) >= RECOMMIT_INTERVAL {
                 trackers.values_mut().for_each(OffsetTracker::commit_failed);
@@ -281,6 +305,17 @@ mod tests {
         assert_eq!(offsets(&again), [(0, Offset::Offset(3))]);
         commits.settle(&again, Ok(()), &mut ts);
         assert!(commits.shared().lock().expect("lock").acked.is_empty());
+    }
+
+    #[test]
+    fn a_landed_write_is_committed_within_a_tenth_of_a_second_otherwise_once_a_second() {
+        let start = Instant::now();
+        let mut commits = Commits::new(start);
+        assert_eq!(commits.due_in(start), COMMIT_INTERVAL, "nothing landed: the periodic commit");
+        commits.landed();
+        assert_eq!(commits.due_in(start), COMMIT_AFTER_LANDING);
+        assert_eq!(commits.due_in(start + Duration::from_millis(40)), Duration::from_millis(60));
+        assert!(commits.due_in(start + COMMIT_AFTER_LANDING).is_zero());
     }
 
     #[test]

@@ -10,7 +10,8 @@
 //! - `launch`: turns a batch into a write in flight — decode, one sink write, DLQ — which owns its
 //!   records, so the loop goes on polling and the sink and the consumer work at the same time.
 //! - `land`: a finished write acknowledges its records in the offset trackers.
-//! - `commit`: acknowledged offsets go to Kafka, once a second and at every revocation.
+//! - `commit`: acknowledged offsets go to Kafka, within 100 ms of a landing (at most that often),
+//!   once a second otherwise, and at every revocation.
 //!
 //! Up to the projection's [`max_in_flight`](crate::sink::Batching::max_in_flight) writes run at
 //! once (default 1): with more, an event collected while a write is on its way goes out in the
@@ -193,7 +194,7 @@ impl<S: Sink> Worker<S> {
         let progress = Progress::new(Instant::now());
         let mut s = Stages { intake, batcher, writes, ledger: Ledger::default(), commits, progress };
         loop {
-            let wait = s.batcher.poll_wait(Instant::now(), s.writes.has_slot());
+            let wait = s.batcher.poll_wait(Instant::now(), s.writes.has_slot()).min(s.commits.due_in(Instant::now()));
             let Some(step) = s.intake.next(&mut s.writes, wait, s.batcher.is_full(), &shutdown).await else { break };
             let idle = matches!(step, Step::Idle);
             match step {
@@ -214,6 +215,7 @@ impl<S: Sink> Worker<S> {
                 Step::Landed((flight, flushed)) => {
                     s.batcher.landed(flight.started.elapsed(), s.writes.slots());
                     s.progress.landed(s.ledger.land(flight, flushed?, s.commits.shared())?, Instant::now());
+                    s.commits.landed();
                     #[cfg(debug_assertions)]
                     crate::failpoint::crash_after(s.progress.batches(), self.cfg.crash_after_batches);
                 }

@@ -13,6 +13,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use sluice_core::avro::{ConvertError, ConvertErrorKind, EncodeError};
+use sluice_core::inclusion::Behind;
 
 use crate::{PublishError, RegistryError};
 
@@ -57,6 +58,9 @@ pub(crate) struct ErrorBody {
     /// The aggregate version a document holds (409 `not_yet` of a read).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) version: Option<i64>,
+    /// Where a projection has not yet included a write (409 `not_yet`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) behind: Option<Vec<Behind>>,
 }
 
 /// A refusal: status, body, and the headers that go with it.
@@ -91,6 +95,7 @@ impl ApiError {
                 retry_after_seconds: None,
                 event_id: None,
                 version: None,
+                behind: None,
             }),
         }
     }
@@ -117,6 +122,11 @@ impl ApiError {
 
     pub(crate) fn version(mut self, version: Option<i64>) -> Self {
         self.body.version = version;
+        self
+    }
+
+    pub(crate) fn behind(mut self, behind: Vec<Behind>) -> Self {
+        self.body.behind = Some(behind);
         self
     }
 

@@ -256,7 +256,7 @@ pub struct GatewayState {
     counters: metrics::EventCounters,
     failures: failures::FailureLog,
     /// What serves `GET /v1/projections/…/documents/…`, if anything.
-    reads: Option<Arc<dyn reads::DocumentReads>>,
+    reads: Option<Arc<dyn reads::ProjectionReads>>,
 }
 
 impl GatewayState {
@@ -303,7 +303,7 @@ impl GatewayState {
 
     /// Serves reads of projection documents with `reads` ([`reads`]).
     #[must_use]
-    pub fn with_reads(mut self, reads: Arc<dyn reads::DocumentReads>) -> Self {
+    pub fn with_reads(mut self, reads: Arc<dyn reads::ProjectionReads>) -> Self {
         self.reads = Some(reads);
         self
     }
@@ -368,6 +368,7 @@ pub fn router(state: Arc<GatewayState>) -> Router {
         .route("/v1/events/{event_type}/batch", post(handlers::post_typed_batch))
         .route("/v1/batch", post(handlers::post_mixed_batch))
         .route("/v1/projections/{projection}/documents/{key}", get(reads::get_document))
+        .route("/v1/projections/{projection}/progress", get(reads::get_progress))
         .route("/healthz", get(other_routes::healthz))
         .route("/readyz", get(other_routes::readyz))
         .route("/metrics", get(other_routes::metrics))

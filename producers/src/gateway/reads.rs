@@ -1,17 +1,26 @@
-//! `GET /v1/projections/{projection}/documents/{key}?after=TOKEN&wait=5s`: a projection's
-//! document, read only once the projection includes the write the consistency token names.
+//! Reading projections back with a consistency token: a document only once it includes the
+//! write the token names, and whether a projection (an analytics one, say) is past it yet.
 //!
-//! The gateway knows no sink: what reads the document is a [`DocumentReads`] handed to it
-//! ([`super::GatewayState::with_reads`]; `sluice gateway` gives it the Couchbase one when
-//! Couchbase is configured). The answers:
+//! `GET /v1/projections/{projection}/documents/{key}?after=TOKEN&wait=5s`:
 //! - 200 `{projection, key, version, document}`: the document, including the write;
-//! - 409 `not_yet` (with `version`, the version the document holds, and `Retry-After`): the
-//!   projection has not included the write within `wait` (at most 30 s, and at most the
-//!   gateway's request timeout less a second) — never the stale document;
+//! - 409 `not_yet` (with `version`, the version the document holds, `behind`, and `Retry-After`):
+//!   the projection has not included the write within `wait` — never the stale document;
 //! - 404 `not_found`: the projection includes the write and has no such document;
-//! - 400 `token_*`: a token that is malformed, or cannot be about this projection;
-//! - 403: the bearer token lacks the scope `projection:<name>` (or a glob matching it);
-//! - 501 `reads_disabled`: this gateway serves no reads.
+//! - 410 `gone` (with `version`): the aggregate was erased (its tombstone's version).
+//!
+//! `GET /v1/projections/{projection}/progress?after=TOKEN&wait=5s`:
+//! - 200 `{projection, included: true}` once the projection's committed offsets are past every
+//!   write of the token (for any projection: its sink acknowledged them);
+//! - 409 `not_yet` with `behind` (per partition: the token's offset and the committed one).
+//!
+//! Both: `wait` is at most 30 s, and at most the gateway's request timeout less a second;
+//! 400 `token_*` for a token that is malformed or cannot be about this projection; 403 when the
+//! bearer token lacks the scope `projection:<name>` (or a glob matching it); 404
+//! `unknown_projection`; 501 `reads_disabled` when this gateway serves no reads.
+//!
+//! The gateway knows no sink: what answers is a [`ProjectionReads`] handed to it
+//! ([`super::GatewayState::with_reads`]; `sluice gateway` gives it sluice's, which waits on a
+//! shared reader of the committed offsets and reads documents from Couchbase when configured).
 
 use std::fmt;
 use std::sync::Arc;
@@ -24,6 +33,7 @@ use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 use sluice_core::consistency::ConsistencyToken;
+use sluice_core::inclusion::{Behind, Inclusion};
 
 use super::GatewayState;
 use super::error::ApiError;
@@ -45,12 +55,17 @@ pub enum ReadOutcome {
     },
     /// The projection includes the token and has no such document.
     NotFound,
+    /// The projection includes the token and the aggregate was erased.
+    Gone {
+        /// The version its tombstone records.
+        version: Option<i64>,
+    },
     /// The projection did not include the token in time.
     NotYet {
         /// The version the document holds now (`None`: no document yet).
         version: Option<i64>,
-        /// Where it is behind, e.g. `users/1 at 5310 (committed 5290)`.
-        behind: String,
+        /// Where it is behind.
+        behind: Vec<Behind>,
     },
 }
 
@@ -59,6 +74,8 @@ pub enum ReadOutcome {
 pub enum ReadError {
     /// No such projection, or not one whose documents can be read.
     UnknownProjection(String),
+    /// This reader reads no documents (no document store configured).
+    Disabled(String),
     /// The token cannot be about this projection (names no topic it reads, a partition the topic
     /// lacks, an offset past the end).
     Token {
@@ -71,8 +88,19 @@ pub enum ReadError {
     Unavailable(String),
 }
 
-/// Reads projection documents for the gateway. Implemented where the sinks live.
-pub trait DocumentReads: Send + Sync + fmt::Debug {
+impl fmt::Display for ReadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::UnknownProjection(why) | Self::Disabled(why) | Self::Unavailable(why) => f.write_str(why),
+            Self::Token { message, .. } => f.write_str(message),
+        }
+    }
+}
+
+impl std::error::Error for ReadError {}
+
+/// Reads projections for the gateway. Implemented where the sinks live.
+pub trait ProjectionReads: Send + Sync + fmt::Debug {
     /// Reads `key` of `projection`, first waiting up to `wait` for `after` to be included.
     fn read<'a>(
         &'a self,
@@ -81,6 +109,14 @@ pub trait DocumentReads: Send + Sync + fmt::Debug {
         after: Option<&'a ConsistencyToken>,
         wait: Duration,
     ) -> BoxFuture<'a, Result<ReadOutcome, ReadError>>;
+
+    /// Waits up to `wait` for `projection` to include `after`; where it stands then.
+    fn progress<'a>(
+        &'a self,
+        projection: &'a str,
+        after: &'a ConsistencyToken,
+        wait: Duration,
+    ) -> BoxFuture<'a, Result<Inclusion, ReadError>>;
 }
 
 /// The query of a read.
@@ -98,26 +134,49 @@ struct Document<'a> {
     document: Json,
 }
 
-/// The handler.
+#[derive(Debug, Serialize)]
+struct Included<'a> {
+    projection: &'a str,
+    included: bool,
+}
+
+/// `GET …/documents/{key}`.
 pub(crate) async fn get_document(
     State(gw): State<Arc<GatewayState>>,
     Path((projection, key)): Path<(String, String)>,
     Query(query): Query<ReadQuery>,
     headers: HeaderMap,
 ) -> Response {
-    match read(&gw, &projection, &key, &query, &headers).await {
-        Ok(response) => response,
-        Err(e) => e.into_response(),
-    }
+    answer(read_document(&gw, &projection, &key, &query, &headers).await)
 }
 
-async fn read(
-    gw: &GatewayState,
+/// `GET …/progress`.
+pub(crate) async fn get_progress(
+    State(gw): State<Arc<GatewayState>>,
+    Path(projection): Path<String>,
+    Query(query): Query<ReadQuery>,
+    headers: HeaderMap,
+) -> Response {
+    answer(read_progress(&gw, &projection, &query, &headers).await)
+}
+
+fn answer(result: Result<Response, ApiError>) -> Response {
+    result.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// What every read checks first: the caller's scope, that reads are served, the wait and token.
+struct Request<'g> {
+    reads: &'g dyn ProjectionReads,
+    wait: Duration,
+    token: Option<ConsistencyToken>,
+}
+
+fn request<'g>(
+    gw: &'g GatewayState,
     projection: &str,
-    key: &str,
     query: &ReadQuery,
     headers: &HeaderMap,
-) -> Result<Response, ApiError> {
+) -> Result<Request<'g>, ApiError> {
     let principal = gw.authenticate(headers)?;
     let scope = format!("projection:{projection}");
     if !principal.allows(&scope) {
@@ -130,12 +189,8 @@ async fn read(
             ),
         ));
     }
-    let reads = gw.reads.as_ref().ok_or_else(|| {
-        ApiError::new(
-            StatusCode::NOT_IMPLEMENTED,
-            "reads_disabled",
-            "this gateway serves no reads: configure Couchbase (SLUICE_COUCHBASE_*) for it",
-        )
+    let reads = gw.reads.as_deref().ok_or_else(|| {
+        ApiError::new(StatusCode::NOT_IMPLEMENTED, "reads_disabled", "this gateway serves no reads of projections")
     })?;
     // The request's own deadline (`request_timeout`, plus the backstop's margin) bounds the wait:
     // "not yet" must come back before the gateway would cut the request off with a 503.
@@ -147,28 +202,74 @@ async fn read(
                 ApiError::new(StatusCode::BAD_REQUEST, e.code(), format!("`after`: {e}")).field("after")
             })?),
         };
-    match reads.read(projection, key, token.as_ref(), wait).await {
-        Ok(ReadOutcome::Found { document, version }) => {
+    Ok(Request { reads, wait, token })
+}
+
+async fn read_document(
+    gw: &GatewayState,
+    projection: &str,
+    key: &str,
+    query: &ReadQuery,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    let Request { reads, wait, token } = request(gw, projection, query, headers)?;
+    match reads.read(projection, key, token.as_ref(), wait).await.map_err(refusal)? {
+        ReadOutcome::Found { document, version } => {
             Ok(axum::Json(Document { projection, key, version, document }).into_response())
         }
-        Ok(ReadOutcome::NotFound) => Err(ApiError::new(
+        ReadOutcome::NotFound => Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "not_found",
             format!("projection {projection:?} has no document {key:?}"),
         )),
-        Ok(ReadOutcome::NotYet { version, behind }) => Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "not_yet",
-            format!("projection {projection:?} has not included the write within {wait:?} (behind: {behind})"),
+        ReadOutcome::Gone { version } => Err(ApiError::new(
+            StatusCode::GONE,
+            "gone",
+            format!("the aggregate of {key:?} was erased from projection {projection:?}"),
         )
-        .version(version)
-        .retry_after(Duration::from_secs(1))),
-        Err(ReadError::UnknownProjection(why)) => Err(ApiError::new(StatusCode::NOT_FOUND, "unknown_projection", why)),
-        Err(ReadError::Token { code, message }) => {
-            Err(ApiError::new(StatusCode::BAD_REQUEST, code, message).field("after"))
-        }
-        Err(ReadError::Unavailable(why)) => {
-            Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", why).retry_after(Duration::from_secs(1)))
+        .version(version)),
+        ReadOutcome::NotYet { version, behind } => Err(not_yet(projection, wait, behind).version(version)),
+    }
+}
+
+async fn read_progress(
+    gw: &GatewayState,
+    projection: &str,
+    query: &ReadQuery,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    let Request { reads, wait, token } = request(gw, projection, query, headers)?;
+    let token = token.ok_or_else(|| {
+        ApiError::new(StatusCode::BAD_REQUEST, "missing_after", "`after`: the consistency token to check is required")
+            .field("after")
+    })?;
+    let inclusion = reads.progress(projection, &token, wait).await.map_err(refusal)?;
+    if inclusion.included() {
+        Ok(axum::Json(Included { projection, included: true }).into_response())
+    } else {
+        Err(not_yet(projection, wait, inclusion.behind))
+    }
+}
+
+/// 409 `not_yet`: the projection did not include the write within `wait`.
+fn not_yet(projection: &str, wait: Duration, behind: Vec<Behind>) -> ApiError {
+    let listed: Vec<String> = behind.iter().map(ToString::to_string).collect();
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "not_yet",
+        format!("projection {projection:?} has not included the write within {wait:?} (behind: {})", listed.join(", ")),
+    )
+    .behind(behind)
+    .retry_after(Duration::from_secs(1))
+}
+
+fn refusal(e: ReadError) -> ApiError {
+    match e {
+        ReadError::UnknownProjection(why) => ApiError::new(StatusCode::NOT_FOUND, "unknown_projection", why),
+        ReadError::Disabled(why) => ApiError::new(StatusCode::NOT_IMPLEMENTED, "reads_disabled", why),
+        ReadError::Token { code, message } => ApiError::new(StatusCode::BAD_REQUEST, code, message).field("after"),
+        ReadError::Unavailable(why) => {
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", why).retry_after(Duration::from_secs(1))
         }
     }
 }

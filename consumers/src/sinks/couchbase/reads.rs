@@ -1,29 +1,54 @@
-//! Reading a Couchbase projection's documents back: through the projection's live-collection
-//! pointer, and — for the gateway's reads and `sluice couchbase get --after` — only once the
-//! projection includes a given write ([`crate::consistency`]).
-//!
-//! Each waiting read asks Kafka for the projection's committed offsets every 100 ms until they pass
-//! the token's; the document is read once, after that (or, at the deadline, only for its
-//! version: a read that did not wait long enough gets "not yet", never the stale document).
-
-use std::sync::Arc;
-use std::time::Duration;
+//! Reading a Couchbase projection's documents back, through the projection's live-collection
+//! pointer: the document, or — when the aggregate was erased — its tombstone's version. Waiting
+//! for a write to be included first is [`crate::reads`]'s.
 
 use couchbase::error::ErrorKind;
-use futures::future::BoxFuture;
 use serde_json::Value as Json;
-use sluice_core::connections::{CouchbaseConnection, KafkaConnection};
-use sluice_core::consistency::ConsistencyToken;
-use sluice_core::topology::{ProjectionConfig, SinkConfig, Topology};
-use sluice_producers::gateway::reads::{DocumentReads, ReadError, ReadOutcome};
-use tokio::sync::OnceCell;
+use sluice_core::topology::{SinkConfig, Topology};
+use sluice_producers::gateway::reads::ReadError;
 
+use super::request_builder::tombstone_id;
 use super::service::{KV_TIMEOUT, deadline};
 use super::{Couchbase, Error, pointer};
-use crate::consistency::{InclusionError, wait};
 
-/// How often a waiting read asks Kafka again.
-pub const WAIT_EVERY: Duration = Duration::from_millis(100);
+/// What a projection holds under a key.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Stored {
+    /// The document.
+    Document(Json),
+    /// No document, and a tombstone: the aggregate was erased (the tombstone's version).
+    Erased(Option<i64>),
+    /// Neither.
+    Absent,
+}
+
+impl Stored {
+    /// The aggregate version held (the document's, or the tombstone's).
+    pub fn version(&self) -> Option<i64> {
+        match self {
+            Self::Document(doc) => version_of(doc),
+            Self::Erased(version) => *version,
+            Self::Absent => None,
+        }
+    }
+}
+
+/// What `projection` holds under `key`, from its live collection.
+pub async fn read_stored(
+    cb: &Couchbase,
+    topology: &Topology,
+    projection: &str,
+    key: &str,
+) -> Result<Stored, ReadError> {
+    // Boxed: the SDK's futures are deep enough to overflow the compiler's layout queries twice over.
+    Ok(match Box::pin(read_live(cb, topology, projection, key)).await? {
+        Some(doc) => Stored::Document(doc),
+        None => match Box::pin(read_live(cb, topology, projection, &tombstone_id(key))).await? {
+            Some(tombstone) => Stored::Erased(version_of(&tombstone)),
+            None => Stored::Absent,
+        },
+    })
+}
 
 /// The document `key` of `projection` (`None`: there is none), from its live collection.
 pub async fn read_live(
@@ -34,7 +59,7 @@ pub async fn read_live(
 ) -> Result<Option<Json>, ReadError> {
     let Some(SinkConfig::Couchbase { couchbase }) = topology.projection(projection).map(|p| &p.sink) else {
         return Err(ReadError::UnknownProjection(format!(
-            "{projection:?} is not a Couchbase projection of the topology"
+            "{projection:?} is not a Couchbase projection of the topology: it has no documents to read"
         )));
     };
     let unavailable = |e: Error| ReadError::Unavailable(e.to_string());
@@ -48,89 +73,7 @@ pub async fn read_live(
     }
 }
 
-/// The aggregate version a projection document records (`_sluice.version`).
+/// The aggregate version a projection document (or tombstone) records (`_sluice.version`).
 pub fn version_of(document: &Json) -> Option<i64> {
     document.pointer("/_sluice/version").and_then(Json::as_i64)
-}
-
-/// Waits up to `within` for `projection` to include `token`; `Some(where it is behind)` when it
-/// did not. Errors name what is wrong with the token, with the gateway's codes.
-pub async fn behind(
-    kafka: &KafkaConnection,
-    name: &str,
-    projection: &ProjectionConfig,
-    token: &ConsistencyToken,
-    within: Duration,
-) -> Result<Option<String>, ReadError> {
-    let (kafka, name, projection, token) = (kafka.clone(), name.to_owned(), projection.clone(), token.clone());
-    let inclusion = tokio::task::spawn_blocking(move || wait(&kafka, &name, &projection, &token, within, WAIT_EVERY))
-        .await
-        .map_err(|e| ReadError::Unavailable(format!("the check did not finish: {e}")))?
-        .map_err(|e| {
-            let code = match &e {
-                InclusionError::ForeignTopic { .. } => "token_foreign",
-                InclusionError::UnknownPartition { .. } => "token_partition",
-                InclusionError::BeyondEnd { .. } => "token_beyond_end",
-                InclusionError::Kafka { .. } => return ReadError::Unavailable(e.to_string()),
-            };
-            ReadError::Token { code, message: e.to_string() }
-        })?;
-    Ok((!inclusion.included()).then(|| inclusion.describe_behind()))
-}
-
-/// The gateway's reads of Couchbase projections. Connects to Couchbase on the first read.
-#[derive(Debug)]
-pub struct CouchbaseReads {
-    topology: Arc<Topology>,
-    kafka: KafkaConnection,
-    connection: CouchbaseConnection,
-    couchbase: OnceCell<Couchbase>,
-}
-
-impl CouchbaseReads {
-    /// Reads of `topology`'s Couchbase projections.
-    pub fn new(topology: Arc<Topology>, kafka: KafkaConnection, connection: CouchbaseConnection) -> Self {
-        Self { topology, kafka, connection, couchbase: OnceCell::new() }
-    }
-
-    async fn read_after(
-        &self,
-        projection: &str,
-        key: &str,
-        after: Option<&ConsistencyToken>,
-        within: Duration,
-    ) -> Result<ReadOutcome, ReadError> {
-        let config = self
-            .topology
-            .projection(projection)
-            .ok_or_else(|| ReadError::UnknownProjection(format!("no projection {projection:?} in the topology")))?;
-        let behind = match after {
-            Some(token) => behind(&self.kafka, projection, config, token, within).await?,
-            None => None,
-        };
-        let cb = self
-            .couchbase
-            .get_or_try_init(|| Couchbase::connect(&self.connection))
-            .await
-            .map_err(|e| ReadError::Unavailable(e.to_string()))?;
-        let document = read_live(cb, &self.topology, projection, key).await?;
-        let version = document.as_ref().and_then(version_of);
-        Ok(match (behind, document) {
-            (Some(behind), _) => ReadOutcome::NotYet { version, behind },
-            (None, Some(document)) => ReadOutcome::Found { document, version },
-            (None, None) => ReadOutcome::NotFound,
-        })
-    }
-}
-
-impl DocumentReads for CouchbaseReads {
-    fn read<'a>(
-        &'a self,
-        projection: &'a str,
-        key: &'a str,
-        after: Option<&'a ConsistencyToken>,
-        wait: Duration,
-    ) -> BoxFuture<'a, Result<ReadOutcome, ReadError>> {
-        Box::pin(self.read_after(projection, key, after, wait))
-    }
 }
