@@ -10,11 +10,13 @@ use std::process::Output;
 use std::time::{Duration, Instant};
 
 use common::gateway::Gateway;
+use common::proxy::{authority, free_port, proxy};
 use common::{run_ok, setup, sluice, text, uuid_hex8, write_jsonl};
-use serde_json::Value;
+use serde_json::{Value, json};
 use sluice_core::consistency::ConsistencyToken;
 use sluice_tests::domain::generate;
-use sluice_tests::{fresh_topology, unique};
+use sluice_tests::{connections, fresh_topology, unique};
+use tokio_util::sync::CancellationToken;
 
 /// The token `sluice publish` printed.
 fn token_of(out: &Output) -> ConsistencyToken {
@@ -229,6 +231,8 @@ async fn the_gateway_reads_a_document_only_once_it_includes_the_write() {
     assert_eq!(body["error"]["code"], "not_yet", "{body}");
     assert!(body.get("document").is_none());
     assert!(start.elapsed() < Duration::from_secs(8), "{:?}", start.elapsed());
+    let behind = &body["error"]["behind"][0];
+    assert!(behind["topic"] == format!("users_{sfx}").as_str() && behind["committed"].is_null(), "{body}");
 
     // Bad tokens are refused at once.
     for (bad, code) in [
@@ -257,4 +261,81 @@ async fn the_gateway_reads_a_document_only_once_it_includes_the_write() {
     // Included, and no such document: 404, not a wait.
     let (status, _, body) = get(format!("user::{sfx}-nobody"), format!("after={token}&wait=10s")).await;
     assert_eq!((status, body["error"]["code"].as_str()), (404, Some("not_found")), "{body}");
+
+    // The user is erased: read with the erasure's token, the document is gone, with its version.
+    let version = user["aggregate_version"].as_i64().expect("version") + 1;
+    let erase = json!({"event_type": "user.deleted", "aggregate_id": uid, "aggregate_version": version, "reason": "GDPR_ERASURE"});
+    let (status, _, body) = gateway.single(&erase).await;
+    assert_eq!(status, 201, "{body}");
+    let token = body["consistency_token"].as_str().expect("a token").to_owned();
+    let (status, _, body) = get(format!("user::{uid}"), format!("after={token}&wait=9s")).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (410, Some("gone")), "{body}");
+    assert_eq!(body["error"]["version"], version, "{body}");
+    let out = sluice(&topology)
+        .args(["couchbase", "get", &format!("user::{uid}"), "--projection", &user_state, "--after", &token])
+        .output()
+        .expect("run sluice");
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains(&format!("gone: the aggregate of user::{uid} was erased")), "{}", text(&out));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_analytics_projection_says_behind_while_clickhouse_is_down_then_caught_up() {
+    let sfx = unique("consa");
+    let topology = fresh_topology(&sfx);
+    setup(&topology);
+    let (events, _) = generate(4, 2, &uuid_hex8(), &format!("{sfx}-"));
+    let gateway = Gateway::start(&topology).await;
+    let all: Vec<&Value> = events.iter().collect();
+    let resp = reqwest::Client::new()
+        .post(format!("{}/v1/batch", gateway.base))
+        .bearer_auth(common::gateway::TOKEN)
+        .json(&all)
+        .send()
+        .await
+        .expect("batch");
+    let body: Value = resp.json().await.expect("json");
+    let token = body["consistency_token"].as_str().expect("a batch token").to_owned();
+    let analytics = format!("analytics_{sfx}");
+    let progress = |wait: &str| format!("/v1/projections/{analytics}/progress?after={token}&wait={wait}");
+
+    // ClickHouse is down for the worker: nothing listens at the address it was given.
+    let port = free_port();
+    let env = [("SLUICE_CLICKHOUSE_URL", format!("http://127.0.0.1:{port}"))];
+    let _worker = common::WorkerProcess::spawn(&topology, &analytics, &[], &env, "analytics");
+    let start = Instant::now();
+    let (status, body) = gateway.get(&progress("2s")).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (409, Some("not_yet")), "{body}");
+    let behind = body["error"]["behind"].as_array().expect("behind");
+    assert!(!behind.is_empty() && behind.iter().all(|b| b["offset"].is_i64()), "{body}");
+    assert!(
+        start.elapsed() >= Duration::from_secs(2) && start.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        start.elapsed()
+    );
+    let (out, _) = lag_after(&topology, &token, &["--projection", &analytics]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+
+    // Bad requests are refused at once.
+    let (status, body) = gateway.get(&format!("/v1/projections/{analytics}/progress")).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (400, Some("missing_after")), "{body}");
+    let (status, body) = gateway.get(&format!("/v1/projections/nope_{sfx}/progress?after={token}")).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (404, Some("unknown_projection")), "{body}");
+
+    // ClickHouse comes back (the rig's real server, behind a proxy at that address).
+    let stop = CancellationToken::new();
+    proxy(port, authority(&connections().clickhouse.url), stop.clone()).await;
+    let start = Instant::now();
+    let body = loop {
+        let (status, body) = gateway.get(&progress("9s")).await;
+        if status == 200 {
+            break body;
+        }
+        assert_eq!(body["error"]["code"], "not_yet", "{body}");
+        assert!(start.elapsed() < Duration::from_secs(120), "still behind after 120 s: {body}");
+    };
+    assert_eq!(body, json!({"projection": analytics, "included": true}));
+    let (out, _) = lag_after(&topology, &token, &["--projection", &analytics]);
+    assert!(out.status.success(), "{}", text(&out));
+    stop.cancel();
 }

@@ -5,7 +5,6 @@
 //! with the same `--instance-id`, it takes its partitions back at once instead of waiting out the
 //! dead process's session.
 
-use std::net::TcpListener as StdListener;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -13,47 +12,14 @@ use serde_json::Value;
 use sluice_consumers::sinks::couchbase::Couchbase;
 use sluice_tests::domain::generate;
 use sluice_tests::{connections, fresh_topology, unique, within};
-use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 mod common;
+use common::proxy::{authority, free_port, proxy};
 use common::*;
 
 /// The WARN line a worker writes once per attempt while its sink does not answer.
 const WAITING: &str = "not ready: the sink does not answer; waiting for it";
-
-/// A free loopback port (nothing listens on it once this returns).
-fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
-}
-
-/// Forwards every connection to `port` to `upstream` (`host:port`), until `stop` is cancelled.
-async fn proxy(port: u16, upstream: String, stop: CancellationToken) {
-    let listener = TcpListener::bind(("127.0.0.1", port)).await.expect("the proxy's port is free");
-    tokio::spawn(async move {
-        loop {
-            let (mut inbound, _) = tokio::select! {
-                () = stop.cancelled() => return,
-                accepted = listener.accept() => match accepted {
-                    Ok(a) => a,
-                    Err(_) => continue,
-                },
-            };
-            let upstream = upstream.clone();
-            tokio::spawn(async move {
-                if let Ok(mut outbound) = TcpStream::connect(&upstream).await {
-                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                }
-            });
-        }
-    });
-}
-
-/// `host:port` of an `http://host:port[/…]` URL.
-fn authority(url: &str) -> String {
-    let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    rest.split('/').next().unwrap_or(rest).to_owned()
-}
 
 /// Waits until the worker's log holds `n` lines containing `needle`; fails with the log.
 async fn await_log(topology: &Path, log: &str, needle: &str, n: usize, secs: u64) -> String {

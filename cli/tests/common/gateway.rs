@@ -72,6 +72,18 @@ impl Gateway {
         statuses
     }
 
+    /// The gateway's process id.
+    pub fn pid(&self) -> u32 {
+        self.process.0.id()
+    }
+
+    /// `GET {path}` (path and query) with the token: status and JSON body.
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let resp = self.http.get(format!("{}{path}", self.base)).bearer_auth(TOKEN).send().await.expect("get");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.expect("json body"))
+    }
+
     /// `POST /v1/events/{type}` of one event: status, `Retry-After` header, body.
     pub async fn single(&self, event: &Value) -> (u16, Option<String>, Value) {
         let event_type = event["event_type"].as_str().expect("type");

@@ -19,6 +19,7 @@ use sluice_tests::{connections, unique};
 pub mod analytics;
 pub mod clickhouse_rebuild;
 pub mod gateway;
+pub mod proxy;
 pub mod scale_out;
 pub use analytics::assert_analysts_see_the_model;
 pub use clickhouse_rebuild::{clickhouse_rebuild, live_log, publish, setup, stdout, text};
