@@ -116,7 +116,9 @@ struct Snapshot {
     error: Option<KafkaError>,
 }
 
-/// What a token is validated against: partition counts and ends, with when they were read.
+/// What a token is validated against: partition counts and ends, with when they were asked for
+/// (not when the answer came: an answer to a request sent before a write was acknowledged may
+/// arrive after it, and must not refute it).
 #[derive(Debug, Default)]
 struct Facts {
     partitions: HashMap<String, (usize, Instant)>,
@@ -167,8 +169,9 @@ impl Group {
             let partitions = match facts.partitions.get(&p.topic) {
                 Some(&(n, at)) if p.partition < i32::try_from(n).unwrap_or(i32::MAX) || at >= asked => n,
                 _ => {
+                    let sent = Instant::now();
                     let n = self.partitions_of(&p.topic).await?;
-                    facts.partitions.insert(p.topic.clone(), (n, Instant::now()));
+                    facts.partitions.insert(p.topic.clone(), (n, sent));
                     n
                 }
             };
@@ -183,8 +186,9 @@ impl Group {
             let end = match facts.ends.get(&key) {
                 Some(&(end, at)) if p.offset < end || at >= asked => end,
                 _ => {
+                    let sent = Instant::now();
                     let end = self.end_of(&p.topic, p.partition).await?;
-                    facts.ends.insert(key, (end, Instant::now()));
+                    facts.ends.insert(key, (end, sent));
                     end
                 }
             };
