@@ -65,16 +65,6 @@ fn sluice_lag_messages(topology: &std::path::Path, projection: &str) -> u64 {
     snapshot["projections"][projection]["lag_messages"].as_u64().expect("lag_messages")
 }
 
-/// Resident memory of a process, in KiB.
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clickhouse_down_refuses_its_event_types_keeps_couchbase_going_and_loses_nothing() {
     let sfx = unique("bp");

@@ -49,8 +49,8 @@ impl Gateway {
         }
     }
 
-    /// `POST /v1/batch`: the status of each event, in order.
-    pub async fn batch(&self, events: &[&Value]) -> Vec<u16> {
+    /// `POST /v1/batch`: the answer (`results` holds one entry per event, in order).
+    pub async fn batch_answer(&self, events: &[&Value]) -> Value {
         let resp = self
             .http
             .post(format!("{}/v1/batch", self.base))
@@ -62,6 +62,12 @@ impl Gateway {
         let status = resp.status().as_u16();
         let body: Value = resp.json().await.expect("json body");
         assert!(matches!(status, 200 | 207 | 429), "batch answered {status}: {body}");
+        body
+    }
+
+    /// `POST /v1/batch`: the status of each event, in order.
+    pub async fn batch(&self, events: &[&Value]) -> Vec<u16> {
+        let body = self.batch_answer(events).await;
         let statuses: Vec<u16> = body["results"]
             .as_array()
             .unwrap_or_else(|| panic!("no results in {body}"))

@@ -19,10 +19,12 @@ use sluice_tests::{connections, unique};
 pub mod analytics;
 pub mod clickhouse_rebuild;
 pub mod gateway;
+pub mod process;
 pub mod proxy;
 pub mod scale_out;
 pub use analytics::assert_analysts_see_the_model;
 pub use clickhouse_rebuild::{clickhouse_rebuild, live_log, publish, setup, stdout, text};
+pub use process::{cpu_seconds, rss_kib};
 pub use scale_out::{await_members, await_owners};
 
 /// The binary under test, on `topology`.

@@ -5,16 +5,18 @@
 //! The workers publish what they have applied by committing it (a commit follows every
 //! acknowledged write within [`crate::worker`]'s short interval). A [`Progress`] keeps, per
 //! consumer group, one task that reads the group's committed offsets every [`POLL_EVERY`] while
-//! anybody waits — for the partitions somebody waits on, in one request — and hands each reading
-//! to every waiter through a `watch` channel. A waiter costs a subscription and its positions:
-//! no Kafka client, no thread, no request of its own. The task sleeps while nobody waits.
+//! anybody waits — for the partitions somebody waits on, in one request — and hands a reading to
+//! the waiters through a `watch` channel when it moved, or when a waiter came in since the last
+//! one (each waiter's first answer is a reading asked for after it came in). A waiter costs a
+//! subscription and its positions: no Kafka client, no thread, no request of its own, and no
+//! wake-up while nothing moves. The task sleeps while nobody waits.
 //!
 //! A token is validated before it is waited on ([`super`]'s rules). The partition counts and
 //! ends that takes are cached and refreshed only when a token reaches past them, one refresh at
 //! a time: the callers queued behind it find the fresh figure and ask Kafka nothing.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -105,10 +107,10 @@ impl Progress {
 }
 
 /// One reading of a group's committed offsets.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, PartialEq)]
 struct Snapshot {
-    /// Counts the readings; 0 is none yet.
-    generation: u64,
+    /// The reading's request number (counted from 1; 0 is none yet).
+    request: u64,
     /// The committed offsets of the partitions somebody waits on (the last good reading when
     /// this one failed: committed offsets only move forward, so it is still a lower bound).
     committed: Committed,
@@ -133,6 +135,10 @@ struct Group {
     interest: Mutex<BTreeSet<(String, i32)>>,
     /// How many callers wait now; the reader sleeps at 0.
     waiting: AtomicUsize,
+    /// Readings asked for so far (a waiter's first answer is a later one).
+    requested: AtomicU64,
+    /// A waiter came in since the last reading was asked for: hand the next one out, moved or not.
+    arrived: AtomicBool,
     wake: Notify,
     /// Held while a token is validated: one refresh at a time.
     facts: tokio::sync::Mutex<Facts>,
@@ -154,6 +160,8 @@ impl Group {
             snapshots: watch::Sender::new(Arc::default()),
             interest: Mutex::default(),
             waiting: AtomicUsize::new(0),
+            requested: AtomicU64::new(0),
+            arrived: AtomicBool::new(false),
             wake: Notify::new(),
             facts: tokio::sync::Mutex::default(),
         }
@@ -225,13 +233,12 @@ impl Group {
     /// reading taken after the wait began answers; the first one is awaited past the deadline
     /// (a check with no wait still reads once).
     async fn wait(&self, positions: &[Position], deadline: Instant) -> Result<Inclusion, InclusionError> {
+        let (_waiting, since) = self.enter(positions);
         let mut readings = self.snapshots.subscribe();
-        let since = readings.borrow_and_update().generation;
-        let _waiting = self.enter(positions);
         let first_by = Instant::now() + REQUEST_TIMEOUT + POLL_EVERY;
         loop {
             let snapshot = Arc::clone(&readings.borrow_and_update());
-            let fresh = snapshot.generation > since;
+            let fresh = snapshot.request > since;
             if fresh {
                 let inc = inclusion(positions, &snapshot.committed);
                 if inc.included() {
@@ -254,15 +261,18 @@ impl Group {
         }
     }
 
-    /// Counts a waiter in (until the guard drops) and adds its partitions to those read.
-    fn enter(&self, positions: &[Position]) -> Waiting<'_> {
+    /// Counts a waiter in (until the guard drops) and adds its partitions to those read; the
+    /// number of readings asked for before: a reading numbered past it includes its partitions.
+    fn enter(&self, positions: &[Position]) -> (Waiting<'_>, u64) {
         {
             let mut interest = self.interest.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             interest.extend(positions.iter().map(|p| (p.topic.clone(), p.partition)));
         }
         self.waiting.fetch_add(1, Ordering::SeqCst);
+        self.arrived.store(true, Ordering::SeqCst);
+        let since = self.requested.load(Ordering::SeqCst);
         self.wake.notify_one();
-        Waiting(&self.waiting)
+        (Waiting(&self.waiting), since)
     }
 
     /// The partitions to read, as a request.
@@ -288,7 +298,6 @@ impl Drop for Waiting<'_> {
 /// The group's reader: while anybody waits, reads the committed offsets every [`POLL_EVERY`]
 /// and hands the reading to every waiter; sleeps while nobody does; ends with `stop`.
 async fn poll(group: Arc<Group>, stop: CancellationToken) {
-    let mut generation = 0;
     loop {
         while group.waiting.load(Ordering::SeqCst) == 0 {
             tokio::select! {
@@ -296,14 +305,19 @@ async fn poll(group: Arc<Group>, stop: CancellationToken) {
                 () = group.wake.notified() => {}
             }
         }
+        // In this order: a waiter whose arrival this clears has its partitions in this request.
+        let arrived = group.arrived.swap(false, Ordering::SeqCst);
+        let number = group.requested.fetch_add(1, Ordering::SeqCst) + 1;
         let (consumer, request) = (Arc::clone(&group.consumer), group.request());
         let read = off_runtime(move || consumer.committed_offsets(request, REQUEST_TIMEOUT)).await;
-        generation += 1;
-        let snapshot = match read {
-            Ok(tpl) => Snapshot { generation, committed: committed_of(&tpl), error: None },
-            Err(e) => Snapshot { generation, committed: group.snapshots.borrow().committed.clone(), error: Some(e) },
+        let last = Arc::clone(&group.snapshots.borrow());
+        let (committed, error) = match read {
+            Ok(tpl) => (committed_of(&tpl), None),
+            Err(e) => (last.committed.clone(), Some(e)),
         };
-        group.snapshots.send_replace(Arc::new(snapshot));
+        if arrived || committed != last.committed || error != last.error {
+            group.snapshots.send_replace(Arc::new(Snapshot { request: number, committed, error }));
+        }
         tokio::select! {
             () = stop.cancelled() => return,
             () = tokio::time::sleep(POLL_EVERY) => {}
