@@ -46,14 +46,17 @@ const TOKENS_VAR: &str = "SLUICE_GATEWAY_TOKENS";
                         in use. SLUICE_GATEWAY_TOKENS is read at start only.\n\n\
                         Every accepted event answers with a consistency_token (a batch with one \
                         covering all its events).\n\n\
-                        Reads (when SLUICE_COUCHBASE_* is set): GET \
-                        /v1/projections/{projection}/documents/{key}?after=TOKEN&wait=5s answers \
-                        the document once the projection includes the write, 409 not_yet (with \
-                        the version it holds) when not within wait (at most 30s and the request \
-                        timeout less a second); the bearer token needs the \
+                        Reads: GET /v1/projections/{projection}/progress?after=TOKEN&wait=5s \
+                        answers 200 once the projection (any: analytics too) includes the write; \
+                        GET /v1/projections/{projection}/documents/{key}?after=TOKEN&wait=5s \
+                        (when SLUICE_COUCHBASE_* is set) the document once it includes the \
+                        write, 410 gone when the aggregate was erased. Either answers 409 \
+                        not_yet (with where it is behind) when not within wait (at most 30s and \
+                        the request timeout less a second); the bearer token needs the \
                         scope projection:<name> (or a glob matching it).\n\n\
                         Routes: POST /v1/events/{event_type}, POST /v1/events/{event_type}/batch, \
                         POST /v1/batch, GET /v1/projections/{projection}/documents/{key}, \
+                        GET /v1/projections/{projection}/progress, \
                         GET /healthz, GET /readyz, GET /metrics.")]
 pub(crate) struct GatewayArgs {
     /// Address to listen on.
