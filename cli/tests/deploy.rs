@@ -121,3 +121,31 @@ fn a_misspelled_or_unknown_field_fails_the_validation() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn alert_rules_pass_promtool_and_every_alert_fires_and_resolves_in_its_unit_tests() {
+    let dir = root().join("deploy/prometheus");
+    let check = tool(Command::new("promtool").current_dir(&dir).args(["check", "rules", "sluice-rules.yml"]));
+    assert!(check.status.success() && text(&check).contains("SUCCESS: 9 rules found"), "{}", text(&check));
+    let test = tool(Command::new("promtool").current_dir(&dir).args(["test", "rules", "sluice-rules.test.yml"]));
+    assert!(test.status.success() && text(&test).contains("SUCCESS"), "{}", text(&test));
+    // Every alert has a case where it fires (exp_alerts listed) and one where it does not.
+    let rules = std::fs::read_to_string(dir.join("sluice-rules.yml")).expect("rules");
+    let tests = std::fs::read_to_string(dir.join("sluice-rules.test.yml")).expect("tests");
+    let runbook = std::fs::read_to_string(dir.join("runbook.md")).expect("runbook");
+    let alerts: Vec<&str> = rules.lines().filter_map(|l| l.trim().strip_prefix("- alert: ")).collect();
+    assert_eq!(alerts.len(), 9, "{alerts:?}");
+    for alert in alerts {
+        let silent = format!("alertname: {alert}, exp_alerts: []");
+        let firing = format!("alertname: {alert}\n        exp_alerts:\n          - exp_labels");
+        assert!(
+            tests.contains(&silent) && tests.contains(&firing),
+            "{alert}: a test that fires it and one that does not"
+        );
+        assert!(runbook.contains(&format!("## {alert}\n")), "{alert}: a runbook section");
+        assert!(rules.contains(&format!("runbook.md#{}\"", alert.to_ascii_lowercase())), "{alert}: links its runbook");
+    }
+    // The operator's PrometheusRule holds the same groups, and decodes strictly.
+    let same = validate(&[Path::new("-same-rules"), &dir.join("sluice-rules.yml"), &dir.join("prometheusrule.yaml")]);
+    assert!(same.status.success(), "{}", text(&same));
+}
