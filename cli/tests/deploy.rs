@@ -149,3 +149,22 @@ fn alert_rules_pass_promtool_and_every_alert_fires_and_resolves_in_its_unit_test
     let same = validate(&[Path::new("-same-rules"), &dir.join("sluice-rules.yml"), &dir.join("prometheusrule.yaml")]);
     assert!(same.status.success(), "{}", text(&same));
 }
+
+#[test]
+fn docker_compose_file_resolves_and_runs_every_projection_like_the_manifests() {
+    let out = tool(Command::new("docker-compose").current_dir(root()).args(["-f", "docker-compose.yml", "config"]));
+    let resolved = text(&out);
+    assert!(out.status.success(), "docker-compose config refuses docker-compose.yml:\n{resolved}");
+    // A worker per projection of the repository's topology, on the manifests' variables.
+    for projection in ["user_state", "session_state", "analytics"] {
+        assert!(
+            resolved.contains(&format!("- --projection\n    - {projection}\n")),
+            "a worker of {projection}:\n{resolved}"
+        );
+    }
+    assert_eq!(resolved.matches("SLUICE_METRICS_ADDR: 0.0.0.0:9464").count(), 3, "{resolved}");
+    let manifests = std::fs::read_to_string(root().join("deploy/k8s/sluice.yaml")).expect("manifests");
+    for shared in ["0.0.0.0:9464", "SLUICE_LOG", "--drain-deadline", "0.0.0.0:8080"] {
+        assert!(resolved.contains(shared) && manifests.contains(shared), "{shared} in both");
+    }
+}

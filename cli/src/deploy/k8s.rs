@@ -28,8 +28,8 @@ const RUN_AS: u32 = 65532;
 const CONFIGMAP_MAX: usize = 1024 * 1024;
 
 /// Resident memory of a worker projecting a steady stream, measured by
-/// `cli/tests/prometheus.rs` (Couchbase and ClickHouse projections, debug build, ~40–60 MiB):
-/// the memory request, rounded up.
+/// `cli/tests/prometheus.rs` (printed at its end: 73 and 75 MiB for the Couchbase and the
+/// ClickHouse projection, debug build, ~200 events/s): the memory request, with headroom.
 const WORKER_REQUEST_MIB: u64 = 128;
 /// The worker's memory beyond its batches: measured base RSS with headroom.
 const WORKER_BASE_MIB: u64 = 96;
@@ -37,7 +37,8 @@ const WORKER_BASE_MIB: u64 = 96;
 const PREFETCH_MIB: u64 = 16;
 /// `--max-buffered-bytes`' default: the byte budget of one batch.
 const BATCH_BUDGET_MIB: u64 = 64;
-/// The gateway's RSS under load (`sluice loadgen`, ~60–90 MiB) rounded up, and its limit.
+/// The gateway's RSS in the same test (78 MiB) with headroom, and its limit (bodies up to
+/// `--max-batch-body`, 10 MiB, times the requests in flight).
 const GATEWAY_REQUEST_MIB: u64 = 128;
 const GATEWAY_LIMIT_MIB: u64 = 512;
 

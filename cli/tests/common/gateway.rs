@@ -49,6 +49,11 @@ impl Gateway {
         }
     }
 
+    /// The gateway's process id.
+    pub fn pid(&self) -> u32 {
+        self.process.0.id()
+    }
+
     /// `POST /v1/batch`: the status of each event, in order.
     pub async fn batch(&self, events: &[&Value]) -> Vec<u16> {
         let resp = self
