@@ -29,7 +29,7 @@ pub(crate) fn builder() -> anyhow::Result<PrometheusBuilder> {
     for (name, buckets) in BUCKETS {
         b = b.set_buckets_for_metric(Matcher::Full(name.to_owned()), buckets).context("histogram buckets")?;
     }
-    Ok(b.set_buckets(DEFAULT_BUCKETS).context("histogram buckets")?)
+    b.set_buckets(DEFAULT_BUCKETS).context("histogram buckets")
 }
 
 /// Installs the Prometheus recorder and serves `/metrics`, `/healthz` and `/readyz` on `addr`
