@@ -11,4 +11,7 @@ COPY --from=build /src/target/release/sluice /usr/local/bin/sluice
 COPY topology.toml /etc/sluice/topology.toml
 COPY schemas /etc/sluice/schemas
 ENV SLUICE_TOPOLOGY=/etc/sluice/topology.toml
+# Not root: the Kubernetes manifests (`sluice deploy k8s`) run it as this user with a read-only
+# root filesystem.
+USER 65532:65532
 ENTRYPOINT ["sluice"]

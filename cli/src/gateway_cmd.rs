@@ -275,8 +275,7 @@ pub(crate) async fn run(ctx: &Context, args: GatewayArgs) -> anyhow::Result<Exit
     config.ready_interval = args.ready_interval;
     config.watch_interval = args.watch_interval;
 
-    let metrics =
-        gateway::metrics::prometheus_builder().install_recorder().context("installing the metrics recorder")?;
+    let metrics = crate::metrics::builder()?.install_recorder().context("installing the metrics recorder")?;
     let mut state = GatewayState::new(publisher, &ctx.connections, tokens, config)?
         .with_metrics(metrics)
         .with_token_source(token_source);

@@ -9,6 +9,7 @@ mod bench;
 mod clickhouse_cmd;
 mod context;
 mod couchbase_cmd;
+mod deploy;
 mod doctor;
 mod gateway_cmd;
 mod lag_after;
@@ -155,6 +156,10 @@ enum Command {
     /// serving, then swaps readers and the live worker over; the old version stays until
     /// --drop-old. Interrupted, the same command resumes; --abort removes the partial version.
     Rebuild(rebuild_cmd::RebuildArgs),
+
+    /// Generate deployment manifests from the topology (`sluice deploy k8s`).
+    #[command(subcommand)]
+    Deploy(deploy::DeployCommand),
 }
 
 /// The largest allocation the Avro decoder may make for one value. A corrupt body can claim a
@@ -219,5 +224,6 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .await
         }
         Command::Loadgen(args) => loadgen::run(args).await,
+        Command::Deploy(cmd) => deploy::run(&cli.global, cmd),
     }
 }

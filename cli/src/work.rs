@@ -252,7 +252,7 @@ async fn run_on(
 
 pub(crate) async fn run(ctx: &Context, args: WorkArgs) -> anyhow::Result<ExitCode> {
     if let Some(addr) = args.metrics_addr {
-        crate::metrics::serve(addr)?;
+        crate::metrics::serve(addr).await?;
     }
     let token = CancellationToken::new();
     cancel_on_signals(token.clone());

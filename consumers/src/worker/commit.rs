@@ -160,6 +160,11 @@ impl Commits {
         }
     }
 
+    /// How many partitions the worker owns now.
+    pub(super) fn owned(&self) -> usize {
+        self.shared.lock().map_or(0, |s| s.owned.len())
+    }
+
     /// Partitions revoked since the last call.
     pub(super) fn revoked(&self) -> Vec<Tp> {
         match self.shared.lock() {

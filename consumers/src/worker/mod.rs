@@ -43,6 +43,7 @@ mod batch;
 mod commit;
 pub mod dlq;
 pub mod end;
+pub mod health;
 mod land;
 mod launch;
 pub mod metrics;
@@ -223,6 +224,7 @@ impl<S: Sink> Worker<S> {
             // Revoked partitions first: their trackers must not reach the periodic commit.
             s.forget_revoked();
             s.intake.adopt(&s.commits.assigned());
+            self.metrics.assigned.set(s.commits.owned());
             s.commits.tick(s.intake.consumer(), &mut s.ledger.trackers, Instant::now());
             if !s.intake.is_paused()
                 && let Some(reason) = self.failing()
@@ -241,6 +243,7 @@ impl<S: Sink> Worker<S> {
         }
         self.drain(&mut s, &dlq, &write_token).await;
         self.metrics.ready.set(0.0);
+        self.metrics.assigned.set(0);
         Ok(s.progress.finish())
     }
 

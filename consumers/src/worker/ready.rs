@@ -26,7 +26,8 @@ use crate::sink::SinkError;
 /// Sets `sluice_worker_ready{projection}`: 1 ready, 0 not.
 pub fn set_ready(projection: &str, ready: bool) {
     describe_gauge!(names::READY, "1 while the worker projects; 0 while it waits for its sink or its writes fail.");
-    gauge!(names::READY, "projection" => projection.to_owned()).set(if ready { 1.0 } else { 0.0 });
+    let gauge = gauge!(names::READY, "projection" => projection.to_owned());
+    super::health::ReadyGauge::new(gauge, projection).set(if ready { 1.0 } else { 0.0 });
 }
 
 /// How a failed connection attempt ends the wait, and the message for the log.
