@@ -188,7 +188,12 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
+    // The command runs on one of the runtime's worker threads, not on this one: the sinks' I/O
+    // completes on those threads, and a future polled here would be woken across threads (a
+    // futex wake and a context switch) for every Couchbase operation — a sixth of a Couchbase
+    // worker's CPU. A panic in the command is an error of its own (the join error says so).
+    let command = runtime.block_on(async { tokio::spawn(run(cli)).await });
+    match command.unwrap_or_else(|e| Err(anyhow::anyhow!("the command stopped: {e}"))) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");

@@ -99,7 +99,12 @@ impl State {
 
     /// Reads a stored document back; `None` when it lacks valid bookkeeping (not ours).
     pub fn from_document(doc: &Value) -> Option<Self> {
-        let mut fields = doc.as_object()?.clone();
+        Self::from_value(doc.clone())
+    }
+
+    /// [`Self::from_document`], taking the document (no copy of its fields).
+    pub fn from_value(doc: Value) -> Option<Self> {
+        let Value::Object(mut fields) = doc else { return None };
         let meta = serde_json::from_value(fields.remove(META_KEY)?).ok()?;
         Some(Self { fields, meta })
     }
@@ -107,14 +112,24 @@ impl State {
 
 /// Folds `event` into `current` (the stored state, `None` when there is no document).
 pub fn apply(current: Option<&State>, event: &FoldEvent) -> Outcome {
+    let mut next = current.cloned();
+    let changed = apply_in_place(&mut next, event);
+    match next {
+        Some(next) if changed => Outcome::Write(next),
+        _ => Outcome::Unchanged,
+    }
+}
+
+/// [`apply`] without copying the state: folds `event` into `state` (`None`: no document yet,
+/// then one is started) and says whether it changed anything. An event that changes nothing
+/// leaves `state` exactly as it was (a document is started only by an event that changes it,
+/// which from nothing every event does).
+pub fn apply_in_place(state: &mut Option<State>, event: &FoldEvent) -> bool {
     let v = event.version;
-    let mut next = match current {
-        Some(state) => state.clone(),
-        None => State {
-            fields: Map::new(),
-            meta: Meta { version: i64::MIN, fields: BTreeMap::new(), erased_at: None, source: event.position.clone() },
-        },
-    };
+    let next = state.get_or_insert_with(|| State {
+        fields: Map::new(),
+        meta: Meta { version: i64::MIN, fields: BTreeMap::new(), erased_at: None, source: event.position.clone() },
+    });
     let erased_at = next.meta.erased_at.unwrap_or(i64::MIN);
     let mut changed = false;
     match &event.change {
@@ -150,7 +165,7 @@ pub fn apply(current: Option<&State>, event: &FoldEvent) -> Outcome {
         next.meta.source = event.position.clone();
         changed = true;
     }
-    if changed { Outcome::Write(next) } else { Outcome::Unchanged }
+    changed
 }
 
 /// Folds a sequence, as the sink does one event at a time.
@@ -263,6 +278,25 @@ pub(crate) mod tests {
         ) {
             let expected = fold(&events);
             prop_assert_eq!(fold(deliver(&events, &dup_picks, seed)), expected);
+        }
+
+        /// Folding in place (no copy per event, as the Couchbase sink folds a group): an event
+        /// that changes nothing leaves the state untouched, and any delivery ends where the
+        /// in-order fold does.
+        #[test]
+        fn folding_in_place_ends_where_the_in_order_fold_does(
+            events in history(),
+            dup_picks in proptest::collection::vec(any::<prop::sample::Index>(), 0..20),
+            seed in any::<u64>(),
+        ) {
+            let mut state: Option<State> = None;
+            for event in deliver(&events, &dup_picks, seed) {
+                let before = state.clone();
+                if !apply_in_place(&mut state, event) {
+                    prop_assert_eq!(&state, &before);
+                }
+            }
+            prop_assert_eq!(state, fold(&events));
         }
     }
 }

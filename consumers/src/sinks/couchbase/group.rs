@@ -18,60 +18,98 @@ pub(super) struct Pending {
     pub(super) fold: FoldEvent,
 }
 
-/// How many of `events`, folded in order into `base`, change nothing.
-pub(super) fn count_unchanged(base: Option<State>, events: &[Pending]) -> u64 {
-    let mut current = base;
-    let mut unchanged = 0;
-    for p in events {
-        match fold::apply(current.as_ref(), &p.fold) {
-            Outcome::Write(next) => current = Some(next),
-            Outcome::Unchanged => unchanged += 1,
-        }
-    }
-    unchanged
+/// A document's group folded: what to write, what was refused, what changed nothing.
+#[derive(Debug, PartialEq)]
+pub(super) struct Folded {
+    /// The state to write with its encoding (`None` when nothing changed).
+    pub(super) write: Option<(State, Vec<u8>)>,
+    /// The events refused because they would make the document too large.
+    pub(super) rejected: Vec<Rejected>,
+    /// How many of the events changed nothing (duplicates, or older than every field they touch).
+    pub(super) unchanged: u64,
 }
 
 /// Folds a document's events into `base`, then the erase learned from a concurrent writer if any.
-/// Returns the state to write with its encoding (`None` when nothing changed) and the events
-/// refused because they would make the document too large.
-pub(super) fn fold_group(
-    base: Option<State>,
-    events: &[Pending],
-    learned_erase: Option<&FoldEvent>,
-) -> (Option<(State, Vec<u8>)>, Vec<Rejected>) {
+///
+/// Every event is folded in place and the document encoded once; only a document that comes out
+/// over [`MAX_DOCUMENT_BYTES`] is folded again event by event, to refuse just the events that
+/// make it too large.
+pub(super) fn fold_group(base: Option<State>, events: &[Pending], learned_erase: Option<&FoldEvent>) -> Folded {
+    let mut current = base.clone();
+    let (mut changed, mut unchanged) = (false, 0);
+    for (offset, event) in with_offsets(events, learned_erase) {
+        if fold::apply_in_place(&mut current, event) {
+            changed = true;
+        } else if offset.is_some() {
+            unchanged += 1;
+        }
+    }
+    let Some(state) = current.filter(|_| changed) else {
+        return Folded { write: None, rejected: Vec::new(), unchanged };
+    };
+    match encode(&state) {
+        Ok(bytes) if bytes.len() <= MAX_DOCUMENT_BYTES => {
+            Folded { write: Some((state, bytes)), rejected: Vec::new(), unchanged }
+        }
+        _ => fold_each(base, events, learned_erase, unchanged),
+    }
+}
+
+/// The group's events with their offsets, then the learned erase (which has none: it is not one
+/// of this batch's events).
+fn with_offsets<'e>(
+    events: &'e [Pending],
+    learned_erase: Option<&'e FoldEvent>,
+) -> impl Iterator<Item = (Option<i64>, &'e FoldEvent)> {
+    events.iter().map(|p| (Some(p.offset), &p.fold)).chain(learned_erase.map(|fold| (None, fold)))
+}
+
+/// [`fold_group`]'s slow path: encodes after every event and refuses each event that would make
+/// the document too large (or cannot be encoded), keeping the state before it.
+fn fold_each(base: Option<State>, events: &[Pending], learned_erase: Option<&FoldEvent>, unchanged: u64) -> Folded {
     let mut current = base;
     let mut encoded: Option<Vec<u8>> = None;
     let mut rejected = Vec::new();
-    let learned = learned_erase.map(|fold| (None, fold));
-    for (offset, event) in events.iter().map(|p| (Some(p.offset), &p.fold)).chain(learned) {
+    for (offset, event) in with_offsets(events, learned_erase) {
         let Outcome::Write(next) = fold::apply(current.as_ref(), event) else { continue };
-        match encode(&next) {
+        let refusal = match encode(&next) {
             Ok(bytes) if bytes.len() <= MAX_DOCUMENT_BYTES => {
                 current = Some(next);
                 encoded = Some(bytes);
+                continue;
             }
-            Ok(bytes) => {
-                if let Some(offset) = offset {
-                    let reason = format!(
-                        "the document would be {} bytes, over Couchbase's limit of {MAX_DOCUMENT_BYTES} bytes",
-                        bytes.len()
-                    );
-                    rejected.push(Rejected { offset, reason });
-                }
-            }
-            Err(reason) => {
-                if let Some(offset) = offset {
-                    rejected.push(Rejected { offset, reason });
-                }
-            }
+            Ok(bytes) => format!(
+                "the document would be {} bytes, over Couchbase's limit of {MAX_DOCUMENT_BYTES} bytes",
+                bytes.len()
+            ),
+            Err(reason) => reason,
+        };
+        if let Some(offset) = offset {
+            rejected.push(Rejected { offset, reason: refusal });
         }
     }
-    (current.zip(encoded), rejected)
+    Folded { write: current.zip(encoded), rejected, unchanged }
 }
 
-/// The document bytes of a state.
+/// The document bytes of a state: its fields, then the bookkeeping under `_sluice` (written
+/// straight from the state, no JSON tree built in between).
 pub(super) fn encode(state: &State) -> Result<Vec<u8>, String> {
-    serde_json::to_vec(&state.to_document()).map_err(|e| format!("the document cannot be encoded as JSON: {e}"))
+    serde_json::to_vec(&Document(state)).map_err(|e| format!("the document cannot be encoded as JSON: {e}"))
+}
+
+/// A state as its stored document ([`State::to_document`]'s JSON, the same bytes).
+struct Document<'s>(&'s State);
+
+impl serde::Serialize for Document<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap as _;
+        let mut map = serializer.serialize_map(Some(self.0.fields.len() + 1))?;
+        for (k, v) in &self.0.fields {
+            map.serialize_entry(k, v)?;
+        }
+        map.serialize_entry(fold::META_KEY, &self.0.meta)?;
+        map.end()
+    }
 }
 
 /// The tombstone to store after erasing to `next`: only bookkeeping, the newest version and
@@ -110,23 +148,25 @@ mod tests {
     #[test]
     fn a_group_folds_like_the_core_fold() {
         let events = [set(1, json!({"a": 1, "b": 1})), set(3, json!({"a": 3})), set(2, json!({"b": 2}))];
-        let (state, rejected) = fold_group(None, &events, None);
-        let (state, bytes) = state.expect("changed");
-        assert!(rejected.is_empty());
+        let folded = fold_group(None, &events, None);
+        let (state, bytes) = folded.write.expect("changed");
+        assert!(folded.rejected.is_empty());
+        assert_eq!(folded.unchanged, 0, "b=2 after b=1 still sets b, though version 3 came first");
         assert_eq!(Some(state.clone()), fold::fold(events.iter().map(|p| &p.fold)));
+        assert_eq!(bytes, serde_json::to_vec(&state.to_document()).expect("json"), "the stored document's bytes");
         let doc: Value = serde_json::from_slice(&bytes).expect("json");
         assert_eq!(State::from_document(&doc), Some(state));
-        // Folding the same events again changes nothing: no write.
+        // Folding the same events again changes nothing: no write, every event unchanged.
         let again = fold::fold(events.iter().map(|p| &p.fold));
-        assert_eq!(fold_group(again, &events, None).0, None);
+        assert_eq!(fold_group(again, &events, None), Folded { write: None, rejected: Vec::new(), unchanged: 3 });
     }
 
     #[test]
     fn an_event_making_the_document_too_large_is_refused_alone() {
         let huge = "x".repeat(MAX_DOCUMENT_BYTES);
         let events = [set(1, json!({"a": 1})), set(2, json!({"blob": huge})), set(3, json!({"c": 3}))];
-        let (state, rejected) = fold_group(None, &events, None);
-        let (state, _) = state.expect("changed");
+        let Folded { write, rejected, .. } = fold_group(None, &events, None);
+        let (state, _) = write.expect("changed");
         assert_eq!(rejected.len(), 1);
         assert_eq!(rejected[0].offset, 20);
         assert!(rejected[0].reason.contains("over Couchbase's limit"), "{}", rejected[0].reason);
@@ -137,8 +177,8 @@ mod tests {
     fn a_learned_erase_is_folded_in_without_a_rejection() {
         let events = [set(1, json!({"a": 1})), set(5, json!({"b": 5}))];
         let erase = FoldEvent { version: 3, change: Change::Erase, position: pos(30) };
-        let (state, rejected) = fold_group(None, &events, Some(&erase));
-        let (state, _) = state.expect("changed");
+        let Folded { write, rejected, .. } = fold_group(None, &events, Some(&erase));
+        let (state, _) = write.expect("changed");
         assert!(rejected.is_empty());
         assert_eq!(Value::Object(state.fields), json!({"b": 5}));
         assert_eq!(state.meta.erased_at, Some(3));

@@ -42,7 +42,7 @@ use tracing::{debug, warn};
 use super::Error;
 use super::durability::{self, DurabilityError};
 pub use super::group::MAX_DOCUMENT_BYTES;
-use super::group::{Pending, count_unchanged, encode, fold_group, merge_tombstone};
+use super::group::{Folded, Pending, encode, fold_group, merge_tombstone};
 use super::request_builder::{self, DocumentChange};
 use super::service::{Couchbase, KV_TIMEOUT, deadline};
 use crate::sink::{Batch, Batching, Rejected, Sink, SinkError};
@@ -304,9 +304,8 @@ impl CouchbaseProjection {
             },
             Stored::Missing => (None, Base::Absent(None)),
         };
-        let unchanged = count_unchanged(base.clone(), events);
-        let (next, rejected) = fold_group(base, events, learned_erase);
-        let Some((next, bytes)) = next else {
+        let Folded { write, rejected, unchanged } = fold_group(base, events, learned_erase);
+        let Some((next, bytes)) = write else {
             self.unchanged.fetch_add(unchanged, Ordering::Relaxed);
             return Ok(Step::Done(rejected));
         };
@@ -355,7 +354,7 @@ impl CouchbaseProjection {
             }
             Err(e) => return Err(self.classify(e)),
         };
-        let state = found.content_as::<Value>().ok().and_then(|doc| State::from_document(&doc));
+        let state = found.content_as::<Value>().ok().and_then(State::from_value);
         Ok(match state {
             Some(state) => Stored::Ours(state, found.cas()),
             None => Stored::Foreign(format!(
