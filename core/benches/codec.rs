@@ -54,7 +54,11 @@ fn benches(c: &mut Criterion) {
         })
         .collect();
     let types = records.iter().map(|r| r.schema_id).collect::<std::collections::BTreeSet<_>>().len();
-    println!("{} records of {types} event types, {} bytes on average", records.len(), records.iter().map(|r| r.framed.len()).sum::<usize>() / records.len());
+    println!(
+        "{} records of {types} event types, {} bytes on average",
+        records.len(),
+        records.iter().map(|r| r.framed.len()).sum::<usize>() / records.len()
+    );
     let n = records.len() as u64;
     let position = Position { topic: "bench".into(), partition: 3, offset: 1234 };
     // One decoder per schema id, built once, as the worker's decoder cache holds them.
@@ -86,7 +90,8 @@ fn benches(c: &mut Criterion) {
                 let mut record = Vec::with_capacity(framing::HEADER_LEN + 256);
                 framing::frame_into(r.schema_id, &[], &mut record);
                 avro::encode_json_into(json, &r.info.schema, &mut record).expect("valid");
-                let fields = ["event_type", "aggregate_id", "event_id"].map(|f| avro::field_json(json, &r.info.schema, f));
+                let fields =
+                    ["event_type", "aggregate_id", "event_id"].map(|f| avro::field_json(json, &r.info.schema, f));
                 black_box((record, fields));
             }
         })
@@ -160,7 +165,9 @@ fn benches(c: &mut Criterion) {
         b.iter(|| {
             for r in &records {
                 let decoder = &resolving[&r.schema_id];
-                black_box(decoder.decode_event(black_box(body(&r.framed)), position.clone(), r.schema_id).expect("event"));
+                black_box(
+                    decoder.decode_event(black_box(body(&r.framed)), position.clone(), r.schema_id).expect("event"),
+                );
             }
         })
     });
