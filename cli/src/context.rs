@@ -1,7 +1,7 @@
 //! What every subcommand starts from: the validated topology and the resolved endpoints.
 
 use anyhow::Context as _;
-use sluice_core::topology::{Topology, TopologyError};
+use sluice_core::topology::{SinkConfig, Topology, TopologyError};
 use sluice_core::{Connections, Env, Services};
 
 use crate::GlobalArgs;
@@ -52,6 +52,17 @@ pub(crate) fn load_topology(args: &GlobalArgs) -> anyhow::Result<Topology> {
     }
 }
 
+/// Kafka, the registry and the sink of `projection`; every service when the topology has no such
+/// projection (the command then says so, naming the ones it has).
+fn services_of(topology: &Topology, projection: &str) -> Services {
+    let sink = match topology.projection(projection).map(|p| &p.sink) {
+        Some(SinkConfig::Couchbase { .. }) => Services::COUCHBASE,
+        Some(SinkConfig::ClickHouse { .. }) => Services::CLICKHOUSE,
+        None => Services::ALL,
+    };
+    Services::KAFKA.and(Services::REGISTRY).and(sink)
+}
+
 impl Context {
     /// Topology and every service's endpoint; the topology's `[connections]` are the lowest layer.
     pub(crate) async fn load(args: &GlobalArgs) -> anyhow::Result<Self> {
@@ -63,7 +74,20 @@ impl Context {
     /// Kafka and the registry are contacted once ([`crate::preflight`]): a refused login or
     /// certificate stops the command here.
     pub(crate) async fn load_for(args: &GlobalArgs, services: Services) -> anyhow::Result<Self> {
+        Self::load_with(args, |_| services).await
+    }
+
+    /// Topology and the endpoints of the services one projection's command talks to: Kafka, the
+    /// registry and the projection's sink (`sluice work --projection analytics` needs no
+    /// Couchbase settings).
+    pub(crate) async fn load_for_projection(args: &GlobalArgs, projection: &str) -> anyhow::Result<Self> {
+        Self::load_with(args, |topology| services_of(topology, projection)).await
+    }
+
+    /// Topology and the endpoints of the services `services` picks from it.
+    async fn load_with(args: &GlobalArgs, services: impl FnOnce(&Topology) -> Services) -> anyhow::Result<Self> {
         let topology = load_topology(args)?;
+        let services = services(&topology);
         let env = env(args)?.with_defaults(topology.connections().env_defaults());
         let connections = Connections::for_services(&env, services).context("finding the services")?;
         crate::preflight::check(&connections, services).await?;
@@ -88,5 +112,20 @@ impl Context {
     /// The topology, which `load` guarantees.
     pub(crate) fn topology(&self) -> anyhow::Result<&Topology> {
         self.topology.as_ref().context("no topology loaded")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_projection_command_needs_its_own_sink_only() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../topology.toml");
+        let topology = Topology::load(&path).expect("the repository's topology");
+        let base = Services::KAFKA.and(Services::REGISTRY);
+        assert_eq!(services_of(&topology, "user_state"), base.and(Services::COUCHBASE));
+        assert_eq!(services_of(&topology, "analytics"), base.and(Services::CLICKHOUSE));
+        assert_eq!(services_of(&topology, "no_such_projection"), Services::ALL);
     }
 }

@@ -221,9 +221,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bench(args) => bench::run(&cli.global, args).await,
         Command::Sample(args) => sample_cmd::run(&args),
         Command::Lag(args) => lag_cmd::run(&Context::load_for(&cli.global, Services::KAFKA).await?, args).await,
-        Command::Replay(args) => replay_cmd::run(&Context::load(&cli.global).await?, args).await,
-        Command::Rebuild(args) => rebuild_cmd::run(&Context::load(&cli.global).await?, args).await,
-        Command::Work(args) => work::run(&Context::load(&cli.global).await?, args).await,
+        Command::Replay(args) => {
+            replay_cmd::run(&Context::load_for_projection(&cli.global, &args.projection).await?, args).await
+        }
+        Command::Rebuild(args) => {
+            rebuild_cmd::run(&Context::load_for_projection(&cli.global, &args.projection).await?, args).await
+        }
+        Command::Work(args) => {
+            work::run(&Context::load_for_projection(&cli.global, &args.projection).await?, args).await
+        }
         Command::Gateway(args) => {
             gateway_cmd::run(&Context::load_for(&cli.global, Services::KAFKA.and(Services::REGISTRY)).await?, args)
                 .await

@@ -58,7 +58,7 @@ use crate::reproject::{self, Bars, Version};
 pub(crate) struct RebuildArgs {
     /// The projection to rebuild (a `[projections.<name>]` of the topology).
     #[arg(long, short)]
-    projection: String,
+    pub(crate) projection: String,
 
     /// Remove the partial new version of a rebuild that has not swapped; the live one is untouched.
     #[arg(long, conflicts_with_all = ["drop_old", "key", "status"])]

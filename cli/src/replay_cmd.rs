@@ -47,7 +47,7 @@ use crate::reproject::{self, Bars, Version};
 pub(crate) struct ReplayArgs {
     /// The projection to replay (a `[projections.<name>]` of the topology).
     #[arg(long, short)]
-    projection: String,
+    pub(crate) projection: String,
 
     /// Where to restart: earliest | latest | RFC 3339 timestamp | `[topic:]partition:offset,…`
     #[arg(long, value_name = "POSITION", value_parser = position)]

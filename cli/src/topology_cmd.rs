@@ -28,17 +28,10 @@ pub(crate) enum TopologyCommand {
     /// schema file (valid Avro, envelope fields first), and every cross-reference (topics,
     /// event types, document id placeholders, field mappings, thresholds). Exits non-zero on
     /// errors; warnings alone pass.
-    Check {
-        /// The topology file to check (default: the global --topology, `topology.toml`).
-        #[arg(long, value_name = "PATH")]
-        file: Option<PathBuf>,
-    },
+    #[command(after_help = "Example: sluice topology check ./pipeline/topology.toml")]
+    Check(FileArg),
     /// Print the effective topology: the file with every default filled in.
-    Show {
-        /// The topology file to show (default: the global --topology, `topology.toml`).
-        #[arg(long, value_name = "PATH")]
-        file: Option<PathBuf>,
-    },
+    Show(FileArg),
     /// Write a starting topology.toml from an existing schema registry and Kafka cluster.
     ///
     /// Reads the registry's subjects (latest schema of each) and the cluster's topics (partitions,
@@ -72,6 +65,25 @@ pub(crate) enum TopologyCommand {
     Init(InitArgs),
 }
 
+/// The topology file `check` and `show` read: a path argument, as `promtool check rules FILE`
+/// takes (`--file PATH` is the older spelling, kept).
+#[derive(Debug, clap::Args)]
+pub(crate) struct FileArg {
+    /// The topology file (default: the global --topology, `topology.toml`).
+    #[arg(value_name = "FILE", conflicts_with = "file")]
+    path: Option<PathBuf>,
+    /// The same as FILE.
+    #[arg(long, value_name = "FILE", hide = true)]
+    file: Option<PathBuf>,
+}
+
+impl FileArg {
+    /// The file given, else the global --topology.
+    fn or<'a>(&'a self, global: &'a Path) -> &'a Path {
+        self.path.as_deref().or(self.file.as_deref()).unwrap_or(global)
+    }
+}
+
 const INIT_EXAMPLES: &str = "Examples:
   sluice topology init --out ./pipeline
       everything the registry and the cluster hold, into ./pipeline/topology.toml and ./pipeline/schemas/
@@ -82,7 +94,7 @@ const INIT_EXAMPLES: &str = "Examples:
   sluice topology init --sample 0
       read no records: subjects named after their records are then written commented out
 
-Then: sluice topology check --file ./pipeline/topology.toml";
+Then: sluice topology check ./pipeline/topology.toml";
 
 /// `sluice topology init`.
 #[derive(Debug, clap::Args)]
@@ -131,8 +143,8 @@ const TIMEOUT: Duration = Duration::from_secs(15);
 
 pub(crate) async fn run(args: &GlobalArgs, cmd: TopologyCommand) -> anyhow::Result<ExitCode> {
     match cmd {
-        TopologyCommand::Check { file } => check(file.as_deref().unwrap_or(&args.topology)),
-        TopologyCommand::Show { file } => show(file.as_deref().unwrap_or(&args.topology)),
+        TopologyCommand::Check(file) => check(file.or(&args.topology)),
+        TopologyCommand::Show(file) => show(file.or(&args.topology)),
         TopologyCommand::Init(init_args) => init(args, init_args).await,
     }
 }
@@ -281,5 +293,33 @@ fn summary(out: &Path, target: &Path, generated: &Generated) {
         generated.schemas.len(),
         out.join("schemas").display()
     );
-    println!("next: sluice topology check --file {}", target.display());
+    println!("next: sluice topology check {}", target.display());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser as _;
+
+    #[derive(Debug, clap::Parser)]
+    struct Cli {
+        #[command(subcommand)]
+        topology: TopologyCommand,
+    }
+
+    fn checked(args: &[&str]) -> Result<PathBuf, clap::Error> {
+        match Cli::try_parse_from([&["sluice", "check"][..], args].concat())?.topology {
+            TopologyCommand::Check(file) => Ok(file.or(Path::new("topology.toml")).to_owned()),
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn check_takes_the_file_as_an_argument() {
+        assert_eq!(checked(&["other/topology.toml"]).ok(), Some(PathBuf::from("other/topology.toml")));
+        assert_eq!(checked(&["--file", "other.toml"]).ok(), Some(PathBuf::from("other.toml")), "the older spelling");
+        assert_eq!(checked(&[]).ok(), Some(PathBuf::from("topology.toml")), "the global --topology");
+        let both = checked(&["a.toml", "--file", "b.toml"]).expect_err("two files");
+        assert_eq!(both.kind(), clap::error::ErrorKind::ArgumentConflict, "{both}");
+    }
 }

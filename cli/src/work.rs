@@ -28,7 +28,7 @@ use crate::Context;
 pub(crate) struct WorkArgs {
     /// The projection to run (a `[projections.<name>]` of the topology).
     #[arg(long, short)]
-    projection: String,
+    pub(crate) projection: String,
 
     /// How long a shutdown may spend writing buffered records and committing.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]

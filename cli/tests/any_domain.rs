@@ -193,8 +193,7 @@ async fn orders_end_to_end(url: &str, modern: bool) {
     let mut conn = connections().clickhouse;
     conn.url = url.to_owned();
     conn.database = format!("db_{sfx}");
-    let ch = sluice_consumers::sinks::clickhouse::ClickHouse::connect(&conn).await.expect("clickhouse");
-    let client = ch.client.clone().with_database(&conn.database);
+    let client = crate::common::analytics::client(&conn).await;
     let (web, micros) = if modern {
         ("countIf(attributes['channel'] = 'web')", "max(toUnixTimestamp64Micro(placed_at))")
     } else {
@@ -432,8 +431,7 @@ changed_at = "occurred_at"
 
     let mut conn = connections().clickhouse;
     conn.database = format!("db_{sfx}");
-    let ch = sluice_consumers::sinks::clickhouse::ClickHouse::connect(&conn).await.expect("clickhouse");
-    let client = ch.client.clone().with_database(&conn.database);
+    let client = crate::common::analytics::client(&conn).await;
     let payloads: Vec<String> = client
         .query("SELECT payload FROM order_events WHERE aggregate_id = ? ORDER BY aggregate_version")
         .bind(&id)
@@ -561,8 +559,7 @@ async fn a_compatible_schema_change_adds_the_column_online() {
 
     let mut conn = connections().clickhouse;
     conn.database = format!("db_{sfx}");
-    let ch = sluice_consumers::sinks::clickhouse::ClickHouse::connect(&conn).await.expect("clickhouse");
-    let client = ch.client.clone().with_database(&conn.database);
+    let client = crate::common::analytics::client(&conn).await;
     let rows: Vec<(String, Option<String>)> = client
         .query("SELECT aggregate_id, signed_by FROM order_shipments ORDER BY aggregate_id")
         .fetch_all()

@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 use couchbase::error::ErrorKind;
 use futures::FutureExt;
 use serde_json::{Value, json};
-use sluice_consumers::sinks::clickhouse::ClickHouse;
 use sluice_consumers::sinks::couchbase::service::deadline;
 use sluice_consumers::sinks::couchbase::{Couchbase, Error as CbError};
 use sluice_tests::cdc::CdcRun;
@@ -198,8 +197,9 @@ async fn scenario(table: &CdcRun, outbox: &CdcRun) {
 
 /// A client of the test's own ClickHouse database.
 async fn clickhouse(sfx: &str) -> clickhouse::Client {
-    let ch = ClickHouse::connect(&connections().clickhouse).await.expect("clickhouse");
-    ch.client.clone().with_database(format!("db_{sfx}"))
+    let mut conn = connections().clickhouse;
+    conn.database = format!("db_{sfx}");
+    common::analytics::client(&conn).await
 }
 
 /// The analysts' view of the users of `expected`: `None` for a row marked deleted (or missing).

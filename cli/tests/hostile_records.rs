@@ -203,8 +203,7 @@ async fn user_doc(cb: &Couchbase, user: &str) -> Option<Value> {
 async fn clickhouse(sfx: &str) -> clickhouse::Client {
     let mut conn = connections().clickhouse;
     conn.database = format!("db_{sfx}");
-    let ch = sluice_consumers::sinks::clickhouse::ClickHouse::connect(&conn).await.expect("clickhouse");
-    ch.client.clone().with_database(&conn.database)
+    common::analytics::client(&conn).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

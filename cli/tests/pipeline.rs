@@ -158,8 +158,7 @@ async fn analytics_end_to_end(url: &str) {
         database: database.clone(),
         ..sluice_core::connections::ClickHouseConnection::plain(url.to_owned())
     };
-    let ch = sluice_consumers::sinks::clickhouse::ClickHouse::connect(&conn).await.expect("clickhouse");
-    let client = ch.client.clone().with_database(&database);
+    let client = crate::common::analytics::client(&conn).await;
 
     assert_analysts_see_the_model(&client, &sfx, &model).await;
 

@@ -171,7 +171,7 @@ async fn init_writes_a_topology_of_what_exists() {
     };
     let printed = stdout(&run_ok(&mut init(&[])));
     let file = out_dir.join("topology.toml");
-    assert!(printed.contains(&format!("next: sluice topology check --file {}", file.display())), "{printed}");
+    assert!(printed.contains(&format!("next: sluice topology check {}", file.display())), "{printed}");
 
     // Each event type on its topic, with its subject and the schema as registered.
     let topology = Topology::load(&file).unwrap_or_else(|e| panic!("{e}"));
@@ -210,8 +210,10 @@ async fn init_writes_a_topology_of_what_exists() {
     assert!(printed.contains(&legacy_subject) && printed.contains(&format!("{ns}.AccountFrozen")), "{printed}");
 
     // As it is, the topology passes the check, matches the registry and the cluster.
+    let checked = stdout(&run_ok(sluice(&l.seed).args(["topology", "check"]).arg(&file)));
+    assert!(checked.starts_with(&format!("{}: ok — ", file.display())), "{checked}");
     let checked = stdout(&run_ok(sluice(&l.seed).args(["topology", "check", "--file"]).arg(&file)));
-    assert!(checked.contains("ok — "), "{checked}");
+    assert!(checked.starts_with(&format!("{}: ok — ", file.display())), "the older spelling: {checked}");
     let schemas = stdout(&run_ok(sluice(&file).args(["schemas", "check"])));
     assert_eq!(schemas.matches(" identical").count(), 3, "{schemas}");
     let topics = stdout(&run_ok(sluice(&file).args(["topics", "apply", "--dry-run"])));

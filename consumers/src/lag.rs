@@ -52,8 +52,9 @@ pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
 /// How long one Kafka request of a refresh may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Retries of a failed offsets listing within one refresh.
-const LIST_RETRIES: u32 = 3;
+/// How long a refresh retries a failed offsets request (a partition's leader or a group's
+/// coordinator moving answers an error for a moment); the next refresh comes a second later.
+const LIST_RETRY_DEADLINE: Duration = Duration::from_secs(1);
 
 /// How long a refresh waits for the oldest records of lagging partitions; a partition whose record
 /// did not come in time has an unknown age this time and is asked again at the next refresh.

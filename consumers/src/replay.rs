@@ -16,7 +16,7 @@ use sluice_producers::kafka::client_config as kafka_config;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use crate::retry::{is_transient_kafka, retry_blocking};
+use crate::retry::{TRANSIENT_DEADLINE, is_transient_kafka, retry_blocking};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::{Offset, TopicPartitionList};
@@ -136,7 +136,7 @@ fn list_offsets(
 /// Retried through transient errors (a leader moving after a broker restart).
 fn read_offsets(c: &BaseConsumer, group: &str, sources: &[String]) -> Result<Vec<PartitionOffsets>, ReplayError> {
     let transient = |e: &ReplayError| matches!(e, ReplayError::Kafka { source, .. } if is_transient_kafka(source));
-    retry_blocking(transient, || read_offsets_once(c, group, sources))
+    retry_blocking(TRANSIENT_DEADLINE, transient, || read_offsets_once(c, group, sources))
 }
 
 fn read_offsets_once(c: &BaseConsumer, group: &str, sources: &[String]) -> Result<Vec<PartitionOffsets>, ReplayError> {

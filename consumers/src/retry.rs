@@ -27,7 +27,7 @@ pub(crate) async fn sleep_or_cancel(d: Duration, shutdown: &CancellationToken) -
 
 /// How long a blocking Kafka request is retried through transient errors: a partition's
 /// leadership moves within the brokers' session timeout (9 s by default) after a broker dies.
-const TRANSIENT_DEADLINE: Duration = Duration::from_secs(30);
+pub(crate) const TRANSIENT_DEADLINE: Duration = Duration::from_secs(30);
 
 /// Whether a Kafka error is one that a moment fixes: a partition's leader moving or not elected
 /// yet (a broker restarted), a coordinator loading, a broker unreachable or a request timing out.
@@ -55,9 +55,10 @@ pub(crate) fn is_transient_kafka(error: &KafkaError) -> bool {
 }
 
 /// Runs the blocking `attempt` until it succeeds, fails with an error `transient` refuses, or
-/// has failed for [`TRANSIENT_DEADLINE`]; waits [`backoff`] between attempts. Returns the last
-/// result.
+/// has failed for `deadline` ([`TRANSIENT_DEADLINE`] for a request that must go through); waits
+/// [`backoff`] between attempts. Returns the last result.
 pub(crate) fn retry_blocking<T, E>(
+    deadline: Duration,
     transient: impl Fn(&E) -> bool,
     mut attempt: impl FnMut() -> Result<T, E>,
 ) -> Result<T, E> {
@@ -65,7 +66,7 @@ pub(crate) fn retry_blocking<T, E>(
     let mut n = 0;
     loop {
         match attempt() {
-            Err(e) if transient(&e) && start.elapsed() < TRANSIENT_DEADLINE => {
+            Err(e) if transient(&e) && start.elapsed() < deadline => {
                 std::thread::sleep(backoff(n));
                 n += 1;
             }
@@ -87,7 +88,7 @@ mod tests {
         assert!(!is_transient_kafka(&e(RDKafkaErrorCode::TopicAuthorizationFailed)));
 
         let mut failures = 2;
-        let result = retry_blocking(is_transient_kafka, || {
+        let result = retry_blocking(TRANSIENT_DEADLINE, is_transient_kafka, || {
             if failures == 0 {
                 return Ok(7);
             }
@@ -97,11 +98,22 @@ mod tests {
         assert_eq!((result.ok(), failures), (Some(7), 0), "retried until it succeeded");
 
         let mut attempts = 0;
-        let result: Result<(), _> = retry_blocking(is_transient_kafka, || {
+        let result: Result<(), _> = retry_blocking(TRANSIENT_DEADLINE, is_transient_kafka, || {
             attempts += 1;
             Err(e(RDKafkaErrorCode::UnknownTopicOrPartition))
         });
         assert!(result.is_err());
         assert_eq!(attempts, 1, "a lasting error is returned at once");
+
+        let start = Instant::now();
+        let mut attempts = 0;
+        let result: Result<(), _> = retry_blocking(Duration::from_millis(300), is_transient_kafka, || {
+            attempts += 1;
+            Err(e(RDKafkaErrorCode::NotLeaderForPartition))
+        });
+        assert!(result.is_err(), "a transient error that lasts is returned at the deadline");
+        assert!(attempts >= 2, "retried meanwhile: {attempts}");
+        // The last backoff may start just before the deadline: at most 400 ms past it.
+        assert!(start.elapsed() < Duration::from_millis(700), "{:?}", start.elapsed());
     }
 }

@@ -2,9 +2,12 @@
 //! (unframe → Avro decode → JSON → envelope split → fold), and what a producer spends before Kafka
 //! (JSON → Avro → encode → frame). Run: `cargo bench -p sluice-core --bench codec`.
 //!
-//! `per event` is what the worker and the publisher run; `steps` the apache-avro reference paths
+//! Every figure is over a varied set of records (the sample domain's events, every event type of
+//! the repository's topology); criterion's throughput is per record. `per event` is what the
+//! worker and the publisher run; `fold` one fold step; `steps` the apache-avro reference paths
 //! they replaced (and fall back to) and parts of the fast paths, for comparison.
 
+use std::collections::HashMap;
 use std::hint::black_box;
 use std::path::Path;
 use std::sync::Arc;
@@ -13,31 +16,18 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use serde_json::json;
 use sluice_core::event::{Envelope, Event, Position};
 use sluice_core::fold::{self, Change, FoldEvent};
-use sluice_core::topology::Topology;
+use sluice_core::topology::{EventInfo, Topology};
 use sluice_core::{avro, framing};
 
-fn purchase(i: u64) -> serde_json::Value {
-    json!({
-        "event_id": "7f0c1c9e-9a43-4c55-9d7b-2f8ad6c1e001",
-        "event_type": "engagement.purchase_completed",
-        "aggregate_id": format!("user-{}", i % 10_000),
-        "aggregate_version": i,
-        "occurred_at": 1_764_000_000_000u64 + i,
-        "producer": "checkout",
-        "correlation_id": "c-1",
-        "causation_id": null,
-        "traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-        "tracestate": null,
-        "user_id": format!("user-{}", i % 10_000),
-        "session_id": "s-1",
-        "order_id": format!("o-{i}"),
-        "amount_cents": 1999,
-        "currency": "EUR",
-        "items": 2
-    })
+/// One record of the set: its JSON, its event type's schema id, and the framed Avro record.
+struct Record<'a> {
+    json: serde_json::Value,
+    info: &'a EventInfo,
+    schema_id: u32,
+    framed: Vec<u8>,
 }
 
-fn framed_body(record: &[u8]) -> &[u8] {
+fn body(record: &[u8]) -> &[u8] {
     framing::unframe(record).expect("framed").body
 }
 
@@ -47,16 +37,41 @@ fn benches(c: &mut Criterion) {
         Ok(t) => t,
         Err(e) => panic!("topology: {e}"),
     };
-    let Some(info) = topology.event("engagement.purchase_completed") else { panic!("event type") };
-    let schema = &info.schema;
-    let json = purchase(42);
-    let value = avro::json_to_avro(&json, schema).expect("valid");
-    let record = framing::frame(7, &avro::encode(&value, schema).expect("encodes"));
-    let position = Position { topic: "engagement".into(), partition: 3, offset: 1234 };
-
-    let decoder = avro::EventDecoder::new(Arc::new(schema.clone()), None);
-    assert!(decoder.is_compiled(), "the benchmark schema compiles");
-    let event = decoder.decode_event(framed_body(&record), position.clone(), 7).expect("event");
+    // A varied set, as a worker reads it: the sample domain's events of 50 users (every event
+    // type of the repository's topology, optional fields set and not, strings of many lengths)
+    // rather than one record again and again, which the branch predictor and caches learn.
+    let (events, _) = sluice_sample::generate(50, 7, "0000beef", "bench-");
+    let ids: HashMap<&str, u32> = topology.events().zip(1..).map(|(e, id)| (e.event_type.as_str(), id)).collect();
+    let records: Vec<Record<'_>> = events
+        .into_iter()
+        .map(|json| {
+            let event_type = json["event_type"].as_str().expect("event_type").to_owned();
+            let info = topology.event(&event_type).expect("a sample event type is in the topology");
+            let schema_id = ids[event_type.as_str()];
+            let value = avro::json_to_avro(&json, &info.schema).expect("valid");
+            let framed = framing::frame(schema_id, &avro::encode(&value, &info.schema).expect("encodes"));
+            Record { json, info, schema_id, framed }
+        })
+        .collect();
+    let types = records.iter().map(|r| r.schema_id).collect::<std::collections::BTreeSet<_>>().len();
+    println!(
+        "{} records of {types} event types, {} bytes on average",
+        records.len(),
+        records.iter().map(|r| r.framed.len()).sum::<usize>() / records.len()
+    );
+    let n = records.len() as u64;
+    let position = Position { topic: "bench".into(), partition: 3, offset: 1234 };
+    // One decoder per schema id, built once, as the worker's decoder cache holds them.
+    let decoders: HashMap<u32, avro::EventDecoder> = topology
+        .events()
+        .map(|e| (ids[e.event_type.as_str()], avro::EventDecoder::new(Arc::new(e.schema.clone()), None)))
+        .collect();
+    assert!(decoders.values().all(avro::EventDecoder::is_compiled), "every sample schema compiles");
+    let decoded: Vec<Event> = records
+        .iter()
+        .map(|r| decoders[&r.schema_id].decode_event(body(&r.framed), position.clone(), r.schema_id).expect("event"))
+        .collect();
+    let event = &decoded[0];
     let fold_event = FoldEvent {
         version: event.envelope.aggregate_version,
         change: Change::Set(event.payload.clone()),
@@ -66,64 +81,104 @@ fn benches(c: &mut Criterion) {
     let newer = FoldEvent { version: fold_event.version + 1, ..fold_event.clone() };
 
     let mut g = c.benchmark_group("per event");
-    g.throughput(Throughput::Elements(1));
+    g.throughput(Throughput::Elements(n));
     // What a publisher does per event (producers/src/record.rs).
     g.bench_function("produce: json → avro → frame", |b| {
         b.iter(|| {
-            let json = black_box(&json);
-            let mut record = Vec::with_capacity(framing::HEADER_LEN + 256);
-            framing::frame_into(7, &[], &mut record);
-            avro::encode_json_into(json, schema, &mut record).expect("valid");
-            let fields = ["event_type", "aggregate_id", "event_id"].map(|f| avro::field_json(json, schema, f));
-            (record, fields)
+            for r in &records {
+                let json = black_box(&r.json);
+                let mut record = Vec::with_capacity(framing::HEADER_LEN + 256);
+                framing::frame_into(r.schema_id, &[], &mut record);
+                avro::encode_json_into(json, &r.info.schema, &mut record).expect("valid");
+                let fields =
+                    ["event_type", "aggregate_id", "event_id"].map(|f| avro::field_json(json, &r.info.schema, f));
+                black_box((record, fields));
+            }
         })
     });
     // What a worker does per record (consumers/src/decode.rs), the decoder built once per schema id.
     g.bench_function("consume: unframe → decode → event", |b| {
         b.iter(|| {
-            let framed = framing::unframe(black_box(&record)).expect("framed");
-            decoder.decode_event(framed.body, position.clone(), framed.schema_id).expect("event")
+            for r in &records {
+                let framed = framing::unframe(black_box(&r.framed)).expect("framed");
+                let decoder = &decoders[&framed.schema_id];
+                black_box(decoder.decode_event(framed.body, position.clone(), framed.schema_id).expect("event"));
+            }
         })
     });
-    g.bench_function("fold: apply newer event", |b| b.iter(|| fold::apply(black_box(state.as_ref()), &newer)));
-    g.bench_function("fold: skip duplicate", |b| b.iter(|| fold::apply(black_box(state.as_ref()), &fold_event)));
+    g.finish();
+    let mut g = c.benchmark_group("fold");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("apply newer event", |b| b.iter(|| fold::apply(black_box(state.as_ref()), &newer)));
+    g.bench_function("skip duplicate", |b| b.iter(|| fold::apply(black_box(state.as_ref()), &fold_event)));
     g.finish();
 
     // The apache-avro reference paths the fast ones replaced (and fall back to), and parts.
     let mut g = c.benchmark_group("steps");
-    g.throughput(Throughput::Elements(1));
+    g.throughput(Throughput::Elements(n));
     g.bench_function("produce, reference: json_to_avro → encode → frame", |b| {
         b.iter(|| {
-            let v = avro::json_to_avro(black_box(&json), schema).expect("valid");
-            framing::frame(7, &avro::encode(&v, schema).expect("encodes"))
+            for r in &records {
+                let v = avro::json_to_avro(black_box(&r.json), &r.info.schema).expect("valid");
+                black_box(framing::frame(r.schema_id, &avro::encode(&v, &r.info.schema).expect("encodes")));
+            }
         })
     });
     g.bench_function("produce: encode_json", |b| {
-        b.iter(|| avro::encode_json(black_box(&json), schema).expect("valid"))
+        b.iter(|| {
+            for r in &records {
+                black_box(avro::encode_json(black_box(&r.json), &r.info.schema).expect("valid"));
+            }
+        })
     });
     g.bench_function("consume, reference: decode → avro_to_json → from_record", |b| {
         b.iter(|| {
-            let framed = framing::unframe(black_box(&record)).expect("framed");
-            let v = avro::decode(framed.body, schema, None).expect("decodes");
-            Event::from_record(avro::avro_to_json(&v, schema), position.clone(), framed.schema_id).expect("event")
+            for r in &records {
+                let framed = framing::unframe(black_box(&r.framed)).expect("framed");
+                let v = avro::decode(framed.body, &r.info.schema, None).expect("decodes");
+                let json = avro::avro_to_json(&v, &r.info.schema);
+                black_box(Event::from_record(json, position.clone(), framed.schema_id).expect("event"));
+            }
         })
     });
     g.bench_function("consume: decode_json", |b| {
-        b.iter(|| decoder.decode_json(black_box(framed_body(&record))).expect("decodes"))
+        b.iter(|| {
+            for r in &records {
+                black_box(decoders[&r.schema_id].decode_json(black_box(body(&r.framed))).expect("decodes"));
+            }
+        })
     });
-    // An event written before the reader schema gained a field.
-    let mut evolved = serde_json::to_value(schema).expect("schema as JSON");
-    if let Some(fields) = evolved["fields"].as_array_mut() {
-        fields.push(json!({"name": "coupon", "type": ["null", "string"], "default": null}));
-    }
-    let reader = apache_avro::Schema::parse(&evolved).expect("evolved schema");
-    let resolving = avro::EventDecoder::new(Arc::new(schema.clone()), Some(Arc::new(reader)));
-    assert!(resolving.is_compiled(), "adding a field with a default compiles");
+    // Events written before each reader schema gained a field.
+    let resolving: HashMap<u32, avro::EventDecoder> = topology
+        .events()
+        .map(|e| {
+            let mut evolved = serde_json::to_value(&e.schema).expect("schema as JSON");
+            if let Some(fields) = evolved["fields"].as_array_mut() {
+                fields.push(json!({"name": "bench_added", "type": ["null", "string"], "default": null}));
+            }
+            let reader = apache_avro::Schema::parse(&evolved).expect("evolved schema");
+            (ids[e.event_type.as_str()], avro::EventDecoder::new(Arc::new(e.schema.clone()), Some(Arc::new(reader))))
+        })
+        .collect();
+    assert!(resolving.values().all(avro::EventDecoder::is_compiled), "adding a field with a default compiles");
     g.bench_function("consume, resolving to a reader with one more field", |b| {
-        b.iter(|| resolving.decode_event(black_box(framed_body(&record)), position.clone(), 7).expect("event"))
+        b.iter(|| {
+            for r in &records {
+                let decoder = &resolving[&r.schema_id];
+                black_box(
+                    decoder.decode_event(black_box(body(&r.framed)), position.clone(), r.schema_id).expect("event"),
+                );
+            }
+        })
     });
-    // What any decoder making this `Event` pays: its strings, its payload map, no decoding.
-    g.bench_function("consume, floor: allocate the event alone", |b| b.iter(|| allocate_like(black_box(&event))));
+    // What any decoder making these `Event`s pays: their strings, their payload maps, no decoding.
+    g.bench_function("consume, floor: allocate the events alone", |b| {
+        b.iter(|| {
+            for e in &decoded {
+                black_box(allocate_like(black_box(e)));
+            }
+        })
+    });
     g.finish();
 }
 

@@ -678,6 +678,7 @@ async fn errors_are_classified(conn: &ClickHouseConnection) {
             client: ch.client.clone().with_url("http://127.0.0.1:9"),
             capabilities: ch.capabilities,
             cluster: None,
+            cluster_servers: 0,
         };
         let unreachable = ClickHouseProjection::new(gone, "default", &projection(&db)).expect("projection");
         match within("write", 60, unreachable.write(&batch)).await {

@@ -2,7 +2,15 @@
 //! the events published: shared by the single-server and the cluster tests.
 
 use clickhouse::Client;
+use sluice_consumers::sinks::clickhouse::ClickHouse;
+use sluice_core::connections::ClickHouseConnection;
 use sluice_tests::domain::Model;
+
+/// A client of `conn`'s database, set up for its server as the sink's is (version, cluster).
+pub async fn client(conn: &ClickHouseConnection) -> Client {
+    let ch = ClickHouse::connect(conn).await.unwrap_or_else(|e| panic!("ClickHouse at {}: {e}", conn.url));
+    ch.client.clone().with_database(&conn.database)
+}
 
 fn day_of(ms: i64) -> i64 {
     ms.div_euclid(86_400_000)

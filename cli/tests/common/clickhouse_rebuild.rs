@@ -77,8 +77,7 @@ pub async fn clickhouse_rebuild(url: &str, swap: &str, cluster: Option<&str>) {
         cluster: cluster.map(str::to_owned),
         ..sluice_core::connections::ClickHouseConnection::plain(url.to_owned())
     };
-    let ch = sluice_consumers::sinks::clickhouse::ClickHouse::connect(&conn).await.expect("clickhouse");
-    let client = ch.client.clone().with_database(&database);
+    let client = crate::common::analytics::client(&conn).await;
     let count_sql = format!("SELECT toUInt64(uniqExact(event_id)) FROM events_{sfx}");
     let floor: u64 = client.query(&count_sql).fetch_one().await.expect("count");
     assert_eq!(floor, wave1.len() as u64);

@@ -166,8 +166,7 @@ pub async fn workers_scaled_1_2_3_1_with_a_kill() {
         cluster: cluster.clone(),
         ..sluice_core::connections::ClickHouseConnection::plain(url)
     };
-    let ch = sluice_consumers::sinks::clickhouse::ClickHouse::connect(&conn).await.expect("clickhouse");
-    let client = ch.client.clone().with_database(&database);
+    let client = crate::common::analytics::client(&conn).await;
     assert_analysts_see_the_model(&client, &sfx, &model).await;
 
     let (status, out) = a.terminate();

@@ -16,8 +16,15 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 use sluice_core::lag::{Observation, PartitionOffsets};
 use tracing::{debug, warn};
 
-use super::{LIST_RETRIES, READER_GROUP, RECORD_WAIT, REQUEST_TIMEOUT, Watched};
-use crate::retry::is_transient_kafka;
+use super::{LIST_RETRY_DEADLINE, READER_GROUP, RECORD_WAIT, REQUEST_TIMEOUT, Watched};
+use crate::retry::{is_transient_kafka, retry_blocking};
+
+/// Which failed requests of a refresh are retried: any, logged; a refresh is cheap to retry, and
+/// what still fails at [`LIST_RETRY_DEADLINE`] is reported for the projection.
+fn retried(e: &KafkaError) -> bool {
+    debug!(error = %e, "a lag request failed; retrying");
+    true
+}
 
 /// `(partition, low, high)` of every partition of each topic, or why the topic could not be read.
 type Marks = BTreeMap<String, Result<Vec<(i32, i64, i64)>, String>>;
@@ -125,25 +132,16 @@ impl Fetcher {
             }
             // Leadership moves (a topic just created, a broker restarting) fail the request, or
             // some of its partitions, for a moment: a few quick retries spare the refresh.
-            let mut attempt = 0;
-            let got = loop {
+            let got = retry_blocking(LIST_RETRY_DEADLINE, retried, || {
                 // A partition whose leader is moving answers with an error of its own.
-                let answer = self.reader.offsets_for_times(tpl.clone(), REQUEST_TIMEOUT).and_then(|got| {
+                self.reader.offsets_for_times(tpl.clone(), REQUEST_TIMEOUT).and_then(|got| {
                     match got.elements().iter().find_map(|e| e.error().err().filter(is_transient_kafka)) {
                         Some(moving) => Err(moving),
                         None => Ok(got),
                     }
-                });
-                match answer {
-                    Ok(got) => break got,
-                    Err(e) if attempt < LIST_RETRIES => {
-                        debug!(error = %e, attempt, "listing offsets failed; retrying");
-                        attempt += 1;
-                        std::thread::sleep(Duration::from_millis(100) * attempt);
-                    }
-                    Err(e) => return Err(format!("listing offsets: {e}")),
-                }
-            };
+                })
+            })
+            .map_err(|e| format!("listing offsets: {e}"))?;
             got.elements()
                 .iter()
                 .map(|e| match (e.error(), e.offset()) {
@@ -205,18 +203,9 @@ impl Fetcher {
         while group.poll(Duration::ZERO).is_some() {}
         // A group the broker has not seen yet is assigned a coordinator on first use: the first
         // requests may answer "not coordinator" / "coordinator load in progress" for a moment.
-        let mut attempt = 0;
-        let committed = loop {
-            match group.committed_offsets(tpl.clone(), REQUEST_TIMEOUT) {
-                Ok(c) => break c,
-                Err(e) if attempt < LIST_RETRIES => {
-                    debug!(error = %e, attempt, group = %w.group, "reading committed offsets failed; retrying");
-                    attempt += 1;
-                    std::thread::sleep(Duration::from_millis(100) * attempt);
-                }
-                Err(e) => return Err(format!("reading committed offsets of group {}: {e}", w.group)),
-            }
-        };
+        let committed =
+            retry_blocking(LIST_RETRY_DEADLINE, retried, || group.committed_offsets(tpl.clone(), REQUEST_TIMEOUT))
+                .map_err(|e| format!("reading committed offsets of group {}: {e}", w.group))?;
         let committed: HashMap<(String, i32), i64> = committed
             .elements()
             .iter()

@@ -20,7 +20,7 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 use sluice_core::rebuild::RebuildState;
 
 use super::RebuildError;
-use crate::retry::{is_transient_kafka, retry_blocking};
+use crate::retry::{TRANSIENT_DEADLINE, is_transient_kafka, retry_blocking};
 
 /// The topic of rebuild states.
 pub const STATE_TOPIC: &str = "sluice.rebuilds";
@@ -35,9 +35,11 @@ fn kafka_failed(what: &'static str) -> impl FnOnce(rdkafka::error::KafkaError) -
 pub async fn load(kafka: &KafkaConnection, projection: &str) -> Result<Option<RebuildState>, RebuildError> {
     let (kafka, projection) = (kafka.clone(), projection.to_owned());
     let transient = |e: &RebuildError| matches!(e, RebuildError::Kafka { source, .. } if is_transient_kafka(source));
-    tokio::task::spawn_blocking(move || retry_blocking(transient, || load_blocking(&kafka, &projection)))
-        .await
-        .map_err(|e| RebuildError::Task(e.to_string()))?
+    tokio::task::spawn_blocking(move || {
+        retry_blocking(TRANSIENT_DEADLINE, transient, || load_blocking(&kafka, &projection))
+    })
+    .await
+    .map_err(|e| RebuildError::Task(e.to_string()))?
 }
 
 fn load_blocking(kafka: &KafkaConnection, projection: &str) -> Result<Option<RebuildState>, RebuildError> {

@@ -178,6 +178,27 @@ impl<S: Sink> Worker<S> {
 
     /// Runs until `shutdown` is cancelled (then drains) or a configuration error stops it.
     pub async fn run(self, shutdown: CancellationToken) -> Result<Stats, WorkerError> {
+        let (stages, dlq) = self.start()?;
+        // Cancelled only when the drain deadline passes: writes in flight at shutdown keep
+        // retrying until then, like the final flush.
+        let write_token = CancellationToken::new();
+        // Bound after the DLQ and the token, which its writes in flight borrow.
+        let mut s = stages;
+        loop {
+            let wait = s.wait(Instant::now());
+            let Some(step) = s.intake.next(&mut s.writes, wait, s.batcher.is_full(), &shutdown).await else { break };
+            let idle = matches!(step, Step::Idle);
+            self.take(&mut s, step).await?;
+            self.tend(&mut s, idle, &dlq, &write_token)?;
+        }
+        self.drain(&mut s, &dlq, &write_token).await;
+        self.metrics.ready.set(0.0);
+        self.metrics.assigned.set(0);
+        Ok(s.progress.finish())
+    }
+
+    /// Joins the group and connects the DLQ producer: the stages, empty.
+    fn start(&self) -> Result<(Stages<'_>, DeadLetterQueue), WorkerError> {
         let commits = Commits::new(Instant::now());
         let intake = Intake::subscribe(&self.cfg, commits.context(), self.metrics.clone())?;
         let dlq = DeadLetterQueue::connect(&self.cfg.kafka, self.cfg.dlq_topic.clone(), self.cfg.projection.clone())?;
@@ -189,62 +210,69 @@ impl<S: Sink> Worker<S> {
         let (batcher, writes) =
             (Batcher::new(&batching, self.cfg.max_buffered_bytes), Writes::new(batching.max_in_flight));
         info!(batch_size = batching.max_records, linger = ?batching.linger, max_in_flight = writes.slots(), "batching");
-        // Cancelled only when the drain deadline passes: writes in flight at shutdown keep
-        // retrying until then, like the final flush.
-        let write_token = CancellationToken::new();
         let progress = Progress::new(Instant::now());
-        let mut s = Stages { intake, batcher, writes, ledger: Ledger::default(), commits, progress };
-        loop {
-            let wait = s.batcher.poll_wait(Instant::now(), s.writes.has_slot()).min(s.commits.due_in(Instant::now()));
-            let Some(step) = s.intake.next(&mut s.writes, wait, s.batcher.is_full(), &shutdown).await else { break };
-            let idle = matches!(step, Step::Idle);
-            match step {
-                Step::Polled(msg) => {
-                    s.progress.consumed(Instant::now());
-                    s.batcher.push(msg, Instant::now());
+        Ok((Stages { intake, batcher, writes, ledger: Ledger::default(), commits, progress }, dlq))
+    }
+
+    /// Takes what woke the loop: a record goes into the next batch, a landed write acknowledges
+    /// its records; a fatal consumer error stops the worker.
+    async fn take<'a>(&'a self, s: &mut Stages<'a>, step: Step) -> Result<(), WorkerError> {
+        match step {
+            Step::Polled(msg) => {
+                s.progress.consumed(Instant::now());
+                s.batcher.push(msg, Instant::now());
+            }
+            Step::Error(e) => {
+                if let Some(fatal) = s.intake.fatal() {
+                    self.metrics.ready.set(0.0);
+                    return Err(fatal);
                 }
-                Step::Error(e) => {
-                    if let Some(fatal) = s.intake.fatal() {
-                        self.metrics.ready.set(0.0);
-                        return Err(fatal);
-                    }
-                    warn!(error = %e, "kafka consumer error");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-                Step::Idle => {}
-                Step::Stalled => s.intake.pause("buffer_full"),
-                Step::Landed((flight, flushed)) => {
-                    s.batcher.landed(flight.started.elapsed(), s.writes.slots());
-                    s.progress.landed(s.ledger.land(flight, flushed?, s.commits.shared())?, Instant::now());
-                    s.commits.landed();
-                    #[cfg(debug_assertions)]
-                    crate::failpoint::crash_after(s.progress.batches(), self.cfg.crash_after_batches);
-                }
+                warn!(error = %e, "kafka consumer error");
+                tokio::time::sleep(Duration::from_millis(200)).await;
             }
-            // Revoked partitions first: their trackers must not reach the periodic commit.
-            s.forget_revoked();
-            s.intake.adopt(&s.commits.assigned());
-            self.metrics.assigned.set(s.commits.owned());
-            s.commits.tick(s.intake.consumer(), &mut s.ledger.trackers, Instant::now());
-            if !s.intake.is_paused()
-                && let Some(reason) = self.failing()
-            {
-                s.intake.pause(reason);
+            Step::Idle => {}
+            Step::Stalled => s.intake.pause("buffer_full"),
+            Step::Landed((flight, flushed)) => {
+                s.batcher.landed(flight.started.elapsed(), s.writes.slots());
+                s.progress.landed(s.ledger.land(flight, flushed?, s.commits.shared())?, Instant::now());
+                s.commits.landed();
+                #[cfg(debug_assertions)]
+                crate::failpoint::crash_after(s.progress.batches(), self.cfg.crash_after_batches);
             }
-            if s.writes.has_slot() && s.batcher.is_due(Instant::now(), idle) {
-                s.writes.push(self.launch(s.batcher.take(), &mut s.ledger, &dlq, &write_token)?);
-            }
-            // Resume once the sink and the DLQ are not failing (a write landed) and the next
-            // batch has room: after a landing the next batch was just handed over.
-            if s.intake.is_paused() && self.failing().is_none() && !s.batcher.is_full() {
-                s.intake.resume();
-            }
-            s.progress.report_if_due(Instant::now());
         }
-        self.drain(&mut s, &dlq, &write_token).await;
-        self.metrics.ready.set(0.0);
-        self.metrics.assigned.set(0);
-        Ok(s.progress.finish())
+        Ok(())
+    }
+
+    /// What follows every step, in this order: revoked partitions are forgotten (their trackers
+    /// must not reach the commit), acknowledged offsets committed when due, the partitions paused
+    /// while the sink or the DLQ fails, the next batch launched when due and a write slot is free,
+    /// the partitions resumed once nothing holds them.
+    fn tend<'a>(
+        &'a self,
+        s: &mut Stages<'a>,
+        idle: bool,
+        dlq: &'a DeadLetterQueue,
+        write_token: &'a CancellationToken,
+    ) -> Result<(), WorkerError> {
+        s.forget_revoked();
+        s.intake.adopt(&s.commits.assigned());
+        self.metrics.assigned.set(s.commits.owned());
+        s.commits.tick(s.intake.consumer(), &mut s.ledger.trackers, Instant::now());
+        if !s.intake.is_paused()
+            && let Some(reason) = self.failing()
+        {
+            s.intake.pause(reason);
+        }
+        if s.writes.has_slot() && s.batcher.is_due(Instant::now(), idle) {
+            s.writes.push(self.launch(s.batcher.take(), &mut s.ledger, dlq, write_token)?);
+        }
+        // Resume once the sink and the DLQ are not failing (a write landed) and the next batch
+        // has room: after a landing the next batch was just handed over.
+        if s.intake.is_paused() && self.failing().is_none() && !s.batcher.is_full() {
+            s.intake.resume();
+        }
+        s.progress.report_if_due(Instant::now());
+        Ok(())
     }
 
     /// Lands the writes in flight and writes what is buffered, then commits synchronously, all
@@ -289,6 +317,11 @@ impl<S: Sink> Worker<S> {
 }
 
 impl Stages<'_> {
+    /// How long the next poll may wait: until the next batch is due or a commit is.
+    fn wait(&self, now: Instant) -> Duration {
+        self.batcher.poll_wait(now, self.writes.has_slot()).min(self.commits.due_in(now))
+    }
+
     /// Forgets what was buffered for partitions revoked since the last look, and their offset
     /// trackers: the next owner reads those records again (sinks are idempotent).
     fn forget_revoked(&mut self) {

@@ -25,6 +25,9 @@ pub struct ClickHouse {
     pub capabilities: Capabilities,
     /// The cluster the tables are placed on (see [`super::schema::cluster`]), if any.
     pub cluster: Option<String>,
+    /// How many servers the cluster lists in `system.clusters` (asked once, at connect); 0
+    /// without a cluster.
+    pub cluster_servers: u64,
 }
 
 impl std::fmt::Debug for ClickHouse {
@@ -32,6 +35,7 @@ impl std::fmt::Debug for ClickHouse {
         f.debug_struct("ClickHouse")
             .field("capabilities", &self.capabilities)
             .field("cluster", &self.cluster)
+            .field("cluster_servers", &self.cluster_servers)
             .finish_non_exhaustive()
     }
 }
@@ -98,8 +102,9 @@ impl ClickHouse {
             // turns such errors into a proper error status.
             client = client.with_setting("wait_end_of_query", "1");
         }
+        let mut cluster_servers = 0;
         if let Some(cluster) = &conn.cluster {
-            check_cluster(&probe, &conn.url, cluster).await?;
+            cluster_servers = check_cluster(&probe, &conn.url, cluster).await?;
             // An insert into a `Distributed` table returns once every shard it touches has its
             // rows, rather than once they are queued on this server's disk: the worker commits
             // its offsets only after that.
@@ -112,12 +117,13 @@ impl ClickHouse {
             dedup_token = capabilities.insert_deduplication_token,
             "connected to ClickHouse; strategy chosen from its version"
         );
-        Ok(Self { client, capabilities, cluster: conn.cluster.clone() })
+        Ok(Self { client, capabilities, cluster: conn.cluster.clone(), cluster_servers })
     }
 }
 
-/// Fails unless the server knows `cluster` (an entry of its `<remote_servers>`).
-async fn check_cluster(probe: &Client, url: &str, cluster: &str) -> Result<(), Error> {
+/// How many servers `cluster` lists; fails unless the server knows it (an entry of its
+/// `<remote_servers>`).
+async fn check_cluster(probe: &Client, url: &str, cluster: &str) -> Result<u64, Error> {
     let servers: u64 = probe
         .query("SELECT count() FROM system.clusters WHERE cluster = ?")
         .bind(cluster)
@@ -127,7 +133,7 @@ async fn check_cluster(probe: &Client, url: &str, cluster: &str) -> Result<(), E
     if servers == 0 {
         return Err(Error::UnknownCluster { url: url.to_owned(), cluster: cluster.to_owned() });
     }
-    Ok(())
+    Ok(servers)
 }
 
 /// Server error codes that retrying cannot fix: the target or the statement is wrong (a missing

@@ -189,7 +189,7 @@ fn header(out: &mut Text, inventory: &Inventory, plan: &Plan<'_>) {
     );
     out.comment("");
     out.comment(
-        "Next: `sluice topology check --file <this file>`, then `sluice schemas check` (the schemas against the \
+        "Next: `sluice topology check <this file>`, then `sluice schemas check` (the schemas against the \
          registry) and `sluice topics apply --dry-run` (the topics against the cluster) with `--topology <this \
          file>`.",
     );
