@@ -30,6 +30,7 @@
 //! The copy's topics, its ClickHouse database and its Couchbase collection (both
 //! `sluice_<suffix>`) are dropped at the end unless `--keep`.
 
+mod cost;
 mod table;
 mod workers;
 
@@ -212,6 +213,8 @@ struct Row {
     read_ms: Option<(f64, f64)>,
     /// `--workers` runs: spawn → the group `Stable` with every worker (`None` inside: never seen).
     startup: Option<Option<Duration>>,
+    /// Backlog rows: the drain's CPU time and memory ([`cost`]).
+    cost: Option<cost::Cost>,
 }
 
 impl Row {
@@ -230,6 +233,7 @@ impl Row {
             write_ms: None,
             read_ms: None,
             startup: None,
+            cost: None,
         }
     }
 
@@ -425,7 +429,9 @@ async fn measure(
         for (name, sink) in projections.iter().filter(|_| args.workers.is_none()) {
             let opts =
                 RunOptions { drain_deadline: Duration::from_secs(30), exit_at_end: true, ..RunOptions::default() };
+            let meter = cost::Meter::this_process();
             let stats = run_projection(ctx, name, opts, CancellationToken::new()).await?;
+            let cost = meter.finish();
             let per_sec = stats.projected as f64 / stats.active.as_secs_f64().max(1e-9);
             eprintln!("  {name}: {} events in {:.2?}", stats.projected, stats.active);
             let write_ms = p50_p99(&take(snapshotter), names::WRITE_SECONDS, name);
@@ -442,6 +448,7 @@ async fn measure(
                 write_ms,
                 read_ms: None,
                 startup: None,
+                cost,
             });
         }
         take(snapshotter); // discard phase 1's samples
@@ -528,6 +535,8 @@ async fn measure(
                 write_ms: p50_p99(&samples, names::WRITE_SECONDS, name),
                 read_ms: p50_p99(&samples, names::READ_SECONDS, name),
                 startup: None,
+                // Every projection runs in this process at once: no cost of its own to tell.
+                cost: None,
             });
         }
     }

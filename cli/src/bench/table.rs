@@ -26,12 +26,14 @@ fn print_table(rows: &[Row], suffix: &str) {
     let startup = rows.iter().any(|r| r.startup.is_some());
     let start_column = |v: String| if startup { format!(" {v:>8}") } else { String::new() };
     println!(
-        "\n{:<10} {:<16} {:<11} {:>9} {:>10} {:>7} {:>8} {:>9} {:>9} {:>15} {:>15}{}",
+        "\n{:<10} {:<16} {:<11} {:>9} {:>10} {:>10} {:>8} {:>7} {:>8} {:>9} {:>9} {:>15} {:>15}{}",
         "PHASE",
         "PROJECTION",
         "SINK",
         "EVENTS",
         "EVENTS/S",
+        "CPU ms/1k",
+        "RSS MiB",
         "TAIL",
         "UNSEEN",
         "P50 ms",
@@ -59,13 +61,22 @@ fn print_table(rows: &[Row], suffix: &str) {
             Some(None) => "?".to_owned(),
             Some(Some(d)) => format!("{:.2}", d.as_secs_f64()),
         };
+        let (cpu, rss) = match r.cost {
+            None => ("-".to_owned(), "-".to_owned()),
+            Some(c) => (
+                format!("{:.0}", c.cpu_ms_per_1k(r.events)),
+                format!("{}{:.0}", if c.growth { "+" } else { "" }, c.rss_bytes as f64 / (1 << 20) as f64),
+            ),
+        };
         println!(
-            "{:<10} {:<16} {:<11} {:>9} {:>10.0} {:>7} {:>8} {:>9} {:>9} {:>15} {:>15}{}",
+            "{:<10} {:<16} {:<11} {:>9} {:>10.0} {:>10} {:>8} {:>7} {:>8} {:>9} {:>9} {:>15} {:>15}{}",
             r.phase,
             projection,
             r.sink,
             r.events,
             r.per_sec,
+            cpu,
+            rss,
             count(r.tail),
             unseen,
             ms(r.p50_ms),
@@ -73,6 +84,13 @@ fn print_table(rows: &[Row], suffix: &str) {
             pair(r.read_ms),
             pair(r.write_ms),
             start_column(start)
+        );
+    }
+    if rows.iter().any(|r| r.cost.is_some()) {
+        println!(
+            "backlog: CPU ms/1k = CPU milliseconds (user + system) per 1,000 events drained; RSS MiB = \
+             peak resident memory of the largest `sluice work` process (×n rows), or +growth of this \
+             process over an in-process drain"
         );
     }
     if startup {

@@ -24,6 +24,7 @@ use sluice_consumers::sinks::couchbase::{Couchbase, drop_collection, setup};
 use sluice_core::topology::{CouchbaseSink, Topology};
 
 use super::Row;
+use super::cost::{Cost, Meter};
 use crate::Context;
 
 /// How long one run may take to drain its backlog before the bench gives up: generous (the
@@ -186,6 +187,8 @@ struct Run {
     startup: Option<Duration>,
     /// Records still not committed when the run gave up after [`RUN_TIMEOUT`] (`None`: drained).
     left: Option<u64>,
+    /// The children's CPU time and largest peak memory.
+    cost: Option<Cost>,
 }
 
 /// Drains the backlog of `projection` with `n` children; `topology` declares the run's group.
@@ -204,6 +207,7 @@ async fn drain(
     let events = before.projections.get(projection).map_or(0, |p| p.lag_messages);
     let dir = path.parent().unwrap_or(Path::new("."));
     let mut children = Children::spawn(env_file, path, projection, n, database, dir)?;
+    let meter = Meter::processes(children.children.iter().map(|(c, _)| c.id()));
     let start = Instant::now();
     let mut startup = None;
     let mut left = None;
@@ -252,8 +256,9 @@ async fn drain(
             "    {projection}: the group was not seen Stable with {n} members before it caught up (last: {last_seen})"
         );
     }
+    let cost = meter.finish();
     children.stop().await?;
-    Ok(Run { events, elapsed, startup, left })
+    Ok(Run { events, elapsed, startup, left, cost })
 }
 
 /// Phase 1 with `--workers`: the rows `backlog ×n` of each of `projections` (name, sink) for each
@@ -305,6 +310,7 @@ pub(super) async fn backlog_rows(
                 let done = r.events - r.left.unwrap_or(0).min(r.events);
                 let mut row = Row::drained(format!("backlog ×{n}"), name.clone(), sink, done, r.elapsed);
                 row.startup = Some(r.startup);
+                row.cost = r.cost;
                 row.not_visible = r.left.map(Some);
                 rows.push(row);
             }
