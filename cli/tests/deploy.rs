@@ -169,6 +169,7 @@ fn a_secured_kafka_gets_one_trigger_authentication_that_every_scaled_object_refe
     assert_eq!(scaled.len(), 3, "a ScaledObject per projection");
     for so in scaled {
         for line in [
+            "bootstrapServers: kafka-0.kafka:9094\n",
             "sasl: scram_sha512\n",
             "tls: enable\n",
             "authenticationRef:\n        name: sluice-kafka\n        kind: TriggerAuthentication\n",

@@ -56,11 +56,16 @@ pub(super) fn scaled_object(
         (None, Some(hard)) => (hard / 2 / u64::from(max)).max(1),
         (None, None) => DEFAULT_LAG_PER_REPLICA,
     };
-    let brokers = topology.connections().kafka_brokers.clone().unwrap_or_default();
+    // The brokers the pods use: `--env`'s over the topology's (KEDA reads no SLUICE_* variable).
+    let brokers = args
+        .env
+        .iter()
+        .find_map(|(k, v)| (k == "SLUICE_KAFKA_BROKERS").then(|| v.clone()))
+        .or_else(|| topology.connections().kafka_brokers.clone())
+        .unwrap_or_default();
     let mut trigger = json!({
         "type": "kafka",
         "metadata": {
-            // Overridden per cluster: KEDA does not read SLUICE_KAFKA_BROKERS.
             "bootstrapServers": brokers,
             "consumerGroup": projection.group,
             // No topic: the lag of every topic the group reads, summed.
