@@ -124,6 +124,16 @@ fn kinds(stream: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// There are `count` documents, and each holds every one of `lines`.
+fn all_hold(docs: &[&str], count: usize, lines: &[&str]) {
+    assert_eq!(docs.len(), count, "{docs:#?}");
+    for doc in docs {
+        for line in lines {
+            assert!(doc.contains(line), "{line:?} in\n{doc}");
+        }
+    }
+}
+
 #[test]
 fn a_secured_kafka_gets_one_trigger_authentication_that_every_scaled_object_references() {
     let dir = std::env::temp_dir().join(unique("k8s-auth"));
@@ -165,33 +175,23 @@ fn a_secured_kafka_gets_one_trigger_authentication_that_every_scaled_object_refe
         assert!(auth.contains(&r), "{key} from the Secret:\n{auth}");
     }
     // Every ScaledObject's trigger uses it, with the mode the pods use.
-    let scaled = of("ScaledObject");
-    assert_eq!(scaled.len(), 3, "a ScaledObject per projection");
-    for so in scaled {
-        for line in [
-            "bootstrapServers: kafka-0.kafka:9094\n",
-            "sasl: scram_sha512\n",
-            "tls: enable\n",
-            "authenticationRef:\n        name: sluice-kafka\n        kind: TriggerAuthentication\n",
-        ] {
-            assert!(so.contains(line), "{line:?} in\n{so}");
-        }
-    }
+    let trigger = [
+        "bootstrapServers: kafka-0.kafka:9094\n",
+        "sasl: scram_sha512\n",
+        "tls: enable\n",
+        "authenticationRef:\n        name: sluice-kafka\n        kind: TriggerAuthentication\n",
+    ];
+    all_hold(&of("ScaledObject"), 3, &trigger);
     // The workers and the gateway read the same Secret.
-    let deployments = of("Deployment");
-    assert_eq!(deployments.len(), 4, "three workers and the gateway");
-    for d in deployments {
-        for line in [
-            "- name: SLUICE_KAFKA_SECURITY_PROTOCOL\n              value: sasl_ssl\n",
-            "- name: SLUICE_KAFKA_SASL_MECHANISM\n              value: SCRAM-SHA-512\n",
-            "secretKeyRef:\n                  name: kafka-creds\n                  key: username\n",
-            "value: /var/run/secrets/sluice-kafka/password\n",
-            "- name: SLUICE_KAFKA_TLS_KEY_FILE\n              value: /var/run/secrets/sluice-kafka/key\n",
-            "secret:\n            secretName: kafka-creds\n",
-        ] {
-            assert!(d.contains(line), "{line:?} in\n{d}");
-        }
-    }
+    let pod = [
+        "- name: SLUICE_KAFKA_SECURITY_PROTOCOL\n              value: sasl_ssl\n",
+        "- name: SLUICE_KAFKA_SASL_MECHANISM\n              value: SCRAM-SHA-512\n",
+        "secretKeyRef:\n                  name: kafka-creds\n                  key: username\n",
+        "value: /var/run/secrets/sluice-kafka/password\n",
+        "- name: SLUICE_KAFKA_TLS_KEY_FILE\n              value: /var/run/secrets/sluice-kafka/key\n",
+        "secret:\n            secretName: kafka-creds\n",
+    ];
+    all_hold(&of("Deployment"), 4, &pod);
 
     // The HPA reads Prometheus: no TriggerAuthentication, but the pods still reach Kafka secured.
     let stream = std::fs::read_to_string(&hpa).expect("generated");
