@@ -1,8 +1,10 @@
 //! The deployment artefacts, checked with the tools that will read them, without a cluster:
 //!
-//! - the manifests of `sluice deploy k8s` (every autoscaler choice) decoded strictly by
-//!   Kubernetes', KEDA's and the Prometheus operator's Go types (`deploy/validate`), and the
-//!   committed `deploy/k8s/sluice.yaml` equal to what the command generates;
+//! - the manifests of `sluice deploy k8s` (every autoscaler choice, plaintext and secured Kafka)
+//!   decoded strictly by Kubernetes', KEDA's and the Prometheus operator's Go types
+//!   (`deploy/validate`), and the committed `deploy/k8s/sluice.yaml` equal to what the command
+//!   generates; with a secured Kafka, one TriggerAuthentication every ScaledObject references, the
+//!   pods reading the same Secret, and no secret value written;
 //! - the alert rules checked and unit-tested by `promtool` (each alert fires and resolves);
 //! - `docker-compose.yml` resolved by `docker-compose config`.
 //!
@@ -31,11 +33,17 @@ fn text(out: &Output) -> String {
 
 /// `sluice deploy k8s ARGS` on the repository's topology, written to `out`.
 fn generate(out: &Path, args: &[&str]) {
+    generate_with_env(out, args, &[]);
+}
+
+/// The same with variables set in the generator's environment.
+fn generate_with_env(out: &Path, args: &[&str], env: &[(&str, &str)]) {
     let status = Command::new(env!("CARGO_BIN_EXE_sluice"))
         .current_dir(root())
         .args(["--topology", "topology.toml", "deploy", "k8s", "--output"])
         .arg(out)
         .args(args)
+        .envs(env.iter().copied())
         .status()
         .expect("run sluice deploy k8s");
     assert!(status.success(), "sluice deploy k8s {args:?} failed");
@@ -54,7 +62,7 @@ fn documents(path: &Path) -> usize {
 fn every_generated_manifest_decodes_strictly_with_the_kubernetes_types() {
     let dir = std::env::temp_dir().join(unique("k8s"));
     std::fs::create_dir_all(&dir).expect("temp dir");
-    let variants: [(&str, &[&str]); 4] = [
+    let variants: [(&str, &[&str]); 6] = [
         ("keda", &[]),
         ("hpa", &["--autoscaler", "hpa", "--namespace", "pipelines"]),
         ("fixed", &["--autoscaler", "none", "--replicas", "3", "--drain-deadline", "2m"]),
@@ -68,6 +76,8 @@ fn every_generated_manifest_decodes_strictly_with_the_kubernetes_types() {
                 "SLUICE_KAFKA_SASL_PASSWORD",
             ],
         ),
+        ("keda-scram", &["--kafka-sasl", "scram-sha-512", "--kafka-tls", "ca", "--namespace", "pipelines"]),
+        ("hpa-mtls", &["--autoscaler", "hpa", "--kafka-tls", "mutual"]),
     ];
     let mut files = Vec::new();
     for (name, args) in variants {
@@ -84,7 +94,13 @@ fn every_generated_manifest_decodes_strictly_with_the_kubernetes_types() {
     let expected: usize = inputs.iter().map(|f| documents(f)).sum();
     let decoded = printed.lines().filter(|l| l.starts_with("ok ")).count();
     assert_eq!(decoded, expected, "every document decoded once:\n{printed}");
-    for kind in ["ScaledObject/", "HorizontalPodAutoscaler/sluice-worker-", "PodDisruptionBudget/", "PodMonitor/"] {
+    for kind in [
+        "ScaledObject/",
+        "TriggerAuthentication/sluice-kafka",
+        "HorizontalPodAutoscaler/sluice-worker-",
+        "PodDisruptionBudget/",
+        "PodMonitor/",
+    ] {
         assert!(printed.contains(kind), "{kind} generated and decoded:\n{printed}");
     }
     // The committed manifests are the generator's output for the repository's topology.
@@ -93,6 +109,96 @@ fn every_generated_manifest_decodes_strictly_with_the_kubernetes_types() {
         std::fs::read_to_string(&committed).expect("committed"),
         "deploy/k8s/sluice.yaml is stale: run `cargo run -p sluice -- deploy k8s -o deploy/k8s/sluice.yaml`"
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The documents of a generated stream as (kind, text) pairs.
+fn kinds(stream: &str) -> Vec<(String, String)> {
+    stream
+        .split("---\n")
+        .filter(|d| !d.trim().is_empty())
+        .map(|d| {
+            let kind = d.lines().find_map(|l| l.strip_prefix("kind: ")).unwrap_or_default();
+            (kind.to_owned(), d.to_owned())
+        })
+        .collect()
+}
+
+/// There are `count` documents, and each holds every one of `lines`.
+fn all_hold(docs: &[&str], count: usize, lines: &[&str]) {
+    assert_eq!(docs.len(), count, "{docs:#?}");
+    for doc in docs {
+        for line in lines {
+            assert!(doc.contains(line), "{line:?} in\n{doc}");
+        }
+    }
+}
+
+#[test]
+fn a_secured_kafka_gets_one_trigger_authentication_that_every_scaled_object_references() {
+    let dir = std::env::temp_dir().join(unique("k8s-auth"));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    // Secrets in the generator's own environment must not leak into what it writes.
+    let secret = unique("secret-value");
+    let env = [
+        ("SLUICE_KAFKA_SASL_USERNAME", secret.as_str()),
+        ("SLUICE_KAFKA_SASL_PASSWORD", secret.as_str()),
+        ("SLUICE_COUCHBASE_PASSWORD", secret.as_str()),
+    ];
+    let keda = dir.join("keda.yaml");
+    let args = [
+        "--kafka-sasl",
+        "scram-sha-512",
+        "--kafka-tls",
+        "mutual",
+        "--kafka-secret-name",
+        "kafka-creds",
+        "--env",
+        "SLUICE_KAFKA_BROKERS=kafka-0.kafka:9094",
+    ];
+    generate_with_env(&keda, &args, &env);
+    let hpa = dir.join("hpa.yaml");
+    generate_with_env(&hpa, &["--autoscaler", "hpa", "--kafka-sasl", "plain"], &env);
+    let out = validate(&[&keda, &hpa]);
+    assert!(out.status.success(), "the manifests do not decode strictly:\n{}", text(&out));
+
+    let stream = std::fs::read_to_string(&keda).expect("generated");
+    assert!(!stream.contains(&secret), "a secret value in the manifests");
+    let docs = kinds(&stream);
+    let of = |kind: &str| docs.iter().filter(|(k, _)| k == kind).map(|(_, d)| d.as_str()).collect::<Vec<_>>();
+    assert!(of("Secret").is_empty(), "the Secret is the user's, never written");
+    // One TriggerAuthentication, each KEDA parameter from the Secret's key of its name.
+    let [auth] = of("TriggerAuthentication")[..] else { panic!("one TriggerAuthentication:\n{stream}") };
+    assert!(auth.contains("  name: sluice-kafka\n"), "{auth}");
+    for key in ["username", "password", "ca", "cert", "key"] {
+        let r = format!("- parameter: {key}\n      name: kafka-creds\n      key: {key}\n");
+        assert!(auth.contains(&r), "{key} from the Secret:\n{auth}");
+    }
+    // Every ScaledObject's trigger uses it, with the mode the pods use.
+    let trigger = [
+        "bootstrapServers: kafka-0.kafka:9094\n",
+        "sasl: scram_sha512\n",
+        "tls: enable\n",
+        "authenticationRef:\n        name: sluice-kafka\n        kind: TriggerAuthentication\n",
+    ];
+    all_hold(&of("ScaledObject"), 3, &trigger);
+    // The workers and the gateway read the same Secret.
+    let pod = [
+        "- name: SLUICE_KAFKA_SECURITY_PROTOCOL\n              value: sasl_ssl\n",
+        "- name: SLUICE_KAFKA_SASL_MECHANISM\n              value: SCRAM-SHA-512\n",
+        "secretKeyRef:\n                  name: kafka-creds\n                  key: username\n",
+        "value: /var/run/secrets/sluice-kafka/password\n",
+        "- name: SLUICE_KAFKA_TLS_KEY_FILE\n              value: /var/run/secrets/sluice-kafka/key\n",
+        "secret:\n            secretName: kafka-creds\n",
+    ];
+    all_hold(&of("Deployment"), 4, &pod);
+
+    // The HPA reads Prometheus: no TriggerAuthentication, but the pods still reach Kafka secured.
+    let stream = std::fs::read_to_string(&hpa).expect("generated");
+    assert!(!stream.contains(&secret), "a secret value in the manifests");
+    assert!(!stream.contains("TriggerAuthentication") && !stream.contains("ScaledObject"), "{stream}");
+    let docs = kinds(&stream);
+    assert!(docs.iter().filter(|(k, _)| k == "Deployment").all(|(_, d)| d.contains("value: PLAIN\n")), "{stream}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

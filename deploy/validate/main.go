@@ -1,7 +1,9 @@
 // Command validate decodes Kubernetes manifests strictly with Kubernetes' own Go types, the way
 // the API server does for `kubectl apply --validate=strict`: an unknown or misspelled field, a
 // field of the wrong type, a duplicate key or a kind it does not know is an error. KEDA's
-// ScaledObject and the Prometheus operator's objects are decoded with those projects' own types.
+// ScaledObject and TriggerAuthentication and the Prometheus operator's objects are decoded with
+// those projects' own types; a ScaledObject's authenticationRef must name a TriggerAuthentication
+// of the same stream.
 //
 //	go run . FILE...                        every document of every file (YAML streams)
 //	go run . -same-rules RULES PROMRULE     also: the plain rules file holds the same groups as
@@ -141,6 +143,23 @@ func semantic(obj any) []string {
 		if o.Spec.Selector == nil || len(o.Spec.Selector.MatchLabels) == 0 {
 			return []string{"spec.selector: empty (it would cover every pod of the namespace)"}
 		}
+	case *kedav1alpha1.ScaledObject:
+		if err := kedav1alpha1.ValidateTriggers(o.Spec.Triggers); err != nil {
+			return []string{err.Error()}
+		}
+	case *kedav1alpha1.TriggerAuthentication:
+		var p []string
+		seen := map[string]bool{}
+		for i, r := range o.Spec.SecretTargetRef {
+			if r.Parameter == "" || r.Name == "" || r.Key == "" {
+				p = append(p, fmt.Sprintf("secretTargetRef[%d]: parameter, name and key are all required", i))
+			}
+			if seen[r.Parameter] {
+				p = append(p, fmt.Sprintf("secretTargetRef[%d]: parameter %q given twice", i, r.Parameter))
+			}
+			seen[r.Parameter] = true
+		}
+		return p
 	case *monitoringv1.PrometheusRule:
 		var p []string
 		for _, g := range o.Spec.Groups {
@@ -172,6 +191,10 @@ func validateFile(path string) []string {
 		return []string{path + ": no document"}
 	}
 	var problems []string
+	// TriggerAuthentications of the stream, and the ScaledObjects' references to check against them.
+	auths := map[string]bool{}
+	type authRef struct{ from, namespace, name string }
+	var refs []authRef
 	for i, doc := range docs {
 		var tm metav1.TypeMeta
 		if err := yaml.Unmarshal(doc, &tm); err != nil {
@@ -196,7 +219,23 @@ func validateFile(path string) []string {
 		for _, p := range found {
 			problems = append(problems, fmt.Sprintf("%s %s %q: %s", path, tm.Kind, meta.Name, p))
 		}
+		switch o := obj.(type) {
+		case *kedav1alpha1.TriggerAuthentication:
+			auths[meta.Namespace+"/"+meta.Name] = true
+		case *kedav1alpha1.ScaledObject:
+			for _, t := range o.Spec.Triggers {
+				// A ClusterTriggerAuthentication lives outside the stream.
+				if t.AuthenticationRef != nil && t.AuthenticationRef.Kind != "ClusterTriggerAuthentication" {
+					refs = append(refs, authRef{meta.Name, meta.Namespace, t.AuthenticationRef.Name})
+				}
+			}
+		}
 		fmt.Printf("ok %s %s/%s\n", path, tm.Kind, meta.Name)
+	}
+	for _, r := range refs {
+		if !auths[r.namespace+"/"+r.name] {
+			problems = append(problems, fmt.Sprintf("%s ScaledObject %q: authenticationRef %q is no TriggerAuthentication of this file (namespace %q)", path, r.from, r.name, r.namespace))
+		}
 	}
 	return problems
 }

@@ -13,6 +13,7 @@ use sluice_core::topology::{ProjectionConfig, Topology};
 
 use super::K8sArgs;
 use super::k8s::Workload;
+use super::kafka_auth::KafkaAuth;
 
 /// Lag (messages) per worker when the projection declares no message threshold: KEDA's kafka
 /// scaler's own default is 10, which scales out on every burst of a busy topic.
@@ -38,10 +39,12 @@ fn min_replicas(args: &K8sArgs, max: u32) -> u32 {
 }
 
 /// KEDA's kafka scaler on the consumer group (`sluice.<projection>`): desired workers = total
-/// lag / `lagThreshold`, at most one per partition.
+/// lag / `lagThreshold`, at most one per partition. A secured Kafka: the mode in the trigger's
+/// metadata, the credentials through the shared TriggerAuthentication.
 pub(super) fn scaled_object(
     app: &Workload,
     args: &K8sArgs,
+    kafka: Option<&KafkaAuth>,
     topology: &Topology,
     projection: &ProjectionConfig,
 ) -> anyhow::Result<Value> {
@@ -53,7 +56,33 @@ pub(super) fn scaled_object(
         (None, Some(hard)) => (hard / 2 / u64::from(max)).max(1),
         (None, None) => DEFAULT_LAG_PER_REPLICA,
     };
-    let brokers = topology.connections().kafka_brokers.clone().unwrap_or_default();
+    // The brokers the pods use: `--env`'s over the topology's (KEDA reads no SLUICE_* variable).
+    let brokers = args
+        .env
+        .iter()
+        .find_map(|(k, v)| (k == "SLUICE_KAFKA_BROKERS").then(|| v.clone()))
+        .or_else(|| topology.connections().kafka_brokers.clone())
+        .unwrap_or_default();
+    let mut trigger = json!({
+        "type": "kafka",
+        "metadata": {
+            "bootstrapServers": brokers,
+            "consumerGroup": projection.group,
+            // No topic: the lag of every topic the group reads, summed.
+            "lagThreshold": per_replica.to_string(),
+            "activationLagThreshold": "0",
+            "offsetResetPolicy": "earliest",
+            "allowIdleConsumers": "false",
+        },
+    });
+    if let Some(kafka) = kafka {
+        if let Some(metadata) = trigger["metadata"].as_object_mut() {
+            kafka.trigger_metadata(metadata);
+        }
+        if let Some(reference) = kafka.reference() {
+            trigger["authenticationRef"] = reference;
+        }
+    }
     Ok(json!({
         "apiVersion": "keda.sh/v1alpha1",
         "kind": "ScaledObject",
@@ -68,19 +97,7 @@ pub(super) fn scaled_object(
             "advanced": {"horizontalPodAutoscalerConfig": {"behavior": {
                 "scaleDown": {"stabilizationWindowSeconds": 300, "policies": [{"type": "Pods", "value": 1, "periodSeconds": 60}]},
             }}},
-            "triggers": [{
-                "type": "kafka",
-                "metadata": {
-                    // Overridden per cluster: KEDA does not read SLUICE_KAFKA_BROKERS.
-                    "bootstrapServers": brokers,
-                    "consumerGroup": projection.group,
-                    // No topic: the lag of every topic the group reads, summed.
-                    "lagThreshold": per_replica.to_string(),
-                    "activationLagThreshold": "0",
-                    "offsetResetPolicy": "earliest",
-                    "allowIdleConsumers": "false",
-                },
-            }],
+            "triggers": [trigger],
         },
     }))
 }

@@ -7,6 +7,7 @@ use anyhow::{Context as _, bail};
 use serde_json::{Value, json};
 use sluice_core::topology::{ProjectionConfig, SinkConfig, Topology};
 
+use super::kafka_auth::KafkaAuth;
 use super::{Autoscaler, K8sArgs, autoscale};
 
 /// Where the worker serves `/metrics`, `/healthz` and `/readyz` (`--metrics-addr`).
@@ -45,19 +46,27 @@ const GATEWAY_LIMIT_MIB: u64 = 512;
 /// Every object, in apply order: configuration first, then workloads and what watches them.
 pub(super) fn manifests(topology: &Topology, args: &K8sArgs) -> anyhow::Result<Vec<Value>> {
     let (config_map, files) = topology_config_map(topology, args)?;
+    let kafka = KafkaAuth::from_args(args)?;
+    let pods = Pods { args, files: &files, kafka: kafka.as_ref() };
     let mut docs = vec![config_map, env_config_map(args)];
+    // Before the ScaledObjects naming it: KEDA resolves the reference when it sees them.
+    if args.autoscaler == Autoscaler::Keda {
+        docs.extend(kafka.as_ref().and_then(KafkaAuth::trigger_authentication));
+    }
     for (name, projection) in topology.projections() {
         let app = Workload::worker(args, name)?;
-        docs.push(worker_deployment(&app, args, &files, name, projection));
+        docs.push(worker_deployment(&app, &pods, name, projection));
         docs.push(app.disruption_budget());
         match args.autoscaler {
-            Autoscaler::Keda => docs.push(autoscale::scaled_object(&app, args, topology, projection)?),
+            Autoscaler::Keda => {
+                docs.push(autoscale::scaled_object(&app, args, kafka.as_ref(), topology, projection)?);
+            }
             Autoscaler::Hpa => docs.push(autoscale::lag_hpa(&app, args, topology, projection)?),
             Autoscaler::None => {}
         }
     }
     let gateway = Workload::gateway(args);
-    docs.push(gateway_deployment(&gateway, args, &files));
+    docs.push(gateway_deployment(&gateway, &pods));
     docs.push(gateway_service(&gateway));
     docs.push(gateway.disruption_budget());
     docs.push(autoscale::cpu_hpa(&gateway, args));
@@ -111,7 +120,7 @@ impl Workload {
     }
 }
 
-fn metadata(name: &str, namespace: Option<&str>, labels: &Value) -> Value {
+pub(super) fn metadata(name: &str, namespace: Option<&str>, labels: &Value) -> Value {
     let mut m = json!({"name": name, "labels": labels});
     if let Some(ns) = namespace {
         m["namespace"] = json!(ns);
@@ -184,23 +193,39 @@ fn env_config_map(args: &K8sArgs) -> Value {
            "data": data})
 }
 
+/// What the worker's and the gateway's pods share: the options, the topology ConfigMap's items
+/// and how they reach Kafka.
+struct Pods<'a> {
+    args: &'a K8sArgs,
+    files: &'a [Value],
+    kafka: Option<&'a KafkaAuth>,
+}
+
 /// Environment, volumes and mounts shared by the worker and the gateway.
-fn pod_common(args: &K8sArgs, files: &[Value]) -> (Vec<Value>, Vec<Value>, Vec<Value>) {
+fn pod_common(pods: &Pods<'_>) -> (Vec<Value>, Vec<Value>, Vec<Value>) {
+    let Pods { args, files, kafka } = *pods;
     let mut env = vec![json!({"name": "SLUICE_TOPOLOGY", "value": format!("{TOPOLOGY_DIR}/topology.toml")})];
     for var in &args.secrets {
         env.push(json!({"name": format!("{var}_FILE"), "value": format!("{SECRETS_DIR}/{var}")}));
     }
-    let volumes = vec![
+    let mut volumes = vec![
         json!({"name": "topology", "configMap": {"name": format!("{}-topology", args.name_prefix), "items": files}}),
         json!({"name": "secrets", "secret": {"secretName": args.secret_name, "defaultMode": 0o440}}),
         // The root filesystem is read-only; anything that needs a scratch file gets this.
         json!({"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}),
     ];
-    let mounts = vec![
+    let mut mounts = vec![
         json!({"name": "topology", "mountPath": TOPOLOGY_DIR, "readOnly": true}),
         json!({"name": "secrets", "mountPath": SECRETS_DIR, "readOnly": true}),
         json!({"name": "tmp", "mountPath": "/tmp"}),
     ];
+    if let Some(kafka) = kafka {
+        env.extend(kafka.pod_env());
+        if let Some((volume, mount)) = kafka.volume() {
+            volumes.push(volume);
+            mounts.push(mount);
+        }
+    }
     (env, volumes, mounts)
 }
 
@@ -262,14 +287,9 @@ fn deployment(app: &Workload, args: &K8sArgs, replicas: Option<u32>, container: 
     json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": app.metadata(), "spec": spec})
 }
 
-fn worker_deployment(
-    app: &Workload,
-    args: &K8sArgs,
-    files: &[Value],
-    name: &str,
-    projection: &ProjectionConfig,
-) -> Value {
-    let (env, volumes, mounts) = pod_common(args, files);
+fn worker_deployment(app: &Workload, pods: &Pods<'_>, name: &str, projection: &ProjectionConfig) -> Value {
+    let args = pods.args;
+    let (env, volumes, mounts) = pod_common(pods);
     let sink = match projection.sink {
         SinkConfig::Couchbase { .. } => "couchbase",
         SinkConfig::ClickHouse { .. } => "clickhouse",
@@ -298,8 +318,9 @@ fn worker_deployment(
     deployment(app, args, replicas, container, volumes)
 }
 
-fn gateway_deployment(app: &Workload, args: &K8sArgs, files: &[Value]) -> Value {
-    let (mut env, mut volumes, mut mounts) = pod_common(args, files);
+fn gateway_deployment(app: &Workload, pods: &Pods<'_>) -> Value {
+    let args = pods.args;
+    let (mut env, mut volumes, mut mounts) = pod_common(pods);
     env.push(json!({"name": "SLUICE_GATEWAY_TOKENS_FILE", "value": format!("{TOKENS_DIR}/tokens")}));
     volumes.push(json!({"name": "tokens", "secret": {"secretName": format!("{}-gateway-tokens", args.name_prefix), "defaultMode": 0o440}}));
     mounts.push(json!({"name": "tokens", "mountPath": TOKENS_DIR, "readOnly": true}));

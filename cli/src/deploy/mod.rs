@@ -8,6 +8,7 @@
 
 mod autoscale;
 mod k8s;
+mod kafka_auth;
 mod yaml;
 
 use std::path::PathBuf;
@@ -16,6 +17,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 
 use crate::GlobalArgs;
+pub(crate) use kafka_auth::{KafkaSasl, KafkaTls};
 
 /// `sluice deploy …`.
 #[derive(Debug, clap::Subcommand)]
@@ -33,7 +35,10 @@ pub(crate) enum DeployCommand {
                         read-only; the gateway's tokens come from the Secret \
                         <prefix>-gateway-tokens (key `tokens`). Connection endpoints come from \
                         the topology's [connections] (the ConfigMap carries the topology) or \
-                        --env VAR=VALUE.")]
+                        --env VAR=VALUE. A secured Kafka (--kafka-sasl, --kafka-tls): the Secret \
+                        --kafka-secret-name with the keys username, password, ca, cert, key (as \
+                        KEDA's kafka scaler names them) serves the pods and KEDA's \
+                        TriggerAuthentication alike.")]
 pub(crate) struct K8sArgs {
     /// The image, e.g. `registry.example/sluice:1.4.0` (built from the repository's Dockerfile).
     #[arg(long, default_value = concat!("sluice:", env!("CARGO_PKG_VERSION")))]
@@ -78,6 +83,21 @@ pub(crate) struct K8sArgs {
     /// A plain variable for every pod (the ConfigMap `<prefix>-env`), `VAR=VALUE`, repeatable.
     #[arg(long = "env", value_name = "VAR=VALUE", value_parser = env_pair)]
     pub(crate) env: Vec<(String, String)>,
+
+    /// The SASL mechanism of a secured Kafka: `username` and `password` from the Secret
+    /// --kafka-secret-name, for the pods and for KEDA's TriggerAuthentication.
+    #[arg(long, value_enum)]
+    pub(crate) kafka_sasl: Option<KafkaSasl>,
+
+    /// TLS to Kafka: `none`, `system` (the system's CAs), `ca` (the Secret's `ca`) or `mutual`
+    /// (`ca`, and the client's `cert` and `key`). Default: `system` with --kafka-sasl, else none.
+    #[arg(long, value_enum)]
+    pub(crate) kafka_tls: Option<KafkaTls>,
+
+    /// The Secret of Kafka's credentials and certificates (keys named as KEDA's kafka scaler
+    /// names its parameters), read by the pods and by KEDA.
+    #[arg(long, default_value = "sluice-kafka-credentials")]
+    pub(crate) kafka_secret_name: String,
 
     /// Write the stream to this file instead of stdout.
     #[arg(long, short)]
