@@ -21,7 +21,7 @@
 //! never passes a record still in flight ([`OffsetTracker`](sluice_core::offsets::OffsetTracker)).
 //! Memory stays bounded: the batches in flight, plus the next one, capped by the sink's batch
 //! size and a byte budget ([`WorkerConfig::max_buffered_bytes`]), plus librdkafka's prefetch
-//! queue (capped at 16 MiB). A full next batch with every write slot taken stops the polling; if
+//! queue (capped at 4 MiB). A full next batch with every write slot taken stops the polling; if
 //! that lasts long, or the sink or the DLQ reports failures, the assigned partitions are paused
 //! and polling goes on (group membership holds, nothing more is fetched) until a write lands.
 //!

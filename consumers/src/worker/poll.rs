@@ -83,9 +83,11 @@ impl Intake {
             .set("enable.auto.commit", "false")
             .set("auto.offset.reset", "earliest")
             .set("partition.assignment.strategy", "cooperative-sticky")
-            // librdkafka's own prefetch queue is part of the worker's memory: keep it well below
-            // its 64 MiB default (still several batches' worth).
-            .set("queued.max.messages.kbytes", "16384")
+            // librdkafka's own prefetch queue is part of the worker's memory: 4 MiB, far below its
+            // 64 MiB default. Measured on the analytics projection draining 300,000 events: 16 MiB
+            // peaked at 386–408 MiB RSS, 4 MiB at 291–295, at the same drain rate (the next batch
+            // is collected while one is written, so the queue only covers a fetch's round trip).
+            .set("queued.max.messages.kbytes", "4096")
             // At a steady rate the broker would answer every fetch as soon as one record is
             // there: hundreds of small fetches a second per worker, broker CPU the services on a
             // small machine share. Waiting up to 10 ms for 64 KiB costs at most that much latency
