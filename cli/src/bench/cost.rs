@@ -107,7 +107,8 @@ fn cpu_seconds(pid: Option<u32>) -> Option<f64> {
 /// Resident memory of a process, in bytes.
 fn rss_bytes(pid: Option<u32>) -> Option<u64> {
     let status = proc_file(pid, "status")?;
-    let kib: u64 = status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?.trim().trim_end_matches("kB").trim().parse().ok()?;
+    let kib: u64 =
+        status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?.trim().trim_end_matches("kB").trim().parse().ok()?;
     Some(kib * 1024)
 }
 
