@@ -172,14 +172,7 @@ async fn the_gateway_returns_a_token_per_event_and_one_per_batch() {
     assert_eq!(aggregate.id, events[0]["aggregate_id"].as_str().expect("id"));
 
     let rest: Vec<&Value> = events[1..].iter().collect();
-    let resp = reqwest::Client::new()
-        .post(format!("{}/v1/batch", gateway.base))
-        .bearer_auth(common::gateway::TOKEN)
-        .json(&rest)
-        .send()
-        .await
-        .expect("batch");
-    let body: Value = resp.json().await.expect("json");
+    let body = gateway.batch_answer(&rest).await;
     let batch: ConsistencyToken = body["consistency_token"].as_str().expect("a batch token").parse().expect("valid");
     for r in body["results"].as_array().expect("results") {
         let (t, p, o) = (
@@ -287,14 +280,7 @@ async fn the_analytics_projection_says_behind_while_clickhouse_is_down_then_caug
     let (events, _) = generate(4, 2, &uuid_hex8(), &format!("{sfx}-"));
     let gateway = Gateway::start(&topology).await;
     let all: Vec<&Value> = events.iter().collect();
-    let resp = reqwest::Client::new()
-        .post(format!("{}/v1/batch", gateway.base))
-        .bearer_auth(common::gateway::TOKEN)
-        .json(&all)
-        .send()
-        .await
-        .expect("batch");
-    let body: Value = resp.json().await.expect("json");
+    let body = gateway.batch_answer(&all).await;
     let token = body["consistency_token"].as_str().expect("a batch token").to_owned();
     let analytics = format!("analytics_{sfx}");
     let progress = |wait: &str| format!("/v1/projections/{analytics}/progress?after={token}&wait={wait}");

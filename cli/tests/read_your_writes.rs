@@ -35,6 +35,13 @@ struct Aggregate {
     id: String,
 }
 
+impl Aggregate {
+    /// Aggregate `id` of `projection`, whose documents are keyed `<kind>::<id>`.
+    fn new(projection: &str, kind: &str, id: String, field: &'static str, event: fn(&str, i64) -> Value) -> Self {
+        Self { projection: projection.to_owned(), key: format!("{kind}::{id}"), field, event, id }
+    }
+}
+
 fn user_event(id: &str, v: i64) -> Value {
     if v == 1 {
         json!({"event_type": "user.registered", "aggregate_id": id, "aggregate_version": 1,
@@ -64,26 +71,10 @@ async fn ten_thousand_writes_are_read_back_fresh_across_projections_while_a_work
     let mut user_worker = Some(WorkerProcess::start(&topology, &user_state, None));
     let _session_worker = WorkerProcess::start(&topology, &session_state, None);
 
-    let users = (0..USERS).map(|i| {
-        let id = format!("{sfx}-u{i}");
-        Aggregate {
-            projection: user_state.clone(),
-            key: format!("user::{id}"),
-            field: "display_name",
-            event: user_event,
-            id,
-        }
-    });
-    let sessions = (0..SESSIONS).map(|i| {
-        let id = format!("{sfx}-s{i}");
-        Aggregate {
-            projection: session_state.clone(),
-            key: format!("session::{id}"),
-            field: "user_id",
-            event: session_event,
-            id,
-        }
-    });
+    let users =
+        (0..USERS).map(|i| Aggregate::new(&user_state, "user", format!("{sfx}-u{i}"), "display_name", user_event));
+    let sessions = (0..SESSIONS)
+        .map(|i| Aggregate::new(&session_state, "session", format!("{sfx}-s{i}"), "user_id", session_event));
     let answered = Arc::new(AtomicUsize::new(0));
     let writers: Vec<_> = users
         .chain(sessions)
