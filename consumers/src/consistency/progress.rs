@@ -254,9 +254,10 @@ impl Group {
             let until = if fresh { deadline } else { deadline.max(first_by) };
             match tokio::time::timeout_at(until, readings.changed()).await {
                 Ok(Ok(())) => {}
+                // The deadline, with a fresh reading: answered above (its error, if it failed).
+                Err(_) if fresh => {}
                 // The reader is gone (its Progress was dropped) or never answered in time.
-                Ok(Err(_)) | Err(_) if !fresh => return Err(InclusionError::NoAnswer(REQUEST_TIMEOUT)),
-                Ok(Err(_)) | Err(_) => return Ok(inclusion(positions, &snapshot.committed)),
+                Ok(Err(_)) | Err(_) => return Err(InclusionError::NoAnswer(REQUEST_TIMEOUT)),
             }
         }
     }
