@@ -791,3 +791,44 @@ async fn h_a_collection_dropped_under_a_running_sink_is_a_config_error() {
         other => panic!("expected a configuration error, got {other:?}"),
     }
 }
+
+/// The sink remembers what it wrote and updates that document without reading it first; a
+/// document changed elsewhere meanwhile (another worker, a person, a removal) must be read again,
+/// never overwritten from memory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn f_a_document_changed_elsewhere_after_this_sink_wrote_it_is_read_again() {
+    let cb = connect().await;
+    let (sink, collection) = fresh(&cb, "user_state", CouchbaseSink { fields: None, ..shipped("user_state").0 }).await;
+    // A second writer on the same collection: another worker, with a memory of its own.
+    let config = CouchbaseSink {
+        fields: None,
+        scope: collection.scope_name().to_owned(),
+        collection: collection.name().to_owned(),
+        ..shipped("user_state").0
+    };
+    let batching = Batching { max_records: 500, linger: Duration::from_millis(50), max_in_flight: 1 };
+    let other = within("opening the sink", 30, CouchbaseProjection::new(&cb, "user_state", &config, batching))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let user = unique("known");
+    let id = format!("user::{user}");
+    let update = |v: i64, field: &str| event("users", (0, v), "user.profile_updated", &user, v, json!({ field: v }));
+
+    write(&sink, &batch(vec![update(1, "a")])).await;
+    write(&other, &batch(vec![update(2, "b")])).await;
+    write(&sink, &batch(vec![update(3, "c")])).await;
+    let (doc, _) = read(&collection, &id).await.expect("written");
+    assert_eq!((doc["a"].clone(), doc["b"].clone(), doc["c"].clone()), (json!(1), json!(2), json!(3)), "{doc}");
+    assert_eq!(doc["_sluice"]["version"], 3);
+
+    // Removed by a person: the next write finds it gone and creates it again from its event.
+    deadline("remove", OP, collection.remove(&id, None)).await.expect("removed");
+    write(&sink, &batch(vec![update(4, "d")])).await;
+    let (doc, _) = read(&collection, &id).await.expect("written again");
+    assert_eq!((doc.get("a"), doc["d"].clone()), (None, json!(4)), "{doc}");
+
+    // Unchanged events on the remembered state write nothing, as on the stored one.
+    let (_, cas) = read(&collection, &id).await.expect("there");
+    write(&sink, &batch(vec![update(4, "d"), update(3, "d")])).await;
+    assert_eq!(read(&collection, &id).await.expect("there").1, cas, "a duplicate and an older event wrote");
+}

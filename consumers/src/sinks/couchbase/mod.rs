@@ -17,6 +17,7 @@
 
 pub mod durability;
 mod group;
+mod known;
 pub mod live;
 pub mod pointer;
 pub mod reads;

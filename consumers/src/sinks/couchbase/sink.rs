@@ -43,6 +43,7 @@ use super::Error;
 use super::durability::{self, DurabilityError};
 pub use super::group::MAX_DOCUMENT_BYTES;
 use super::group::{Folded, Pending, encode, fold_group, merge_tombstone};
+use super::known::{KNOWN_BYTES, Known};
 use super::request_builder::{self, DocumentChange};
 use super::service::{Couchbase, KV_TIMEOUT, deadline};
 use crate::sink::{Batch, Batching, Rejected, Sink, SinkError};
@@ -68,6 +69,8 @@ pub struct CouchbaseProjection {
     batching: Batching,
     /// Events written that changed nothing (duplicates, or older than every field they touch).
     unchanged: AtomicU64,
+    /// The documents written last, updated without a read first ([`super::known`]).
+    known: Known,
 }
 
 impl fmt::Debug for CouchbaseProjection {
@@ -180,6 +183,7 @@ impl CouchbaseProjection {
             collection,
             batching,
             unchanged: AtomicU64::new(0),
+            known: Known::new(KNOWN_BYTES),
         })
     }
 
@@ -261,7 +265,12 @@ impl CouchbaseProjection {
                 let pause = Duration::from_millis(rand::rng().random_range(0..=cap));
                 tokio::time::sleep(pause).await;
             }
-            match self.attempt(id, &tomb_id, events, learned_erase.as_ref()).await {
+            let step = self.attempt(id, &tomb_id, events, learned_erase.as_ref()).await;
+            if !matches!(step, Ok(Step::Done(_))) {
+                // What this worker wrote last may no longer be what is stored: read it next time.
+                self.known.forget(id);
+            }
+            match step {
                 Ok(Step::Done(rejected)) => return Ok(rejected),
                 Ok(Step::Retry) | Err(OpError::Conflict) => {
                     debug!(projection = %self.name, document = id, attempt, "document changed meanwhile; folding again");
@@ -294,7 +303,14 @@ impl CouchbaseProjection {
     ) -> Result<Step, OpError> {
         // Without erase_on no tombstone is ever written, so a missing document costs one get.
         let tombstones = !self.config.erase_on.is_empty();
-        let (base, at) = match self.read(id).await? {
+        // A document this worker wrote last is folded as written and replaced at that write's CAS,
+        // unread: a conflict sends the next attempt the long way ([`super::known`]).
+        let remembered = self.known.get(id).map(|w| Stored::Ours(w.state.clone(), w.cas));
+        let stored = match remembered {
+            Some(stored) => stored,
+            None => self.read(id).await?,
+        };
+        let (base, at) = match stored {
             Stored::Foreign(reason) => return Err(OpError::Reject(reason)),
             Stored::Ours(state, cas) => (Some(state), Base::Main(cas)),
             Stored::Missing if tombstones => match self.read(tomb_id).await? {
@@ -314,6 +330,7 @@ impl CouchbaseProjection {
                 // Tombstone first: if we stop between the two writes, the entity still exists and
                 // the erase is re-delivered; never the other way round (gone, but resurrectable).
                 self.put_tombstone(tomb_id, &next, None).await?;
+                self.known.forget(id);
                 self.remove(id, cas).await?;
             }
             (true, Base::Absent(tomb)) => {
@@ -324,9 +341,12 @@ impl CouchbaseProjection {
                     return Ok(Step::Retry);
                 }
             }
-            (false, Base::Main(cas)) => self.replace(id, &bytes, cas).await?,
+            (false, Base::Main(cas)) => {
+                let cas = self.replace(id, &bytes, cas).await?;
+                self.known.wrote(id, next, cas, bytes.len());
+            }
             (false, Base::Absent(tomb)) => {
-                self.insert(id, &bytes).await?;
+                let cas = self.insert(id, &bytes).await?;
                 if tombstones {
                     // The counterpart of the check above: an eraser that wrote the tombstone after
                     // we read it may have missed our insert.
@@ -339,6 +359,7 @@ impl CouchbaseProjection {
                         return Ok(Step::Reconcile(erase));
                     }
                 }
+                self.known.wrote(id, next, cas, bytes.len());
             }
         }
         self.unchanged.fetch_add(unchanged, Ordering::Relaxed);
@@ -387,8 +408,8 @@ impl CouchbaseProjection {
         };
         let bytes = encode(&tombstone).map_err(OpError::Reject)?;
         match stored {
-            None => self.insert(tomb_id, &bytes).await,
-            Some((_, cas)) => self.replace(tomb_id, &bytes, cas).await,
+            None => self.insert(tomb_id, &bytes).await.map(drop),
+            Some((_, cas)) => self.replace(tomb_id, &bytes, cas).await.map(drop),
         }
     }
 
@@ -396,22 +417,24 @@ impl CouchbaseProjection {
         self.config.ttl.map(|ttl| ttl.get())
     }
 
-    async fn insert(&self, key: &str, bytes: &[u8]) -> Result<(), OpError> {
+    /// Creates `key`; the new document's CAS.
+    async fn insert(&self, key: &str, bytes: &[u8]) -> Result<u64, OpError> {
         let (value, flags) = raw_json::encode(&bytes).map_err(|e| self.classify_sdk("insert", e))?;
         let options = durability::insert_options(self.config.durability, self.expiry());
         deadline("insert", KV_TIMEOUT, self.collection.insert_raw(key, value, flags, options))
             .await
-            .map(drop)
+            .map(|written| written.cas())
             .map_err(|e| self.classify(e))
     }
 
-    async fn replace(&self, key: &str, bytes: &[u8], cas: u64) -> Result<(), OpError> {
+    /// Replaces `key` if it is still at `cas`; the new CAS.
+    async fn replace(&self, key: &str, bytes: &[u8], cas: u64) -> Result<u64, OpError> {
         let (value, flags) = raw_json::encode(&bytes).map_err(|e| self.classify_sdk("replace", e))?;
         // Every write sets the expiry again: a TTL counts from the entity's latest change.
         let options = durability::replace_options(self.config.durability, self.expiry(), cas);
         deadline("replace", KV_TIMEOUT, self.collection.replace_raw(key, value, flags, options))
             .await
-            .map(drop)
+            .map(|written| written.cas())
             .map_err(|e| self.classify(e))
     }
 
