@@ -76,6 +76,36 @@ fn classify(e: &SRCError, subject: &str) -> Failure {
     }
 }
 
+/// Runs a call of schema_registry_converter, trying it again twice when the registry could not be
+/// reached at all (a reset or refused connection, no answer in time — e.g. a pooled keep-alive
+/// connection the server just closed, or a registry stalled under load), as [`Registry::send`]
+/// does for the calls made here: every call of this client is idempotent. An answer from the
+/// registry (an error body) or a refusal (bad credentials or certificate) is final.
+async fn retrying<T, F, Fut>(call: F) -> Result<T, SRCError>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<T, SRCError>>,
+{
+    let mut attempt = 0u32;
+    loop {
+        match call().await {
+            Err(e) if attempt < 2 && unreached(&e) => {
+                attempt += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(100 * u64::from(attempt))).await;
+            }
+            done => return done,
+        }
+    }
+}
+
+/// Whether a failed call never got an answer from the registry (and was not refused).
+fn unreached(e: &SRCError) -> bool {
+    let answered = e.source().is_some_and(|s| s.downcast_ref::<RawError>().is_some());
+    e.retriable
+        && !answered
+        && !is_refusal(&format!("{}: {}", describe(e), e.source().map(error_chain).unwrap_or_default()))
+}
+
 fn describe(e: &SRCError) -> String {
     match &e.cause {
         Some(cause) => format!("{}: {cause}", e.error),
@@ -128,7 +158,7 @@ impl Registry {
     /// The version of `subject` whose schema is `schema` (an Avro schema text), if registered.
     pub async fn lookup(&self, subject: &str, schema: &str) -> Result<Option<SubjectVersion>, RegistryError> {
         let body = serde_json::json!({"schema": schema, "schemaType": "AVRO"}).to_string();
-        match perform_sr_call(&self.settings, SrCall::PostForVersion(subject, &body)).await {
+        match retrying(|| perform_sr_call(&self.settings, SrCall::PostForVersion(subject, &body))).await {
             Ok(raw) => match (raw.version, raw.id) {
                 (Some(version), Some(id)) => Ok(Some(SubjectVersion {
                     subject: subject.to_owned(),
@@ -150,7 +180,7 @@ impl Registry {
     /// when it is already registered.
     pub async fn register(&self, subject: &str, schema: &str, record_name: &str) -> Result<u32, RegistryError> {
         let supplied = SuppliedSchema::new(Some(record_name.to_owned()), SchemaType::Avro, schema.to_owned());
-        match post_schema(&self.settings, subject.to_owned(), supplied).await {
+        match retrying(|| post_schema(&self.settings, subject.to_owned(), supplied.clone())).await {
             Ok(registered) => Ok(registered.id),
             Err(e) => match classify(&e, subject) {
                 Failure::NotFound => Err(RegistryError::Rejected(format!("register in {subject}: {}", describe(&e)))),
@@ -167,7 +197,7 @@ impl Registry {
     /// Version `version` of `subject` (the latest when `None`); `None` when there is no such
     /// subject or version.
     pub async fn version(&self, subject: &str, version: Option<u32>) -> Result<Option<SubjectVersion>, RegistryError> {
-        match get_schema_by_subject_and_version(&self.settings, subject, version).await {
+        match retrying(|| get_schema_by_subject_and_version(&self.settings, subject, version)).await {
             Ok(s) => Ok(Some(SubjectVersion {
                 subject: subject.to_owned(),
                 version: s.version.or(version).unwrap_or_default(),
@@ -183,7 +213,7 @@ impl Registry {
 
     /// Every version number of `subject`, oldest first; empty for a subject that does not exist.
     pub async fn versions(&self, subject: &str) -> Result<Vec<u32>, RegistryError> {
-        match get_all_versions(&self.settings, subject.to_owned()).await {
+        match retrying(|| get_all_versions(&self.settings, subject.to_owned())).await {
             Ok(mut versions) => {
                 versions.sort_unstable();
                 Ok(versions)
@@ -197,7 +227,7 @@ impl Registry {
 
     /// Every subject of the registry, in the registry's order.
     pub async fn subjects(&self) -> Result<Vec<String>, RegistryError> {
-        get_all_subjects(&self.settings).await.map_err(|e| match classify(&e, "") {
+        retrying(|| get_all_subjects(&self.settings)).await.map_err(|e| match classify(&e, "") {
             Failure::NotFound => RegistryError::Rejected(format!("listing the subjects: {}", describe(&e))),
             Failure::Other(e) => e,
         })
@@ -305,5 +335,41 @@ impl Registry {
             500..=599 => Err(RegistryError::Unavailable(format!("{status}: {}", message()))),
             _ => Err(RegistryError::Rejected(format!("{status}: {}", message()))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use super::*;
+
+    async fn attempts(error: impl Fn() -> SRCError) -> u32 {
+        let calls = AtomicU32::new(0);
+        let result: Result<(), SRCError> = retrying(|| {
+            calls.fetch_add(1, Ordering::Relaxed);
+            let e = error();
+            async move { Err(e) }
+        })
+        .await;
+        assert!(result.is_err());
+        calls.load(Ordering::Relaxed)
+    }
+
+    #[tokio::test]
+    async fn a_registry_that_did_not_answer_is_asked_twice_more_and_an_answer_is_final() {
+        let reset =
+            || SRCError::retryable_with_cause(std::io::Error::other("connection reset by peer"), "http call failed");
+        assert_eq!(attempts(reset).await, 3, "no answer: tried again twice");
+        let answered = || {
+            let raw: RawError =
+                serde_json::from_value(serde_json::json!({"error_code": 50_001, "message": "store down"}))
+                    .expect("a registry error body");
+            SRCError::retryable_with_cause(raw, "http call failed")
+        };
+        assert_eq!(attempts(answered).await, 1, "the registry answered: final");
+        let refused = || SRCError::retryable_with_cause(std::io::Error::other("401 Unauthorized"), "http call failed");
+        assert_eq!(attempts(refused).await, 1, "refused: final");
+        assert_eq!(attempts(|| SRCError::non_retryable_without_cause("bad schema")).await, 1);
     }
 }
