@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use rdkafka::error::KafkaError;
 use sluice_core::consistency::ConsistencyToken;
-pub use sluice_core::inclusion::{Behind, Committed, Inclusion, Position, inclusion};
+use sluice_core::inclusion::Position;
 use sluice_core::topology::ProjectionConfig;
 use thiserror::Error;
 

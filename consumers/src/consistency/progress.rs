@@ -31,7 +31,9 @@ use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::{Committed, Inclusion, InclusionError, Position, inclusion, positions};
+use sluice_core::inclusion::{Committed, Inclusion, Position, inclusion};
+
+use super::{InclusionError, positions};
 
 /// How often a group's committed offsets are read while somebody waits on them.
 pub const POLL_EVERY: Duration = Duration::from_millis(50);
@@ -59,20 +61,10 @@ impl Progress {
         Self { kafka, groups: Mutex::default(), stop: CancellationToken::new() }
     }
 
-    /// Where `projection` (named `name`) stands against `token` now, from committed offsets read
-    /// after this call began.
-    pub async fn check(
-        &self,
-        name: &str,
-        projection: &ProjectionConfig,
-        token: &ConsistencyToken,
-    ) -> Result<Inclusion, InclusionError> {
-        self.wait(name, projection, token, Duration::ZERO).await
-    }
-
     /// Waits until `projection` includes `token` or `within` passes; the last [`Inclusion`] either
-    /// way (a caller answers "not yet" with where it is behind). A token that cannot be about the
-    /// projection is refused at once.
+    /// way (a caller answers "not yet" with where it is behind). Always answers from committed
+    /// offsets read after the call began: `within` zero is a check of where it stands now. A
+    /// token that cannot be about the projection is refused at once.
     pub async fn wait(
         &self,
         name: &str,
@@ -107,7 +99,7 @@ impl Progress {
 }
 
 /// One reading of a group's committed offsets.
-#[derive(Debug, Default, PartialEq)]
+#[derive(Debug, Default)]
 struct Snapshot {
     /// The reading's request number (counted from 1; 0 is none yet).
     request: u64,
