@@ -5,6 +5,7 @@
 //! `$SLUICE_ENV_FILE`, or the nearest `.dev/env` that `dev/up` writes) > the topology's
 //! `[connections]` defaults.
 
+mod allocator;
 mod bench;
 mod clickhouse_cmd;
 mod context;
@@ -167,12 +168,8 @@ enum Command {
 /// Kafka records are far smaller (1 MiB by default), so 16 MiB is generous.
 const AVRO_MAX_ALLOCATION: usize = 16 * 1024 * 1024;
 
-/// glibc's malloc spent over half of a busy worker's CPU (batches of many small allocations freed
-/// together); mimalloc keeps that to a few percent.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
+    allocator::return_freed_memory_at_once();
     let cli = Cli::parse();
     apache_avro::util::max_allocation_bytes(AVRO_MAX_ALLOCATION);
     tracing_subscriber::fmt()

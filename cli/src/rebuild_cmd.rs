@@ -394,20 +394,26 @@ struct Collect {
 }
 
 impl sluice_consumers::Sink for Collect {
+    type Encoded = sluice_consumers::Batch;
+
     fn kind(&self) -> &'static str {
         "couchbase"
     }
 
-    async fn write(
+    fn encode(&self, batch: sluice_consumers::Batch) -> sluice_consumers::Batch {
+        batch
+    }
+
+    async fn write_all(
         &self,
-        batch: &sluice_consumers::Batch,
-    ) -> Result<Vec<sluice_consumers::Rejected>, sluice_consumers::SinkError> {
-        for e in &batch.events {
+        batches: &[sluice_consumers::Batch],
+    ) -> Result<Vec<Vec<sluice_consumers::Rejected>>, sluice_consumers::SinkError> {
+        for e in batches.iter().flat_map(|b| &b.events) {
             if let (Ok(change), Ok(mut ids)) = (request_builder::build(&self.config, e), self.ids.lock()) {
                 ids.insert(change.document_id);
             }
         }
-        Ok(Vec::new())
+        Ok(vec![Vec::new(); batches.len()])
     }
 
     fn batching(&self) -> sluice_consumers::Batching {

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use sluice_consumers::rebuild::runner::{Progress, Summary};
 use sluice_consumers::sinks::clickhouse::ClickHouseProjection;
+use sluice_consumers::sinks::clickhouse::sink::EncodedBatch;
 use sluice_consumers::sinks::couchbase::{Couchbase, CouchbaseProjection, LiveProjection};
 use sluice_consumers::{Batch, Batching, Rejected, Sink, SinkError};
 use sluice_core::rebuild::{Span, rate_and_eta, total};
@@ -32,7 +33,18 @@ pub(crate) enum AnySink {
     ClickHouse(Box<ClickHouseProjection>),
 }
 
+/// A batch as the sink of an [`AnySink`] encoded it.
+#[derive(Debug)]
+pub(crate) enum AnyEncoded {
+    /// A Couchbase sink's: the events themselves.
+    Batch(Batch),
+    /// A ClickHouse sink's rows.
+    ClickHouse(EncodedBatch),
+}
+
 impl Sink for AnySink {
+    type Encoded = AnyEncoded;
+
     fn kind(&self) -> &'static str {
         match self {
             Self::CouchbaseLive(s, _) => s.kind(),
@@ -41,19 +53,29 @@ impl Sink for AnySink {
         }
     }
 
-    async fn write(&self, batch: &Batch) -> Result<Vec<Rejected>, SinkError> {
+    fn encode(&self, batch: Batch) -> AnyEncoded {
         match self {
-            Self::CouchbaseLive(s, _) => s.write(batch).await,
-            Self::Couchbase(s, _) => s.write(batch).await,
-            Self::ClickHouse(s) => s.write(batch).await,
+            Self::ClickHouse(s) => AnyEncoded::ClickHouse(s.encode(batch)),
+            Self::CouchbaseLive(..) | Self::Couchbase(..) => AnyEncoded::Batch(batch),
         }
     }
 
-    async fn write_all(&self, batches: &[Batch]) -> Result<Vec<Vec<Rejected>>, SinkError> {
+    /// Every batch was encoded by this very sink, so each is of its kind.
+    async fn write_all(&self, batches: &[AnyEncoded]) -> Result<Vec<Vec<Rejected>>, SinkError> {
+        let events = || {
+            batches.iter().filter_map(|b| match b {
+                AnyEncoded::Batch(b) => Some(b),
+                AnyEncoded::ClickHouse(_) => None,
+            })
+        };
+        let rows = batches.iter().filter_map(|b| match b {
+            AnyEncoded::ClickHouse(b) => Some(b),
+            AnyEncoded::Batch(_) => None,
+        });
         match self {
-            Self::CouchbaseLive(s, _) => s.write_all(batches).await,
-            Self::Couchbase(s, _) => s.write_all(batches).await,
-            Self::ClickHouse(s) => s.write_all(batches).await,
+            Self::CouchbaseLive(s, _) => s.write_each(events()).await,
+            Self::Couchbase(s, _) => s.write_each(events()).await,
+            Self::ClickHouse(s) => s.write_each(rows).await,
         }
     }
 

@@ -1,10 +1,12 @@
 //! The contract between a projection worker and the store it writes to.
 //!
-//! The worker reads one partition's records, decodes them into [`Event`]s and hands a sink one
-//! [`Batch`] at a time: events of one partition, in offset order. The sink answers with what it
+//! The worker reads each partition's records, decodes them into [`Event`]s and has the sink
+//! encode each partition's [`Batch`] (events of one partition, in offset order); then it writes
+//! the encoded batches of a flush with one [`Sink::write_all`]. The sink answers with what it
 //! could not take for good (each such event goes to the dead-letter topic with the reason) or an
-//! error whose kind tells the worker what to do next. Offsets are committed only after `write`
-//! returned `Ok` — so a sink must be idempotent: the same batch may be written again after a crash.
+//! error whose kind tells the worker what to do next. Offsets are committed only after
+//! `write_all` returned `Ok` — so a sink must be idempotent: the same batch may be written again
+//! after a crash.
 
 use std::future::Future;
 use std::time::Duration;
@@ -57,19 +59,35 @@ pub enum SinkError {
 }
 
 /// A projection target.
+///
+/// A flush goes through a sink in two steps: [`Sink::encode`] turns each partition's decoded
+/// [`Batch`] into what the sink sends (CPU only, once: the decoded events can be dropped right
+/// after, so a write in flight holds its request bodies rather than its events), and
+/// [`Sink::write_all`] sends them — again and again if a retry needs it, without encoding twice.
 pub trait Sink: Send + Sync {
+    /// One partition's batch as the sink writes it. Sinks that write from the events themselves
+    /// (Couchbase folds them into the documents it reads) keep the [`Batch`].
+    type Encoded: Send + Sync;
+
     /// A short name for logs and metrics (`couchbase`, `clickhouse`).
     fn kind(&self) -> &'static str;
 
-    /// Writes a batch idempotently; returns the events refused for good.
-    fn write(&self, batch: &Batch) -> impl Future<Output = Result<Vec<Rejected>, SinkError>> + Send;
+    /// Prepares one partition's batch for writing; events that can never be written are kept
+    /// in the result, to be answered as refused by [`Sink::write_all`].
+    fn encode(&self, batch: Batch) -> Self::Encoded;
 
-    /// Writes the batches of several partitions (one flush of the worker), returning the refused
-    /// events of each batch in order. The default writes them concurrently, one `write` each; a
-    /// sink that prefers fewer, bigger requests (ClickHouse) writes them together. On error the
-    /// worker writes all of them again, which idempotent writes make harmless.
-    fn write_all(&self, batches: &[Batch]) -> impl Future<Output = Result<Vec<Vec<Rejected>>, SinkError>> + Send {
-        async move { futures::future::try_join_all(batches.iter().map(|b| self.write(b))).await }
+    /// Writes the encoded batches of several partitions (one flush of the worker) idempotently,
+    /// returning the refused events of each batch in order. On error the worker writes all of
+    /// them again, which idempotent writes make harmless.
+    fn write_all(
+        &self,
+        batches: &[Self::Encoded],
+    ) -> impl Future<Output = Result<Vec<Vec<Rejected>>, SinkError>> + Send;
+
+    /// Encodes and writes one batch; returns the events refused for good.
+    fn write(&self, batch: &Batch) -> impl Future<Output = Result<Vec<Rejected>, SinkError>> + Send {
+        let encoded = self.encode(batch.clone());
+        async move { Ok(self.write_all(std::slice::from_ref(&encoded)).await?.pop().unwrap_or_default()) }
     }
 
     /// Bounds for how long the worker collects a batch before writing it.

@@ -492,7 +492,7 @@ async fn write_all(sink: &ClickHouseProjection, batches: &[Batch]) {
 async fn exact_under_redelivery(conn: &ClickHouseConnection) {
     with_database(conn, "sluice_it", |ch, db| async move {
         let sink = ClickHouseProjection::new(ch.clone(), "default", &projection(&db)).expect("projection");
-        assert_eq!(sink.batching().max_records, 50_000, "batching comes from topology.toml");
+        assert_eq!(sink.batching().max_records, 20_000, "batching comes from topology.toml");
         let dedup = sink.layout().insert_deduplication;
 
         // Migrating creates everything once; a second run is a no-op.

@@ -238,7 +238,8 @@ async fn flush<S: Sink>(
     shutdown: &CancellationToken,
 ) -> Result<Summary, RebuildError> {
     let mut summary = Summary::default();
-    let mut batches = Vec::new();
+    // The encoded batches, and of each its partition, event count and last offset.
+    let (mut batches, mut written) = (Vec::new(), Vec::new());
     let mut originals: HashMap<(String, i32, i64), OwnedMessage> = HashMap::new();
     for ((topic, partition), p) in parts.iter_mut() {
         let msgs = std::mem::take(&mut p.buffered);
@@ -265,13 +266,14 @@ async fn flush<S: Sink>(
             }
             originals.insert((topic.clone(), *partition, m.offset()), m);
         }
-        batches.push(Batch {
+        written.push((topic.clone(), *partition, events.len(), last));
+        batches.push(sink.encode(Batch {
             topic: topic.clone(),
             partition: *partition,
             events,
             first_offset: first,
             last_offset: last,
-        });
+        }));
     }
     let mut attempt = 0;
     let rejected = loop {
@@ -289,17 +291,18 @@ async fn flush<S: Sink>(
             }
         }
     };
-    for (batch, refused) in batches.iter().zip(rejected) {
-        summary.batches += u64::from(!batch.events.is_empty());
-        summary.applied += (batch.events.len() - refused.len()) as u64;
+    drop(batches);
+    for ((topic, partition, events, last_offset), refused) in written.into_iter().zip(rejected) {
+        summary.batches += u64::from(events > 0);
+        summary.applied += (events - refused.len()) as u64;
         for r in refused {
-            if let Some(m) = originals.get(&(batch.topic.clone(), batch.partition, r.offset)) {
+            if let Some(m) = originals.get(&(topic.clone(), partition, r.offset)) {
                 dead_letter(dlq, m, sink.kind(), Refused::by_sink(r.reason)).await?;
                 summary.dead_lettered += 1;
             }
         }
-        if let Some(p) = parts.get_mut(&(batch.topic.clone(), batch.partition)) {
-            p.position = p.position.max(batch.last_offset + 1);
+        if let Some(p) = parts.get_mut(&(topic, partition)) {
+            p.position = p.position.max(last_offset + 1);
         }
     }
     Ok(summary)

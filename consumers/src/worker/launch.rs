@@ -33,6 +33,13 @@ use crate::sink::{Batch, Rejected, Sink, SinkError};
 /// record, and the worker stops fetching rather than piling records up behind it.
 pub(super) const DLQ_ATTEMPTS_BEFORE_PAUSE: u32 = 3;
 
+/// One partition's batch encoded for the sink, and the times its events occurred (for the
+/// publish → visible histogram once it lands; their count is the batch's size).
+struct Prepared<E> {
+    encoded: E,
+    occurred_at: Vec<i64>,
+}
+
 /// A write that finished, with the [`Flight`] it was launched as.
 pub(super) type Landing = (Flight, Result<Flushed, WorkerError>);
 
@@ -92,47 +99,51 @@ impl<S: Sink> Worker<S> {
         Ok(Box::pin(self.flush(work, dlq, token).map(move |r| (flight, r))))
     }
 
-    /// Decodes every partition of `work` (concurrently), writes the decoded batches with one
-    /// [`Sink::write_all`], and sends refused events to the DLQ; says which partitions are
-    /// entirely acknowledged. Owns its records, so the worker goes on polling meanwhile.
+    /// Decodes and encodes every partition of `work` (concurrently), writes the encoded batches
+    /// with one [`Sink::write_all`], and sends refused events to the DLQ; says which partitions
+    /// are entirely acknowledged. Owns its records, so the worker goes on polling meanwhile.
     async fn flush(
         &self,
         work: Work,
         dlq: &DeadLetterQueue,
         token: &CancellationToken,
     ) -> Result<Flushed, WorkerError> {
-        let decoded = join_all(work.iter().map(|(tp, msgs)| {
+        let prepared = join_all(work.iter().map(|(tp, msgs)| {
             let span = info_span!("partition", topic = %tp.0, partition = tp.1);
-            self.decode_partition(tp, msgs, dlq, token).instrument(span)
+            self.prepare_partition(tp, msgs, dlq, token).instrument(span)
         }))
         .await;
         let mut stats = Stats::default();
         let mut done = vec![false; work.len()];
-        // Partitions with events to write (index into `work`) and their batches; a partition
-        // whose records all went to the DLQ is acknowledged as it is.
-        let (mut indices, mut batches) = (Vec::new(), Vec::new());
-        for (i, d) in decoded.into_iter().enumerate() {
-            if let Some((batch, s)) = d {
+        // Partitions with events to write (index into `work`), their encoded batches and what
+        // the landing reports of them; a partition whose records all went to the DLQ is
+        // acknowledged as it is.
+        let (mut indices, mut encoded, mut written) = (Vec::new(), Vec::new(), Vec::new());
+        for (i, p) in prepared.into_iter().enumerate() {
+            if let Some((batch, s)) = p {
                 stats += s;
-                if batch.events.is_empty() {
+                if batch.occurred_at.is_empty() {
                     done[i] = true;
                 } else {
                     indices.push(i);
-                    batches.push(batch);
+                    encoded.push(batch.encoded);
+                    written.push(batch.occurred_at);
                 }
             }
         }
         // `None` (cancelled mid-retry): nothing is acknowledged, so nothing is committed.
-        let Some(written) = self.write_batches(&batches, token).await? else {
+        let Some(refusals) = self.write_batches(&encoded, &written, token).await? else {
             return Ok(Flushed { work, done, stats });
         };
-        for ((i, batch), rejected) in indices.into_iter().zip(&batches).zip(written) {
+        drop(encoded);
+        for ((i, occurred_at), rejected) in indices.into_iter().zip(&written).zip(refusals) {
             let msgs = &work[i].1;
             let by_offset: HashMap<i64, &OwnedMessage> = msgs.iter().map(|m| (m.offset(), m)).collect();
+            let projected = (occurred_at.len() - rejected.len()) as u64;
             stats.batches += 1;
-            stats.projected += (batch.events.len() - rejected.len()) as u64;
-            self.metrics.projected.increment((batch.events.len() - rejected.len()) as u64);
-            self.metrics.record_visible(&batch.events);
+            stats.projected += projected;
+            self.metrics.projected.increment(projected);
+            self.metrics.record_visible(occurred_at);
             let mut all_sent = true;
             for r in rejected {
                 let Some(m) = by_offset.get(&r.offset) else {
@@ -151,6 +162,20 @@ impl<S: Sink> Worker<S> {
             done[i] = all_sent;
         }
         Ok(Flushed { work, done, stats })
+    }
+
+    /// Decodes one partition's records (bad ones to the DLQ) and encodes them for the sink; the
+    /// decoded events live only in between. `None` when cancelled before it finished.
+    async fn prepare_partition(
+        &self,
+        tp: &Tp,
+        msgs: &[OwnedMessage],
+        dlq: &DeadLetterQueue,
+        shutdown: &CancellationToken,
+    ) -> Option<(Prepared<S::Encoded>, Stats)> {
+        let (batch, stats) = self.decode_partition(tp, msgs, dlq, shutdown).await?;
+        let occurred_at = batch.events.iter().map(|e| e.envelope.occurred_at).collect();
+        Some((Prepared { encoded: self.sink.encode(batch), occurred_at }, stats))
     }
 
     /// Decodes one partition's records (bad ones to the DLQ) into a batch; `None` when cancelled
@@ -195,7 +220,8 @@ impl<S: Sink> Worker<S> {
     /// `sink_failing` tells the polling loop to pause the partitions.
     async fn write_batches(
         &self,
-        batches: &[Batch],
+        batches: &[S::Encoded],
+        occurred_at: &[Vec<i64>],
         token: &CancellationToken,
     ) -> Result<Option<Vec<Vec<Rejected>>>, WorkerError> {
         if batches.is_empty() {
@@ -211,8 +237,8 @@ impl<S: Sink> Worker<S> {
                     }
                     self.metrics.write_seconds.record(started.elapsed().as_secs_f64());
                     debug!(batches = batches.len(), took = ?started.elapsed(), "batches written");
-                    for b in batches {
-                        self.metrics.batch_size.record(b.events.len() as f64);
+                    for events in occurred_at {
+                        self.metrics.batch_size.record(events.len() as f64);
                     }
                     return Ok(Some(rejected));
                 }

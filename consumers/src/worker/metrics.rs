@@ -9,7 +9,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use metrics::{
     Counter, Gauge, Histogram, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram,
 };
-use sluice_core::event::Event;
 
 use super::health::{AssignedGauge, ReadyGauge};
 
@@ -142,11 +141,12 @@ impl WorkerMetrics {
         counter!(names::PAUSES, "projection" => self.projection.clone(), "reason" => reason).increment(1);
     }
 
-    /// Records, for each event just acknowledged, how long ago it occurred.
-    pub(crate) fn record_visible(&self, events: &[Event]) {
+    /// Records, for each event just acknowledged, how long ago it occurred (`occurred_at`, ms
+    /// since the epoch).
+    pub(crate) fn record_visible(&self, occurred_at: &[i64]) {
         let now = now_ms();
-        for e in events {
-            self.visible.record((now - e.envelope.occurred_at).max(0) as f64 / 1000.0);
+        for t in occurred_at {
+            self.visible.record((now - t).max(0) as f64 / 1000.0);
         }
     }
 

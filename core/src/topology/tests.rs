@@ -121,7 +121,7 @@ fn the_repository_topology_is_valid() {
 
     let analytics = topology.projection("analytics").expect("declared");
     assert_eq!(analytics.events.len(), 16, "every event type, the legacy CDC ones included");
-    assert_eq!((analytics.batch_size, analytics.linger), (50_000, HumanDuration::from_millis(500)));
+    assert_eq!((analytics.batch_size, analytics.linger), (20_000, HumanDuration::from_millis(500)));
     // Couchbase writes overlap (latency-bound KV); ClickHouse inserts go one at a time.
     assert_eq!((users.max_in_flight, sessions.max_in_flight, analytics.max_in_flight), (2, 2, 1));
     assert_eq!(analytics.sink.kind(), SinkKind::ClickHouse);

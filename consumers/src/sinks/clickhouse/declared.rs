@@ -27,7 +27,7 @@ use sluice_core::topology::columns::FieldPath;
 use sluice_core::topology::{ClickHouseSink, DeclaredTable, TableEngine};
 use uuid::Uuid;
 
-use super::request_builder::check_time;
+use super::request_builder::{RawPlan, check_time};
 use super::row_binary::{self, Enc};
 use super::schema::{Column, ColumnKind, Layout, Names, Object, envelope_head, qualified, quote};
 use super::state::StatePlan;
@@ -47,13 +47,16 @@ pub struct TablePlan {
     insert_columns: String,
 }
 
-/// A table the sink writes `RowBinary` rows into: a declared table, or a state table's updates.
+/// A table the sink writes `RowBinary` rows into: a declared table, a state table's updates, or
+/// the raw table.
 #[derive(Debug, Clone)]
 pub enum Target {
     /// A declared table.
     Table(TablePlan),
     /// A state table's `<s>_updates`.
     State(StatePlan),
+    /// The raw table: every event folded.
+    Raw(RawPlan),
 }
 
 impl Target {
@@ -62,6 +65,7 @@ impl Target {
         match self {
             Self::Table(t) => &t.name,
             Self::State(s) => &s.name,
+            Self::Raw(r) => &r.name,
         }
     }
 
@@ -70,6 +74,7 @@ impl Target {
         match self {
             Self::Table(t) => t.takes(event_type),
             Self::State(s) => s.takes(event_type),
+            Self::Raw(_) => true,
         }
     }
 
@@ -78,6 +83,7 @@ impl Target {
         match self {
             Self::Table(t) => t.insert_sql(database),
             Self::State(s) => s.insert_sql(database),
+            Self::Raw(r) => r.insert_sql(database),
         }
     }
 
@@ -87,6 +93,7 @@ impl Target {
         let written = match self {
             Self::Table(t) => t.row(event, out),
             Self::State(s) => s.write_row(event, out),
+            Self::Raw(r) => r.row(event, out),
         };
         if written.is_err() {
             out.truncate(mark);
@@ -95,13 +102,15 @@ impl Target {
     }
 }
 
-/// The declared and state tables of `sink`, named for the version `names` names, on a server of
-/// `layout`.
+/// Every table `sink` writes rows into — its declared tables, its state tables' updates, then the
+/// raw table — named for the version `names` names, on a server of `layout`. The raw table
+/// comes last: an event a declared column refuses is refused with that column's reason.
 pub fn targets(sink: &ClickHouseSink, names: &Names, layout: Layout) -> Vec<Target> {
     let tables =
         sink.tables.iter().map(|(name, table)| Target::Table(TablePlan::new(&names.name(name), table, layout)));
     let states = sink.state.iter().map(|(name, state)| Target::State(StatePlan::new(name, state, names, layout)));
-    tables.chain(states).collect()
+    let raw = Target::Raw(RawPlan::new(&names.events, layout));
+    tables.chain(states).chain([raw]).collect()
 }
 
 impl TablePlan {

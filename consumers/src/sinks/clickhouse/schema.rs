@@ -46,7 +46,7 @@ mod objects;
 mod tests;
 
 pub use cluster::{local_name, on_cluster};
-pub(super) use ddl::{envelope_head, literal};
+pub(super) use ddl::{envelope_head, events_columns, literal};
 pub use ddl::{plan, plan_named, qualified, quote};
 pub use drift::{DescribedColumn, Drift, DriftProblem, additions, check};
 pub use layout::{DEDUPLICATION_WINDOW, Layout, Types};

@@ -1,11 +1,13 @@
 //! [`ClickHouseProjection`]: the [`Sink`] writing a projection's batches into its ClickHouse tables.
 //!
-//! Data path: the worker hands over one partition's [`Batch`] → the projection keeps the event
-//! types it folds → [`super::declared`] encodes the rows of the declared tables and of the state
-//! tables' updates (`RowBinary`), [`Rows::encode`] the raw table's, for this server's layout
-//! (refusing the events no row can hold: an event one table cannot hold is refused for all) →
-//! one `INSERT` per table. Rollups and states are filled by materialized views on those inserts,
-//! inside the same request.
+//! Data path: the worker hands over one partition's [`Batch`] → [`Sink::encode`] keeps the event
+//! types the projection folds and writes each event's rows straight into the `RowBinary` body
+//! of every table that takes it — the declared tables, the state tables' updates
+//! ([`super::declared`]) and the raw table ([`super::request_builder`]) — for this server's layout,
+//! refusing the events no row can hold (an event one table cannot hold is refused for all); the
+//! decoded events are dropped then → [`Sink::write_all`] sends one `INSERT` per table for all
+//! the partitions of a flush, each partition's body a chunk of it. Rollups and states are filled
+//! by materialized views on those inserts, inside the same request.
 //!
 //! Idempotency: every table collapses a re-delivered event (see [`super::schema`]). Where the
 //! server has it, each insert also carries `insert_deduplication_token` = the batch's token plus
@@ -17,7 +19,6 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use clickhouse::{RowOwned, RowWrite};
 use sluice_core::connections::ClickHouseConnection;
 use sluice_core::event::Event;
 use sluice_core::topology::{ClickHouseSink, ProjectionConfig, SinkConfig};
@@ -25,8 +26,7 @@ use tracing::{debug, info, warn};
 
 use super::declared::{self, DeclaredRows, Target};
 use super::migrate::{MigrationLine, migrate_named};
-use super::request_builder::{Encoded, EventRow, EventRowCompat, Rows};
-use super::schema::{Layout, Names, qualified};
+use super::schema::{Layout, Names};
 use super::service::{classify, is_missing_table};
 use super::{ClickHouse, Error};
 use crate::sink::{Batch, Batching, Rejected, Sink, SinkError};
@@ -43,6 +43,29 @@ const SWAP_GRACE: Duration = Duration::from_secs(10);
 /// The pause between two tries while the table is missing.
 const SWAP_POLL: Duration = Duration::from_millis(100);
 
+/// One partition's batch as the ClickHouse sink writes it: each table's `RowBinary` rows (in
+/// the order of the projection's tables) and the events refused.
+#[derive(Debug)]
+pub struct EncodedBatch {
+    token: String,
+    rows: Vec<TableRows>,
+    rejected: Vec<Rejected>,
+}
+
+/// One table's rows of one batch.
+#[derive(Debug)]
+struct TableRows {
+    bytes: Bytes,
+    count: usize,
+}
+
+impl EncodedBatch {
+    /// The events refused, with the reasons.
+    pub fn rejected(&self) -> &[Rejected] {
+        &self.rejected
+    }
+}
+
 /// A ClickHouse projection: raw events, declared tables, states and rollups.
 #[derive(Debug, Clone)]
 pub struct ClickHouseProjection {
@@ -51,12 +74,11 @@ pub struct ClickHouseProjection {
     config: ClickHouseSink,
     layout: Layout,
     names: Names,
-    /// Qualified raw table.
-    events_table: String,
     /// Event types folded; every type when empty.
     folds: BTreeSet<String>,
-    /// The declared tables and the state tables' updates, named for this version.
-    declared: Vec<Target>,
+    /// Every table written: the declared tables, the state tables' updates and the raw table,
+    /// named for this version.
+    targets: Vec<Target>,
     batching: Batching,
     /// Prepended to every insert's deduplication token: a rebuild's inserts must never be taken
     /// for the live worker's (same offsets, another insert) and dropped.
@@ -74,8 +96,7 @@ impl ClickHouseProjection {
         let names = Names::of(config);
         let layout = Layout::of(&ch.capabilities);
         let this = Self {
-            declared: declared::targets(config, &names, layout),
-            events_table: qualified(&database, &names.events),
+            targets: declared::targets(config, &names, layout),
             folds: projection.events.iter().cloned().collect(),
             batching: Batching::of(projection),
             ch,
@@ -91,7 +112,7 @@ impl ClickHouseProjection {
             "merges and FINAL only"
         };
         info!(
-            database = %this.database, table = %this.events_table,
+            database = %this.database, table = %this.names.events,
             tables = ?this.config.tables.keys().collect::<Vec<_>>(),
             state = ?this.config.state.keys().collect::<Vec<_>>(),
             rollups = ?this.config.rollups.keys().collect::<Vec<_>>(), time = layout.time_type(), dedup,
@@ -113,8 +134,7 @@ impl ClickHouseProjection {
     /// the new version through this.
     pub fn versioned(mut self, suffix: &str, token_prefix: &str) -> Self {
         self.names = Names::versioned(&self.config, suffix);
-        self.declared = declared::targets(&self.config, &self.names, self.layout);
-        self.events_table = qualified(&self.database, &self.names.events);
+        self.targets = declared::targets(&self.config, &self.names, self.layout);
         self.token_prefix = token_prefix.to_owned();
         self
     }
@@ -154,15 +174,6 @@ impl ClickHouseProjection {
         self.folds.is_empty() || self.folds.contains(&event.envelope.event_type)
     }
 
-    /// One `INSERT` of `rows` into `table`, deduplicated by `token` where the server can.
-    async fn insert<T>(&self, table: &str, rows: &[T], token: String) -> Result<(), SinkError>
-    where
-        T: RowOwned + RowWrite,
-    {
-        let what = format!("inserting {} rows into {table}", rows.len());
-        self.within_swap_grace(table, what, || self.try_insert(table, rows, &token)).await
-    }
-
     /// Runs `attempt` again while its table is missing for a moment (see [`SWAP_GRACE`]);
     /// missing for longer, it is a configuration error.
     async fn within_swap_grace<F, Fut>(&self, table: &str, what: String, mut attempt: F) -> Result<(), SinkError>
@@ -182,26 +193,11 @@ impl ClickHouseProjection {
         }
     }
 
-    async fn try_insert<T>(&self, table: &str, rows: &[T], token: &str) -> Result<(), clickhouse::error::Error>
-    where
-        T: RowOwned + RowWrite,
-    {
-        let mut insert =
-            self.ch.client.insert_unescaped::<T>(table).await?.with_timeouts(Some(SEND_TIMEOUT), Some(END_TIMEOUT));
-        if self.layout.insert_deduplication {
-            insert = insert.with_setting("insert_deduplication_token", token);
-        }
-        for row in rows {
-            insert.write(row).await?;
-        }
-        insert.end().await
-    }
-
-    /// One `RowBinary` insert of `rows` (encoded rows) into a declared or state table.
-    async fn insert_declared(&self, table: &Target, rows: DeclaredRows, token: &str) -> Result<(), SinkError> {
-        let data = Bytes::from(rows.bytes);
+    /// One `RowBinary` insert into `table` of `count` rows, sent as `chunks` (a partition's rows
+    /// each), deduplicated by `token` where the server can.
+    async fn insert(&self, table: &Target, chunks: &[Bytes], count: usize, token: &str) -> Result<(), SinkError> {
         let token = format!("{token}:{}", table.name());
-        let what = format!("inserting {} rows into {}", rows.count, table.name());
+        let what = format!("inserting {count} rows into {}", table.name());
         self.within_swap_grace(table.name(), what, || async {
             let mut insert = self
                 .ch
@@ -215,76 +211,69 @@ impl ClickHouseProjection {
                     // tokens derived from it.
                     .with_setting("deduplicate_blocks_in_dependent_materialized_views", "1");
             }
-            insert.send(data.clone()).await?;
+            for chunk in chunks {
+                insert.send(chunk.clone()).await?;
+            }
             insert.end().await
         })
         .await
     }
 
-    /// The declared tables' inserts, all at once (each is idempotent).
-    async fn write_declared(&self, token: &str, rows: Vec<DeclaredRows>) -> Result<(), SinkError> {
-        let inserts = self
-            .declared
-            .iter()
-            .zip(rows)
-            .filter(|(_, r)| r.count > 0)
-            .map(|(table, r)| self.insert_declared(table, r, token));
-        futures::future::try_join_all(inserts).await.map(|_| ())
+    /// Writes the encoded batches of a flush, all partitions in one insert per table: ClickHouse
+    /// wants few big inserts (each insert is a part to merge, and here also a round of
+    /// materialized views), not one per partition. The dedup token joins the batches' tokens, so
+    /// the same flush sent again is still recognised. The refused events of each batch, in order.
+    pub async fn write_each<'a>(
+        &self,
+        batches: impl IntoIterator<Item = &'a EncodedBatch>,
+    ) -> Result<Vec<Vec<Rejected>>, SinkError> {
+        let batches: Vec<&EncodedBatch> = batches.into_iter().collect();
+        let token =
+            format!("{}{}", self.token_prefix, batches.iter().map(|b| b.token.as_str()).collect::<Vec<_>>().join(","));
+        let inserts = self.targets.iter().enumerate().filter_map(|(i, table)| {
+            let rows: Vec<&TableRows> = batches.iter().map(|b| &b.rows[i]).filter(|r| r.count > 0).collect();
+            let count = rows.iter().map(|r| r.count).sum::<usize>();
+            let chunks: Vec<Bytes> = rows.into_iter().map(|r| r.bytes.clone()).collect();
+            let token = &token;
+            (count > 0).then_some(async move { self.insert(table, &chunks, count, token).await })
+        });
+        futures::future::try_join_all(inserts).await?;
+        for r in batches.iter().flat_map(|b| b.rejected()) {
+            warn!(offset = r.offset, reason = %r.reason, "event refused by the ClickHouse sink");
+        }
+        Ok(batches.iter().map(|b| b.rejected.clone()).collect())
     }
 
-    /// The raw table's insert.
-    async fn write_raw<E>(&self, token: &str, rows: Vec<E>) -> Result<(), SinkError>
-    where
-        E: RowOwned + RowWrite,
-    {
-        if rows.is_empty() {
-            return Ok(());
-        }
-        self.insert(&self.events_table, &rows, format!("{token}:{}", self.names.events)).await
+    /// Encodes `batch`'s events into every table's rows; see [`Sink::encode`].
+    fn encode_batch(&self, batch: &Batch) -> EncodedBatch {
+        let mut rows = vec![DeclaredRows::default(); self.targets.len()];
+        let folded = batch.events.iter().filter(|e| self.folds(e));
+        let rejected = declared::encode(&self.targets, folded, &mut rows);
+        let rows = rows
+            .into_iter()
+            .map(|mut r| {
+                // A batch in flight holds its bodies until it lands: no spare capacity with them.
+                r.bytes.shrink_to_fit();
+                TableRows { bytes: Bytes::from(r.bytes), count: r.count }
+            })
+            .collect();
+        EncodedBatch { token: batch.token(), rows, rejected }
     }
 }
 
 impl Sink for ClickHouseProjection {
+    type Encoded = EncodedBatch;
+
     fn kind(&self) -> &'static str {
         "clickhouse"
     }
 
-    async fn write(&self, batch: &Batch) -> Result<Vec<Rejected>, SinkError> {
-        let mut rejected = self.write_all(std::slice::from_ref(batch)).await?;
-        Ok(rejected.pop().unwrap_or_default())
+    fn encode(&self, batch: Batch) -> EncodedBatch {
+        self.encode_batch(&batch)
     }
 
-    /// All partitions of a flush in one insert per table: ClickHouse wants few big inserts (each
-    /// insert is a part to merge, and here also a round of materialized views), not one per
-    /// partition. The dedup token joins the batches' tokens, so the same flush sent again is
-    /// still recognised.
-    async fn write_all(&self, batches: &[Batch]) -> Result<Vec<Vec<Rejected>>, SinkError> {
-        let token = format!("{}{}", self.token_prefix, batches.iter().map(Batch::token).collect::<Vec<_>>().join(","));
-        let mut declared_rows = vec![DeclaredRows::default(); self.declared.len()];
-        let mut modern: Encoded<EventRow> = Encoded::default();
-        let mut compat: Encoded<EventRowCompat> = Encoded::default();
-        let mut rejected = Vec::with_capacity(batches.len());
-        // Encoded per batch, so each refusal stays with its partition; written together. The
-        // declared tables first: an event they refuse is kept out of every table.
-        for b in batches {
-            let folded: Vec<&Event> = b.events.iter().filter(|e| self.folds(e)).collect();
-            let mut refused = declared::encode(&self.declared, folded.iter().copied(), &mut declared_rows);
-            let kept = folded.into_iter().filter(|e| !refused.iter().any(|r| r.offset == e.position.offset));
-            refused.extend(match Rows::encode(kept, self.layout) {
-                Rows::Modern(r) => modern.append(r),
-                Rows::Compat(r) => compat.append(r),
-            });
-            rejected.push(refused);
-        }
-        let raw = async {
-            self.write_raw(&token, modern.events).await?;
-            self.write_raw(&token, compat.events).await
-        };
-        futures::try_join!(raw, self.write_declared(&token, declared_rows))?;
-        for r in rejected.iter().flatten() {
-            warn!(offset = r.offset, reason = %r.reason, "event refused by the ClickHouse sink");
-        }
-        Ok(rejected)
+    async fn write_all(&self, batches: &[EncodedBatch]) -> Result<Vec<Vec<Rejected>>, SinkError> {
+        self.write_each(batches).await
     }
 
     fn batching(&self) -> Batching {

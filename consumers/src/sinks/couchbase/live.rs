@@ -90,19 +90,29 @@ impl LiveProjection {
     }
 }
 
+impl LiveProjection {
+    /// One pointer read for the whole flush, then every partition's batch concurrently.
+    pub async fn write_each<'a>(
+        &self,
+        batches: impl IntoIterator<Item = &'a Batch>,
+    ) -> Result<Vec<Vec<Rejected>>, SinkError> {
+        self.follow().await?.write_each(batches).await
+    }
+}
+
 impl Sink for LiveProjection {
+    type Encoded = Batch;
+
     fn kind(&self) -> &'static str {
         "couchbase"
     }
 
-    async fn write(&self, batch: &Batch) -> Result<Vec<Rejected>, SinkError> {
-        self.follow().await?.write_batch(batch).await
+    fn encode(&self, batch: Batch) -> Batch {
+        batch
     }
 
-    /// One pointer read for the whole flush, then every partition's batch concurrently.
     async fn write_all(&self, batches: &[Batch]) -> Result<Vec<Vec<Rejected>>, SinkError> {
-        let sink = self.follow().await?;
-        futures::future::try_join_all(batches.iter().map(|b| sink.write_batch(b))).await
+        self.write_each(batches).await
     }
 
     fn batching(&self) -> Batching {

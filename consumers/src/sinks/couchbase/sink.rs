@@ -198,6 +198,14 @@ impl CouchbaseProjection {
     }
 
     /// Groups the batch by document and writes the groups, [`MAX_DOCUMENTS_IN_FLIGHT`] at a time.
+    /// Writes every partition's batch concurrently; the refused events of each, in order.
+    pub async fn write_each<'a>(
+        &self,
+        batches: impl IntoIterator<Item = &'a Batch>,
+    ) -> Result<Vec<Vec<Rejected>>, SinkError> {
+        futures::future::try_join_all(batches.into_iter().map(|b| self.write_batch(b))).await
+    }
+
     pub(super) async fn write_batch(&self, batch: &Batch) -> Result<Vec<Rejected>, SinkError> {
         let mut rejected = Vec::new();
         let mut groups: Vec<(String, Vec<Pending>)> = Vec::new();
@@ -457,12 +465,19 @@ impl CouchbaseProjection {
 }
 
 impl Sink for CouchbaseProjection {
+    /// The events themselves: they are folded into the documents read at write time.
+    type Encoded = Batch;
+
     fn kind(&self) -> &'static str {
         "couchbase"
     }
 
-    fn write(&self, batch: &Batch) -> impl Future<Output = Result<Vec<Rejected>, SinkError>> + Send {
-        self.write_batch(batch)
+    fn encode(&self, batch: Batch) -> Batch {
+        batch
+    }
+
+    fn write_all(&self, batches: &[Batch]) -> impl Future<Output = Result<Vec<Vec<Rejected>>, SinkError>> + Send {
+        self.write_each(batches)
     }
 
     fn batching(&self) -> Batching {

@@ -67,8 +67,9 @@ pub(in crate::sinks::clickhouse) fn envelope_head(l: Layout) -> Vec<Column> {
     columns
 }
 
-/// The raw events table: one row per event.
-fn events_table(database: &str, name: &str, l: Layout) -> Object {
+/// The raw events table's columns: the envelope, the payload as JSON text, where the event was
+/// read, and when it was stored.
+pub(in crate::sinks::clickhouse) fn events_columns(l: Layout) -> Vec<Column> {
     let mut columns = envelope_head(l);
     columns.extend([
         Column::stored("correlation_id", "Nullable(String)"),
@@ -79,6 +80,12 @@ fn events_table(database: &str, name: &str, l: Layout) -> Object {
         Column::stored("offset", "Int64"),
         Column::computed("ingested_at", l.time_type(), ColumnKind::Default, l.now()),
     ]);
+    columns
+}
+
+/// The raw events table: one row per event.
+fn events_table(database: &str, name: &str, l: Layout) -> Object {
+    let columns = events_columns(l);
     // Sorting key, for analysts: nearly every question is about one kind of event over a time
     // range, so `event_type` (few values: a long contiguous, well-compressed run per type) comes
     // first and the day second — a type-and-dates filter reads only its granules, and the month
