@@ -3,7 +3,7 @@
 //!
 //! One row per event, written straight from the decoded event into the insert's body (no row
 //! struct, no copy of its strings): the envelope columns every table of events starts with
-//! ([`write_head`]), `correlation_id`, `causation_id`, the payload (every non-envelope field) as
+//! (`write_head`), `correlation_id`, `causation_id`, the payload (every non-envelope field) as
 //! compact JSON text, and where the event was read (`topic`, `partition`, `offset`);
 //! `ingested_at` is the server's default. Servers with `DateTime64` take the time in
 //! milliseconds; older ones in seconds (`DateTime`) plus the exact milliseconds in
