@@ -31,6 +31,7 @@
 //! `sluice_<suffix>`) are dropped at the end unless `--keep`.
 
 mod cost;
+mod gateway;
 mod table;
 mod workers;
 
@@ -89,6 +90,15 @@ pub(crate) struct BenchArgs {
     /// baselines are not run.
     #[arg(long, value_name = "LIST", value_parser = workers::parse_counts)]
     workers: Option<workers::WorkerCounts>,
+    /// Publish the steady phase through a gateway (`sluice gateway`, started in this process on
+    /// a loopback port) over HTTP, one event per request, instead of the publisher library; its
+    /// row shows the requests' p50/p99 (from when each was due). The gateway stamps `occurred_at`
+    /// at intake, so publish → visible then starts there.
+    #[arg(long)]
+    gateway: bool,
+    /// Connections the `--gateway` requests use, each with one request in flight.
+    #[arg(long, default_value_t = 64, requires = "gateway")]
+    gateway_connections: usize,
     /// The global `--env-file`, passed on to the `--workers` processes.
     #[arg(skip)]
     env_file: Option<std::path::PathBuf>,
@@ -122,6 +132,19 @@ async fn publish(publisher: &Publisher, events: &mut [serde_json::Value], rate: 
         r?;
     }
     Ok(events.len() as f64 / start.elapsed().as_secs_f64())
+}
+
+/// Publishes the steady phase's `events` at `rate`: through `gateway` when there is one (with what
+/// its requests measured), else with the publisher library. The rate reached.
+async fn publish_steady(
+    publisher: &Publisher,
+    gateway: Option<&gateway::Gateway>,
+    events: &mut [serde_json::Value],
+    rate: u64,
+) -> anyhow::Result<(f64, Option<crate::loadgen::PhaseResult>)> {
+    let Some(gateway) = gateway else { return Ok((publish(publisher, events, Some(rate)).await?, None)) };
+    let result = gateway.publish(events, rate).await?;
+    Ok((result.events as f64 / result.elapsed.as_secs_f64().max(1e-9), Some(result)))
 }
 
 /// Samples of every histogram, by metric name and projection label. Taking them drains them.
@@ -458,6 +481,10 @@ async fn measure(
         let count = (args.rate as f64 * args.duration.as_secs_f64()) as usize;
         let (mut events, _) = sample::generate(count.div_ceil(12), 2, "05eadbee", &format!("{suffix}-s-"));
         events.truncate(count);
+        let gateway = match args.gateway {
+            true => Some(gateway::Gateway::start(ctx, topology.clone(), args.gateway_connections).await?),
+            false => None,
+        };
         let token = CancellationToken::new();
         let mut workers = Vec::new();
         let steady: Vec<(String, &'static str)> =
@@ -480,26 +507,45 @@ async fn measure(
                 let (mut warm, _) =
                     sample::generate((args.rate as usize).div_ceil(12), 3, "0a11ce00", &format!("{suffix}-w-"));
                 warm.truncate(args.rate as usize);
-                publish(publisher, &mut warm, Some(args.rate)).await?;
+                publish_steady(publisher, gateway.as_ref(), &mut warm, args.rate).await?;
                 caught_up(topology, &ctx.connections.kafka, &names, Duration::from_secs(120)).await?;
                 take(snapshotter);
                 eprintln!("phase 2: publishing {} events at {}/s", events.len(), args.rate);
                 let started = Instant::now();
-                let rate = publish(publisher, &mut events, Some(args.rate)).await?;
+                let (rate, requests) = publish_steady(publisher, gateway.as_ref(), &mut events, args.rate).await?;
                 let elapsed = started.elapsed();
                 // What each projection made visible while the phase ran, apart from the tail.
                 let during = take(snapshotter);
                 eprintln!("  published at {rate:.0}/s; waiting up to {:?} for the projections", args.catch_up);
                 let behind = wait_caught_up(topology, &ctx.connections.kafka, &names, args.catch_up).await?;
-                Ok::<_, anyhow::Error>((rate, elapsed, during, take(snapshotter), behind))
+                Ok::<_, anyhow::Error>((rate, requests, elapsed, during, take(snapshotter), behind))
             }
             .await;
             token.cancel();
             phase
         };
         let (results, phase) = tokio::join!(all, driver);
-        let (rate, elapsed, during, tail, behind) = phase?;
-        rows.push(Row::publish(format!("{}/s", args.rate), events.len() as u64, rate));
+        if let Some(gateway) = gateway {
+            gateway.stop().await?;
+        }
+        let (rate, requests, elapsed, during, tail, behind) = phase?;
+        let mut publish_row = Row::publish(format!("{}/s", args.rate), events.len() as u64, rate);
+        if let Some(r) = requests {
+            let non_2xx: u64 = r.statuses.iter().filter(|(s, _)| !(200..300).contains(*s)).map(|(_, n)| n).sum();
+            if non_2xx + r.errors > 0 {
+                eprintln!("  the gateway answered {:?} ({} requests unanswered)", r.statuses, r.errors);
+            }
+            let at = |q: f64| Some(Latency::Ms(r.latency_us.value_at_quantile(q) as f64 / 1000.0));
+            publish_row = Row {
+                projection: "(gateway)".into(),
+                sink: "http",
+                events: r.events,
+                p50_ms: at(0.5),
+                p99_ms: at(0.99),
+                ..publish_row
+            };
+        }
+        rows.push(publish_row);
         let count = |samples: &Samples, metric: &str, name: &str| {
             samples.get(&(metric.to_owned(), name.to_owned())).map_or(0, Vec::len) as u64
         };

@@ -114,7 +114,7 @@ fn duration(s: &str) -> Result<Duration, String> {
 }
 
 /// Where and how to send.
-struct Target {
+pub(crate) struct Target {
     addr: SocketAddr,
     host: HeaderValue,
     auth: HeaderValue,
@@ -125,6 +125,15 @@ struct Target {
 impl std::fmt::Debug for Target {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Target").field("addr", &self.addr).field("tls", &self.tls.is_some()).finish_non_exhaustive()
+    }
+}
+
+impl Target {
+    /// A plain-HTTP gateway at `addr` (on this machine), posting with `token`.
+    pub(crate) fn plain(addr: SocketAddr, token: &str) -> anyhow::Result<Self> {
+        let mut auth = HeaderValue::from_str(&format!("Bearer {token}")).context("the token is not a header value")?;
+        auth.set_sensitive(true);
+        Ok(Self { addr, host: HeaderValue::from_str(&addr.to_string())?, auth, tls: None })
     }
 }
 
@@ -169,15 +178,21 @@ fn sample_events(event_type: &str) -> anyhow::Result<Vec<Json>> {
 
 /// What one phase measured.
 #[derive(Debug)]
-struct PhaseResult {
+pub(crate) struct PhaseResult {
     name: String,
     connections: usize,
-    requests: u64,
-    events: u64,
-    statuses: BTreeMap<u16, u64>,
-    errors: u64,
-    elapsed: Duration,
-    latency_us: Histogram<u64>,
+    /// Requests answered.
+    pub(crate) requests: u64,
+    /// Events the gateway took.
+    pub(crate) events: u64,
+    /// Answers by status.
+    pub(crate) statuses: BTreeMap<u16, u64>,
+    /// Requests that got no answer.
+    pub(crate) errors: u64,
+    /// From the first request to the last answer.
+    pub(crate) elapsed: Duration,
+    /// Request latency in µs, from when the request was due.
+    pub(crate) latency_us: Histogram<u64>,
 }
 
 /// What one connection measured.
@@ -214,18 +229,20 @@ where
 }
 
 /// One phase's plan.
-struct Phase {
-    name: String,
-    path: String,
-    bodies: Arc<Vec<Bytes>>,
-    events_per_request: u64,
-    connections: usize,
-    max_requests: u64,
-    duration: Duration,
-    rate: Option<u32>,
+pub(crate) struct Phase {
+    pub(crate) name: String,
+    /// The requests sent, in turn: path and body.
+    pub(crate) requests: Arc<Vec<(String, Bytes)>>,
+    pub(crate) events_per_request: u64,
+    pub(crate) connections: usize,
+    pub(crate) max_requests: u64,
+    pub(crate) duration: Duration,
+    /// Requests per second, paced; as fast as the connections go when `None`.
+    pub(crate) rate: Option<u32>,
 }
 
-async fn run_phase(target: &Arc<Target>, phase: &Phase, measure: bool) -> anyhow::Result<PhaseResult> {
+/// Runs `phase` against `target`; `measure` false (a warm-up) keeps no latencies.
+pub(crate) async fn run_phase(target: &Arc<Target>, phase: &Phase, measure: bool) -> anyhow::Result<PhaseResult> {
     let budget = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let end = started + phase.duration;
@@ -233,8 +250,8 @@ async fn run_phase(target: &Arc<Target>, phase: &Phase, measure: bool) -> anyhow
     for w in 0..phase.connections {
         let target = Arc::clone(target);
         let budget = Arc::clone(&budget);
-        let bodies = Arc::clone(&phase.bodies);
-        let path = phase.path.clone();
+        let requests = Arc::clone(&phase.requests);
+        let connections = phase.connections;
         let max = phase.max_requests;
         let per_request = phase.events_per_request;
         // Paced: each connection sends every `connections / rate` seconds, offset so the
@@ -252,15 +269,16 @@ async fn run_phase(target: &Arc<Target>, phase: &Phase, measure: bool) -> anyhow
                 } else {
                     due = Instant::now();
                 }
-                let body = bodies[i % bodies.len()].clone();
-                i += 1;
+                let (path, body) = &requests[i % requests.len()];
+                // The connections take the requests in turn: each is sent once per round.
+                i += connections;
                 let request = Request::builder()
                     .method(Method::POST)
                     .uri(path.as_str())
                     .header(HOST, target.host.clone())
                     .header(AUTHORIZATION, target.auth.clone())
                     .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
-                    .body(Full::new(body))?;
+                    .body(Full::new(body.clone()))?;
                 let outcome = async {
                     let response = sender.send_request(request).await?;
                     let status = response.status();
@@ -360,14 +378,14 @@ pub(crate) async fn run(args: LoadgenArgs) -> anyhow::Result<ExitCode> {
 
     let mut phases = Vec::new();
     if args.mode != Mode::Batch {
-        let bodies = events.iter().map(|e| Bytes::from(e.to_string())).collect();
+        let path = format!("/v1/events/{t}");
+        let requests = events.iter().map(|e| (path.clone(), Bytes::from(e.to_string()))).collect();
         phases.push(Phase {
             name: match args.rate {
                 Some(r) => format!("single @ {r}/s"),
                 None => "single".to_owned(),
             },
-            path: format!("/v1/events/{t}"),
-            bodies: Arc::new(bodies),
+            requests: Arc::new(requests),
             events_per_request: 1,
             connections: args.concurrency.max(1),
             max_requests: args.requests,
@@ -377,16 +395,16 @@ pub(crate) async fn run(args: LoadgenArgs) -> anyhow::Result<ExitCode> {
     }
     if args.mode != Mode::Single {
         let size = args.batch_size.max(1);
-        let bodies = (0..8)
+        let path = format!("/v1/events/{t}/batch");
+        let requests = (0..8)
             .map(|k| {
                 let batch: Vec<&Json> = events.iter().cycle().skip(k * 97).take(size).collect();
-                serde_json::to_vec(&batch).map(Bytes::from)
+                serde_json::to_vec(&batch).map(|body| (path.clone(), Bytes::from(body)))
             })
             .collect::<Result<Vec<_>, _>>()?;
         phases.push(Phase {
             name: format!("batch × {size}"),
-            path: format!("/v1/events/{t}/batch"),
-            bodies: Arc::new(bodies),
+            requests: Arc::new(requests),
             events_per_request: size as u64,
             connections: args.batch_concurrency.max(1),
             max_requests: args.batches,
@@ -400,8 +418,7 @@ pub(crate) async fn run(args: LoadgenArgs) -> anyhow::Result<ExitCode> {
         if !args.warmup.is_zero() {
             let warmup = Phase {
                 name: phase.name.clone(),
-                path: phase.path.clone(),
-                bodies: Arc::clone(&phase.bodies),
+                requests: Arc::clone(&phase.requests),
                 duration: args.warmup,
                 max_requests: phase.max_requests,
                 ..*phase
