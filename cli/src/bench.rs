@@ -99,6 +99,9 @@ pub(crate) struct BenchArgs {
     /// Connections the `--gateway` requests use, each with one request in flight.
     #[arg(long, default_value_t = 64, requires = "gateway")]
     gateway_connections: usize,
+    /// Events per `--gateway` request: above 1, the events go in batches to `POST /v1/batch`.
+    #[arg(long, default_value_t = 1, requires = "gateway")]
+    gateway_batch: usize,
     /// The global `--env-file`, passed on to the `--workers` processes.
     #[arg(skip)]
     env_file: Option<std::path::PathBuf>,
@@ -482,7 +485,9 @@ async fn measure(
         let (mut events, _) = sample::generate(count.div_ceil(12), 2, "05eadbee", &format!("{suffix}-s-"));
         events.truncate(count);
         let gateway = match args.gateway {
-            true => Some(gateway::Gateway::start(ctx, topology.clone(), args.gateway_connections).await?),
+            true => Some(
+                gateway::Gateway::start(ctx, topology.clone(), args.gateway_connections, args.gateway_batch).await?,
+            ),
             false => None,
         };
         let token = CancellationToken::new();
