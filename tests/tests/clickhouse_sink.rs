@@ -17,7 +17,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use sluice_consumers::sinks::clickhouse::{ClickHouse, ClickHouseProjection, Error, MigrationAction};
 use sluice_consumers::{Batch, Sink, SinkError};
-use sluice_core::connections::ClickHouseConnection;
+use sluice_core::connections::{ClickHouseCompression, ClickHouseConnection};
 use sluice_core::event::{Envelope, Event, Position};
 use sluice_core::topology::{ProjectionConfig, SinkConfig, Topology};
 use sluice_tests::{connections, unique, within};
@@ -734,6 +734,17 @@ async fn modern_exact_under_redelivery() {
 #[tokio::test]
 async fn compat_exact_under_redelivery() {
     exact_under_redelivery(&compat()).await;
+}
+
+/// Uncompressed insert bodies (`SLUICE_CLICKHOUSE_COMPRESSION=none`) hold the same rows.
+#[tokio::test]
+async fn modern_exact_under_redelivery_uncompressed() {
+    exact_under_redelivery(&ClickHouseConnection { compression: ClickHouseCompression::None, ..modern() }).await;
+}
+
+#[tokio::test]
+async fn compat_exact_under_redelivery_uncompressed() {
+    exact_under_redelivery(&ClickHouseConnection { compression: ClickHouseCompression::None, ..compat() }).await;
 }
 
 #[tokio::test]

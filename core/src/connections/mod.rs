@@ -36,6 +36,33 @@ pub struct ClickHouseConnection {
     pub cluster: Option<String>,
     /// TLS files for `https://` servers (`SLUICE_CLICKHOUSE_TLS_*`).
     pub tls: TlsFiles,
+    /// How insert bodies travel (`SLUICE_CLICKHOUSE_COMPRESSION`).
+    pub compression: ClickHouseCompression,
+}
+
+/// How insert bodies travel to ClickHouse (`SLUICE_CLICKHOUSE_COMPRESSION`, `lz4` or `none`).
+///
+/// LZ4 (the default, as in ClickHouse's own clients) costs the worker CPU to compress and the
+/// server CPU to decompress, and saves network: right for a server across a network. `none`
+/// suits a server on the same host or link, where bytes are cheap and CPU is not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ClickHouseCompression {
+    /// ClickHouse's LZ4 blocks.
+    #[default]
+    Lz4,
+    /// The bodies as they are.
+    None,
+}
+
+impl ClickHouseCompression {
+    /// The value of `SLUICE_CLICKHOUSE_COMPRESSION`, case-insensitive.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        match text.to_ascii_lowercase().as_str() {
+            "lz4" => Ok(Self::Lz4),
+            "none" => Ok(Self::None),
+            _ => Err(format!("expected lz4 or none, got {text:?}")),
+        }
+    }
 }
 
 impl ClickHouseConnection {
@@ -48,6 +75,7 @@ impl ClickHouseConnection {
             password: None,
             cluster: None,
             tls: TlsFiles::default(),
+            compression: ClickHouseCompression::default(),
         }
     }
 
@@ -149,6 +177,7 @@ pub const VARIABLES: &[(&str, &str)] = &[
     ("SLUICE_CLICKHOUSE_PASSWORD", "ClickHouse password (optional, secret)"),
     ("SLUICE_CLICKHOUSE_DATABASE", "ClickHouse database (default: default)"),
     ("SLUICE_CLICKHOUSE_CLUSTER", "ClickHouse cluster to place tables on (optional; one server when unset)"),
+    ("SLUICE_CLICKHOUSE_COMPRESSION", "insert bodies: lz4 (default) or none (a server on the same host)"),
     ("SLUICE_CLICKHOUSE_TLS_CA_FILE", "CA bundle (PEM) for https:// servers; also _TLS_CERT_FILE/_TLS_KEY_FILE"),
     ("SLUICE_CLICKHOUSE_COMPAT_URL", "a second, older ClickHouse (dev rig's compatibility target; optional)"),
 ];
@@ -241,6 +270,12 @@ impl Connections {
         }
         let clickhouse_tls = TlsFiles::from_env(env, "SLUICE_CLICKHOUSE")?;
         let clickhouse_password = env.secret("SLUICE_CLICKHOUSE_PASSWORD")?;
+        let clickhouse_compression = env
+            .get("SLUICE_CLICKHOUSE_COMPRESSION")
+            .map(|v| ClickHouseCompression::parse(&v))
+            .transpose()
+            .map_err(|message| EnvError::invalid("SLUICE_CLICKHOUSE_COMPRESSION", &message))?
+            .unwrap_or_default();
         let clickhouse = |url: String| {
             // `https://user:password@host` is accepted, its credentials moved out of the URL (which
             // is logged and shown by `sluice doctor`); SLUICE_CLICKHOUSE_USER/_PASSWORD win.
@@ -253,6 +288,7 @@ impl Connections {
                 password: clickhouse_password.clone().or(url_password),
                 cluster: env.get("SLUICE_CLICKHOUSE_CLUSTER"),
                 tls: clickhouse_tls.clone(),
+                compression: clickhouse_compression,
             }
         };
         Ok(Self {
@@ -401,5 +437,19 @@ mod tests {
         assert_eq!(c.clickhouse.user.as_deref(), Some("analyst"));
         assert_eq!(c.clickhouse.password.as_ref().map(Secret::expose), Some("s3cr@t"));
         assert!(!format!("{c:?}").contains("s3cr"));
+    }
+
+    #[test]
+    fn clickhouse_compression_is_lz4_unless_none_is_asked_for() {
+        let with = |value: Option<&str>| {
+            let mut pairs = vec![("SLUICE_CLICKHOUSE_URL", "http://ch")];
+            pairs.extend(value.map(|v| ("SLUICE_CLICKHOUSE_COMPRESSION", v)));
+            Connections::for_services(&env(&pairs), Services::CLICKHOUSE).map(|c| c.clickhouse.compression)
+        };
+        assert_eq!(with(None).expect("default"), ClickHouseCompression::Lz4);
+        assert_eq!(with(Some("NONE")).expect("none"), ClickHouseCompression::None);
+        assert_eq!(with(Some("lz4")).expect("lz4"), ClickHouseCompression::Lz4);
+        let err = with(Some("zstd")).expect_err("not offered").to_string();
+        assert_eq!(err, "SLUICE_CLICKHOUSE_COMPRESSION: expected lz4 or none, got \"zstd\"");
     }
 }

@@ -3,12 +3,12 @@
 
 use std::time::Duration;
 
-use clickhouse::Client;
+use clickhouse::{Client, Compression};
 use hyper_rustls::HttpsConnectorBuilder;
 use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use sluice_core::connections::ClickHouseConnection;
+use sluice_core::connections::{ClickHouseCompression, ClickHouseConnection};
 
 use super::Error;
 use super::capabilities::{Capabilities, Version};
@@ -65,6 +65,10 @@ fn base_client(conn: &ClickHouseConnection) -> Result<Client, Error> {
         None => Client::with_http_client(builder.build(https(tls).wrap_connector(tuned(HttpConnector::new()))))
             .with_url(&conn.url),
     };
+    client = client.with_compression(match conn.compression {
+        ClickHouseCompression::Lz4 => Compression::Lz4,
+        ClickHouseCompression::None => Compression::None,
+    });
     if let Some(user) = &conn.user {
         client = client.with_user(user);
     }
