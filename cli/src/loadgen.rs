@@ -131,10 +131,15 @@ impl std::fmt::Debug for Target {
 impl Target {
     /// A plain-HTTP gateway at `addr` (on this machine), posting with `token`.
     pub(crate) fn plain(addr: SocketAddr, token: &str) -> anyhow::Result<Self> {
-        let mut auth = HeaderValue::from_str(&format!("Bearer {token}")).context("the token is not a header value")?;
-        auth.set_sensitive(true);
-        Ok(Self { addr, host: HeaderValue::from_str(&addr.to_string())?, auth, tls: None })
+        Ok(Self { addr, host: HeaderValue::from_str(&addr.to_string())?, auth: bearer(token)?, tls: None })
     }
+}
+
+/// The `Authorization` value for `token`, kept out of debug output.
+fn bearer(token: &str) -> anyhow::Result<HeaderValue> {
+    let mut auth = HeaderValue::from_str(&format!("Bearer {token}")).context("the token is not a header value")?;
+    auth.set_sensitive(true);
+    Ok(auth)
 }
 
 /// The address of `url`, refused unless every address it names is loopback.
@@ -355,8 +360,7 @@ fn per_second(n: u64, elapsed: Duration) -> String {
 pub(crate) async fn run(args: LoadgenArgs) -> anyhow::Result<ExitCode> {
     let token = std::env::var(TOKEN_VAR).with_context(|| format!("set {TOKEN_VAR} to a gateway token"))?;
     let (addr, host) = loopback_target(&args.url).await?;
-    let mut auth = HeaderValue::from_str(&format!("Bearer {token}")).context("the token is not a header value")?;
-    auth.set_sensitive(true);
+    let auth = bearer(&token)?;
     let tls = match args.url.starts_with("https://") {
         true => {
             let files = TlsFiles { ca_file: args.ca_file.clone(), ..TlsFiles::default() };

@@ -76,20 +76,20 @@ fn classify(e: &SRCError, subject: &str) -> Failure {
     }
 }
 
-/// Runs a call of schema_registry_converter, trying it again twice when the registry could not be
+/// Runs a registry call, trying it again twice when `unanswered` says the registry could not be
 /// reached at all (a reset or refused connection, no answer in time — e.g. a pooled keep-alive
-/// connection the server just closed, or a registry stalled under load), as [`Registry::send`]
-/// does for the calls made here: every call of this client is idempotent. An answer from the
-/// registry (an error body) or a refusal (bad credentials or certificate) is final.
-async fn retrying<T, F, Fut>(call: F) -> Result<T, SRCError>
+/// connection the server just closed, or a registry stalled under load): every call of this
+/// client is idempotent (registering the same schema returns its id). An answer from the registry
+/// (an error body) or a refusal (bad credentials or certificate) is final.
+async fn retrying<T, E, F, Fut>(call: F, unanswered: impl Fn(&E) -> bool) -> Result<T, E>
 where
     F: Fn() -> Fut,
-    Fut: std::future::Future<Output = Result<T, SRCError>>,
+    Fut: std::future::Future<Output = Result<T, E>>,
 {
     let mut attempt = 0u32;
     loop {
         match call().await {
-            Err(e) if attempt < 2 && unreached(&e) => {
+            Err(e) if attempt < 2 && unanswered(&e) => {
                 attempt += 1;
                 tokio::time::sleep(std::time::Duration::from_millis(100 * u64::from(attempt))).await;
             }
@@ -98,7 +98,8 @@ where
     }
 }
 
-/// Whether a failed call never got an answer from the registry (and was not refused).
+/// Whether a failed schema_registry_converter call never got an answer from the registry (and was
+/// not refused).
 fn unreached(e: &SRCError) -> bool {
     let answered = e.source().is_some_and(|s| s.downcast_ref::<RawError>().is_some());
     e.retriable
@@ -158,7 +159,7 @@ impl Registry {
     /// The version of `subject` whose schema is `schema` (an Avro schema text), if registered.
     pub async fn lookup(&self, subject: &str, schema: &str) -> Result<Option<SubjectVersion>, RegistryError> {
         let body = serde_json::json!({"schema": schema, "schemaType": "AVRO"}).to_string();
-        match retrying(|| perform_sr_call(&self.settings, SrCall::PostForVersion(subject, &body))).await {
+        match retrying(|| perform_sr_call(&self.settings, SrCall::PostForVersion(subject, &body)), unreached).await {
             Ok(raw) => match (raw.version, raw.id) {
                 (Some(version), Some(id)) => Ok(Some(SubjectVersion {
                     subject: subject.to_owned(),
@@ -180,7 +181,7 @@ impl Registry {
     /// when it is already registered.
     pub async fn register(&self, subject: &str, schema: &str, record_name: &str) -> Result<u32, RegistryError> {
         let supplied = SuppliedSchema::new(Some(record_name.to_owned()), SchemaType::Avro, schema.to_owned());
-        match retrying(|| post_schema(&self.settings, subject.to_owned(), supplied.clone())).await {
+        match retrying(|| post_schema(&self.settings, subject.to_owned(), supplied.clone()), unreached).await {
             Ok(registered) => Ok(registered.id),
             Err(e) => match classify(&e, subject) {
                 Failure::NotFound => Err(RegistryError::Rejected(format!("register in {subject}: {}", describe(&e)))),
@@ -197,7 +198,7 @@ impl Registry {
     /// Version `version` of `subject` (the latest when `None`); `None` when there is no such
     /// subject or version.
     pub async fn version(&self, subject: &str, version: Option<u32>) -> Result<Option<SubjectVersion>, RegistryError> {
-        match retrying(|| get_schema_by_subject_and_version(&self.settings, subject, version)).await {
+        match retrying(|| get_schema_by_subject_and_version(&self.settings, subject, version), unreached).await {
             Ok(s) => Ok(Some(SubjectVersion {
                 subject: subject.to_owned(),
                 version: s.version.or(version).unwrap_or_default(),
@@ -213,7 +214,7 @@ impl Registry {
 
     /// Every version number of `subject`, oldest first; empty for a subject that does not exist.
     pub async fn versions(&self, subject: &str) -> Result<Vec<u32>, RegistryError> {
-        match retrying(|| get_all_versions(&self.settings, subject.to_owned())).await {
+        match retrying(|| get_all_versions(&self.settings, subject.to_owned()), unreached).await {
             Ok(mut versions) => {
                 versions.sort_unstable();
                 Ok(versions)
@@ -227,7 +228,7 @@ impl Registry {
 
     /// Every subject of the registry, in the registry's order.
     pub async fn subjects(&self) -> Result<Vec<String>, RegistryError> {
-        retrying(|| get_all_subjects(&self.settings)).await.map_err(|e| match classify(&e, "") {
+        retrying(|| get_all_subjects(&self.settings), unreached).await.map_err(|e| match classify(&e, "") {
             Failure::NotFound => RegistryError::Rejected(format!("listing the subjects: {}", describe(&e))),
             Failure::Other(e) => e,
         })
@@ -237,7 +238,7 @@ impl Registry {
     /// without a level of its own; `None` when the registry has none.
     pub async fn global_compatibility(&self) -> Result<Option<String>, RegistryError> {
         let url = format!("{}/config", self.base_url);
-        match self.send(self.http.get(url), "").await? {
+        match self.send(|| self.http.get(&url), "").await? {
             None => Ok(None),
             Some(body) => serde_json::from_str::<ConfigBody>(&body)
                 .map(|c| Some(c.level))
@@ -253,7 +254,7 @@ impl Registry {
         // 'COMPATIBILITY' already exists"): the loser's second PUT updates the rule that now exists.
         let mut attempt = 0u32;
         loop {
-            match self.send(self.http.put(&url).json(&body), subject).await {
+            match self.send(|| self.http.put(&url).json(&body), subject).await {
                 Err(RegistryError::Rejected(message) | RegistryError::Incompatible { message, .. })
                     if attempt < 3 && message.contains("already exists") =>
                 {
@@ -269,7 +270,7 @@ impl Registry {
     /// registry's global level applies).
     pub async fn compatibility(&self, subject: &str) -> Result<Option<String>, RegistryError> {
         let url = format!("{}/config/{}", self.base_url, escape(subject));
-        match self.send(self.http.get(url), subject).await? {
+        match self.send(|| self.http.get(&url), subject).await? {
             None => Ok(None),
             Some(body) => serde_json::from_str::<ConfigBody>(&body)
                 .map(|c| Some(c.level))
@@ -282,11 +283,13 @@ impl Registry {
     /// [`crate::admin::schemas::check`] for the reason. `None` for a subject without versions.
     pub async fn is_compatible(&self, subject: &str, schema: &str) -> Result<Option<bool>, RegistryError> {
         let url = format!("{}/compatibility/subjects/{}/versions/latest", self.base_url, escape(subject));
-        let request = self
-            .http
-            .post(url)
-            .header(reqwest::header::CONTENT_TYPE, "application/vnd.schemaregistry.v1+json")
-            .body(serde_json::json!({"schema": schema, "schemaType": "AVRO"}).to_string());
+        let body = serde_json::json!({"schema": schema, "schemaType": "AVRO"}).to_string();
+        let request = || {
+            self.http
+                .post(&url)
+                .header(reqwest::header::CONTENT_TYPE, "application/vnd.schemaregistry.v1+json")
+                .body(body.clone())
+        };
         match self.send(request, subject).await? {
             None => Ok(None),
             Some(body) => serde_json::from_str::<CompatibilityBody>(&body)
@@ -299,26 +302,21 @@ impl Registry {
     /// or reset connection — e.g. a pooled keep-alive connection the server just closed — or no
     /// answer within the timeout, as when the registry stalls under load) is tried again twice:
     /// every call here is idempotent (registering the same schema returns its id).
-    async fn send(&self, request: reqwest::RequestBuilder, subject: &str) -> Result<Option<String>, RegistryError> {
-        let request = connect::authorize(request, &self.auth);
+    async fn send(
+        &self,
+        request: impl Fn() -> reqwest::RequestBuilder,
+        subject: &str,
+    ) -> Result<Option<String>, RegistryError> {
         let unreachable = |e: reqwest::Error| {
             let chain = error_chain(&e);
             if is_refusal(&chain) { RegistryError::Refused(chain) } else { RegistryError::Unavailable(chain) }
         };
-        let mut attempt = 0u32;
-        let response = loop {
-            let Some(this) = request.try_clone() else {
-                break request.send().await.map_err(unreachable)?;
-            };
-            match this.send().await {
-                Ok(r) => break r,
-                Err(e) if attempt < 2 && !is_refusal(&error_chain(&e)) => {
-                    attempt += 1;
-                    tokio::time::sleep(std::time::Duration::from_millis(100 * u64::from(attempt))).await;
-                }
-                Err(e) => return Err(unreachable(e)),
-            }
-        };
+        let response = retrying(
+            || connect::authorize(request(), &self.auth).send(),
+            |e: &reqwest::Error| !is_refusal(&error_chain(e)),
+        )
+        .await
+        .map_err(unreachable)?;
         let status = response.status();
         let body = response.text().await.map_err(|e| RegistryError::Unavailable(e.to_string()))?;
         let message = || {
@@ -346,11 +344,14 @@ mod tests {
 
     async fn attempts(error: impl Fn() -> SRCError) -> u32 {
         let calls = AtomicU32::new(0);
-        let result: Result<(), SRCError> = retrying(|| {
-            calls.fetch_add(1, Ordering::Relaxed);
-            let e = error();
-            async move { Err(e) }
-        })
+        let result: Result<(), SRCError> = retrying(
+            || {
+                calls.fetch_add(1, Ordering::Relaxed);
+                let e = error();
+                async move { Err(e) }
+            },
+            unreached,
+        )
         .await;
         assert!(result.is_err());
         calls.load(Ordering::Relaxed)

@@ -88,9 +88,7 @@ impl LiveProjection {
         }
         Ok(sink)
     }
-}
 
-impl LiveProjection {
     /// One pointer read for the whole flush, then every partition's batch concurrently.
     pub async fn write_each<'a>(
         &self,

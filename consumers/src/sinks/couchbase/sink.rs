@@ -197,7 +197,6 @@ impl CouchbaseProjection {
         &self.collection
     }
 
-    /// Groups the batch by document and writes the groups, [`MAX_DOCUMENTS_IN_FLIGHT`] at a time.
     /// Writes every partition's batch concurrently; the refused events of each, in order.
     pub async fn write_each<'a>(
         &self,
@@ -206,6 +205,7 @@ impl CouchbaseProjection {
         futures::future::try_join_all(batches.into_iter().map(|b| self.write_batch(b))).await
     }
 
+    /// Groups the batch by document and writes the groups, [`MAX_DOCUMENTS_IN_FLIGHT`] at a time.
     pub(super) async fn write_batch(&self, batch: &Batch) -> Result<Vec<Rejected>, SinkError> {
         let mut rejected = Vec::new();
         let mut groups: Vec<(String, Vec<Pending>)> = Vec::new();
