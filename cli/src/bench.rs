@@ -32,6 +32,7 @@
 
 mod cost;
 mod gateway;
+mod kv_floor;
 mod table;
 mod workers;
 
@@ -150,16 +151,37 @@ async fn publish_steady(
     Ok((result.events as f64 / result.elapsed.as_secs_f64().max(1e-9), Some(result)))
 }
 
-/// Samples of every histogram, by metric name and projection label. Taking them drains them.
-type Samples = BTreeMap<(String, String), Vec<f64>>;
+/// What the metrics recorded since the last take, by metric name and projection label: every
+/// histogram's samples, and every counter's increase by its `operation` label (empty without
+/// one). Taking them drains them.
+#[derive(Debug, Default, Clone)]
+struct Samples {
+    histograms: BTreeMap<(String, String), Vec<f64>>,
+    counters: BTreeMap<(String, String), BTreeMap<String, u64>>,
+}
+
+impl Samples {
+    /// The samples of `metric` for `projection`.
+    fn histogram(&self, metric: &str, projection: &str) -> Option<&Vec<f64>> {
+        self.histograms.get(&(metric.to_owned(), projection.to_owned()))
+    }
+}
 
 fn take(snapshotter: &Snapshotter) -> Samples {
-    let mut out = Samples::new();
+    let mut out = Samples::default();
     for (key, _, _, value) in snapshotter.snapshot().into_vec() {
         let (_, key) = key.into_parts();
-        let projection = key.labels().find(|l| l.key() == "projection").map(|l| l.value().to_owned());
-        if let (Some(p), DebugValue::Histogram(values)) = (projection, value) {
-            out.entry((key.name().to_owned(), p)).or_default().extend(values.into_iter().map(|v| v.into_inner()));
+        let label = |name: &str| key.labels().find(|l| l.key() == name).map(|l| l.value().to_owned());
+        let Some(projection) = label("projection") else { continue };
+        let at = (key.name().to_owned(), projection);
+        match value {
+            DebugValue::Histogram(values) => {
+                out.histograms.entry(at).or_default().extend(values.into_iter().map(|v| v.into_inner()));
+            }
+            DebugValue::Counter(n) => {
+                *out.counters.entry(at).or_default().entry(label("operation").unwrap_or_default()).or_default() += n;
+            }
+            DebugValue::Gauge(_) => {}
         }
     }
     out
@@ -241,6 +263,8 @@ struct Row {
     startup: Option<Option<Duration>>,
     /// Backlog rows: the drain's CPU time and memory ([`cost`]).
     cost: Option<cost::Cost>,
+    /// Backlog rows of Couchbase projections: the key-value operations sent, by kind.
+    kv_operations: Option<BTreeMap<String, u64>>,
 }
 
 impl Row {
@@ -260,6 +284,7 @@ impl Row {
             read_ms: None,
             startup: None,
             cost: None,
+            kv_operations: None,
         }
     }
 
@@ -298,7 +323,7 @@ fn sorted(mut v: Vec<f64>) -> Vec<f64> {
 
 /// p50/p99 in ms of one metric of one projection.
 fn p50_p99(samples: &Samples, metric: &str, projection: &str) -> Option<(f64, f64)> {
-    let v = sorted(samples.get(&(metric.to_owned(), projection.to_owned()))?.clone());
+    let v = sorted(samples.histogram(metric, projection)?.clone());
     Some((quantile(&v, 0.5) * 1000.0, quantile(&v, 0.99) * 1000.0))
 }
 
@@ -353,7 +378,18 @@ pub(crate) async fn run(global: &GlobalArgs, mut args: BenchArgs) -> anyhow::Res
         })
         .collect();
     eprintln!("bench on isolated topology {} (suffix {suffix})", global.topology.display());
-    let measured = measure(&args, &ctx, &topology, &publisher, &projections, &snapshotter, &suffix).await;
+    let mut measured = measure(&args, &ctx, &topology, &publisher, &projections, &snapshotter, &suffix).await;
+    // The SDK's own cost per operation, next to the Couchbase projections' backlog drains.
+    let floor_on = couchbase.iter().find(|(name, _)| projections.iter().any(|(p, _)| p == name));
+    if let (Ok(rows), Some((_, sink)), true) = (&mut measured, floor_on, args.backlog > 0 && args.workers.is_none()) {
+        eprintln!("the Couchbase SDK alone: {KV_FLOOR_OPERATIONS} inserts, gets and removes");
+        let bucket = cb.open_bucket(sink.bucket.as_deref()).await?;
+        let collection = bucket.scope(&sink.scope).collection(&sink.collection);
+        match kv_floor::rows(&collection, &suffix, KV_FLOOR_OPERATIONS).await {
+            Ok(floor) => rows.extend(floor),
+            Err(e) => eprintln!("could not measure the Couchbase SDK alone: {e:#}"),
+        }
+    }
     if args.keep {
         eprintln!("kept the isolated copy (suffix {suffix})");
     } else if let Err(e) = clean_up(&ctx, &topology, &cb, &couchbase).await {
@@ -362,6 +398,9 @@ pub(crate) async fn run(global: &GlobalArgs, mut args: BenchArgs) -> anyhow::Res
     print_rows(&measured?, &suffix);
     Ok(ExitCode::SUCCESS)
 }
+
+/// Operations of each kind the Couchbase floor ([`kv_floor`]) times.
+const KV_FLOOR_OPERATIONS: usize = 10_000;
 
 /// Appended to a ClickHouse projection's name for its JSON-only baseline.
 const BASELINE: &str = "_json";
@@ -460,7 +499,9 @@ async fn measure(
             let cost = meter.finish();
             let per_sec = stats.projected as f64 / stats.active.as_secs_f64().max(1e-9);
             eprintln!("  {name}: {} events in {:.2?}", stats.projected, stats.active);
-            let write_ms = p50_p99(&take(snapshotter), names::WRITE_SECONDS, name);
+            let drained = take(snapshotter);
+            let write_ms = p50_p99(&drained, names::WRITE_SECONDS, name);
+            let kv_operations = drained.counters.get(&(names::COUCHBASE_OPERATIONS.to_owned(), name.clone())).cloned();
             rows.push(Row {
                 phase: "backlog".into(),
                 projection: name.clone(),
@@ -475,6 +516,7 @@ async fn measure(
                 read_ms: None,
                 startup: None,
                 cost,
+                kv_operations,
             });
         }
         take(snapshotter); // discard phase 1's samples
@@ -551,13 +593,12 @@ async fn measure(
             };
         }
         rows.push(publish_row);
-        let count = |samples: &Samples, metric: &str, name: &str| {
-            samples.get(&(metric.to_owned(), name.to_owned())).map_or(0, Vec::len) as u64
-        };
+        let count =
+            |samples: &Samples, metric: &str, name: &str| samples.histogram(metric, name).map_or(0, Vec::len) as u64;
         // The latency of every event seen, the tail's included.
         let mut samples = during.clone();
-        for (key, values) in &tail {
-            samples.entry(key.clone()).or_default().extend(values);
+        for (key, values) in &tail.histograms {
+            samples.histograms.entry(key.clone()).or_default().extend(values);
         }
         for ((name, sink), result) in projections.iter().zip(results) {
             result.with_context(|| format!("the worker of {name} panicked"))??;
@@ -566,8 +607,7 @@ async fn measure(
             let not_visible = behind.get(name).copied().flatten();
             // Events never seen have a latency past the wait, above every one seen: the
             // quantiles are over all events, those included.
-            let latencies =
-                sorted(samples.get(&(names::VISIBLE_SECONDS.to_owned(), name.clone())).cloned().unwrap_or_default());
+            let latencies = sorted(samples.histogram(names::VISIBLE_SECONDS, name).cloned().unwrap_or_default());
             let missing = not_visible.unwrap_or(0) as usize;
             let at = |q: f64| match quantile_with_missing(&latencies, missing, q) {
                 Some(v) => Latency::Ms(v * 1000.0),
@@ -588,6 +628,7 @@ async fn measure(
                 startup: None,
                 // Every projection runs in this process at once: no cost of its own to tell.
                 cost: None,
+                kv_operations: None,
             });
         }
     }

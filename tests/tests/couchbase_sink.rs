@@ -20,6 +20,7 @@ use serde_json::{Map, Value, json};
 use sluice_consumers::sinks::couchbase::request_builder::tombstone_id;
 use sluice_consumers::sinks::couchbase::service::deadline;
 use sluice_consumers::sinks::couchbase::{Couchbase, CouchbaseProjection, Error, Presence, setup};
+use sluice_consumers::worker::metrics::names;
 use sluice_consumers::{Batch, Batching, Rejected, Sink, SinkError};
 use sluice_core::calendar::{Unit, format_date_time};
 use sluice_core::event::{Envelope, Event, Position};
@@ -831,4 +832,61 @@ async fn f_a_document_changed_elsewhere_after_this_sink_wrote_it_is_read_again()
     let (_, cas) = read(&collection, &id).await.expect("there");
     write(&sink, &batch(vec![update(4, "d"), update(3, "d")])).await;
     assert_eq!(read(&collection, &id).await.expect("there").1, cas, "a duplicate and an older event wrote");
+}
+
+/// The operations counted in `sluice_couchbase_operations_total` for `projection` since the last
+/// call, by kind (the first call installs the recorder: before it, nothing was counted).
+fn operations(projection: &str) -> BTreeMap<String, u64> {
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
+    static SNAPSHOTTER: std::sync::OnceLock<Snapshotter> = std::sync::OnceLock::new();
+    let snapshotter = SNAPSHOTTER.get_or_init(|| {
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        metrics::set_global_recorder(recorder).expect("no other recorder in this test binary");
+        snapshotter
+    });
+    let mut out = BTreeMap::new();
+    for (key, _, _, value) in snapshotter.snapshot().into_vec() {
+        let (_, key) = key.into_parts();
+        let label = |name: &str| key.labels().find(|l| l.key() == name).map(|l| l.value().to_owned());
+        if let (true, Some(p), Some(op), DebugValue::Counter(n)) =
+            (key.name() == names::COUCHBASE_OPERATIONS, label("projection"), label("operation"), value)
+            && p == projection
+            && n > 0
+        {
+            out.insert(op, n);
+        }
+    }
+    out
+}
+
+/// What each kind of write costs the cluster, counted as the metric counts it: a new document
+/// with `erase_on` four operations whatever its events (its tombstone read before and after the
+/// insert), an update of a document this sink wrote last one, an erase of it three.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn i_each_write_sends_the_operations_its_protocol_needs_and_no_more() {
+    operations("");
+    let cb = connect().await;
+    let projection = unique("ops");
+    let (sink, collection) = fresh(&cb, &projection, CouchbaseSink { fields: None, ..shipped("user_state").0 }).await;
+    let user = unique("ops");
+    let id = format!("user::{user}");
+    let update = |v: i64| event("users", (0, v), "user.profile_updated", &user, v, json!({ "n": v }));
+    let counts = |pairs: &[(&str, u64)]| pairs.iter().map(|(k, n)| ((*k).to_owned(), *n)).collect::<BTreeMap<_, _>>();
+
+    write(&sink, &batch(vec![update(1), update(2), update(3)])).await;
+    assert_eq!(operations(&projection), counts(&[("get", 3), ("insert", 1)]), "a new document");
+    write(&sink, &batch(vec![update(4), update(5)])).await;
+    assert_eq!(operations(&projection), counts(&[("replace", 1)]), "an update of what this sink wrote last");
+    write(&sink, &batch(vec![update(5)])).await;
+    assert_eq!(operations(&projection), BTreeMap::new(), "a duplicate of what this sink wrote last");
+    let erase = event("users", (0, 6), "user.deleted", &user, 6, json!({}));
+    write(&sink, &batch(vec![erase])).await;
+    assert_eq!(
+        operations(&projection),
+        counts(&[("get", 1), ("insert", 1), ("remove", 1)]),
+        "an erase: the tombstone read and written, then the document removed"
+    );
+    assert!(read(&collection, &id).await.is_none(), "erased");
+    assert!(read(&collection, &tombstone_id(&id)).await.is_some(), "its tombstone kept");
 }

@@ -1,12 +1,14 @@
 //! The bench's table: one row per phase and projection, printed to stdout, with the JSON-only
-//! baselines' ratio line.
+//! baselines' ratio line and the Couchbase projections' operations.
 
-use super::{BASELINE, Latency, Row};
+use super::{BASELINE, Latency, Row, kv_floor};
 
 /// The table of `rows` (the isolated copy's `suffix` taken off the names), then how each typed
-/// projection's backlog rate compares with its JSON-only baseline.
+/// projection's backlog rate compares with its JSON-only baseline, and what each Couchbase
+/// projection's drain cost per operation.
 pub(super) fn print_rows(rows: &[Row], suffix: &str) {
     print_table(rows, suffix);
+    print_operations(rows, suffix);
     for r in rows.iter().filter(|r| r.phase == "backlog") {
         let baseline = format!("{}{BASELINE}_{suffix}", r.projection.trim_end_matches(&format!("_{suffix}")));
         if let Some(b) = rows.iter().find(|b| b.phase == "backlog" && b.projection == baseline) {
@@ -18,6 +20,35 @@ pub(super) fn print_rows(rows: &[Row], suffix: &str) {
                 b.per_sec
             );
         }
+    }
+}
+
+/// Each Couchbase backlog drain's key-value operations per event, and its CPU per operation next
+/// to the SDK's alone (the `kv-floor` rows).
+fn print_operations(rows: &[Row], suffix: &str) {
+    if rows.iter().any(|r| r.phase == kv_floor::PHASE) {
+        println!(
+            "{}: the Couchbase SDK alone on the projection's collection, {} in flight (EVENTS are \
+             operations; CPU ms/1k = CPU µs per operation)",
+            kv_floor::PHASE,
+            sluice_consumers::sinks::couchbase::sink::MAX_DOCUMENTS_IN_FLIGHT
+        );
+    }
+    for r in rows {
+        let Some(operations) = &r.kv_operations else { continue };
+        let total: u64 = operations.values().sum();
+        let per_event = |n: u64| n as f64 / r.events.max(1) as f64;
+        let kinds: Vec<String> =
+            operations.iter().filter(|(_, n)| **n > 0).map(|(k, n)| format!("{k} {:.2}", per_event(*n))).collect();
+        let cpu = r.cost.map_or(String::new(), |c| {
+            format!(", {:.1} CPU µs per operation", c.cpu_seconds * 1e6 / total.max(1) as f64)
+        });
+        println!(
+            "{}: {total} Couchbase operations, {:.2} per event ({}){cpu}",
+            r.projection.trim_end_matches(&format!("_{suffix}")),
+            per_event(total),
+            kinds.join(", ")
+        );
     }
 }
 

@@ -47,6 +47,9 @@ pub mod names {
     pub const READY: &str = "sluice_worker_ready";
     /// Partitions of the projection's consumer group this worker owns now.
     pub const ASSIGNED: &str = "sluice_worker_assigned_partitions";
+    /// Key-value operations a Couchbase projection sent, by `operation` (`get`, `insert`,
+    /// `replace`, `remove`): per event projected, what a write costs the cluster.
+    pub const COUCHBASE_OPERATIONS: &str = "sluice_couchbase_operations_total";
 }
 
 /// Bucket bounds of every worker histogram, for the exporter (`PrometheusBuilder::

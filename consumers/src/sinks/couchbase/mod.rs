@@ -7,6 +7,7 @@
 //! - [`request_builder`]: event → document id and fold change (pure).
 //! - [`sink`]: the [`Sink`](crate::sink::Sink): read, fold, write with CAS, erase with tombstones.
 //! - `group`: one document's events folded into its stored state (pure).
+//! - `operations`: the key-value operations sent, counted by kind (a metric).
 //! - [`durability`]: the projection's `durability` on every write, and its errors (pure).
 //! - [`setup`](mod@setup): `sluice couchbase setup`, creating the projections' scopes and collections.
 //! - [`service`]: connecting with deadlines (network).
@@ -19,6 +20,7 @@ pub mod durability;
 mod group;
 mod known;
 pub mod live;
+mod operations;
 pub mod pointer;
 pub mod reads;
 pub mod request_builder;

@@ -44,6 +44,7 @@ use super::durability::{self, DurabilityError};
 pub use super::group::MAX_DOCUMENT_BYTES;
 use super::group::{Folded, Pending, encode, fold_group, merge_tombstone};
 use super::known::{KNOWN_BYTES, Known};
+use super::operations::Operations;
 use super::request_builder::{self, DocumentChange};
 use super::service::{Couchbase, KV_TIMEOUT, deadline};
 use crate::sink::{Batch, Batching, Rejected, Sink, SinkError};
@@ -71,6 +72,8 @@ pub struct CouchbaseProjection {
     unchanged: AtomicU64,
     /// The documents written last, updated without a read first ([`super::known`]).
     known: Known,
+    /// The operations sent, by kind.
+    operations: Operations,
 }
 
 impl fmt::Debug for CouchbaseProjection {
@@ -184,6 +187,7 @@ impl CouchbaseProjection {
             batching,
             unchanged: AtomicU64::new(0),
             known: Known::new(KNOWN_BYTES),
+            operations: Operations::new(name),
         })
     }
 
@@ -376,6 +380,7 @@ impl CouchbaseProjection {
 
     /// Reads a document and its CAS; a document without valid `_sluice` bookkeeping is foreign.
     async fn read(&self, key: &str) -> Result<Stored, OpError> {
+        self.operations.get.increment(1);
         let found = match deadline("get", KV_TIMEOUT, self.collection.get(key, None)).await {
             Ok(found) => found,
             Err(Error::Couchbase { source, .. }) if *source.kind() == ErrorKind::DocumentNotFound => {
@@ -429,6 +434,7 @@ impl CouchbaseProjection {
     async fn insert(&self, key: &str, bytes: &[u8]) -> Result<u64, OpError> {
         let (value, flags) = raw_json::encode(&bytes).map_err(|e| self.classify_sdk("insert", e))?;
         let options = durability::insert_options(self.config.durability, self.expiry());
+        self.operations.insert.increment(1);
         deadline("insert", KV_TIMEOUT, self.collection.insert_raw(key, value, flags, options))
             .await
             .map(|written| written.cas())
@@ -440,6 +446,7 @@ impl CouchbaseProjection {
         let (value, flags) = raw_json::encode(&bytes).map_err(|e| self.classify_sdk("replace", e))?;
         // Every write sets the expiry again: a TTL counts from the entity's latest change.
         let options = durability::replace_options(self.config.durability, self.expiry(), cas);
+        self.operations.replace.increment(1);
         deadline("replace", KV_TIMEOUT, self.collection.replace_raw(key, value, flags, options))
             .await
             .map(|written| written.cas())
@@ -448,6 +455,7 @@ impl CouchbaseProjection {
 
     async fn remove(&self, key: &str, cas: u64) -> Result<(), OpError> {
         let options = durability::remove_options(self.config.durability, Some(cas));
+        self.operations.remove.increment(1);
         deadline("remove", KV_TIMEOUT, self.collection.remove(key, options))
             .await
             .map(drop)
