@@ -23,6 +23,10 @@
 //! `<name>_json`, drained from the same backlog, so the cost of the typed tables is read off one
 //! run (the last line says how fast the typed projection drains relative to it).
 //!
+//! Each Couchbase projection's backlog row comes with its key-value operations per event
+//! (`sluice_couchbase_operations_total`) and the worker's CPU per operation, and [`kv_floor`]
+//! times the SDK alone on the same collection: the floor under that CPU.
+//!
 //! With `--workers 1,2,3`, phase 1 instead drains the backlog of each projection (baselines
 //! left out) with 1, then 2, then 3 `sluice work` processes, each run with a consumer group and a
 //! sink target of its own (see [`workers`]); its clock includes process start and the group join.
