@@ -219,8 +219,10 @@ impl<S: Sink> Worker<S> {
     async fn take<'a>(&'a self, s: &mut Stages<'a>, step: Step) -> Result<(), WorkerError> {
         match step {
             Step::Polled(msg) => {
-                s.progress.consumed(Instant::now());
-                s.batcher.push(msg, Instant::now());
+                // One clock read per record: at hundreds of thousands a second they add up.
+                let now = Instant::now();
+                s.progress.consumed(now);
+                s.batcher.push(msg, now);
             }
             Step::Error(e) => {
                 if let Some(fatal) = s.intake.fatal() {
@@ -254,16 +256,19 @@ impl<S: Sink> Worker<S> {
         dlq: &'a DeadLetterQueue,
         write_token: &'a CancellationToken,
     ) -> Result<(), WorkerError> {
+        // One clock read per step (it follows every record): the decisions below are about
+        // milliseconds, not the microseconds between them.
+        let now = Instant::now();
         s.forget_revoked();
         s.intake.adopt(&s.commits.assigned());
         self.metrics.assigned.set(s.commits.owned());
-        s.commits.tick(s.intake.consumer(), &mut s.ledger.trackers, Instant::now());
+        s.commits.tick(s.intake.consumer(), &mut s.ledger.trackers, now);
         if !s.intake.is_paused()
             && let Some(reason) = self.failing()
         {
             s.intake.pause(reason);
         }
-        if s.writes.has_slot() && s.batcher.is_due(Instant::now(), idle) {
+        if s.writes.has_slot() && s.batcher.is_due(now, idle) {
             s.writes.push(self.launch(s.batcher.take(), &mut s.ledger, dlq, write_token)?);
         }
         // Resume once the sink and the DLQ are not failing (a write landed) and the next batch
@@ -271,7 +276,7 @@ impl<S: Sink> Worker<S> {
         if s.intake.is_paused() && self.failing().is_none() && !s.batcher.is_full() {
             s.intake.resume();
         }
-        s.progress.report_if_due(Instant::now());
+        s.progress.report_if_due(now);
         Ok(())
     }
 
