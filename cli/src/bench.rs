@@ -387,9 +387,13 @@ pub(crate) async fn run(global: &GlobalArgs, mut args: BenchArgs) -> anyhow::Res
     let floor_on = couchbase.iter().find(|(name, _)| projections.iter().any(|(p, _)| p == name));
     if let (Ok(rows), Some((_, sink)), true) = (&mut measured, floor_on, args.backlog > 0 && args.workers.is_none()) {
         eprintln!("the Couchbase SDK alone: {KV_FLOOR_OPERATIONS} inserts, gets and removes");
-        let bucket = cb.open_bucket(sink.bucket.as_deref()).await?;
-        let collection = bucket.scope(&sink.scope).collection(&sink.collection);
-        match kv_floor::rows(&collection, &suffix, KV_FLOOR_OPERATIONS).await {
+        let floor = async {
+            let bucket = cb.open_bucket(sink.bucket.as_deref()).await?;
+            let collection = bucket.scope(&sink.scope).collection(&sink.collection);
+            kv_floor::rows(&collection, &suffix, KV_FLOOR_OPERATIONS).await
+        };
+        // A failure here leaves the drains' rows as they are, and the copy is still cleaned up.
+        match floor.await {
             Ok(floor) => rows.extend(floor),
             Err(e) => eprintln!("could not measure the Couchbase SDK alone: {e:#}"),
         }

@@ -1,8 +1,8 @@
 //! The Couchbase SDK alone, as a floor under the Couchbase projections' CPU: `count` documents
 //! inserted, read and removed on a projection's collection, [`MAX_DOCUMENTS_IN_FLIGHT`] at a time
 //! as the sink keeps them, each kind of operation timed and metered on its own. A projection
-//! cannot spend less CPU per event than its operations per event (`sluice_couchbase_operations_
-//! total`) times these figures, whatever it does between them.
+//! cannot spend less CPU per event than its operations per event
+//! (`sluice_couchbase_operations_total`) times these figures, whatever it does between them.
 
 use std::time::Instant;
 
