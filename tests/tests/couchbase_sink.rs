@@ -24,7 +24,7 @@ use sluice_consumers::worker::metrics::names;
 use sluice_consumers::{Batch, Batching, Rejected, Sink, SinkError};
 use sluice_core::calendar::{Unit, format_date_time};
 use sluice_core::event::{Envelope, Event, Position};
-use sluice_core::topology::{CouchbaseSink, HumanDuration, SinkConfig, Topology};
+use sluice_core::topology::{CouchbaseSink, HumanDuration, OnErase, SinkConfig, Topology};
 use sluice_tests::{connections, unique, within};
 
 const OP: Duration = Duration::from_secs(10);
@@ -55,12 +55,34 @@ async fn fresh(cb: &Couchbase, name: &str, mut config: CouchbaseSink) -> (Couchb
     let lines = within("couchbase setup", 60, setup(cb, &[(name, &config)])).await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(lines.len(), 1);
     assert_eq!(lines[0].collection_presence, Presence::Created, "{}", lines[0]);
-    let batching = Batching { max_records: 500, linger: Duration::from_millis(50), max_in_flight: 2 };
-    let sink = within("opening the sink", 30, CouchbaseProjection::new(cb, name, &config, batching))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let sink = open(cb, name, &config).await;
     let collection = cb.collection(Some(SCOPE), Some(&config.collection));
     (sink, collection)
+}
+
+/// A sink of projection `name` writing as `config` says.
+async fn open(cb: &Couchbase, name: &str, config: &CouchbaseSink) -> CouchbaseProjection {
+    let batching = Batching { max_records: 500, linger: Duration::from_millis(50), max_in_flight: 2 };
+    within("opening the sink", 30, CouchbaseProjection::new(cb, name, config, batching))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Another sink (another worker: nothing remembered) on the collection `sink` writes to.
+async fn another(
+    cb: &Couchbase,
+    name: &str,
+    config: &CouchbaseSink,
+    sink: &CouchbaseProjection,
+) -> CouchbaseProjection {
+    let c = sink.collection();
+    let config = CouchbaseSink { scope: c.scope_name().into(), collection: c.name().into(), ..config.clone() };
+    open(cb, name, &config).await
+}
+
+/// `user_state` as shipped, its erases leaving what `on_erase` says.
+fn users(on_erase: OnErase) -> CouchbaseSink {
+    CouchbaseSink { on_erase, ..shipped("user_state").0 }
 }
 
 fn event(topic: &str, position: (i32, i64), event_type: &str, aggregate: &str, version: i64, payload: Value) -> Event {
@@ -288,8 +310,9 @@ async fn write_in_order(
     (streams.iter().map(Vec::len).sum(), per_partition.into_iter().flatten().collect())
 }
 
-/// Asserts every user's main document and tombstone equal the model.
-async fn assert_matches_model(collection: &Collection, streams: &[Vec<Event>]) -> usize {
+/// Asserts every user's document and tombstone equal the model, the tombstone where `on_erase`
+/// keeps it.
+async fn assert_matches_model(collection: &Collection, streams: &[Vec<Event>], on_erase: OnErase) -> usize {
     let mut by_user: BTreeMap<&str, Vec<&Event>> = BTreeMap::new();
     for e in streams.iter().flatten() {
         by_user.entry(&e.envelope.aggregate_id).or_default().push(e);
@@ -300,12 +323,20 @@ async fn assert_matches_model(collection: &Collection, streams: &[Vec<Event>]) -
     for (user, events) in &by_user {
         let id = format!("user::{user}");
         let (main, tombstone) = user_model(events);
+        erased += usize::from(tombstone.is_some());
         let got_main = stored[&id].as_ref().map(|(doc, _)| doc.clone());
-        assert_eq!(got_main, main, "document {id}");
-        if let Some(tombstone) = tombstone {
-            erased += 1;
-            let got = stored[&tombstone_id(&id)].as_ref().map(|(doc, _)| doc.clone());
-            assert_eq!(got, Some(tombstone), "tombstone of {id}");
+        let got_side = stored[&tombstone_id(&id)].as_ref().map(|(doc, _)| doc.clone());
+        match on_erase {
+            OnErase::Remove => {
+                assert_eq!(got_main, main, "document {id}");
+                if tombstone.is_some() {
+                    assert_eq!(got_side, tombstone, "tombstone of {id}");
+                }
+            }
+            OnErase::Tombstone => {
+                assert_eq!(got_main, main.or(tombstone), "document {id}: its fields, or its tombstone in its place");
+                assert_eq!(got_side, None, "no side tombstone of {id}");
+            }
         }
     }
     erased
@@ -313,8 +344,17 @@ async fn assert_matches_model(collection: &Collection, streams: &[Vec<Event>]) -
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_in_order_batches_equal_the_model() {
+    in_order_batches_equal_the_model(OnErase::Remove).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_in_order_batches_equal_the_model_with_tombstones_in_place() {
+    in_order_batches_equal_the_model(OnErase::Tombstone).await;
+}
+
+async fn in_order_batches_equal_the_model(on_erase: OnErase) {
     let cb = connect().await;
-    let (sink, collection) = fresh(&cb, "user_state", shipped("user_state").0).await;
+    let (sink, collection) = fresh(&cb, "user_state", users(on_erase)).await;
     let seed = rand::rng().random();
     eprintln!("seed {seed}");
     let mut rng = StdRng::seed_from_u64(seed);
@@ -325,9 +365,9 @@ async fn a_in_order_batches_equal_the_model() {
     let (events, rejected) = write_in_order(&sink, &streams, 97).await;
     let took = started.elapsed();
     assert!(rejected.is_empty(), "{rejected:?}");
-    let erased = assert_matches_model(&collection, &streams).await;
+    let erased = assert_matches_model(&collection, &streams, on_erase).await;
     eprintln!(
-        "in order: {events} events of {} users ({erased} erased at the end) in {took:?} ({:.0} events/s)",
+        "in order ({on_erase}): {events} events of {} users ({erased} erased at the end) in {took:?} ({:.0} events/s)",
         histories.len(),
         events as f64 / took.as_secs_f64()
     );
@@ -336,8 +376,17 @@ async fn a_in_order_batches_equal_the_model() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn b_shuffled_duplicated_redelivery_gives_identical_documents() {
+    shuffled_duplicated_redelivery_gives_identical_documents(OnErase::Remove).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn b_shuffled_duplicated_redelivery_gives_identical_documents_with_tombstones_in_place() {
+    shuffled_duplicated_redelivery_gives_identical_documents(OnErase::Tombstone).await;
+}
+
+async fn shuffled_duplicated_redelivery_gives_identical_documents(on_erase: OnErase) {
     let cb = connect().await;
-    let config = shipped("user_state").0;
+    let config = users(on_erase);
     let (in_order, ordered_collection) = fresh(&cb, "user_state", config.clone()).await;
     let (shuffled, shuffled_collection) = fresh(&cb, "user_state", config).await;
     let seed = rand::rng().random();
@@ -362,7 +411,14 @@ async fn b_shuffled_duplicated_redelivery_gives_identical_documents() {
 
     let ids: Vec<String> = histories.iter().map(|h| format!("user::{}", h[0].aggregate)).collect();
     let before = snapshot(&ordered_collection, &ids).await;
-    for (sink, label) in [(&in_order, "again into the same collection"), (&shuffled, "into a fresh collection")] {
+    // Another worker writing the same collection remembers none of it: every document is read (or
+    // inserted blind and found to exist) before its events fold into nothing new.
+    let other_worker = another(&cb, "user_state", &users(on_erase), &in_order).await;
+    for (sink, label) in [
+        (&in_order, "again into the same collection"),
+        (&other_worker, "again into the same collection by another worker"),
+        (&shuffled, "into a fresh collection"),
+    ] {
         let started = Instant::now();
         let rejected: Vec<Rejected> = stream::iter(&batches)
             .map(|b| async move { write(sink, b).await.0 })
@@ -389,7 +445,7 @@ async fn b_shuffled_duplicated_redelivery_gives_identical_documents() {
     for id in &ids {
         let doc = |s: &BTreeMap<String, Option<(Value, u64)>>, k: &str| s[k].as_ref().map(|(d, _)| d.clone());
         assert_eq!(doc(&fresh_docs, id), doc(&before, id), "document {id}");
-        if doc(&before, id).is_none() {
+        if on_erase == OnErase::Remove && doc(&before, id).is_none() {
             let t = tombstone_id(id);
             assert_eq!(doc(&fresh_docs, &t), doc(&before, &t), "tombstone {t}");
             assert!(doc(&before, &t).is_some(), "an erased user has a tombstone");
@@ -397,7 +453,7 @@ async fn b_shuffled_duplicated_redelivery_gives_identical_documents() {
         compared += 1;
     }
     assert_eq!(compared, 300);
-    assert_matches_model(&shuffled_collection, &streams).await;
+    assert_matches_model(&shuffled_collection, &streams, on_erase).await;
 }
 
 #[tokio::test]
@@ -488,6 +544,77 @@ async fn c_erase_removes_the_document_and_nothing_older_resurrects_it() {
     write(&sink, &batch(vec![early_erase, late_register])).await;
     assert_eq!(read(&collection, &other_id).await, None);
     let (tombstone, _) = read(&collection, &tombstone_id(&other_id)).await.expect("tombstone");
+    assert_eq!(tombstone["_sluice"]["erased_at"], 5);
+}
+
+/// `on_erase = "tombstone"`: the erase replaces the document with its tombstone, and neither this
+/// worker nor another (nothing remembered, inserting blind) brings older state back.
+#[tokio::test]
+async fn c_an_erase_in_place_leaves_the_tombstone_under_the_key_and_nothing_older_resurrects_it() {
+    let cb = connect().await;
+    let config = users(OnErase::Tombstone);
+    let (sink, collection) = fresh(&cb, "user_state", config.clone()).await;
+    let user = unique("u");
+    let id = format!("user::{user}");
+    let e = |offset: i64, event_type: &str, version: i64, payload: Value| {
+        event("users", (2, offset), event_type, &user, version, payload)
+    };
+    let registered = e(
+        10,
+        "user.registered",
+        1,
+        json!({"email": "ada@example.com", "display_name": "Ada", "country": "NL", "referrer": "ads"}),
+    );
+    let deleted = e(12, "user.deleted", 3, json!({"reason": "GDPR_ERASURE"}));
+    write(&sink, &batch(vec![registered.clone()])).await;
+    write(&sink, &batch(vec![deleted.clone()])).await;
+    let (tombstone, tomb_cas) = read(&collection, &id).await.expect("the tombstone, under the document's key");
+    assert_eq!(
+        tombstone,
+        json!({"_sluice": {"version": 3, "fields": {}, "erased_at": 3,
+                           "source": {"topic": "users", "partition": 2, "offset": 12}}}),
+        "the tombstone holds only bookkeeping"
+    );
+    assert_eq!(read(&collection, &tombstone_id(&id)).await, None, "no side document");
+
+    let other_worker = another(&cb, "user_state", &config, &sink).await;
+    for writer in [&sink, &other_worker] {
+        for again in [vec![registered.clone()], vec![registered.clone(), deleted.clone()]] {
+            let (rejected, _) = write(writer, &batch(again)).await;
+            assert!(rejected.is_empty(), "{rejected:?}");
+            assert_eq!(read(&collection, &id).await, Some((tombstone.clone(), tomb_cas)), "untouched");
+        }
+    }
+
+    // A newer registration, by the worker that did not write the tombstone, brings the user back
+    // with nothing from before.
+    let again = e(
+        13,
+        "user.registered",
+        4,
+        json!({"email": "new@example.com", "display_name": "New", "country": "DE", "referrer": null}),
+    );
+    write(&other_worker, &batch(vec![again])).await;
+    let (doc, _) = read(&collection, &id).await.expect("re-registered");
+    assert_eq!(doc["email"], "new@example.com");
+    assert_eq!(doc.get("referrer"), None, "nothing survives the erase");
+    assert_eq!((doc["_sluice"]["erased_at"].clone(), doc["_sluice"]["version"].clone()), (json!(3), json!(4)));
+
+    // An erase before anything else of its user leaves its tombstone; the older events bounce off.
+    let other = unique("u");
+    let early_erase = event("users", (0, 1), "user.deleted", &other, 5, json!({"reason": "FRAUD"}));
+    let late_register = event(
+        "users",
+        (0, 2),
+        "user.registered",
+        &other,
+        1,
+        json!({"email": "x@example.com", "display_name": "X", "country": "NL", "referrer": null}),
+    );
+    write(&sink, &batch(vec![early_erase])).await;
+    write(&other_worker, &batch(vec![late_register])).await;
+    let (tombstone, _) = read(&collection, &format!("user::{other}")).await.expect("tombstone");
+    assert_eq!(tombstone.as_object().map(|o| o.len()), Some(1), "{tombstone}");
     assert_eq!(tombstone["_sluice"]["erased_at"], 5);
 }
 
@@ -861,21 +988,23 @@ fn operations(projection: &str) -> BTreeMap<String, u64> {
 }
 
 /// What each kind of write costs the cluster, counted as the metric counts it: a new document
-/// with `erase_on` four operations whatever its events (its tombstone read before and after the
-/// insert), an update of a document this sink wrote last one, an erase of it three.
+/// with `erase_on` three operations whatever its events (inserted blind by a sink that expects new
+/// documents, its tombstone read before and after the insert), an update of a document this sink
+/// wrote last one, an erase of it three.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn i_each_write_sends_the_operations_its_protocol_needs_and_no_more() {
     operations("");
     let cb = connect().await;
     let projection = unique("ops");
-    let (sink, collection) = fresh(&cb, &projection, CouchbaseSink { fields: None, ..shipped("user_state").0 }).await;
+    let config = CouchbaseSink { fields: None, ..shipped("user_state").0 };
+    let (sink, collection) = fresh(&cb, &projection, config.clone()).await;
     let user = unique("ops");
     let id = format!("user::{user}");
     let update = |v: i64| event("users", (0, v), "user.profile_updated", &user, v, json!({ "n": v }));
     let counts = |pairs: &[(&str, u64)]| pairs.iter().map(|(k, n)| ((*k).to_owned(), *n)).collect::<BTreeMap<_, _>>();
 
     write(&sink, &batch(vec![update(1), update(2), update(3)])).await;
-    assert_eq!(operations(&projection), counts(&[("get", 3), ("insert", 1)]), "a new document");
+    assert_eq!(operations(&projection), counts(&[("get", 2), ("insert", 1)]), "a new document");
     write(&sink, &batch(vec![update(4), update(5)])).await;
     assert_eq!(operations(&projection), counts(&[("replace", 1)]), "an update of what this sink wrote last");
     write(&sink, &batch(vec![update(5)])).await;
@@ -889,4 +1018,49 @@ async fn i_each_write_sends_the_operations_its_protocol_needs_and_no_more() {
     );
     assert!(read(&collection, &id).await.is_none(), "erased");
     assert!(read(&collection, &tombstone_id(&id)).await.is_some(), "its tombstone kept");
+
+    let other_worker = another(&cb, &projection, &config, &sink).await;
+    write(&other_worker, &batch(vec![update(3)])).await;
+    assert_eq!(
+        operations(&projection),
+        counts(&[("get", 3)]),
+        "a late event at a worker guessing \"new\": the tombstone found, the document and the tombstone read, nothing written"
+    );
+    assert!(read(&collection, &id).await.is_none(), "still erased");
+}
+
+/// With `on_erase = "tombstone"` every write is one document: a new one costs its insert alone,
+/// an erase of what this sink wrote last one replace, a late event nothing; a worker that
+/// remembers nothing and guesses "new" pays the refused insert and a read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn i_with_tombstones_in_place_a_new_document_costs_one_write() {
+    operations("");
+    let cb = connect().await;
+    let projection = unique("ops");
+    let config = CouchbaseSink { fields: None, ..users(OnErase::Tombstone) };
+    let (sink, collection) = fresh(&cb, &projection, config.clone()).await;
+    let user = unique("ops");
+    let id = format!("user::{user}");
+    let update = |v: i64| event("users", (0, v), "user.profile_updated", &user, v, json!({ "n": v }));
+    let counts = |pairs: &[(&str, u64)]| pairs.iter().map(|(k, n)| ((*k).to_owned(), *n)).collect::<BTreeMap<_, _>>();
+
+    write(&sink, &batch(vec![update(1), update(2), update(3)])).await;
+    assert_eq!(operations(&projection), counts(&[("insert", 1)]), "a new document");
+    write(&sink, &batch(vec![update(4), update(5)])).await;
+    assert_eq!(operations(&projection), counts(&[("replace", 1)]), "an update of what this sink wrote last");
+    let erase = event("users", (0, 6), "user.deleted", &user, 6, json!({}));
+    write(&sink, &batch(vec![erase])).await;
+    assert_eq!(operations(&projection), counts(&[("replace", 1)]), "an erase: the tombstone replaces the document");
+    write(&sink, &batch(vec![update(2)])).await;
+    assert_eq!(operations(&projection), BTreeMap::new(), "a late event, folded into the remembered tombstone");
+    let (tombstone, _) = read(&collection, &id).await.expect("the tombstone");
+    assert_eq!(tombstone.as_object().map(|o| o.len()), Some(1), "bookkeeping alone: {tombstone}");
+
+    let other_worker = another(&cb, &projection, &config, &sink).await;
+    write(&other_worker, &batch(vec![update(3)])).await;
+    assert_eq!(
+        operations(&projection),
+        counts(&[("get", 1), ("insert", 1)]),
+        "a late event at a worker guessing \"new\": the insert refused, the tombstone read, nothing written"
+    );
 }

@@ -37,7 +37,7 @@ pub use model::{
     CouchbaseSink, DEBEZIUM_UNAVAILABLE_VALUE, DEFAULT_BATCH_SIZE, DEFAULT_KEY, DEFAULT_KEY_COLUMN, DEFAULT_LINGER,
     DEFAULT_MAX_IN_FLIGHT, DEFAULT_PARTITION_BY, DEFAULT_ROLLUP_TIME, DebeziumConfig, DecimalHandling, DeclaredTable,
     DocumentField, DocumentId, EventConfig, FieldRef, FieldSource, FilterValue, IdPart, KeyMismatchPolicy,
-    MAX_IN_FLIGHT_LIMIT, Measure, MeasureError, OutboxConfig, ProjectionConfig, RegistryConfig, Rollup,
+    MAX_IN_FLIGHT_LIMIT, Measure, MeasureError, OnErase, OutboxConfig, ProjectionConfig, RegistryConfig, Rollup,
     STATE_RESERVED_COLUMNS, SinkConfig, SinkKind, StateChange, StateColumn, StateTable, SubjectStrategy, TableEngine,
     TemplateError, TimeBucket, TimeUnit, TopicConfig, TopologyConfig, default_min_insync_replicas,
 };

@@ -177,7 +177,7 @@ pub use cdc::{
     DecimalHandling, FieldRef, OutboxConfig, TimeUnit,
 };
 pub use couchbase::{
-    CouchbaseDurability, CouchbaseSink, DocumentField, DocumentId, FieldSource, IdPart, TemplateError,
+    CouchbaseDurability, CouchbaseSink, DocumentField, DocumentId, FieldSource, IdPart, OnErase, TemplateError,
 };
 pub use topics::{CleanupPolicy, KeyMismatchPolicy, SubjectStrategy, TopicConfig, default_min_insync_replicas};
 

@@ -7,6 +7,7 @@
 //! - [`request_builder`]: event → document id and fold change (pure).
 //! - [`sink`]: the [`Sink`](crate::sink::Sink): read, fold, write with CAS, erase with tombstones.
 //! - `group`: one document's events folded into its stored state (pure).
+//! - `first`: whether a document not remembered is inserted blind or read first (pure).
 //! - `operations`: the key-value operations sent, counted by kind (a metric).
 //! - [`durability`]: the projection's `durability` on every write, and its errors (pure).
 //! - [`setup`](mod@setup): `sluice couchbase setup`, creating the projections' scopes and collections.
@@ -17,6 +18,7 @@
 //!   reads, `sluice couchbase get --after`).
 
 pub mod durability;
+mod first;
 mod group;
 mod known;
 pub mod live;

@@ -209,7 +209,7 @@ mod tests {
     use serde_json::json;
     use sluice_core::event::{Envelope, Position};
     use sluice_core::topology::columns::FieldPath;
-    use sluice_core::topology::{CouchbaseDurability, DocumentId, HumanDuration};
+    use sluice_core::topology::{CouchbaseDurability, DocumentId, HumanDuration, OnErase};
 
     use super::*;
 
@@ -234,6 +234,7 @@ mod tests {
             document_id: DocumentId::parse("user::{aggregate_id}").expect("valid template"),
             ttl: None,
             erase_on: vec!["user.deleted".into()],
+            on_erase: OnErase::Remove,
             fields: Some(fields),
             durability: CouchbaseDurability::None,
         }

@@ -6,14 +6,19 @@
 //! concurrently, one document's events in order: read the stored state (`get`, with its CAS),
 //! fold the group's events into it with [`fold::apply`], and write the result back with that CAS —
 //! `insert` when there was no document, `replace` otherwise, `remove` when the entity is erased.
-//! A CAS conflict means another writer got there first: read again and fold again.
+//! A CAS conflict means another writer got there first: read again and fold again. The read is
+//! skipped for a document this worker wrote last ([`super::known`]: replaced at that write's CAS)
+//! and, where every write is one document, for one it guesses is new ([`super::first`]: folded
+//! into nothing and inserted; the insert refused means it exists, and it is read after all).
 //!
-//! Erase (GDPR): the main document is removed, and a side document `<key>::erased` keeps only the
-//! fold's bookkeeping (version, erase version, source position; no personal data), so a late
-//! re-delivery of an older event cannot bring the entity back. It is read only when the main
-//! document is missing. Its writes are monotonic (CAS-guarded, erase version only grows) and the
-//! two documents are written in an order that keeps every interleaving safe: the tombstone before
-//! the removal, and after an insert over a tombstone, a check that no newer erase landed meanwhile.
+//! Erase (GDPR), as the projection's `on_erase` says. `tombstone`: the document is replaced by its
+//! tombstone — the fold's bookkeeping alone (version, erase version, source position; no personal
+//! data), so a late re-delivery of an older event folds into it and changes nothing; one document
+//! per entity, written like any other. `remove` (the default): the main document is removed, and a
+//! side document `<key>::erased` keeps the tombstone. It is read only when the main document is
+//! missing. Its writes are monotonic (CAS-guarded, erase version only grows) and the two documents
+//! are written in an order that keeps every interleaving safe: the tombstone before the removal,
+//! and after an insert over a tombstone, a check that no newer erase landed meanwhile.
 //!
 //! Every insert, replace and remove carries the projection's `durability` ([`super::durability`]).
 //!
@@ -36,11 +41,12 @@ use futures::{StreamExt, TryStreamExt, stream};
 use rand::Rng;
 use serde_json::Value;
 use sluice_core::fold::{self, Change, FoldEvent, State};
-use sluice_core::topology::{CouchbaseDurability, CouchbaseSink, ProjectionConfig, SinkConfig};
+use sluice_core::topology::{CouchbaseDurability, CouchbaseSink, OnErase, ProjectionConfig, SinkConfig};
 use tracing::{debug, warn};
 
 use super::Error;
 use super::durability::{self, DurabilityError};
+use super::first::FirstWrite;
 pub use super::group::MAX_DOCUMENT_BYTES;
 use super::group::{Folded, Pending, encode, fold_group, merge_tombstone};
 use super::known::{KNOWN_BYTES, Known};
@@ -74,6 +80,8 @@ pub struct CouchbaseProjection {
     known: Known,
     /// The operations sent, by kind.
     operations: Operations,
+    /// Whether the documents not remembered are mostly new ([`super::first`]).
+    first: FirstWrite,
 }
 
 impl fmt::Debug for CouchbaseProjection {
@@ -103,6 +111,9 @@ enum Failure {
 enum OpError {
     /// CAS mismatch or the document appeared or vanished: another writer was first; read again.
     Conflict,
+    /// An insert found the document there: read it (another writer was first, or a blind insert
+    /// guessed wrong).
+    Exists,
     /// Permanent for the events of this document.
     Reject(String),
     /// For the whole batch.
@@ -188,6 +199,7 @@ impl CouchbaseProjection {
             unchanged: AtomicU64::new(0),
             known: Known::new(KNOWN_BYTES),
             operations: Operations::new(name),
+            first: FirstWrite::new(),
         })
     }
 
@@ -284,7 +296,7 @@ impl CouchbaseProjection {
             }
             match step {
                 Ok(Step::Done(rejected)) => return Ok(rejected),
-                Ok(Step::Retry) | Err(OpError::Conflict) => {
+                Ok(Step::Retry) | Err(OpError::Conflict | OpError::Exists) => {
                     debug!(projection = %self.name, document = id, attempt, "document changed meanwhile; folding again");
                 }
                 Ok(Step::Reconcile(erase)) => {
@@ -313,14 +325,24 @@ impl CouchbaseProjection {
         events: &[Pending],
         learned_erase: Option<&FoldEvent>,
     ) -> Result<Step, OpError> {
-        // Without erase_on no tombstone is ever written, so a missing document costs one get.
-        let tombstones = !self.config.erase_on.is_empty();
+        // Side tombstones are read when the document is missing, and checked after an insert.
+        let tombstones = self.side_tombstones();
         // A document this worker wrote last is folded as written and replaced at that write's CAS,
         // unread: a conflict sends the next attempt the long way ([`super::known`]).
         let remembered = self.known.get(id).map(|w| Stored::Ours(w.state.clone(), w.cas));
         let stored = match remembered {
             Some(stored) => stored,
-            None => self.read(id).await?,
+            None if learned_erase.is_none() && self.first.insert_first(tombstones) => {
+                match self.create(id, tomb_id, events, tombstones).await? {
+                    Some(done) => return Ok(done),
+                    None => self.read(id).await?,
+                }
+            }
+            None => {
+                let stored = self.read(id).await?;
+                self.first.found(!matches!(stored, Stored::Missing));
+                stored
+            }
         };
         let (base, at) = match stored {
             Stored::Foreign(reason) => return Err(OpError::Reject(reason)),
@@ -337,7 +359,7 @@ impl CouchbaseProjection {
             self.unchanged.fetch_add(unchanged, Ordering::Relaxed);
             return Ok(Step::Done(rejected));
         };
-        match (next.is_tombstone(), at) {
+        match (tombstones && next.is_tombstone(), at) {
             (true, Base::Main(cas)) => {
                 // Tombstone first: if we stop between the two writes, the entity still exists and
                 // the erase is re-delivered; never the other way round (gone, but resurrectable).
@@ -359,23 +381,70 @@ impl CouchbaseProjection {
             }
             (false, Base::Absent(tomb)) => {
                 let cas = self.insert(id, &bytes).await?;
-                if tombstones {
-                    // The counterpart of the check above: an eraser that wrote the tombstone after
-                    // we read it may have missed our insert.
-                    let read_cas = tomb.map(|(_, cas)| cas);
-                    if let Stored::Ours(now, cas) = self.read(tomb_id).await?
-                        && Some(cas) != read_cas
-                        && let Some(erased_at) = now.meta.erased_at
-                    {
-                        let erase = FoldEvent { version: erased_at, change: Change::Erase, position: now.meta.source };
-                        return Ok(Step::Reconcile(erase));
-                    }
+                if tombstones && let Some(erase) = self.erase_since(tomb_id, tomb.map(|(_, cas)| cas)).await? {
+                    return Ok(Step::Reconcile(erase));
                 }
                 self.known.wrote(id, next, cas, bytes.len());
             }
         }
         self.unchanged.fetch_add(unchanged, Ordering::Relaxed);
         Ok(Step::Done(rejected))
+    }
+
+    /// Does an erase keep its tombstone in a side document (`<key>::erased`), so that a missing
+    /// document must be looked up there too?
+    fn side_tombstones(&self) -> bool {
+        !self.config.erase_on.is_empty() && self.config.on_erase == OnErase::Remove
+    }
+
+    /// A blind insert ([`super::first`]): the events folded into nothing, inserted. With side
+    /// tombstones, only when the entity has none, and checked again after the insert as the long
+    /// way does. `None` when the document (or its tombstone) turned out to exist, or the events
+    /// alone write nothing or an erased entity: read it, fold again.
+    async fn create(
+        &self,
+        id: &str,
+        tomb_id: &str,
+        events: &[Pending],
+        tombstones: bool,
+    ) -> Result<Option<Step>, OpError> {
+        if tombstones && !matches!(self.read(tomb_id).await?, Stored::Missing) {
+            return Ok(None);
+        }
+        let Folded { write, rejected, unchanged } = fold_group(None, events, None);
+        // An erased entity's state goes to its side tombstone: the long way writes it there.
+        let Some((next, bytes)) = write.filter(|(next, _)| !(tombstones && next.is_tombstone())) else {
+            return Ok(None);
+        };
+        match self.insert(id, &bytes).await {
+            Ok(cas) => {
+                self.first.found(false);
+                if tombstones && let Some(erase) = self.erase_since(tomb_id, None).await? {
+                    return Ok(Some(Step::Reconcile(erase)));
+                }
+                self.known.wrote(id, next, cas, bytes.len());
+                self.unchanged.fetch_add(unchanged, Ordering::Relaxed);
+                Ok(Some(Step::Done(rejected)))
+            }
+            Err(OpError::Exists) => {
+                self.first.found(true);
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The erase that landed on the side tombstone since it was read at `read_cas` (`None`: it was
+    /// absent), if any: after an insert, the counterpart of an eraser's check that it missed no
+    /// document — an eraser that wrote the tombstone after we read it may have missed our insert.
+    async fn erase_since(&self, tomb_id: &str, read_cas: Option<u64>) -> Result<Option<FoldEvent>, OpError> {
+        if let Stored::Ours(now, cas) = self.read(tomb_id).await?
+            && Some(cas) != read_cas
+            && let Some(erased_at) = now.meta.erased_at
+        {
+            return Ok(Some(FoldEvent { version: erased_at, change: Change::Erase, position: now.meta.source }));
+        }
+        Ok(None)
     }
 
     /// Reads a document and its CAS; a document without valid `_sluice` bookkeeping is foreign.
@@ -518,7 +587,8 @@ fn classify(e: Error, projection: &str, keyspace: &str, durability: CouchbaseDur
         None => {}
     }
     match source.kind() {
-        ErrorKind::CasMismatch | ErrorKind::DocumentExists | ErrorKind::DocumentNotFound => OpError::Conflict,
+        ErrorKind::DocumentExists => OpError::Exists,
+        ErrorKind::CasMismatch | ErrorKind::DocumentNotFound => OpError::Conflict,
         ErrorKind::AuthenticationFailure
         | ErrorKind::BucketNotFound
         | ErrorKind::ScopeNotFound
@@ -553,6 +623,7 @@ mod tests {
         assert!(matches!(classified(ErrorKind::DurabilityWriteInProgress), OpError::Conflict));
         // What was there before stays as it was.
         assert!(matches!(classified(ErrorKind::CasMismatch), OpError::Conflict));
+        assert!(matches!(classified(ErrorKind::DocumentExists), OpError::Exists), "a blind insert reads next");
         assert!(matches!(classified(ErrorKind::CollectionNotFound), OpError::Fail(Failure::Config(_))));
         assert!(matches!(classified(ErrorKind::ValueTooLarge), OpError::Reject(_)));
     }

@@ -34,6 +34,26 @@ spelled_enum! {
     }
 }
 
+spelled_enum! {
+    /// What an erase (an event of an `erase_on` type) leaves under the document's key. Either way
+    /// the entity's fields are gone and a tombstone of bookkeeping only (`_sluice`: versions, the
+    /// erase's version, the source position; no personal data) keeps a late re-delivery of an
+    /// older event from bringing the entity back.
+    #[derive(Default)]
+    OnErase {
+        /// The document is removed (readers get "not found"), its tombstone kept in a side
+        /// document `<key>::erased`. A new document then costs four operations (read the document
+        /// and its tombstone, insert, read the tombstone again against a concurrent eraser).
+        #[default]
+        Remove = "remove",
+        /// The document is replaced by its tombstone: a document with no fields but `_sluice`,
+        /// whose `erased_at` is set. Every write is then one document, so a new document costs one
+        /// operation (insert it; read only when it turns out to exist). Readers tell an erased
+        /// entity by its empty document (the gateway and `sluice couchbase get` answer "gone").
+        Tombstone = "tombstone",
+    }
+}
+
 /// `[projections.<name>.couchbase]`: one document per entity.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CouchbaseSink {
@@ -52,6 +72,8 @@ pub struct CouchbaseSink {
     /// Event types that delete the document.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub erase_on: Vec<String>,
+    /// What an erase leaves under the key (default `remove`; see [`OnErase`]).
+    pub on_erase: OnErase,
     /// Document field → where its value comes from. When absent, every non-envelope field of an
     /// event is merged into the document under its own name, a null meaning "unchanged".
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -278,6 +300,8 @@ mod tests {
 
     #[test]
     fn durability_spellings() {
+        assert_eq!(OnErase::default(), OnErase::Remove);
+        assert_eq!("tombstone".parse::<OnErase>(), Ok(OnErase::Tombstone));
         assert_eq!(CouchbaseDurability::default(), CouchbaseDurability::None);
         for name in CouchbaseDurability::NAMES {
             assert_eq!(name.parse::<CouchbaseDurability>().map(CouchbaseDurability::as_str), Ok(*name));

@@ -10,7 +10,7 @@ use toml::de::DeValue;
 use super::super::columns::FieldPath;
 use super::super::diagnostics::Issue;
 use super::super::model::{
-    COUCHBASE_DEFAULT_COLLECTION, CouchbaseDurability, CouchbaseSink, DocumentField, DocumentId,
+    COUCHBASE_DEFAULT_COLLECTION, CouchbaseDurability, CouchbaseSink, DocumentField, DocumentId, OnErase,
 };
 use super::names::{display_path, valid_couchbase_bucket, valid_couchbase_collection};
 use super::string_offset;
@@ -34,6 +34,7 @@ impl Walker<'_> {
         let document_id = t.require(self, "document_id", document_id, "\"<entity>::{aggregate_id}\"");
         let ttl = self.duration(t, "ttl", false);
         let erase_on = self.strings(t, "erase_on").unwrap_or_default();
+        let on_erase = self.choice(t, "on_erase", OnErase::NAMES);
         let fields = self.fields(t);
         let durability = self.choice(t, "durability", CouchbaseDurability::NAMES);
         CouchbaseSink {
@@ -43,6 +44,7 @@ impl Walker<'_> {
             document_id: document_id.unwrap_or_else(DocumentId::missing),
             ttl,
             erase_on,
+            on_erase: on_erase.unwrap_or_default(),
             fields,
             durability: durability.unwrap_or_default(),
         }
