@@ -729,9 +729,18 @@ async fn concurrent_writers(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn e_concurrent_writers_on_one_document_lose_nothing() {
+    concurrent_writers_on_one_document_lose_nothing(OnErase::Remove).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn e_concurrent_writers_on_one_document_lose_nothing_with_tombstones_in_place() {
+    concurrent_writers_on_one_document_lose_nothing(OnErase::Tombstone).await;
+}
+
+async fn concurrent_writers_on_one_document_lose_nothing(on_erase: OnErase) {
     let cb = connect().await;
     // Every payload field under its own name, so each writer sets a field of its own.
-    let config = CouchbaseSink { fields: None, ..shipped("user_state").0 };
+    let config = CouchbaseSink { fields: None, ..users(on_erase) };
     let (sink, collection) = fresh(&cb, "user_state", config).await;
     let sink = Arc::new(sink);
 
@@ -757,9 +766,17 @@ async fn e_concurrent_writers_on_one_document_lose_nothing() {
     assert_eq!(kept, (41..=64).collect::<Vec<_>>(), "fields older than the erase are gone");
 
     // The newest event is an erase: nothing remains but the tombstone.
-    let (doc, tombstone, _) = concurrent_writers(&sink, &collection, &[20, 64]).await;
-    assert_eq!(doc, None, "erased by the newest event");
-    let tombstone = tombstone.expect("tombstone");
+    let (doc, side, _) = concurrent_writers(&sink, &collection, &[20, 64]).await;
+    let tombstone = match on_erase {
+        OnErase::Remove => {
+            assert_eq!(doc, None, "erased by the newest event");
+            side.expect("tombstone")
+        }
+        OnErase::Tombstone => {
+            assert_eq!(side, None, "no side tombstone");
+            doc.expect("the tombstone in the document's place")
+        }
+    };
     assert_eq!(tombstone["_sluice"]["erased_at"], 64);
     assert_eq!(tombstone["_sluice"]["version"], 64);
     assert_eq!(tombstone.as_object().map(Map::len), Some(1));
