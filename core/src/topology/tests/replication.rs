@@ -1,5 +1,5 @@
 //! `min_insync_replicas` of topics (with the implied dead-letter topics') and `durability` of
-//! Couchbase projections: defaults, and errors at their line and column.
+//! Couchbase projections (and their `on_erase`): defaults, and errors at their line and column.
 
 use super::*;
 
@@ -99,4 +99,26 @@ fn an_unknown_couchbase_durability_is_refused_with_a_suggestion() {
     let (_, _, _, hint) =
         error(&base_with("erase_on = [\"user.deleted\"]", "erase_on = [\"user.deleted\"]\ndurability = \"quorum\""));
     assert!(hint.is_some_and(|h| h.contains("majority")), "the hint lists the levels");
+}
+
+#[test]
+fn on_erase_defaults_to_remove_and_a_misspelling_is_refused_with_a_suggestion() {
+    let sink = |t: &Topology| match &t.projection("user_state").expect("declared").sink {
+        SinkConfig::Couchbase { couchbase } => couchbase.on_erase,
+        other => panic!("not Couchbase: {other:?}"),
+    };
+    assert_eq!(sink(&valid(BASE)), OnErase::Remove);
+    let t =
+        valid(&base_with("erase_on = [\"user.deleted\"]", "erase_on = [\"user.deleted\"]\non_erase = \"tombstone\""));
+    assert_eq!(sink(&t), OnErase::Tombstone);
+    let printed = toml::to_string(t.config()).unwrap_or_else(|e| panic!("{e}"));
+    assert!(printed.contains("on_erase = \"tombstone\""), "{printed}");
+
+    let (_, _, message, hint) =
+        error(&base_with("erase_on = [\"user.deleted\"]", "erase_on = [\"user.deleted\"]\non_erase = \"tombstones\""));
+    assert_eq!(
+        message,
+        "`projections.user_state.couchbase.on_erase` = \"tombstones\" is not one of the allowed values"
+    );
+    assert_eq!(hint.as_deref(), Some("did you mean \"tombstone\"?"));
 }
