@@ -7,8 +7,8 @@
 //! fold the group's events into it with [`fold::apply`], and write the result back with that CAS —
 //! `insert` when there was no document, `replace` otherwise, `remove` when the entity is erased.
 //! A CAS conflict means another writer got there first: read again and fold again. The read is
-//! skipped for a document this worker wrote last ([`super::known`]: replaced at that write's CAS)
-//! and, where every write is one document, for one it guesses is new ([`super::first`]: folded
+//! skipped for a document this worker wrote last (`known`: replaced at that write's CAS)
+//! and, where every write is one document, for one it guesses is new (`first`: folded
 //! into nothing and inserted; the insert refused means it exists, and it is read after all).
 //!
 //! Erase (GDPR), as the projection's `on_erase` says. `tombstone`: the document is replaced by its
