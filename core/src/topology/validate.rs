@@ -14,7 +14,7 @@ use super::EventInfo;
 use super::columns::{FieldPath, Step, path_column, payload_columns};
 use super::diagnostics::{Issue, did_you_mean};
 use super::model::{
-    CleanupPolicy, DocumentField, ProjectionConfig, SinkConfig, StateColumn, SubjectStrategy, TopicConfig,
+    CleanupPolicy, DocumentField, OnErase, ProjectionConfig, SinkConfig, StateColumn, SubjectStrategy, TopicConfig,
     TopologyConfig,
 };
 use super::parse::{Parsed, Spans, display_path, string_offset};
@@ -321,6 +321,15 @@ impl Checker<'_> {
         self.members(&known, &["projections", name, "backpressure", "critical_events"], &bp.critical_events, name);
         if let SinkConfig::Couchbase { couchbase } = &p.sink {
             self.members(&known, &["projections", name, "couchbase", "erase_on"], &couchbase.erase_on, name);
+            if couchbase.erase_on.is_empty()
+                && couchbase.on_erase != OnErase::default()
+                && let Some(span) = self.spans.get(&["projections", name, "couchbase", "on_erase"])
+            {
+                self.push(
+                    Issue::warning(span, "`on_erase` has no effect without `erase_on`: nothing erases a document")
+                        .hint("list the event types that erase the entity in `erase_on`"),
+                );
+            }
             // Field checks need every event's schema; a broken one was reported already.
             let facts: Option<Vec<(&str, &EventSchema)>> =
                 known.iter().map(|t| schemas.get(*t).map(|(_, _, s)| (*t, s))).collect();

@@ -143,6 +143,7 @@ fn couchbase(out: &mut Vec<String>, entity: &Entity<'_>) {
     let erase =
         if entity.deletes.is_empty() { "[\"<event type that deletes it>\"]".to_owned() } else { list(&entity.deletes) };
     line(out, &format!("erase_on = {erase}"), Some("event types that delete the document"));
+    line(out, "on_erase = \"remove\"", Some("or \"tombstone\": left in the document's place, one write per new one"));
     line(out, "durability = \"majority\"", Some("left out: \"none\"; majority needs a bucket with replicas"));
     line(out, "", None);
     line(out, &format!("[projections.{name}.couchbase.fields]"), Some("left out: every payload field, as is"));

@@ -122,3 +122,12 @@ fn on_erase_defaults_to_remove_and_a_misspelling_is_refused_with_a_suggestion() 
     );
     assert_eq!(hint.as_deref(), Some("did you mean \"tombstone\"?"));
 }
+
+#[test]
+fn on_erase_without_erase_on_is_a_warning() {
+    let t = valid(&base_with("erase_on = [\"user.deleted\"]", "on_erase = \"tombstone\""));
+    let messages: Vec<String> = t.warnings().diagnostics().iter().map(|d| d.message.clone()).collect();
+    assert_eq!(messages, ["`on_erase` has no effect without `erase_on`: nothing erases a document"]);
+    let quiet = valid(&base_with("erase_on = [\"user.deleted\"]", "on_erase = \"remove\""));
+    assert!(quiet.warnings().diagnostics().is_empty(), "{}", quiet.warnings());
+}
