@@ -42,8 +42,9 @@ spelled_enum! {
     #[derive(Default)]
     OnErase {
         /// The document is removed (readers get "not found"), its tombstone kept in a side
-        /// document `<key>::erased`. A new document then costs four operations (read the document
-        /// and its tombstone, insert, read the tombstone again against a concurrent eraser).
+        /// document `<key>::erased`. A new document then costs three operations (its tombstone
+        /// read, insert, the tombstone read again against a concurrent eraser), four when the
+        /// document is read first (while most documents the worker meets turn out to exist).
         #[default]
         Remove = "remove",
         /// The document is replaced by its tombstone: a document with no fields but `_sluice`,
