@@ -83,6 +83,7 @@ pub fn version_of(document: &Json) -> Option<i64> {
 
 /// Is this document an erased entity's tombstone (no fields, an erase in its bookkeeping)?
 pub fn is_tombstone(document: &Json) -> bool {
+    // The key count first: a document with fields is told apart without copying it into a State.
     document.as_object().is_some_and(|fields| fields.len() == 1 && fields.contains_key(META_KEY))
         && State::from_document(document).is_some_and(|state| state.is_tombstone())
 }

@@ -59,12 +59,17 @@ fn min_insync_replicas_above_the_replication_factor_is_refused_where_it_is() {
     assert_eq!(message, "`topics.users.min_insync_replicas` must be an integer, not a string");
 }
 
+/// The Couchbase block of the test topology's `user_state`.
+fn user_state_couchbase(t: &Topology) -> &CouchbaseSink {
+    match &t.projection("user_state").expect("declared").sink {
+        SinkConfig::Couchbase { couchbase } => couchbase,
+        other => panic!("not Couchbase: {other:?}"),
+    }
+}
+
 #[test]
 fn couchbase_durability_defaults_to_none_and_takes_the_sdk_levels() {
-    let sink = |t: &Topology| match &t.projection("user_state").expect("declared").sink {
-        SinkConfig::Couchbase { couchbase } => couchbase.durability,
-        other => panic!("not Couchbase: {other:?}"),
-    };
+    let sink = |t: &Topology| user_state_couchbase(t).durability;
     assert_eq!(sink(&valid(BASE)), CouchbaseDurability::None);
     for (text, level) in [
         ("none", CouchbaseDurability::None),
@@ -103,10 +108,7 @@ fn an_unknown_couchbase_durability_is_refused_with_a_suggestion() {
 
 #[test]
 fn on_erase_defaults_to_remove_and_a_misspelling_is_refused_with_a_suggestion() {
-    let sink = |t: &Topology| match &t.projection("user_state").expect("declared").sink {
-        SinkConfig::Couchbase { couchbase } => couchbase.on_erase,
-        other => panic!("not Couchbase: {other:?}"),
-    };
+    let sink = |t: &Topology| user_state_couchbase(t).on_erase;
     assert_eq!(sink(&valid(BASE)), OnErase::Remove);
     let t =
         valid(&base_with("erase_on = [\"user.deleted\"]", "erase_on = [\"user.deleted\"]\non_erase = \"tombstone\""));
