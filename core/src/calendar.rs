@@ -257,28 +257,66 @@ pub fn parse_rfc3339(s: &str) -> Result<i128, String> {
     parse_date_time(s, Zone::Required)
 }
 
-/// A year as dates are written: four digits from 0 to 9999, otherwise a sign and at least six.
-fn year_text(year: i64) -> String {
+/// Appends a year as dates are written: four digits from 0 to 9999, otherwise a sign and at
+/// least six.
+fn write_year(out: &mut String, year: i64) {
     if (0..=9999).contains(&year) {
-        format!("{year:04}")
+        push_digits(out, year.unsigned_abs(), 4);
     } else {
-        format!("{}{:06}", if year < 0 { '-' } else { '+' }, year.unsigned_abs())
+        let _ = write!(out, "{}{:06}", if year < 0 { '-' } else { '+' }, year.unsigned_abs());
     }
+}
+
+/// A year as [`write_year`] writes it.
+fn year_text(year: i64) -> String {
+    let mut out = String::with_capacity(7);
+    write_year(&mut out, year);
+    out
+}
+
+/// Appends the last `width` decimal digits of `value`, zero-padded. Digit by digit rather than
+/// through `fmt`: a Couchbase projection writes one timestamp per event, and `format!`'s padding
+/// machinery was most of that cost (perf).
+fn push_digits(out: &mut String, value: u64, width: u32) {
+    let mut scale = 10_u64.pow(width.saturating_sub(1));
+    for _ in 0..width {
+        // A digit: 0 to 9.
+        out.push(char::from(b'0' + (value / scale % 10) as u8));
+        scale /= 10;
+    }
+}
+
+/// Appends `YYYY-MM-DD` of the date `days` after 1970-01-01.
+fn write_date(out: &mut String, days: i64) {
+    let (y, m, d) = civil_from_days(days);
+    write_year(out, y);
+    out.push('-');
+    push_digits(out, u64::from(m), 2);
+    out.push('-');
+    push_digits(out, u64::from(d), 2);
 }
 
 /// The date `days` after 1970-01-01: `2026-11-01`.
 pub fn format_date(days: i64) -> String {
-    let (y, m, d) = civil_from_days(days);
-    format!("{}-{m:02}-{d:02}", year_text(y))
+    let mut out = String::with_capacity(10);
+    write_date(&mut out, days);
+    out
 }
 
 /// `HH:MM:SS.f…` of `nanos` since midnight (0 to a day), with `digits` fraction digits.
 fn write_time(out: &mut String, nanos: i64, digits: usize) {
+    let digits = u32::try_from(digits).unwrap_or(9).min(9);
+    // Within a day: 0 ≤ nanos < 86,400 × 10⁹.
+    let nanos = nanos.unsigned_abs();
     let seconds = nanos / 1_000_000_000;
-    let fraction = (nanos % 1_000_000_000) / 10_i64.pow(9 - u32::try_from(digits).unwrap_or(9).min(9));
-    let _ = write!(out, "{:02}:{:02}:{:02}", seconds / 3600, seconds % 3600 / 60, seconds % 60);
+    push_digits(out, seconds / 3600, 2);
+    out.push(':');
+    push_digits(out, seconds % 3600 / 60, 2);
+    out.push(':');
+    push_digits(out, seconds % 60, 2);
     if digits > 0 {
-        let _ = write!(out, ".{fraction:0digits$}");
+        out.push('.');
+        push_digits(out, nanos % 1_000_000_000 / 10_u64.pow(9 - digits), digits);
     }
 }
 
@@ -286,12 +324,13 @@ fn write_time(out: &mut String, nanos: i64, digits: usize) {
 /// with a `Z` when `zoned` (`2026-11-01T10:00:00.123Z`), as a wall time without one otherwise
 /// (`2026-11-01T10:00:00.123`, a local date-time).
 pub fn format_date_time(count: i64, unit: Unit, zoned: bool) -> String {
-    let nanos = i128::from(count) * unit.nanos();
-    let day_nanos = i128::from(DAY_NANOS);
-    // Both in range: |count| ≤ 2^63 units is far less than 2^63 days.
-    let days = i64::try_from(nanos.div_euclid(day_nanos)).unwrap_or_default();
-    let of_day = i64::try_from(nanos.rem_euclid(day_nanos)).unwrap_or_default();
-    let mut out = format_date(days);
+    // Units per day divide a day exactly, so the day and the time of day come from the count
+    // itself, in i64, whatever its size.
+    let per_day = DAY_NANOS / i64::try_from(unit.nanos()).unwrap_or(1);
+    let days = count.div_euclid(per_day);
+    let of_day = count.rem_euclid(per_day) * i64::try_from(unit.nanos()).unwrap_or(1);
+    let mut out = String::with_capacity(32);
+    write_date(&mut out, days);
     out.push('T');
     write_time(&mut out, of_day, unit.digits());
     if zoned {

@@ -148,15 +148,24 @@ pub fn apply_in_place(state: &mut Option<State>, event: &FoldEvent) -> bool {
         }
         Change::Set(values) => {
             for (k, value) in values {
-                if k == META_KEY {
+                if k == META_KEY || v <= erased_at {
                     continue;
                 }
-                let field_version = next.meta.fields.get(k).copied().unwrap_or(i64::MIN);
-                if v > field_version && v > erased_at {
-                    next.fields.insert(k.clone(), value.clone());
-                    next.meta.fields.insert(k.clone(), v);
-                    changed = true;
+                // In place where the field is there already: its key is not allocated again.
+                match next.meta.fields.get_mut(k) {
+                    Some(field_version) if v <= *field_version => continue,
+                    Some(field_version) => *field_version = v,
+                    None => {
+                        next.meta.fields.insert(k.clone(), v);
+                    }
                 }
+                match next.fields.get_mut(k) {
+                    Some(slot) => *slot = value.clone(),
+                    None => {
+                        next.fields.insert(k.clone(), value.clone());
+                    }
+                }
+                changed = true;
             }
         }
     }

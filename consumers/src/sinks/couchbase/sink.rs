@@ -280,7 +280,9 @@ impl CouchbaseProjection {
     /// Folds one document's events (in offset order) into its stored state and writes it,
     /// reading again and folding again whenever another writer got there first.
     async fn write_document(&self, id: &str, events: &[Pending]) -> Result<Vec<Rejected>, Failure> {
-        let tomb_id = request_builder::tombstone_id(id);
+        // The side tombstone's key, where erases keep one: read when the document is missing, and
+        // checked after an insert.
+        let tomb_id = self.side_tombstones().then(|| request_builder::tombstone_id(id));
         let mut learned_erase: Option<FoldEvent> = None;
         for attempt in 0..MAX_ATTEMPTS {
             if attempt > 0 {
@@ -289,7 +291,7 @@ impl CouchbaseProjection {
                 let pause = Duration::from_millis(rand::rng().random_range(0..=cap));
                 tokio::time::sleep(pause).await;
             }
-            let step = self.attempt(id, &tomb_id, events, learned_erase.as_ref()).await;
+            let step = self.attempt(id, tomb_id.as_deref(), events, learned_erase.as_ref()).await;
             if !matches!(step, Ok(Step::Done(_))) {
                 // What this worker wrote last may no longer be what is stored: read it next time.
                 self.known.forget(id);
@@ -321,19 +323,17 @@ impl CouchbaseProjection {
     async fn attempt(
         &self,
         id: &str,
-        tomb_id: &str,
+        tomb_id: Option<&str>,
         events: &[Pending],
         learned_erase: Option<&FoldEvent>,
     ) -> Result<Step, OpError> {
-        // Side tombstones are read when the document is missing, and checked after an insert.
-        let tombstones = self.side_tombstones();
         // A document this worker wrote last is folded as written and replaced at that write's CAS,
         // unread: a conflict sends the next attempt the long way ([`super::known`]).
         let remembered = self.known.get(id).map(|w| Stored::Ours(w.state.clone(), w.cas));
         let stored = match remembered {
             Some(stored) => stored,
-            None if learned_erase.is_none() && self.first.insert_first(tombstones) => {
-                match self.create(id, tomb_id, events, tombstones).await? {
+            None if learned_erase.is_none() && self.first.insert_first(tomb_id.is_some()) => {
+                match self.create(id, tomb_id, events).await? {
                     Some(done) => return Ok(done),
                     None => self.read(id).await?,
                 }
@@ -347,27 +347,29 @@ impl CouchbaseProjection {
         let (base, at) = match stored {
             Stored::Foreign(reason) => return Err(OpError::Reject(reason)),
             Stored::Ours(state, cas) => (Some(state), Base::Main(cas)),
-            Stored::Missing if tombstones => match self.read(tomb_id).await? {
-                Stored::Foreign(reason) => return Err(OpError::Reject(reason)),
-                Stored::Ours(state, cas) => (Some(state.clone()), Base::Absent(Some((state, cas)))),
-                Stored::Missing => (None, Base::Absent(None)),
+            Stored::Missing => match tomb_id {
+                Some(tomb_id) => match self.read(tomb_id).await? {
+                    Stored::Foreign(reason) => return Err(OpError::Reject(reason)),
+                    Stored::Ours(state, cas) => (Some(state.clone()), Base::Absent(Some((state, cas)))),
+                    Stored::Missing => (None, Base::Absent(None)),
+                },
+                None => (None, Base::Absent(None)),
             },
-            Stored::Missing => (None, Base::Absent(None)),
         };
         let Folded { write, rejected, unchanged } = fold_group(base, events, learned_erase);
         let Some((next, bytes)) = write else {
             self.unchanged.fetch_add(unchanged, Ordering::Relaxed);
             return Ok(Step::Done(rejected));
         };
-        match (tombstones && next.is_tombstone(), at) {
-            (true, Base::Main(cas)) => {
+        match (tomb_id.filter(|_| next.is_tombstone()), at) {
+            (Some(tomb_id), Base::Main(cas)) => {
                 // Tombstone first: if we stop between the two writes, the entity still exists and
                 // the erase is re-delivered; never the other way round (gone, but resurrectable).
                 self.put_tombstone(tomb_id, &next, None).await?;
                 self.known.forget(id);
                 self.remove(id, cas).await?;
             }
-            (true, Base::Absent(tomb)) => {
+            (Some(tomb_id), Base::Absent(tomb)) => {
                 self.put_tombstone(tomb_id, &next, Some(tomb)).await?;
                 // A writer that found no tombstone may have created the document meanwhile: it
                 // must be erased too (that writer, in turn, checks the tombstone after it).
@@ -375,13 +377,15 @@ impl CouchbaseProjection {
                     return Ok(Step::Retry);
                 }
             }
-            (false, Base::Main(cas)) => {
+            (None, Base::Main(cas)) => {
                 let cas = self.replace(id, &bytes, cas).await?;
                 self.known.wrote(id, next, cas, bytes.len());
             }
-            (false, Base::Absent(tomb)) => {
+            (None, Base::Absent(tomb)) => {
                 let cas = self.insert(id, &bytes).await?;
-                if tombstones && let Some(erase) = self.erase_since(tomb_id, tomb.map(|(_, cas)| cas)).await? {
+                if let Some(tomb_id) = tomb_id
+                    && let Some(erase) = self.erase_since(tomb_id, tomb.map(|(_, cas)| cas)).await?
+                {
                     return Ok(Step::Reconcile(erase));
                 }
                 self.known.wrote(id, next, cas, bytes.len());
@@ -401,25 +405,23 @@ impl CouchbaseProjection {
     /// tombstones, only when the entity has none, and checked again after the insert as the long
     /// way does. `None` when the document (or its tombstone) turned out to exist, or the events
     /// alone write nothing or an erased entity: read it, fold again.
-    async fn create(
-        &self,
-        id: &str,
-        tomb_id: &str,
-        events: &[Pending],
-        tombstones: bool,
-    ) -> Result<Option<Step>, OpError> {
-        if tombstones && !matches!(self.read(tomb_id).await?, Stored::Missing) {
+    async fn create(&self, id: &str, tomb_id: Option<&str>, events: &[Pending]) -> Result<Option<Step>, OpError> {
+        if let Some(tomb_id) = tomb_id
+            && !matches!(self.read(tomb_id).await?, Stored::Missing)
+        {
             return Ok(None);
         }
         let Folded { write, rejected, unchanged } = fold_group(None, events, None);
         // An erased entity's state goes to its side tombstone: the long way writes it there.
-        let Some((next, bytes)) = write.filter(|(next, _)| !(tombstones && next.is_tombstone())) else {
+        let Some((next, bytes)) = write.filter(|(next, _)| !(tomb_id.is_some() && next.is_tombstone())) else {
             return Ok(None);
         };
         match self.insert(id, &bytes).await {
             Ok(cas) => {
                 self.first.found(false);
-                if tombstones && let Some(erase) = self.erase_since(tomb_id, None).await? {
+                if let Some(tomb_id) = tomb_id
+                    && let Some(erase) = self.erase_since(tomb_id, None).await?
+                {
                     return Ok(Some(Step::Reconcile(erase)));
                 }
                 self.known.wrote(id, next, cas, bytes.len());
@@ -447,10 +449,14 @@ impl CouchbaseProjection {
         Ok(None)
     }
 
+    // Each SDK call below is boxed: its future is several kilobytes, and inline it would make
+    // every document's future that size, copied whole as the batch's stream takes it in (perf:
+    // `memmove` of those futures was ~3 % of a drain).
+
     /// Reads a document and its CAS; a document without valid `_sluice` bookkeeping is foreign.
     async fn read(&self, key: &str) -> Result<Stored, OpError> {
         self.operations.get.increment(1);
-        let found = match deadline("get", KV_TIMEOUT, self.collection.get(key, None)).await {
+        let found = match deadline("get", KV_TIMEOUT, Box::pin(self.collection.get(key, None))).await {
             Ok(found) => found,
             Err(Error::Couchbase { source, .. }) if *source.kind() == ErrorKind::DocumentNotFound => {
                 return Ok(Stored::Missing);
@@ -504,7 +510,7 @@ impl CouchbaseProjection {
         let (value, flags) = raw_json::encode(&bytes).map_err(|e| self.classify_sdk("insert", e))?;
         let options = durability::insert_options(self.config.durability, self.expiry());
         self.operations.insert.increment(1);
-        deadline("insert", KV_TIMEOUT, self.collection.insert_raw(key, value, flags, options))
+        deadline("insert", KV_TIMEOUT, Box::pin(self.collection.insert_raw(key, value, flags, options)))
             .await
             .map(|written| written.cas())
             .map_err(|e| self.classify(e))
@@ -516,7 +522,7 @@ impl CouchbaseProjection {
         // Every write sets the expiry again: a TTL counts from the entity's latest change.
         let options = durability::replace_options(self.config.durability, self.expiry(), cas);
         self.operations.replace.increment(1);
-        deadline("replace", KV_TIMEOUT, self.collection.replace_raw(key, value, flags, options))
+        deadline("replace", KV_TIMEOUT, Box::pin(self.collection.replace_raw(key, value, flags, options)))
             .await
             .map(|written| written.cas())
             .map_err(|e| self.classify(e))
@@ -525,7 +531,7 @@ impl CouchbaseProjection {
     async fn remove(&self, key: &str, cas: u64) -> Result<(), OpError> {
         let options = durability::remove_options(self.config.durability, Some(cas));
         self.operations.remove.increment(1);
-        deadline("remove", KV_TIMEOUT, self.collection.remove(key, options))
+        deadline("remove", KV_TIMEOUT, Box::pin(self.collection.remove(key, options)))
             .await
             .map(drop)
             .map_err(|e| self.classify(e))
