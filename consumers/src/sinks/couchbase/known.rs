@@ -1,4 +1,4 @@
-//! The documents this worker wrote last, each with the state it wrote and the CAS the write
+//! The documents this worker wrote last, each as the bytes it wrote and the CAS the write
 //! returned: the next write of one folds into that state and replaces at that CAS without reading
 //! the document first — one operation instead of two for an update.
 //!
@@ -7,7 +7,10 @@
 //! forgotten and the write goes the long way (read, fold, write). An event that changes nothing
 //! on the remembered state changes nothing on any later state either (the fold only moves
 //! versions forward), so skipping its write is what the long way would do too. Any failed or
-//! ambiguous write forgets the entry. Bounded by the encoded size of the documents held.
+//! ambiguous write forgets the entry. Bounded by the encoded size of the documents held, which is
+//! what they take: a document is kept as the JSON it was written as and parsed again when it is
+//! next written (a parse of a few hundred bytes, against the read it saves), not as the folded
+//! state, whose maps and strings took several times its encoding.
 //!
 //! A `quick_cache` (CLOCK-Pro) rather than moka: on a drain of new documents every write inserts
 //! and hardly any is read again, and perf put moka's bookkeeping (its concurrent hash map's
@@ -18,6 +21,7 @@ use std::sync::Arc;
 
 use quick_cache::Weighter;
 use quick_cache::sync::Cache;
+use serde_json::Value;
 use sluice_core::fold::State;
 
 /// Encoded bytes of documents remembered per sink, at most.
@@ -26,9 +30,16 @@ pub(super) const KNOWN_BYTES: u64 = 16 * 1024 * 1024;
 /// A document as this worker last wrote it.
 #[derive(Debug)]
 pub(super) struct Written {
-    pub(super) state: State,
+    /// The document's JSON, as written.
+    bytes: Box<[u8]>,
     pub(super) cas: u64,
-    bytes: u32,
+}
+
+impl Written {
+    /// The state written (`None` if the bytes are not a state of ours, which they always are).
+    pub(super) fn state(&self) -> Option<State> {
+        serde_json::from_slice::<Value>(&self.bytes).ok().and_then(State::from_value)
+    }
 }
 
 /// A guess at the encoded size of a remembered document, to size the cache's table up front.
@@ -41,7 +52,7 @@ struct Bytes;
 
 impl Weighter<String, Arc<Written>> for Bytes {
     fn weight(&self, key: &String, written: &Arc<Written>) -> u64 {
-        u64::from(written.bytes).saturating_add(key.len() as u64)
+        (written.bytes.len() as u64).saturating_add(key.len() as u64)
     }
 }
 
@@ -65,10 +76,9 @@ impl Known {
         self.0.get(id)
     }
 
-    /// `id` now holds `state` (encoded in `bytes` bytes) at `cas`.
-    pub(super) fn wrote(&self, id: &str, state: State, cas: u64, bytes: usize) {
-        let bytes = u32::try_from(bytes).unwrap_or(u32::MAX);
-        self.0.insert(id.to_owned(), Arc::new(Written { state, cas, bytes }));
+    /// `id` now holds the document `bytes` at `cas`.
+    pub(super) fn wrote(&self, id: &str, bytes: Vec<u8>, cas: u64) {
+        self.0.insert(id.to_owned(), Arc::new(Written { bytes: bytes.into_boxed_slice(), cas }));
     }
 
     /// Forgets `id`: the next write reads it.
@@ -79,24 +89,32 @@ impl Known {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::Map;
+    use serde_json::{Map, json};
     use sluice_core::fold::{Meta, Position};
 
     use super::*;
 
     fn state(version: i64) -> State {
         let source = Position { topic: "users".into(), partition: 0, offset: version };
-        State { fields: Map::new(), meta: Meta { version, fields: Default::default(), erased_at: None, source } }
+        let fields: Map<String, Value> =
+            [("email".to_owned(), json!("a@x")), ("n".to_owned(), json!(1.5))].into_iter().collect();
+        let field_versions = fields.keys().map(|k| (k.clone(), version)).collect();
+        State { fields, meta: Meta { version, fields: field_versions, erased_at: None, source } }
+    }
+
+    fn bytes(state: &State) -> Vec<u8> {
+        serde_json::to_vec(&state.to_document()).expect("a state encodes")
     }
 
     #[test]
     fn remembers_the_last_write_and_forgets_on_demand() {
         let known = Known::new(KNOWN_BYTES);
         assert!(known.get("user::a").is_none());
-        known.wrote("user::a", state(1), 10, 100);
-        known.wrote("user::a", state(2), 11, 100);
+        known.wrote("user::a", bytes(&state(1)), 10);
+        known.wrote("user::a", bytes(&state(2)), 11);
         let w = known.get("user::a").expect("remembered");
-        assert_eq!((w.state.meta.version, w.cas), (2, 11));
+        assert_eq!(w.cas, 11);
+        assert_eq!(w.state(), Some(state(2)), "the state written comes back whole");
         known.forget("user::a");
         assert!(known.get("user::a").is_none());
     }
@@ -105,7 +123,7 @@ mod tests {
     fn holds_no_more_than_its_byte_budget() {
         let known = Known::new(10_000);
         for i in 0..100 {
-            known.wrote(&format!("user::{i}"), state(1), 1, 1_000);
+            known.wrote(&format!("user::{i}"), vec![b' '; 1_000], 1);
         }
         assert!(known.0.weight() <= 10_000, "{}", known.0.weight());
         assert!(known.0.len() <= 10, "{}", known.0.len());

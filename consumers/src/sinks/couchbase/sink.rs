@@ -329,7 +329,7 @@ impl CouchbaseProjection {
     ) -> Result<Step, OpError> {
         // A document this worker wrote last is folded as written and replaced at that write's CAS,
         // unread: a conflict sends the next attempt the long way ([`super::known`]).
-        let remembered = self.known.get(id).map(|w| Stored::Ours(w.state.clone(), w.cas));
+        let remembered = self.known.get(id).and_then(|w| Some(Stored::Ours(w.state()?, w.cas)));
         let stored = match remembered {
             Some(stored) => stored,
             None if learned_erase.is_none() && self.first.insert_first(tomb_id.is_some()) => {
@@ -379,7 +379,7 @@ impl CouchbaseProjection {
             }
             (None, Base::Main(cas)) => {
                 let cas = self.replace(id, &bytes, cas).await?;
-                self.known.wrote(id, next, cas, bytes.len());
+                self.known.wrote(id, bytes, cas);
             }
             (None, Base::Absent(tomb)) => {
                 let cas = self.insert(id, &bytes).await?;
@@ -388,7 +388,7 @@ impl CouchbaseProjection {
                 {
                     return Ok(Step::Reconcile(erase));
                 }
-                self.known.wrote(id, next, cas, bytes.len());
+                self.known.wrote(id, bytes, cas);
             }
         }
         self.unchanged.fetch_add(unchanged, Ordering::Relaxed);
@@ -413,7 +413,7 @@ impl CouchbaseProjection {
         }
         let Folded { write, rejected, unchanged } = fold_group(None, events, None);
         // An erased entity's state goes to its side tombstone: the long way writes it there.
-        let Some((next, bytes)) = write.filter(|(next, _)| !(tomb_id.is_some() && next.is_tombstone())) else {
+        let Some((_, bytes)) = write.filter(|(next, _)| !(tomb_id.is_some() && next.is_tombstone())) else {
             return Ok(None);
         };
         match self.insert(id, &bytes).await {
@@ -424,7 +424,7 @@ impl CouchbaseProjection {
                 {
                     return Ok(Some(Step::Reconcile(erase)));
                 }
-                self.known.wrote(id, next, cas, bytes.len());
+                self.known.wrote(id, bytes, cas);
                 self.unchanged.fetch_add(unchanged, Ordering::Relaxed);
                 Ok(Some(Step::Done(rejected)))
             }
