@@ -324,11 +324,10 @@ fn write_time(out: &mut String, nanos: i64, digits: usize) {
 /// with a `Z` when `zoned` (`2026-11-01T10:00:00.123Z`), as a wall time without one otherwise
 /// (`2026-11-01T10:00:00.123`, a local date-time).
 pub fn format_date_time(count: i64, unit: Unit, zoned: bool) -> String {
-    // Units per day divide a day exactly, so the day and the time of day come from the count
-    // itself, in i64, whatever its size.
-    let per_day = DAY_NANOS / i64::try_from(unit.nanos()).unwrap_or(1);
+    // The day and the time of day come from the count itself, in i64, whatever its size.
+    let per_day = 86_400 * unit.per_second();
     let days = count.div_euclid(per_day);
-    let of_day = count.rem_euclid(per_day) * i64::try_from(unit.nanos()).unwrap_or(1);
+    let of_day = count.rem_euclid(per_day) * (1_000_000_000 / unit.per_second());
     let mut out = String::with_capacity(32);
     write_date(&mut out, days);
     out.push('T');
