@@ -12,10 +12,11 @@ use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use sluice_consumers::rebuild::runner::{Progress, Summary};
+use sluice_consumers::sink::{Collect, MapEncoded};
 use sluice_consumers::sinks::clickhouse::ClickHouseProjection;
 use sluice_consumers::sinks::clickhouse::sink::EncodedBatch;
 use sluice_consumers::sinks::couchbase::{Couchbase, CouchbaseProjection, LiveProjection};
-use sluice_consumers::{Batch, Batching, Rejected, Sink, SinkError};
+use sluice_consumers::{Batch, Batching, Encoder, Rejected, Sink, SinkError};
 use sluice_core::rebuild::{Span, rate_and_eta, total};
 use sluice_core::topology::{CouchbaseSink, ProjectionConfig, SinkConfig};
 
@@ -57,6 +58,17 @@ impl Sink for AnySink {
         match self {
             Self::ClickHouse(s) => AnyEncoded::ClickHouse(s.encode(batch)),
             Self::CouchbaseLive(..) | Self::Couchbase(..) => AnyEncoded::Batch(batch),
+        }
+    }
+
+    /// ClickHouse's own encoder (rows written as the events are decoded); the events kept for
+    /// Couchbase.
+    fn encoder<'a>(&'a self, topic: &str, partition: i32, records: usize) -> Box<dyn Encoder<AnyEncoded> + 'a> {
+        match self {
+            Self::ClickHouse(s) => {
+                Box::new(MapEncoded::new(s.encoder(topic, partition, records), AnyEncoded::ClickHouse))
+            }
+            Self::CouchbaseLive(..) | Self::Couchbase(..) => Collect::boxed(self, topic, partition, records),
         }
     }
 

@@ -28,4 +28,4 @@ pub mod sink;
 pub mod sinks;
 pub mod worker;
 
-pub use sink::{Batch, Batching, Rejected, Sink, SinkError};
+pub use sink::{Batch, Batching, Encoder, Rejected, Sink, SinkError};

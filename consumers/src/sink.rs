@@ -32,8 +32,13 @@ pub struct Batch {
 impl Batch {
     /// An idempotency token for the whole batch: `<topic>:<partition>:<first>-<last>`.
     pub fn token(&self) -> String {
-        format!("{}:{}:{}-{}", self.topic, self.partition, self.first_offset, self.last_offset)
+        batch_token(&self.topic, self.partition, self.first_offset, self.last_offset)
     }
+}
+
+/// The idempotency token of the batch of `topic`'s `partition` covering `first..=last`.
+pub fn batch_token(topic: &str, partition: i32, first: i64, last: i64) -> String {
+    format!("{topic}:{partition}:{first}-{last}")
 }
 
 /// One event the sink refuses for good (it will never succeed, retrying is pointless).
@@ -58,12 +63,87 @@ pub enum SinkError {
     Config(String),
 }
 
+/// One partition's batch encoded as its records are decoded ([`Sink::encoder`]): the worker
+/// hands over each event as soon as it is decoded, in offset order, then asks for the result.
+pub trait Encoder<E>: Send {
+    /// Takes the partition's next event.
+    fn push(&mut self, event: Event);
+
+    /// What the sink sends for the batch of records `first_offset..=last_offset` (records that
+    /// failed to decode included: they are on their way to the DLQ).
+    fn finish(self: Box<Self>, first_offset: i64, last_offset: i64) -> E;
+}
+
+/// The [`Encoder`] of sinks that write from the events themselves: it keeps them in a [`Batch`]
+/// and hands that to [`Sink::encode`].
+#[derive(Debug)]
+pub struct Collect<'a, S> {
+    sink: &'a S,
+    batch: Batch,
+}
+
+impl<'a, S: Sink> Collect<'a, S> {
+    /// An encoder keeping the events of the next batch of `topic`'s `partition` (up to
+    /// `records`) for `sink`.
+    pub fn boxed(sink: &'a S, topic: &str, partition: i32, records: usize) -> Box<dyn Encoder<S::Encoded> + 'a> {
+        let batch = Batch {
+            topic: topic.to_owned(),
+            partition,
+            events: Vec::with_capacity(records),
+            first_offset: 0,
+            last_offset: 0,
+        };
+        Box::new(Self { sink, batch })
+    }
+}
+
+impl<S: Sink> Encoder<S::Encoded> for Collect<'_, S> {
+    fn push(&mut self, event: Event) {
+        self.batch.events.push(event);
+    }
+
+    fn finish(mut self: Box<Self>, first_offset: i64, last_offset: i64) -> S::Encoded {
+        (self.batch.first_offset, self.batch.last_offset) = (first_offset, last_offset);
+        self.sink.encode(self.batch)
+    }
+}
+
+/// An [`Encoder`] whose result is turned into another type (a sink that wraps another's).
+pub struct MapEncoded<'a, E, F> {
+    inner: Box<dyn Encoder<E> + 'a>,
+    map: F,
+}
+
+impl<E, F> std::fmt::Debug for MapEncoded<'_, E, F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MapEncoded").finish_non_exhaustive()
+    }
+}
+
+impl<'a, E, F> MapEncoded<'a, E, F> {
+    /// `inner`'s result, passed through `map`.
+    pub fn new(inner: Box<dyn Encoder<E> + 'a>, map: F) -> Self {
+        Self { inner, map }
+    }
+}
+
+impl<E, T, F: FnOnce(E) -> T + Send> Encoder<T> for MapEncoded<'_, E, F> {
+    fn push(&mut self, event: Event) {
+        self.inner.push(event);
+    }
+
+    fn finish(self: Box<Self>, first_offset: i64, last_offset: i64) -> T {
+        (self.map)(self.inner.finish(first_offset, last_offset))
+    }
+}
+
 /// A projection target.
 ///
-/// A flush goes through a sink in two steps: [`Sink::encode`] turns each partition's decoded
-/// [`Batch`] into what the sink sends (CPU only, once: the decoded events can be dropped right
-/// after, so a write in flight holds its request bodies rather than its events), and
-/// [`Sink::write_all`] sends them — again and again if a retry needs it, without encoding twice.
+/// A flush goes through a sink in two steps: each partition's records are encoded into what the
+/// sink sends as they are decoded ([`Sink::encoder`]; CPU only, once: a sink that sends rows
+/// drops each event as soon as its rows are written, so neither a batch being encoded nor a
+/// write in flight holds its decoded events, only its request bodies), and [`Sink::write_all`]
+/// sends them — again and again if a retry needs it, without encoding twice.
 pub trait Sink: Send + Sync {
     /// One partition's batch as the sink writes it. Sinks that write from the events themselves
     /// (Couchbase folds them into the documents it reads) keep the [`Batch`].
@@ -75,6 +155,17 @@ pub trait Sink: Send + Sync {
     /// Prepares one partition's batch for writing; events that can never be written are kept
     /// in the result, to be answered as refused by [`Sink::write_all`].
     fn encode(&self, batch: Batch) -> Self::Encoded;
+
+    /// An encoder for the next batch of `topic`'s `partition`, of up to `records` events. The
+    /// default keeps the events and hands them to [`Sink::encode`] at the end; a sink that can
+    /// encode event by event overrides it (and makes `encode` feed its encoder, so both ways
+    /// encode alike).
+    fn encoder<'a>(&'a self, topic: &str, partition: i32, records: usize) -> Box<dyn Encoder<Self::Encoded> + 'a>
+    where
+        Self: Sized,
+    {
+        Collect::boxed(self, topic, partition, records)
+    }
 
     /// Writes the encoded batches of several partitions (one flush of the worker) idempotently,
     /// returning the refused events of each batch in order. On error the worker writes all of

@@ -95,7 +95,7 @@ fn print_table(rows: &[Row], suffix: &str) {
         let (cpu, rss) = match r.cost {
             None => ("-".to_owned(), "-".to_owned()),
             Some(c) => (
-                format!("{:.0}", c.cpu_ms_per_1k(r.events)),
+                format!("{:.1}", c.cpu_ms_per_1k(r.events)),
                 format!("{}{:.0}", if c.growth { "+" } else { "" }, c.rss_bytes as f64 / (1 << 20) as f64),
             ),
         };

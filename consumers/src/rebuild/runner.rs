@@ -29,7 +29,7 @@ use tracing::{info, warn};
 use super::RebuildError;
 use crate::decode::{Decoded, Decoder, Refused};
 use crate::retry::{backoff, sleep_or_cancel};
-use crate::sink::{Batch, Sink, SinkError};
+use crate::sink::{Sink, SinkError};
 use crate::worker::dlq::{DeadLetter, DeadLetterQueue};
 
 type Tp = (String, i32);
@@ -246,7 +246,8 @@ async fn flush<S: Sink>(
         let (Some(first), Some(last)) = (msgs.first().map(Message::offset), msgs.last().map(Message::offset)) else {
             continue;
         };
-        let mut events = Vec::with_capacity(msgs.len());
+        // Each event handed to the sink's encoder as soon as it is decoded (see `Sink::encoder`).
+        let (mut encoder, mut events) = (sink.encoder(topic, *partition, msgs.len()), 0);
         for m in msgs {
             summary.read += 1;
             if cfg.key.as_deref().is_some_and(|k| m.key() != Some(k)) {
@@ -255,7 +256,10 @@ async fn flush<S: Sink>(
             }
             let position = Position { topic: topic.clone(), partition: *partition, offset: m.offset() };
             match decoder.decode_retrying(&m, position, shutdown).await {
-                Ok(Some(Decoded::Event(event))) => events.push(event),
+                Ok(Some(Decoded::Event(event))) => {
+                    events += 1;
+                    encoder.push(event);
+                }
                 // A CDC tombstone: nothing to write.
                 Ok(Some(Decoded::Nothing(_))) => {}
                 Ok(None) => return Err(RebuildError::Cancelled),
@@ -266,14 +270,8 @@ async fn flush<S: Sink>(
             }
             originals.insert((topic.clone(), *partition, m.offset()), m);
         }
-        written.push((topic.clone(), *partition, events.len(), last));
-        batches.push(sink.encode(Batch {
-            topic: topic.clone(),
-            partition: *partition,
-            events,
-            first_offset: first,
-            last_offset: last,
-        }));
+        written.push((topic.clone(), *partition, events, last));
+        batches.push(encoder.finish(first, last));
     }
     let mut attempt = 0;
     let rejected = loop {

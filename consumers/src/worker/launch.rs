@@ -26,7 +26,7 @@ use super::land::{Flight, Flushed, Ledger};
 use super::{Stats, Tp, Work, Worker, WorkerError};
 use crate::decode::{Decoded, Refused};
 use crate::retry::{backoff, sleep_or_cancel};
-use crate::sink::{Batch, Rejected, Sink, SinkError};
+use crate::sink::{Rejected, Sink, SinkError};
 
 /// Failed attempts to write one dead letter before the partitions are paused. The first few
 /// failures are usually a leader election (seconds); past them the DLQ is down or refuses the
@@ -164,36 +164,28 @@ impl<S: Sink> Worker<S> {
         Ok(Flushed { work, done, stats })
     }
 
-    /// Decodes one partition's records (bad ones to the DLQ) and encodes them for the sink; the
-    /// decoded events live only in between. `None` when cancelled before it finished.
-    async fn prepare_partition(
-        &self,
-        tp: &Tp,
-        msgs: &[OwnedMessage],
-        dlq: &DeadLetterQueue,
-        shutdown: &CancellationToken,
-    ) -> Option<(Prepared<S::Encoded>, Stats)> {
-        let (batch, stats) = self.decode_partition(tp, msgs, dlq, shutdown).await?;
-        let occurred_at = batch.events.iter().map(|e| e.envelope.occurred_at).collect();
-        Some((Prepared { encoded: self.sink.encode(batch), occurred_at }, stats))
-    }
-
-    /// Decodes one partition's records (bad ones to the DLQ) into a batch; `None` when cancelled
+    /// Decodes one partition's records (bad ones to the DLQ), each event handed to the sink's
+    /// encoder as soon as it is decoded: the decoded events live one at a time where the sink
+    /// encodes them on the way (ClickHouse), not a whole batch of them. `None` when cancelled
     /// before it finished.
-    async fn decode_partition(
+    async fn prepare_partition(
         &self,
         (topic, partition): &Tp,
         msgs: &[OwnedMessage],
         dlq: &DeadLetterQueue,
         shutdown: &CancellationToken,
-    ) -> Option<(Batch, Stats)> {
+    ) -> Option<(Prepared<S::Encoded>, Stats)> {
         let (first, last) = (msgs.first()?, msgs.last()?);
         let mut stats = Stats::default();
-        let mut events = Vec::with_capacity(msgs.len());
+        let mut occurred_at = Vec::with_capacity(msgs.len());
+        let mut encoder = self.sink.encoder(topic, *partition, msgs.len());
         for m in msgs {
             let position = Position { topic: topic.clone(), partition: *partition, offset: m.offset() };
             match self.decoder.decode_retrying(m, position, shutdown).await {
-                Ok(Some(Decoded::Event(event))) => events.push(event),
+                Ok(Some(Decoded::Event(event))) => {
+                    occurred_at.push(event.envelope.occurred_at);
+                    encoder.push(event);
+                }
                 // Acknowledged with the batch, nothing to write (a CDC tombstone).
                 Ok(Some(Decoded::Nothing(_))) => {}
                 Ok(None) => return None,
@@ -205,14 +197,8 @@ impl<S: Sink> Worker<S> {
                 }
             }
         }
-        let batch = Batch {
-            topic: topic.clone(),
-            partition: *partition,
-            events,
-            first_offset: first.offset(),
-            last_offset: last.offset(),
-        };
-        Some((batch, stats))
+        let encoded = encoder.finish(first.offset(), last.offset());
+        Some((Prepared { encoded, occurred_at }, stats))
     }
 
     /// Writes the (non-empty) batches, retrying transient failures with backoff; the refused

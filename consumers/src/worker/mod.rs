@@ -184,12 +184,18 @@ impl<S: Sink> Worker<S> {
         let write_token = CancellationToken::new();
         // Bound after the DLQ and the token, which its writes in flight borrow.
         let mut s = stages;
+        // One clock read per step (a step follows every record: at hundreds of thousands a
+        // second they add up), taken once the step is there: the record's arrival, the batch's
+        // linger and the commits' schedule are about milliseconds, not the microseconds a step
+        // takes.
+        let mut now = Instant::now();
         loop {
-            let wait = s.wait(Instant::now());
-            let Some(step) = s.intake.next(&mut s.writes, wait, s.batcher.is_full(), &shutdown).await else { break };
+            let until = now + s.wait(now);
+            let Some(step) = s.intake.next(&mut s.writes, until, s.batcher.is_full(), &shutdown).await else { break };
+            now = Instant::now();
             let idle = matches!(step, Step::Idle);
-            self.take(&mut s, step).await?;
-            self.tend(&mut s, idle, &dlq, &write_token)?;
+            self.take(&mut s, step, now).await?;
+            self.tend(&mut s, idle, now, &dlq, &write_token)?;
         }
         self.drain(&mut s, &dlq, &write_token).await;
         self.metrics.ready.set(0.0);
@@ -216,11 +222,9 @@ impl<S: Sink> Worker<S> {
 
     /// Takes what woke the loop: a record goes into the next batch, a landed write acknowledges
     /// its records; a fatal consumer error stops the worker.
-    async fn take<'a>(&'a self, s: &mut Stages<'a>, step: Step) -> Result<(), WorkerError> {
+    async fn take<'a>(&'a self, s: &mut Stages<'a>, step: Step, now: Instant) -> Result<(), WorkerError> {
         match step {
             Step::Polled(msg) => {
-                // One clock read per record: at hundreds of thousands a second they add up.
-                let now = Instant::now();
                 s.progress.consumed(now);
                 s.batcher.push(msg, now);
             }
@@ -253,12 +257,10 @@ impl<S: Sink> Worker<S> {
         &'a self,
         s: &mut Stages<'a>,
         idle: bool,
+        now: Instant,
         dlq: &'a DeadLetterQueue,
         write_token: &'a CancellationToken,
     ) -> Result<(), WorkerError> {
-        // One clock read per step (it follows every record): the decisions below are about
-        // milliseconds, not the microseconds between them.
-        let now = Instant::now();
         s.forget_revoked();
         s.intake.adopt(&s.commits.assigned());
         self.metrics.assigned.set(s.commits.owned());

@@ -7,7 +7,7 @@
 //! are served, but nothing more is fetched, until a write lands.
 
 use sluice_producers::kafka::client_config as kafka_config;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
@@ -137,11 +137,11 @@ impl Intake {
     }
 
     /// Waits for the next step, or `None` once `shutdown` is cancelled. A poll waits at most
-    /// `wait`; with the next batch `full`, only a landing (or, when paused, a poll) wakes it.
+    /// `until`; with the next batch `full`, only a landing (or, when paused, a poll) wakes it.
     pub(super) async fn next(
         &self,
         writes: &mut Writes<'_>,
-        wait: Duration,
+        until: Instant,
         full: bool,
         shutdown: &CancellationToken,
     ) -> Option<Step> {
@@ -151,7 +151,8 @@ impl Intake {
             () = shutdown.cancelled() => return None,
             Some(landing) = writes.next(), if writes.len() > 0 => Step::Landed(landing),
             // Once paused, polling goes on so the group membership holds and rebalances are served.
-            polled = tokio::time::timeout(wait, self.consumer.recv()), if !full || paused => match polled {
+            // A deadline rather than a wait: no clock read when a record is already there.
+            polled = tokio::time::timeout_at(until.into(), self.consumer.recv()), if !full || paused => match polled {
                 Err(_) => Step::Idle,
                 Ok(Err(e)) => Step::Error(e),
                 Ok(Ok(m)) => {

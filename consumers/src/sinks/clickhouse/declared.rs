@@ -32,7 +32,6 @@ use super::row_binary::{self, Enc};
 use super::schema::{Column, ColumnKind, Layout, Names, Object, envelope_head, qualified, quote};
 use super::state::StatePlan;
 use super::typing::{Physical, physical};
-use crate::sink::Rejected;
 
 /// One declared table as this sink writes it.
 #[derive(Debug, Clone)]
@@ -191,41 +190,42 @@ pub struct DeclaredRows {
     pub count: usize,
 }
 
-/// Appends the rows of `events` to `rows` (one entry per table of `tables`); returns the events
-/// refused, whose rows are in no table.
-pub fn encode<'a>(
-    tables: &[Target],
-    events: impl IntoIterator<Item = &'a Event>,
-    rows: &mut [DeclaredRows],
-) -> Vec<Rejected> {
-    let mut refused = Vec::new();
-    // Where each table's rows ended before this event: a refusal cuts every table back to it,
-    // and a table that grew took the event's row. One buffer for the whole batch.
-    let mut marks = Vec::with_capacity(rows.len());
-    for event in events {
-        marks.clear();
-        marks.extend(rows.iter().map(|r| r.bytes.len()));
+/// One batch's rows for every table of a projection (in the order of its targets), written event
+/// by event.
+#[derive(Debug, Default)]
+pub struct BatchRows {
+    /// Each table's rows.
+    pub tables: Vec<DeclaredRows>,
+    /// Where each table's rows ended before the event being written: a refusal cuts every table
+    /// back to it, and a table that grew took the event's row.
+    marks: Vec<usize>,
+}
+
+impl BatchRows {
+    /// No rows yet; each table's buffer sized to hold `capacity(i)` bytes.
+    pub fn with_capacity(tables: usize, capacity: impl Fn(usize) -> usize) -> Self {
+        let tables = (0..tables).map(|i| DeclaredRows { bytes: Vec::with_capacity(capacity(i)), count: 0 }).collect();
+        Self { tables, marks: Vec::new() }
+    }
+
+    /// Appends the rows of `event` to every table of `targets` that takes it; when one refuses
+    /// the event, no table keeps a row of it and the reason is returned.
+    pub fn push(&mut self, targets: &[Target], event: &Event) -> Result<(), String> {
+        self.marks.clear();
+        self.marks.extend(self.tables.iter().map(|r| r.bytes.len()));
         let event_type = &event.envelope.event_type;
-        let outcome = tables
+        let outcome = targets
             .iter()
-            .zip(rows.iter_mut())
+            .zip(self.tables.iter_mut())
             .filter(|(table, _)| table.takes(event_type))
             .try_for_each(|(table, out)| table.write_row(event, &mut out.bytes));
+        let rows = self.tables.iter_mut().zip(&self.marks);
         match outcome {
-            Ok(()) => rows
-                .iter_mut()
-                .zip(&marks)
-                .filter(|(out, mark)| out.bytes.len() > **mark)
-                .for_each(|(out, _)| out.count += 1),
-            Err(reason) => {
-                for (out, mark) in rows.iter_mut().zip(&marks) {
-                    out.bytes.truncate(*mark);
-                }
-                refused.push(Rejected { offset: event.position.offset, reason });
-            }
+            Ok(()) => rows.filter(|(out, mark)| out.bytes.len() > **mark).for_each(|(out, _)| out.count += 1),
+            Err(_) => rows.for_each(|(out, mark)| out.bytes.truncate(*mark)),
         }
+        outcome
     }
-    refused
 }
 
 /// The envelope columns every declared table starts with (`ingested_at` comes last).

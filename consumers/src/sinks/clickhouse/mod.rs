@@ -1,6 +1,6 @@
 //! The ClickHouse sink: analytics tables (every event, rollups, current state) over HTTP.
 //!
-//! Data path: a worker's [`Batch`](crate::sink::Batch) → [`sink::ClickHouseProjection`] →
+//! Data path: a worker's decoded events, one partition's batch at a time → [`sink::ClickHouseProjection`] →
 //! [`request_builder`] (the raw table's rows) and [`declared`] (the declared and state tables'
 //! `RowBinary` rows), pure → one `INSERT` per table over the [`service`] client → materialized
 //! views on the server fill the rollups and the states. Before the first batch, [`migrate()`]
@@ -11,6 +11,7 @@
 //! - [`request_builder`]: events → the raw table's rows per layout (pure).
 //! - [`declared`], [`state`], [`rollup`]: the tables declared in `topology.toml` (pure).
 //! - [`typing`], [`row_binary`]: their columns' server types and encodings (pure).
+//! - [`sizing`]: how large a batch's row buffers start, from the last batch (pure).
 //! - [`service`]: the client, the version probe and error classification (network); several
 //!   servers of a cluster behind one client (`servers`).
 //! - [`migrate`](mod@migrate): runs the schema plan (network).
@@ -29,6 +30,7 @@ pub mod schema;
 mod servers;
 pub mod service;
 pub mod sink;
+pub mod sizing;
 pub mod state;
 pub mod swap;
 pub mod typing;

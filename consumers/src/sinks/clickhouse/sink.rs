@@ -1,13 +1,14 @@
 //! [`ClickHouseProjection`]: the [`Sink`] writing a projection's batches into its ClickHouse tables.
 //!
-//! Data path: the worker hands over one partition's [`Batch`] → [`Sink::encode`] keeps the event
-//! types the projection folds and writes each event's rows straight into the `RowBinary` body
-//! of every table that takes it — the declared tables, the state tables' updates
-//! ([`super::declared`]) and the raw table ([`super::request_builder`]) — for this server's layout,
-//! refusing the events no row can hold (an event one table cannot hold is refused for all); the
-//! decoded events are dropped then → [`Sink::write_all`] sends one `INSERT` per table for all
-//! the partitions of a flush, each partition's body a chunk of it. Rollups and states are filled
-//! by materialized views on those inserts, inside the same request.
+//! Data path: the worker hands over one partition's events as it decodes them → the
+//! [`Sink::encoder`] keeps the event types the projection folds and writes each event's rows
+//! straight into the `RowBinary` body of every table that takes it — the declared tables, the
+//! state tables' updates ([`super::declared`]) and the raw table ([`super::request_builder`]) —
+//! for this server's layout, refusing the events no row can hold (an event one table cannot hold
+//! is refused for all), and drops the event: a batch never holds its decoded events, and the
+//! bodies start at the last batch's size ([`super::sizing`]) → [`Sink::write_all`] sends one
+//! `INSERT` per table for all the partitions of a flush, each partition's body a chunk of it.
+//! Rollups and states are filled by materialized views on those inserts, inside the same request.
 //!
 //! Idempotency: every table collapses a re-delivered event (see [`super::schema`]). Where the
 //! server has it, each insert also carries `insert_deduplication_token` = the batch's token plus
@@ -16,6 +17,7 @@
 //! later.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -24,12 +26,13 @@ use sluice_core::event::Event;
 use sluice_core::topology::{ClickHouseSink, ProjectionConfig, SinkConfig};
 use tracing::{debug, info, warn};
 
-use super::declared::{self, DeclaredRows, Target};
+use super::declared::{self, BatchRows, Target};
 use super::migrate::{MigrationLine, migrate_named};
 use super::schema::{Layout, Names};
 use super::service::{classify, is_missing_table};
+use super::sizing::{Sizing, worth_shrinking};
 use super::{ClickHouse, Error};
-use crate::sink::{Batch, Batching, Rejected, Sink, SinkError};
+use crate::sink::{Batch, Batching, Encoder, Rejected, Sink, SinkError, batch_token};
 
 /// Longest time to hand one chunk of rows to the socket.
 const SEND_TIMEOUT: Duration = Duration::from_secs(30);
@@ -79,6 +82,8 @@ pub struct ClickHouseProjection {
     /// Every table written: the declared tables, the state tables' updates and the raw table,
     /// named for this version.
     targets: Vec<Target>,
+    /// How large each target's rows of a batch start.
+    sizing: Arc<Sizing>,
     batching: Batching,
     /// Prepended to every insert's deduplication token: a rebuild's inserts must never be taken
     /// for the live worker's (same offsets, another insert) and dropped.
@@ -95,8 +100,10 @@ impl ClickHouseProjection {
         let database = config.database.clone().unwrap_or_else(|| default_database.to_owned());
         let names = Names::of(config);
         let layout = Layout::of(&ch.capabilities);
+        let targets = declared::targets(config, &names, layout);
         let this = Self {
-            targets: declared::targets(config, &names, layout),
+            sizing: Arc::new(Sizing::new(targets.len())),
+            targets,
             folds: projection.events.iter().cloned().collect(),
             batching: Batching::of(projection),
             ch,
@@ -243,21 +250,45 @@ impl ClickHouseProjection {
         }
         Ok(batches.iter().map(|b| b.rejected.clone()).collect())
     }
+}
 
-    /// Encodes `batch`'s events into every table's rows; see [`Sink::encode`].
-    fn encode_batch(&self, batch: &Batch) -> EncodedBatch {
-        let mut rows = vec![DeclaredRows::default(); self.targets.len()];
-        let folded = batch.events.iter().filter(|e| self.folds(e));
-        let rejected = declared::encode(&self.targets, folded, &mut rows);
+/// One partition's batch written into its tables' rows as its events are decoded.
+#[derive(Debug)]
+struct RowsEncoder<'a> {
+    projection: &'a ClickHouseProjection,
+    topic: String,
+    partition: i32,
+    /// The records the batch was sized for.
+    records: usize,
+    rows: BatchRows,
+    rejected: Vec<Rejected>,
+}
+
+impl Encoder<EncodedBatch> for RowsEncoder<'_> {
+    fn push(&mut self, event: Event) {
+        if !self.projection.folds(&event) {
+            return;
+        }
+        if let Err(reason) = self.rows.push(&self.projection.targets, &event) {
+            self.rejected.push(Rejected { offset: event.position.offset, reason });
+        }
+    }
+
+    fn finish(self: Box<Self>, first_offset: i64, last_offset: i64) -> EncodedBatch {
+        let Self { projection, topic, partition, records, rows, rejected } = *self;
+        projection.sizing.learn(records, rows.tables.iter().map(|r| r.bytes.len()));
         let rows = rows
+            .tables
             .into_iter()
             .map(|mut r| {
-                // A batch in flight holds its bodies until it lands: no spare capacity with them.
-                r.bytes.shrink_to_fit();
+                // A batch in flight holds its bodies until it lands: not much spare room with them.
+                if worth_shrinking(r.bytes.len(), r.bytes.capacity()) {
+                    r.bytes.shrink_to_fit();
+                }
                 TableRows { bytes: Bytes::from(r.bytes), count: r.count }
             })
             .collect();
-        EncodedBatch { token: batch.token(), rows, rejected }
+        EncodedBatch { token: batch_token(&topic, partition, first_offset, last_offset), rows, rejected }
     }
 }
 
@@ -269,7 +300,23 @@ impl Sink for ClickHouseProjection {
     }
 
     fn encode(&self, batch: Batch) -> EncodedBatch {
-        self.encode_batch(&batch)
+        let mut encoder = self.encoder(&batch.topic, batch.partition, batch.events.len());
+        for event in batch.events {
+            encoder.push(event);
+        }
+        encoder.finish(batch.first_offset, batch.last_offset)
+    }
+
+    fn encoder<'a>(&'a self, topic: &str, partition: i32, records: usize) -> Box<dyn Encoder<EncodedBatch> + 'a> {
+        let sizing = &self.sizing;
+        Box::new(RowsEncoder {
+            projection: self,
+            topic: topic.to_owned(),
+            partition,
+            records,
+            rows: BatchRows::with_capacity(self.targets.len(), |i| sizing.capacity(i, records)),
+            rejected: Vec::new(),
+        })
     }
 
     async fn write_all(&self, batches: &[EncodedBatch]) -> Result<Vec<Vec<Rejected>>, SinkError> {
