@@ -29,17 +29,19 @@ use super::{WorkerConfig, WorkerError};
 /// for writes that take really long. A failing sink pauses at once.
 pub(super) const STALL_GRACE: Duration = Duration::from_secs(5);
 
-/// The most one fetch answer may carry (`fetch.max.bytes`, 50 MiB by default), compressed: 1 MiB,
-/// a few MiB once decompressed. A record batch larger than that still comes whole (Kafka sends
-/// the first batch of a partition whatever the limit), so no record is too big for it.
+/// The most one fetch answer may carry (`fetch.max.bytes`), compressed: 1 MiB, a few MiB once
+/// decompressed. librdkafka otherwise takes the prefetch queue's bound, 4 MiB — about four times
+/// that decompressed. A record batch larger than the limit still comes whole (Kafka sends the
+/// first batch of a partition whatever the limit), so no record is too big for it; it must stay
+/// at least `message.max.bytes` (1,000,000 by default), or librdkafka refuses the configuration.
 ///
 /// librdkafka allocates with the C library's malloc (see the binary's allocator), and what it
 /// held at its peak stays in the process. Measured on the analytics worker draining 300,000
-/// events (`sluice bench --workers 1`, one worker over 27 partitions): with the defaults a fetch
-/// brought tens of thousands of records at once — heaptrack's peak of librdkafka's own heap
-/// 27 MiB of decompressed record batches and 31 MiB of per-record ops — and the worker peaked at
-/// 144–157 MiB RSS; with this and [`QUEUED_MIN_MESSAGES`], 98–99 MiB (2 runs), the in-process
-/// drain 105–113 k events/s at 7.5–8.2 CPU ms per 1,000 against 92–98 k at 9–10 (3 pairs).
+/// events (`sluice bench --workers 1`, one worker over 27 partitions): with 4 MiB a fetch brought
+/// tens of thousands of records at once — heaptrack's peak of librdkafka's own heap 27 MiB of
+/// decompressed record batches and 31 MiB of per-record ops — and the worker peaked at 144–157
+/// MiB RSS; with 1 MiB and [`QUEUED_MIN_MESSAGES`], 98–99 MiB (2 runs), the in-process drain
+/// 105–113 k events/s at 7.5–8.2 CPU ms per 1,000 against 92–98 k at 9–10 (3 pairs).
 const FETCH_MAX_BYTES: &str = "1048576";
 
 /// How many records librdkafka keeps fetching ahead until (`queued.min.messages`, 100,000 by
@@ -114,10 +116,10 @@ impl Intake {
             // peak RSS 144–147 → 151–155 MiB. A worker keeping up never fills the queue, so this
             // changes nothing at a steady rate.
             .set("fetch.queue.backoff.ms", "50")
-            // The queue's bounds are checked before a fetch, not within one: a single answer may
-            // carry up to 1 MiB per partition of every partition assigned, 50 MiB by default —
-            // all held at once, decompressed beside it, plus an op of librdkafka's per record.
-            // See FETCH_MAX_BYTES and QUEUED_MIN_MESSAGES.
+            // The queue's bounds are checked before a fetch, not within one: a single answer
+            // may carry up to 1 MiB per partition assigned, up to `fetch.max.bytes` in all — held
+            // at once, decompressed beside it, plus an op of librdkafka's per record. See
+            // FETCH_MAX_BYTES and QUEUED_MIN_MESSAGES.
             .set("fetch.max.bytes", FETCH_MAX_BYTES)
             .set("queued.min.messages", QUEUED_MIN_MESSAGES)
             // At a steady rate the broker would answer every fetch as soon as one record is
