@@ -4,7 +4,9 @@
 //! A buffer grown by doubling copies its rows about once more on the way and, at tens of
 //! megabytes, lands on fresh pages the kernel must zero each time (mimalloc hands freed memory
 //! back at once, see the binary's allocator); sized from the last batch, it is allocated once.
-//! The last batch is a good guess: a partition's batches carry the same mix of events.
+//! The last batch of any of the projection's partitions is the guess: their events usually come
+//! in a like mix, and where they do not, a buffer grows, or gives its spare room back, as it
+//! would without a guess.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
