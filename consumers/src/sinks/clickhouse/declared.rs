@@ -192,7 +192,7 @@ pub struct DeclaredRows {
 
 /// One batch's rows for every table of a projection (in the order of its targets), written event
 /// by event.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct BatchRows {
     /// Each table's rows.
     pub tables: Vec<DeclaredRows>,
