@@ -23,6 +23,10 @@
 //! `<name>_json`, drained from the same backlog, so the cost of the typed tables is read off one
 //! run (the last line says how fast the typed projection drains relative to it).
 //!
+//! Each projection's backlog row comes with a [`blackhole`] row: its worker alone (consumer,
+//! decoder, batching, commits) draining the same backlog into a sink that drops every event —
+//! the floor under the projection's CPU, so what the sink itself costs reads off the difference.
+//!
 //! Each Couchbase projection's backlog row comes with its key-value operations per event
 //! (`sluice_couchbase_operations_total`) and the worker's CPU per operation, and [`kv_floor`]
 //! times the SDK alone on the same collection: the floor under that CPU.
@@ -34,6 +38,7 @@
 //! The copy's topics, its ClickHouse database and its Couchbase collection (both
 //! `sluice_<suffix>`) are dropped at the end unless `--keep`.
 
+mod blackhole;
 mod cost;
 mod gateway;
 mod kv_floor;
@@ -526,6 +531,15 @@ async fn measure(
                 cost,
                 kv_operations,
             });
+            if !name.contains(&format!("{BASELINE}_{suffix}")) {
+                let floor = blackhole::row(ctx, name).await?;
+                eprintln!(
+                    "  {name}'s worker alone, into a blackhole: {} events at {:.0}/s",
+                    floor.events, floor.per_sec
+                );
+                rows.push(floor);
+                take(snapshotter);
+            }
         }
         take(snapshotter); // discard phase 1's samples
     }

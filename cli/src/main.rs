@@ -178,7 +178,7 @@ fn main() -> ExitCode {
         // Colour codes only for a person at a terminal: piped into a file or a CI log they are noise.
         .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
         .init();
-    let runtime = match tokio::runtime::Runtime::new() {
+    let runtime = match runtime(&cli.command) {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -197,6 +197,16 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The async runtime of `command`: as many worker threads as it asks for ([`work::WorkArgs`]'
+/// `--threads`), else one per core.
+fn runtime(command: &Command) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Command::Work(args) = command {
+        builder.worker_threads(args.threads.get());
+    }
+    builder.enable_all().build()
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {

@@ -1,7 +1,7 @@
 //! The bench's table: one row per phase and projection, printed to stdout, with the JSON-only
 //! baselines' ratio line and the Couchbase projections' operations.
 
-use super::{BASELINE, Latency, Row, kv_floor};
+use super::{BASELINE, Latency, Row, blackhole, kv_floor};
 
 /// The table of `rows` (the isolated copy's `suffix` taken off the names), then how each typed
 /// projection's backlog rate compares with its JSON-only baseline, and what each Couchbase
@@ -26,6 +26,13 @@ pub(super) fn print_rows(rows: &[Row], suffix: &str) {
 /// Each Couchbase backlog drain's key-value operations per event, and its CPU per operation next
 /// to the SDK's alone (the `kv-floor` rows).
 fn print_operations(rows: &[Row], suffix: &str) {
+    if rows.iter().any(|r| r.phase == blackhole::PHASE) {
+        println!(
+            "{}: the projection's worker alone (Kafka consumer, decoder, batching, commits) into a \
+             sink that drops every event: the floor under its backlog row's CPU",
+            blackhole::PHASE
+        );
+    }
     if rows.iter().any(|r| r.phase == kv_floor::PHASE) {
         println!(
             "{}: the Couchbase SDK alone on the projection's collection, {} in flight (EVENTS are \

@@ -188,7 +188,9 @@ impl Intake {
                     Step::Polled(m.detach())
                 }
             },
-            () = tokio::time::sleep(STALL_GRACE), if full && !paused => Step::Stalled,
+            // In a block: select! builds every branch's future, disabled ones too, and a sleep
+            // reads the clock when built — once per record, for a branch that rarely runs.
+            () = async { tokio::time::sleep(STALL_GRACE).await }, if full && !paused => Step::Stalled,
         };
         Some(step)
     }
