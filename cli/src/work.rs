@@ -78,8 +78,12 @@ pub(crate) struct WorkArgs {
     /// 2-core machine, a 300,000-event backlog: a Couchbase projection spent 31 µs of CPU per
     /// event on one thread, 43–44 on two, at the same rate; a ClickHouse one 8.2–8.3 against
     /// 8.6–10.1. More threads let a ClickHouse projection encode while its writes complete.
-    #[arg(long, env = "SLUICE_WORKER_THREADS", default_value = "1", value_name = "N")]
+    #[arg(long, env = "SLUICE_WORKER_THREADS", default_value = "1", value_name = "N", value_parser = thread_count)]
     pub(crate) threads: std::num::NonZeroUsize,
+}
+
+fn thread_count(s: &str) -> Result<std::num::NonZeroUsize, String> {
+    s.trim().parse().map_err(|_| format!("expected a number of threads, 1 or more, got {s:?}"))
 }
 
 fn key_value(s: &str) -> Result<(String, String), String> {
@@ -290,4 +294,19 @@ pub(crate) async fn run(ctx: &Context, args: WorkArgs) -> anyhow::Result<ExitCod
         stats.consumed, stats.projected, stats.dead_lettered, stats.batches
     );
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_thread_count_is_one_or_more() {
+        assert_eq!(thread_count("1").map(std::num::NonZeroUsize::get), Ok(1));
+        assert_eq!(thread_count(" 4 ").map(std::num::NonZeroUsize::get), Ok(4));
+        for bad in ["0", "-1", "two", ""] {
+            let e = thread_count(bad).expect_err(bad);
+            assert!(e.contains("1 or more") && e.contains(&format!("{bad:?}")), "{e}");
+        }
+    }
 }
