@@ -75,8 +75,8 @@ pub(crate) struct WorkArgs {
     /// Threads running the worker's own work (decoding, the sink's encoding and I/O; librdkafka
     /// has threads of its own). One is enough for one projection and the cheapest: the sink's
     /// replies then wake the worker on the thread it runs on, not across threads. Measured on a
-    /// 2-core machine, a 300,000-event backlog: a Couchbase projection spent 31 µs of CPU per
-    /// event on one thread, 43–44 on two, at the same rate; a ClickHouse one 8.2–8.3 against
+    /// 2-core machine, a 300,000-event backlog: a Couchbase projection spent 28–31 µs of CPU per
+    /// event on one thread, 35–44 on two, and drained no slower; a ClickHouse one 8.2–8.3 against
     /// 8.6–10.1. More threads let a ClickHouse projection encode while its writes complete.
     #[arg(long, env = "SLUICE_WORKER_THREADS", default_value = "1", value_name = "N", value_parser = thread_count)]
     pub(crate) threads: std::num::NonZeroUsize,

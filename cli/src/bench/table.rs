@@ -1,5 +1,5 @@
 //! The bench's table: one row per phase and projection, printed to stdout, with the JSON-only
-//! baselines' ratio line and the Couchbase projections' operations.
+//! baselines' ratio line, what the floor rows are, and the Couchbase projections' operations.
 
 use super::{BASELINE, Latency, Row, blackhole, kv_floor};
 
@@ -8,6 +8,13 @@ use super::{BASELINE, Latency, Row, blackhole, kv_floor};
 /// projection's drain cost per operation.
 pub(super) fn print_rows(rows: &[Row], suffix: &str) {
     print_table(rows, suffix);
+    if rows.iter().any(|r| r.phase == blackhole::PHASE) {
+        println!(
+            "{}: the projection's worker alone (Kafka consumer, decoder, batching, commits) into a \
+             sink that drops every event: the floor under its backlog row's CPU",
+            blackhole::PHASE
+        );
+    }
     print_operations(rows, suffix);
     for r in rows.iter().filter(|r| r.phase == "backlog") {
         let baseline = format!("{}{BASELINE}_{suffix}", r.projection.trim_end_matches(&format!("_{suffix}")));
@@ -26,13 +33,6 @@ pub(super) fn print_rows(rows: &[Row], suffix: &str) {
 /// Each Couchbase backlog drain's key-value operations per event, and its CPU per operation next
 /// to the SDK's alone (the `kv-floor` rows).
 fn print_operations(rows: &[Row], suffix: &str) {
-    if rows.iter().any(|r| r.phase == blackhole::PHASE) {
-        println!(
-            "{}: the projection's worker alone (Kafka consumer, decoder, batching, commits) into a \
-             sink that drops every event: the floor under its backlog row's CPU",
-            blackhole::PHASE
-        );
-    }
     if rows.iter().any(|r| r.phase == kv_floor::PHASE) {
         println!(
             "{}: the Couchbase SDK alone on the projection's collection, {} in flight (EVENTS are \
