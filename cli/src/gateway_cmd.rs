@@ -215,6 +215,17 @@ fn reload_on_hangup(reloader: Reloader) -> anyhow::Result<tokio::task::JoinHandl
     Ok(tokio::spawn(async move { drop(reloader) }))
 }
 
+/// Connects the reads to Couchbase; a failure is logged, and the first document read tries again.
+async fn warm_up(reads: Arc<Reads>) {
+    match reads.warm_up().await {
+        Ok(true) => tracing::info!("connected to Couchbase for document reads"),
+        Ok(false) => {}
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot connect to Couchbase for document reads yet; each read will try again")
+        }
+    }
+}
+
 /// Completes on SIGTERM or SIGINT.
 async fn stop_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
@@ -283,10 +294,12 @@ pub(crate) async fn run(ctx: &Context, args: GatewayArgs) -> anyhow::Result<Exit
         state = state.with_gate(Arc::new(LagGate::new(rx, gate_topology, IntakePolicy::default())));
     }
     // Reads of projections: `GET /v1/projections/…/progress` always (from Kafka's committed
-    // offsets), `…/documents/…` when Couchbase is configured (connected on the first read).
+    // offsets), `…/documents/…` when Couchbase is configured (connected from the start, in the
+    // background: the gateway serves writes whether or not Couchbase answers).
     let couchbase = (!ctx.connections.couchbase.connstr.is_empty()).then(|| ctx.connections.couchbase.clone());
-    let reads = Reads::new(Arc::new(ctx.topology()?.clone()), ctx.connections.kafka.clone(), couchbase);
-    state = state.with_reads(Arc::new(reads));
+    let reads = Arc::new(Reads::new(Arc::new(ctx.topology()?.clone()), ctx.connections.kafka.clone(), couchbase));
+    tokio::spawn(warm_up(Arc::clone(&reads)));
+    state = state.with_reads(reads);
     let scheme = if tls.is_some() { "https" } else { "http" };
     if let Some(tls) = tls {
         state = state.with_tls(tls);

@@ -77,7 +77,7 @@ async fn a_thousand_readers_wait_cheaply_and_each_gets_its_write() {
     }
     eprintln!(
         "waiting readers: {READERS} waiting; gateway RSS {} MiB before, peak {} MiB while they waited (+{} KiB per reader); \
-         CPU while waiting {:.3} cores; all answered {:?} after the worker started ({:?} in all), {not_yet} 'not yet' answers re-asked",
+         CPU while waiting {:.3} cores; all answered {:?} after the worker started ({:?} in all), {not_yet} 'not yet' or 'try again' answers re-asked",
         rss_before / 1024,
         rss_peak / 1024,
         (rss_peak.saturating_sub(rss_before)) / READERS as u64,
@@ -93,8 +93,8 @@ async fn a_thousand_readers_wait_cheaply_and_each_gets_its_write() {
 }
 
 /// Reads user `uid`'s document with `token` until the projection includes it (re-asking after
-/// each "not yet", as Retry-After says); fails the test on a stale or wrong answer. The number of
-/// "not yet" answers.
+/// each "not yet" or "try again", as Retry-After says); fails the test on a stale or wrong answer.
+/// The number of answers re-asked.
 async fn read_until_included(gateway: &Gateway, projection: &str, uid: &str, i: usize, token: &str) -> usize {
     let path = format!("/v1/projections/{projection}/documents/user::{uid}?after={token}&wait=9s");
     let start = Instant::now();
@@ -109,6 +109,13 @@ async fn read_until_included(gateway: &Gateway, projection: &str, uid: &str, i: 
             }
             409 => {
                 assert_eq!(body["error"]["code"], "not_yet", "{body}");
+                not_yet += 1;
+            }
+            // Kafka or Couchbase slow to answer (a loaded CI machine): asking again is what the
+            // answer says to do. Counted with the "not yet" answers, which the output prints.
+            503 => {
+                assert!(matches!(body["error"]["code"].as_str(), Some("read_timeout" | "unavailable")), "{body}");
+                assert!(body["error"]["retry_after_seconds"].is_u64(), "{body}");
                 not_yet += 1;
             }
             other => panic!("read answered {other}: {body}"),

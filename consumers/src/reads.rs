@@ -54,6 +54,27 @@ impl Reads {
         self.progress.wait(name, projection, token, within).await.map_err(read_error)
     }
 
+    /// Connects to Couchbase now rather than on the first document read, when the topology has a
+    /// Couchbase projection and a connection is configured; a server does this at start so that
+    /// no reader pays the bootstrap (a second or more) out of its own deadline. On failure the
+    /// next read tries again. Whether there was a connection to make.
+    pub async fn warm_up(&self) -> Result<bool, ReadError> {
+        match &self.couchbase {
+            Some(connection) if self.topology.couchbase_projections().next().is_some() => {
+                self.connect(connection).await.map(|_| true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    /// The connection, made once: concurrent first callers share the one attempt.
+    async fn connect(&self, connection: &CouchbaseConnection) -> Result<&Couchbase, ReadError> {
+        self.connected
+            .get_or_try_init(|| Couchbase::connect(connection))
+            .await
+            .map_err(|e| ReadError::Unavailable(e.to_string()))
+    }
+
     /// The document `key` of `projection`, once it includes `after` (waiting up to `within`).
     pub async fn document(
         &self,
@@ -66,15 +87,15 @@ impl Reads {
         let Some(connection) = &self.couchbase else {
             return Err(ReadError::Disabled("documents are read from Couchbase: set SLUICE_COUCHBASE_*".to_owned()));
         };
-        let inclusion = match after {
-            Some(token) => Some(self.included(projection, token, within).await?),
-            None => None,
+        // The first read connects while it waits: a connection made only after a long wait
+        // would leave the read no time of its own before the caller's deadline.
+        let inclusion = async {
+            match after {
+                Some(token) => self.included(projection, token, within).await.map(Some),
+                None => Ok(None),
+            }
         };
-        let cb = self
-            .connected
-            .get_or_try_init(|| Couchbase::connect(connection))
-            .await
-            .map_err(|e| ReadError::Unavailable(e.to_string()))?;
+        let (inclusion, cb) = tokio::try_join!(inclusion, self.connect(connection))?;
         let stored = read_stored(cb, &self.topology, projection, key).await?;
         Ok(match (inclusion, stored) {
             (Some(i), stored) if !i.included() => ReadOutcome::NotYet { version: stored.version(), behind: i.behind },

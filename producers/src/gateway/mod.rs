@@ -73,6 +73,7 @@
 //! | 422 | `wrong_type`, `missing_field`, `unknown_field`, `out_of_range`, `invalid_enum_symbol`, `invalid_uuid`, `invalid_timestamp`, `invalid_time`, `invalid_date`, `invalid_bytes`, `invalid_decimal`, `no_union_branch`, `event_type_mismatch` | the event does not fit its schema; `field` is the JSON path (for a missing or unknown field, the field itself) |
 //! | 429 | `backpressure` | the intake gate refuses the type for now (`Retry-After`) |
 //! | 503 | `kafka_unavailable`, `kafka_overloaded`, `publish_timeout`, `registry_unavailable`, `schema_not_registered`, `topic_missing` | try again after `Retry-After`; after `publish_timeout` the event may have been written |
+//! | 503 | `unavailable`, `read_timeout` | a read of a projection ([`reads`]): Kafka or the store did not answer, or not by the request timeout; try again after `Retry-After` |
 //!
 //! Nothing the client sends gets a 5xx: a 5xx is the gateway's or its services' trouble, and
 //! its cause is logged at WARN (503) or ERROR (500), at most once a second per code.

@@ -34,6 +34,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 use sluice_core::consistency::ConsistencyToken;
 use sluice_core::inclusion::{Behind, Inclusion};
+use tokio::time::{Instant, timeout_at};
 
 use super::GatewayState;
 use super::error::ApiError;
@@ -147,7 +148,8 @@ pub(crate) async fn get_document(
     Query(query): Query<ReadQuery>,
     headers: HeaderMap,
 ) -> Response {
-    answer(read_document(&gw, &projection, &key, &query, &headers).await)
+    let deadline = Instant::now() + gw.config.request_timeout;
+    answer(read_document(&gw, &projection, &key, &query, &headers, deadline).await)
 }
 
 /// `GET …/progress`.
@@ -157,7 +159,8 @@ pub(crate) async fn get_progress(
     Query(query): Query<ReadQuery>,
     headers: HeaderMap,
 ) -> Response {
-    answer(read_progress(&gw, &projection, &query, &headers).await)
+    let deadline = Instant::now() + gw.config.request_timeout;
+    answer(read_progress(&gw, &projection, &query, &headers, deadline).await)
 }
 
 fn answer(result: Result<Response, ApiError>) -> Response {
@@ -211,9 +214,11 @@ async fn read_document(
     key: &str,
     query: &ReadQuery,
     headers: &HeaderMap,
+    deadline: Instant,
 ) -> Result<Response, ApiError> {
     let Request { reads, wait, token } = request(gw, projection, query, headers)?;
-    match reads.read(projection, key, token.as_ref(), wait).await.map_err(refusal)? {
+    let read = reads.read(projection, key, token.as_ref(), wait);
+    match by_deadline(gw.config.request_timeout, deadline, read).await? {
         ReadOutcome::Found { document, version } => {
             Ok(axum::Json(Document { projection, key, version, document }).into_response())
         }
@@ -237,13 +242,14 @@ async fn read_progress(
     projection: &str,
     query: &ReadQuery,
     headers: &HeaderMap,
+    deadline: Instant,
 ) -> Result<Response, ApiError> {
     let Request { reads, wait, token } = request(gw, projection, query, headers)?;
     let token = token.ok_or_else(|| {
         ApiError::new(StatusCode::BAD_REQUEST, "missing_after", "`after`: the consistency token to check is required")
             .field("after")
     })?;
-    let inclusion = reads.progress(projection, &token, wait).await.map_err(refusal)?;
+    let inclusion = by_deadline(gw.config.request_timeout, deadline, reads.progress(projection, &token, wait)).await?;
     if inclusion.included() {
         Ok(axum::Json(Included { projection, included: true }).into_response())
     } else {
@@ -261,6 +267,25 @@ fn not_yet(projection: &str, wait: Duration, behind: Vec<Behind>) -> ApiError {
     )
     .behind(behind)
     .retry_after(Duration::from_secs(1))
+}
+
+/// `read`'s answer, or 503 `read_timeout` once the request's deadline passes: the wait ends a
+/// second before it, so this is a store (or Kafka) too slow to answer in the second left. A read
+/// changes nothing, so asking again is always safe.
+async fn by_deadline<T>(
+    request_timeout: Duration,
+    deadline: Instant,
+    read: impl Future<Output = Result<T, ReadError>>,
+) -> Result<T, ApiError> {
+    match timeout_at(deadline, read).await {
+        Ok(answer) => answer.map_err(refusal),
+        Err(_elapsed) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "read_timeout",
+            format!("the read did not finish within the request timeout ({request_timeout:?})"),
+        )
+        .retry_after(Duration::from_secs(1))),
+    }
 }
 
 fn refusal(e: ReadError) -> ApiError {
@@ -297,5 +322,21 @@ mod tests {
         assert_eq!(parse_wait(Some("250ms")).expect("ms"), Duration::from_millis(250));
         assert_eq!(parse_wait(Some("31s")).expect_err("too long").code(), "bad_wait");
         assert_eq!(parse_wait(Some("soon")).expect_err("not a duration").code(), "bad_wait");
+    }
+
+    #[tokio::test]
+    async fn a_read_answers_by_its_deadline_with_a_json_refusal() {
+        let timeout = Duration::from_millis(100);
+        let deadline = Instant::now() + timeout;
+        let hung = by_deadline(timeout, deadline, futures::future::pending::<Result<(), ReadError>>()).await;
+        let refusal = hung.expect_err("a read past its deadline");
+        assert_eq!((refusal.status, refusal.code()), (StatusCode::SERVICE_UNAVAILABLE, "read_timeout"));
+        assert_eq!(refusal.body.retry_after_seconds, Some(1));
+        assert!(Instant::now() >= deadline, "answered before the deadline");
+
+        let deadline = Instant::now() + timeout;
+        assert_eq!(by_deadline(timeout, deadline, async { Ok(7) }).await.expect("in time"), 7);
+        let down = by_deadline(timeout, deadline, async { Err::<(), _>(ReadError::Unavailable("down".into())) });
+        assert_eq!(down.await.expect_err("unavailable").code(), "unavailable");
     }
 }
