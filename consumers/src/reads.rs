@@ -32,7 +32,7 @@ pub struct Reads {
 
 impl Reads {
     /// Reads of `topology`'s projections; documents from `couchbase` when given (connected on the
-    /// first document read). Call within a tokio runtime.
+    /// first document read, or by [`Self::warm_up`]). Call within a tokio runtime.
     pub fn new(topology: Arc<Topology>, kafka: KafkaConnection, couchbase: Option<CouchbaseConnection>) -> Self {
         Self { topology, progress: Progress::new(kafka), couchbase, connected: OnceCell::new() }
     }
