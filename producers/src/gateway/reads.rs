@@ -149,7 +149,7 @@ pub(crate) async fn get_document(
     headers: HeaderMap,
 ) -> Response {
     let deadline = Instant::now() + gw.config.request_timeout;
-    answer(read_document(&gw, &projection, &key, &query, &headers, deadline).await)
+    answer(&gw, read_document(&gw, &projection, &key, &query, &headers, deadline).await)
 }
 
 /// `GET …/progress`.
@@ -160,11 +160,16 @@ pub(crate) async fn get_progress(
     headers: HeaderMap,
 ) -> Response {
     let deadline = Instant::now() + gw.config.request_timeout;
-    answer(read_progress(&gw, &projection, &query, &headers, deadline).await)
+    answer(&gw, read_progress(&gw, &projection, &query, &headers, deadline).await)
 }
 
-fn answer(result: Result<Response, ApiError>) -> Response {
-    result.unwrap_or_else(IntoResponse::into_response)
+/// The response; a refusal that is the gateway's or its services' (5xx) is logged with its cause,
+/// as the write routes' are.
+fn answer(gw: &GatewayState, result: Result<Response, ApiError>) -> Response {
+    result.unwrap_or_else(|e| {
+        gw.failures.note(&e, None);
+        e.into_response()
+    })
 }
 
 /// What every read checks first: the caller's scope, that reads are served, the wait and token.
