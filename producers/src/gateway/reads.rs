@@ -148,8 +148,7 @@ pub(crate) async fn get_document(
     Query(query): Query<ReadQuery>,
     headers: HeaderMap,
 ) -> Response {
-    let deadline = Instant::now() + gw.config.request_timeout;
-    answer(&gw, read_document(&gw, &projection, &key, &query, &headers, deadline).await)
+    answer(&gw, read_document(&gw, &projection, &key, &query, &headers).await)
 }
 
 /// `GET …/progress`.
@@ -159,8 +158,7 @@ pub(crate) async fn get_progress(
     Query(query): Query<ReadQuery>,
     headers: HeaderMap,
 ) -> Response {
-    let deadline = Instant::now() + gw.config.request_timeout;
-    answer(&gw, read_progress(&gw, &projection, &query, &headers, deadline).await)
+    answer(&gw, read_progress(&gw, &projection, &query, &headers).await)
 }
 
 /// The response; a refusal that is the gateway's or its services' (5xx) is logged with its cause,
@@ -172,11 +170,13 @@ fn answer(gw: &GatewayState, result: Result<Response, ApiError>) -> Response {
     })
 }
 
-/// What every read checks first: the caller's scope, that reads are served, the wait and token.
+/// What every read checks first: the caller's scope, that reads are served, the wait and token;
+/// and the deadline it answers by.
 struct Request<'g> {
     reads: &'g dyn ProjectionReads,
     wait: Duration,
     token: Option<ConsistencyToken>,
+    deadline: Instant,
 }
 
 fn request<'g>(
@@ -200,8 +200,9 @@ fn request<'g>(
     let reads = gw.reads.as_deref().ok_or_else(|| {
         ApiError::new(StatusCode::NOT_IMPLEMENTED, "reads_disabled", "this gateway serves no reads of projections")
     })?;
-    // The request's own deadline (`request_timeout`, plus the backstop's margin) bounds the wait:
-    // "not yet" must come back before the gateway would cut the request off with a 503.
+    // The request's deadline (`request_timeout` from now) bounds the read; the wait ends a second
+    // before it, which leaves the store that second to answer.
+    let deadline = Instant::now() + gw.config.request_timeout;
     let wait = parse_wait(query.wait.as_deref())?.min(gw.config.request_timeout.saturating_sub(Duration::from_secs(1)));
     let token =
         match &query.after {
@@ -210,7 +211,7 @@ fn request<'g>(
                 ApiError::new(StatusCode::BAD_REQUEST, e.code(), format!("`after`: {e}")).field("after")
             })?),
         };
-    Ok(Request { reads, wait, token })
+    Ok(Request { reads, wait, token, deadline })
 }
 
 async fn read_document(
@@ -219,9 +220,8 @@ async fn read_document(
     key: &str,
     query: &ReadQuery,
     headers: &HeaderMap,
-    deadline: Instant,
 ) -> Result<Response, ApiError> {
-    let Request { reads, wait, token } = request(gw, projection, query, headers)?;
+    let Request { reads, wait, token, deadline } = request(gw, projection, query, headers)?;
     let read = reads.read(projection, key, token.as_ref(), wait);
     match by_deadline(gw.config.request_timeout, deadline, read).await? {
         ReadOutcome::Found { document, version } => {
@@ -247,9 +247,8 @@ async fn read_progress(
     projection: &str,
     query: &ReadQuery,
     headers: &HeaderMap,
-    deadline: Instant,
 ) -> Result<Response, ApiError> {
-    let Request { reads, wait, token } = request(gw, projection, query, headers)?;
+    let Request { reads, wait, token, deadline } = request(gw, projection, query, headers)?;
     let token = token.ok_or_else(|| {
         ApiError::new(StatusCode::BAD_REQUEST, "missing_after", "`after`: the consistency token to check is required")
             .field("after")
